@@ -1,0 +1,13 @@
+//! ClickHouse adapter: how sealtrail connects to ClickHouse and how its schema evolves.
+//!
+//! Schema changes are numbered SQL files under `infra/clickhouse/migrations/`, applied in order
+//! at start and recorded in `schema_migrations` with a checksum, so a start is idempotent and an
+//! edited migration is refused instead of silently diverging.
+
+mod error;
+mod migrations;
+mod settings;
+
+pub use error::ClickHouseError;
+pub use migrations::{AppliedMigration, MIGRATIONS, Migration, apply_migrations};
+pub use settings::{ClickHouseSettings, wait_for_clickhouse};

@@ -1,0 +1,81 @@
+use std::time::{Duration, Instant};
+
+use clickhouse::Client;
+
+use crate::ClickHouseError;
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to reach ClickHouse over HTTP and which database holds sealtrail's tables.
+#[derive(Debug, Clone)]
+pub struct ClickHouseSettings {
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl ClickHouseSettings {
+    pub const DEFAULT_DATABASE: &'static str = "sealtrail";
+
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            database: Self::DEFAULT_DATABASE.to_owned(),
+            user: None,
+            password: None,
+        }
+    }
+
+    /// A client bound to sealtrail's database, with row validation on so a mismatch between a Rust
+    /// row type and the table is reported by column name instead of corrupting data.
+    pub fn client(&self) -> Client {
+        self.server_client().with_database(&self.database)
+    }
+
+    /// A client with no database selected, for statements that must run before it exists.
+    pub fn server_client(&self) -> Client {
+        let mut client = Client::default()
+            .with_url(&self.url)
+            .with_validation(true)
+            .with_compression(clickhouse::Compression::Lz4);
+        if let Some(user) = &self.user {
+            client = client.with_user(user);
+        }
+        if let Some(password) = &self.password {
+            client = client.with_password(password);
+        }
+        client
+    }
+}
+
+/// Waits until ClickHouse answers `SELECT 1`, or fails after `timeout`.
+pub async fn wait_for_clickhouse(settings: &ClickHouseSettings, timeout: Duration) -> Result<(), ClickHouseError> {
+    let client = settings.server_client();
+    let started = Instant::now();
+    loop {
+        let attempt = match tokio::time::timeout(PROBE_TIMEOUT, client.query("SELECT 1").fetch_one::<u8>()).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+        };
+        match attempt {
+            Ok(1) => return Ok(()),
+            Ok(other) => {
+                return Err(ClickHouseError::Unreachable {
+                    url: settings.url.clone(),
+                    waited: started.elapsed(),
+                    reason: format!("SELECT 1 returned {other}"),
+                });
+            }
+            Err(reason) if started.elapsed() >= timeout => {
+                return Err(ClickHouseError::Unreachable {
+                    url: settings.url.clone(),
+                    waited: started.elapsed(),
+                    reason,
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+use rdkafka::ClientConfig;
+
+/// Where the brokers are and which extra librdkafka properties to pass to every client.
+///
+/// Extra properties (for example `security.protocol` and SASL settings in production) are taken
+/// as given, so the same binary talks to Tansu locally and to a secured Apache Kafka cluster.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub bootstrap: String,
+    /// Replication factor of the topics sealtrail creates (1 on a single local broker).
+    pub replication_factor: i32,
+    pub extra: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            replication_factor: 1,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Properties common to every client.
+    pub fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            // Loopback brokers answer in milliseconds; remote ones get a generous but finite bound
+            // so a misconfigured address ends in an error instead of a hang.
+            .set("socket.connection.setup.timeout.ms", "10000")
+            .set("log_level", "3");
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// A producer that never loses or duplicates an acknowledged record: idempotent, `acks=all`,
+    /// and keyed records placed with Java's partitioner so every client agrees on a partition.
+    pub fn producer(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000");
+        config
+    }
+
+    /// A consumer in `group` that commits offsets only when the application says so.
+    pub fn consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        config
+    }
+
+    /// A consumer outside any group, for reading a topic with explicit assignments.
+    pub fn reader(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", "sealtrail-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        config
+    }
+}

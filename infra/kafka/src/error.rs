@@ -1,0 +1,29 @@
+use std::time::Duration;
+
+use rdkafka::error::KafkaError as ClientError;
+
+/// Failures of the Kafka adapter, each naming the broker or topic involved.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error(
+        "cannot reach the Kafka broker at {bootstrap} within {waited:?} ({source}); is it running? \
+         (`sealtrail up` starts a local one)"
+    )]
+    Unreachable {
+        bootstrap: String,
+        waited: Duration,
+        source: ClientError,
+    },
+    #[error("cannot create a Kafka client for {bootstrap}: {source}")]
+    Client { bootstrap: String, source: ClientError },
+    #[error("cannot create topic `{topic}`: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error("cannot read topic `{topic}`: {source}")]
+    Read { topic: String, source: ClientError },
+    #[error("timed out after {waited:?} reading topic `{topic}` up to offset {target}")]
+    ReadTimeout {
+        topic: String,
+        target: i64,
+        waited: Duration,
+    },
+}

@@ -1,0 +1,16 @@
+//! Kafka adapter shared by every sealtrail component.
+//!
+//! It owns the client settings that the project relies on (idempotent, `acks=all` producers,
+//! `murmur2_random` partitioning so Rust and Java producers agree on a tenant's partition,
+//! manual offset commits) and the few administrative operations the stack needs. Everything
+//! here works unchanged against Apache Kafka and against Tansu.
+
+mod config;
+mod error;
+mod log;
+mod topics;
+
+pub use config::KafkaSettings;
+pub use error::KafkaError;
+pub use log::{LogRecord, read_log_to_end};
+pub use topics::{TopicSpec, ensure_topics, wait_for_broker};

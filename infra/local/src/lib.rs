@@ -1,0 +1,18 @@
+//! The local stack: everything `sealtrail up` and the test harness need to run sealtrail's real
+//! dependencies on one machine without Docker: installing Tansu and the ClickHouse engine when
+//! missing, and starting, watching and stopping them on loopback.
+
+pub mod clickhouse_engine;
+mod data_dir;
+mod error;
+mod install;
+mod ports;
+mod process;
+mod services;
+
+pub use data_dir::{DataDir, DataDirLock, Endpoints};
+pub use error::LocalError;
+pub use install::{CacheDir, Installed, ensure_clickhouse_engine, ensure_tansu};
+pub use ports::{PortChoice, PortOverrides, StackPorts};
+pub use process::{ManagedProcess, stop_leftovers};
+pub use services::{start_broker, start_clickhouse};

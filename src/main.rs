@@ -1,0 +1,75 @@
+//! `sealtrail`: one binary for every sealtrail component and for the local stack.
+
+mod commands;
+mod settings;
+mod telemetry;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sealtrail",
+    version,
+    about = "Tamper-evident, multi-tenant audit trails on Kafka and ClickHouse"
+)]
+struct Cli {
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the local stack (Kafka broker, ClickHouse, schema registry) on loopback.
+    Up(commands::up::UpArgs),
+    /// Stop the local stack running on a data directory.
+    Down(commands::down::DownArgs),
+    /// Install what the local stack runs (Tansu, the ClickHouse engine) if missing.
+    Setup(commands::setup::SetupArgs),
+    /// Show the endpoints of the local stack and whether each answers.
+    Status(commands::status::StatusArgs),
+    /// Serve the Confluent-compatible schema registry, keeping its log in Kafka.
+    Registry(commands::registry::RegistryArgs),
+    /// Apply the ClickHouse schema migrations that have not been applied yet.
+    Migrate(commands::migrate::MigrateArgs),
+    /// Serve the ClickHouse engine library over HTTP (started by `up`; not for direct use).
+    #[command(hide = true)]
+    ClickhouseServer(commands::clickhouse_server::ClickHouseServerArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The launcher must block its stop signals before any thread exists, so it runs before the
+    // async runtime and without the usual telemetry.
+    if let Command::ClickhouseServer(args) = &cli.command {
+        return commands::clickhouse_server::run(args);
+    }
+    telemetry::init(&cli.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => commands::up::run(args).await,
+            Command::Down(args) => commands::down::run(args).await,
+            Command::Setup(args) => commands::setup::run(args).await,
+            Command::Status(args) => commands::status::run(args).await,
+            Command::Registry(args) => commands::registry::run(args).await,
+            Command::Migrate(args) => commands::migrate::run(args).await,
+            Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
+        }
+    });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line that says what went wrong and what to do; details are in the logs.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
