@@ -64,6 +64,8 @@ fn main() -> std::process::ExitCode {
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }
     });
+    // Work still pending (a probe, a stuck read) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -4,20 +4,28 @@
 use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_kafka::KafkaSettings;
 
+#[expect(clippy::struct_field_names, reason = "the field names are the flag names")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     pub kafka_bootstrap: String,
-    /// Extra librdkafka property for every client (e.g. security.protocol=SASL_SSL); repeatable.
+    /// Extra librdkafka property for every client (for example `security.protocol=SASL_SSL`); repeatable.
     #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
     pub kafka_options: Vec<(String, String)>,
     /// Replication factor of the topics sealtrail creates.
     #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
     pub kafka_replication_factor: i32,
+    /// How long to wait for the broker at start before giving up, in seconds.
+    #[arg(long, env = "KAFKA_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
+    pub kafka_connect_timeout: u64,
 }
 
 impl KafkaArgs {
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.kafka_connect_timeout)
+    }
+
     pub fn settings(&self) -> KafkaSettings {
         let mut settings = KafkaSettings::new(&self.kafka_bootstrap);
         settings.replication_factor = self.kafka_replication_factor;
@@ -26,6 +34,7 @@ impl KafkaArgs {
     }
 }
 
+#[expect(clippy::struct_field_names, reason = "the field names are the flag names")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClickHouseArgs {
     /// ClickHouse HTTP interface.

@@ -11,7 +11,7 @@ pub enum LogFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct TelemetryArgs {
-    /// Log line format on stderr; the level comes from RUST_LOG (default: info).
+    /// Log line format on stderr; the level comes from `RUST_LOG` (default: info).
     #[arg(long, global = true, env = "SEALTRAIL_LOG_FORMAT", value_enum, default_value_t)]
     log_format: LogFormat,
 }

@@ -11,6 +11,8 @@ mod http;
 mod log_record;
 mod service;
 pub mod state;
+#[cfg(test)]
+mod state_tests;
 
 pub use compatibility::CompatibilityLevel;
 pub use error::RegistryError;

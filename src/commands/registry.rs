@@ -1,5 +1,4 @@
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use sealtrail_kafka::wait_for_broker;
@@ -21,7 +20,7 @@ pub struct RegistryArgs {
 
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.settings();
-    wait_for_broker(&kafka, Duration::from_secs(30)).await?;
+    wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     let mut settings = RegistrySettings::new(kafka);
     settings.topic = args.topic;
     let registry = RegistryService::start(&settings).await?;

@@ -11,7 +11,6 @@ use sealtrail_local::{
     ensure_tansu, start_broker, start_clickhouse, stop_leftovers,
 };
 use sealtrail_registry::{RegistryService, RegistrySettings};
-use tokio::io::AsyncReadExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
@@ -174,9 +173,16 @@ async fn supervise(stack: &mut Stack, exit_on_stdin_close: bool) -> anyhow::Resu
         if !exit_on_stdin_close {
             return std::future::pending::<()>().await;
         }
-        let mut stdin = tokio::io::stdin();
-        let mut buffer = [0_u8; 256];
-        while matches!(stdin.read(&mut buffer).await, Ok(read) if read > 0) {}
+        // A plain thread, not the runtime's blocking pool: a read blocked on stdin must never
+        // hold up the process's exit.
+        let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut buffer = [0_u8; 256];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(std::io::Read::read(&mut stdin, &mut buffer), Ok(read) if read > 0) {}
+            closed.send(()).ok();
+        });
+        on_close.await.ok();
     };
     let (first, rest) = stack.processes.split_at_mut(1);
     let broker = &mut first[0];

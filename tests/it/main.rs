@@ -1,1 +1,12 @@
+//! Integration tests against real components: Tansu, the ClickHouse engine and sealtrail's own
+//! schema registry, started by `sealtrail up` on free ports (see `harness`).
 
+mod clickhouse_roundtrip;
+mod compose;
+mod durability;
+mod harness;
+mod interop;
+mod kafka_roundtrip;
+mod misconfiguration;
+mod registry;
+mod workspace_rules;

@@ -1,0 +1,177 @@
+//! Starts real local stacks (`sealtrail up`) for the tests: a broker, ClickHouse and the schema
+//! registry on free loopback ports, in a temporary data directory.
+//!
+//! One stack is shared by the whole test binary; tests that kill or restart things start their
+//! own. A stack lives as long as the test process: `up` runs with `--exit-on-stdin-close`, and the
+//! pipe to its standard input closes when the process ends, however it ends.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sealtrail_clickhouse::ClickHouseSettings;
+use sealtrail_kafka::KafkaSettings;
+use sealtrail_local::Endpoints;
+
+pub const SEALTRAIL: &str = env!("CARGO_BIN_EXE_sealtrail");
+
+/// A running `sealtrail up`.
+#[derive(Debug)]
+pub struct TestStack {
+    pub data_dir: PathBuf,
+    pub endpoints: Endpoints,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+/// The stack shared by every test of this binary, started on first use.
+pub fn shared() -> &'static TestStack {
+    static SHARED: OnceLock<TestStack> = OnceLock::new();
+    SHARED.get_or_init(|| TestStack::start(&fresh_data_dir("shared")))
+}
+
+/// A new, empty data directory for one stack, removed by a later run once this process is gone.
+pub fn fresh_data_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let root = std::env::temp_dir().join("sealtrail-it");
+    remove_stale_runs(&root);
+    let dir = root.join(format!(
+        "{}-{name}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create the test data dir");
+    dir
+}
+
+fn remove_stale_runs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|pid| pid.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            std::fs::remove_dir_all(entry.path()).ok();
+        }
+    }
+}
+
+impl TestStack {
+    /// Runs `sealtrail up` on `data_dir` and returns once it reports the stack is up.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::try_start(data_dir, &[]).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// Like `start`, returning what `up` printed on failure instead of panicking.
+    pub fn try_start(data_dir: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        let stderr_log = data_dir.join("up.stderr.log");
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)
+            .expect("open the stderr log");
+        let mut child = Command::new(SEALTRAIL)
+            .args(["up", "--ports", "auto", "--exit-on-stdin-close", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("run sealtrail up");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // `up` prints the endpoints, then this line, once everything answers. Installing on a
+        // fresh machine happens before, on stderr.
+        let up = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with("sealtrail is up"));
+        if !up {
+            let status = child.wait().expect("wait for sealtrail up");
+            let printed = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            return Err(format!(
+                "sealtrail up exited with {status} before the stack was up:\n{printed}"
+            ));
+        }
+        // Keep draining stdout so `up` never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let endpoints_text =
+            std::fs::read_to_string(data_dir.join("endpoints.env")).expect("up writes endpoints.env before reporting");
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            endpoints: Endpoints::parse(&endpoints_text),
+            stdin: child.stdin.take(),
+            child,
+        })
+    }
+
+    pub fn kafka(&self) -> KafkaSettings {
+        KafkaSettings::new(&self.endpoints.kafka_bootstrap)
+    }
+
+    pub fn clickhouse(&self) -> ClickHouseSettings {
+        ClickHouseSettings::new(&self.endpoints.clickhouse_url)
+    }
+
+    pub fn registry_url(&self) -> &str {
+        &self.endpoints.schema_registry_url
+    }
+
+    /// The pid a child recorded in the data directory (`tansu`, `clickhouse`).
+    pub fn child_pid(&self, name: &str) -> i32 {
+        let stamp = std::fs::read_to_string(self.data_dir.join("run").join(format!("{name}.pid"))).expect("pid file");
+        stamp
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse().ok())
+            .expect("a pid")
+    }
+
+    /// What `up` has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("up.stderr.log")).unwrap_or_default()
+    }
+
+    /// Stops the stack the way Ctrl-C does and waits for `up` to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().expect("wait for sealtrail up")
+    }
+
+    /// Waits for `up` to exit on its own (after one of its children died).
+    pub fn wait_for_exit(mut self) -> (ExitStatus, String) {
+        let status = self.child.wait().expect("wait for sealtrail up");
+        (status, self.stderr())
+    }
+}
+
+/// Runs `sealtrail <args>` to completion and returns its status, stdout and stderr.
+pub fn run_sealtrail(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let output = Command::new(SEALTRAIL)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sealtrail");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A name no other test uses, for topics, groups and tables.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,64 @@
+//! A client the project did not write can use the broker `sealtrail up` prints.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sealtrail_local::CacheDir;
+
+use crate::harness::{shared, unique};
+
+/// A virtualenv with confluent-kafka from `PyPI`, made once per machine in sealtrail's cache.
+fn python_with_confluent_kafka() -> PathBuf {
+    let venv = CacheDir::from_env().root().join("python-interop");
+    let python = venv.join("bin/python");
+    let has_client = |python: &PathBuf| {
+        Command::new(python)
+            .args(["-c", "import confluent_kafka"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_client(&python) {
+        let created = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(created.success(), "python3 -m venv {}", venv.display());
+        let installed = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "confluent-kafka>=2.16,<3",
+            ])
+            .status()
+            .expect("pip runs");
+        assert!(installed.success(), "pip install confluent-kafka");
+    }
+    python
+}
+
+#[test]
+fn pythons_confluent_kafka_creates_produces_and_consumes() {
+    let stack = shared();
+    let python = python_with_confluent_kafka();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/confluent_kafka_roundtrip.py"
+    );
+    let output = Command::new(python)
+        .arg(script)
+        .arg(&stack.endpoints.kafka_bootstrap)
+        .arg(unique("python"))
+        .arg("50")
+        .output()
+        .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "ok 50");
+}

@@ -1,0 +1,103 @@
+//! Bad configuration ends with a one-line error that says what to do: never a panic or a hang.
+
+use std::net::TcpListener;
+
+use crate::harness::{TestStack, fresh_data_dir, run_sealtrail, shared};
+
+/// The final line of stderr is the error; nothing panicked.
+fn assert_one_line_error(stderr: &str, expected: &[&str]) {
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.starts_with("error: "), "last line is the error: {stderr}");
+    for part in expected {
+        assert!(last.contains(part), "`{part}` in `{last}`");
+    }
+}
+
+#[test]
+fn a_taken_port_names_the_port_and_the_flag() {
+    let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("address").port().to_string();
+    let data_dir = fresh_data_dir("port-taken");
+    let result = TestStack::try_start(&data_dir, &["--kafka-port", &port]);
+    let printed = result.expect_err("up refuses");
+    assert_one_line_error(&printed, &[&format!("port {port}"), "--kafka-port"]);
+}
+
+#[test]
+fn a_missing_broker_binary_says_how_to_get_one() {
+    let data_dir = fresh_data_dir("no-binary");
+    let (status, _, stderr) = run_sealtrail(
+        &["up", "--ports", "auto", "--data-dir", data_dir.to_str().expect("utf-8")],
+        &[("SEALTRAIL_TANSU_BIN", "/nonexistent/tansu")],
+    );
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["/nonexistent/tansu", "unset SEALTRAIL_TANSU_BIN"]);
+}
+
+#[test]
+fn an_unreachable_broker_is_reported_not_waited_for_forever() {
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let (status, _, stderr) = run_sealtrail(
+        &[
+            "registry",
+            "--kafka-bootstrap",
+            &address,
+            "--kafka-connect-timeout",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert_one_line_error(
+        &stderr,
+        &[&format!("cannot reach the Kafka broker at {address}"), "sealtrail up"],
+    );
+}
+
+#[test]
+fn a_corrupt_broker_store_is_refused_before_anything_starts() {
+    let data_dir = fresh_data_dir("corrupt");
+    std::fs::create_dir_all(data_dir.join("kafka")).expect("mkdir");
+    std::fs::write(data_dir.join("kafka/tansu.db"), b"this is not a SQLite database at all").expect("write");
+    let printed = TestStack::try_start(&data_dir, &[]).expect_err("up refuses");
+    assert_one_line_error(&printed, &["tansu.db is corrupt", "move it away"]);
+}
+
+#[test]
+fn a_corrupt_ports_file_is_refused_with_what_to_do() {
+    let data_dir = fresh_data_dir("corrupt-ports");
+    std::fs::write(data_dir.join("ports.json"), b"{ not json").expect("write");
+    let printed = TestStack::try_start(&data_dir, &[]).expect_err("up refuses");
+    assert_one_line_error(&printed, &["ports.json is corrupt", "deleting it is safe"]);
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_refused() {
+    let parent = fresh_data_dir("file-data-dir");
+    let file = parent.join("plain-file");
+    std::fs::write(&file, b"x").expect("write");
+    let (status, _, stderr) = run_sealtrail(&["up", "--data-dir", file.to_str().expect("utf-8")], &[]);
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["is not a usable directory", "--data-dir"]);
+}
+
+#[test]
+fn a_second_up_on_a_running_data_dir_points_at_down() {
+    let stack = shared();
+    let (status, _, stderr) = run_sealtrail(&["up", "--data-dir", stack.data_dir.to_str().expect("utf-8")], &[]);
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["already running", "sealtrail down --data-dir"]);
+}
+
+#[test]
+fn down_with_nothing_running_is_not_an_error() {
+    let data_dir = fresh_data_dir("nothing");
+    let (status, stdout, _) = run_sealtrail(&["down", "--data-dir", data_dir.to_str().expect("utf-8")], &[]);
+    assert!(status.success());
+    assert!(stdout.contains("nothing runs"), "{stdout}");
+}
