@@ -1,0 +1,275 @@
+//! Signed checkpoints of a sealed partition (docs/integrity.md, "Checkpoints").
+
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
+
+use crate::canonical::{Canonical, SCHEME};
+use crate::digest::{Digest, to_hex};
+use crate::merkle;
+use crate::sealed::{Checkpoint, TenantHead};
+
+pub const CHECKPOINT_TAG: &[u8] = b"sealtrail/v1/checkpoint\0";
+pub const CHECKPOINT_GENESIS_TAG: &[u8] = b"sealtrail/v1/checkpoint-genesis\0";
+pub const TENANT_HEAD_TAG: &[u8] = b"sealtrail/v1/tenant-head\0";
+
+/// The `prev_checkpoint_hash` of a partition's first checkpoint.
+pub fn genesis(partition: i32) -> Digest {
+    Digest::of(&[CHECKPOINT_GENESIS_TAG, partition.to_string().as_bytes()])
+}
+
+/// The RFC 6962 leaf data of a tenant head: the tag, then the canonical head object.
+pub fn tenant_head_leaf(head: &TenantHead) -> Digest {
+    let mut c = Canonical::with_capacity(128);
+    c.begin_object();
+    c.field_str("hash", &head.hash.to_hex());
+    c.field_int("seq", i64::try_from(head.seq).unwrap_or(i64::MAX));
+    c.field_str("tenant_id", &head.tenant_id);
+    c.end_object();
+    let mut data = TENANT_HEAD_TAG.to_vec();
+    data.extend_from_slice(&c.into_bytes());
+    merkle::leaf_hash(&data)
+}
+
+/// Root of the tenant heads, which must be sorted by tenant id.
+pub fn tenant_heads_root(heads: &[TenantHead]) -> Digest {
+    let leaves: Vec<Digest> = heads.iter().map(tenant_head_leaf).collect();
+    merkle::root(&leaves)
+}
+
+/// Root of the entries since the previous checkpoint: their hashes are the leaf data.
+pub fn entries_root(entry_hashes: &[Digest]) -> Digest {
+    let leaves: Vec<Digest> = entry_hashes.iter().map(|hash| merkle::leaf_hash(&hash.0)).collect();
+    merkle::root(&leaves)
+}
+
+/// The bytes that are hashed into `checkpoint_hash` and signed: the tag, then the canonical body.
+pub fn signed_bytes(checkpoint: &Checkpoint) -> Vec<u8> {
+    let mut c = Canonical::with_capacity(512);
+    c.begin_object();
+    c.field_int("created_at", checkpoint.created_at);
+    c.field_int("dlq_next_offset", checkpoint.dlq_next_offset);
+    c.field_str("entries_root", &checkpoint.entries_root.to_hex());
+    c.field_int("entry_count", i64::try_from(checkpoint.entry_count).unwrap_or(i64::MAX));
+    c.field_str("key_id", &checkpoint.key_id);
+    c.field_int("number", i64::try_from(checkpoint.number).unwrap_or(i64::MAX));
+    c.field_int("partition", i64::from(checkpoint.partition));
+    c.field_str("prev_checkpoint_hash", &checkpoint.prev_checkpoint_hash.to_hex());
+    c.field_int("scheme", i64::from(checkpoint.scheme));
+    c.field_int("source_offset", checkpoint.source_offset);
+    c.field_int(
+        "tenant_count",
+        i64::try_from(checkpoint.tenant_count).unwrap_or(i64::MAX),
+    );
+    c.field_str("tenant_heads_root", &checkpoint.tenant_heads_root.to_hex());
+    c.end_object();
+    let mut bytes = CHECKPOINT_TAG.to_vec();
+    bytes.extend_from_slice(&c.into_bytes());
+    bytes
+}
+
+/// The id of a public key: the first 16 hex characters of its SHA-256.
+pub fn key_id(public_key: &[u8]) -> String {
+    Digest::of(&[public_key]).to_hex()[..16].to_owned()
+}
+
+/// An Ed25519 key that signs checkpoints.
+#[derive(Debug)]
+pub struct CheckpointSigner {
+    pair: Ed25519KeyPair,
+    key_id: String,
+}
+
+impl CheckpointSigner {
+    /// From a PKCS#8 v2 document, as `ring` generates and `sealtrail up` stores.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, String> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
+        let key_id = key_id(pair.public_key().as_ref());
+        Ok(Self { pair, key_id })
+    }
+
+    /// A new random key as a PKCS#8 document.
+    pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
+        Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .map(|doc| doc.as_ref().to_vec())
+            .map_err(|e| format!("cannot generate a key: {e}"))
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn public_key(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+
+    /// Fills `checkpoint_hash`, `key_id` and `signature` of a checkpoint whose other fields are set.
+    pub fn sign(&self, checkpoint: &mut Checkpoint) {
+        checkpoint.scheme = SCHEME;
+        checkpoint.key_id.clone_from(&self.key_id);
+        let bytes = signed_bytes(checkpoint);
+        checkpoint.checkpoint_hash = Digest::of(&[&bytes]);
+        checkpoint.signature = self.pair.sign(&bytes).as_ref().to_vec();
+    }
+}
+
+/// A public key trusted to have signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    pub key_id: String,
+    pub public_key: Vec<u8>,
+}
+
+impl TrustedKey {
+    pub fn new(public_key: Vec<u8>) -> Self {
+        Self {
+            key_id: key_id(&public_key),
+            public_key,
+        }
+    }
+
+    /// The text form kept in `<key_id>.pub` files: the raw key in hex.
+    pub fn to_text(&self) -> String {
+        to_hex(&self.public_key)
+    }
+}
+
+/// What is wrong with a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointProblem {
+    #[error("checkpoint {number} of partition {partition} is signed by key {key_id}, which is not trusted")]
+    UnknownKey {
+        partition: i32,
+        number: u64,
+        key_id: String,
+    },
+    #[error("checkpoint {number} of partition {partition}: the signature does not verify")]
+    BadSignature { partition: i32, number: u64 },
+    #[error(
+        "checkpoint {number} of partition {partition}: checkpoint_hash is {found}, the signed fields hash to {expected}"
+    )]
+    BadHash {
+        partition: i32,
+        number: u64,
+        expected: Digest,
+        found: Digest,
+    },
+    #[error(
+        "checkpoint {number} of partition {partition}: its tenant heads hash to {expected}, the signed root is {found}"
+    )]
+    HeadsMismatch {
+        partition: i32,
+        number: u64,
+        expected: Digest,
+        found: Digest,
+    },
+    #[error("checkpoint {number} of partition {partition}: scheme {scheme} is not supported")]
+    UnsupportedScheme { partition: i32, number: u64, scheme: u32 },
+}
+
+/// Checks the signature and hash of a checkpoint against the trusted keys, and that the tenant
+/// heads it carries (if any) are those under its signed root.
+pub fn verify_checkpoint(checkpoint: &Checkpoint, trusted: &[TrustedKey]) -> Result<(), CheckpointProblem> {
+    let (partition, number) = (checkpoint.partition, checkpoint.number);
+    if checkpoint.scheme != SCHEME {
+        return Err(CheckpointProblem::UnsupportedScheme {
+            partition,
+            number,
+            scheme: checkpoint.scheme,
+        });
+    }
+    let key = trusted
+        .iter()
+        .find(|k| k.key_id == checkpoint.key_id)
+        .ok_or_else(|| CheckpointProblem::UnknownKey {
+            partition,
+            number,
+            key_id: checkpoint.key_id.clone(),
+        })?;
+    let bytes = signed_bytes(checkpoint);
+    let expected = Digest::of(&[&bytes]);
+    if expected != checkpoint.checkpoint_hash {
+        return Err(CheckpointProblem::BadHash {
+            partition,
+            number,
+            expected,
+            found: checkpoint.checkpoint_hash,
+        });
+    }
+    UnparsedPublicKey::new(&ED25519, &key.public_key)
+        .verify(&bytes, &checkpoint.signature)
+        .map_err(|_| CheckpointProblem::BadSignature { partition, number })?;
+    if !checkpoint.tenant_heads.is_empty() || checkpoint.tenant_count == 0 {
+        let root = tenant_heads_root(&checkpoint.tenant_heads);
+        if root != checkpoint.tenant_heads_root {
+            return Err(CheckpointProblem::HeadsMismatch {
+                partition,
+                number,
+                expected: root,
+                found: checkpoint.tenant_heads_root,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(heads: Vec<TenantHead>) -> Checkpoint {
+        Checkpoint {
+            scheme: SCHEME,
+            partition: 2,
+            number: 1,
+            prev_checkpoint_hash: genesis(2),
+            entries_root: entries_root(&[Digest::of(&[b"e1"]), Digest::of(&[b"e2"])]),
+            entry_count: 2,
+            tenant_heads_root: tenant_heads_root(&heads),
+            tenant_count: heads.len() as u64,
+            source_offset: 41,
+            dlq_next_offset: 0,
+            created_at: 1_763_856_000_000,
+            key_id: String::new(),
+            checkpoint_hash: Digest::default(),
+            signature: Vec::new(),
+            tenant_heads: heads,
+        }
+    }
+
+    #[test]
+    fn a_signed_checkpoint_verifies_and_any_change_breaks_it() {
+        let key = CheckpointSigner::from_pkcs8(&CheckpointSigner::generate_pkcs8().expect("key")).expect("signer");
+        let trusted = [TrustedKey::new(key.public_key().to_vec())];
+        let heads = vec![TenantHead {
+            tenant_id: "acme".into(),
+            seq: 2,
+            hash: Digest::of(&[b"h"]),
+        }];
+        let mut signed = checkpoint(heads);
+        key.sign(&mut signed);
+        assert_eq!(verify_checkpoint(&signed, &trusted), Ok(()));
+
+        let mut altered = signed.clone();
+        altered.source_offset += 1;
+        assert!(matches!(
+            verify_checkpoint(&altered, &trusted),
+            Err(CheckpointProblem::BadHash { .. })
+        ));
+        let mut forged_heads = signed.clone();
+        forged_heads.tenant_heads[0].seq = 3;
+        assert!(matches!(
+            verify_checkpoint(&forged_heads, &trusted),
+            Err(CheckpointProblem::HeadsMismatch { .. })
+        ));
+        let stranger = CheckpointSigner::from_pkcs8(&CheckpointSigner::generate_pkcs8().expect("key")).expect("signer");
+        assert!(matches!(
+            verify_checkpoint(&signed, &[TrustedKey::new(stranger.public_key().to_vec())]),
+            Err(CheckpointProblem::UnknownKey { .. })
+        ));
+        let mut bad_signature = signed.clone();
+        bad_signature.signature[0] ^= 1;
+        assert!(matches!(
+            verify_checkpoint(&bad_signature, &trusted),
+            Err(CheckpointProblem::BadSignature { .. })
+        ));
+    }
+}

@@ -1,0 +1,365 @@
+//! Sealing one partition: raw record in, sealed event or rejection out, and signed checkpoints.
+//!
+//! The state (tenant heads, entries since the last checkpoint, how far the raw partition is
+//! handled) lives in memory only. It is rebuilt from the sealed partition itself with
+//! [`PartitionSealer::recover`]: the last checkpoint plus the events after it, plus the DLQ records
+//! after the checkpoint's DLQ position. Sealed records reach Kafka in the order they are made, so
+//! whatever prefix of them survives a crash, recovery continues each chain exactly where it ends.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::avro::{self, Framed, Plan};
+use crate::canonical::{self, SCHEME};
+use crate::chain;
+use crate::checkpoint::{self, CheckpointSigner};
+use crate::classify::classify_and_redact;
+use crate::digest::Digest;
+use crate::policy::Policy;
+use crate::sealed::{Checkpoint, Seal, SealedEvent, SourceCoordinates, TenantHead};
+use crate::tokenize::Tokenizer;
+use crate::validate::{self, Limits, RejectCode, Rejection, reject};
+
+/// What the sealer needs to know about its partition.
+#[derive(Debug, Clone)]
+pub struct SealerSettings {
+    pub source_topic: String,
+    pub partition: i32,
+    pub limits: Limits,
+    /// A checkpoint is due after this many sealed events.
+    pub checkpoint_every: usize,
+    /// ...or after this long with anything new to cover.
+    pub checkpoint_interval_ms: i64,
+}
+
+/// A raw record as read from the source partition.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// What the registry said about a schema id.
+#[derive(Debug, Clone, Copy)]
+pub enum SchemaLookup<'p> {
+    Found(&'p Plan),
+    /// The registry does not know the id.
+    Unknown,
+    /// The id is known but its schema cannot be read as the contract.
+    Incompatible(&'p str),
+}
+
+/// The outcome of handling one raw record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    Sealed(Box<SealedEvent>),
+    Rejected(Rejection),
+    /// Sealed or rejected before a restart (or before the consumer was rewound): nothing to do.
+    AlreadyHandled,
+}
+
+/// The per-call context: policy, tokenizer, clock.
+#[derive(Debug)]
+pub struct SealContext<'a> {
+    pub policy: &'a Policy,
+    pub tokenizer: &'a mut Tokenizer,
+    pub now_ms: i64,
+    pub key_id: &'a str,
+}
+
+/// Why a sealed partition cannot be continued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("checkpoint {number} of partition {partition} carries tenant heads that do not match its signed root")]
+    HeadsMismatch { partition: i32, number: u64 },
+    #[error(
+        "sealed partition {partition}: tenant {tenant} continues at sequence {found_seq} (prev {found_prev}) but its chain ends at \
+         {expected_seq} (hash {expected_prev}); the sealed log has a gap or a fork and needs investigation"
+    )]
+    Discontinuity {
+        partition: i32,
+        tenant: String,
+        expected_seq: u64,
+        expected_prev: Digest,
+        found_seq: u64,
+        found_prev: Digest,
+    },
+    #[error(
+        "sealed partition {partition}: the event at tenant {tenant} sequence {seq} does not hash to its recorded hash"
+    )]
+    AlteredEvent { partition: i32, tenant: String, seq: u64 },
+}
+
+/// The sealing state of one partition.
+#[derive(Debug)]
+pub struct PartitionSealer {
+    settings: SealerSettings,
+    heads: HashMap<String, (u64, Digest)>,
+    pending: Vec<Digest>,
+    last_checkpoint: Option<(u64, Digest)>,
+    last_checkpoint_at: i64,
+    /// Every raw offset up to this one is handled; -1 before the first.
+    handled_through: i64,
+    /// Offsets beyond `handled_through` already handled before a restart.
+    handled_ahead: BTreeSet<i64>,
+}
+
+impl PartitionSealer {
+    /// A partition that has never been sealed.
+    pub fn new(settings: SealerSettings, now_ms: i64) -> Self {
+        Self {
+            settings,
+            heads: HashMap::new(),
+            pending: Vec::new(),
+            last_checkpoint: None,
+            last_checkpoint_at: now_ms,
+            handled_through: -1,
+            handled_ahead: BTreeSet::new(),
+        }
+    }
+
+    /// Rebuilds the state from the last checkpoint of the sealed partition (if any), the sealed
+    /// events after it, and the raw offsets of the DLQ records after its DLQ position.
+    pub fn recover(
+        settings: SealerSettings,
+        last_checkpoint: Option<&Checkpoint>,
+        tail: &[SealedEvent],
+        rejected_offsets: &[i64],
+        now_ms: i64,
+    ) -> Result<Self, RecoveryError> {
+        let partition = settings.partition;
+        let mut sealer = Self::new(settings, now_ms);
+        if let Some(checkpoint) = last_checkpoint {
+            if checkpoint::tenant_heads_root(&checkpoint.tenant_heads) != checkpoint.tenant_heads_root {
+                return Err(RecoveryError::HeadsMismatch {
+                    partition,
+                    number: checkpoint.number,
+                });
+            }
+            for head in &checkpoint.tenant_heads {
+                sealer.heads.insert(head.tenant_id.clone(), (head.seq, head.hash));
+            }
+            sealer.last_checkpoint = Some((checkpoint.number, checkpoint.checkpoint_hash));
+            sealer.handled_through = checkpoint.source_offset;
+        }
+        for event in tail {
+            let tenant = &event.event.tenant_id;
+            let (expected_seq, expected_prev) = sealer.next_link(tenant);
+            if event.seal.tenant_seq != expected_seq || event.seal.prev_hash != expected_prev {
+                return Err(RecoveryError::Discontinuity {
+                    partition,
+                    tenant: tenant.clone(),
+                    expected_seq,
+                    expected_prev,
+                    found_seq: event.seal.tenant_seq,
+                    found_prev: event.seal.prev_hash,
+                });
+            }
+            let canonical = canonical::entry(
+                tenant,
+                expected_seq,
+                &event.event,
+                &event.classification,
+                &event.redactions,
+            );
+            if chain::entry_hash(&expected_prev, &canonical) != event.seal.hash {
+                return Err(RecoveryError::AlteredEvent {
+                    partition,
+                    tenant: tenant.clone(),
+                    seq: expected_seq,
+                });
+            }
+            sealer.heads.insert(tenant.clone(), (expected_seq, event.seal.hash));
+            sealer.pending.push(event.seal.hash);
+            sealer.mark_handled(event.source.offset);
+        }
+        for offset in rejected_offsets {
+            sealer.mark_handled(*offset);
+        }
+        Ok(sealer)
+    }
+
+    /// The first raw offset to read.
+    pub fn resume_offset(&self) -> i64 {
+        self.handled_through + 1
+    }
+
+    /// Every raw offset up to this one is handled.
+    pub fn handled_through(&self) -> i64 {
+        self.handled_through
+    }
+
+    pub fn pending_entries(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.heads.len()
+    }
+
+    fn mark_handled(&mut self, offset: i64) {
+        if offset > self.handled_through {
+            self.handled_ahead.insert(offset);
+        }
+    }
+
+    fn next_link(&self, tenant: &str) -> (u64, Digest) {
+        self.heads
+            .get(tenant)
+            .map_or_else(|| (1, chain::genesis(tenant)), |(seq, hash)| (seq + 1, *hash))
+    }
+
+    /// Validates, classifies, redacts and chains one raw record. Records must come in offset order.
+    pub fn handle<'p>(
+        &mut self,
+        record: &RawRecord<'_>,
+        schema: impl FnOnce(u32) -> SchemaLookup<'p>,
+        context: &mut SealContext<'_>,
+    ) -> Disposition {
+        if record.offset <= self.handled_through || self.handled_ahead.remove(&record.offset) {
+            self.advance(record.offset);
+            return Disposition::AlreadyHandled;
+        }
+        self.advance(record.offset);
+        match self.seal(record, schema, context) {
+            Ok(sealed) => Disposition::Sealed(Box::new(sealed)),
+            Err(rejection) => Disposition::Rejected(rejection),
+        }
+    }
+
+    fn advance(&mut self, offset: i64) {
+        self.handled_through = self.handled_through.max(offset);
+        while self
+            .handled_ahead
+            .first()
+            .is_some_and(|first| *first <= self.handled_through)
+        {
+            self.handled_ahead.pop_first();
+        }
+    }
+
+    fn seal<'p>(
+        &mut self,
+        record: &RawRecord<'_>,
+        schema: impl FnOnce(u32) -> SchemaLookup<'p>,
+        context: &mut SealContext<'_>,
+    ) -> Result<SealedEvent, Rejection> {
+        let value = record.value.unwrap_or_default();
+        if value.len() > self.settings.limits.max_record_bytes {
+            return Err(reject(
+                RejectCode::Oversized,
+                format!(
+                    "the record is {} bytes; the limit is {}",
+                    value.len(),
+                    self.settings.limits.max_record_bytes
+                ),
+            ));
+        }
+        let key_tenant = validate::check_key(record.key)?;
+        let framed = Framed::parse(value).map_err(|e| reject(RejectCode::NotAvro, e.to_string()))?;
+        let plan = match schema(framed.schema_id) {
+            SchemaLookup::Found(plan) => plan,
+            SchemaLookup::Unknown => {
+                return Err(reject(
+                    RejectCode::UnknownSchema,
+                    format!("schema id {} is not in the registry", framed.schema_id),
+                ));
+            }
+            SchemaLookup::Incompatible(reason) => {
+                return Err(reject(
+                    RejectCode::IncompatibleSchema,
+                    format!(
+                        "schema id {} cannot be read as the audit event contract: {reason}",
+                        framed.schema_id
+                    ),
+                ));
+            }
+        };
+        let decoded = avro::decode_all(plan, framed.body).map_err(|e| {
+            reject(
+                RejectCode::NotAvro,
+                format!("the body does not decode with schema id {}: {e}", framed.schema_id),
+            )
+        })?;
+        let mut event =
+            avro::contract::audit_event_from_val(decoded).map_err(|e| reject(RejectCode::NotAvro, e.to_string()))?;
+        validate::check_event(&event, key_tenant, context.now_ms, &self.settings.limits)?;
+
+        let rules = context.policy.rules_for(&event.tenant_id);
+        let (classification, redactions) = classify_and_redact(&mut event, rules, context.tokenizer);
+        let (seq, prev_hash) = self.next_link(&event.tenant_id);
+        let canonical = canonical::entry(&event.tenant_id, seq, &event, &classification, &redactions);
+        let hash = chain::entry_hash(&prev_hash, &canonical);
+        self.heads.insert(event.tenant_id.clone(), (seq, hash));
+        self.pending.push(hash);
+        Ok(SealedEvent {
+            event,
+            classification,
+            redactions,
+            seal: Seal {
+                scheme: SCHEME,
+                tenant_seq: seq,
+                prev_hash,
+                hash,
+                key_id: context.key_id.to_owned(),
+            },
+            source: SourceCoordinates {
+                topic: self.settings.source_topic.clone(),
+                partition: self.settings.partition,
+                offset: record.offset,
+                schema_id: framed.schema_id,
+            },
+            sealed_at: context.now_ms,
+        })
+    }
+
+    /// Whether a checkpoint should be written now.
+    pub fn checkpoint_due(&self, now_ms: i64, covered_through: i64) -> bool {
+        if self.pending.len() >= self.settings.checkpoint_every {
+            return true;
+        }
+        let new_coverage = !self.pending.is_empty() || self.handled_through > covered_through;
+        new_coverage && now_ms - self.last_checkpoint_at >= self.settings.checkpoint_interval_ms
+    }
+
+    /// Makes and signs the next checkpoint, covering everything handled so far. The caller must
+    /// have every DLQ record it produced acknowledged, and passes the next DLQ offset.
+    pub fn checkpoint(&mut self, signer: &CheckpointSigner, dlq_next_offset: i64, now_ms: i64) -> Checkpoint {
+        let mut heads: Vec<TenantHead> = self
+            .heads
+            .iter()
+            .map(|(tenant, (seq, hash))| TenantHead {
+                tenant_id: tenant.clone(),
+                seq: *seq,
+                hash: *hash,
+            })
+            .collect();
+        heads.sort_unstable_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        let (number, prev) = match self.last_checkpoint {
+            Some((number, hash)) => (number + 1, hash),
+            None => (1, checkpoint::genesis(self.settings.partition)),
+        };
+        let mut made = Checkpoint {
+            scheme: SCHEME,
+            partition: self.settings.partition,
+            number,
+            prev_checkpoint_hash: prev,
+            entries_root: checkpoint::entries_root(&self.pending),
+            entry_count: self.pending.len() as u64,
+            tenant_heads_root: checkpoint::tenant_heads_root(&heads),
+            tenant_count: heads.len() as u64,
+            source_offset: self.handled_through,
+            dlq_next_offset,
+            created_at: now_ms,
+            key_id: String::new(),
+            checkpoint_hash: Digest::default(),
+            signature: Vec::new(),
+            tenant_heads: heads,
+        };
+        signer.sign(&mut made);
+        self.pending.clear();
+        self.last_checkpoint = Some((number, made.checkpoint_hash));
+        self.last_checkpoint_at = now_ms;
+        made
+    }
+}

@@ -1,0 +1,420 @@
+//! Tests across the core's modules: the contract round trip, sealing, recovery and verification.
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::{Record, Value};
+use apache_avro::writer::datum::GenericDatumWriter;
+
+use crate::avro::contract::{
+    AUDIT_EVENT_SCHEMA, SEALED_RECORD_SCHEMA, audit_event_from_val, audit_event_schema, encode_audit_event,
+    encode_sealed_record, sealed_record_from_val, sealed_record_schema,
+};
+use crate::avro::{Framed, Writer, compile, decode_all, identity};
+use crate::checkpoint::CheckpointSigner;
+use crate::event::{Actor, ActorType, AuditEvent, Change, Evidence, Outcome, OutcomeStatus, Resource};
+use crate::policy::Policy;
+use crate::sealed::{SealedEvent, SealedRecord};
+use crate::sealer::{Disposition, PartitionSealer, RawRecord, SchemaLookup, SealContext, SealerSettings};
+use crate::tokenize::Tokenizer;
+use crate::validate::{Limits, RejectCode};
+use crate::verify::{BreakKind, ChainStart, verify_chain, verify_checkpoints, verify_entries, verify_heads};
+
+const NOW: i64 = 1_763_856_000_000;
+
+/// Reads with apache-avro, the reference implementation the hand-written codec must agree with.
+fn avro_read(schema: &Schema, mut bytes: &[u8]) -> Value {
+    let reader = GenericDatumReader::builder(schema).build().expect("reader");
+    let value = reader.read_value(&mut bytes).expect("apache-avro reads it");
+    assert!(bytes.is_empty(), "apache-avro read the whole datum");
+    value
+}
+
+pub fn sample_event(tenant: &str, n: u32) -> AuditEvent {
+    AuditEvent {
+        event_id: format!("01JD7Z8Y9X0W1V2K3T4S{n:06}"),
+        tenant_id: tenant.to_owned(),
+        occurred_at: NOW - i64::from(n),
+        action: "configuration.changed".to_owned(),
+        actor: Actor {
+            id: format!("user-{n}@example.com"),
+            kind: ActorType::User,
+            display_name: Some("Dana Admin".to_owned()),
+            authority: Some("admin".to_owned()),
+            on_behalf_of: None,
+        },
+        resource: Resource {
+            kind: "feature_flag".to_owned(),
+            id: format!("flag-{n}"),
+            path: Some("org/acme/flags".to_owned()),
+        },
+        outcome: Outcome {
+            status: OutcomeStatus::Success,
+            reason_code: None,
+            reason_text: Some("rollout widened from 10.0.0.1".to_owned()),
+        },
+        correlation_id: Some("corr-1".to_owned()),
+        causation_id: None,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+        span_id: Some("00f067aa0ba902b7".to_owned()),
+        idempotency_key: None,
+        policy_version: Some("rbac-7".to_owned()),
+        evidence: vec![Evidence {
+            kind: "ticket".to_owned(),
+            uri: "https://tickets.example/CHG-1".to_owned(),
+            sha256: None,
+        }],
+        changes: vec![Change {
+            field: "rollout".to_owned(),
+            before: Some("10%".to_owned()),
+            after: Some("50%".to_owned()),
+        }],
+        attributes: vec![("source".to_owned(), "console".to_owned())],
+        session_id: Some("sess-9".to_owned()),
+    }
+}
+
+fn at(index: usize) -> i64 {
+    i64::try_from(index).expect("a small offset")
+}
+
+fn encoded(event: &AuditEvent) -> Vec<u8> {
+    let mut writer = Writer::default();
+    encode_audit_event(event, &mut writer);
+    Framed::frame(1, &writer.into_bytes())
+}
+
+#[test]
+fn the_sealed_schema_embeds_the_event_contract_unchanged() {
+    let contract: serde_json::Value = serde_json::from_str(AUDIT_EVENT_SCHEMA).expect("json");
+    let sealed: serde_json::Value = serde_json::from_str(SEALED_RECORD_SCHEMA).expect("json");
+    let mut embedded = sealed[0]["fields"][0]["type"].clone();
+    let mut expected = contract;
+    // Only the record's doc differs: it describes the redacted form.
+    embedded["doc"] = serde_json::Value::Null;
+    expected["doc"] = serde_json::Value::Null;
+    assert_eq!(embedded, expected);
+    sealed_record_schema();
+}
+
+#[test]
+fn the_hand_written_encoder_agrees_with_apache_avro() {
+    let event = sample_event("acme", 1);
+    let bytes = encoded(&event);
+    let body = Framed::parse(&bytes).expect("framed").body;
+    let value = avro_read(audit_event_schema(), body);
+    let Value::Record(fields) = value else { panic!("record") };
+    assert_eq!(
+        fields[0],
+        ("event_id".to_owned(), Value::String(event.event_id.clone()))
+    );
+    assert_eq!(
+        fields[16].1,
+        Value::Union(1, Box::new(Value::String("sess-9".to_owned())))
+    );
+
+    let plan = identity(audit_event_schema()).expect("plan");
+    let decoded = audit_event_from_val(decode_all(&plan, body).expect("decodes")).expect("shape");
+    assert_eq!(decoded, event);
+}
+
+#[test]
+fn an_older_producer_and_a_newer_one_both_decode_with_the_current_contract() {
+    let v1 = Schema::parse_str(include_str!("../../schemas/history/audit-event.v1.avsc")).expect("v1");
+    let mut v1_record = Record::new(&v1).expect("record");
+    let event = sample_event("acme", 2);
+    let plan_current = identity(audit_event_schema()).expect("plan");
+    let current_bytes = encoded(&event);
+    let current_value = avro_read(audit_event_schema(), Framed::parse(&current_bytes).expect("f").body);
+    let Value::Record(fields) = current_value else {
+        panic!("record")
+    };
+    for (name, value) in fields.into_iter().filter(|(name, _)| name != "session_id") {
+        v1_record.put(&name, value);
+    }
+    let v1_body = GenericDatumWriter::builder(&v1)
+        .build()
+        .expect("writer")
+        .write_value_to_vec(v1_record)
+        .expect("encodes with v1");
+    let plan = compile(&v1, audit_event_schema(), true).expect("v1 is readable");
+    let from_v1 = audit_event_from_val(decode_all(&plan, &v1_body).expect("decodes")).expect("shape");
+    assert_eq!(from_v1.session_id, None);
+    assert_eq!(from_v1.actor, event.actor);
+
+    // A producer ahead of this contract: its extra field is kept, not lost.
+    let mut v3_json: serde_json::Value = serde_json::from_str(AUDIT_EVENT_SCHEMA).expect("json");
+    v3_json["fields"]
+        .as_array_mut()
+        .expect("fields")
+        .push(serde_json::json!({"name": "device_id", "type": ["null", "string"], "default": null}));
+    let v3 = Schema::parse(&v3_json).expect("v3");
+    let mut v3_body = Framed::parse(&current_bytes).expect("f").body.to_vec();
+    v3_body.extend_from_slice(&[2, 6, b'd', b'-', b'7']);
+    let plan = compile(&v3, audit_event_schema(), true).expect("v3 is readable");
+    let from_v3 = audit_event_from_val(decode_all(&plan, &v3_body).expect("decodes")).expect("shape");
+    assert!(
+        from_v3
+            .attributes
+            .contains(&("schema.device_id".to_owned(), "d-7".to_owned()))
+    );
+    assert_eq!(
+        audit_event_from_val(decode_all(&plan_current, Framed::parse(&current_bytes).expect("f").body).expect("d"))
+            .expect("s"),
+        event
+    );
+}
+
+struct Harness {
+    sealer: PartitionSealer,
+    policy: Policy,
+    tokenizer: Tokenizer,
+    plan: crate::avro::Plan,
+}
+
+fn settings() -> SealerSettings {
+    SealerSettings {
+        source_topic: "audit-events".to_owned(),
+        partition: 0,
+        limits: Limits::default(),
+        checkpoint_every: 1000,
+        checkpoint_interval_ms: 5000,
+    }
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self {
+            sealer: PartitionSealer::new(settings(), NOW),
+            policy: Policy::default_policy(),
+            tokenizer: Tokenizer::new(&[3; 32]).expect("key"),
+            plan: compile(audit_event_schema(), audit_event_schema(), true).expect("plan"),
+        }
+    }
+
+    fn handle(&mut self, offset: i64, key: &str, value: &[u8]) -> Disposition {
+        let plan = &self.plan;
+        let mut context = SealContext {
+            policy: &self.policy,
+            tokenizer: &mut self.tokenizer,
+            now_ms: NOW,
+            key_id: "k1",
+        };
+        let record = RawRecord {
+            offset,
+            key: Some(key.as_bytes()),
+            value: Some(value),
+        };
+        self.sealer.handle(
+            &record,
+            |id| {
+                if id == 1 {
+                    SchemaLookup::Found(plan)
+                } else {
+                    SchemaLookup::Unknown
+                }
+            },
+            &mut context,
+        )
+    }
+
+    fn seal(&mut self, offset: i64, event: &AuditEvent) -> SealedEvent {
+        match self.handle(offset, &event.tenant_id.clone(), &encoded(event)) {
+            Disposition::Sealed(sealed) => *sealed,
+            other => panic!("expected a sealed event, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn sealing_chains_each_tenant_and_rejects_bad_records_with_a_reason() {
+    let mut h = Harness::new();
+    let a1 = h.seal(0, &sample_event("acme", 1));
+    let b1 = h.seal(1, &sample_event("globex", 2));
+    let a2 = h.seal(2, &sample_event("acme", 3));
+    assert_eq!((a1.seal.tenant_seq, b1.seal.tenant_seq, a2.seal.tenant_seq), (1, 1, 2));
+    assert_eq!(a2.seal.prev_hash, a1.seal.hash);
+    assert!(a1.event.actor.id.starts_with("tok:email:"), "redacted before sealing");
+    assert!(
+        a1.event
+            .outcome
+            .reason_text
+            .as_deref()
+            .unwrap_or_default()
+            .ends_with("10.0.0.0/24")
+    );
+
+    let rejected = |d: Disposition| match d {
+        Disposition::Rejected(r) => r.code,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    assert_eq!(rejected(h.handle(3, "acme", b"not avro at all")), RejectCode::NotAvro);
+    assert_eq!(
+        rejected(h.handle(4, "acme", &Framed::frame(99, b"\x00"))),
+        RejectCode::UnknownSchema
+    );
+    let mut future = sample_event("acme", 4);
+    future.occurred_at = NOW + 86_400_000;
+    assert_eq!(
+        rejected(h.handle(5, "acme", &encoded(&future))),
+        RejectCode::FutureTimestamp
+    );
+    assert_eq!(
+        rejected(h.handle(6, "globex", &encoded(&sample_event("acme", 5)))),
+        RejectCode::KeyMismatch
+    );
+    let record = RawRecord {
+        offset: 7,
+        key: None,
+        value: Some(&[0]),
+    };
+    let plan = &h.plan;
+    let mut context = SealContext {
+        policy: &h.policy,
+        tokenizer: &mut h.tokenizer,
+        now_ms: NOW,
+        key_id: "k1",
+    };
+    let missing = h.sealer.handle(&record, |_| SchemaLookup::Found(plan), &mut context);
+    assert_eq!(rejected(missing), RejectCode::MissingTenant);
+    assert_eq!(rejected(h.handle(8, "acme", &vec![0; 70_000])), RejectCode::Oversized);
+    // Rejections do not consume a sequence number.
+    assert_eq!(h.seal(9, &sample_event("acme", 6)).seal.tenant_seq, 3);
+    assert_eq!(
+        h.handle(9, "acme", &encoded(&sample_event("acme", 6))),
+        Disposition::AlreadyHandled
+    );
+}
+
+#[test]
+fn recovery_from_a_checkpoint_and_tail_continues_exactly_where_sealing_stopped() {
+    let signer = CheckpointSigner::from_pkcs8(&CheckpointSigner::generate_pkcs8().expect("key")).expect("signer");
+    let events: Vec<AuditEvent> = (0..40)
+        .map(|n| sample_event(["acme", "globex", "initech"][n as usize % 3], n))
+        .collect();
+
+    // Uninterrupted: 40 events in one go.
+    let mut straight = Harness::new();
+    let expected: Vec<SealedEvent> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| straight.seal(at(i), e))
+        .collect();
+
+    // Interrupted: a checkpoint after 25, a crash after 32 sealed (33 handled, offset 32 rejected).
+    let mut first = Harness::new();
+    let mut sealed_log = Vec::new();
+    for (i, event) in events.iter().enumerate().take(25) {
+        sealed_log.push(first.seal(at(i), event));
+    }
+    let checkpoint = first.sealer.checkpoint(&signer, 0, NOW);
+    let mut tail = Vec::new();
+    for (i, event) in events.iter().enumerate().skip(25).take(7) {
+        tail.push(first.seal(at(i), event));
+    }
+    let mut second = Harness::new();
+    second.sealer = PartitionSealer::recover(settings(), Some(&checkpoint), &tail, &[], NOW).expect("recovers");
+    assert_eq!(second.sealer.resume_offset(), 25, "re-reads from the checkpoint");
+    let mut resumed = Vec::new();
+    for (i, event) in events.iter().enumerate().skip(25) {
+        match second.handle(at(i), &event.tenant_id.clone(), &encoded(event)) {
+            Disposition::Sealed(sealed) => resumed.push(*sealed),
+            Disposition::AlreadyHandled => assert!(i < 32, "offset {i} skipped"),
+            Disposition::Rejected(r) => panic!("{r}"),
+        }
+    }
+    let mut combined: Vec<SealedEvent> = sealed_log.into_iter().chain(tail).chain(resumed).collect();
+    assert_eq!(combined.len(), 40, "no gap, no duplicate");
+    for (a, b) in combined.iter_mut().zip(&expected) {
+        assert_eq!(a.seal, b.seal, "the same chain as without the crash");
+    }
+}
+
+#[test]
+fn verification_names_the_first_altered_deleted_inserted_or_reordered_event() {
+    let mut h = Harness::new();
+    let chain: Vec<SealedEvent> = (0..10)
+        .map(|n| h.seal(i64::from(n), &sample_event("acme", n)))
+        .collect();
+    assert_eq!(
+        verify_chain("acme", &chain, ChainStart::Genesis).map(|v| v.head_seq),
+        Ok(10)
+    );
+
+    let mut edited = chain.clone();
+    edited[4].event.action = "configuration.deleted".to_owned();
+    let broken = verify_chain("acme", &edited, ChainStart::Genesis).expect_err("edit detected");
+    assert_eq!(broken.seq, 5);
+    assert!(matches!(broken.problem, BreakKind::HashMismatch { .. }));
+
+    let mut deleted = chain.clone();
+    deleted.remove(6);
+    let broken = verify_chain("acme", &deleted, ChainStart::Genesis).expect_err("deletion detected");
+    assert_eq!((broken.seq, &broken.problem), (7, &BreakKind::Missing { found_seq: 8 }));
+
+    let mut inserted = chain.clone();
+    inserted.insert(3, chain[2].clone());
+    let broken = verify_chain("acme", &inserted, ChainStart::Genesis).expect_err("insertion detected");
+    assert_eq!(
+        (broken.seq, &broken.problem),
+        (4, &BreakKind::OutOfOrder { found_seq: 3 })
+    );
+
+    let mut reordered = chain.clone();
+    reordered.swap(2, 3);
+    let broken = verify_chain("acme", &reordered, ChainStart::Genesis).expect_err("reorder detected");
+    assert_eq!(broken.seq, 3);
+    // Renumbering the moved events to hide the swap breaks their hashes instead.
+    reordered[2].seal.tenant_seq = 3;
+    reordered[3].seal.tenant_seq = 4;
+    let broken = verify_chain("acme", &reordered, ChainStart::Genesis).expect_err("reorder detected");
+    assert_eq!(broken.seq, 3);
+    assert!(matches!(
+        broken.problem,
+        BreakKind::PrevMismatch { .. } | BreakKind::HashMismatch { .. }
+    ));
+}
+
+#[test]
+fn checkpoints_cover_entries_and_heads_and_link_up() {
+    let signer = CheckpointSigner::from_pkcs8(&CheckpointSigner::generate_pkcs8().expect("key")).expect("signer");
+    let trusted = [crate::checkpoint::TrustedKey::new(signer.public_key().to_vec())];
+    let mut h = Harness::new();
+    let first: Vec<SealedEvent> = (0..5).map(|n| h.seal(i64::from(n), &sample_event("acme", n))).collect();
+    let c1 = h.sealer.checkpoint(&signer, 0, NOW);
+    let second: Vec<SealedEvent> = (5..8)
+        .map(|n| h.seal(i64::from(n), &sample_event("globex", n)))
+        .collect();
+    let c2 = h.sealer.checkpoint(&signer, 0, NOW);
+    assert_eq!(verify_checkpoints(&[c1.clone(), c2.clone()], &trusted, None), Ok(()));
+    assert!(
+        verify_checkpoints(std::slice::from_ref(&c2), &trusted, None).is_err(),
+        "a missing first checkpoint is noticed"
+    );
+    let hashes = |events: &[SealedEvent]| events.iter().map(|e| e.seal.hash).collect::<Vec<_>>();
+    assert_eq!(verify_entries(&c1, &hashes(&first)), Ok(()));
+    assert_eq!(verify_entries(&c2, &hashes(&second)), Ok(()));
+    assert!(verify_entries(&c2, &hashes(&second[..2])).is_err());
+    assert_eq!(c2.source_offset, 7);
+    let acme_hash = |seq: u64| first.get(usize::try_from(seq).ok()? - 1).map(|e| e.seal.hash);
+    assert_eq!(verify_heads("acme", &[c1, c2], acme_hash), Ok(()));
+}
+
+#[test]
+fn sealed_records_round_trip_through_the_sealed_contract() {
+    let signer = CheckpointSigner::from_pkcs8(&CheckpointSigner::generate_pkcs8().expect("key")).expect("signer");
+    let mut h = Harness::new();
+    let sealed = h.seal(0, &sample_event("acme", 1));
+    let checkpoint = h.sealer.checkpoint(&signer, 3, NOW);
+    let plan = identity(sealed_record_schema()).expect("plan");
+    for record in [
+        SealedRecord::Event(Box::new(sealed)),
+        SealedRecord::Checkpoint(Box::new(checkpoint)),
+    ] {
+        let mut writer = Writer::default();
+        encode_sealed_record(&record, &mut writer);
+        let bytes = writer.into_bytes();
+        avro_read(sealed_record_schema(), &bytes);
+        let decoded = sealed_record_from_val(decode_all(&plan, &bytes).expect("decodes")).expect("shape");
+        assert_eq!(decoded, record);
+    }
+}
