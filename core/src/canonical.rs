@@ -98,26 +98,25 @@ impl Canonical {
         self.out.push(b'"');
         let bytes = value.as_bytes();
         let mut start = 0;
-        for (index, &byte) in bytes.iter().enumerate() {
-            let escape: Option<&[u8]> = match byte {
-                b'"' => Some(b"\\\""),
-                b'\\' => Some(b"\\\\"),
-                0x08 => Some(b"\\b"),
-                0x09 => Some(b"\\t"),
-                0x0a => Some(b"\\n"),
-                0x0c => Some(b"\\f"),
-                0x0d => Some(b"\\r"),
-                0x00..=0x1f => None,
-                _ => continue,
-            };
+        // Most strings need no escaping: copy runs between escapes in one go.
+        while let Some(offset) = first_to_escape(&bytes[start..]) {
+            let index = start + offset;
             self.out.extend_from_slice(&bytes[start..index]);
-            if let Some(sequence) = escape {
-                self.out.extend_from_slice(sequence);
-            } else {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                self.out.extend_from_slice(b"\\u00");
-                self.out.push(HEX[usize::from(byte >> 4)]);
-                self.out.push(HEX[usize::from(byte & 0x0f)]);
+            let byte = bytes[index];
+            match byte {
+                b'"' => self.out.extend_from_slice(b"\\\""),
+                b'\\' => self.out.extend_from_slice(b"\\\\"),
+                0x08 => self.out.extend_from_slice(b"\\b"),
+                0x09 => self.out.extend_from_slice(b"\\t"),
+                0x0a => self.out.extend_from_slice(b"\\n"),
+                0x0c => self.out.extend_from_slice(b"\\f"),
+                0x0d => self.out.extend_from_slice(b"\\r"),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.out.extend_from_slice(b"\\u00");
+                    self.out.push(HEX[usize::from(byte >> 4)]);
+                    self.out.push(HEX[usize::from(byte & 0x0f)]);
+                }
             }
             start = index + 1;
         }
@@ -125,6 +124,47 @@ impl Canonical {
         self.out.push(b'"');
     }
 }
+
+/// The position of the first byte that needs escaping, eight bytes at a time where it can.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut position = 0;
+    for chunk in chunks.by_ref() {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte below 0x20, or equal to '"' or '\\', sets its high bit in one of these.
+        let flagged = (word.wrapping_sub(ONES * 0x20) & !word & HIGHS)
+            | has_zero(word ^ (ONES * 0x22))
+            | has_zero(word ^ (ONES * 0x5c));
+        // The test can flag a byte that needs nothing (a borrow between bytes); look closer.
+        if flagged != 0
+            && let Some(index) = chunk.iter().position(|b| NEEDS_ESCAPE[usize::from(*b)])
+        {
+            return Some(position + index);
+        }
+        position += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|b| NEEDS_ESCAPE[usize::from(*b)])
+        .map(|i| position + i)
+}
+
+/// Bytes JCS escapes in strings: control characters, the quotation mark and the backslash.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// Orders keys as JCS does: by their UTF-16 code units.
 pub fn jcs_key_order(a: &str, b: &str) -> std::cmp::Ordering {
@@ -285,6 +325,26 @@ mod tests {
             String::from_utf8(c.into_bytes()).expect("utf-8"),
             "\"a\\\"b\\\\c\\b\\t\\n\\f\\r\\u0001\\u001f\u{7f}é€😀/\""
         );
+    }
+
+    #[test]
+    fn the_word_at_a_time_scan_finds_exactly_the_bytes_to_escape() {
+        for length in 0..40 {
+            for position in 0..length {
+                for special in [0x00_u8, 0x1f, b'"', b'\\'] {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[position] = special;
+                    assert_eq!(
+                        first_to_escape(&bytes),
+                        Some(position),
+                        "{special} at {position} of {length}"
+                    );
+                }
+            }
+            for filler in [0x20_u8, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff] {
+                assert_eq!(first_to_escape(&vec![filler; length]), None, "{filler}");
+            }
+        }
     }
 
     #[test]

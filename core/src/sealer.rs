@@ -8,7 +8,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::avro::{self, Framed, Plan};
+use crate::avro::Framed;
+use crate::avro::contract::EventReader;
 use crate::canonical::{self, SCHEME};
 use crate::chain;
 use crate::checkpoint::{self, CheckpointSigner};
@@ -42,7 +43,7 @@ pub struct RawRecord<'a> {
 /// What the registry said about a schema id.
 #[derive(Debug, Clone, Copy)]
 pub enum SchemaLookup<'p> {
-    Found(&'p Plan),
+    Found(&'p EventReader),
     /// The registry does not know the id.
     Unknown,
     /// The id is known but its schema cannot be read as the contract.
@@ -257,8 +258,8 @@ impl PartitionSealer {
         }
         let key_tenant = validate::check_key(record.key)?;
         let framed = Framed::parse(value).map_err(|e| reject(RejectCode::NotAvro, e.to_string()))?;
-        let plan = match schema(framed.schema_id) {
-            SchemaLookup::Found(plan) => plan,
+        let reader = match schema(framed.schema_id) {
+            SchemaLookup::Found(reader) => reader,
             SchemaLookup::Unknown => {
                 return Err(reject(
                     RejectCode::UnknownSchema,
@@ -275,14 +276,12 @@ impl PartitionSealer {
                 ));
             }
         };
-        let decoded = avro::decode_all(plan, framed.body).map_err(|e| {
+        let mut event = reader.read(framed.body).map_err(|e| {
             reject(
                 RejectCode::NotAvro,
                 format!("the body does not decode with schema id {}: {e}", framed.schema_id),
             )
         })?;
-        let mut event =
-            avro::contract::audit_event_from_val(decoded).map_err(|e| reject(RejectCode::NotAvro, e.to_string()))?;
         validate::check_event(&event, key_tenant, context.now_ms, &self.settings.limits)?;
 
         let rules = context.policy.rules_for(&event.tenant_id);

@@ -6,8 +6,8 @@ use apache_avro::types::{Record, Value};
 use apache_avro::writer::datum::GenericDatumWriter;
 
 use crate::avro::contract::{
-    AUDIT_EVENT_SCHEMA, SEALED_RECORD_SCHEMA, audit_event_from_val, audit_event_schema, encode_audit_event,
-    encode_sealed_record, sealed_record_from_val, sealed_record_schema,
+    AUDIT_EVENT_SCHEMA, EventReader, SEALED_RECORD_SCHEMA, audit_event_from_val, audit_event_schema,
+    decode_audit_event, encode_audit_event, encode_sealed_record, sealed_record_from_val, sealed_record_schema,
 };
 use crate::avro::{Framed, Writer, compile, decode_all, identity};
 use crate::checkpoint::CheckpointSigner;
@@ -115,6 +115,11 @@ fn the_hand_written_encoder_agrees_with_apache_avro() {
     let plan = identity(audit_event_schema()).expect("plan");
     let decoded = audit_event_from_val(decode_all(&plan, body).expect("decodes")).expect("shape");
     assert_eq!(decoded, event);
+    assert!(matches!(
+        EventReader::for_writer(audit_event_schema()),
+        Ok(EventReader::Contract)
+    ));
+    assert_eq!(decode_audit_event(body), Ok(event));
 }
 
 #[test]
@@ -136,8 +141,9 @@ fn an_older_producer_and_a_newer_one_both_decode_with_the_current_contract() {
         .expect("writer")
         .write_value_to_vec(v1_record)
         .expect("encodes with v1");
-    let plan = compile(&v1, audit_event_schema(), true).expect("v1 is readable");
-    let from_v1 = audit_event_from_val(decode_all(&plan, &v1_body).expect("decodes")).expect("shape");
+    let reader = EventReader::for_writer(&v1).expect("v1 is readable");
+    assert!(matches!(reader, EventReader::Resolved(_)));
+    let from_v1 = reader.read(&v1_body).expect("decodes");
     assert_eq!(from_v1.session_id, None);
     assert_eq!(from_v1.actor, event.actor);
 
@@ -168,7 +174,7 @@ struct Harness {
     sealer: PartitionSealer,
     policy: Policy,
     tokenizer: Tokenizer,
-    plan: crate::avro::Plan,
+    reader: EventReader,
 }
 
 fn settings() -> SealerSettings {
@@ -187,12 +193,12 @@ impl Harness {
             sealer: PartitionSealer::new(settings(), NOW),
             policy: Policy::default_policy(),
             tokenizer: Tokenizer::new(&[3; 32]).expect("key"),
-            plan: compile(audit_event_schema(), audit_event_schema(), true).expect("plan"),
+            reader: EventReader::for_writer(audit_event_schema()).expect("reader"),
         }
     }
 
     fn handle(&mut self, offset: i64, key: &str, value: &[u8]) -> Disposition {
-        let plan = &self.plan;
+        let reader = &self.reader;
         let mut context = SealContext {
             policy: &self.policy,
             tokenizer: &mut self.tokenizer,
@@ -208,7 +214,7 @@ impl Harness {
             &record,
             |id| {
                 if id == 1 {
-                    SchemaLookup::Found(plan)
+                    SchemaLookup::Found(reader)
                 } else {
                     SchemaLookup::Unknown
                 }
@@ -267,14 +273,14 @@ fn sealing_chains_each_tenant_and_rejects_bad_records_with_a_reason() {
         key: None,
         value: Some(&[0]),
     };
-    let plan = &h.plan;
+    let reader = &h.reader;
     let mut context = SealContext {
         policy: &h.policy,
         tokenizer: &mut h.tokenizer,
         now_ms: NOW,
         key_id: "k1",
     };
-    let missing = h.sealer.handle(&record, |_| SchemaLookup::Found(plan), &mut context);
+    let missing = h.sealer.handle(&record, |_| SchemaLookup::Found(reader), &mut context);
     assert_eq!(rejected(missing), RejectCode::MissingTenant);
     assert_eq!(rejected(h.handle(8, "acme", &vec![0; 70_000])), RejectCode::Oversized);
     // Rejections do not consume a sequence number.

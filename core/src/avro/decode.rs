@@ -85,6 +85,29 @@ impl<'a> Reader<'a> {
         self.take(length)
     }
 
+    /// An owned string, for decoding straight into the event model.
+    pub fn string(&mut self) -> Result<String, DecodeError> {
+        self.str().map(str::to_owned)
+    }
+
+    /// A `["null", "string"]` union.
+    pub fn optional_string(&mut self) -> Result<Option<String>, DecodeError> {
+        match self.long()? {
+            0 => Ok(None),
+            1 => self.string().map(Some),
+            other => Err(DecodeError::BadUnionBranch(other)),
+        }
+    }
+
+    /// An enum index below `symbols`.
+    pub fn enum_index(&mut self, symbols: usize) -> Result<usize, DecodeError> {
+        let index = self.long()?;
+        usize::try_from(index)
+            .ok()
+            .filter(|i| *i < symbols)
+            .ok_or(DecodeError::BadEnumIndex(index))
+    }
+
     pub fn str(&mut self) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadUtf8)
     }
@@ -102,7 +125,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the blocks of an array or map, calling `item` once per element.
-    fn blocks(&mut self, mut item: impl FnMut(&mut Self) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
+    pub fn blocks(&mut self, mut item: impl FnMut(&mut Self) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
         loop {
             let mut count = self.long()?;
             if count == 0 {

@@ -105,7 +105,7 @@ fn compiled() -> &'static Compiled {
 /// The sensitive content in `text`, without overlaps, in text order.
 pub fn scan(text: &str) -> Vec<Finding> {
     // Nothing shorter can hold any of the patterns; most identifiers and codes are skipped here.
-    if text.len() < 7 {
+    if text.len() < 7 || !worth_scanning(text) {
         return Vec::new();
     }
     let compiled = compiled();
@@ -132,6 +132,18 @@ pub fn scan(text: &str) -> Vec<Finding> {
     }
     accepted.sort_by_key(|f| f.range.start);
     accepted
+}
+
+/// Every pattern needs one of these: a digit (cards, accounts, ids, phones, IPv4), `@` (e-mail),
+/// `:` (IPv6, `key: value`), `=` (`key=value`), `_` (most API key prefixes), or one of a few
+/// literal prefixes. Most free text has none and is not worth running the patterns over.
+fn worth_scanning(text: &str) -> bool {
+    text.bytes()
+        .any(|b| b.is_ascii_digit() || matches!(b, b'@' | b':' | b'=' | b'_'))
+        || ["eyJ", "xox", "AKIA", "AIza"]
+            .iter()
+            .any(|prefix| text.contains(prefix))
+        || text.as_bytes().windows(6).any(|w| w.eq_ignore_ascii_case(b"bearer"))
 }
 
 fn digits(text: &str) -> impl Iterator<Item = u32> + '_ {
@@ -246,6 +258,32 @@ mod tests {
         );
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
         assert_eq!(labels(&format!("t={jwt}")), vec![(Label::Secret, jwt)]);
+    }
+
+    #[test]
+    fn the_prefilter_lets_through_everything_a_detector_can_match() {
+        for sample in [
+            "alice@example.com",
+            "4111 1111 1111 1111",
+            "GB82 WEST 1234 5698 7654 32",
+            "JG 10 37 54 A",
+            "+44 20 7946 0958",
+            "203.0.113.7",
+            "fe80::1ff:fe23:4567:890a",
+            "Bearer abcdefghijklmnop",
+            "BEARER ABCDEFGHIJKLMNOP",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhYmMifQ.signaturepart",
+            "sk_live_abcdefghijklmnopqrst",
+            "AKIAABCDEFGHIJKLMNOP",
+            "xoxb-abcdefghijkl",
+            "AIzaSyABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg",
+            "password=hunter22",
+            "token: abcdefgh",
+        ] {
+            assert!(worth_scanning(sample), "{sample}");
+            assert!(!scan(sample).is_empty(), "{sample} is found");
+        }
+        assert!(!worth_scanning("rollout widened after review"));
     }
 
     #[test]

@@ -28,30 +28,29 @@ pub fn classify_and_redact(
         found: [false; 7],
         redactions: Vec::new(),
     };
-    pass.text("actor.id", &mut event.actor.id);
-    pass.optional("actor.display_name", &mut event.actor.display_name);
-    pass.optional("actor.authority", &mut event.actor.authority);
-    pass.optional("actor.on_behalf_of", &mut event.actor.on_behalf_of);
-    pass.text("resource.id", &mut event.resource.id);
-    pass.optional("resource.path", &mut event.resource.path);
-    pass.optional("outcome.reason_code", &mut event.outcome.reason_code);
-    pass.optional("outcome.reason_text", &mut event.outcome.reason_text);
-    pass.optional("idempotency_key", &mut event.idempotency_key);
-    pass.optional("session_id", &mut event.session_id);
+    pass.text(FieldPath::Named("actor.id"), &mut event.actor.id);
+    pass.optional(FieldPath::Named("actor.display_name"), &mut event.actor.display_name);
+    pass.optional(FieldPath::Named("actor.authority"), &mut event.actor.authority);
+    pass.optional(FieldPath::Named("actor.on_behalf_of"), &mut event.actor.on_behalf_of);
+    pass.text(FieldPath::Named("resource.id"), &mut event.resource.id);
+    pass.optional(FieldPath::Named("resource.path"), &mut event.resource.path);
+    pass.optional(FieldPath::Named("outcome.reason_code"), &mut event.outcome.reason_code);
+    pass.optional(FieldPath::Named("outcome.reason_text"), &mut event.outcome.reason_text);
+    pass.optional(FieldPath::Named("idempotency_key"), &mut event.idempotency_key);
+    pass.optional(FieldPath::Named("session_id"), &mut event.session_id);
     for (index, evidence) in event.evidence.iter_mut().enumerate() {
-        pass.text(&format!("evidence[{index}].uri"), &mut evidence.uri);
+        pass.text(FieldPath::Item("evidence", index, "uri"), &mut evidence.uri);
     }
     for (index, change) in event.changes.iter_mut().enumerate() {
-        pass.optional(&format!("changes[{index}].before"), &mut change.before);
-        pass.optional(&format!("changes[{index}].after"), &mut change.after);
+        pass.optional(FieldPath::Item("changes", index, "before"), &mut change.before);
+        pass.optional(FieldPath::Item("changes", index, "after"), &mut change.after);
     }
     for (key, value) in &mut event.attributes {
-        let path = format!("attributes.{key}");
         if rules.is_secret_key(key) && !value.is_empty() {
             *value = drop_marker(Label::Secret);
-            pass.record(&path, Label::Secret, RedactionMethod::Drop);
+            pass.record(&FieldPath::Attribute(key), Label::Secret, RedactionMethod::Drop);
         } else {
-            pass.text(&path, value);
+            pass.text(FieldPath::Attribute(key), value);
         }
     }
 
@@ -73,6 +72,23 @@ pub fn classify_and_redact(
     (classification, pass.redactions)
 }
 
+/// Where a value sits in the event; rendered only when something there is redacted.
+enum FieldPath<'k> {
+    Named(&'static str),
+    Item(&'static str, usize, &'static str),
+    Attribute(&'k str),
+}
+
+impl FieldPath<'_> {
+    fn render(&self) -> String {
+        match self {
+            Self::Named(name) => (*name).to_owned(),
+            Self::Item(list, index, field) => format!("{list}[{index}].{field}"),
+            Self::Attribute(key) => format!("attributes.{key}"),
+        }
+    }
+}
+
 struct Pass<'a> {
     tenant_id: &'a str,
     rules: &'a TenantRules,
@@ -82,13 +98,13 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    fn optional(&mut self, path: &str, value: &mut Option<String>) {
+    fn optional(&mut self, path: FieldPath<'_>, value: &mut Option<String>) {
         if let Some(text) = value {
             self.text(path, text);
         }
     }
 
-    fn text(&mut self, path: &str, value: &mut String) {
+    fn text(&mut self, path: FieldPath<'_>, value: &mut String) {
         let findings = detect::scan(value);
         if findings.is_empty() {
             return;
@@ -109,7 +125,7 @@ impl Pass<'_> {
             redacted.push_str(&value[copied_up_to..finding.range.start]);
             redacted.push_str(&replacement);
             copied_up_to = finding.range.end;
-            self.record(path, finding.label, method);
+            self.record(&path, finding.label, method);
         }
         if copied_up_to > 0 {
             redacted.push_str(&value[copied_up_to..]);
@@ -117,8 +133,9 @@ impl Pass<'_> {
         }
     }
 
-    fn record(&mut self, path: &str, label: Label, method: RedactionMethod) {
+    fn record(&mut self, path: &FieldPath<'_>, label: Label, method: RedactionMethod) {
         self.found[label as usize] = true;
+        let path = path.render();
         let exists = self
             .redactions
             .iter()
