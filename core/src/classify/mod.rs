@@ -48,7 +48,7 @@ pub fn classify_and_redact(
     for (key, value) in &mut event.attributes {
         if rules.is_secret_key(key) && !value.is_empty() {
             *value = drop_marker(Label::Secret);
-            pass.record(&FieldPath::Attribute(key), Label::Secret, RedactionMethod::Drop);
+            pass.record(FieldPath::Attribute(key), Label::Secret, RedactionMethod::Drop);
         } else {
             pass.text(FieldPath::Attribute(key), value);
         }
@@ -73,6 +73,7 @@ pub fn classify_and_redact(
 }
 
 /// Where a value sits in the event; rendered only when something there is redacted.
+#[derive(Clone, Copy)]
 enum FieldPath<'k> {
     Named(&'static str),
     Item(&'static str, usize, &'static str),
@@ -125,7 +126,7 @@ impl Pass<'_> {
             redacted.push_str(&value[copied_up_to..finding.range.start]);
             redacted.push_str(&replacement);
             copied_up_to = finding.range.end;
-            self.record(&path, finding.label, method);
+            self.record(path, finding.label, method);
         }
         if copied_up_to > 0 {
             redacted.push_str(&value[copied_up_to..]);
@@ -133,7 +134,7 @@ impl Pass<'_> {
         }
     }
 
-    fn record(&mut self, path: &FieldPath<'_>, label: Label, method: RedactionMethod) {
+    fn record(&mut self, path: FieldPath<'_>, label: Label, method: RedactionMethod) {
         self.found[label as usize] = true;
         let path = path.render();
         let exists = self
@@ -142,7 +143,7 @@ impl Pass<'_> {
             .any(|r| r.path == path && r.label == label.name() && r.method == method.name());
         if !exists {
             self.redactions.push(Redaction {
-                path: path.to_owned(),
+                path,
                 label: label.name().to_owned(),
                 method: method.name().to_owned(),
             });
