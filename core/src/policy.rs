@@ -18,10 +18,12 @@ pub enum Label {
     NationalId,
     IpAddress,
     Secret,
+    /// A person's name; not detected in text, but assigned to fields that hold names.
+    PersonName,
 }
 
 impl Label {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Email,
         Self::Phone,
         Self::PaymentCard,
@@ -29,6 +31,7 @@ impl Label {
         Self::NationalId,
         Self::IpAddress,
         Self::Secret,
+        Self::PersonName,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Label {
             Self::NationalId => "national_id",
             Self::IpAddress => "ip_address",
             Self::Secret => "secret",
+            Self::PersonName => "person_name",
         }
     }
 
@@ -139,6 +143,9 @@ struct PolicyFile {
     default_class: ClassName,
     #[serde(default)]
     secret_attribute_keys: Vec<String>,
+    /// Fields whose whole value carries a label, whatever it looks like.
+    #[serde(default)]
+    fields: BTreeMap<String, Label>,
     categories: BTreeMap<String, CategoryRule>,
     labels: BTreeMap<Label, LabelRule>,
     #[serde(default)]
@@ -163,8 +170,9 @@ pub enum PolicyError {
 pub struct TenantRules {
     /// The policy version recorded on every event sealed under these rules.
     pub version: String,
-    label_methods: [RedactionMethod; 7],
-    label_classes: [DataClass; 7],
+    label_methods: [RedactionMethod; 8],
+    label_classes: [DataClass; 8],
+    field_labels: Vec<(String, Label)>,
     categories: HashMap<String, (String, DataClass)>,
     default_category: String,
     default_class: DataClass,
@@ -187,6 +195,14 @@ impl TenantRules {
             (self.default_category.as_str(), self.default_class),
             |(category, class)| (category.as_str(), *class),
         )
+    }
+
+    /// The label a field's whole value carries by policy, if any (for example names).
+    pub fn field_label(&self, path: &str) -> Option<Label> {
+        self.field_labels
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, label)| *label)
     }
 
     /// Whether an attribute with this key holds a secret whatever its content looks like.
@@ -214,8 +230,8 @@ impl Policy {
 
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
-        let mut label_methods = [RedactionMethod::Keep; 7];
-        let mut label_classes = [DataClass::Internal; 7];
+        let mut label_methods = [RedactionMethod::Keep; 8];
+        let mut label_classes = [DataClass::Internal; 8];
         for label in Label::ALL {
             let rule = file.labels.get(&label).ok_or(PolicyError::MissingLabel(label.name()))?;
             label_methods[label.index()] = rule.action;
@@ -230,6 +246,7 @@ impl Policy {
             version: file.version.clone(),
             label_methods,
             label_classes,
+            field_labels: file.fields.iter().map(|(path, label)| (path.clone(), *label)).collect(),
             categories,
             default_category: file.default_category.clone(),
             default_class: file.default_class.into(),

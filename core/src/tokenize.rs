@@ -77,6 +77,7 @@ pub fn normalize(label: Label, value: &str) -> String {
             .filter(char::is_ascii_alphanumeric)
             .map(|c| char::to_ascii_uppercase(&c))
             .collect(),
+        Label::PersonName => value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase(),
         Label::IpAddress | Label::Secret => value.trim().to_owned(),
     }
 }

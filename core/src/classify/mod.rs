@@ -25,7 +25,7 @@ pub fn classify_and_redact(
         tenant_id: &event.tenant_id,
         rules,
         tokenizer,
-        found: [false; 7],
+        found: [false; 8],
         redactions: Vec::new(),
     };
     pass.text(FieldPath::Named("actor.id"), &mut event.actor.id);
@@ -94,7 +94,7 @@ struct Pass<'a> {
     tenant_id: &'a str,
     rules: &'a TenantRules,
     tokenizer: &'a mut Tokenizer,
-    found: [bool; 7],
+    found: [bool; 8],
     redactions: Vec<Redaction>,
 }
 
@@ -106,6 +106,12 @@ impl Pass<'_> {
     }
 
     fn text(&mut self, path: FieldPath<'_>, value: &mut String) {
+        if let FieldPath::Named(name) = path
+            && let Some(label) = self.rules.field_label(name)
+        {
+            self.whole(path, label, value);
+            return;
+        }
         let findings = detect::scan(value);
         if findings.is_empty() {
             return;
@@ -132,6 +138,24 @@ impl Pass<'_> {
             redacted.push_str(&value[copied_up_to..]);
             *value = redacted;
         }
+    }
+
+    /// Handles a value that carries `label` as a whole.
+    fn whole(&mut self, path: FieldPath<'_>, label: Label, value: &mut String) {
+        if value.is_empty() {
+            return;
+        }
+        self.found[label as usize] = true;
+        let method = self.rules.method(label);
+        let replacement = match method {
+            RedactionMethod::Keep => return,
+            RedactionMethod::Drop => drop_marker(label),
+            RedactionMethod::Mask => mask(label, value),
+            RedactionMethod::Tokenize => self.tokenizer.token(self.tenant_id, label, value),
+            RedactionMethod::Generalize => generalize(value),
+        };
+        *value = replacement;
+        self.record(path, label, method);
     }
 
     fn record(&mut self, path: FieldPath<'_>, label: Label, method: RedactionMethod) {

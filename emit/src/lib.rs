@@ -1,0 +1,8 @@
+//! Emitting audit events: [`AuditEmitter`] is what a Rust service uses to publish its audit
+//! events (Confluent wire format, keyed by tenant, idempotent, `acks=all`); [`generator`] makes the
+//! realistic demo and test workload that `sealtrail produce` sends.
+
+mod emitter;
+pub mod generator;
+
+pub use emitter::{AuditEmitter, EmitError, acknowledged};
