@@ -6,6 +6,10 @@ mod telemetry;
 
 use clap::{Parser, Subcommand};
 
+// Processors allocate for every event; mimalloc roughly halves that cost.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sealtrail",
@@ -31,6 +35,14 @@ enum Command {
     Status(commands::status::StatusArgs),
     /// Serve the Confluent-compatible schema registry, keeping its log in Kafka.
     Registry(commands::registry::RegistryArgs),
+    /// Create the pipeline's topics (raw, sealed, DLQ) if missing.
+    Topics(commands::topics::TopicsArgs),
+    /// Manage keys: `init` makes the checkpoint signing and tokenization keys.
+    Keys(commands::keys::KeysArgs),
+    /// Send a realistic audit workload (with malformed records on request) to the raw topic.
+    Produce(commands::produce::ProduceArgs),
+    /// Seal raw audit events: validate, classify, redact, hash-chain; rejects to the DLQ.
+    Seal(commands::seal::SealArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
     /// Serve the ClickHouse engine library over HTTP (started by `up`; not for direct use).
@@ -61,6 +73,10 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => commands::status::run(args).await,
             Command::Registry(args) => commands::registry::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
+            Command::Topics(args) => commands::topics::run(args).await,
+            Command::Keys(args) => commands::keys::run(args),
+            Command::Produce(args) => commands::produce::run(args).await,
+            Command::Seal(args) => commands::seal::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -65,3 +65,62 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
         .filter(|(key, _)| !key.is_empty())
         .ok_or_else(|| format!("expected key=value, got `{text}`"))
 }
+
+/// The topics of the pipeline.
+#[expect(clippy::struct_field_names, reason = "the field names are the flag names")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopicArgs {
+    /// Where services publish raw audit events.
+    #[arg(long, env = "RAW_TOPIC", default_value = "audit-events")]
+    pub raw_topic: String,
+    /// Where sealed events and checkpoints go.
+    #[arg(long, env = "SEALED_TOPIC", default_value = "audit-events-sealed")]
+    pub sealed_topic: String,
+    /// Where rejected records go, with their reason.
+    #[arg(long, env = "DLQ_TOPIC", default_value = "audit-events-dlq")]
+    pub dlq_topic: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryUrlArgs {
+    /// The Confluent-compatible schema registry.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    pub schema_registry_url: String,
+}
+
+/// Key files (see `sealtrail keys init`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArgs {
+    /// Directory holding the key files; the individual flags override its files.
+    #[arg(long, env = "SEALTRAIL_KEY_DIR", default_value = ".sealtrail/keys")]
+    pub key_dir: std::path::PathBuf,
+    /// Ed25519 PKCS#8 key that signs checkpoints.
+    #[arg(long, env = "SEALTRAIL_SIGNING_KEY")]
+    pub signing_key: Option<std::path::PathBuf>,
+    /// Master key for per-tenant tokenization (64+ hex characters).
+    #[arg(long, env = "SEALTRAIL_TOKENIZATION_KEY", hide_env_values = true)]
+    pub tokenization_key: Option<std::path::PathBuf>,
+    /// Public keys trusted to sign checkpoints: a `.pub` file or a directory of them.
+    #[arg(long, env = "SEALTRAIL_TRUSTED_KEYS")]
+    pub trusted_keys: Option<std::path::PathBuf>,
+}
+
+impl KeyArgs {
+    pub fn signing_key(&self) -> std::path::PathBuf {
+        self.signing_key
+            .clone()
+            .unwrap_or_else(|| self.key_dir.join(sealtrail_runtime::keys::SIGNING_KEY_FILE))
+    }
+
+    pub fn tokenization_key(&self) -> std::path::PathBuf {
+        self.tokenization_key
+            .clone()
+            .unwrap_or_else(|| self.key_dir.join(sealtrail_runtime::keys::TOKENIZATION_KEY_FILE))
+    }
+
+    pub fn trusted_keys(&self) -> std::path::PathBuf {
+        self.trusted_keys
+            .clone()
+            .unwrap_or_else(|| self.key_dir.join(sealtrail_runtime::keys::TRUSTED_DIR))
+    }
+}

@@ -141,7 +141,6 @@ impl Generator {
                 format!("{}{base}", workload.tenant_prefix)
             })
             .collect();
-        #[expect(clippy::cast_precision_loss, reason = "tenant counts are small")]
         let zipf = Zipf::new(tenants as f64, 1.1).expect("valid Zipf parameters");
         Self {
             rng: StdRng::seed_from_u64(workload.seed),

@@ -1,7 +1,11 @@
 pub mod clickhouse_server;
 pub mod down;
+pub mod keys;
 pub mod migrate;
+pub mod produce;
 pub mod registry;
+pub mod seal;
 pub mod setup;
 pub mod status;
+pub mod topics;
 pub mod up;

@@ -162,7 +162,6 @@ pub fn decode<'a>(plan: &Plan, reader: &mut Reader<'a>) -> Result<Val<'a>, Decod
         Plan::Null => Val::Null,
         Plan::Bool => Val::Bool(reader.byte()? != 0),
         Plan::Long => Val::Long(reader.long()?),
-        #[expect(clippy::cast_precision_loss, reason = "Avro's int/long to double promotion")]
         Plan::LongToDouble => Val::Double(reader.long()? as f64),
         Plan::Float | Plan::FloatToDouble => Val::Double(f64::from(reader.float()?)),
         Plan::Double => Val::Double(reader.double()?),

@@ -1,0 +1,142 @@
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as ClientError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{KafkaError, KafkaSettings};
+
+/// A record read back from a partition, with its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRecord {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl PartitionRecord {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_slice())
+    }
+}
+
+/// Reads ranges of single partitions outside any consumer group, blocking: what processors use
+/// to rebuild their state from their own output topics.
+pub struct PartitionReader {
+    consumer: BaseConsumer,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionReader {
+    pub fn new(settings: &KafkaSettings, timeout: Duration) -> Result<Self, KafkaError> {
+        let consumer = settings
+            .reader()
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|source| KafkaError::Client {
+                bootstrap: settings.bootstrap.clone(),
+                source,
+            })?;
+        Ok(Self { consumer, timeout })
+    }
+
+    /// The first offset still stored and the offset the next record will get.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(|source| KafkaError::Read {
+                topic: topic.to_owned(),
+                source,
+            })
+    }
+
+    /// The number of partitions of a topic (0 if it does not exist).
+    pub fn partition_count(&self, topic: &str) -> Result<usize, KafkaError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), self.timeout)
+            .map_err(|source| KafkaError::Read {
+                topic: topic.to_owned(),
+                source,
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len()))
+    }
+
+    /// Reads the records of `partition` with offsets in `from..until`, in order.
+    pub fn read(&self, topic: &str, partition: i32, from: i64, until: i64) -> Result<Vec<PartitionRecord>, KafkaError> {
+        let read_error = |source| KafkaError::Read {
+            topic: topic.to_owned(),
+            source,
+        };
+        let mut records = Vec::new();
+        if from >= until {
+            return Ok(records);
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(read_error)?;
+        self.consumer.assign(&assignment).map_err(read_error)?;
+        let started = Instant::now();
+        let outcome = loop {
+            if started.elapsed() > self.timeout {
+                break Err(KafkaError::ReadTimeout {
+                    topic: topic.to_owned(),
+                    target: until,
+                    waited: started.elapsed(),
+                });
+            }
+            let Some(message) = self.consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            match message {
+                Ok(message) => {
+                    let offset = message.offset();
+                    if offset >= until {
+                        break Ok(());
+                    }
+                    if offset >= from {
+                        records.push(PartitionRecord {
+                            offset,
+                            key: message.key().map(<[u8]>::to_vec),
+                            value: message.payload().map(<[u8]>::to_vec),
+                            headers: message
+                                .headers()
+                                .map(|headers| {
+                                    headers
+                                        .iter()
+                                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        });
+                    }
+                    if offset + 1 >= until {
+                        break Ok(());
+                    }
+                }
+                Err(ClientError::PartitionEOF(_)) => break Ok(()),
+                Err(source) => break Err(read_error(source)),
+            }
+        };
+        self.consumer.unassign().map_err(read_error)?;
+        outcome.map(|()| records)
+    }
+}

@@ -1,0 +1,12 @@
+//! What every sealtrail service needs at run time, whatever it talks to: its keys, the schema
+//! registry and the decoders built from it, a stop signal, and the telemetry every component
+//! reports (events in and out, errors, lag).
+
+pub mod keys;
+mod registry;
+mod stats;
+mod stop;
+
+pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
+pub use stats::ComponentStats;
+pub use stop::StopSignal;

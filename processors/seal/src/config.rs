@@ -1,0 +1,29 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sealtrail_core::policy::Policy;
+use sealtrail_core::validate::Limits;
+use sealtrail_kafka::KafkaSettings;
+
+/// Everything the seal processor needs.
+#[derive(Debug, Clone)]
+pub struct SealConfig {
+    pub kafka: KafkaSettings,
+    pub registry_url: String,
+    pub raw_topic: String,
+    pub sealed_topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+    pub signing_key: PathBuf,
+    pub tokenization_key: PathBuf,
+    /// Public keys that may have signed the checkpoints found at recovery (the current key's
+    /// public half and every earlier one).
+    pub trusted_keys: PathBuf,
+    pub policy: Policy,
+    pub limits: Limits,
+    pub checkpoint_every: usize,
+    pub checkpoint_interval: Duration,
+    /// Stop after this many raw records have been handled (for benchmarks); `None` runs until
+    /// stopped.
+    pub stop_after: Option<u64>,
+}

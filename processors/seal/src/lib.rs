@@ -1,0 +1,15 @@
+//! `sealtrail seal`: the stateless processor between the raw topic and the sealed topic.
+//!
+//! Each raw partition is sealed into the sealed partition of the same number, by whichever
+//! instance of the consumer group owns it. Nothing is kept locally: on assignment the instance
+//! rebuilds the partition's state from the sealed partition (last checkpoint plus tail) and the
+//! DLQ, so a crash, restart or rebalance at any moment leaves no gap, duplicate or fork.
+
+mod config;
+mod deliveries;
+mod dlq;
+mod processor;
+mod recovery;
+
+pub use config::SealConfig;
+pub use processor::{SealError, SealSummary, run};

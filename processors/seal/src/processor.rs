@@ -1,0 +1,629 @@
+//! The seal loop: consume raw records, seal or reject each, produce the results, checkpoint.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError as ClientError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sealtrail_core::avro::Framed;
+use sealtrail_core::avro::Writer;
+use sealtrail_core::avro::contract::{SEALED_RECORD_SCHEMA, encode_sealed_record};
+use sealtrail_core::checkpoint::{CheckpointSigner, TrustedKey};
+use sealtrail_core::sealed::SealedRecord;
+use sealtrail_core::sealer::{
+    Disposition, PartitionSealer, RawRecord, RecoveryError, SchemaLookup, SealContext, SealerSettings,
+};
+use sealtrail_core::tokenize::Tokenizer;
+use sealtrail_kafka::{KafkaError, PartitionReader};
+use sealtrail_runtime::keys::{self, KeyError};
+use sealtrail_runtime::{ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
+
+use crate::SealConfig;
+use crate::deliveries::{Deliveries, Produced};
+use crate::dlq;
+use crate::recovery::{RecoverySources, recover};
+
+/// Why the processor stopped with an error. Every variant is worth a restart except
+/// `Topology`, `Keys` and the ones naming corrupt data, which need an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("cannot create a Kafka client: {0}")]
+    Client(String),
+    #[error("schema registry: {0}")]
+    Registry(String),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("{0}")]
+    Topology(String),
+    #[error(
+        "sealed partition {partition} offset {offset} is not a sealed record ({reason}); only the seal processor may write the sealed topic"
+    )]
+    CorruptSealed {
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+    #[error(
+        "the last checkpoint of sealed partition {partition} does not verify ({reason}); add the signing key's public half to the trusted keys, or investigate"
+    )]
+    UntrustedCheckpoint { partition: i32, reason: String },
+    #[error(transparent)]
+    Recovery(RecoveryError),
+    #[error("{0}; exiting so a restart recovers from the sealed topic")]
+    Delivery(String),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealSummary {
+    pub records: u64,
+    pub sealed: u64,
+    pub rejected: u64,
+    pub checkpoints: u64,
+}
+
+struct PartitionState {
+    sealer: PartitionSealer,
+    covered_through: i64,
+}
+
+/// What the loop and the rebalance callback share.
+struct Shared {
+    config: SealConfig,
+    producer: BaseProducer<Deliveries>,
+    reader: PartitionReader,
+    sealed_readers: Mutex<SealedReaders>,
+    trusted: Vec<TrustedKey>,
+    signer: CheckpointSigner,
+    sealed_schema_id: u32,
+    partitions: Mutex<HashMap<i32, PartitionState>>,
+    /// An error met inside a rebalance callback, reported by the loop.
+    failure: Mutex<Option<SealError>>,
+    checkpoints: Mutex<u64>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Shared {
+    fn settings(&self, partition: i32) -> SealerSettings {
+        SealerSettings {
+            source_topic: self.config.raw_topic.clone(),
+            partition,
+            limits: self.config.limits,
+            checkpoint_every: self.config.checkpoint_every,
+            checkpoint_interval_ms: i64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn fail(&self, error: SealError) {
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            *failure = Some(error);
+        }
+    }
+
+    /// Recovers every newly assigned partition and assigns it at the offset recovery found.
+    fn assign(&self, consumer: &BaseConsumer<SealContextOf>, assigned: &TopicPartitionList) {
+        let mut positions = TopicPartitionList::new();
+        for element in assigned.elements() {
+            let partition = element.partition();
+            let started = Instant::now();
+            let mut sealed_readers = lock(&self.sealed_readers);
+            let mut sources = RecoverySources {
+                reader: &self.reader,
+                sealed_readers: &mut sealed_readers,
+                trusted: &self.trusted,
+                sealed_topic: &self.config.sealed_topic,
+                dlq_topic: &self.config.dlq_topic,
+                raw_topic: &self.config.raw_topic,
+            };
+            match recover(&mut sources, self.settings(partition), now_ms()) {
+                Ok(recovered) => {
+                    let resume = recovered.sealer.resume_offset();
+                    tracing::info!(
+                        partition,
+                        resume,
+                        last_checkpoint = recovered.last_checkpoint,
+                        tail = recovered.tail,
+                        tenants = recovered.sealer.tenant_count(),
+                        ms = started.elapsed().as_millis(),
+                        "partition recovered from the sealed topic"
+                    );
+                    self.producer
+                        .context()
+                        .lock()
+                        .dlq_next
+                        .insert(partition, recovered.dlq_next);
+                    let covered_through = recovered.sealer.handled_through();
+                    lock(&self.partitions).insert(
+                        partition,
+                        PartitionState {
+                            sealer: recovered.sealer,
+                            covered_through,
+                        },
+                    );
+                    if positions
+                        .add_partition_offset(&self.config.raw_topic, partition, Offset::Offset(resume))
+                        .is_err()
+                    {
+                        self.fail(SealError::Topology(format!(
+                            "cannot position raw partition {partition} at {resume}"
+                        )));
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(partition, %error, "partition recovery failed");
+                    self.fail(error);
+                }
+            }
+        }
+        if let Err(error) = consumer.assign(&positions) {
+            self.fail(SealError::Client(format!(
+                "cannot assign the recovered partitions: {error}"
+            )));
+        }
+    }
+
+    /// Checkpoints and flushes the partitions being taken away, so the next owner starts from a
+    /// complete sealed log.
+    fn revoke(&self, consumer: &BaseConsumer<SealContextOf>, revoked: &[i32]) {
+        for partition in revoked {
+            if let Err(error) = self.checkpoint_if_pending(*partition, true) {
+                self.fail(error);
+            }
+        }
+        if let Err(error) = self.flush() {
+            self.fail(error);
+        }
+        self.commit(consumer, CommitMode::Sync);
+        let mut partitions = lock(&self.partitions);
+        for partition in revoked {
+            partitions.remove(partition);
+        }
+    }
+
+    fn check_deliveries(&self) -> Result<(), SealError> {
+        match self.producer.context().lock().failure.clone() {
+            Some(reason) => Err(SealError::Delivery(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&self) -> Result<(), SealError> {
+        self.producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| SealError::Delivery(format!("the producer could not flush: {e}")))?;
+        self.check_deliveries()
+    }
+
+    /// Writes a checkpoint for `partition` if it is due (or if anything is uncovered and
+    /// `force`). Waits until the partition's DLQ records are acknowledged first, because the
+    /// checkpoint vouches for them.
+    fn checkpoint_if_pending(&self, partition: i32, force: bool) -> Result<bool, SealError> {
+        let due = {
+            let partitions = lock(&self.partitions);
+            let Some(state) = partitions.get(&partition) else {
+                return Ok(false);
+            };
+            let uncovered =
+                state.sealer.pending_entries() > 0 || state.sealer.handled_through() > state.covered_through;
+            if force {
+                uncovered
+            } else {
+                state.sealer.checkpoint_due(now_ms(), state.covered_through)
+            }
+        };
+        if !due {
+            return Ok(false);
+        }
+        loop {
+            self.check_deliveries()?;
+            let pending = self
+                .producer
+                .context()
+                .lock()
+                .dlq_in_flight
+                .get(&partition)
+                .copied()
+                .unwrap_or_default();
+            if pending == 0 {
+                break;
+            }
+            self.producer.poll(Duration::from_millis(10));
+        }
+        let dlq_next = self
+            .producer
+            .context()
+            .lock()
+            .dlq_next
+            .get(&partition)
+            .copied()
+            .unwrap_or_default();
+        let mut partitions = lock(&self.partitions);
+        let Some(state) = partitions.get_mut(&partition) else {
+            return Ok(false);
+        };
+        let checkpoint = state.sealer.checkpoint(&self.signer, dlq_next, now_ms());
+        state.covered_through = checkpoint.source_offset;
+        let produced = Produced::Checkpoint {
+            partition,
+            source_offset: checkpoint.source_offset,
+        };
+        let bytes = self.encode(&SealedRecord::Checkpoint(Box::new(checkpoint)));
+        drop(partitions);
+        self.send(&self.config.sealed_topic, partition, b"", &bytes, produced, None)?;
+        *lock(&self.checkpoints) += 1;
+        Ok(true)
+    }
+
+    fn encode(&self, record: &SealedRecord) -> Vec<u8> {
+        let mut writer = Writer::with_capacity(2048);
+        writer.raw(&[sealtrail_core::avro::MAGIC_BYTE]);
+        writer.raw(&self.sealed_schema_id.to_be_bytes());
+        encode_sealed_record(record, &mut writer);
+        writer.into_bytes()
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        payload: &[u8],
+        produced: Produced,
+        headers: Option<rdkafka::message::OwnedHeaders>,
+    ) -> Result<(), SealError> {
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(produced))
+            .partition(partition)
+            .key(key)
+            .payload(payload);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        self.producer.context().sent(produced);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((ClientError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                    self.check_deliveries()?;
+                }
+                Err((error, _)) => {
+                    return Err(SealError::Delivery(format!(
+                        "cannot queue a record for {topic}: {error}"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn commit(&self, consumer: &BaseConsumer<SealContextOf>, mode: CommitMode) {
+        let committable = self.producer.context().lock().committable.clone();
+        let partitions = lock(&self.partitions);
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in committable.iter().filter(|(p, _)| partitions.contains_key(p)) {
+            offsets
+                .add_partition_offset(&self.config.raw_topic, *partition, Offset::Offset(*offset))
+                .ok();
+        }
+        drop(partitions);
+        if offsets.count() > 0
+            && let Err(error) = consumer.commit(&offsets, mode)
+        {
+            tracing::warn!(%error, "committing raw offsets failed; they are informational, recovery does not need them");
+        }
+    }
+}
+
+/// The consumer context: recovery on assignment, checkpoint and flush on revocation.
+struct SealContextOf {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for SealContextOf {}
+
+impl ConsumerContext for SealContextOf {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.shared.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked: Vec<i32> = tpl
+                    .elements()
+                    .iter()
+                    .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+                    .collect();
+                self.shared.revoke(consumer, &revoked);
+                if let Err(error) = consumer.unassign() {
+                    self.shared.fail(SealError::Client(format!("cannot unassign: {error}")));
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                consumer.unassign().ok();
+            }
+        }
+    }
+}
+
+/// Runs the seal processor until `stop` is set (or `stop_after` records are handled), or an
+/// error makes it unsafe to continue.
+pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> Result<SealSummary, SealError> {
+    let (shared, tokenizer) = start(config, registry)?;
+    let consumer: BaseConsumer<SealContextOf> = shared
+        .config
+        .kafka
+        .consumer(&shared.config.group)
+        .set("partition.assignment.strategy", "range")
+        .create_with_context(SealContextOf {
+            shared: Arc::clone(&shared),
+        })
+        .map_err(|e| SealError::Client(e.to_string()))?;
+    consumer
+        .subscribe(&[&shared.config.raw_topic])
+        .map_err(|e| SealError::Client(e.to_string()))?;
+    tracing::info!(raw = %shared.config.raw_topic, sealed = %shared.config.sealed_topic, dlq = %shared.config.dlq_topic, key_id = shared.signer.key_id(), "seal processor started");
+
+    let mut work = Loop {
+        shared: &shared,
+        registry,
+        stop,
+        tokenizer,
+        verdicts: HashMap::new(),
+        stats: ComponentStats::new("seal"),
+        summary: SealSummary::default(),
+    };
+    let outcome = work.until_stopped(&consumer);
+
+    // Leave cleanly: checkpoint what is uncovered, flush, commit, then leave the group.
+    let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
+    shared.revoke(&consumer, &assigned);
+    drop(consumer);
+    work.summary.checkpoints = *lock(&shared.checkpoints);
+    work.stats.summary();
+    if let Some(error) = lock(&shared.failure).take() {
+        return Err(error);
+    }
+    outcome.map(|()| work.summary)
+}
+
+/// Loads the keys, checks the topics, registers the sealed schema and creates the producer.
+fn start(config: SealConfig, registry: &RegistryClient) -> Result<(Arc<Shared>, Tokenizer), SealError> {
+    let signer = keys::load_signer(&config.signing_key)?;
+    let tokenizer = Tokenizer::new(&keys::load_tokenization_key(&config.tokenization_key)?).map_err(|reason| {
+        SealError::Keys(KeyError::Invalid {
+            path: config.tokenization_key.clone(),
+            what: "tokenization key",
+            reason,
+        })
+    })?;
+    let mut trusted = match keys::load_trusted(&config.trusted_keys) {
+        Ok(keys) => keys,
+        Err(KeyError::NoTrustedKeys { .. }) => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
+    let own = TrustedKey::new(signer.public_key().to_vec());
+    if !trusted.contains(&own) {
+        trusted.push(own);
+    }
+
+    let reader = PartitionReader::new(&config.kafka, Duration::from_secs(60))?;
+    let raw_partitions = reader.partition_count(&config.raw_topic)?;
+    for topic in [&config.sealed_topic, &config.dlq_topic] {
+        let count = reader.partition_count(topic)?;
+        if count != raw_partitions || count == 0 {
+            return Err(SealError::Topology(format!(
+                "topic {topic} has {count} partitions and {} has {raw_partitions}; they must exist with equal counts, \
+                 because each raw partition is sealed into the partition of the same number (`sealtrail topics` creates them)",
+                config.raw_topic
+            )));
+        }
+    }
+    let sealed_schema_id = registry
+        .register(&format!("{}-value", config.sealed_topic), None, SEALED_RECORD_SCHEMA)
+        .map_err(SealError::Registry)?;
+    let producer: BaseProducer<Deliveries> = config
+        .kafka
+        .producer()
+        // A record that cannot be delivered must stop the processor rather than leave a hole.
+        .set("enable.gapless.guarantee", "true")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .create_with_context(Deliveries::default())
+        .map_err(|e| SealError::Client(e.to_string()))?;
+    let shared = Arc::new(Shared {
+        producer,
+        reader,
+        sealed_readers: Mutex::new(SealedReaders::new(registry.clone())),
+        trusted,
+        signer,
+        sealed_schema_id,
+        partitions: Mutex::new(HashMap::new()),
+        failure: Mutex::new(None),
+        checkpoints: Mutex::new(0),
+        config,
+    });
+    Ok((shared, tokenizer))
+}
+
+/// The state of the consume loop.
+struct Loop<'a> {
+    shared: &'a Shared,
+    registry: &'a RegistryClient,
+    stop: &'a StopSignal,
+    tokenizer: Tokenizer,
+    verdicts: HashMap<u32, SchemaVerdict>,
+    stats: ComponentStats,
+    summary: SealSummary,
+}
+
+impl Loop<'_> {
+    fn until_stopped(&mut self, consumer: &BaseConsumer<SealContextOf>) -> Result<(), SealError> {
+        let shared = self.shared;
+        let mut last_housekeeping = Instant::now();
+        let mut last_commit = Instant::now();
+        let mut last_lag: Option<Instant> = None;
+        loop {
+            if let Some(error) = lock(&shared.failure).take() {
+                return Err(error);
+            }
+            if self.stop.is_stopped()
+                || shared
+                    .config
+                    .stop_after
+                    .is_some_and(|limit| self.summary.records >= limit)
+            {
+                return Ok(());
+            }
+            shared.producer.poll(Duration::ZERO);
+            shared.check_deliveries()?;
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(error)) => {
+                    self.stats.error("consume");
+                    tracing::warn!(%error, "consume error");
+                }
+                Some(Ok(message)) => self.handle(&message)?,
+            }
+            if last_housekeeping.elapsed() >= Duration::from_millis(50) {
+                last_housekeeping = Instant::now();
+                let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
+                for partition in assigned {
+                    shared.checkpoint_if_pending(partition, false)?;
+                }
+                if last_commit.elapsed() >= Duration::from_secs(1) {
+                    last_commit = Instant::now();
+                    shared.commit(consumer, CommitMode::Async);
+                }
+                if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    last_lag = Some(Instant::now());
+                    self.stats.lag = lag(consumer, shared);
+                }
+                self.stats.report_if_due();
+            }
+        }
+    }
+
+    fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), SealError> {
+        let shared = self.shared;
+        let partition = message.partition();
+        let payload = message.payload();
+        // Learn what the schema id means before sealing; a registry that cannot be reached is
+        // waited for (the record is not bad), a registry that does not know the id rejects it.
+        if let Some(framed) = payload.and_then(|bytes| Framed::parse(bytes).ok()) {
+            let mut backoff = Duration::from_millis(200);
+            while let Err(error) = self.registry.event_reader(&mut self.verdicts, framed.schema_id) {
+                if self.stop.is_stopped() {
+                    return Ok(());
+                }
+                tracing::warn!(%error, retry_in = ?backoff, "schema registry unavailable; retrying");
+                self.stats.error("registry_unavailable");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        self.summary.records += 1;
+        self.stats.events_in += 1;
+        let now = now_ms();
+        let mut partitions = lock(&shared.partitions);
+        let Some(assigned) = partitions.get_mut(&partition) else {
+            return Ok(());
+        };
+        let record = RawRecord {
+            offset: message.offset(),
+            key: message.key(),
+            value: payload,
+        };
+        let mut context = SealContext {
+            policy: &shared.config.policy,
+            tokenizer: &mut self.tokenizer,
+            now_ms: now,
+            key_id: shared.signer.key_id(),
+        };
+        let verdicts = &self.verdicts;
+        let disposition = assigned.sealer.handle(
+            &record,
+            |id| match verdicts.get(&id) {
+                Some(SchemaVerdict::Readable(reader)) => SchemaLookup::Found(reader),
+                Some(SchemaVerdict::Incompatible(reason)) => SchemaLookup::Incompatible(reason),
+                Some(SchemaVerdict::Unknown) | None => SchemaLookup::Unknown,
+            },
+            &mut context,
+        );
+        let due = assigned.sealer.pending_entries() >= shared.config.checkpoint_every;
+        drop(partitions);
+        match disposition {
+            Disposition::Sealed(sealed) => {
+                let tenant = sealed.event.tenant_id.clone();
+                let bytes = shared.encode(&SealedRecord::Event(sealed));
+                shared.send(
+                    &shared.config.sealed_topic,
+                    partition,
+                    tenant.as_bytes(),
+                    &bytes,
+                    Produced::Sealed { partition },
+                    None,
+                )?;
+                self.summary.sealed += 1;
+                self.stats.events_out += 1;
+            }
+            Disposition::Rejected(rejection) => {
+                tracing::info!(partition, offset = message.offset(), reason = rejection.code.as_str(), detail = %rejection.detail, "record rejected to the DLQ");
+                let headers = dlq::headers(
+                    message.headers(),
+                    &rejection,
+                    &shared.config.raw_topic,
+                    partition,
+                    message.offset(),
+                    now,
+                );
+                shared.send(
+                    &shared.config.dlq_topic,
+                    partition,
+                    message.key().unwrap_or_default(),
+                    payload.unwrap_or_default(),
+                    Produced::Rejected { partition },
+                    Some(headers),
+                )?;
+                self.summary.rejected += 1;
+                self.stats.error(rejection.code.as_str());
+            }
+            Disposition::AlreadyHandled => {}
+        }
+        if due {
+            shared.checkpoint_if_pending(partition, false)?;
+        }
+        Ok(())
+    }
+}
+
+fn lag(consumer: &BaseConsumer<SealContextOf>, shared: &Shared) -> i64 {
+    let positions: Vec<(i32, i64)> = lock(&shared.partitions)
+        .iter()
+        .map(|(partition, state)| (*partition, state.sealer.resume_offset()))
+        .collect();
+    positions
+        .into_iter()
+        .filter_map(|(partition, next)| {
+            let (_, high) = consumer
+                .fetch_watermarks(&shared.config.raw_topic, partition, Duration::from_secs(2))
+                .ok()?;
+            Some((high - next).max(0))
+        })
+        .sum()
+}

@@ -1,0 +1,107 @@
+//! Rebuilding a partition's sealing state from the sealed partition and the DLQ.
+
+use sealtrail_core::checkpoint::{TrustedKey, verify_checkpoint};
+use sealtrail_core::sealed::{Checkpoint, SealedEvent, SealedRecord};
+use sealtrail_core::sealer::{PartitionSealer, SealerSettings};
+use sealtrail_kafka::PartitionReader;
+use sealtrail_runtime::SealedReaders;
+
+use crate::dlq;
+use crate::processor::SealError;
+
+/// A recovered partition: the sealer, and where the DLQ partition ends.
+#[derive(Debug)]
+pub struct Recovered {
+    pub sealer: PartitionSealer,
+    pub dlq_next: i64,
+    pub last_checkpoint: Option<u64>,
+    pub tail: usize,
+}
+
+/// Topics and keys recovery reads with.
+#[derive(Debug)]
+pub struct RecoverySources<'a> {
+    pub reader: &'a PartitionReader,
+    pub sealed_readers: &'a mut SealedReaders,
+    pub trusted: &'a [TrustedKey],
+    pub sealed_topic: &'a str,
+    pub dlq_topic: &'a str,
+    pub raw_topic: &'a str,
+}
+
+pub fn recover(
+    sources: &mut RecoverySources<'_>,
+    settings: SealerSettings,
+    now_ms: i64,
+) -> Result<Recovered, SealError> {
+    let partition = settings.partition;
+    let (low, high) = sources.reader.watermarks(sources.sealed_topic, partition)?;
+
+    // The last checkpoint is at most `checkpoint_every` events from the end; look back in
+    // growing windows so a long partition is not read from its start.
+    let mut window = i64::try_from(settings.checkpoint_every)
+        .unwrap_or(i64::MAX / 4)
+        .saturating_mul(2)
+        .max(64);
+    let (checkpoint, tail) = loop {
+        let start = high.saturating_sub(window).max(low);
+        let records = sources.reader.read(sources.sealed_topic, partition, start, high)?;
+        let mut decoded = Vec::with_capacity(records.len());
+        for record in &records {
+            let bytes = record.value.as_deref().unwrap_or_default();
+            let sealed = sources
+                .sealed_readers
+                .decode(bytes)
+                .map_err(|reason| SealError::CorruptSealed {
+                    partition,
+                    offset: record.offset,
+                    reason,
+                })?;
+            decoded.push(sealed);
+        }
+        let last_checkpoint = decoded.iter().rposition(|r| matches!(r, SealedRecord::Checkpoint(_)));
+        if last_checkpoint.is_some() || start == low {
+            let mut checkpoint: Option<Checkpoint> = None;
+            let mut tail: Vec<SealedEvent> = Vec::new();
+            for (index, record) in decoded.into_iter().enumerate() {
+                match record {
+                    SealedRecord::Checkpoint(found) if Some(index) == last_checkpoint => checkpoint = Some(*found),
+                    SealedRecord::Event(event) if last_checkpoint.is_none_or(|at| index > at) => tail.push(*event),
+                    _ => {}
+                }
+            }
+            break (checkpoint, tail);
+        }
+        window = window.saturating_mul(4);
+    };
+
+    if let Some(found) = &checkpoint {
+        verify_checkpoint(found, sources.trusted).map_err(|problem| SealError::UntrustedCheckpoint {
+            partition,
+            reason: problem.to_string(),
+        })?;
+    }
+
+    let (dlq_low, dlq_high) = sources.reader.watermarks(sources.dlq_topic, partition)?;
+    let dlq_from = checkpoint.as_ref().map_or(dlq_low, |c| c.dlq_next_offset).max(dlq_low);
+    let rejected: Vec<i64> = sources
+        .reader
+        .read(sources.dlq_topic, partition, dlq_from, dlq_high)?
+        .iter()
+        .filter(|record| record.header(dlq::SOURCE_TOPIC) == Some(sources.raw_topic.as_bytes()))
+        .filter_map(|record| {
+            let offset = record.header(dlq::SOURCE_OFFSET)?;
+            std::str::from_utf8(offset).ok()?.parse().ok()
+        })
+        .collect();
+
+    let tail_len = tail.len();
+    let sealer = PartitionSealer::recover(settings, checkpoint.as_ref(), &tail, &rejected, now_ms)
+        .map_err(SealError::Recovery)?;
+    Ok(Recovered {
+        sealer,
+        dlq_next: dlq_high,
+        last_checkpoint: checkpoint.map(|c| c.number),
+        tail: tail_len,
+    })
+}

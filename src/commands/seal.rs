@@ -1,0 +1,90 @@
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sealtrail_core::policy::Policy;
+use sealtrail_core::validate::Limits;
+use sealtrail_runtime::{RegistryClient, StopSignal};
+use sealtrail_seal::SealConfig;
+
+use crate::settings::{KafkaArgs, KeyArgs, RegistryUrlArgs, TopicArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct SealArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    registry: RegistryUrlArgs,
+    #[command(flatten)]
+    topics: TopicArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// Consumer group; run more instances in the same group to scale out.
+    #[arg(long, env = "SEAL_GROUP", default_value = "sealtrail-seal")]
+    group: String,
+    /// Policy file (TOML); the policy shipped in schemas/policy.toml when absent.
+    #[arg(long, env = "SEALTRAIL_POLICY")]
+    policy: Option<std::path::PathBuf>,
+    /// Checkpoint after this many sealed events per partition...
+    #[arg(long, env = "SEAL_CHECKPOINT_EVERY", default_value_t = 1000)]
+    checkpoint_every: usize,
+    /// ...or after this many milliseconds with anything uncovered.
+    #[arg(long, env = "SEAL_CHECKPOINT_INTERVAL_MS", default_value_t = 2000)]
+    checkpoint_interval_ms: u64,
+    /// Largest raw record accepted, in bytes.
+    #[arg(long, env = "SEAL_MAX_RECORD_BYTES", default_value_t = 64 * 1024)]
+    max_record_bytes: usize,
+}
+
+pub async fn run(args: SealArgs) -> anyhow::Result<()> {
+    let policy = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+            Policy::from_toml(&text).with_context(|| format!("policy file {}", path.display()))?
+        }
+        None => Policy::default_policy(),
+    };
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let config = SealConfig {
+        kafka,
+        registry_url: args.registry.schema_registry_url.clone(),
+        raw_topic: args.topics.raw_topic,
+        sealed_topic: args.topics.sealed_topic,
+        dlq_topic: args.topics.dlq_topic,
+        group: args.group,
+        signing_key: args.keys.signing_key(),
+        tokenization_key: args.keys.tokenization_key(),
+        trusted_keys: args.keys.trusted_keys(),
+        policy,
+        limits: Limits {
+            max_record_bytes: args.max_record_bytes,
+            ..Limits::default()
+        },
+        checkpoint_every: args.checkpoint_every.max(1),
+        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
+        stop_after: None,
+    };
+    let stop = StopSignal::new();
+    stop.on_unix_signals();
+    let registry = RegistryClient::new(&args.registry.schema_registry_url, tokio::runtime::Handle::current());
+    let summary = run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;
+    println!(
+        "seal stopped: {} records, {} sealed, {} rejected to the DLQ, {} checkpoints",
+        summary.records, summary.sealed, summary.rejected, summary.checkpoints
+    );
+    Ok(())
+}
+
+/// Runs a blocking processor loop on its own thread (it drives async clients through the
+/// runtime handle, which a runtime worker thread must not do).
+pub async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("processor".to_owned())
+        .spawn(move || {
+            sender.send(work()).ok();
+        })
+        .context("cannot start the processor thread")?;
+    receiver.await.context("the processor thread ended without an answer")
+}
