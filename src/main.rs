@@ -43,6 +43,10 @@ enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Seal raw audit events: validate, classify, redact, hash-chain; rejects to the DLQ.
     Seal(commands::seal::SealArgs),
+    /// Project sealed events and checkpoints into ClickHouse.
+    Sink(commands::sink::SinkArgs),
+    /// Verify a tenant's trail from ClickHouse: chain, checkpoint signatures and links.
+    Verify(commands::verify::VerifyArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
     /// Serve the ClickHouse engine library over HTTP (started by `up`; not for direct use).
@@ -77,6 +81,8 @@ fn main() -> std::process::ExitCode {
             Command::Keys(args) => commands::keys::run(args),
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Seal(args) => commands::seal::run(args).await,
+            Command::Sink(args) => commands::sink::run(args).await,
+            Command::Verify(args) => commands::verify::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -6,6 +6,8 @@ pub mod produce;
 pub mod registry;
 pub mod seal;
 pub mod setup;
+pub mod sink;
 pub mod status;
 pub mod topics;
 pub mod up;
+pub mod verify;

@@ -6,8 +6,12 @@
 
 mod error;
 mod migrations;
+mod rows;
 mod settings;
+mod verify;
 
 pub use error::ClickHouseError;
 pub use migrations::{AppliedMigration, MIGRATIONS, Migration, apply_migrations};
+pub use rows::{CheckpointRow, EventRow, RowError};
 pub use settings::{ClickHouseSettings, wait_for_clickhouse};
+pub use verify::{VerifyFailure, VerifyReport, VerifyRequest, verify_tenant};

@@ -24,7 +24,11 @@ macro_rules! migration {
 }
 
 /// Every migration, in the order it is applied. A test checks this list against the folder.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_create_schema_migrations")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_create_schema_migrations"),
+    migration!(2, "0002_create_events"),
+    migration!(3, "0003_create_checkpoints"),
+];
 
 /// What `apply_migrations` did with one migration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,314 @@
+//! The rows of sealtrail's tables and their mapping to the core model, both ways: the sink
+//! writes sealed events as rows, the verifier reads rows back as sealed events.
+
+use clickhouse::Row;
+use sealtrail_core::digest::{Digest, from_hex, to_hex};
+use sealtrail_core::event::{Actor, ActorType, AuditEvent, Change, Evidence, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::sealed::{
+    Checkpoint, Classification, DataClass, Redaction, Seal, SealedEvent, SourceCoordinates, TenantHead,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A row of `events`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct EventRow {
+    pub tenant_id: String,
+    pub seq: u64,
+    pub event_id: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub occurred_at: OffsetDateTime,
+    pub action: String,
+    pub actor_id: String,
+    pub actor_type: String,
+    pub actor_display_name: Option<String>,
+    pub actor_authority: Option<String>,
+    pub actor_on_behalf_of: Option<String>,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub resource_path: Option<String>,
+    pub outcome: String,
+    pub reason_code: Option<String>,
+    pub reason_text: Option<String>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub policy_version: Option<String>,
+    pub session_id: Option<String>,
+    pub evidence: Vec<(String, String, Option<String>)>,
+    pub changes: Vec<(String, Option<String>, Option<String>)>,
+    pub attributes: Vec<(String, String)>,
+    pub category: String,
+    pub data_class: String,
+    pub labels: Vec<String>,
+    pub seal_policy_version: String,
+    pub redactions: Vec<(String, String, String)>,
+    pub scheme: u8,
+    pub prev_hash: String,
+    pub hash: String,
+    pub key_id: String,
+    pub source_topic: String,
+    pub source_partition: u32,
+    pub source_offset: u64,
+    pub schema_id: u32,
+    pub sealed_partition: u32,
+    pub sealed_offset: u64,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub sealed_at: OffsetDateTime,
+}
+
+/// A row of `checkpoints`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct CheckpointRow {
+    pub sealed_partition: u32,
+    pub number: u64,
+    pub scheme: u8,
+    pub prev_checkpoint_hash: String,
+    pub entries_root: String,
+    pub entry_count: u64,
+    pub tenant_heads_root: String,
+    pub tenant_count: u64,
+    pub source_offset: i64,
+    pub dlq_next_offset: i64,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub created_at: OffsetDateTime,
+    pub key_id: String,
+    pub checkpoint_hash: String,
+    pub signature: String,
+    pub tenant_heads: Vec<(String, u64, String)>,
+    pub sealed_offset: u64,
+}
+
+/// A row that does not map back to the model (a column was edited into something invalid).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{table} row ({key}): column {column} holds an invalid value")]
+pub struct RowError {
+    pub table: &'static str,
+    pub key: String,
+    pub column: &'static str,
+}
+
+fn time_of(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn ms_of(time: OffsetDateTime) -> i64 {
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+impl EventRow {
+    pub fn from_sealed(sealed: &SealedEvent, sealed_partition: i32, sealed_offset: i64) -> Self {
+        let event = &sealed.event;
+        Self {
+            tenant_id: event.tenant_id.clone(),
+            seq: sealed.seal.tenant_seq,
+            event_id: event.event_id.clone(),
+            occurred_at: time_of(event.occurred_at),
+            action: event.action.clone(),
+            actor_id: event.actor.id.clone(),
+            actor_type: event.actor.kind.symbol().to_owned(),
+            actor_display_name: event.actor.display_name.clone(),
+            actor_authority: event.actor.authority.clone(),
+            actor_on_behalf_of: event.actor.on_behalf_of.clone(),
+            resource_type: event.resource.kind.clone(),
+            resource_id: event.resource.id.clone(),
+            resource_path: event.resource.path.clone(),
+            outcome: event.outcome.status.symbol().to_owned(),
+            reason_code: event.outcome.reason_code.clone(),
+            reason_text: event.outcome.reason_text.clone(),
+            correlation_id: event.correlation_id.clone(),
+            causation_id: event.causation_id.clone(),
+            trace_id: event.trace_id.clone(),
+            span_id: event.span_id.clone(),
+            idempotency_key: event.idempotency_key.clone(),
+            policy_version: event.policy_version.clone(),
+            session_id: event.session_id.clone(),
+            evidence: event
+                .evidence
+                .iter()
+                .map(|e| (e.kind.clone(), e.uri.clone(), e.sha256.clone()))
+                .collect(),
+            changes: event
+                .changes
+                .iter()
+                .map(|c| (c.field.clone(), c.before.clone(), c.after.clone()))
+                .collect(),
+            attributes: event.attributes.clone(),
+            category: sealed.classification.category.clone(),
+            data_class: sealed.classification.data_class.symbol().to_owned(),
+            labels: sealed.classification.labels.clone(),
+            seal_policy_version: sealed.classification.policy_version.clone(),
+            redactions: sealed
+                .redactions
+                .iter()
+                .map(|r| (r.path.clone(), r.label.clone(), r.method.clone()))
+                .collect(),
+            scheme: u8::try_from(sealed.seal.scheme).unwrap_or(u8::MAX),
+            prev_hash: sealed.seal.prev_hash.to_hex(),
+            hash: sealed.seal.hash.to_hex(),
+            key_id: sealed.seal.key_id.clone(),
+            source_topic: sealed.source.topic.clone(),
+            source_partition: u32::try_from(sealed.source.partition).unwrap_or_default(),
+            source_offset: u64::try_from(sealed.source.offset).unwrap_or_default(),
+            schema_id: sealed.source.schema_id,
+            sealed_partition: u32::try_from(sealed_partition).unwrap_or_default(),
+            sealed_offset: u64::try_from(sealed_offset).unwrap_or_default(),
+            sealed_at: time_of(sealed.sealed_at),
+        }
+    }
+
+    /// The sealed event the row stores, as the verifier re-hashes it.
+    pub fn to_sealed(&self) -> Result<SealedEvent, RowError> {
+        let invalid = |column: &'static str| RowError {
+            table: "events",
+            key: format!("tenant {} seq {}", self.tenant_id, self.seq),
+            column,
+        };
+        let digest = |text: &str, column| Digest::from_hex(text).ok_or_else(|| invalid(column));
+        Ok(SealedEvent {
+            event: AuditEvent {
+                event_id: self.event_id.clone(),
+                tenant_id: self.tenant_id.clone(),
+                occurred_at: ms_of(self.occurred_at),
+                action: self.action.clone(),
+                actor: Actor {
+                    id: self.actor_id.clone(),
+                    kind: ActorType::from_symbol(&self.actor_type).ok_or_else(|| invalid("actor_type"))?,
+                    display_name: self.actor_display_name.clone(),
+                    authority: self.actor_authority.clone(),
+                    on_behalf_of: self.actor_on_behalf_of.clone(),
+                },
+                resource: Resource {
+                    kind: self.resource_type.clone(),
+                    id: self.resource_id.clone(),
+                    path: self.resource_path.clone(),
+                },
+                outcome: Outcome {
+                    status: OutcomeStatus::from_symbol(&self.outcome).ok_or_else(|| invalid("outcome"))?,
+                    reason_code: self.reason_code.clone(),
+                    reason_text: self.reason_text.clone(),
+                },
+                correlation_id: self.correlation_id.clone(),
+                causation_id: self.causation_id.clone(),
+                trace_id: self.trace_id.clone(),
+                span_id: self.span_id.clone(),
+                idempotency_key: self.idempotency_key.clone(),
+                policy_version: self.policy_version.clone(),
+                evidence: self
+                    .evidence
+                    .iter()
+                    .map(|(kind, uri, sha256)| Evidence {
+                        kind: kind.clone(),
+                        uri: uri.clone(),
+                        sha256: sha256.clone(),
+                    })
+                    .collect(),
+                changes: self
+                    .changes
+                    .iter()
+                    .map(|(field, before, after)| Change {
+                        field: field.clone(),
+                        before: before.clone(),
+                        after: after.clone(),
+                    })
+                    .collect(),
+                attributes: self.attributes.clone(),
+                session_id: self.session_id.clone(),
+            },
+            classification: Classification {
+                category: self.category.clone(),
+                data_class: DataClass::from_symbol(&self.data_class).ok_or_else(|| invalid("data_class"))?,
+                labels: self.labels.clone(),
+                policy_version: self.seal_policy_version.clone(),
+            },
+            redactions: self
+                .redactions
+                .iter()
+                .map(|(path, label, method)| Redaction {
+                    path: path.clone(),
+                    label: label.clone(),
+                    method: method.clone(),
+                })
+                .collect(),
+            seal: Seal {
+                scheme: u32::from(self.scheme),
+                tenant_seq: self.seq,
+                prev_hash: digest(&self.prev_hash, "prev_hash")?,
+                hash: digest(&self.hash, "hash")?,
+                key_id: self.key_id.clone(),
+            },
+            source: SourceCoordinates {
+                topic: self.source_topic.clone(),
+                partition: i32::try_from(self.source_partition).map_err(|_| invalid("source_partition"))?,
+                offset: i64::try_from(self.source_offset).map_err(|_| invalid("source_offset"))?,
+                schema_id: self.schema_id,
+            },
+            sealed_at: ms_of(self.sealed_at),
+        })
+    }
+}
+
+impl CheckpointRow {
+    pub fn from_checkpoint(checkpoint: &Checkpoint, sealed_offset: i64) -> Self {
+        Self {
+            sealed_partition: u32::try_from(checkpoint.partition).unwrap_or_default(),
+            number: checkpoint.number,
+            scheme: u8::try_from(checkpoint.scheme).unwrap_or(u8::MAX),
+            prev_checkpoint_hash: checkpoint.prev_checkpoint_hash.to_hex(),
+            entries_root: checkpoint.entries_root.to_hex(),
+            entry_count: checkpoint.entry_count,
+            tenant_heads_root: checkpoint.tenant_heads_root.to_hex(),
+            tenant_count: checkpoint.tenant_count,
+            source_offset: checkpoint.source_offset,
+            dlq_next_offset: checkpoint.dlq_next_offset,
+            created_at: time_of(checkpoint.created_at),
+            key_id: checkpoint.key_id.clone(),
+            checkpoint_hash: checkpoint.checkpoint_hash.to_hex(),
+            signature: to_hex(&checkpoint.signature),
+            tenant_heads: checkpoint
+                .tenant_heads
+                .iter()
+                .map(|h| (h.tenant_id.clone(), h.seq, h.hash.to_hex()))
+                .collect(),
+            sealed_offset: u64::try_from(sealed_offset).unwrap_or_default(),
+        }
+    }
+
+    pub fn to_checkpoint(&self) -> Result<Checkpoint, RowError> {
+        let invalid = |column: &'static str| RowError {
+            table: "checkpoints",
+            key: format!("partition {} number {}", self.sealed_partition, self.number),
+            column,
+        };
+        let digest = |text: &str, column| Digest::from_hex(text).ok_or_else(|| invalid(column));
+        Ok(Checkpoint {
+            scheme: u32::from(self.scheme),
+            partition: i32::try_from(self.sealed_partition).map_err(|_| invalid("sealed_partition"))?,
+            number: self.number,
+            prev_checkpoint_hash: digest(&self.prev_checkpoint_hash, "prev_checkpoint_hash")?,
+            entries_root: digest(&self.entries_root, "entries_root")?,
+            entry_count: self.entry_count,
+            tenant_heads_root: digest(&self.tenant_heads_root, "tenant_heads_root")?,
+            tenant_count: self.tenant_count,
+            source_offset: self.source_offset,
+            dlq_next_offset: self.dlq_next_offset,
+            created_at: ms_of(self.created_at),
+            key_id: self.key_id.clone(),
+            checkpoint_hash: digest(&self.checkpoint_hash, "checkpoint_hash")?,
+            signature: from_hex(&self.signature).ok_or_else(|| invalid("signature"))?,
+            tenant_heads: self
+                .tenant_heads
+                .iter()
+                .map(|(tenant_id, seq, hash)| {
+                    Ok(TenantHead {
+                        tenant_id: tenant_id.clone(),
+                        seq: *seq,
+                        hash: digest(hash, "tenant_heads")?,
+                    })
+                })
+                .collect::<Result<_, RowError>>()?,
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! `sealtrail sink`: projects the sealed topic into ClickHouse (`events`, `checkpoints`).
+//!
+//! ClickHouse itself says how far each sealed partition is stored (the largest sealed offset in
+//! each table), so a restart, a rebalance or a rewound consumer never inserts a row twice; an
+//! insert whose answer was lost is retried with the same deduplication token, so it lands once.
+//! Offsets are committed only after ClickHouse acknowledged the insert.
+
+mod batch;
+mod processor;
+
+pub use processor::{SinkConfig, SinkError, SinkSummary, run};

@@ -1,0 +1,403 @@
+//! The sink loop: consume sealed records, buffer rows per partition, insert, commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
+use sealtrail_core::sealed::SealedRecord;
+use sealtrail_kafka::KafkaSettings;
+use sealtrail_runtime::{ComponentStats, RegistryClient, SealedReaders, StopSignal};
+use tokio::runtime::Handle;
+
+use crate::batch::PartitionBatch;
+
+/// Everything the sink needs.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub kafka: KafkaSettings,
+    pub clickhouse: ClickHouseSettings,
+    pub sealed_topic: String,
+    pub group: String,
+    /// Insert when a partition has this many rows buffered...
+    pub batch_rows: usize,
+    /// ...or its oldest buffered row has waited this long.
+    pub batch_wait: Duration,
+    /// Stop once this many sealed records have been read (for benchmarks).
+    pub stop_after: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot create a Kafka client: {0}")]
+    Client(String),
+    #[error("sealed partition {partition} offset {offset} is not a sealed record ({reason})")]
+    CorruptSealed {
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+    #[error("cannot learn how far partition {partition} is stored in ClickHouse: {reason}")]
+    Position { partition: i32, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkSummary {
+    pub records: u64,
+    pub events: u64,
+    pub checkpoints: u64,
+    pub inserts: u64,
+}
+
+struct Shared {
+    config: SinkConfig,
+    client: clickhouse::Client,
+    runtime: Handle,
+    batches: Mutex<HashMap<i32, PartitionBatch>>,
+    failure: Mutex<Option<SinkError>>,
+    stop: StopSignal,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct Stored {
+    rows: u64,
+    max_offset: u64,
+}
+
+impl Shared {
+    /// The largest sealed offset of `partition` in each table (-1 for none).
+    fn stored_through(&self, partition: i32) -> Result<(i64, i64), String> {
+        let mut through = [-1_i64; 2];
+        for (slot, table) in ["events", "checkpoints"].into_iter().enumerate() {
+            let query = self
+                .client
+                .query(&format!(
+                    "SELECT count() AS rows, max(sealed_offset) AS max_offset FROM {table} WHERE sealed_partition = ?"
+                ))
+                .bind(partition);
+            let stored: Stored = self.runtime.block_on(query.fetch_one()).map_err(|e| e.to_string())?;
+            if stored.rows > 0 {
+                through[slot] = i64::try_from(stored.max_offset).unwrap_or(i64::MAX);
+            }
+        }
+        Ok((through[0], through[1]))
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<SinkContext>, assigned: &TopicPartitionList) {
+        let mut positions = TopicPartitionList::new();
+        for element in assigned.elements() {
+            let partition = element.partition();
+            // ClickHouse may be down right now; it is the only source of truth for where to
+            // resume, so wait for it rather than guess.
+            let mut backoff = Duration::from_millis(200);
+            let stored = loop {
+                match self.stored_through(partition) {
+                    Ok(stored) => break stored,
+                    Err(reason) if backoff >= Duration::from_secs(30) || self.stop.is_stopped() => {
+                        self.fail(SinkError::Position { partition, reason });
+                        return;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(partition, %reason, retry_in = ?backoff, "ClickHouse unavailable at assignment; retrying");
+                        std::thread::sleep(backoff);
+                        backoff *= 2;
+                    }
+                }
+            };
+            let batch = PartitionBatch::new(stored.0, stored.1);
+            let resume = batch.resume_offset();
+            tracing::info!(
+                partition,
+                resume,
+                events_through = stored.0,
+                checkpoints_through = stored.1,
+                "sink partition assigned"
+            );
+            lock(&self.batches).insert(partition, batch);
+            positions
+                .add_partition_offset(&self.config.sealed_topic, partition, Offset::Offset(resume))
+                .ok();
+        }
+        if let Err(error) = consumer.assign(&positions) {
+            self.fail(SinkError::Client(format!("cannot assign: {error}")));
+        }
+    }
+
+    fn fail(&self, error: SinkError) {
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            *failure = Some(error);
+        }
+    }
+
+    /// Inserts what `partition` has buffered, retrying (with the same deduplication tokens) until
+    /// ClickHouse acknowledges or the sink is stopped. Returns the offset now safe to commit and
+    /// the rows inserted (events, checkpoints).
+    fn flush(
+        &self,
+        consumer: &BaseConsumer<SinkContext>,
+        partition: i32,
+        stop: &StopSignal,
+        stats: &mut ComponentStats,
+    ) -> Option<(i64, u64, u64)> {
+        let mut batches = lock(&self.batches);
+        let batch = batches.get_mut(&partition)?;
+        if batch.is_empty() {
+            return Some((batch.last_offset + 1, 0, 0));
+        }
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.insert(partition, batch) {
+                Ok(()) => break,
+                Err(error) => {
+                    stats.error("clickhouse_insert");
+                    tracing::warn!(partition, %error, retry_in = ?backoff, "inserting into ClickHouse failed; retrying");
+                    if stop.is_stopped() {
+                        return None;
+                    }
+                    // Stay in the group while waiting: keep serving the consumer, fetching paused.
+                    let mut paused = TopicPartitionList::new();
+                    paused.add_partition(&self.config.sealed_topic, partition);
+                    consumer.pause(&paused).ok();
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !stop.is_stopped() {
+                        drop(consumer.poll(Duration::from_millis(100)));
+                    }
+                    consumer.resume(&paused).ok();
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        let inserted = (batch.events.len() as u64, batch.checkpoints.len() as u64);
+        stats.events_out += inserted.0;
+        batch.stored();
+        Some((batch.last_offset + 1, inserted.0, inserted.1))
+    }
+
+    fn insert(&self, partition: i32, batch: &PartitionBatch) -> Result<(), clickhouse::error::Error> {
+        let topic = &self.config.sealed_topic;
+        for ((year, month), rows) in batch.events_by_month() {
+            let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
+            let token = format!("{topic}/{partition}/events/{year}-{month:02}/{first}-{last}");
+            self.runtime.block_on(async {
+                let mut insert = self
+                    .client
+                    .insert::<EventRow>("events")
+                    .await?
+                    .with_setting("insert_deduplicate", "1")
+                    .with_setting("insert_deduplication_token", token);
+                for row in rows {
+                    insert.write(row).await?;
+                }
+                insert.end().await
+            })?;
+        }
+        if let (Some(first), Some(last)) = (batch.checkpoints.first(), batch.checkpoints.last()) {
+            let token = format!(
+                "{topic}/{partition}/checkpoints/{}-{}",
+                first.sealed_offset, last.sealed_offset
+            );
+            self.runtime.block_on(async {
+                let mut insert = self
+                    .client
+                    .insert::<CheckpointRow>("checkpoints")
+                    .await?
+                    .with_setting("insert_deduplicate", "1")
+                    .with_setting("insert_deduplication_token", token);
+                for row in &batch.checkpoints {
+                    insert.write(row).await?;
+                }
+                insert.end().await
+            })?;
+        }
+        Ok(())
+    }
+}
+
+struct SinkContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            self.shared.assign(consumer, tpl);
+            return;
+        }
+        // Buffered rows of revoked partitions are dropped, not inserted: nothing was committed
+        // for them, and the next owner reads them again.
+        let mut batches = lock(&self.shared.batches);
+        for element in tpl.elements() {
+            batches.remove(&element.partition());
+        }
+        drop(batches);
+        consumer.unassign().ok();
+    }
+}
+
+/// Runs the sink until stopped (or `stop_after` records are read), or an error makes it unsafe
+/// to continue.
+pub fn run(
+    config: SinkConfig,
+    registry: &RegistryClient,
+    runtime: Handle,
+    stop: &StopSignal,
+) -> Result<SinkSummary, SinkError> {
+    let shared = Arc::new(Shared {
+        client: config.clickhouse.client(),
+        runtime,
+        batches: Mutex::new(HashMap::new()),
+        failure: Mutex::new(None),
+        stop: stop.clone(),
+        config,
+    });
+    let consumer: BaseConsumer<SinkContext> = shared
+        .config
+        .kafka
+        .consumer(&shared.config.group)
+        .set("partition.assignment.strategy", "range")
+        .create_with_context(SinkContext {
+            shared: Arc::clone(&shared),
+        })
+        .map_err(|e| SinkError::Client(e.to_string()))?;
+    consumer
+        .subscribe(&[&shared.config.sealed_topic])
+        .map_err(|e| SinkError::Client(e.to_string()))?;
+    tracing::info!(sealed = %shared.config.sealed_topic, clickhouse = %shared.config.clickhouse.url, "sink started");
+
+    let mut readers = SealedReaders::new(registry.clone());
+    let mut stats = ComponentStats::new("sink");
+    let mut summary = SinkSummary::default();
+    let mut last_check = Instant::now();
+    let mut last_lag: Option<Instant> = None;
+    let outcome = loop {
+        if let Some(error) = lock(&shared.failure).take() {
+            break Err(error);
+        }
+        let limit_reached = shared.config.stop_after.is_some_and(|limit| summary.records >= limit);
+        if stop.is_stopped() || limit_reached {
+            // Insert what is buffered before leaving, so a stop loses no progress.
+            flush_all(&shared, &consumer, stop, &mut stats, &mut summary, true);
+            break Ok(());
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(error)) => {
+                stats.error("consume");
+                tracing::warn!(%error, "consume error");
+            }
+            Some(Ok(message)) => {
+                if let Err(error) = buffer(&shared, &mut readers, &message, &mut summary, &mut stats) {
+                    break Err(error);
+                }
+            }
+        }
+        if last_check.elapsed() >= Duration::from_millis(100) {
+            last_check = Instant::now();
+            flush_all(&shared, &consumer, stop, &mut stats, &mut summary, false);
+            if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                last_lag = Some(Instant::now());
+                stats.lag = lag(&consumer, &shared);
+            }
+            stats.report_if_due();
+        }
+    };
+    drop(consumer);
+    stats.summary();
+    outcome.map(|()| summary)
+}
+
+fn buffer(
+    shared: &Shared,
+    readers: &mut SealedReaders,
+    message: &BorrowedMessage<'_>,
+    summary: &mut SinkSummary,
+    stats: &mut ComponentStats,
+) -> Result<(), SinkError> {
+    let (partition, offset) = (message.partition(), message.offset());
+    let record = readers
+        .decode(message.payload().unwrap_or_default())
+        .map_err(|reason| SinkError::CorruptSealed {
+            partition,
+            offset,
+            reason,
+        })?;
+    summary.records += 1;
+    stats.events_in += 1;
+    let mut batches = lock(&shared.batches);
+    let Some(batch) = batches.get_mut(&partition) else {
+        return Ok(());
+    };
+    match record {
+        SealedRecord::Event(event) => batch.push_event(offset, EventRow::from_sealed(&event, partition, offset)),
+        SealedRecord::Checkpoint(checkpoint) => {
+            batch.push_checkpoint(offset, CheckpointRow::from_checkpoint(&checkpoint, offset))
+        }
+    }
+    Ok(())
+}
+
+fn flush_all(
+    shared: &Shared,
+    consumer: &BaseConsumer<SinkContext>,
+    stop: &StopSignal,
+    stats: &mut ComponentStats,
+    summary: &mut SinkSummary,
+    everything: bool,
+) {
+    let due: Vec<i32> = lock(&shared.batches)
+        .iter()
+        .filter(|(_, batch)| {
+            everything
+                || batch.len() >= shared.config.batch_rows
+                || batch
+                    .first_buffered_at
+                    .is_some_and(|at| at.elapsed() >= shared.config.batch_wait)
+        })
+        .map(|(partition, _)| *partition)
+        .collect();
+    let mut offsets = TopicPartitionList::new();
+    for partition in due {
+        if let Some((next, events, checkpoints)) = shared.flush(consumer, partition, stop, stats) {
+            if events + checkpoints > 0 {
+                summary.inserts += 1;
+            }
+            summary.events += events;
+            summary.checkpoints += checkpoints;
+            offsets
+                .add_partition_offset(&shared.config.sealed_topic, partition, Offset::Offset(next))
+                .ok();
+        }
+    }
+    if offsets.count() > 0
+        && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
+    {
+        tracing::warn!(%error, "committing sealed offsets failed; ClickHouse is the source of truth, nothing is lost");
+    }
+}
+
+fn lag(consumer: &BaseConsumer<SinkContext>, shared: &Shared) -> i64 {
+    let positions: Vec<(i32, i64)> = lock(&shared.batches)
+        .iter()
+        .map(|(partition, batch)| (*partition, batch.last_offset + 1))
+        .collect();
+    positions
+        .into_iter()
+        .filter_map(|(partition, next)| {
+            let (_, high) = consumer
+                .fetch_watermarks(&shared.config.sealed_topic, partition, Duration::from_secs(2))
+                .ok()?;
+            Some((high - next).max(0))
+        })
+        .sum()
+}

@@ -1,0 +1,56 @@
+use std::time::Duration;
+
+use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
+use sealtrail_runtime::{RegistryClient, StopSignal};
+use sealtrail_sink::SinkConfig;
+
+use super::seal::run_blocking;
+use crate::settings::{ClickHouseArgs, KafkaArgs, RegistryUrlArgs, TopicArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct SinkArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    registry: RegistryUrlArgs,
+    #[command(flatten)]
+    topics: TopicArgs,
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    /// Consumer group; more instances in the group share the partitions.
+    #[arg(long, env = "SINK_GROUP", default_value = "sealtrail-sink")]
+    group: String,
+    /// Insert when a partition has this many rows buffered...
+    #[arg(long, env = "SINK_BATCH_ROWS", default_value_t = 5000)]
+    batch_rows: usize,
+    /// ...or its oldest buffered row has waited this many milliseconds.
+    #[arg(long, env = "SINK_BATCH_WAIT_MS", default_value_t = 500)]
+    batch_wait_ms: u64,
+}
+
+pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
+    let kafka = args.kafka.settings();
+    let clickhouse = args.clickhouse.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    wait_for_clickhouse(&clickhouse, Duration::from_secs(60)).await?;
+    apply_migrations(&clickhouse).await?;
+    let config = SinkConfig {
+        kafka,
+        clickhouse,
+        sealed_topic: args.topics.sealed_topic,
+        group: args.group,
+        batch_rows: args.batch_rows.max(1),
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
+        stop_after: None,
+    };
+    let stop = StopSignal::new();
+    stop.on_unix_signals();
+    let runtime = tokio::runtime::Handle::current();
+    let registry = RegistryClient::new(&args.registry.schema_registry_url, runtime.clone());
+    let summary = run_blocking(move || sealtrail_sink::run(config, &registry, runtime, &stop)).await??;
+    println!(
+        "sink stopped: {} sealed records read; {} events and {} checkpoints inserted in {} inserts",
+        summary.records, summary.events, summary.checkpoints, summary.inserts
+    );
+    Ok(())
+}
