@@ -139,6 +139,8 @@ pub struct Endpoints {
     pub schema_registry_url: String,
     pub clickhouse_url: String,
     pub api_url: Option<String>,
+    /// Further settings of the running pipeline (topics, database, key locations), in order.
+    pub extra: Vec<(String, String)>,
 }
 
 impl Endpoints {
@@ -153,7 +155,18 @@ impl Endpoints {
             text.push_str(api);
             text.push('\n');
         }
+        for (key, value) in &self.extra {
+            text.push_str(key);
+            text.push('=');
+            text.push_str(value);
+            text.push('\n');
+        }
         text
+    }
+
+    /// A further setting by name.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     pub fn parse(text: &str) -> Self {
@@ -168,7 +181,7 @@ impl Endpoints {
                 "SCHEMA_REGISTRY_URL" => endpoints.schema_registry_url = value,
                 "CLICKHOUSE_URL" => endpoints.clickhouse_url = value,
                 "API_URL" => endpoints.api_url = Some(value),
-                _ => {}
+                other => endpoints.extra.push((other.to_owned(), value)),
             }
         }
         endpoints
@@ -193,6 +206,7 @@ mod tests {
             schema_registry_url: "http://127.0.0.1:8081".into(),
             clickhouse_url: "http://127.0.0.1:8123".into(),
             api_url: None,
+            extra: vec![("RAW_TOPIC".into(), "audit-events".into())],
         };
         assert_eq!(Endpoints::parse(&endpoints.to_env()), endpoints);
     }

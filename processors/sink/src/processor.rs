@@ -341,7 +341,7 @@ fn buffer(
     match record {
         SealedRecord::Event(event) => batch.push_event(offset, EventRow::from_sealed(&event, partition, offset)),
         SealedRecord::Checkpoint(checkpoint) => {
-            batch.push_checkpoint(offset, CheckpointRow::from_checkpoint(&checkpoint, offset))
+            batch.push_checkpoint(offset, CheckpointRow::from_checkpoint(&checkpoint, offset));
         }
     }
     Ok(())

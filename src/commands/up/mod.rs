@@ -14,6 +14,17 @@ use sealtrail_registry::{RegistryService, RegistrySettings};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
+use crate::commands::topics;
+use crate::settings::TopicArgs;
+
+mod demo;
+mod pipeline;
+
+use pipeline::Processor;
+
+/// Partitions of the pipeline's topics on the local broker.
+const LOCAL_PARTITIONS: i32 = 4;
+
 /// How long each child gets to stop cleanly before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
@@ -41,6 +52,15 @@ pub struct UpArgs {
     /// tie the stack's life to its own).
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,
+    /// Once up, send a demo workload through the pipeline and verify every tenant's chain.
+    #[arg(long)]
+    pub demo: bool,
+    /// Records the demo sends (1% of them malformed on purpose).
+    #[arg(long, default_value_t = 5000)]
+    pub demo_events: u64,
+    /// Run only the infrastructure (broker, ClickHouse, registry), not the seal and sink.
+    #[arg(long)]
+    pub no_pipeline: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -53,10 +73,14 @@ pub enum PortsArg {
 struct Stack {
     processes: Vec<ManagedProcess>,
     registry: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    processors: Vec<Processor>,
 }
 
 impl Stack {
     async fn stop(mut self) {
+        for processor in self.processors.iter_mut().rev() {
+            processor.stop(STOP_GRACE).await;
+        }
         if let Some((stop, server)) = self.registry.take() {
             stop.send(()).ok();
             server.await.ok();
@@ -94,15 +118,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut stack = Stack {
         processes: Vec::new(),
         registry: None,
+        processors: Vec::new(),
     };
-    let started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports).await;
-    let endpoints = match started {
+    let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports).await;
+    if let Ok(endpoints) = &started
+        && !args.no_pipeline
+    {
+        if let Err(error) = start_pipeline(&mut stack, &data_dir, endpoints).await {
+            started = Err(error);
+        }
+    }
+    let mut endpoints = match started {
         Ok(endpoints) => endpoints,
         Err(error) => {
             stack.stop().await;
             return Err(error);
         }
     };
+    if !args.no_pipeline {
+        endpoints.extra = pipeline_env(&data_dir);
+    }
     endpoints.write(&data_dir.endpoints_file())?;
     println!("{}", endpoints.to_env().trim_end());
     println!(
@@ -112,7 +147,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir.root().display()
     );
 
-    let outcome = supervise(&mut stack, args.exit_on_stdin_close).await;
+    if args.demo {
+        if let Err(error) = demo::run(&endpoints, &data_dir, args.demo_events).await {
+            eprintln!("demo failed: {error:#}");
+        }
+    }
+
+    let outcome = supervise(&mut stack, &data_dir, args.exit_on_stdin_close).await;
     eprintln!("stopping the local stack...");
     stack.stop().await;
     std::fs::remove_file(data_dir.endpoints_file()).ok();
@@ -164,11 +205,70 @@ async fn start(
         schema_registry_url: format!("http://{address}"),
         clickhouse_url: clickhouse.url,
         api_url: None,
+        extra: Vec::new(),
     })
 }
 
-/// Waits until the stack is asked to stop (`Ok`) or one of its parts fails (`Err`).
-async fn supervise(stack: &mut Stack, exit_on_stdin_close: bool) -> anyhow::Result<()> {
+/// The settings the local pipeline's processors share, beyond the endpoints.
+fn pipeline_env(data_dir: &DataDir) -> Vec<(String, String)> {
+    let topics = default_topics();
+    let keys = data_dir.root().join("keys");
+    vec![
+        ("RAW_TOPIC".to_owned(), topics.raw_topic),
+        ("SEALED_TOPIC".to_owned(), topics.sealed_topic),
+        ("DLQ_TOPIC".to_owned(), topics.dlq_topic),
+        (
+            "CLICKHOUSE_DATABASE".to_owned(),
+            ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
+        ),
+        ("SEALTRAIL_KEY_DIR".to_owned(), keys.display().to_string()),
+        (
+            "SEALTRAIL_TRUSTED_KEYS".to_owned(),
+            keys.join("trusted").display().to_string(),
+        ),
+    ]
+}
+
+fn default_topics() -> TopicArgs {
+    TopicArgs {
+        raw_topic: "audit-events".to_owned(),
+        sealed_topic: "audit-events-sealed".to_owned(),
+        dlq_topic: "audit-events-dlq".to_owned(),
+    }
+}
+
+/// Makes the keys and topics, and starts the seal and sink processors.
+async fn start_pipeline(stack: &mut Stack, data_dir: &DataDir, endpoints: &Endpoints) -> anyhow::Result<()> {
+    let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
+    if keys.created {
+        eprintln!(
+            "created the checkpoint signing key (key id {}) and tokenization key in {}",
+            keys.key_id,
+            data_dir.root().join("keys").display()
+        );
+    }
+    let kafka = KafkaSettings::new(&endpoints.kafka_bootstrap);
+    sealtrail_kafka::ensure_topics(&kafka, &topics::specs(&default_topics(), LOCAL_PARTITIONS)).await?;
+    let launcher =
+        std::env::current_exe().context("cannot locate the sealtrail executable to launch the processors")?;
+    let mut env = vec![
+        ("KAFKA_BOOTSTRAP".to_owned(), endpoints.kafka_bootstrap.clone()),
+        ("SCHEMA_REGISTRY_URL".to_owned(), endpoints.schema_registry_url.clone()),
+        ("CLICKHOUSE_URL".to_owned(), endpoints.clickhouse_url.clone()),
+    ];
+    env.extend(pipeline_env(data_dir));
+    for (name, what) in [("seal", "the seal processor"), ("sink", "the ClickHouse sink")] {
+        eprintln!("starting {what}");
+        let mut processor = Processor::new(name, what, &launcher, env.clone());
+        processor.start(data_dir)?;
+        stack.processors.push(processor);
+    }
+    Ok(())
+}
+
+/// Waits until the stack is asked to stop (`Ok`) or one of its parts fails (`Err`). Processors
+/// that die are restarted; the broker, ClickHouse or the registry dying stops everything.
+async fn supervise(stack: &mut Stack, data_dir: &DataDir, exit_on_stdin_close: bool) -> anyhow::Result<()> {
     let stdin_closed = async {
         if !exit_on_stdin_close {
             return std::future::pending::<()>().await;
@@ -184,16 +284,56 @@ async fn supervise(stack: &mut Stack, exit_on_stdin_close: bool) -> anyhow::Resu
         });
         on_close.await.ok();
     };
-    let (first, rest) = stack.processes.split_at_mut(1);
-    let broker = &mut first[0];
-    let clickhouse = &mut rest[0];
-    let registry = &mut stack.registry.as_mut().expect("started").1;
-    tokio::select! {
-        () = stop_requested() => Ok(()),
-        () = stdin_closed => Ok(()),
-        status = broker.exited() => Err(died(broker.what(), status)),
-        status = clickhouse.exited() => Err(died(clickhouse.what(), status)),
-        result = registry => Err(anyhow::anyhow!("the schema registry stopped unexpectedly ({result:?}); everything was stopped, run `sealtrail up` again")),
+    let mut stdin_closed = std::pin::pin!(stdin_closed);
+    let mut stop = std::pin::pin!(stop_requested());
+    loop {
+        let (first, rest) = stack.processes.split_at_mut(1);
+        let broker = &mut first[0];
+        let clickhouse = &mut rest[0];
+        let registry = &mut stack.registry.as_mut().expect("started").1;
+        let event = tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = &mut stdin_closed => return Ok(()),
+            status = broker.exited() => return Err(died(broker.what(), status)),
+            status = clickhouse.exited() => return Err(died(clickhouse.what(), status)),
+            result = &mut *registry => {
+                return Err(anyhow::anyhow!(
+                    "the schema registry stopped unexpectedly ({result:?}); everything was stopped, run `sealtrail up` again"
+                ));
+            }
+            event = processor_event(&mut stack.processors) => event,
+        };
+        match event {
+            Supervised::Exited(index, status) => stack.processors[index].died(status),
+            Supervised::RestartDue(index) => {
+                if let Err(error) = stack.processors[index].start(data_dir) {
+                    tracing::error!(processor = stack.processors[index].name, %error, "restarting failed; trying again later");
+                    stack.processors[index].died(ExitStatus::default());
+                }
+            }
+        }
+    }
+}
+
+enum Supervised {
+    Exited(usize, ExitStatus),
+    RestartDue(usize),
+}
+
+/// The next exit or due restart of a processor; never resolves without processors
+/// (`--no-pipeline`).
+async fn processor_event(processors: &mut [Processor]) -> Supervised {
+    match processors {
+        [seal, sink] => {
+            let (index, event) = tokio::select! {
+                event = seal.next_event() => (0, event),
+                event = sink.next_event() => (1, event),
+            };
+            event.map_or(Supervised::RestartDue(index), |status| {
+                Supervised::Exited(index, status)
+            })
+        }
+        _ => std::future::pending().await,
     }
 }
 
