@@ -28,6 +28,7 @@ const LOCAL_PARTITIONS: i32 = 4;
 /// How long each child gets to stop cleanly before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
+#[expect(clippy::struct_excessive_bools, reason = "independent command-line switches")]
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     /// Where the stack keeps its data; it persists across restarts.
@@ -123,10 +124,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports).await;
     if let Ok(endpoints) = &started
         && !args.no_pipeline
+        && let Err(error) = start_pipeline(&mut stack, &data_dir, endpoints).await
     {
-        if let Err(error) = start_pipeline(&mut stack, &data_dir, endpoints).await {
-            started = Err(error);
-        }
+        started = Err(error);
     }
     let mut endpoints = match started {
         Ok(endpoints) => endpoints,
@@ -147,10 +147,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir.root().display()
     );
 
-    if args.demo {
-        if let Err(error) = demo::run(&endpoints, &data_dir, args.demo_events).await {
-            eprintln!("demo failed: {error:#}");
-        }
+    if args.demo
+        && let Err(error) = demo::run(&endpoints, &data_dir, args.demo_events).await
+    {
+        eprintln!("demo failed: {error:#}");
     }
 
     let outcome = supervise(&mut stack, &data_dir, args.exit_on_stdin_close).await;
