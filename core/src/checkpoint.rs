@@ -86,6 +86,14 @@ impl CheckpointSigner {
         Ok(Self { pair, key_id })
     }
 
+    /// A key from a raw 32-byte Ed25519 seed (for reproducible examples and tests; real keys
+    /// come from `generate_pkcs8`).
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, String> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| format!("not an Ed25519 seed: {e}"))?;
+        let key_id = key_id(pair.public_key().as_ref());
+        Ok(Self { pair, key_id })
+    }
+
     /// A new random key as a PKCS#8 document.
     pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
         Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())

@@ -21,6 +21,7 @@ pub mod sealer;
 pub mod tokenize;
 pub mod validate;
 pub mod verify;
+pub mod worked_example;
 
 #[cfg(test)]
 mod tests;

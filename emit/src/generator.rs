@@ -199,6 +199,7 @@ impl Generator {
         if let Some(initial) = name.get_mut(0..1) {
             initial.make_ascii_uppercase();
         }
+        let name = self.plant(name);
         (email, name)
     }
 

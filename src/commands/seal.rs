@@ -21,6 +21,10 @@ pub struct SealArgs {
     /// Consumer group; run more instances in the same group to scale out.
     #[arg(long, env = "SEAL_GROUP", default_value = "sealtrail-seal")]
     group: String,
+    /// A stable id per instance (for example the pod name of a StatefulSet): a restarted
+    /// instance takes its partitions back at once instead of waiting for a rebalance.
+    #[arg(long, env = "SEAL_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Policy file (TOML); the policy shipped in schemas/policy.toml when absent.
     #[arg(long, env = "SEALTRAIL_POLICY")]
     policy: Option<std::path::PathBuf>,
@@ -53,6 +57,7 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
         sealed_topic: args.topics.sealed_topic,
         dlq_topic: args.topics.dlq_topic,
         group: args.group,
+        instance_id: args.instance_id,
         signing_key: args.keys.signing_key(),
         tokenization_key: args.keys.tokenization_key(),
         trusted_keys: args.keys.trusted_keys(),

@@ -20,6 +20,9 @@ pub struct SinkArgs {
     /// Consumer group; more instances in the group share the partitions.
     #[arg(long, env = "SINK_GROUP", default_value = "sealtrail-sink")]
     group: String,
+    /// A stable id per instance, as for `sealtrail seal --instance-id`.
+    #[arg(long, env = "SINK_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Insert when a partition has this many rows buffered...
     #[arg(long, env = "SINK_BATCH_ROWS", default_value_t = 5000)]
     batch_rows: usize,
@@ -39,6 +42,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         clickhouse,
         sealed_topic: args.topics.sealed_topic,
         group: args.group,
+        instance_id: args.instance_id,
         batch_rows: args.batch_rows.max(1),
         batch_wait: Duration::from_millis(args.batch_wait_ms),
         stop_after: None,

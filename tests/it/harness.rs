@@ -79,6 +79,8 @@ impl TestStack {
             .args(["up", "--ports", "auto", "--exit-on-stdin-close", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
+            // Processors killed by the chaos tests come back quickly.
+            .env("SEALTRAIL_RESTART_BACKOFF_MS", "200")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -121,6 +123,11 @@ impl TestStack {
 
     pub fn registry_url(&self) -> &str {
         &self.endpoints.schema_registry_url
+    }
+
+    /// The key directory `up` made for the pipeline.
+    pub fn trusted_keys(&self) -> Vec<sealtrail_core::checkpoint::TrustedKey> {
+        sealtrail_runtime::keys::load_trusted(&self.data_dir.join("keys/trusted")).expect("trusted keys")
     }
 
     /// The pid a child recorded in the data directory (`tansu`, `clickhouse`).

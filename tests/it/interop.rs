@@ -13,7 +13,7 @@ fn python_with_confluent_kafka() -> PathBuf {
     let python = venv.join("bin/python");
     let has_client = |python: &PathBuf| {
         Command::new(python)
-            .args(["-c", "import confluent_kafka"])
+            .args(["-c", "import confluent_kafka, cryptography"])
             .status()
             .is_ok_and(|s| s.success())
     };
@@ -61,4 +61,29 @@ fn pythons_confluent_kafka_creates_produces_and_consumes() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(stdout.trim(), "ok 50");
+}
+
+/// docs/integrity.md is enough to write a verifier: a Python one, written from the document,
+/// reproduces every value of its worked example and checks the signature.
+#[test]
+fn an_independent_python_verifier_reproduces_the_worked_example() {
+    let python = python_with_confluent_kafka();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/independent_verifier.py");
+    let output = Command::new(python)
+        .arg(script)
+        .output()
+        .expect("run the Python verifier");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let document = include_str!("../../docs/integrity.md");
+    let mut lines = stdout.lines().collect::<Vec<_>>();
+    assert_eq!(lines.pop(), Some("signature verifies"));
+    assert_eq!(lines.len(), 9);
+    for value in lines {
+        assert!(document.contains(value), "the document shows {value}");
+    }
 }

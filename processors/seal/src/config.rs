@@ -14,6 +14,9 @@ pub struct SealConfig {
     pub sealed_topic: String,
     pub dlq_topic: String,
     pub group: String,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id
+    /// takes its partitions back at once, and fences a stale predecessor.
+    pub instance_id: Option<String>,
     pub signing_key: PathBuf,
     pub tokenization_key: PathBuf,
     /// Public keys that may have signed the checkpoints found at recovery (the current key's

@@ -365,11 +365,12 @@ impl ConsumerContext for SealContextOf {
 /// error makes it unsafe to continue.
 pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> Result<SealSummary, SealError> {
     let (shared, tokenizer) = start(config, registry)?;
-    let consumer: BaseConsumer<SealContextOf> = shared
-        .config
-        .kafka
-        .consumer(&shared.config.group)
-        .set("partition.assignment.strategy", "range")
+    let mut consumer_config = shared.config.kafka.consumer(&shared.config.group);
+    consumer_config.set("partition.assignment.strategy", "range");
+    if let Some(instance) = &shared.config.instance_id {
+        consumer_config.set("group.instance.id", instance);
+    }
+    let consumer: BaseConsumer<SealContextOf> = consumer_config
         .create_with_context(SealContextOf {
             shared: Arc::clone(&shared),
         })

@@ -23,6 +23,8 @@ pub struct SinkConfig {
     pub clickhouse: ClickHouseSettings,
     pub sealed_topic: String,
     pub group: String,
+    /// Static group membership (`group.instance.id`), as for the seal processor.
+    pub instance_id: Option<String>,
     /// Insert when a partition has this many rows buffered...
     pub batch_rows: usize,
     /// ...or its oldest buffered row has waited this long.
@@ -261,11 +263,12 @@ pub fn run(
         stop: stop.clone(),
         config,
     });
-    let consumer: BaseConsumer<SinkContext> = shared
-        .config
-        .kafka
-        .consumer(&shared.config.group)
-        .set("partition.assignment.strategy", "range")
+    let mut consumer_config = shared.config.kafka.consumer(&shared.config.group);
+    consumer_config.set("partition.assignment.strategy", "range");
+    if let Some(instance) = &shared.config.instance_id {
+        consumer_config.set("group.instance.id", instance);
+    }
+    let consumer: BaseConsumer<SinkContext> = consumer_config
         .create_with_context(SinkContext {
             shared: Arc::clone(&shared),
         })

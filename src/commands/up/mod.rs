@@ -257,6 +257,10 @@ async fn start_pipeline(stack: &mut Stack, data_dir: &DataDir, endpoints: &Endpo
         ("CLICKHOUSE_URL".to_owned(), endpoints.clickhouse_url.clone()),
     ];
     env.extend(pipeline_env(data_dir));
+    // Static membership: a restarted processor takes its partitions back at once. (Tansu never
+    // expires a dead dynamic member, so without it a killed processor's partitions stay stuck.)
+    env.push(("SEAL_INSTANCE_ID".to_owned(), "seal-0".to_owned()));
+    env.push(("SINK_INSTANCE_ID".to_owned(), "sink-0".to_owned()));
     for (name, what) in [("seal", "the seal processor"), ("sink", "the ClickHouse sink")] {
         eprintln!("starting {what}");
         let mut processor = Processor::new(name, what, &launcher, env.clone());

@@ -11,6 +11,8 @@ use sealtrail_local::{DataDir, ManagedProcess};
 use tokio::process::Command;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Overrides the first backoff, in milliseconds (tests restart processors many times).
+const BACKOFF_ENV: &str = "SEALTRAIL_RESTART_BACKOFF_MS";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A processor that ran this long before dying starts again at the first backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
@@ -23,20 +25,26 @@ pub struct Processor {
     env: Vec<(String, String)>,
     running: Option<(ManagedProcess, Instant)>,
     restart_at: Option<Instant>,
+    first_backoff: Duration,
     backoff: Duration,
     pub restarts: u32,
 }
 
 impl Processor {
     pub fn new(name: &'static str, what: &'static str, launcher: &Path, env: Vec<(String, String)>) -> Self {
+        let first_backoff = std::env::var(BACKOFF_ENV)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(FIRST_BACKOFF, Duration::from_millis);
         Self {
+            first_backoff,
             name,
             what,
             launcher: launcher.to_owned(),
             env,
             running: None,
             restart_at: None,
-            backoff: FIRST_BACKOFF,
+            backoff: first_backoff,
             restarts: 0,
         }
     }
@@ -71,7 +79,7 @@ impl Processor {
             .map(|(_, started)| started.elapsed())
             .unwrap_or_default();
         if uptime >= HEALTHY_AFTER {
-            self.backoff = FIRST_BACKOFF;
+            self.backoff = self.first_backoff;
         }
         tracing::warn!(processor = self.name, %status, restart_in = ?self.backoff, "processor exited; restarting (its state is rebuilt from Kafka and ClickHouse)");
         self.restart_at = Some(Instant::now() + self.backoff);
