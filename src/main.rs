@@ -47,6 +47,8 @@ enum Command {
     Sink(commands::sink::SinkArgs),
     /// Verify a tenant's trail from ClickHouse: chain, checkpoint signatures and links.
     Verify(commands::verify::VerifyArgs),
+    /// Measure seal throughput: the core in process, and end to end next to a plain copy.
+    Bench(commands::bench::BenchArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
     /// Serve the ClickHouse engine library over HTTP (started by `up`; not for direct use).
@@ -83,6 +85,7 @@ fn main() -> std::process::ExitCode {
             Command::Seal(args) => commands::seal::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,
             Command::Verify(args) => commands::verify::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod clickhouse_server;
 pub mod down;
 pub mod keys;

@@ -67,6 +67,8 @@ pub struct SealSummary {
     pub sealed: u64,
     pub rejected: u64,
     pub checkpoints: u64,
+    /// From the first record read to the last output acknowledged (for throughput figures).
+    pub busy: Duration,
 }
 
 struct PartitionState {
@@ -388,12 +390,14 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
         verdicts: HashMap::new(),
         stats: ComponentStats::new("seal"),
         summary: SealSummary::default(),
+        first_record: None,
     };
     let outcome = work.until_stopped(&consumer);
 
     // Leave cleanly: checkpoint what is uncovered, flush, commit, then leave the group.
     let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
     shared.revoke(&consumer, &assigned);
+    work.summary.busy = work.first_record.map(|at| at.elapsed()).unwrap_or_default();
     drop(consumer);
     work.summary.checkpoints = *lock(&shared.checkpoints);
     work.stats.summary();
@@ -471,6 +475,7 @@ struct Loop<'a> {
     verdicts: HashMap<u32, SchemaVerdict>,
     stats: ComponentStats,
     summary: SealSummary,
+    first_record: Option<Instant>,
 }
 
 impl Loop<'_> {
@@ -539,6 +544,7 @@ impl Loop<'_> {
             }
         }
         self.summary.records += 1;
+        self.first_record.get_or_insert_with(Instant::now);
         self.stats.events_in += 1;
         let now = now_ms();
         let mut partitions = lock(&shared.partitions);

@@ -1,0 +1,196 @@
+//! The seal processor on the broker, next to a plain copy of the same topic.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sealtrail_core::policy::Policy;
+use sealtrail_core::validate::Limits;
+use sealtrail_emit::generator::{Generated, Generator, Workload};
+use sealtrail_emit::{AuditEmitter, acknowledged};
+use sealtrail_kafka::{KafkaSettings, TopicSpec, ensure_topics};
+use sealtrail_runtime::{RegistryClient, StopSignal};
+use sealtrail_seal::SealConfig;
+
+use super::super::seal::run_blocking;
+
+const PARTITIONS: i32 = 4;
+
+pub struct EndToEndFigures {
+    pub copy_rounds: Vec<f64>,
+    pub seal_rounds: Vec<f64>,
+    pub copy_median: f64,
+    pub seal_median: f64,
+}
+
+pub async fn measure(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    events: u64,
+    rounds: usize,
+) -> anyhow::Result<EndToEndFigures> {
+    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let raw = format!("bench-raw-{run}");
+    ensure_topics(kafka, &[TopicSpec::new(&raw, PARTITIONS)]).await?;
+    eprintln!("bench: producing {events} events to {raw} (not timed)");
+    fill(kafka, registry_url, &raw, events).await?;
+
+    let keys = std::env::temp_dir().join(format!("sealtrail-bench-keys-{run}"));
+    sealtrail_runtime::keys::init_key_dir(&keys)?;
+    let (mut copy_rounds, mut seal_rounds) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always gets the warmer broker.
+        for seal_first in [round % 2 == 1, round % 2 == 0] {
+            if seal_first {
+                let sealed = format!("bench-sealed-{run}-{round}");
+                let dlq = format!("bench-dlq-{run}-{round}");
+                ensure_topics(
+                    kafka,
+                    &[TopicSpec::new(&sealed, PARTITIONS), TopicSpec::new(&dlq, PARTITIONS)],
+                )
+                .await?;
+                let rate = seal_round(
+                    kafka,
+                    registry_url,
+                    &raw,
+                    &sealed,
+                    &dlq,
+                    &keys,
+                    events,
+                    &format!("{run}-{round}"),
+                )
+                .await?;
+                eprintln!("bench: round {} seal {rate:.0} events/s", round + 1);
+                seal_rounds.push(rate);
+            } else {
+                let target = format!("bench-copy-{run}-{round}");
+                ensure_topics(kafka, &[TopicSpec::new(&target, PARTITIONS)]).await?;
+                let settings = kafka.clone();
+                let (raw, group) = (raw.clone(), format!("bench-copy-{run}-{round}"));
+                let rate = run_blocking(move || plain_copy(&settings, &raw, &target, &group, events)).await??;
+                eprintln!("bench: round {} plain copy {rate:.0} events/s", round + 1);
+                copy_rounds.push(rate);
+            }
+        }
+    }
+    std::fs::remove_dir_all(&keys).ok();
+    let (mut copy, mut seal) = (copy_rounds.clone(), seal_rounds.clone());
+    Ok(EndToEndFigures {
+        copy_median: super::median(&mut copy),
+        seal_median: super::median(&mut seal),
+        copy_rounds,
+        seal_rounds,
+    })
+}
+
+async fn fill(kafka: &KafkaSettings, registry_url: &str, topic: &str, events: u64) -> anyhow::Result<()> {
+    let emitter = AuditEmitter::connect(kafka, registry_url, topic).await?;
+    let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
+    let mut generator = Generator::new(Workload {
+        tenants: 50,
+        bad_ratio: 0.0,
+        seed: 3,
+        now_ms,
+        tenant_prefix: String::new(),
+    });
+    let mut in_flight = FuturesUnordered::new();
+    for _ in 0..events {
+        if let Generated::Good(event) = generator.next_record() {
+            in_flight.push(acknowledged(emitter.enqueue(&event)?));
+        }
+        while in_flight.len() > 20_000 {
+            in_flight.next().await.transpose()?;
+        }
+    }
+    while let Some(result) = in_flight.next().await {
+        result?;
+    }
+    Ok(())
+}
+
+/// Consumes `from` and produces every record unchanged to the same partition of `to`, with the
+/// seal's producer guarantees; timed from the first record read to the last acknowledged.
+fn plain_copy(kafka: &KafkaSettings, from: &str, to: &str, group: &str, events: u64) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = kafka.consumer(group).create().context("consumer")?;
+    consumer.subscribe(&[from]).context("subscribe")?;
+    let producer: BaseProducer = kafka
+        .producer()
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .context("producer")?;
+    let mut copied = 0_u64;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while copied < events {
+        anyhow::ensure!(Instant::now() < deadline, "the copy did not finish within 10 minutes");
+        producer.poll(Duration::ZERO);
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message?;
+        first.get_or_insert_with(Instant::now);
+        let mut record = BaseRecord::to(to)
+            .partition(message.partition())
+            .key(message.key().unwrap_or_default())
+            .payload(message.payload().unwrap_or_default());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((error, _)) => return Err(error.into()),
+            }
+        }
+        copied += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(super::per_second(
+        copied,
+        first.map(|at| at.elapsed()).unwrap_or_default(),
+    ))
+}
+
+#[expect(clippy::too_many_arguments, reason = "one round's topics and names")]
+async fn seal_round(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    raw: &str,
+    sealed: &str,
+    dlq: &str,
+    keys: &std::path::Path,
+    events: u64,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let config = SealConfig {
+        kafka: kafka.clone(),
+        registry_url: registry_url.to_owned(),
+        raw_topic: raw.to_owned(),
+        sealed_topic: sealed.to_owned(),
+        dlq_topic: dlq.to_owned(),
+        group: format!("bench-seal-{name}"),
+        instance_id: None,
+        signing_key: keys.join(sealtrail_runtime::keys::SIGNING_KEY_FILE),
+        tokenization_key: keys.join(sealtrail_runtime::keys::TOKENIZATION_KEY_FILE),
+        trusted_keys: keys.join(sealtrail_runtime::keys::TRUSTED_DIR),
+        policy: Policy::default_policy(),
+        limits: Limits::default(),
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(2),
+        stop_after: Some(events),
+    };
+    let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
+    let stop = StopSignal::new();
+    let summary = run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;
+    anyhow::ensure!(summary.sealed == events, "sealed {} of {events}", summary.sealed);
+    Ok(super::per_second(summary.sealed, summary.busy))
+}

@@ -1,0 +1,80 @@
+//! `sealtrail bench`: throughput of the seal core in process, and of the seal processor end to end
+//! next to a plain consume-and-produce copy of the same topic on the same broker, in one run.
+//!
+//! Figures are medians over rounds: the machine is shared and noisy.
+
+mod core_throughput;
+mod end_to_end;
+
+use std::time::Duration;
+
+use crate::settings::{KafkaArgs, RegistryUrlArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    registry: RegistryUrlArgs,
+    /// Events per round of the in-process measurement.
+    #[arg(long, default_value_t = 200_000)]
+    core_events: usize,
+    /// Events per round of the end-to-end measurement.
+    #[arg(long, default_value_t = 100_000)]
+    e2e_events: u64,
+    /// Rounds of each measurement; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Only the in-process measurement (no broker needed).
+    #[arg(long)]
+    core_only: bool,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    let core = core_throughput::measure(args.core_events, args.rounds)?;
+    println!(
+        "seal core, in process, one thread: median {:.0} events/s over {} rounds of {} events (mean size {} bytes; rounds: {})",
+        core.median,
+        args.rounds,
+        args.core_events,
+        core.mean_size,
+        list(&core.rounds)
+    );
+    if args.core_only {
+        return Ok(());
+    }
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let e2e = end_to_end::measure(&kafka, &args.registry.schema_registry_url, args.e2e_events, args.rounds).await?;
+    println!(
+        "plain copy (consume -> produce, idempotent, acks=all): median {:.0} events/s (rounds: {})",
+        e2e.copy_median,
+        list(&e2e.copy_rounds)
+    );
+    println!(
+        "seal processor end to end (consume -> seal -> produce, checkpoints): median {:.0} events/s (rounds: {})",
+        e2e.seal_median,
+        list(&e2e.seal_rounds)
+    );
+    println!("ratio seal / plain copy: {:.2}", e2e.seal_median / e2e.copy_median);
+    Ok(())
+}
+
+fn list(rounds: &[f64]) -> String {
+    rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        f64::midpoint(values[middle - 1], values[middle])
+    }
+}
+
+pub fn per_second(events: u64, elapsed: Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64().max(1e-9)
+}
