@@ -179,7 +179,7 @@ pub fn entry(
     classification: &Classification,
     redactions: &[Redaction],
 ) -> Vec<u8> {
-    let mut c = Canonical::with_capacity(1024);
+    let mut c = Canonical::with_capacity(2048);
     c.begin_object();
     c.key("classification");
     write_classification(&mut c, classification);
