@@ -28,7 +28,7 @@ async fn rows_round_trip_with_modern_column_types() {
 
     client
         .query(
-            "CREATE TABLE events (
+            "CREATE TABLE audit_rows (
                 tenant_id LowCardinality(String),
                 sequence UInt64,
                 occurred_at DateTime64(3, 'UTC'),
@@ -56,14 +56,14 @@ async fn rows_round_trip_with_modern_column_types() {
             attributes: vec![("n".to_owned(), n.to_string())],
         })
         .collect();
-    let mut insert = client.insert::<AuditRow>("events").await.expect("insert");
+    let mut insert = client.insert::<AuditRow>("audit_rows").await.expect("insert");
     for row in &rows {
         insert.write(row).await.expect("write row");
     }
     insert.end().await.expect("insert acknowledged");
 
     let fetched: Vec<AuditRow> = client
-        .query("SELECT ?fields FROM events ORDER BY sequence")
+        .query("SELECT ?fields FROM audit_rows ORDER BY sequence")
         .fetch_all()
         .await
         .expect("fetch");
@@ -71,7 +71,7 @@ async fn rows_round_trip_with_modern_column_types() {
 
     // Query parameters travel separately from the SQL text.
     let logins: u64 = client
-        .query_raw("SELECT count() FROM events WHERE action = {action: String} AND tenant_id = {tenant: String}")
+        .query_raw("SELECT count() FROM audit_rows WHERE action = {action: String} AND tenant_id = {tenant: String}")
         .param("action", "user.login")
         .param("tenant", "tenant-0")
         .fetch_one()
