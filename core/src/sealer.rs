@@ -19,6 +19,7 @@ use crate::policy::Policy;
 use crate::sealed::{Checkpoint, Seal, SealedEvent, SourceCoordinates, TenantHead};
 use crate::tokenize::Tokenizer;
 use crate::validate::{self, Limits, RejectCode, Rejection, reject};
+use crate::verify::{ChainBreak, check_link};
 
 /// What the sealer needs to know about its partition.
 #[derive(Debug, Clone)]
@@ -74,21 +75,9 @@ pub enum RecoveryError {
     #[error("checkpoint {number} of partition {partition} carries tenant heads that do not match its signed root")]
     HeadsMismatch { partition: i32, number: u64 },
     #[error(
-        "sealed partition {partition}: tenant {tenant} continues at sequence {found_seq} (prev {found_prev}) but its chain ends at \
-         {expected_seq} (hash {expected_prev}); the sealed log has a gap or a fork and needs investigation"
+        "sealed partition {partition} cannot be continued: {chain_break}; the sealed log has a gap, a fork or an altered event and needs investigation"
     )]
-    Discontinuity {
-        partition: i32,
-        tenant: String,
-        expected_seq: u64,
-        expected_prev: Digest,
-        found_seq: u64,
-        found_prev: Digest,
-    },
-    #[error(
-        "sealed partition {partition}: the event at tenant {tenant} sequence {seq} does not hash to its recorded hash"
-    )]
-    AlteredEvent { partition: i32, tenant: String, seq: u64 },
+    Broken { partition: i32, chain_break: ChainBreak },
 }
 
 /// The sealing state of one partition.
@@ -145,33 +134,11 @@ impl PartitionSealer {
         }
         for event in tail {
             let tenant = &event.event.tenant_id;
-            let (expected_seq, expected_prev) = sealer.next_link(tenant);
-            if event.seal.tenant_seq != expected_seq || event.seal.prev_hash != expected_prev {
-                return Err(RecoveryError::Discontinuity {
-                    partition,
-                    tenant: tenant.clone(),
-                    expected_seq,
-                    expected_prev,
-                    found_seq: event.seal.tenant_seq,
-                    found_prev: event.seal.prev_hash,
-                });
-            }
-            let canonical = canonical::entry(
-                tenant,
-                expected_seq,
-                &event.event,
-                &event.classification,
-                &event.redactions,
-            );
-            if chain::entry_hash(&expected_prev, &canonical) != event.seal.hash {
-                return Err(RecoveryError::AlteredEvent {
-                    partition,
-                    tenant: tenant.clone(),
-                    seq: expected_seq,
-                });
-            }
-            sealer.heads.insert(tenant.clone(), (expected_seq, event.seal.hash));
-            sealer.pending.push(event.seal.hash);
+            let (head_seq, head_hash) = sealer.heads.get(tenant).copied().unwrap_or((0, chain::genesis(tenant)));
+            let hash = check_link(tenant, head_seq, &head_hash, event)
+                .map_err(|chain_break| RecoveryError::Broken { partition, chain_break })?;
+            sealer.heads.insert(tenant.clone(), (head_seq + 1, hash));
+            sealer.pending.push(hash);
             sealer.mark_handled(event.source.offset);
         }
         for offset in rejected_offsets {

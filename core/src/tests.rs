@@ -424,3 +424,32 @@ fn sealed_records_round_trip_through_the_sealed_contract() {
         assert_eq!(decoded, record);
     }
 }
+
+#[test]
+fn recovery_refuses_to_continue_a_broken_sealed_log() {
+    let signer = CheckpointSigner::from_pkcs8(&CheckpointSigner::generate_pkcs8().expect("key")).expect("signer");
+    let mut h = Harness::new();
+    for n in 0..3 {
+        h.seal(i64::from(n), &sample_event("acme", n));
+    }
+    let checkpoint = h.sealer.checkpoint(&signer, 0, NOW);
+    let mut tail: Vec<SealedEvent> = (3..6).map(|n| h.seal(i64::from(n), &sample_event("acme", n))).collect();
+    assert!(PartitionSealer::recover(settings(), Some(&checkpoint), &tail, &[], NOW).is_ok());
+
+    let mut forked = tail.clone();
+    forked.remove(1);
+    match PartitionSealer::recover(settings(), Some(&checkpoint), &forked, &[], NOW) {
+        Err(crate::sealer::RecoveryError::Broken { chain_break, .. }) => {
+            assert_eq!(
+                (chain_break.seq, chain_break.problem),
+                (5, BreakKind::Missing { found_seq: 6 })
+            );
+        }
+        other => panic!("a gap in the tail is refused, got {other:?}"),
+    }
+    tail[2].event.action = "user.logout".to_owned();
+    assert!(matches!(
+        PartitionSealer::recover(settings(), Some(&checkpoint), &tail, &[], NOW),
+        Err(crate::sealer::RecoveryError::Broken { .. })
+    ));
+}

@@ -100,62 +100,60 @@ pub struct VerifiedChain {
     pub head_hash: Digest,
 }
 
+/// Checks that `event` is the link after (`head_seq`, `head_hash`) in `tenant`'s chain, and
+/// returns its hash. The one definition of a valid link: verification and the seal processor's
+/// recovery both use it.
+pub fn check_link(tenant: &str, head_seq: u64, head_hash: &Digest, event: &SealedEvent) -> Result<Digest, ChainBreak> {
+    let expected_seq = head_seq + 1;
+    let broken = |problem: BreakKind| ChainBreak {
+        tenant: tenant.to_owned(),
+        seq: expected_seq,
+        problem,
+    };
+    if event.event.tenant_id != tenant {
+        return Err(broken(BreakKind::WrongTenant {
+            found: event.event.tenant_id.clone(),
+        }));
+    }
+    let found_seq = event.seal.tenant_seq;
+    if found_seq > expected_seq {
+        return Err(broken(BreakKind::Missing { found_seq }));
+    }
+    if found_seq < expected_seq {
+        return Err(broken(BreakKind::OutOfOrder { found_seq }));
+    }
+    if event.seal.prev_hash != *head_hash {
+        return Err(broken(BreakKind::PrevMismatch {
+            expected: *head_hash,
+            found: event.seal.prev_hash,
+        }));
+    }
+    let canonical = canonical::entry(
+        tenant,
+        expected_seq,
+        &event.event,
+        &event.classification,
+        &event.redactions,
+    );
+    let computed = chain::entry_hash(head_hash, &canonical);
+    if computed != event.seal.hash {
+        return Err(broken(BreakKind::HashMismatch {
+            expected: computed,
+            found: event.seal.hash,
+        }));
+    }
+    Ok(computed)
+}
+
 /// Verifies a tenant's events, given in the order of their sequence numbers as stored.
 pub fn verify_chain(tenant: &str, events: &[SealedEvent], start: ChainStart) -> Result<VerifiedChain, ChainBreak> {
     let (mut head_seq, mut head_hash) = match start {
         ChainStart::Genesis => (0, chain::genesis(tenant)),
         ChainStart::After { seq, hash } => (seq, hash),
     };
-    let broken = |seq: u64, problem: BreakKind| ChainBreak {
-        tenant: tenant.to_owned(),
-        seq,
-        problem,
-    };
     for event in events {
-        let expected_seq = head_seq + 1;
-        if event.event.tenant_id != tenant {
-            return Err(broken(
-                expected_seq,
-                BreakKind::WrongTenant {
-                    found: event.event.tenant_id.clone(),
-                },
-            ));
-        }
-        let found_seq = event.seal.tenant_seq;
-        if found_seq > expected_seq {
-            return Err(broken(expected_seq, BreakKind::Missing { found_seq }));
-        }
-        if found_seq < expected_seq {
-            return Err(broken(expected_seq, BreakKind::OutOfOrder { found_seq }));
-        }
-        if event.seal.prev_hash != head_hash {
-            return Err(broken(
-                expected_seq,
-                BreakKind::PrevMismatch {
-                    expected: head_hash,
-                    found: event.seal.prev_hash,
-                },
-            ));
-        }
-        let canonical = canonical::entry(
-            tenant,
-            expected_seq,
-            &event.event,
-            &event.classification,
-            &event.redactions,
-        );
-        let computed = chain::entry_hash(&head_hash, &canonical);
-        if computed != event.seal.hash {
-            return Err(broken(
-                expected_seq,
-                BreakKind::HashMismatch {
-                    expected: computed,
-                    found: event.seal.hash,
-                },
-            ));
-        }
-        head_seq = expected_seq;
-        head_hash = computed;
+        head_hash = check_link(tenant, head_seq, &head_hash, event)?;
+        head_seq += 1;
     }
     Ok(VerifiedChain {
         events: events.len() as u64,

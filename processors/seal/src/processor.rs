@@ -55,7 +55,7 @@ pub enum SealError {
     )]
     UntrustedCheckpoint { partition: i32, reason: String },
     #[error(transparent)]
-    Recovery(RecoveryError),
+    Recovery(Box<RecoveryError>),
     #[error("{0}; exiting so a restart recovers from the sealed topic")]
     Delivery(String),
 }

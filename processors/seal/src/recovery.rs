@@ -97,7 +97,7 @@ pub fn recover(
 
     let tail_len = tail.len();
     let sealer = PartitionSealer::recover(settings, checkpoint.as_ref(), &tail, &rejected, now_ms)
-        .map_err(SealError::Recovery)?;
+        .map_err(|e| SealError::Recovery(Box::new(e)))?;
     Ok(Recovered {
         sealer,
         dlq_next: dlq_high,
