@@ -74,23 +74,49 @@ impl Canonical {
 
     pub fn integer(&mut self, value: i64) {
         self.separator();
-        self.out.extend_from_slice(value.to_string().as_bytes());
+        // Digits written backwards into a stack buffer: no allocation per number.
+        let mut digits = [0_u8; 20];
+        let mut at = digits.len();
+        let mut rest = value.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + u8::try_from(rest % 10).expect("a digit");
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            self.out.push(b'-');
+        }
+        self.out.extend_from_slice(&digits[at..]);
     }
 
-    pub fn field_str(&mut self, key: &str, value: &str) {
-        self.key(key);
+    /// Writes `"key":` for one of the contract's own member names: plain ASCII that needs no
+    /// escaping, so it is copied as is (free-form names go through `key`).
+    fn fixed_key(&mut self, key: &'static str) {
+        debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        self.separator();
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.needs_comma = false;
+    }
+
+    pub fn field_str(&mut self, key: &'static str, value: &str) {
+        self.fixed_key(key);
         self.string(value);
     }
 
     /// Absent optional fields are left out, not written as null.
-    pub fn field_opt(&mut self, key: &str, value: Option<&str>) {
+    pub fn field_opt(&mut self, key: &'static str, value: Option<&str>) {
         if let Some(value) = value {
             self.field_str(key, value);
         }
     }
 
-    pub fn field_int(&mut self, key: &str, value: i64) {
-        self.key(key);
+    pub fn field_int(&mut self, key: &'static str, value: i64) {
+        self.fixed_key(key);
         self.integer(value);
     }
 
@@ -181,11 +207,11 @@ pub fn entry(
 ) -> Vec<u8> {
     let mut c = Canonical::with_capacity(2048);
     c.begin_object();
-    c.key("classification");
+    c.fixed_key("classification");
     write_classification(&mut c, classification);
-    c.key("event");
+    c.fixed_key("event");
     write_event(&mut c, event);
-    c.key("redactions");
+    c.fixed_key("redactions");
     c.begin_array();
     for redaction in redactions {
         c.separator();
@@ -207,7 +233,7 @@ fn write_classification(c: &mut Canonical, classification: &Classification) {
     c.begin_object();
     c.field_str("category", &classification.category);
     c.field_str("data_class", classification.data_class.symbol());
-    c.key("labels");
+    c.fixed_key("labels");
     c.begin_array();
     for label in &classification.labels {
         c.string(label);
@@ -220,7 +246,7 @@ fn write_classification(c: &mut Canonical, classification: &Classification) {
 fn write_event(c: &mut Canonical, event: &AuditEvent) {
     c.begin_object();
     c.field_str("action", &event.action);
-    c.key("actor");
+    c.fixed_key("actor");
     c.begin_object();
     c.field_opt("authority", event.actor.authority.as_deref());
     c.field_opt("display_name", event.actor.display_name.as_deref());
@@ -228,16 +254,17 @@ fn write_event(c: &mut Canonical, event: &AuditEvent) {
     c.field_opt("on_behalf_of", event.actor.on_behalf_of.as_deref());
     c.field_str("type", event.actor.kind.symbol());
     c.end_object();
-    c.key("attributes");
+    c.fixed_key("attributes");
     c.begin_object();
     let mut attributes: Vec<&(String, String)> = event.attributes.iter().collect();
     attributes.sort_by(|a, b| jcs_key_order(&a.0, &b.0));
     for (key, value) in attributes {
-        c.field_str(key, value);
+        c.key(key);
+        c.string(value);
     }
     c.end_object();
     c.field_opt("causation_id", event.causation_id.as_deref());
-    c.key("changes");
+    c.fixed_key("changes");
     c.begin_array();
     for change in &event.changes {
         c.separator();
@@ -250,7 +277,7 @@ fn write_event(c: &mut Canonical, event: &AuditEvent) {
     c.end_array();
     c.field_opt("correlation_id", event.correlation_id.as_deref());
     c.field_str("event_id", &event.event_id);
-    c.key("evidence");
+    c.fixed_key("evidence");
     c.begin_array();
     for evidence in &event.evidence {
         c.separator();
@@ -263,14 +290,14 @@ fn write_event(c: &mut Canonical, event: &AuditEvent) {
     c.end_array();
     c.field_opt("idempotency_key", event.idempotency_key.as_deref());
     c.field_int("occurred_at", event.occurred_at);
-    c.key("outcome");
+    c.fixed_key("outcome");
     c.begin_object();
     c.field_opt("reason_code", event.outcome.reason_code.as_deref());
     c.field_opt("reason_text", event.outcome.reason_text.as_deref());
     c.field_str("status", event.outcome.status.symbol());
     c.end_object();
     c.field_opt("policy_version", event.policy_version.as_deref());
-    c.key("resource");
+    c.fixed_key("resource");
     c.begin_object();
     c.field_str("id", &event.resource.id);
     c.field_opt("path", event.resource.path.as_deref());
@@ -344,6 +371,15 @@ mod tests {
             for filler in [0x20_u8, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff] {
                 assert_eq!(first_to_escape(&vec![filler; length]), None, "{filler}");
             }
+        }
+    }
+
+    #[test]
+    fn integers_are_plain_decimal() {
+        for value in [0_i64, 7, -7, 10, 1_763_856_000_123, -(1 << 53), i64::MAX, i64::MIN] {
+            let mut c = Canonical::default();
+            c.integer(value);
+            assert_eq!(String::from_utf8(c.into_bytes()).expect("utf-8"), value.to_string());
         }
     }
 
