@@ -1,7 +1,9 @@
 //! The sealing policy: how events are classified and redacted, versioned, with per-tenant
 //! overrides (`schemas/policy.toml`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use serde::Deserialize;
 
@@ -253,7 +255,7 @@ impl Policy {
             secret_attribute_keys: file.secret_attribute_keys.clone(),
         };
         check_rules(&default, "the default rules")?;
-        let mut tenants = HashMap::new();
+        let mut tenants = HashMap::default();
         for (tenant, overrides) in &file.tenants {
             let mut rules = default.clone();
             rules.version = format!("{}+{tenant}.{}", file.version, overrides.version);

@@ -6,7 +6,9 @@
 //! after the checkpoint's DLQ position. Sealed records reach Kafka in the order they are made, so
 //! whatever prefix of them survives a crash, recovery continues each chain exactly where it ends.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 
 use crate::avro::Framed;
 use crate::avro::contract::EventReader;
@@ -99,7 +101,7 @@ impl PartitionSealer {
     pub fn new(settings: SealerSettings, now_ms: i64) -> Self {
         Self {
             settings,
-            heads: HashMap::new(),
+            heads: HashMap::default(),
             pending: Vec::new(),
             last_checkpoint: None,
             last_checkpoint_at: now_ms,

@@ -4,7 +4,7 @@
 //! investigator who holds a value can prove it matches; without the key a token reveals nothing,
 //! and tokens of different tenants cannot be correlated.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use ring::hmac;
 
@@ -31,7 +31,7 @@ impl Tokenizer {
         }
         Ok(Self {
             master: hmac::Key::new(hmac::HMAC_SHA256, master_key),
-            tenant_keys: HashMap::new(),
+            tenant_keys: HashMap::default(),
         })
     }
 

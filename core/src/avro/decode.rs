@@ -109,7 +109,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self) -> Result<&'a str, DecodeError> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadUtf8)
+        simdutf8::basic::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadUtf8)
     }
 
     fn float(&mut self) -> Result<f32, DecodeError> {
