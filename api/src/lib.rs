@@ -1,0 +1,4 @@
+//! The HTTP API for analysts and auditors: who is calling (API keys and JWTs), what they may read
+//! (tenant-isolated SQL over ClickHouse), and the routes that serve it.
+
+pub mod sql;
