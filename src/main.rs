@@ -37,7 +37,8 @@ enum Command {
     Registry(commands::registry::RegistryArgs),
     /// Create the pipeline's topics (raw, sealed, DLQ) if missing.
     Topics(commands::topics::TopicsArgs),
-    /// Manage keys: `init` makes the checkpoint signing and tokenization keys.
+    /// Manage keys: `init` makes the checkpoint signing and tokenization keys; `create`, `list` and
+    /// `revoke` manage API keys.
     Keys(commands::keys::KeysArgs),
     /// Send a realistic audit workload (with malformed records on request) to the raw topic.
     Produce(commands::produce::ProduceArgs),
@@ -45,6 +46,8 @@ enum Command {
     Seal(commands::seal::SealArgs),
     /// Project sealed events and checkpoints into ClickHouse.
     Sink(commands::sink::SinkArgs),
+    /// Serve the HTTP API: tenant-isolated SQL over the sealed events.
+    Api(commands::api::ApiArgs),
     /// Verify a tenant's trail from ClickHouse: chain, checkpoint signatures and links.
     Verify(commands::verify::VerifyArgs),
     /// Measure seal throughput: the core in process, and end to end next to a plain copy.
@@ -80,7 +83,8 @@ fn main() -> std::process::ExitCode {
             Command::Registry(args) => commands::registry::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Topics(args) => commands::topics::run(args).await,
-            Command::Keys(args) => commands::keys::run(args),
+            Command::Keys(args) => commands::keys::run(args).await,
+            Command::Api(args) => commands::api::run(args).await,
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Seal(args) => commands::seal::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,

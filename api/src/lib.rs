@@ -1,4 +1,8 @@
 //! The HTTP API for analysts and auditors: who is calling (API keys and JWTs), what they may read
 //! (tenant-isolated SQL over ClickHouse), and the routes that serve it.
 
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod server;
 pub mod sql;

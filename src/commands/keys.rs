@@ -1,6 +1,13 @@
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+use sealtrail_api::auth::Role;
+use sealtrail_api::auth::api_keys::KeyStore;
+use sealtrail_clickhouse::apply_migrations;
 use sealtrail_runtime::keys::init_key_dir;
+use time::format_description::well_known::Rfc3339;
+
+use crate::settings::ClickHouseArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct KeysArgs {
@@ -16,25 +23,118 @@ enum KeysCommand {
         #[arg(long, env = "SEALTRAIL_KEY_DIR", default_value = ".sealtrail/keys")]
         dir: PathBuf,
     },
+    /// Issue an API key for one tenant and role; the key is printed once, alone on the last line.
+    Create {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[arg(long)]
+        tenant: String,
+        /// One of: auditor, `tenant_admin`, compliance, sre, `platform_admin`.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// What the key is for (shown in lists).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List API keys (never their secrets), of one tenant or all.
+    List {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke an API key by its id: it stops working at once, and stays listed as revoked.
+    Revoke {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        key_id: String,
+    },
 }
 
-pub fn run(args: KeysArgs) -> anyhow::Result<()> {
+fn parse_role(name: &str) -> Result<Role, String> {
+    Role::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Role::ALL.iter().map(|role| role.name()).collect();
+        format!("unknown role `{name}`; use one of {}", names.join(", "))
+    })
+}
+
+pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
-        KeysCommand::Init { dir } => {
-            let keys = init_key_dir(&dir)?;
-            let state = if keys.created { "created" } else { "already present" };
-            println!("keys {state} in {}", dir.display());
+        KeysCommand::Init { dir } => init(&dir),
+        KeysCommand::Create {
+            clickhouse,
+            tenant,
+            role,
+            label,
+        } => {
+            let store = key_store(&clickhouse).await?;
+            let issued = store.create(&tenant, role, &label).await?;
             println!(
-                "  checkpoint signing key {} (key id {})",
-                keys.signing_key.display(),
-                keys.key_id
+                "API key {} for tenant {} with role {} (keep it: it is shown only now)",
+                issued.stored.key_id, issued.stored.tenant_id, issued.stored.role
             );
-            println!("  tokenization key       {}", keys.tokenization_key.display());
+            println!("{}", issued.key);
+            Ok(())
+        }
+        KeysCommand::List { clickhouse, tenant } => {
+            let store = key_store(&clickhouse).await?;
+            let keys = store.list(tenant.as_deref()).await?;
             println!(
-                "  trusted public keys    {} (give these to verifiers)",
-                keys.trusted.display()
+                "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  label",
+                "key id", "tenant", "role", "created", "revoked"
+            );
+            for key in &keys {
+                let revoked = key
+                    .revoked_at
+                    .and_then(|at| at.format(&Rfc3339).ok())
+                    .unwrap_or_else(|| "-".to_owned());
+                println!(
+                    "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {}",
+                    key.key_id,
+                    key.tenant_id,
+                    key.role,
+                    key.created_at.format(&Rfc3339).unwrap_or_default(),
+                    revoked,
+                    key.label
+                );
+            }
+            println!(
+                "{} keys, {} revoked",
+                keys.len(),
+                keys.iter().filter(|k| k.revoked_at.is_some()).count()
             );
             Ok(())
         }
+        KeysCommand::Revoke { clickhouse, key_id } => {
+            let store = key_store(&clickhouse).await?;
+            let key = store.revoke(&key_id).await?;
+            println!("API key {} of tenant {} is revoked", key.key_id, key.tenant_id);
+            Ok(())
+        }
     }
+}
+
+async fn key_store(args: &ClickHouseArgs) -> anyhow::Result<KeyStore> {
+    let settings = args.settings();
+    apply_migrations(&settings)
+        .await
+        .with_context(|| format!("cannot prepare ClickHouse at {} for API keys", settings.url))?;
+    Ok(KeyStore::new(settings.client()))
+}
+
+fn init(dir: &std::path::Path) -> anyhow::Result<()> {
+    let keys = init_key_dir(dir)?;
+    let state = if keys.created { "created" } else { "already present" };
+    println!("keys {state} in {}", dir.display());
+    println!(
+        "  checkpoint signing key {} (key id {})",
+        keys.signing_key.display(),
+        keys.key_id
+    );
+    println!("  tokenization key       {}", keys.tokenization_key.display());
+    println!(
+        "  trusted public keys    {} (give these to verifiers)",
+        keys.trusted.display()
+    );
+    Ok(())
 }

@@ -1,3 +1,4 @@
+pub mod api;
 pub mod bench;
 pub mod clickhouse_server;
 pub mod down;

@@ -1,6 +1,7 @@
 //! Integration tests against real components: Tansu, the ClickHouse engine and sealtrail's own
 //! schema registry, started by `sealtrail up` on free ports (see `harness`).
 
+mod api;
 mod clickhouse_roundtrip;
 mod compose;
 mod durability;

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_create_schema_migrations"),
     migration!(2, "0002_create_events"),
     migration!(3, "0003_create_checkpoints"),
+    migration!(4, "0004_create_api_keys"),
 ];
 
 /// What `apply_migrations` did with one migration.

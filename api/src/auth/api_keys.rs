@@ -1,0 +1,197 @@
+//! API keys: `stk_<key id>_<secret>`. The key id is public (lists, logs, the audit trail); only the
+//! SHA-256 of the secret is stored, so the table of keys grants nothing to whoever reads it.
+
+use clickhouse::{Client, Row};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{Caller, Role};
+use sealtrail_core::digest::to_hex;
+
+const PREFIX: &str = "stk_";
+const KEY_ID_BYTES: usize = 8;
+const SECRET_BYTES: usize = 32;
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the system random generator failed")]
+    Random,
+    #[error("`{0}` is not a valid tenant id")]
+    InvalidTenant(String),
+    #[error("no API key with id {0}")]
+    UnknownKey(String),
+    #[error("ClickHouse refused the key operation: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+}
+
+/// A key as stored: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub key_id: String,
+    pub secret_sha256: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub label: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    pub version: u64,
+}
+
+/// A newly created key: the only moment its secret exists outside the caller's hands.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub stored: StoredKey,
+    pub key: String,
+}
+
+/// The key id and secret of a presented key, if it has the shape of one.
+fn split(presented: &str) -> Option<(&str, &str)> {
+    let rest = presented.strip_prefix(PREFIX)?;
+    let (key_id, secret) = rest.split_once('_')?;
+    let is_hex = |text: &str, bytes: usize| text.len() == bytes * 2 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_hex(key_id, KEY_ID_BYTES) && is_hex(secret, SECRET_BYTES)).then_some((key_id, secret))
+}
+
+/// Whether a bearer credential is shaped like an API key (and not a JWT).
+pub fn looks_like_key(presented: &str) -> bool {
+    presented.starts_with(PREFIX)
+}
+
+fn secret_digest(secret: &str) -> String {
+    to_hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn now_ms() -> (OffsetDateTime, u64) {
+    let now = OffsetDateTime::now_utc();
+    let version = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    (now, version)
+}
+
+/// The API keys table in ClickHouse.
+#[derive(Clone)]
+pub struct KeyStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore").finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    /// `client` is bound to sealtrail's database.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    pub async fn create(&self, tenant_id: &str, role: Role, label: &str) -> Result<IssuedKey, KeyError> {
+        if !sealtrail_core::validate::is_valid_tenant_id(tenant_id) {
+            return Err(KeyError::InvalidTenant(tenant_id.to_owned()));
+        }
+        let random = SystemRandom::new();
+        let mut key_id = [0_u8; KEY_ID_BYTES];
+        let mut secret = [0_u8; SECRET_BYTES];
+        random.fill(&mut key_id).map_err(|_| KeyError::Random)?;
+        random.fill(&mut secret).map_err(|_| KeyError::Random)?;
+        let (key_id, secret) = (to_hex(&key_id), to_hex(&secret));
+        let (created_at, version) = now_ms();
+        let stored = StoredKey {
+            key_id: key_id.clone(),
+            secret_sha256: secret_digest(&secret),
+            tenant_id: tenant_id.to_owned(),
+            role: role.name().to_owned(),
+            label: label.to_owned(),
+            created_at,
+            revoked_at: None,
+            version,
+        };
+        self.write(&stored).await?;
+        Ok(IssuedKey {
+            key: format!("{PREFIX}{key_id}_{secret}"),
+            stored,
+        })
+    }
+
+    pub async fn list(&self, tenant_id: Option<&str>) -> Result<Vec<StoredKey>, KeyError> {
+        let keys = self
+            .client
+            .query("SELECT ?fields FROM api_keys FINAL WHERE {tenant:String} = '' OR tenant_id = {tenant:String} ORDER BY created_at")
+            .param("tenant", tenant_id.unwrap_or_default())
+            .fetch_all::<StoredKey>()
+            .await?;
+        Ok(keys)
+    }
+
+    pub async fn revoke(&self, key_id: &str) -> Result<StoredKey, KeyError> {
+        let mut stored = self
+            .find(key_id)
+            .await?
+            .ok_or_else(|| KeyError::UnknownKey(key_id.to_owned()))?;
+        if stored.revoked_at.is_none() {
+            let (revoked_at, version) = now_ms();
+            stored.revoked_at = Some(revoked_at);
+            stored.version = version.max(stored.version + 1);
+            self.write(&stored).await?;
+        }
+        Ok(stored)
+    }
+
+    /// The caller a presented key stands for, if it is a live key with the right secret.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, KeyError> {
+        let Some((key_id, secret)) = split(presented) else {
+            return Ok(None);
+        };
+        let Some(stored) = self.find(key_id).await? else {
+            return Ok(None);
+        };
+        // Both sides are digests of secrets: comparing them leaks nothing an attacker can use.
+        if stored.revoked_at.is_some() || stored.secret_sha256 != secret_digest(secret) {
+            return Ok(None);
+        }
+        let Some(role) = Role::from_name(&stored.role) else {
+            return Ok(None);
+        };
+        Ok(Some(Caller {
+            subject: format!("key:{}", stored.key_id),
+            tenant: stored.tenant_id,
+            roles: vec![role],
+        }))
+    }
+
+    async fn find(&self, key_id: &str) -> Result<Option<StoredKey>, KeyError> {
+        Ok(self
+            .client
+            .query("SELECT ?fields FROM api_keys FINAL WHERE key_id = {key_id:String}")
+            .param("key_id", key_id)
+            .fetch_optional::<StoredKey>()
+            .await?)
+    }
+
+    async fn write(&self, key: &StoredKey) -> Result<(), KeyError> {
+        let mut insert = self.client.insert::<StoredKey>("api_keys").await?;
+        insert.write(key).await?;
+        insert.end().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_keys_are_split() {
+        let key = format!("stk_{}_{}", "ab".repeat(8), "cd".repeat(32));
+        assert_eq!(split(&key), Some(("abababababababab", "cd".repeat(32).as_str())));
+        assert_eq!(split("stk_abc_def"), None);
+        assert_eq!(split(&key.replace("stk_", "sk_")), None);
+        assert_eq!(split(&format!("{key}0")), None);
+        assert!(looks_like_key(&key) && !looks_like_key("eyJhbGciOi"));
+    }
+}

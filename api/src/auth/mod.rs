@@ -1,0 +1,104 @@
+//! Who is calling: an API key or a JWT bearer token, each naming one tenant and its roles.
+
+pub mod api_keys;
+pub mod jwt;
+
+use std::fmt;
+
+use crate::error::ApiError;
+
+/// What a caller may do. A credential carries the tenant; only a platform administrator may act
+/// on another tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads and queries the tenant's audit trail.
+    Auditor,
+    /// Administers the tenant: reads, and manages its keys and webhooks.
+    TenantAdmin,
+    /// Reads, exports, places legal holds.
+    Compliance,
+    /// Operates the platform: health, offsets, replays; no audit content.
+    Sre,
+    /// Everything, for any tenant.
+    PlatformAdmin,
+}
+
+impl Role {
+    pub const ALL: [Self; 5] = [
+        Self::Auditor,
+        Self::TenantAdmin,
+        Self::Compliance,
+        Self::Sre,
+        Self::PlatformAdmin,
+    ];
+
+    /// The roles that may read audit content.
+    pub const READERS: &[Self] = &[Self::Auditor, Self::TenantAdmin, Self::Compliance, Self::PlatformAdmin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auditor => "auditor",
+            Self::TenantAdmin => "tenant_admin",
+            Self::Compliance => "compliance",
+            Self::Sre => "sre",
+            Self::PlatformAdmin => "platform_admin",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.name() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The key id or the token's subject: who to name in the audit trail and the logs.
+    pub subject: String,
+    pub tenant: String,
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller holds one of `allowed`.
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if self.roles.iter().any(|role| allowed.contains(role)) {
+            Ok(())
+        } else {
+            let wanted: Vec<&str> = allowed.iter().map(|role| role.name()).collect();
+            Err(ApiError::forbidden(format!(
+                "this needs one of the roles {}; the credential has {}",
+                wanted.join(", "),
+                self.roles.iter().map(|role| role.name()).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    }
+
+    /// The tenant to act on: the credential's own, or (for a platform administrator only) the one
+    /// the request names.
+    pub fn tenant_for(&self, requested: Option<&str>) -> Result<String, ApiError> {
+        match requested {
+            None => Ok(self.tenant.clone()),
+            Some(tenant) if tenant == self.tenant => Ok(self.tenant.clone()),
+            Some(tenant) if self.roles.contains(&Role::PlatformAdmin) => {
+                if sealtrail_core::validate::is_valid_tenant_id(tenant) {
+                    Ok(tenant.to_owned())
+                } else {
+                    Err(ApiError::bad_request(
+                        "tenant",
+                        format!("`{tenant}` is not a valid tenant id"),
+                    ))
+                }
+            }
+            Some(_) => Err(ApiError::forbidden(
+                "the credential belongs to another tenant; only a platform_admin may name one",
+            )),
+        }
+    }
+}

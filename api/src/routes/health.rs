@@ -1,0 +1,25 @@
+//! Liveness and readiness.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::server::SharedState;
+
+/// The process answers.
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// ClickHouse answers too: queries can be served.
+pub async fn ready(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
+    state
+        .clickhouse
+        .server_client()
+        .query("SELECT 1")
+        .fetch_one::<u8>()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("ClickHouse does not answer: {e}")))?;
+    Ok(Json(json!({"status": "ready"})))
+}

@@ -1,0 +1,4 @@
+//! One module per group of routes.
+
+pub mod health;
+pub mod query;

@@ -1,0 +1,90 @@
+//! `POST /v1/query`: an analyst's SQL, checked and rewritten to the caller's tenant, run read-only
+//! with limits.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::server::{SharedState, scope_database};
+use crate::sql::{self, TENANT_PARAMETER};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub sql: String,
+    /// Another tenant, for a platform administrator only.
+    pub tenant: Option<String>,
+}
+
+const NDJSON: &str = "application/x-ndjson";
+
+/// Answers ClickHouse's `JSON` document (meta, data, rows, statistics), or one JSON object per
+/// line when the caller accepts `application/x-ndjson`.
+pub async fn run(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(request): Json<QueryRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::READERS)?;
+    let tenant = caller.tenant_for(request.tenant.as_deref())?;
+    let rewritten = sql::rewrite(&request.sql, &state.clickhouse.database).map_err(|refusal| ApiError {
+        at: refusal.at.clone().or_else(|| Some("sql".to_owned())),
+        ..ApiError::new(StatusCode::BAD_REQUEST, "query_refused", refusal.reason)
+    })?;
+    let streaming = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains(NDJSON));
+    let limits = state.limits;
+    let client = state
+        .clickhouse
+        .client()
+        .with_database(scope_database(&state.clickhouse.database))
+        .with_setting("readonly", "2")
+        .with_setting(
+            "max_execution_time",
+            limits.max_execution_time.as_secs().max(1).to_string(),
+        )
+        .with_setting("max_result_rows", limits.max_result_rows.to_string())
+        .with_setting("result_overflow_mode", "throw");
+    // The client reads `?` as a bind marker; `??` is a literal question mark.
+    let query = client
+        .query(&rewritten.sql.replace('?', "??"))
+        .param(TENANT_PARAMETER, &tenant);
+    tracing::info!(caller = %caller.subject, tenant = %tenant, "analyst query");
+    if streaming {
+        let cursor = query.fetch_bytes("JSONEachRow").map_err(clickhouse_error)?;
+        let body = Body::from_stream(futures_stream(cursor));
+        return Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response());
+    }
+    let bytes = query
+        .fetch_bytes("JSON")
+        .map_err(clickhouse_error)?
+        .collect()
+        .await
+        .map_err(clickhouse_error)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+fn futures_stream(
+    mut cursor: clickhouse::query::BytesCursor,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, clickhouse::error::Error>> {
+    futures::stream::poll_fn(move |cx| cursor.poll_next(cx).map(Result::transpose))
+}
+
+/// A query ClickHouse refused is the caller's to fix (400); an unreachable ClickHouse is not (503).
+fn clickhouse_error(error: clickhouse::error::Error) -> ApiError {
+    match error {
+        clickhouse::error::Error::BadResponse(message) => ApiError {
+            at: Some("sql".to_owned()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "query_failed", message)
+        },
+        other => ApiError::unavailable(format!("ClickHouse cannot run the query: {other}")),
+    }
+}

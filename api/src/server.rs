@@ -1,0 +1,134 @@
+//! The API server: shared state, the router, request ids and authentication of every request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use sealtrail_clickhouse::ClickHouseSettings;
+
+use crate::auth::Caller;
+use crate::auth::api_keys::{KeyStore, looks_like_key};
+use crate::auth::jwt::JwtVerifier;
+use crate::error::ApiError;
+use crate::routes;
+
+/// Limits on what one analyst query may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub max_execution_time: Duration,
+    pub max_result_rows: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_execution_time: Duration::from_secs(10),
+            max_result_rows: 100_000,
+        }
+    }
+}
+
+/// What the API needs to serve.
+#[derive(Debug)]
+pub struct ApiConfig {
+    pub clickhouse: ClickHouseSettings,
+    pub jwt: JwtVerifier,
+    pub limits: QueryLimits,
+}
+
+#[derive(Debug)]
+pub struct AppState {
+    pub clickhouse: ClickHouseSettings,
+    pub keys: KeyStore,
+    pub jwt: JwtVerifier,
+    pub limits: QueryLimits,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// The database analyst queries run in: empty, so a name that escaped the checks reads nothing.
+pub fn scope_database(database: &str) -> String {
+    format!("{database}_analyst_scope")
+}
+
+/// Prepares ClickHouse for the API (the empty scope database) and builds the router.
+pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Error> {
+    config
+        .clickhouse
+        .server_client()
+        .query("CREATE DATABASE IF NOT EXISTS ?")
+        .bind(clickhouse::sql::Identifier(&scope_database(
+            &config.clickhouse.database,
+        )))
+        .execute()
+        .await?;
+    let state = Arc::new(AppState {
+        keys: KeyStore::new(config.clickhouse.client()),
+        clickhouse: config.clickhouse,
+        jwt: config.jwt,
+        limits: config.limits,
+    });
+    Ok(Router::new()
+        .route("/v1/query", post(routes::query::run))
+        .route("/healthz", get(routes::health::live))
+        .route("/readyz", get(routes::health::ready))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state))
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Echoes the caller's `X-Request-Id` (when it is a sane one) or a new one, in the response and in
+/// every log line of the request.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned);
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert(REQUEST_ID, value.clone());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request served"));
+    response.headers_mut().insert(REQUEST_ID, value);
+    response
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <API key or JWT>`"))?;
+        let credential = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|credential| !credential.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <API key or JWT>`"))?;
+        let caller = if looks_like_key(credential) {
+            state
+                .keys
+                .authenticate(credential)
+                .await
+                .map_err(|e| ApiError::unavailable(format!("cannot check the API key: {e}")))?
+                .ok_or_else(|| ApiError::unauthorized("the API key is unknown, revoked or malformed"))?
+        } else {
+            state.jwt.verify(credential).map_err(ApiError::unauthorized)?
+        };
+        tracing::Span::current().record("caller", caller.subject.as_str());
+        Ok(caller)
+    }
+}

@@ -1,0 +1,65 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
+
+use crate::settings::ClickHouseArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    /// Address to serve on.
+    #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// File holding the shared secret of HS256 bearer tokens (at least 32 bytes).
+    #[arg(long, env = "SEALTRAIL_JWT_HS256_SECRET_FILE")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// PEM file of the identity provider's RSA public key, for RS256 bearer tokens.
+    #[arg(long, env = "SEALTRAIL_JWT_RS256_PUBLIC_KEY")]
+    jwt_rs256_public_key: Option<PathBuf>,
+    /// Longest an analyst query may run, in seconds.
+    #[arg(long, default_value_t = 10)]
+    max_execution_seconds: u64,
+    /// Most rows an analyst query may return.
+    #[arg(long, default_value_t = 100_000)]
+    max_result_rows: u64,
+}
+
+pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
+    let read = |path: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
+        path.as_ref()
+            .map(|path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display())))
+            .transpose()
+    };
+    let hs256 = read(&args.jwt_hs256_secret_file)?;
+    let rs256 = read(&args.jwt_rs256_public_key)?;
+    let jwt = JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?;
+    let clickhouse = args.clickhouse.settings();
+    wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
+    apply_migrations(&clickhouse).await?;
+    let app = router(ApiConfig {
+        clickhouse,
+        jwt,
+        limits: QueryLimits {
+            max_execution_time: Duration::from_secs(args.max_execution_seconds),
+            max_result_rows: args.max_result_rows,
+        },
+    })
+    .await
+    .context("cannot prepare ClickHouse for the API")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another API running there?", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "API serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

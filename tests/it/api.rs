@@ -1,0 +1,357 @@
+//! The query API against the real ClickHouse: credentials and roles on every route, and a
+//! cross-tenant attack suite through SQL. Tenant "alfa" attacks tenant "bravo", whose rows carry a
+//! marker that must never appear in an answer to alfa.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use sealtrail_api::auth::Role;
+use sealtrail_api::auth::api_keys::KeyStore;
+use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
+use serde_json::{Value, json};
+
+use crate::harness::{shared, unique};
+
+const BRAVO_MARKER: &str = "zz-bravo-only";
+const HS256_SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
+const RS256_PRIVATE: &[u8] = include_bytes!("fixtures/jwt-test-rs256.key");
+const RS256_PUBLIC: &[u8] = include_bytes!("fixtures/jwt-test-rs256.pub");
+const OTHER_PRIVATE: &[u8] = include_bytes!("fixtures/jwt-test-other.key");
+
+struct Api {
+    url: String,
+    http: reqwest::Client,
+    keys: KeyStore,
+    alfa: String,
+    bravo: String,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let mut settings: ClickHouseSettings = shared().clickhouse();
+        settings.database = unique("api");
+        apply_migrations(&settings).await.expect("migrations");
+        let alfa = unique("alfa");
+        let bravo = unique("bravo");
+        seed(&settings, &alfa, &bravo).await;
+        let jwt = JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC)).expect("JWT keys");
+        let app = router(ApiConfig {
+            clickhouse: settings.clone(),
+            jwt,
+            limits: QueryLimits::default(),
+        })
+        .await
+        .expect("router");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            http: reqwest::Client::new(),
+            keys: KeyStore::new(settings.client()),
+            alfa,
+            bravo,
+        }
+    }
+
+    async fn key(&self, tenant: &str, role: Role) -> String {
+        self.keys.create(tenant, role, "test").await.expect("key").key
+    }
+
+    async fn query(&self, credential: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}/v1/query", self.url)).json(&body);
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// Ten events and a checkpoint for each tenant; bravo's carry the marker everywhere they can.
+async fn seed(settings: &ClickHouseSettings, alfa: &str, bravo: &str) {
+    let client = settings.client();
+    for (tenant, marker) in [(alfa, "alfa-data"), (bravo, BRAVO_MARKER)] {
+        client
+            .query(
+                "INSERT INTO events (tenant_id, seq, event_id, occurred_at, action, actor_id, resource_type, resource_id, reason_text, hash)
+                 SELECT {tenant:String}, number + 1, concat({marker:String}, '-', toString(number)), now64(3) - number,
+                        if(number % 2 = 0, 'user.login', 'data.exported'), concat({marker:String}, '-actor'), 'account',
+                        {marker:String}, {marker:String}, {marker:String}
+                 FROM numbers(10)",
+            )
+            .param("tenant", tenant)
+            .param("marker", marker)
+            .execute()
+            .await
+            .expect("seed events");
+    }
+    client
+        .query(
+            "INSERT INTO checkpoints (sealed_partition, number, tenant_heads, entry_count, tenant_count)
+             VALUES (0, 1, [({alfa:String}, 10, 'alfa-head'), ({bravo:String}, 10, {marker:String})], 20, 2)",
+        )
+        .param("alfa", alfa)
+        .param("bravo", bravo)
+        .param("marker", BRAVO_MARKER)
+        .execute()
+        .await
+        .expect("seed checkpoints");
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+fn token(algorithm: Algorithm, key: &EncodingKey, tenant: &str, roles: &[&str], expires: u64) -> String {
+    let claims = json!({"sub": "someone@idp", "tenant": tenant, "roles": roles, "exp": expires});
+    encode(&Header::new(algorithm), &claims, key).expect("token")
+}
+
+fn hs256(tenant: &str, roles: &[&str], expires: u64) -> String {
+    token(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(HS256_SECRET),
+        tenant,
+        roles,
+        expires,
+    )
+}
+
+fn rs256(private: &[u8], tenant: &str, roles: &[&str], expires: u64) -> String {
+    let key = EncodingKey::from_rsa_pem(private).expect("RSA key");
+    token(Algorithm::RS256, &key, tenant, roles, expires)
+}
+
+/// Rows of a ClickHouse `JSON` answer.
+fn rows(body: &Value) -> &Vec<Value> {
+    body["data"].as_array().unwrap_or_else(|| panic!("no data in {body}"))
+}
+
+#[tokio::test]
+async fn credentials_and_roles_are_checked_on_every_request() {
+    let api = Api::start().await;
+    let select = json!({"sql": "SELECT count() AS n FROM events"});
+    let auditor = api.key(&api.alfa, Role::Auditor).await;
+    let (status, body) = api.query(Some(&auditor), select.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows(&body)[0]["n"], json!(10), "{body}");
+
+    let later = now() + 600;
+    for (credential, why) in [
+        (None, "missing"),
+        (Some("not-a-credential".to_owned()), "garbage"),
+        (
+            Some(format!("stk_{}_{}", "00".repeat(8), "00".repeat(32))),
+            "unknown key",
+        ),
+        (
+            Some(auditor.replace(&auditor[auditor.len() - 4..], "0000")),
+            "wrong secret",
+        ),
+        (Some(hs256(&api.alfa, &["auditor"], now() - 3600)), "expired HS256"),
+        (
+            Some(token(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(b"another secret that is long enough!!"),
+                &api.alfa,
+                &["auditor"],
+                later,
+            )),
+            "HS256 signed with another secret",
+        ),
+        (
+            Some(rs256(OTHER_PRIVATE, &api.alfa, &["auditor"], later)),
+            "RS256 signed with another key",
+        ),
+        (
+            Some(rs256(RS256_PRIVATE, &api.alfa, &["auditor"], now() - 3600)),
+            "expired RS256",
+        ),
+        (Some(hs256(&api.alfa, &["nobody"], later)), "no sealtrail role"),
+    ] {
+        let (status, body) = api.query(credential.as_deref(), select.clone()).await;
+        assert_eq!(status, 401, "{why}: {body}");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{why}: {body}"
+        );
+    }
+
+    for credential in [api.key(&api.alfa, Role::Sre).await, hs256(&api.alfa, &["sre"], later)] {
+        let (status, body) = api.query(Some(&credential), select.clone()).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    for credential in [
+        hs256(&api.alfa, &["auditor"], later),
+        rs256(RS256_PRIVATE, &api.alfa, &["compliance"], later),
+        api.key(&api.alfa, Role::TenantAdmin).await,
+    ] {
+        let (status, body) = api.query(Some(&credential), select.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(rows(&body)[0]["n"], json!(10));
+    }
+
+    // A revoked key stops working at once.
+    let revoked = api.key(&api.alfa, Role::Auditor).await;
+    let key_id = revoked.split('_').nth(1).expect("key id").to_owned();
+    api.keys.revoke(&key_id).await.expect("revoke");
+    assert_eq!(api.query(Some(&revoked), select.clone()).await.0, 401);
+
+    // Naming another tenant: refused for a tenant's key, allowed for a platform administrator.
+    let other = json!({"sql": "SELECT count() AS n FROM events", "tenant": api.bravo});
+    assert_eq!(api.query(Some(&auditor), other.clone()).await.0, 403);
+    let admin = api.key(&api.alfa, Role::PlatformAdmin).await;
+    let (status, body) = api.query(Some(&admin), other).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows(&body)[0]["n"], json!(10));
+}
+
+#[tokio::test]
+async fn a_tenant_never_reads_another_tenant_through_sql() {
+    let api = Api::start().await;
+    let alfa = api.key(&api.alfa, Role::Auditor).await;
+    let bravo = &api.bravo;
+    let attacks = [
+        format!("SELECT * FROM events WHERE tenant_id = '{bravo}'"),
+        format!("SELECT * FROM events WHERE tenant_id = '{bravo}' OR 1 = 1"),
+        "SELECT * FROM events WHERE 1 = 1 OR tenant_id != ''".to_owned(),
+        "SELECT * FROM events UNION ALL SELECT * FROM events".to_owned(),
+        "SELECT * FROM (SELECT * FROM events) AS e WHERE 1 = 1".to_owned(),
+        "SELECT * FROM events WHERE seq IN (SELECT seq FROM events)".to_owned(),
+        "WITH everything AS (SELECT * FROM events) SELECT * FROM everything".to_owned(),
+        "SELECT (SELECT groupArray(actor_id) FROM events) AS actors".to_owned(),
+        "SELECT tenant_heads FROM checkpoints".to_owned(),
+        "SELECT arrayJoin(tenant_heads) FROM checkpoints".to_owned(),
+        "SELECT * FROM events -- AND tenant_id = 'x'".to_owned(),
+        "SELECT * FROM events /* */ WHERE /* tenant */ 1".to_owned(),
+        "SELECT * FROM events WHERE action = 'x'' OR ''1''=''1'".to_owned(),
+        "SELECT * FROM events; SELECT * FROM events".to_owned(),
+        format!("SELECT * FROM `{}`.events", shared().clickhouse().database),
+        "SELECT * FROM system.tables".to_owned(),
+        "SELECT * FROM system.query_log".to_owned(),
+        "SELECT * FROM api_keys".to_owned(),
+        "SELECT * FROM schema_migrations".to_owned(),
+        "SELECT * FROM (WITH api_keys AS (SELECT 1) SELECT 1) AS x, api_keys".to_owned(),
+        "SELECT * FROM (WITH events_raw AS (SELECT 1 AS a) SELECT a FROM events_raw) AS x, events_raw".to_owned(),
+        "SELECT * FROM remote('127.0.0.1', system.one)".to_owned(),
+        "SELECT * FROM url('http://127.0.0.1:1/x', CSV, 'a String')".to_owned(),
+        "SELECT * FROM file('/etc/passwd', LineAsString)".to_owned(),
+        "SELECT * FROM merge(REGEXP('.*'), '.*')".to_owned(),
+        "SELECT * FROM events SETTINGS readonly = 0".to_owned(),
+        "SELECT * FROM events FORMAT TSV".to_owned(),
+        "SELECT * FROM events INTO OUTFILE '/tmp/leak'".to_owned(),
+        "SELECT getSetting('param_sealtrail_tenant')".to_owned(),
+        "SELECT dictGet('x', 'y', 1)".to_owned(),
+        "INSERT INTO events SELECT * FROM events".to_owned(),
+        "DROP TABLE events".to_owned(),
+        format!("SELECT * FROM events WHERE action IN ({})", vec!["'a'"; 5000].join(",")),
+        format!("SELECT {}1{} FROM events", "(".repeat(500), ")".repeat(500)),
+        format!("SELECT * FROM {}events{}", "(SELECT * FROM ".repeat(60), ")".repeat(60)),
+    ];
+    for sql in &attacks {
+        let (status, body) = api.query(Some(&alfa), json!({"sql": sql})).await;
+        let shown = if sql.len() > 120 { &sql[..120] } else { sql };
+        match status {
+            200 => {
+                let text = rows(&body).iter().map(Value::to_string).collect::<String>();
+                assert!(!text.contains(BRAVO_MARKER), "{shown}: bravo's rows leaked: {body}");
+                assert!(
+                    !text.contains(bravo.as_str()),
+                    "{shown}: bravo's tenant id leaked: {body}"
+                );
+            }
+            400 => {
+                let message = body["error"]["message"].as_str().unwrap_or_default();
+                assert!(!message.is_empty(), "{shown}: {body}");
+                assert!(!body.to_string().contains(BRAVO_MARKER), "{shown}: {body}");
+            }
+            other => panic!("{shown}: status {other}: {body}"),
+        }
+    }
+    // The same queries as bravo's platform-wide view would see bravo: the marker is reachable.
+    let admin = api.key(&api.alfa, Role::PlatformAdmin).await;
+    let (status, body) = api
+        .query(
+            Some(&admin),
+            json!({"sql": "SELECT actor_id FROM events LIMIT 1", "tenant": bravo}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains(BRAVO_MARKER), "{body}");
+}
+
+#[tokio::test]
+async fn refusals_and_failures_are_clear_400s() {
+    let api = Api::start().await;
+    let alfa = api.key(&api.alfa, Role::Auditor).await;
+    let (status, body) = api
+        .query(
+            Some(&alfa),
+            json!({"sql": "SELECT action\nFROM events\nJOIN system.tables t ON 1 = 1"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], json!("query_refused"));
+    assert!(
+        body["error"]["at"].as_str().is_some_and(|at| at.contains("line 3")),
+        "{body}"
+    );
+
+    let (status, body) = api
+        .query(Some(&alfa), json!({"sql": "SELECT no_such_column FROM events"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], json!("query_failed"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no_such_column")),
+        "{body}"
+    );
+
+    let (status, body) = api.query(Some(&alfa), json!({"sql": "SELECT 1", "extra": true})).await;
+    assert_eq!(status, 422, "{body}");
+
+    // Question marks in literals reach ClickHouse as written.
+    let (status, body) = api
+        .query(
+            Some(&alfa),
+            json!({"sql": "SELECT count() AS n FROM events WHERE action != 'what?'"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows(&body)[0]["n"], json!(10));
+
+    let response = api
+        .http
+        .post(format!("{}/v1/query", api.url))
+        .bearer_auth(&alfa)
+        .header("Accept", "application/x-ndjson")
+        .header("X-Request-Id", "trace-me-42")
+        .json(&json!({"sql": "SELECT seq FROM events ORDER BY seq"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let text = response.text().await.expect("body");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("NDJSON"))
+        .collect();
+    assert_eq!(lines.len(), 10, "{text}");
+    assert_eq!(lines[0], json!({"seq": 1}));
+
+    let health = api
+        .http
+        .get(format!("{}/readyz", api.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(health.headers().contains_key("x-request-id"));
+}
