@@ -53,8 +53,19 @@ impl ApiError {
         }
     }
 
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+/// ClickHouse failing to answer the API's own queries is not the caller's fault.
+impl From<clickhouse::error::Error> for ApiError {
+    fn from(error: clickhouse::error::Error) -> Self {
+        Self::unavailable(format!("ClickHouse cannot answer: {error}"))
     }
 }
 

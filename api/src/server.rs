@@ -1,6 +1,6 @@
 //! The API server: shared state, the router, request ids and authentication of every request.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +11,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use sealtrail_clickhouse::ClickHouseSettings;
+use sealtrail_core::policy::Label;
+use sealtrail_core::tokenize::Tokenizer;
 
 use crate::auth::Caller;
 use crate::auth::api_keys::{KeyStore, looks_like_key};
@@ -40,6 +42,9 @@ pub struct ApiConfig {
     pub clickhouse: ClickHouseSettings,
     pub jwt: JwtVerifier,
     pub limits: QueryLimits,
+    /// The pipeline's tokenization key, for looking up tokenized values; without it such lookups
+    /// are refused.
+    pub tokenizer: Option<Tokenizer>,
 }
 
 #[derive(Debug)]
@@ -48,6 +53,21 @@ pub struct AppState {
     pub keys: KeyStore,
     pub jwt: JwtVerifier,
     pub limits: QueryLimits,
+    tokenizer: Option<Mutex<Tokenizer>>,
+}
+
+impl AppState {
+    /// The tenant's token of a raw value, as the seal processor would have made it.
+    pub fn token(&self, tenant: &str, label: Label, value: &str) -> Result<String, ApiError> {
+        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| {
+            ApiError::bad_request(
+                "match_value",
+                "looking up tokenized values needs the tokenization key; start the API with SEALTRAIL_KEY_DIR",
+            )
+        })?;
+        let mut tokenizer = tokenizer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(tokenizer.token(tenant, label, value))
+    }
 }
 
 pub type SharedState = Arc<AppState>;
@@ -73,9 +93,13 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         clickhouse: config.clickhouse,
         jwt: config.jwt,
         limits: config.limits,
+        tokenizer: config.tokenizer.map(Mutex::new),
     });
     Ok(Router::new()
         .route("/v1/query", post(routes::query::run))
+        .route("/v1/events", get(routes::events::list))
+        .route("/v1/events/{event_id}", get(routes::events::one))
+        .route("/v1/integrity/proof", get(routes::proof::inclusion))
         .route("/healthz", get(routes::health::live))
         .route("/readyz", get(routes::health::ready))
         .layer(middleware::from_fn(request_id))

@@ -7,12 +7,17 @@ use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 
-use crate::settings::ClickHouseArgs;
+use sealtrail_core::tokenize::Tokenizer;
+
+use crate::settings::{ClickHouseArgs, KeyArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
+    /// The tokenization key is read from here, to look up tokenized values for analysts.
+    #[command(flatten)]
+    keys: KeyArgs,
     /// Address to serve on.
     #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -39,12 +44,21 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let hs256 = read(&args.jwt_hs256_secret_file)?;
     let rs256 = read(&args.jwt_rs256_public_key)?;
     let jwt = JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?;
+    let tokenization_key = args.keys.tokenization_key();
+    let tokenizer = if tokenization_key.exists() {
+        let key = sealtrail_runtime::keys::load_tokenization_key(&tokenization_key)?;
+        Some(Tokenizer::new(&key).map_err(anyhow::Error::msg)?)
+    } else {
+        tracing::warn!(path = %tokenization_key.display(), "no tokenization key: lookups of tokenized values are refused");
+        None
+    };
     let clickhouse = args.clickhouse.settings();
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;
     let app = router(ApiConfig {
         clickhouse,
         jwt,
+        tokenizer,
         limits: QueryLimits {
             max_execution_time: Duration::from_secs(args.max_execution_seconds),
             max_result_rows: args.max_result_rows,

@@ -1,7 +1,6 @@
 //! `POST /v1/query`: an analyst's SQL, checked and rewritten to the caller's tenant, run read-only
 //! with limits.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -10,6 +9,7 @@ use serde::Deserialize;
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::server::{SharedState, scope_database};
 use crate::sql::{self, TENANT_PARAMETER};
 
@@ -29,7 +29,7 @@ pub async fn run(
     State(state): State<SharedState>,
     caller: Caller,
     headers: HeaderMap,
-    Json(request): Json<QueryRequest>,
+    ApiJson(request): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(request.tenant.as_deref())?;

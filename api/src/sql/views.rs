@@ -48,7 +48,7 @@ impl View {
             // caller's head only, and only checkpoints where the caller has one.
             Self::Checkpoints => {
                 "SELECT sealed_partition, number, scheme, prev_checkpoint_hash, entries_root, entry_count, \
-                 tenant_heads_root, tenant_count, created_at, key_id, checkpoint_hash, signature, \
+                 tenant_heads_root, tenant_count, source_offset, dlq_next_offset, created_at, key_id, checkpoint_hash, signature, \
                  arrayFilter(head -> tupleElement(head, 1) = '__sealtrail_tenant__', tenant_heads) AS tenant_heads \
                  FROM sealtrail_database.checkpoints \
                  WHERE has(arrayMap(head -> tupleElement(head, 1), tenant_heads), '__sealtrail_tenant__')"

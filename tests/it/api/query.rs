@@ -1,136 +1,13 @@
-//! The query API against the real ClickHouse: credentials and roles on every route, and a
-//! cross-tenant attack suite through SQL. Tenant "alfa" attacks tenant "bravo", whose rows carry a
-//! marker that must never appear in an answer to alfa.
+//! `POST /v1/query` and credentials: every kind of credential and role, and a cross-tenant attack
+//! suite through SQL. Tenant "alfa" attacks tenant "bravo", whose rows carry a marker that must
+//! never appear in an answer to alfa.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use sealtrail_api::auth::Role;
-use sealtrail_api::auth::api_keys::KeyStore;
-use sealtrail_api::auth::jwt::JwtVerifier;
-use sealtrail_api::server::{ApiConfig, QueryLimits, router};
-use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use serde_json::{Value, json};
 
-use crate::harness::{shared, unique};
-
-const BRAVO_MARKER: &str = "zz-bravo-only";
-const HS256_SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
-const RS256_PRIVATE: &[u8] = include_bytes!("fixtures/jwt-test-rs256.key");
-const RS256_PUBLIC: &[u8] = include_bytes!("fixtures/jwt-test-rs256.pub");
-const OTHER_PRIVATE: &[u8] = include_bytes!("fixtures/jwt-test-other.key");
-
-struct Api {
-    url: String,
-    http: reqwest::Client,
-    keys: KeyStore,
-    alfa: String,
-    bravo: String,
-}
-
-impl Api {
-    async fn start() -> Self {
-        let mut settings: ClickHouseSettings = shared().clickhouse();
-        settings.database = unique("api");
-        apply_migrations(&settings).await.expect("migrations");
-        let alfa = unique("alfa");
-        let bravo = unique("bravo");
-        seed(&settings, &alfa, &bravo).await;
-        let jwt = JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC)).expect("JWT keys");
-        let app = router(ApiConfig {
-            clickhouse: settings.clone(),
-            jwt,
-            limits: QueryLimits::default(),
-        })
-        .await
-        .expect("router");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            url,
-            http: reqwest::Client::new(),
-            keys: KeyStore::new(settings.client()),
-            alfa,
-            bravo,
-        }
-    }
-
-    async fn key(&self, tenant: &str, role: Role) -> String {
-        self.keys.create(tenant, role, "test").await.expect("key").key
-    }
-
-    async fn query(&self, credential: Option<&str>, body: Value) -> (u16, Value) {
-        let mut request = self.http.post(format!("{}/v1/query", self.url)).json(&body);
-        if let Some(credential) = credential {
-            request = request.bearer_auth(credential);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-}
-
-/// Ten events and a checkpoint for each tenant; bravo's carry the marker everywhere they can.
-async fn seed(settings: &ClickHouseSettings, alfa: &str, bravo: &str) {
-    let client = settings.client();
-    for (tenant, marker) in [(alfa, "alfa-data"), (bravo, BRAVO_MARKER)] {
-        client
-            .query(
-                "INSERT INTO events (tenant_id, seq, event_id, occurred_at, action, actor_id, resource_type, resource_id, reason_text, hash)
-                 SELECT {tenant:String}, number + 1, concat({marker:String}, '-', toString(number)), now64(3) - number,
-                        if(number % 2 = 0, 'user.login', 'data.exported'), concat({marker:String}, '-actor'), 'account',
-                        {marker:String}, {marker:String}, {marker:String}
-                 FROM numbers(10)",
-            )
-            .param("tenant", tenant)
-            .param("marker", marker)
-            .execute()
-            .await
-            .expect("seed events");
-    }
-    client
-        .query(
-            "INSERT INTO checkpoints (sealed_partition, number, tenant_heads, entry_count, tenant_count)
-             VALUES (0, 1, [({alfa:String}, 10, 'alfa-head'), ({bravo:String}, 10, {marker:String})], 20, 2)",
-        )
-        .param("alfa", alfa)
-        .param("bravo", bravo)
-        .param("marker", BRAVO_MARKER)
-        .execute()
-        .await
-        .expect("seed checkpoints");
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
-}
-
-fn token(algorithm: Algorithm, key: &EncodingKey, tenant: &str, roles: &[&str], expires: u64) -> String {
-    let claims = json!({"sub": "someone@idp", "tenant": tenant, "roles": roles, "exp": expires});
-    encode(&Header::new(algorithm), &claims, key).expect("token")
-}
-
-fn hs256(tenant: &str, roles: &[&str], expires: u64) -> String {
-    token(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(HS256_SECRET),
-        tenant,
-        roles,
-        expires,
-    )
-}
-
-fn rs256(private: &[u8], tenant: &str, roles: &[&str], expires: u64) -> String {
-    let key = EncodingKey::from_rsa_pem(private).expect("RSA key");
-    token(Algorithm::RS256, &key, tenant, roles, expires)
-}
-
-/// Rows of a ClickHouse `JSON` answer.
-fn rows(body: &Value) -> &Vec<Value> {
-    body["data"].as_array().unwrap_or_else(|| panic!("no data in {body}"))
-}
+use super::{Api, BRAVO_MARKER, OTHER_PRIVATE, RS256_PRIVATE, hs256, now, rows, rs256, token};
+use crate::harness::shared;
 
 #[tokio::test]
 async fn credentials_and_roles_are_checked_on_every_request() {
@@ -315,7 +192,11 @@ async fn refusals_and_failures_are_clear_400s() {
     );
 
     let (status, body) = api.query(Some(&alfa), json!({"sql": "SELECT 1", "extra": true})).await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| m.contains("extra")),
+        "{body}"
+    );
 
     // Question marks in literals reach ClickHouse as written.
     let (status, body) = api

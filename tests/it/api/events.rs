@@ -1,0 +1,394 @@
+//! `GET /v1/events`, `GET /v1/events/{id}` and `GET /v1/integrity/proof`, over events sealed by
+//! the real seal core and projected into the real ClickHouse as the sink writes them. Thirty events
+//! of two tenants share one partition; a signed checkpoint covers the first twenty.
+
+use std::collections::BTreeSet;
+
+use sealtrail_api::auth::Role;
+use sealtrail_clickhouse::{CheckpointRow, EventRow};
+use sealtrail_core::avro::contract::{EventReader, audit_event_schema, encode_audit_event};
+use sealtrail_core::avro::{Framed, Writer};
+use sealtrail_core::checkpoint::{CheckpointSigner, TrustedKey, tenant_head_leaf, verify_checkpoint};
+use sealtrail_core::digest::{Digest, from_hex};
+use sealtrail_core::event::{ActorType, AuditEvent, OutcomeStatus};
+use sealtrail_core::merkle;
+use sealtrail_core::policy::Policy;
+use sealtrail_core::sealed::{Checkpoint, TenantHead};
+use sealtrail_core::sealer::{Disposition, PartitionSealer, RawRecord, SchemaLookup, SealContext, SealerSettings};
+use sealtrail_core::tokenize::Tokenizer;
+use sealtrail_core::validate::Limits;
+use serde_json::Value;
+
+use super::{Api, BRAVO_MARKER, TOKENIZATION_KEY};
+
+const EVENTS: usize = 30;
+const COVERED: usize = 20;
+
+/// What was sealed: the events in sealing order, and the key that signed the checkpoint.
+struct Sealed {
+    events: Vec<EventRow>,
+    signer_public_key: Vec<u8>,
+}
+
+fn event(i: usize, tenant: &str, is_bravo: bool, now_ms: i64) -> AuditEvent {
+    let mut event = AuditEvent {
+        event_id: ulid::Ulid::new().to_string(),
+        tenant_id: tenant.to_owned(),
+        occurred_at: now_ms - 60_000 + i64::try_from(i).expect("small") * 1000,
+        action: if i.is_multiple_of(2) {
+            "user.login"
+        } else {
+            "billing.refund.posted"
+        }
+        .to_owned(),
+        correlation_id: Some(format!("corr-{}", i % 5)),
+        ..AuditEvent::default()
+    };
+    event.actor.id = format!("user{}@example.com", i % 4);
+    event.actor.kind = ActorType::User;
+    "account".clone_into(&mut event.resource.kind);
+    event.resource.id = if is_bravo {
+        format!("{BRAVO_MARKER}-{i}")
+    } else {
+        format!("acct-{i}")
+    };
+    event.outcome.status = if i % 3 == 1 {
+        OutcomeStatus::Denied
+    } else {
+        OutcomeStatus::Success
+    };
+    if is_bravo {
+        event.outcome.reason_text = Some(BRAVO_MARKER.to_owned());
+    }
+    event
+}
+
+/// Seals the events as the seal processor does and inserts them as the sink does.
+async fn seal_into_clickhouse(api: &Api) -> Sealed {
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    let reader = EventReader::for_writer(audit_event_schema()).expect("reader");
+    let policy = Policy::default_policy();
+    let mut tokenizer = Tokenizer::new(&TOKENIZATION_KEY).expect("tokenizer");
+    let signer = CheckpointSigner::from_seed(&[9; 32]).expect("signer");
+    let mut sealer = PartitionSealer::new(
+        SealerSettings {
+            source_topic: "raw".to_owned(),
+            partition: 0,
+            limits: Limits::default(),
+            checkpoint_every: usize::MAX,
+            checkpoint_interval_ms: i64::MAX,
+        },
+        now_ms,
+    );
+    let (mut events, mut checkpoints) = (Vec::new(), Vec::new());
+    let mut sealed_offset = 0_i64;
+    for i in 0..EVENTS {
+        let is_bravo = i % 3 == 0;
+        let tenant = if is_bravo { &api.bravo } else { &api.alfa };
+        let mut writer = Writer::with_capacity(512);
+        encode_audit_event(&event(i, tenant, is_bravo, now_ms), &mut writer);
+        let framed = Framed::frame(1, &writer.into_bytes());
+        let record = RawRecord {
+            offset: i64::try_from(i).expect("small"),
+            key: Some(tenant.as_bytes()),
+            value: Some(&framed),
+        };
+        let mut context = SealContext {
+            policy: &policy,
+            tokenizer: &mut tokenizer,
+            now_ms,
+            key_id: signer.key_id(),
+        };
+        match sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) {
+            Disposition::Sealed(made) => events.push(EventRow::from_sealed(&made, 0, sealed_offset)),
+            other => panic!("event {i} not sealed: {other:?}"),
+        }
+        sealed_offset += 1;
+        if i + 1 == COVERED {
+            let checkpoint = sealer.checkpoint(&signer, 0, now_ms);
+            checkpoints.push(CheckpointRow::from_checkpoint(&checkpoint, sealed_offset));
+            sealed_offset += 1;
+        }
+    }
+    let client = api.settings.client();
+    let mut insert = client.insert::<EventRow>("events").await.expect("insert");
+    for row in &events {
+        insert.write(row).await.expect("write");
+    }
+    insert.end().await.expect("events inserted");
+    let mut insert = client.insert::<CheckpointRow>("checkpoints").await.expect("insert");
+    for row in &checkpoints {
+        insert.write(row).await.expect("write");
+    }
+    insert.end().await.expect("checkpoints inserted");
+    Sealed {
+        events,
+        signer_public_key: signer.public_key().to_vec(),
+    }
+}
+
+impl Api {
+    async fn get(&self, credential: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(credential)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Every event a filter finds, following the cursor page by page.
+    async fn all_events(&self, credential: &str, filter: &str) -> Vec<Value> {
+        let mut found = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(cursor) => format!("/v1/events?limit=7{filter}&cursor={cursor}"),
+                None => format!("/v1/events?limit=7{filter}"),
+            };
+            let (status, body) = self.get(credential, &path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            found.extend(body["events"].as_array().expect("events").iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return found,
+            }
+        }
+    }
+}
+
+fn ids(events: &[Value]) -> BTreeSet<String> {
+    events
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn events_are_filtered_paged_and_carry_their_checkpoint() {
+    let api = Api::empty().await;
+    let sealed = seal_into_clickhouse(&api).await;
+    let alfa = api.key(&api.alfa, Role::Auditor).await;
+    let alfa_rows: Vec<&EventRow> = sealed.events.iter().filter(|e| e.tenant_id == api.alfa).collect();
+
+    let all = api.all_events(&alfa, "").await;
+    assert_eq!(ids(&all), alfa_rows.iter().map(|e| e.event_id.clone()).collect());
+    assert_eq!(all.len(), alfa_rows.len(), "no event twice across pages");
+    let times: Vec<&str> = all.iter().map(|e| e["occurred_at"].as_str().expect("time")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "ordered by time: {times:?}");
+    for (event, row) in all.iter().zip(&alfa_rows) {
+        assert_eq!(event["integrity"]["seq"], row.seq);
+        assert_eq!(event["integrity"]["hash"], row.hash.as_str());
+        assert_eq!(event["integrity"]["prev_hash"], row.prev_hash.as_str());
+        let covered = usize::try_from(row.sealed_offset).expect("small") < COVERED;
+        assert_eq!(
+            event["integrity"]["checkpoint"]["number"].as_u64(),
+            covered.then_some(1),
+            "{event}"
+        );
+        assert!(
+            event["actor"]["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("tok:email:")),
+            "{event}"
+        );
+    }
+
+    let count = |rows: &[&EventRow], keep: &dyn Fn(&EventRow) -> bool| rows.iter().filter(|r| keep(r)).count();
+    for (filter, expected) in [
+        ("&action=user.login", count(&alfa_rows, &|r| r.action == "user.login")),
+        (
+            "&action_prefix=billing.",
+            count(&alfa_rows, &|r| r.action.starts_with("billing.")),
+        ),
+        ("&outcome=denied", count(&alfa_rows, &|r| r.outcome == "DENIED")),
+        (
+            "&correlation_id=corr-2",
+            count(&alfa_rows, &|r| r.correlation_id.as_deref() == Some("corr-2")),
+        ),
+        ("&resource_type=account&resource_id=acct-4", 1),
+        ("&label=email", alfa_rows.len()),
+        ("&category=billing", count(&alfa_rows, &|r| r.category == "billing")),
+    ] {
+        let found = api.all_events(&alfa, filter).await;
+        assert_eq!(found.len(), expected, "{filter}");
+    }
+    // The token lookup finds exactly the events whose actor was user1@example.com.
+    let user1 = api
+        .all_events(&alfa, "&match_label=email&match_value=User1%40Example.com")
+        .await;
+    let expected_user1 = sealed
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| e.tenant_id == api.alfa && i % 4 == 1)
+        .count();
+    assert_eq!(user1.len(), expected_user1);
+    assert!(expected_user1 > 0);
+
+    let first = &alfa_rows[0].event_id;
+    let (status, one) = api.get(&alfa, &format!("/v1/events/{first}")).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["event_id"], first.as_str());
+
+    for (path, at) in [
+        ("/v1/events?limit=0", "limit"),
+        ("/v1/events?outcome=maybe", "outcome"),
+        ("/v1/events?from=yesterday", "from"),
+        ("/v1/events?cursor=zz", "cursor"),
+        ("/v1/events?match_value=x", "match_value"),
+        ("/v1/events?match_value=x&match_label=shoe_size", "match_label"),
+        ("/v1/events?colour=red", "query string"),
+    ] {
+        let (status, body) = api.get(&alfa, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["at"], at, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn no_filter_reaches_another_tenant() {
+    let api = Api::empty().await;
+    let sealed = seal_into_clickhouse(&api).await;
+    let alfa = api.key(&api.alfa, Role::Auditor).await;
+    let bravo_rows: Vec<&EventRow> = sealed.events.iter().filter(|e| e.tenant_id == api.bravo).collect();
+    let bravo_event = &bravo_rows[0];
+    let mut paths = vec![
+        format!("/v1/events?actor={}", bravo_event.actor_id),
+        format!("/v1/events?resource_id={}", bravo_event.resource_id),
+        format!(
+            "/v1/events?correlation_id={}",
+            bravo_event.correlation_id.clone().unwrap_or_default()
+        ),
+        format!("/v1/events?action={}", bravo_event.action),
+        "/v1/events?match_label=email&match_value=user0%40example.com".to_owned(),
+        "/v1/events?limit=1000".to_owned(),
+        format!("/v1/events/{}", bravo_event.event_id),
+        format!("/v1/integrity/proof?event_id={}", bravo_event.event_id),
+    ];
+    paths.extend(bravo_rows.iter().map(|e| format!("/v1/events/{}", e.event_id)));
+    for path in &paths {
+        let (status, body) = api.get(&alfa, path).await;
+        let text = body.to_string();
+        assert!(
+            !text.contains(BRAVO_MARKER) && !text.contains(api.bravo.as_str()),
+            "{path}: {text}"
+        );
+        assert!(matches!(status, 200 | 404), "{path}: {status} {text}");
+    }
+    // Naming bravo is refused outright.
+    for path in [
+        format!("/v1/events?tenant={}", api.bravo),
+        format!("/v1/events/{}?tenant={}", bravo_event.event_id, api.bravo),
+        format!(
+            "/v1/integrity/proof?event_id={}&tenant={}",
+            bravo_event.event_id, api.bravo
+        ),
+    ] {
+        let (status, body) = api.get(&alfa, &path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    // An SRE key reads no events at all.
+    let sre = api.key(&api.alfa, Role::Sre).await;
+    assert_eq!(api.get(&sre, "/v1/events").await.0, 403);
+}
+
+#[tokio::test]
+async fn an_inclusion_proof_verifies_offline_against_the_signed_checkpoint() {
+    let api = Api::empty().await;
+    let sealed = seal_into_clickhouse(&api).await;
+    let alfa = api.key(&api.alfa, Role::Auditor).await;
+    let trusted = [TrustedKey::new(sealed.signer_public_key.clone())];
+    let covered: Vec<&EventRow> = sealed
+        .events
+        .iter()
+        .filter(|e| e.tenant_id == api.alfa && usize::try_from(e.sealed_offset).expect("small") < COVERED)
+        .collect();
+    assert!(covered.len() >= 10, "{} covered events", covered.len());
+    for row in &covered {
+        let (status, proof) = api
+            .get(&alfa, &format!("/v1/integrity/proof?event_id={}", row.event_id))
+            .await;
+        assert_eq!(status, 200, "{proof}");
+        let text = proof.to_string();
+        assert!(
+            !text.contains(BRAVO_MARKER) && !text.contains(api.bravo.as_str()),
+            "{text}"
+        );
+        assert_eq!(proof["entry_hash"], row.hash.as_str());
+
+        // Offline, from the answer alone and the public key, as docs/integrity.md describes.
+        let hex = |value: &Value| Digest::from_hex(value.as_str().expect("hex")).expect("digest");
+        let path = |value: &Value| value.as_array().expect("path").iter().map(hex).collect::<Vec<_>>();
+        let c = &proof["checkpoint"];
+        let checkpoint = Checkpoint {
+            scheme: u32::try_from(c["scheme"].as_u64().expect("scheme")).expect("small"),
+            partition: i32::try_from(c["partition"].as_i64().expect("partition")).expect("small"),
+            number: c["number"].as_u64().expect("number"),
+            prev_checkpoint_hash: hex(&c["prev_checkpoint_hash"]),
+            entries_root: hex(&c["entries_root"]),
+            entry_count: c["entry_count"].as_u64().expect("count"),
+            tenant_heads_root: hex(&c["tenant_heads_root"]),
+            tenant_count: c["tenant_count"].as_u64().expect("count"),
+            source_offset: c["source_offset"].as_i64().expect("offset"),
+            dlq_next_offset: c["dlq_next_offset"].as_i64().expect("offset"),
+            created_at: c["created_at"].as_i64().expect("time"),
+            key_id: c["key_id"].as_str().expect("key").to_owned(),
+            checkpoint_hash: hex(&c["checkpoint_hash"]),
+            signature: from_hex(c["signature"].as_str().expect("signature")).expect("hex"),
+            tenant_heads: Vec::new(),
+        };
+        verify_checkpoint(&checkpoint, &trusted).expect("the checkpoint signature verifies");
+        let entry = &proof["entry_inclusion"];
+        let leaf = merkle::leaf_hash(&hex(&proof["entry_hash"]).0);
+        assert!(merkle::verify_inclusion(
+            &leaf,
+            entry["leaf_index"].as_u64().expect("index"),
+            entry["tree_size"].as_u64().expect("size"),
+            &path(&entry["audit_path"]),
+            &checkpoint.entries_root,
+        ));
+        let head = &proof["tenant_head"];
+        let head_leaf = tenant_head_leaf(&TenantHead {
+            tenant_id: head["tenant_id"].as_str().expect("tenant").to_owned(),
+            seq: head["seq"].as_u64().expect("seq"),
+            hash: hex(&head["hash"]),
+        });
+        assert!(merkle::verify_inclusion(
+            &head_leaf,
+            head["leaf_index"].as_u64().expect("index"),
+            head["tree_size"].as_u64().expect("size"),
+            &path(&head["audit_path"]),
+            &checkpoint.tenant_heads_root,
+        ));
+        // A proof for another event's hash does not verify.
+        let wrong = merkle::leaf_hash(&Digest::of(&[b"not the event"]).0);
+        assert!(!merkle::verify_inclusion(
+            &wrong,
+            entry["leaf_index"].as_u64().expect("index"),
+            entry["tree_size"].as_u64().expect("size"),
+            &path(&entry["audit_path"]),
+            &checkpoint.entries_root,
+        ));
+    }
+    let uncovered = sealed
+        .events
+        .iter()
+        .find(|e| e.tenant_id == api.alfa && usize::try_from(e.sealed_offset).expect("small") > COVERED)
+        .expect("an event after the checkpoint");
+    let (status, body) = api
+        .get(&alfa, &format!("/v1/integrity/proof?event_id={}", uncovered.event_id))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "not_yet_covered");
+}

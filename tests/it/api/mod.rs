@@ -1,0 +1,147 @@
+//! The query API against the real ClickHouse, served in process on a free port.
+
+mod events;
+mod query;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use sealtrail_api::auth::Role;
+use sealtrail_api::auth::api_keys::KeyStore;
+use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
+use sealtrail_core::tokenize::Tokenizer;
+use serde_json::{Value, json};
+
+use crate::harness::{shared, unique};
+
+pub const BRAVO_MARKER: &str = "zz-bravo-only";
+/// The tokenization master key the test API shares with the test sealer.
+pub const TOKENIZATION_KEY: [u8; 32] = [5; 32];
+pub const HS256_SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
+pub const RS256_PRIVATE: &[u8] = include_bytes!("../fixtures/jwt-test-rs256.key");
+pub const RS256_PUBLIC: &[u8] = include_bytes!("../fixtures/jwt-test-rs256.pub");
+pub const OTHER_PRIVATE: &[u8] = include_bytes!("../fixtures/jwt-test-other.key");
+
+pub struct Api {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub keys: KeyStore,
+    pub settings: ClickHouseSettings,
+    pub alfa: String,
+    pub bravo: String,
+}
+
+impl Api {
+    /// An API over a fresh database holding ten plain rows per tenant.
+    pub async fn start() -> Self {
+        let api = Self::empty().await;
+        seed(&api.settings, &api.alfa, &api.bravo).await;
+        api
+    }
+
+    /// An API over a fresh, empty database.
+    pub async fn empty() -> Self {
+        let mut settings: ClickHouseSettings = shared().clickhouse();
+        settings.database = unique("api");
+        apply_migrations(&settings).await.expect("migrations");
+        let alfa = unique("alfa");
+        let bravo = unique("bravo");
+        let jwt = JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC)).expect("JWT keys");
+        let app = router(ApiConfig {
+            clickhouse: settings.clone(),
+            jwt,
+            limits: QueryLimits::default(),
+            tokenizer: Some(Tokenizer::new(&TOKENIZATION_KEY).expect("tokenizer")),
+        })
+        .await
+        .expect("router");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            http: reqwest::Client::new(),
+            keys: KeyStore::new(settings.client()),
+            settings,
+            alfa,
+            bravo,
+        }
+    }
+
+    pub async fn key(&self, tenant: &str, role: Role) -> String {
+        self.keys.create(tenant, role, "test").await.expect("key").key
+    }
+
+    pub async fn query(&self, credential: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}/v1/query", self.url)).json(&body);
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// Ten events and a checkpoint for each tenant; bravo's carry the marker everywhere they can.
+async fn seed(settings: &ClickHouseSettings, alfa: &str, bravo: &str) {
+    let client = settings.client();
+    for (tenant, marker) in [(alfa, "alfa-data"), (bravo, BRAVO_MARKER)] {
+        client
+            .query(
+                "INSERT INTO events (tenant_id, seq, event_id, occurred_at, action, actor_id, resource_type, resource_id, reason_text, hash)
+                 SELECT {tenant:String}, number + 1, concat({marker:String}, '-', toString(number)), now64(3) - number,
+                        if(number % 2 = 0, 'user.login', 'data.exported'), concat({marker:String}, '-actor'), 'account',
+                        {marker:String}, {marker:String}, {marker:String}
+                 FROM numbers(10)",
+            )
+            .param("tenant", tenant)
+            .param("marker", marker)
+            .execute()
+            .await
+            .expect("seed events");
+    }
+    client
+        .query(
+            "INSERT INTO checkpoints (sealed_partition, number, tenant_heads, entry_count, tenant_count)
+             VALUES (0, 1, [({alfa:String}, 10, 'alfa-head'), ({bravo:String}, 10, {marker:String})], 20, 2)",
+        )
+        .param("alfa", alfa)
+        .param("bravo", bravo)
+        .param("marker", BRAVO_MARKER)
+        .execute()
+        .await
+        .expect("seed checkpoints");
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+pub fn token(algorithm: Algorithm, key: &EncodingKey, tenant: &str, roles: &[&str], expires: u64) -> String {
+    let claims = json!({"sub": "someone@idp", "tenant": tenant, "roles": roles, "exp": expires});
+    encode(&Header::new(algorithm), &claims, key).expect("token")
+}
+
+pub fn hs256(tenant: &str, roles: &[&str], expires: u64) -> String {
+    token(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(HS256_SECRET),
+        tenant,
+        roles,
+        expires,
+    )
+}
+
+pub fn rs256(private: &[u8], tenant: &str, roles: &[&str], expires: u64) -> String {
+    let key = EncodingKey::from_rsa_pem(private).expect("RSA key");
+    token(Algorithm::RS256, &key, tenant, roles, expires)
+}
+
+/// Rows of a ClickHouse `JSON` answer.
+pub fn rows(body: &Value) -> &Vec<Value> {
+    body["data"].as_array().unwrap_or_else(|| panic!("no data in {body}"))
+}
