@@ -1,6 +1,7 @@
 //! The HTTP API for analysts and auditors: who is calling (API keys and JWTs), what they may read
 //! (tenant-isolated SQL over ClickHouse), and the routes that serve it.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;

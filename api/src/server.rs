@@ -14,6 +14,7 @@ use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_core::policy::Label;
 use sealtrail_core::tokenize::Tokenizer;
 
+use crate::audit::AccessRecorder;
 use crate::auth::Caller;
 use crate::auth::api_keys::{KeyStore, looks_like_key};
 use crate::auth::jwt::JwtVerifier;
@@ -45,6 +46,8 @@ pub struct ApiConfig {
     /// The pipeline's tokenization key, for looking up tokenized values; without it such lookups
     /// are refused.
     pub tokenizer: Option<Tokenizer>,
+    /// Where every read is recorded.
+    pub recorder: AccessRecorder,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,7 @@ pub struct AppState {
     pub jwt: JwtVerifier,
     pub limits: QueryLimits,
     tokenizer: Option<Mutex<Tokenizer>>,
+    pub recorder: AccessRecorder,
 }
 
 impl AppState {
@@ -94,6 +98,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         jwt: config.jwt,
         limits: config.limits,
         tokenizer: config.tokenizer.map(Mutex::new),
+        recorder: config.recorder,
     });
     Ok(Router::new()
         .route("/v1/query", post(routes::query::run))

@@ -3,13 +3,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 
 use sealtrail_core::tokenize::Tokenizer;
+use sealtrail_emit::AuditEmitter;
 
-use crate::settings::{ClickHouseArgs, KeyArgs};
+use crate::settings::{ClickHouseArgs, KafkaArgs, KeyArgs, RegistryUrlArgs, TopicArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
@@ -18,6 +20,13 @@ pub struct ApiArgs {
     /// The tokenization key is read from here, to look up tokenized values for analysts.
     #[command(flatten)]
     keys: KeyArgs,
+    /// Every read is recorded as an audit event on the raw topic, through this broker.
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    registry: RegistryUrlArgs,
+    #[command(flatten)]
+    topics: TopicArgs,
     /// Address to serve on.
     #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -52,6 +61,11 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         tracing::warn!(path = %tokenization_key.display(), "no tokenization key: lookups of tokenized values are refused");
         None
     };
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let emitter = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
+        .await
+        .context("the API records every read in the audit trail, and cannot publish to it")?;
     let clickhouse = args.clickhouse.settings();
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;
@@ -59,6 +73,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         clickhouse,
         jwt,
         tokenizer,
+        recorder: AccessRecorder::new(emitter),
         limits: QueryLimits {
             max_execution_time: Duration::from_secs(args.max_execution_seconds),
             max_result_rows: args.max_result_rows,

@@ -15,9 +15,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::event_json::{attach_checkpoints, event_json};
+use super::{Read, ReadRequest, audited};
+use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, RequestId};
 use crate::server::SharedState;
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -59,13 +61,59 @@ pub struct EventFilters {
     pub cursor: Option<String>,
 }
 
+impl EventFilters {
+    /// The names of the filters in use, for the audit record (never their values).
+    pub fn names(&self) -> Vec<&'static str> {
+        let present = [
+            ("from", self.from.is_some()),
+            ("to", self.to.is_some()),
+            ("actor", self.actor.is_some()),
+            ("action", self.action.is_some()),
+            ("action_prefix", self.action_prefix.is_some()),
+            ("category", self.category.is_some()),
+            ("resource_type", self.resource_type.is_some()),
+            ("resource_id", self.resource_id.is_some()),
+            ("outcome", self.outcome.is_some()),
+            ("correlation_id", self.correlation_id.is_some()),
+            ("data_class", self.data_class.is_some()),
+            ("label", self.label.is_some()),
+            ("match_value", self.match_value.is_some()),
+            ("cursor", self.cursor.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter(|(_, used)| *used)
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
 /// One page of events; the caller asks for the next with `cursor = next_cursor`.
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     headers: HeaderMap,
     ApiQuery(filters): ApiQuery<EventFilters>,
 ) -> Result<Response, ApiError> {
+    let outcome = list_page(&state, &caller, &headers, &filters).await;
+    let request = ReadRequest {
+        kind: AccessKind::EventsRead,
+        caller: &caller,
+        request_id: &request_id,
+        endpoint: "/v1/events",
+        requested_tenant: filters.tenant.as_deref(),
+        filters: filters.names(),
+    };
+    audited(&state, request, outcome).await
+}
+
+async fn list_page(
+    state: &SharedState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    filters: &EventFilters,
+) -> Result<Read<Response>, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(filters.tenant.as_deref())?;
     let limit = filters.limit.unwrap_or(DEFAULT_LIMIT);
@@ -77,7 +125,7 @@ pub async fn list(
     }
     let mut sql = String::from("SELECT ?fields FROM events WHERE tenant_id = {tenant:String}");
     let mut params: Vec<(&'static str, Value)> = vec![("tenant", json!(tenant))];
-    add_filters(&state, &tenant, &filters, &mut sql, &mut params)?;
+    add_filters(state, &tenant, filters, &mut sql, &mut params)?;
     if let Some(cursor) = &filters.cursor {
         let (occurred_ms, seq) = decode_cursor(cursor)?;
         sql.push_str(
@@ -97,9 +145,15 @@ pub async fn list(
         .then(|| rows.last().map(encode_cursor))
         .flatten();
     let mut events: Vec<Value> = rows.iter().map(event_json).collect();
-    attach_checkpoints(&state, &rows, &mut events).await?;
+    attach_checkpoints(state, &rows, &mut events).await?;
     tracing::info!(caller = %caller.subject, tenant = %tenant, rows = events.len(), "events listed");
-    if accepts_ndjson(&headers) {
+    let count = events.len() as u64;
+    let read = |answer: Response| Read {
+        answer,
+        tenant: tenant.clone(),
+        rows: count,
+    };
+    if accepts_ndjson(headers) {
         let mut body = String::new();
         for event in &events {
             body.push_str(&event.to_string());
@@ -111,24 +165,43 @@ pub async fn list(
         {
             response.headers_mut().insert("x-next-cursor", value);
         }
-        return Ok(response);
+        return Ok(read(response));
     }
-    Ok(Json(json!({"events": events, "next_cursor": next_cursor})).into_response())
+    Ok(read(
+        Json(json!({"events": events, "next_cursor": next_cursor})).into_response(),
+    ))
 }
 
 /// One event by its id.
 pub async fn one(
     State(state): State<SharedState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     Path(event_id): Path<String>,
     ApiQuery(scope): ApiQuery<TenantScope>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::READERS)?;
-    let tenant = caller.tenant_for(scope.tenant.as_deref())?;
-    let row = find_event(&state, &tenant, &event_id).await?;
-    let mut events = vec![event_json(&row)];
-    attach_checkpoints(&state, std::slice::from_ref(&row), &mut events).await?;
-    Ok(Json(events.remove(0)))
+    let outcome = async {
+        caller.require(Role::READERS)?;
+        let tenant = caller.tenant_for(scope.tenant.as_deref())?;
+        let row = find_event(&state, &tenant, &event_id).await?;
+        let mut events = vec![event_json(&row)];
+        attach_checkpoints(&state, std::slice::from_ref(&row), &mut events).await?;
+        Ok(Read {
+            answer: Json(events.remove(0)),
+            tenant,
+            rows: 1,
+        })
+    }
+    .await;
+    let request = ReadRequest {
+        kind: AccessKind::EventsRead,
+        caller: &caller,
+        request_id: &request_id,
+        endpoint: "/v1/events/{event_id}",
+        requested_tenant: scope.tenant.as_deref(),
+        filters: vec!["event_id"],
+    };
+    audited(&state, request, outcome).await
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,9 +18,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::events::find_event;
+use super::{Read, ReadRequest, audited};
+use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, RequestId};
 use crate::server::SharedState;
 
 #[derive(Debug, Deserialize)]
@@ -39,13 +41,27 @@ struct EntryHash {
 pub async fn inclusion(
     State(state): State<SharedState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     ApiQuery(request): ApiQuery<ProofRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    let outcome = prove(&state, &caller, &request).await;
+    let read = ReadRequest {
+        kind: AccessKind::ProofRead,
+        caller: &caller,
+        request_id: &request_id,
+        endpoint: "/v1/integrity/proof",
+        requested_tenant: request.tenant.as_deref(),
+        filters: vec!["event_id"],
+    };
+    audited(&state, read, outcome).await
+}
+
+async fn prove(state: &SharedState, caller: &Caller, request: &ProofRequest) -> Result<Read<Json<Value>>, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(request.tenant.as_deref())?;
-    let event = find_event(&state, &tenant, &request.event_id).await?;
-    let checkpoint = covering_checkpoint(&state, &event).await?;
-    let entries = checkpoint_entries(&state, &event, &checkpoint).await?;
+    let event = find_event(state, &tenant, &request.event_id).await?;
+    let checkpoint = covering_checkpoint(state, &event).await?;
+    let entries = checkpoint_entries(state, &event, &checkpoint).await?;
     let incomplete = || {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -106,7 +122,7 @@ pub async fn inclusion(
     }
     let head = &heads[head_index];
     tracing::info!(caller = %caller.subject, tenant = %tenant, "inclusion proof served");
-    Ok(Json(json!({
+    let answer = Json(json!({
         "event_id": event.event_id,
         "tenant_id": event.tenant_id,
         "seq": event.seq,
@@ -125,7 +141,12 @@ pub async fn inclusion(
             "audit_path": head_path.iter().map(Digest::to_hex).collect::<Vec<_>>(),
         },
         "checkpoint": checkpoint_json(&checkpoint),
-    })))
+    }));
+    Ok(Read {
+        answer,
+        tenant,
+        rows: 1,
+    })
 }
 
 /// The first checkpoint written after the event in its sealed partition: the one covering it.

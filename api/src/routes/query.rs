@@ -7,9 +7,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::audit::{Access, AccessKind};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, RequestId};
 use crate::server::{SharedState, scope_database};
 use crate::sql::{self, TENANT_PARAMETER};
 
@@ -24,13 +25,64 @@ pub struct QueryRequest {
 const NDJSON: &str = "application/x-ndjson";
 
 /// Answers ClickHouse's `JSON` document (meta, data, rows, statistics), or one JSON object per
-/// line when the caller accepts `application/x-ndjson`.
+/// line when the caller accepts `application/x-ndjson`. Every query, served or refused, is
+/// recorded in the audit trail; a served one only once the record is acknowledged.
 pub async fn run(
     State(state): State<SharedState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     headers: HeaderMap,
     ApiJson(request): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
+    let outcome = execute(&state, &caller, &headers, &request).await;
+    let access = |tenant, rows, refusal| Access {
+        kind: AccessKind::Query,
+        caller: &caller,
+        tenant,
+        request_id: &request_id,
+        endpoint: "/v1/query",
+        rows,
+        sql: Some(&request.sql),
+        filters: Vec::new(),
+        refusal,
+    };
+    match outcome {
+        Ok(answer) => {
+            state
+                .recorder
+                .record(&access(&answer.tenant, answer.rows, None))
+                .await?;
+            Ok(answer.response)
+        }
+        Err(error) => {
+            let tenant = caller
+                .tenant_for(request.tenant.as_deref())
+                .unwrap_or_else(|_| caller.tenant.clone());
+            // The refusal stands whether or not its record could be made.
+            let _ = state.recorder.record(&access(&tenant, None, Some(&error))).await;
+            Err(error)
+        }
+    }
+}
+
+struct Answer {
+    response: Response,
+    tenant: String,
+    /// `None` when streamed.
+    rows: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RowCount {
+    rows: u64,
+}
+
+async fn execute(
+    state: &SharedState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    request: &QueryRequest,
+) -> Result<Answer, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(request.tenant.as_deref())?;
     let rewritten = sql::rewrite(&request.sql, &state.clickhouse.database).map_err(|refusal| ApiError {
@@ -61,7 +113,11 @@ pub async fn run(
     if streaming {
         let cursor = query.fetch_bytes("JSONEachRow").map_err(clickhouse_error)?;
         let body = Body::from_stream(futures_stream(cursor));
-        return Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response());
+        return Ok(Answer {
+            response: ([(header::CONTENT_TYPE, NDJSON)], body).into_response(),
+            tenant,
+            rows: None,
+        });
     }
     let bytes = query
         .fetch_bytes("JSON")
@@ -69,7 +125,12 @@ pub async fn run(
         .collect()
         .await
         .map_err(clickhouse_error)?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    let rows = serde_json::from_slice::<RowCount>(&bytes).map(|count| count.rows).ok();
+    Ok(Answer {
+        response: ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        tenant,
+        rows,
+    })
 }
 
 fn futures_stream(

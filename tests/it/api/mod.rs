@@ -6,12 +6,14 @@ mod query;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_core::tokenize::Tokenizer;
+use sealtrail_emit::AuditEmitter;
 use serde_json::{Value, json};
 
 use crate::harness::{shared, unique};
@@ -43,7 +45,8 @@ impl Api {
 
     /// An API over a fresh, empty database.
     pub async fn empty() -> Self {
-        let mut settings: ClickHouseSettings = shared().clickhouse();
+        let stack = shared();
+        let mut settings: ClickHouseSettings = stack.clickhouse();
         settings.database = unique("api");
         apply_migrations(&settings).await.expect("migrations");
         let alfa = unique("alfa");
@@ -54,6 +57,11 @@ impl Api {
             jwt,
             limits: QueryLimits::default(),
             tokenizer: Some(Tokenizer::new(&TOKENIZATION_KEY).expect("tokenizer")),
+            recorder: AccessRecorder::new(
+                AuditEmitter::connect(&stack.kafka(), stack.registry_url(), &raw_topic())
+                    .await
+                    .expect("emitter"),
+            ),
         })
         .await
         .expect("router");
@@ -115,6 +123,17 @@ async fn seed(settings: &ClickHouseSettings, alfa: &str, bravo: &str) {
         .execute()
         .await
         .expect("seed checkpoints");
+}
+
+/// The raw topic of the shared stack's pipeline.
+pub fn raw_topic() -> String {
+    shared()
+        .endpoints
+        .extra
+        .iter()
+        .find(|(name, _)| name == "RAW_TOPIC")
+        .map(|(_, topic)| topic.clone())
+        .expect("up writes RAW_TOPIC")
 }
 
 pub fn now() -> u64 {

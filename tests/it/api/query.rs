@@ -236,3 +236,95 @@ async fn refusals_and_failures_are_clear_400s() {
     assert_eq!(health.status().as_u16(), 200);
     assert!(health.headers().contains_key("x-request-id"));
 }
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct AccessRecord {
+    action: String,
+    actor_id: String,
+    outcome: String,
+    reason_code: Option<String>,
+    attributes: Vec<(String, String)>,
+    seq: u64,
+    hash: String,
+}
+
+/// The records of one request once the shared pipeline has sealed them into ClickHouse (the
+/// pipeline is asynchronous; the deadline only bounds a broken run).
+async fn sealed_records(tenant: &str, request_id: &str) -> Vec<AccessRecord> {
+    let client = shared().clickhouse().client();
+    let started = std::time::Instant::now();
+    loop {
+        let records = client
+            .query("SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND correlation_id = {request:String}")
+            .param("tenant", tenant)
+            .param("request", request_id)
+            .fetch_all::<AccessRecord>()
+            .await
+            .expect("query the pipeline's events");
+        if !records.is_empty() || started.elapsed() > std::time::Duration::from_secs(300) {
+            return records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_query_is_itself_sealed_in_the_audit_trail() {
+    let api = Api::start().await;
+    let alfa = api.key(&api.alfa, Role::Auditor).await;
+    let key_id = alfa.split('_').nth(1).expect("key id").to_owned();
+    let sql = "SELECT action, count() AS n FROM events WHERE actor_id != 'alice@example.com' GROUP BY action";
+    let served = crate::harness::unique("served");
+    let response = api
+        .http
+        .post(format!("{}/v1/query", api.url))
+        .bearer_auth(&alfa)
+        .header("X-Request-Id", &served)
+        .json(&json!({"sql": sql}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let refused = crate::harness::unique("refused");
+    let response = api
+        .http
+        .post(format!("{}/v1/query", api.url))
+        .bearer_auth(&alfa)
+        .header("X-Request-Id", &refused)
+        .json(&json!({"sql": "SELECT * FROM system.tables"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 400);
+
+    let records = sealed_records(&api.alfa, &served).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record.action, "audit.query.executed");
+    assert_eq!(record.actor_id, format!("key:{key_id}"));
+    assert_eq!(record.outcome, "SUCCESS");
+    let attribute = |name: &str| {
+        record
+            .attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let digest = sealtrail_core::digest::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(sql.as_bytes()));
+    assert_eq!(attribute("query_sha256"), Some(digest));
+    assert_eq!(attribute("rows"), Some("2".to_owned()));
+    assert_eq!(
+        (record.seq > 0, record.hash.len()),
+        (true, 64),
+        "sealed into the tenant's chain"
+    );
+    assert!(
+        !format!("{records:?}").contains("alice"),
+        "the query text is never recorded"
+    );
+
+    let records = sealed_records(&api.alfa, &refused).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].outcome, "FAILURE");
+    assert_eq!(records[0].reason_code.as_deref(), Some("query_refused"));
+}
