@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::auth::api_keys::{KeyStore, looks_like_key};
 use crate::auth::jwt::JwtVerifier;
 use crate::error::ApiError;
+use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::routes;
 
 /// Limits on what one analyst query may cost.
@@ -48,6 +49,7 @@ pub struct ApiConfig {
     pub tokenizer: Option<Tokenizer>,
     /// Where every read is recorded.
     pub recorder: AccessRecorder,
+    pub rate_limit: RateLimit,
 }
 
 #[derive(Debug)]
@@ -58,6 +60,7 @@ pub struct AppState {
     pub limits: QueryLimits,
     tokenizer: Option<Mutex<Tokenizer>>,
     pub recorder: AccessRecorder,
+    rate_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -99,6 +102,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         limits: config.limits,
         tokenizer: config.tokenizer.map(Mutex::new),
         recorder: config.recorder,
+        rate_limiter: RateLimiter::new(config.rate_limit),
     });
     Ok(Router::new()
         .route("/v1/query", post(routes::query::run))
@@ -157,6 +161,10 @@ impl FromRequestParts<SharedState> for Caller {
         } else {
             state.jwt.verify(credential).map_err(ApiError::unauthorized)?
         };
+        state
+            .rate_limiter
+            .check(&caller.subject)
+            .map_err(ApiError::too_many_requests)?;
         tracing::Span::current().record("caller", caller.subject.as_str());
         Ok(caller)
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 
@@ -42,9 +43,19 @@ pub struct ApiArgs {
     /// Most rows an analyst query may return.
     #[arg(long, default_value_t = 100_000)]
     max_result_rows: u64,
+    /// Requests per second each credential may make, on average.
+    #[arg(long, env = "API_RATE_LIMIT_PER_SECOND", default_value_t = 20.0)]
+    rate_limit_per_second: f64,
+    /// Requests each credential may make at once, above the average.
+    #[arg(long, env = "API_RATE_LIMIT_BURST", default_value_t = 40)]
+    rate_limit_burst: u32,
 }
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.rate_limit_per_second > 0.0 && args.rate_limit_burst > 0,
+        "--rate-limit-per-second and --rate-limit-burst must be positive"
+    );
     let read = |path: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
         path.as_ref()
             .map(|path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display())))
@@ -74,6 +85,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         jwt,
         tokenizer,
         recorder: AccessRecorder::new(emitter),
+        rate_limit: RateLimit {
+            per_second: args.rate_limit_per_second,
+            burst: args.rate_limit_burst,
+        },
         limits: QueryLimits {
             max_execution_time: Duration::from_secs(args.max_execution_seconds),
             max_result_rows: args.max_result_rows,

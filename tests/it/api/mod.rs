@@ -10,6 +10,7 @@ use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_core::tokenize::Tokenizer;
@@ -45,6 +46,16 @@ impl Api {
 
     /// An API over a fresh, empty database.
     pub async fn empty() -> Self {
+        // Generous: the suites below send many requests with one key.
+        Self::empty_limited(RateLimit {
+            per_second: 1000.0,
+            burst: 1000,
+        })
+        .await
+    }
+
+    /// An API over a fresh, empty database, with this rate limit per credential.
+    pub async fn empty_limited(rate_limit: RateLimit) -> Self {
         let stack = shared();
         let mut settings: ClickHouseSettings = stack.clickhouse();
         settings.database = unique("api");
@@ -62,6 +73,7 @@ impl Api {
                     .await
                     .expect("emitter"),
             ),
+            rate_limit,
         })
         .await
         .expect("router");

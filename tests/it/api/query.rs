@@ -4,6 +4,7 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey};
 use sealtrail_api::auth::Role;
+use sealtrail_api::rate_limit::RateLimit;
 use serde_json::{Value, json};
 
 use super::{Api, BRAVO_MARKER, OTHER_PRIVATE, RS256_PRIVATE, hs256, now, rows, rs256, token};
@@ -327,4 +328,42 @@ async fn every_query_is_itself_sealed_in_the_audit_trail() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].outcome, "FAILURE");
     assert_eq!(records[0].reason_code.as_deref(), Some("query_refused"));
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
+    // No refill within the test: the fourth request is over the limit whatever the timing.
+    let api = Api::empty_limited(RateLimit {
+        per_second: 0.001,
+        burst: 3,
+    })
+    .await;
+    let limited = api.key(&api.alfa, Role::Auditor).await;
+    let other = api.key(&api.alfa, Role::Auditor).await;
+    let select = json!({"sql": "SELECT count() FROM events"});
+    for _ in 0..3 {
+        assert_eq!(api.query(Some(&limited), select.clone()).await.0, 200);
+    }
+    let response = api
+        .http
+        .post(format!("{}/v1/query", api.url))
+        .bearer_auth(&limited)
+        .json(&select)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(
+        api.query(Some(&other), select).await.0,
+        200,
+        "another key is not limited"
+    );
 }
