@@ -17,15 +17,20 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     error: Detail<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Detail<'a> {
+    /// Stable machine-readable code: `bad_request`, `query_refused`, `query_failed`,
+    /// `unauthorized`, `forbidden`, `not_found`, `not_yet_covered`, `rate_limited`, ...
     code: &'a str,
+    /// What is wrong, for a person.
     message: &'a str,
+    /// The offending part of the request: a parameter, or a line and column of a query.
     #[serde(skip_serializing_if = "Option::is_none")]
     at: Option<&'a str>,
 }
@@ -92,7 +97,7 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: Detail {
                 code: self.code,
                 message: &self.message,

@@ -109,6 +109,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/v1/events", get(routes::events::list))
         .route("/v1/events/{event_id}", get(routes::events::one))
         .route("/v1/integrity/proof", get(routes::proof::inclusion))
+        .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(routes::health::live))
         .route("/readyz", get(routes::health::ready))
         .layer(middleware::from_fn(request_id))

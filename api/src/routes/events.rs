@@ -18,7 +18,7 @@ use super::event_json::{attach_checkpoints, event_json};
 use super::{Read, ReadRequest, audited};
 use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiQuery, RequestId};
 use crate::server::SharedState;
 
@@ -26,8 +26,9 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
 /// The filters of `GET /v1/events`; all optional and combined with AND.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventFilters {
     /// Occurred at or after (RFC 3339).
     pub from: Option<String>,
@@ -88,6 +89,19 @@ impl EventFilters {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(EventFilters),
+    responses(
+        (status = 200, description = "`{events: [...], next_cursor}`; each event carries `integrity` (seq, prev_hash, hash, covering checkpoint). NDJSON with `Accept: application/x-ndjson` (cursor in `X-Next-Cursor`)"),
+        (status = 400, description = "A filter is invalid; `at` names it", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credential", body = ErrorBody),
+        (status = 403, description = "The role or tenant is not allowed", body = ErrorBody),
+        (status = 429, description = "Over the credential's rate limit", body = ErrorBody),
+    )
+)]
 /// One page of events; the caller asks for the next with `cursor = next_cursor`.
 pub async fn list(
     State(state): State<SharedState>,
@@ -172,6 +186,18 @@ async fn list_page(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/{event_id}",
+    tag = "events",
+    params(("event_id" = String, Path, description = "The event's ULID"), TenantScope),
+    responses(
+        (status = 200, description = "The event with its integrity metadata"),
+        (status = 404, description = "No such event in the tenant", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credential", body = ErrorBody),
+        (status = 403, description = "The role or tenant is not allowed", body = ErrorBody),
+    )
+)]
 /// One event by its id.
 pub async fn one(
     State(state): State<SharedState>,
@@ -204,9 +230,11 @@ pub async fn one(
     audited(&state, request, outcome).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TenantScope {
+    /// Another tenant, for a platform administrator only.
     pub tenant: Option<String>,
 }
 

@@ -7,11 +7,18 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::server::SharedState;
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers")))]
 /// The process answers.
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, description = "ClickHouse does not answer", body = crate::error::ErrorBody))
+)]
 /// ClickHouse answers too: queries can be served.
 pub async fn ready(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     state

@@ -21,14 +21,17 @@ use super::events::find_event;
 use super::{Read, ReadRequest, audited};
 use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiQuery, RequestId};
 use crate::server::SharedState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ProofRequest {
+    /// The event to prove.
     pub event_id: String,
+    /// Another tenant, for a platform administrator only.
     pub tenant: Option<String>,
 }
 
@@ -38,6 +41,17 @@ struct EntryHash {
     sealed_offset: u64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/integrity/proof",
+    tag = "integrity",
+    params(ProofRequest),
+    responses(
+        (status = 200, description = "The checkpoint's signed fields and signature, the RFC 6962 audit path of the event's hash to `entries_root`, and of the tenant's head to `tenant_heads_root` (docs/integrity.md, \"Inclusion proofs\")"),
+        (status = 404, description = "No such event in the tenant", body = ErrorBody),
+        (status = 409, description = "No signed checkpoint covers the event yet, or ClickHouse does not hold all its entries yet", body = ErrorBody),
+    )
+)]
 pub async fn inclusion(
     State(state): State<SharedState>,
     caller: Caller,

@@ -9,14 +9,15 @@ use serde::Deserialize;
 
 use crate::audit::{Access, AccessKind};
 use crate::auth::{Caller, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, RequestId};
 use crate::server::{SharedState, scope_database};
 use crate::sql::{self, TENANT_PARAMETER};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
+    /// `SELECT ... FROM events|checkpoints ...`; see the query rules in the README.
     pub sql: String,
     /// Another tenant, for a platform administrator only.
     pub tenant: Option<String>,
@@ -24,6 +25,20 @@ pub struct QueryRequest {
 
 const NDJSON: &str = "application/x-ndjson";
 
+#[utoipa::path(
+    post,
+    path = "/v1/query",
+    tag = "query",
+    request_body = QueryRequest,
+    responses(
+        (status = 200, description = "ClickHouse's JSON document (meta, data, rows, statistics); one object per line with `Accept: application/x-ndjson`"),
+        (status = 400, description = "The query is refused or fails; `at` points at the offending part", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credential", body = ErrorBody),
+        (status = 403, description = "The role or tenant is not allowed", body = ErrorBody),
+        (status = 429, description = "Over the credential's rate limit; see Retry-After", body = ErrorBody),
+        (status = 503, description = "ClickHouse or the audit trail cannot be reached", body = ErrorBody),
+    )
+)]
 /// Answers ClickHouse's `JSON` document (meta, data, rows, statistics), or one JSON object per
 /// line when the caller accepts `application/x-ndjson`. Every query, served or refused, is
 /// recorded in the audit trail; a served one only once the record is acknowledged.

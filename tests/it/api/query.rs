@@ -367,3 +367,43 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
         "another key is not limited"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let api = Api::empty().await;
+    let document: Value = api
+        .http
+        .get(format!("{}/openapi.json", api.url))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        document["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{document}"
+    );
+    for path in [
+        "/v1/query",
+        "/v1/events",
+        "/v1/events/{event_id}",
+        "/v1/integrity/proof",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} is not documented");
+    }
+    let filters: Vec<&str> = document["paths"]["/v1/events"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        filters.contains(&"match_value") && filters.contains(&"cursor"),
+        "{filters:?}"
+    );
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}

@@ -1,0 +1,54 @@
+//! The `OpenAPI` document, generated from the handlers' own annotations so it cannot drift from them.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "sealtrail API",
+        description = "Tenant-isolated access to a tamper-evident audit trail. Every read is itself recorded in the audit trail."
+    ),
+    paths(
+        routes::query::run,
+        routes::events::list,
+        routes::events::one,
+        routes::proof::inclusion,
+        routes::health::live,
+        routes::health::ready,
+        document,
+    ),
+    components(schemas(routes::query::QueryRequest, crate::error::ErrorBody)),
+    modifiers(&BearerCredential),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// `Authorization: Bearer <API key or JWT>`.
+struct BearerCredential;
+
+impl Modify for BearerCredential {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`sealtrail keys create`) or a JWT (HS256 or RS256) naming `tenant` and `roles`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
+/// This document.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
