@@ -9,7 +9,7 @@ use crate::{DataDir, LocalError};
 /// How the ports of a stack are picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortChoice {
-    /// The well-known ports (9092, 8123, 9000, 8081), or those recorded by an earlier start.
+    /// The well-known ports (9092, 8123, 9000, 8081, 8080), or those recorded by an earlier start.
     Standard,
     /// Free ports picked by the system, recorded so a restart keeps its addresses when it can.
     Auto,
@@ -22,6 +22,13 @@ pub struct StackPorts {
     pub clickhouse_http: u16,
     pub clickhouse_tcp: u16,
     pub registry: u16,
+    /// Files recorded before the API existed have no entry: it then gets the standard port.
+    #[serde(default = "standard_api_port")]
+    pub api: u16,
+}
+
+fn standard_api_port() -> u16 {
+    StackPorts::STANDARD.api
 }
 
 /// Ports named on the command line; they win over recorded and standard ones.
@@ -31,6 +38,7 @@ pub struct PortOverrides {
     pub clickhouse_http: Option<u16>,
     pub clickhouse_tcp: Option<u16>,
     pub registry: Option<u16>,
+    pub api: Option<u16>,
 }
 
 impl StackPorts {
@@ -39,6 +47,7 @@ impl StackPorts {
         clickhouse_http: 8123,
         clickhouse_tcp: 9000,
         registry: 8081,
+        api: 8080,
     };
 
     /// Decides the ports for a start on `data_dir` and records them there.
@@ -57,7 +66,7 @@ impl StackPorts {
             (None, PortChoice::Standard) => Self::STANDARD,
             (None, PortChoice::Auto) => Self::free()?,
         };
-        let slots: [(&'static str, &'static str, u16, Option<u16>); 4] = [
+        let slots: [(&'static str, &'static str, u16, Option<u16>); 5] = [
             ("the Kafka broker", "--kafka-port", base.kafka, overrides.kafka),
             (
                 "ClickHouse HTTP",
@@ -77,8 +86,9 @@ impl StackPorts {
                 base.registry,
                 overrides.registry,
             ),
+            ("the API", "--api-port", base.api, overrides.api),
         ];
-        let mut chosen = [0_u16; 4];
+        let mut chosen = [0_u16; 5];
         for (index, (what, flag, base_port, override_port)) in slots.into_iter().enumerate() {
             let wanted = override_port.unwrap_or(base_port);
             let free = is_free(wanted) && !chosen[..index].contains(&wanted);
@@ -99,6 +109,7 @@ impl StackPorts {
             clickhouse_http: chosen[1],
             clickhouse_tcp: chosen[2],
             registry: chosen[3],
+            api: chosen[4],
         };
         let text = serde_json::to_string_pretty(&ports).expect("ports serialize");
         std::fs::write(&path, text).map_err(LocalError::io("write", &path))?;
@@ -106,8 +117,8 @@ impl StackPorts {
     }
 
     fn free() -> Result<Self, LocalError> {
-        let mut taken = Vec::with_capacity(4);
-        for _ in 0..4 {
+        let mut taken = Vec::with_capacity(5);
+        for _ in 0..5 {
             taken.push(free_port(&taken)?);
         }
         Ok(Self {
@@ -115,6 +126,7 @@ impl StackPorts {
             clickhouse_http: taken[1],
             clickhouse_tcp: taken[2],
             registry: taken[3],
+            api: taken[4],
         })
     }
 }
@@ -145,6 +157,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ports_file_from_before_the_api_gets_the_standard_api_port() {
+        let recorded: StackPorts =
+            serde_json::from_str(r#"{"kafka": 1, "clickhouse_http": 2, "clickhouse_tcp": 3, "registry": 4}"#)
+                .expect("old file parses");
+        assert_eq!(recorded.api, 8080);
+    }
+
+    #[test]
     fn a_taken_port_is_an_error_naming_the_flag_unless_auto() {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = DataDir::open(dir.path()).expect("opens");
@@ -162,10 +182,16 @@ mod tests {
         let first = StackPorts::resolve(&data, PortChoice::Auto, PortOverrides::default()).expect("auto");
         let again = StackPorts::resolve(&data, PortChoice::Auto, PortOverrides::default()).expect("auto");
         assert_eq!(first, again, "a restart keeps its recorded ports");
-        let all = [first.kafka, first.clickhouse_http, first.clickhouse_tcp, first.registry];
+        let all = [
+            first.kafka,
+            first.clickhouse_http,
+            first.clickhouse_tcp,
+            first.registry,
+            first.api,
+        ];
         let mut distinct = all.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        assert_eq!(distinct.len(), 4, "{all:?}");
+        assert_eq!(distinct.len(), 5, "{all:?}");
     }
 }

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
+use sealtrail_api::auth::Role;
+use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_clickhouse::{ClickHouseSettings, VerifyRequest, verify_tenant};
 use sealtrail_emit::generator::{Generated, Generator, Payload, Workload};
 use sealtrail_emit::{AuditEmitter, acknowledged};
@@ -103,9 +105,17 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, events: u64) -> anyh
             Err(error) => eprintln!("  {tenant}: VERIFICATION FAILED: {error}"),
         }
     }
-    eprintln!(
-        "demo: {verified} tenant chains verified from ClickHouse; try `sealtrail verify --tenant {}`",
-        generator.tenant_ids()[0]
-    );
+    let tenant = &generator.tenant_ids()[0];
+    eprintln!("demo: {verified} tenant chains verified from ClickHouse; try `sealtrail verify --tenant {tenant}`");
+    if let Some(api_url) = &endpoints.api_url {
+        let key = KeyStore::new(clickhouse.client())
+            .create(tenant, Role::Auditor, "demo")
+            .await
+            .context("creating the demo API key")?;
+        eprintln!(
+            "demo: the API serves {api_url}; an auditor key for tenant {tenant}, shown once:\n  {}\n  try: curl -s -H 'Authorization: Bearer {}' '{api_url}/v1/events?limit=3'",
+            key.key, key.key
+        );
+    }
     Ok(())
 }

@@ -34,7 +34,7 @@ pub struct UpArgs {
     /// Where the stack keeps its data; it persists across restarts.
     #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = ".sealtrail")]
     pub data_dir: PathBuf,
-    /// `standard` uses 9092, 8123, 9000 and 8081; `auto` picks free ports. Either way the ports
+    /// `standard` uses 9092, 8123, 9000, 8081 and 8080; `auto` picks free ports. Either way the ports
     /// chosen are recorded and reused by the next start.
     #[arg(long, value_enum, default_value = "standard")]
     pub ports: PortsArg,
@@ -46,6 +46,8 @@ pub struct UpArgs {
     pub clickhouse_tcp_port: Option<u16>,
     #[arg(long)]
     pub registry_port: Option<u16>,
+    #[arg(long)]
+    pub api_port: Option<u16>,
     /// Fail instead of installing missing components.
     #[arg(long)]
     pub no_install: bool,
@@ -113,6 +115,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         clickhouse_http: args.clickhouse_port,
         clickhouse_tcp: args.clickhouse_tcp_port,
         registry: args.registry_port,
+        api: args.api_port,
     };
     let ports = StackPorts::resolve(&data_dir, choice, overrides)?;
 
@@ -124,7 +127,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports).await;
     if let Ok(endpoints) = &started
         && !args.no_pipeline
-        && let Err(error) = start_pipeline(&mut stack, &data_dir, endpoints).await
+        && let Err(error) = start_pipeline(&mut stack, &data_dir, endpoints, ports.api).await
     {
         started = Err(error);
     }
@@ -137,6 +140,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     if !args.no_pipeline {
         endpoints.extra = pipeline_env(&data_dir);
+        endpoints.api_url = Some(api_url(ports.api));
     }
     endpoints.write(&data_dir.endpoints_file())?;
     println!("{}", endpoints.to_env().trim_end());
@@ -237,8 +241,17 @@ fn default_topics() -> TopicArgs {
     }
 }
 
-/// Makes the keys and topics, and starts the seal and sink processors.
-async fn start_pipeline(stack: &mut Stack, data_dir: &DataDir, endpoints: &Endpoints) -> anyhow::Result<()> {
+fn api_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Makes the keys and topics, and starts the seal and sink processors and the API.
+async fn start_pipeline(
+    stack: &mut Stack,
+    data_dir: &DataDir,
+    endpoints: &Endpoints,
+    api_port: u16,
+) -> anyhow::Result<()> {
     let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
     if keys.created {
         eprintln!(
@@ -261,13 +274,40 @@ async fn start_pipeline(stack: &mut Stack, data_dir: &DataDir, endpoints: &Endpo
     // expires a dead dynamic member, so without it a killed processor's partitions stay stuck.)
     env.push(("SEAL_INSTANCE_ID".to_owned(), "seal-0".to_owned()));
     env.push(("SINK_INSTANCE_ID".to_owned(), "sink-0".to_owned()));
-    for (name, what) in [("seal", "the seal processor"), ("sink", "the ClickHouse sink")] {
+    env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
+    for (name, what) in [
+        ("seal", "the seal processor"),
+        ("sink", "the ClickHouse sink"),
+        ("api", "the query API"),
+    ] {
         eprintln!("starting {what}");
         let mut processor = Processor::new(name, what, &launcher, env.clone());
         processor.start(data_dir)?;
         stack.processors.push(processor);
     }
-    Ok(())
+    wait_for_api(&api_url(api_port)).await
+}
+
+/// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.
+async fn wait_for_api(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        let ready = client
+            .get(format!("{url}/readyz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "the API did not become ready at {url} within 90 s; see its log under the data directory's logs/"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until the stack is asked to stop (`Ok`) or one of its parts fails (`Err`). Processors
@@ -327,18 +367,17 @@ enum Supervised {
 /// The next exit or due restart of a processor; never resolves without processors
 /// (`--no-pipeline`).
 async fn processor_event(processors: &mut [Processor]) -> Supervised {
-    match processors {
-        [seal, sink] => {
-            let (index, event) = tokio::select! {
-                event = seal.next_event() => (0, event),
-                event = sink.next_event() => (1, event),
-            };
-            event.map_or(Supervised::RestartDue(index), |status| {
-                Supervised::Exited(index, status)
-            })
-        }
-        _ => std::future::pending().await,
+    if processors.is_empty() {
+        return std::future::pending().await;
     }
+    let events = processors
+        .iter_mut()
+        .enumerate()
+        .map(|(index, processor)| Box::pin(async move { (index, processor.next_event().await) }));
+    let ((index, event), _, _) = futures::future::select_all(events).await;
+    event.map_or(Supervised::RestartDue(index), |status| {
+        Supervised::Exited(index, status)
+    })
 }
 
 fn died(what: &str, status: ExitStatus) -> anyhow::Error {

@@ -407,3 +407,53 @@ async fn the_openapi_document_describes_every_route() {
     );
     assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 }
+
+#[tokio::test]
+async fn up_serves_the_api_and_keys_come_from_the_command_line() {
+    let stack = shared();
+    let api_url = stack.endpoints.api_url.clone().expect("up writes API_URL");
+    let tenant = crate::harness::unique("cli");
+    let (status, stdout, stderr) = crate::harness::run_sealtrail(
+        &[
+            "keys", "create", "--tenant", &tenant, "--role", "auditor", "--label", "test",
+        ],
+        &[("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)],
+    );
+    assert!(status.success(), "{stderr}");
+    let key = stdout.lines().last().expect("a last line").to_owned();
+    assert!(key.starts_with("stk_"), "the key alone on the last line: {stdout}");
+
+    let http = reqwest::Client::new();
+    let response = http
+        .get(format!("{api_url}/v1/events?limit=5"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["events"], json!([]), "a new tenant has no events yet");
+
+    let key_id = key.split('_').nth(1).expect("key id");
+    let (status, stdout, stderr) = crate::harness::run_sealtrail(
+        &["keys", "list", "--tenant", &tenant],
+        &[("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains(key_id) && !stdout.contains(&key),
+        "lists the id, never the secret: {stdout}"
+    );
+    let (status, _, stderr) = crate::harness::run_sealtrail(
+        &["keys", "revoke", key_id],
+        &[("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)],
+    );
+    assert!(status.success(), "{stderr}");
+    let response = http
+        .get(format!("{api_url}/v1/events"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+}
