@@ -52,6 +52,8 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     /// Measure seal throughput: the core in process, and end to end next to a plain copy.
     Bench(commands::bench::BenchArgs),
+    /// Measure query API latency (p50, p99) on a large generated table.
+    BenchApi(commands::bench_api::BenchApiArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
     /// Serve the ClickHouse engine library over HTTP (started by `up`; not for direct use).
@@ -90,6 +92,7 @@ fn main() -> std::process::ExitCode {
             Command::Sink(args) => commands::sink::run(args).await,
             Command::Verify(args) => commands::verify::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
+            Command::BenchApi(args) => commands::bench_api::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -1,5 +1,6 @@
 pub mod api;
 pub mod bench;
+pub mod bench_api;
 pub mod clickhouse_server;
 pub mod down;
 pub mod keys;
