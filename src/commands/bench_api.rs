@@ -35,6 +35,9 @@ pub struct BenchApiArgs {
     /// Requests timed per query kind.
     #[arg(long, default_value_t = 300)]
     requests: usize,
+    /// Keep the generated database afterwards (it is dropped by default).
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Days of history the rows cover.
@@ -43,7 +46,10 @@ const DAYS: u64 = 90;
 const ACTORS: u64 = 500;
 
 pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.rows > 0 && args.tenants > 0 && args.requests > 0, "--rows, --tenants and --requests must be positive");
+    anyhow::ensure!(
+        args.rows > 0 && args.tenants > 0 && args.requests > 0,
+        "--rows, --tenants and --requests must be positive"
+    );
     let mut clickhouse = args.clickhouse.settings();
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -54,12 +60,21 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
     let url = start_api(&args, &clickhouse, run).await?;
     // The busiest tenant, one of its actors, a week of its history, and its busiest month.
     let tenant = "tenant-000";
-    let key = KeyStore::new(clickhouse.client()).create(tenant, Role::Auditor, "bench").await?.key;
+    let key = KeyStore::new(clickhouse.client())
+        .create(tenant, Role::Auditor, "bench")
+        .await?
+        .key;
     let http = reqwest::Client::new();
     let now = time::OffsetDateTime::now_utc();
     let rfc3339 = |at: time::OffsetDateTime| at.format(&time::format_description::well_known::Rfc3339);
-    let (week_from, week_to) = (rfc3339(now - time::Duration::days(14))?, rfc3339(now - time::Duration::days(7))?);
-    let (month_from, month_to) = (rfc3339(now - time::Duration::days(40))?, rfc3339(now - time::Duration::days(10))?);
+    let (week_from, week_to) = (
+        rfc3339(now - time::Duration::days(14))?,
+        rfc3339(now - time::Duration::days(7))?,
+    );
+    let (month_from, month_to) = (
+        rfc3339(now - time::Duration::days(40))?,
+        rfc3339(now - time::Duration::days(10))?,
+    );
     let filter_path = format!("/v1/events?from={week_from}&to={week_to}&actor=actor-7&limit=100");
     let group_sql = format!(
         "SELECT action, count() AS n FROM events WHERE occurred_at >= parseDateTimeBestEffort('{month_from}') \
@@ -130,6 +145,10 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
             figures.p50_ms, figures.p99_ms, figures.count
         );
     }
+    if args.keep {
+        println!("the generated rows are kept in database {}", clickhouse.database);
+        return Ok(());
+    }
     clickhouse
         .server_client()
         .query("DROP DATABASE IF EXISTS ?")
@@ -169,7 +188,8 @@ async fn start_api(args: &BenchApiArgs, clickhouse: &ClickHouseSettings, run: u6
 /// Generates the rows inside ClickHouse: tenant `n % tenants` with a skew (low-numbered tenants
 /// get more), gap-free sequences per tenant, times over the last `DAYS` days, a pool of actors.
 async fn fill(clickhouse: &ClickHouseSettings, rows: u64, tenants: u64) -> anyhow::Result<()> {
-    let spinner = ProgressBar::new_spinner().with_message(format!("inserting {rows} events into {}", clickhouse.database));
+    let spinner =
+        ProgressBar::new_spinner().with_message(format!("inserting {rows} events into {}", clickhouse.database));
     spinner.enable_steady_tick(Duration::from_millis(200));
     let started = Instant::now();
     clickhouse
@@ -199,7 +219,10 @@ async fn fill(clickhouse: &ClickHouseSettings, rows: u64, tenants: u64) -> anyho
         .await
         .context("generating the benchmark rows")?;
     spinner.finish_and_clear();
-    eprintln!("bench-api: {rows} rows inserted in {:.1} s (not timed below)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "bench-api: {rows} rows inserted in {:.1} s (not timed below)",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -218,7 +241,9 @@ where
     for _ in 0..count.min(20) {
         request().await?;
     }
-    let bar = ProgressBar::new(count as u64).with_style(ProgressStyle::with_template(&format!("  {what} {{bar:30}} {{pos}}/{{len}}"))?);
+    let bar = ProgressBar::new(count as u64).with_style(ProgressStyle::with_template(&format!(
+        "  {what} {{bar:30}} {{pos}}/{{len}}"
+    ))?);
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();

@@ -10,9 +10,6 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::error::ApiError;
-use crate::server::SharedState;
-
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
@@ -63,56 +60,43 @@ pub fn event_json(row: &EventRow) -> Value {
     })
 }
 
-/// Where a checkpoint sits in the sealed partition.
+/// The checkpoint covering one event position; `number` 0 when none covers it yet.
 #[derive(Debug, Clone, Row, Deserialize)]
-struct CheckpointPlace {
+pub struct Covering {
+    sealed_partition: u32,
+    sealed_offset: u64,
     number: u64,
     checkpoint_hash: String,
-    sealed_offset: u64,
 }
 
-/// Fills `integrity.checkpoint` of each event: the first checkpoint written after it in its sealed
-/// partition, which is the one whose Merkle root covers it. Events not covered yet keep `null`.
-pub async fn attach_checkpoints(state: &SharedState, rows: &[EventRow], events: &mut [Value]) -> Result<(), ApiError> {
-    let mut partitions: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    for row in rows {
-        let range = partitions
-            .entry(row.sealed_partition)
-            .or_insert((row.sealed_offset, row.sealed_offset));
-        range.0 = range.0.min(row.sealed_offset);
-        range.1 = range.1.max(row.sealed_offset);
-    }
-    for (partition, (first, last)) in partitions {
-        // Checkpoints after the first event, up to and including the first one after the last.
-        let places = state
-            .clickhouse
-            .client()
-            .query(
-                "SELECT ?fields FROM checkpoints WHERE sealed_partition = {partition:UInt32} \
-                 AND sealed_offset > {first:UInt64} AND sealed_offset <= ( \
-                   SELECT ifNull(minOrNull(sealed_offset), 18446744073709551615) FROM checkpoints \
-                   WHERE sealed_partition = {partition:UInt32} AND sealed_offset > {last:UInt64}) \
-                 ORDER BY sealed_offset",
-            )
-            .param("partition", partition)
-            .param("first", first)
-            .param("last", last)
-            .fetch_all::<CheckpointPlace>()
-            .await
-            .map_err(ApiError::from)?;
-        for (row, event) in rows.iter().zip(events.iter_mut()) {
-            if row.sealed_partition != partition {
-                continue;
-            }
-            let covering = places.partition_point(|place| place.sealed_offset <= row.sealed_offset);
-            if let Some(place) = places.get(covering) {
-                event["integrity"]["checkpoint"] = json!({
-                    "partition": partition,
-                    "number": place.number,
-                    "checkpoint_hash": place.checkpoint_hash,
-                });
-            }
+/// For each `(sealed_partition, sealed_offset)` that `positions` selects, the first checkpoint
+/// written after it in its partition: the one whose Merkle root covers it (an ASOF join).
+pub fn covering_checkpoints_sql(positions: &str) -> String {
+    format!(
+        "SELECT e.sealed_partition AS sealed_partition, e.sealed_offset AS sealed_offset, \
+                c.number AS number, c.checkpoint_hash AS checkpoint_hash \
+         FROM ({positions}) AS e \
+         ASOF LEFT JOIN (SELECT sealed_partition, sealed_offset AS checkpoint_offset, number, checkpoint_hash \
+                         FROM checkpoints) AS c \
+         ON e.sealed_partition = c.sealed_partition AND e.sealed_offset < c.checkpoint_offset"
+    )
+}
+
+/// Fills `integrity.checkpoint` of each event from `coverage`; events not covered yet keep
+/// `null`.
+pub fn attach_checkpoints(rows: &[EventRow], coverage: &[Covering], events: &mut [Value]) {
+    let by_position: BTreeMap<(u32, u64), &Covering> = coverage
+        .iter()
+        .filter(|c| c.number > 0)
+        .map(|c| ((c.sealed_partition, c.sealed_offset), c))
+        .collect();
+    for (row, event) in rows.iter().zip(events.iter_mut()) {
+        if let Some(place) = by_position.get(&(row.sealed_partition, row.sealed_offset)) {
+            event["integrity"]["checkpoint"] = json!({
+                "partition": row.sealed_partition,
+                "number": place.number,
+                "checkpoint_hash": place.checkpoint_hash,
+            });
         }
     }
-    Ok(())
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::event_json::{attach_checkpoints, event_json};
+use super::event_json::{Covering, attach_checkpoints, covering_checkpoints_sql, event_json};
 use super::{Read, ReadRequest, audited};
 use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
@@ -137,7 +137,8 @@ async fn list_page(
             format!("limit must be 1 to {MAX_LIMIT}"),
         ));
     }
-    let mut sql = String::from("SELECT ?fields FROM events WHERE tenant_id = {tenant:String}");
+    // The page's selection, shared by the rows query and the checkpoint query; fixed text only.
+    let mut sql = String::from("FROM events WHERE tenant_id = {tenant:String}");
     let mut params: Vec<(&'static str, Value)> = vec![("tenant", json!(tenant))];
     add_filters(state, &tenant, filters, &mut sql, &mut params)?;
     if let Some(cursor) = &filters.cursor {
@@ -150,16 +151,26 @@ async fn list_page(
     }
     sql.push_str(" ORDER BY occurred_at, seq LIMIT {limit:UInt32}");
     params.push(("limit", json!(limit)));
-    let mut query = state.clickhouse.client().query(&sql);
+    let client = state.clickhouse.client();
+    let mut rows_query = client.query(&format!("SELECT ?fields {sql}"));
+    let mut coverage_query = client.query(&covering_checkpoints_sql(&format!(
+        "SELECT sealed_partition, sealed_offset {sql}"
+    )));
     for (name, value) in &params {
-        query = query.param(name, value);
+        rows_query = rows_query.param(name, value);
+        coverage_query = coverage_query.param(name, value);
     }
-    let rows = query.fetch_all::<EventRow>().await.map_err(ApiError::from)?;
+    // Both read the same selection; run side by side, the page costs one round trip.
+    let (rows, coverage) = tokio::try_join!(
+        rows_query.fetch_all::<EventRow>(),
+        coverage_query.fetch_all::<Covering>()
+    )
+    .map_err(ApiError::from)?;
     let next_cursor = (rows.len() == limit as usize)
         .then(|| rows.last().map(encode_cursor))
         .flatten();
     let mut events: Vec<Value> = rows.iter().map(event_json).collect();
-    attach_checkpoints(state, &rows, &mut events).await?;
+    attach_checkpoints(&rows, &coverage, &mut events);
     tracing::info!(caller = %caller.subject, tenant = %tenant, rows = events.len(), "events listed");
     let count = events.len() as u64;
     let read = |answer: Response| Read {
@@ -210,8 +221,19 @@ pub async fn one(
         caller.require(Role::READERS)?;
         let tenant = caller.tenant_for(scope.tenant.as_deref())?;
         let row = find_event(&state, &tenant, &event_id).await?;
+        let coverage = state
+            .clickhouse
+            .client()
+            .query(&covering_checkpoints_sql(
+                "SELECT sealed_partition, sealed_offset FROM events \
+                 WHERE tenant_id = {tenant:String} AND event_id = {event_id:String} LIMIT 1",
+            ))
+            .param("tenant", &tenant)
+            .param("event_id", &event_id)
+            .fetch_all::<Covering>()
+            .await?;
         let mut events = vec![event_json(&row)];
-        attach_checkpoints(&state, std::slice::from_ref(&row), &mut events).await?;
+        attach_checkpoints(std::slice::from_ref(&row), &coverage, &mut events);
         Ok(Read {
             answer: Json(events.remove(0)),
             tenant,
