@@ -11,7 +11,7 @@ use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::rate_limit::RateLimit;
-use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_api::server::{ApiConfig, QueryLimits, router, scope_database};
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations, wait_for_clickhouse};
 use sealtrail_emit::AuditEmitter;
 use serde_json::json;
@@ -145,17 +145,23 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
             figures.p50_ms, figures.p99_ms, figures.count
         );
     }
-    if args.keep {
+    drop_unless_kept(&clickhouse, args.keep).await
+}
+
+async fn drop_unless_kept(clickhouse: &ClickHouseSettings, keep: bool) -> anyhow::Result<()> {
+    if keep {
         println!("the generated rows are kept in database {}", clickhouse.database);
         return Ok(());
     }
-    clickhouse
-        .server_client()
-        .query("DROP DATABASE IF EXISTS ?")
-        .bind(clickhouse::sql::Identifier(&clickhouse.database))
-        .execute()
-        .await
-        .context("dropping the benchmark database")?;
+    for database in [clickhouse.database.clone(), scope_database(&clickhouse.database)] {
+        clickhouse
+            .server_client()
+            .query("DROP DATABASE IF EXISTS ?")
+            .bind(clickhouse::sql::Identifier(&database))
+            .execute()
+            .await
+            .with_context(|| format!("dropping the benchmark database {database}"))?;
+    }
     Ok(())
 }
 
