@@ -49,6 +49,7 @@ fn sealtrail_services_are_built_here_and_configured_like_the_local_stack() {
     for name in [
         "sealtrail-seal",
         "sealtrail-sink",
+        "sealtrail-api",
         "sealtrail-migrate",
         "sealtrail-topics",
     ] {
