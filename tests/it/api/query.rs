@@ -457,3 +457,53 @@ async fn up_serves_the_api_and_keys_come_from_the_command_line() {
         .expect("request");
     assert_eq!(response.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn every_endpoint_checks_credentials_and_roles() {
+    let api = Api::start().await;
+    let later = now() + 600;
+    let event_id = "01JD7Z8Y9X0W1V2K3T4S5R6Q7P";
+    let endpoints = [
+        ("GET", "/v1/events".to_owned()),
+        ("GET", format!("/v1/events/{event_id}")),
+        ("GET", format!("/v1/integrity/proof?event_id={event_id}")),
+        ("POST", "/v1/query".to_owned()),
+    ];
+    let sre_key = api.key(&api.alfa, Role::Sre).await;
+    let cases: Vec<(Option<String>, u16, &str)> = vec![
+        (None, 401, "missing"),
+        (Some(hs256(&api.alfa, &["auditor"], now() - 3600)), 401, "expired"),
+        (
+            Some(rs256(OTHER_PRIVATE, &api.alfa, &["auditor"], later)),
+            401,
+            "wrongly signed",
+        ),
+        (
+            Some(format!("stk_{}_{}", "11".repeat(8), "22".repeat(32))),
+            401,
+            "unknown key",
+        ),
+        (Some(sre_key), 403, "wrong role (key)"),
+        (Some(hs256(&api.alfa, &["sre"], later)), 403, "wrong role (JWT)"),
+    ];
+    for (method, path) in &endpoints {
+        for (credential, expected, why) in &cases {
+            let url = format!("{}{path}", api.url);
+            let mut request = match *method {
+                "POST" => api.http.post(url).json(&json!({"sql": "SELECT 1"})),
+                _ => api.http.get(url),
+            };
+            if let Some(credential) = credential {
+                request = request.bearer_auth(credential);
+            }
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("a JSON error");
+            assert_eq!(status, *expected, "{method} {path} {why}: {body}");
+            assert!(
+                body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{body}"
+            );
+        }
+    }
+}
