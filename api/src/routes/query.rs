@@ -113,7 +113,9 @@ async fn execute(
         .clickhouse
         .client()
         .with_database(scope_database(&state.clickhouse.database))
-        .with_setting("readonly", "2")
+        // readonly=1: besides refusing writes, ClickHouse itself refuses any change of settings and
+        // every table function, whatever text reaches it.
+        .with_setting("readonly", "1")
         .with_setting(
             "max_execution_time",
             limits.max_execution_time.as_secs().max(1).to_string(),

@@ -7,6 +7,7 @@
 //! SQL. A query that cannot be proven harmless is refused with the reason and the offending part.
 
 mod functions;
+mod lexical;
 mod views;
 
 use std::collections::BTreeSet;
@@ -14,7 +15,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     Expr, FunctionArguments, ObjectName, ObjectNamePart, Query, Select, SetExpr, Spanned, Statement, TableFactor,
-    VisitMut, VisitorMut,
+    Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::parser::Parser;
@@ -82,6 +83,7 @@ pub fn rewrite(sql: &str, database: &str) -> Result<TenantQuery, Refusal> {
             None,
         ));
     }
+    lexical::check(sql)?;
     let dialect = ClickHouseDialect {};
     let mut statements = Parser::new(&dialect)
         .with_recursion_limit(MAX_NESTING)
@@ -192,7 +194,36 @@ impl VisitorMut for Guard<'_> {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<Refusal> {
+        if let Value::Placeholder(_) = value.value {
+            return ControlFlow::Break(refuse(
+                "query parameters are set by the API, not by the query",
+                Some(locate_span(value.span, &value.value)),
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Refusal> {
+        // ClickHouse reads `x IN name` and `x IN (name)` as a read of the table `name`.
+        if let Expr::InList { list, .. } = expr
+            && let [only] = list.as_slice()
+            && is_name(only)
+        {
+            return ControlFlow::Break(refuse(
+                "IN takes a list of values or a subquery, not a name",
+                Some(locate(expr)),
+            ));
+        }
+        // `database.table.column` names a table outside the views.
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() > 2
+        {
+            return ControlFlow::Break(refuse(
+                "column names may be qualified by a table alias only",
+                Some(locate(expr)),
+            ));
+        }
         if let Expr::Function(function) = expr {
             let Some(name) = single_name(&function.name) else {
                 return ControlFlow::Break(refuse("qualified function names are not allowed", Some(locate(expr))));
@@ -223,6 +254,15 @@ fn check_set_expr(body: &SetExpr) -> ControlFlow<Refusal> {
             check_set_expr(right)
         }
         other => ControlFlow::Break(refuse("only SELECT queries are allowed", Some(locate(other)))),
+    }
+}
+
+/// A bare or parenthesized name (`t`, `db.t`, `((db.t))`).
+fn is_name(expr: &Expr) -> bool {
+    match expr {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+        Expr::Nested(inner) => is_name(inner),
+        _ => false,
     }
 }
 

@@ -161,3 +161,47 @@ fn refusals_point_at_the_offending_part() {
     let at = refusal.at.expect("a location");
     assert!(at.contains("line 3") && at.contains("system.tables"), "{at}");
 }
+
+#[test]
+fn text_the_parser_and_clickhouse_could_read_differently_is_refused() {
+    // The parser reads 'x\\' as a string ending in a backslash and renders it as 'x\': for
+    // ClickHouse that string would go on, and the rest of the query would be its own.
+    for sql in [
+        r"SELECT 'x\\', ' UNION ALL SELECT secret_sha256 FROM sealtrail.api_keys -- ' FROM events",
+        r"SELECT 1 AS `x\`, ` UNION ALL SELECT toString(tuple(*)) FROM sealtrail.events -- ` FROM events",
+        r#"SELECT "a\" FROM events"#,
+        r"SELECT * FROM events WHERE action = 'a\'b'",
+        "SELECT 1 AS `a``b` FROM events",
+        "SELECT 1 AS \"a\"\"b\" FROM events",
+        "SELECT X'41' FROM events",
+        "SELECT $$x$$ FROM events",
+        "SELECT {sealtrail_tenant:String} FROM events",
+        "SELECT 'a\0b' FROM events",
+    ] {
+        let refusal = refused(sql);
+        assert!(!refusal.reason.is_empty(), "{sql}");
+    }
+    // A quote inside a string is written as two quotes, and stays inside.
+    let sql = rewritten("SELECT * FROM events WHERE action = 'it''s'");
+    assert!(sql.contains("action = 'it''s'"), "{sql}");
+}
+
+#[test]
+fn a_name_on_the_right_of_in_is_refused() {
+    for sql in [
+        "SELECT count() FROM events WHERE (tenant_id, seq, action) IN sealtrail.events",
+        "SELECT count() FROM events WHERE seq IN (sealtrail.api_keys)",
+        "SELECT count() FROM events WHERE 0 IN ((system.one))",
+        "SELECT count() FROM events WHERE seq IN api_keys",
+        "SELECT sealtrail.events.tenant_id FROM events",
+    ] {
+        refused(sql);
+    }
+    for sql in [
+        "SELECT count() FROM events WHERE seq IN (1, 2, 3)",
+        "SELECT count() FROM events WHERE seq IN (SELECT seq FROM events WHERE action = 'a')",
+        "SELECT e.seq FROM events AS e WHERE e.seq IN (1)",
+    ] {
+        assert_every_read_is_restricted(&rewritten(sql));
+    }
+}
