@@ -118,6 +118,7 @@ pub async fn list(
         endpoint: "/v1/events",
         requested_tenant: filters.tenant.as_deref(),
         filters: filters.names(),
+        sql: None,
     };
     audited(&state, request, outcome).await
 }
@@ -176,7 +177,7 @@ async fn list_page(
     let read = |answer: Response| Read {
         answer,
         tenant: tenant.clone(),
-        rows: count,
+        rows: Some(count),
     };
     if accepts_ndjson(headers) {
         let mut body = String::new();
@@ -237,7 +238,7 @@ pub async fn one(
         Ok(Read {
             answer: Json(events.remove(0)),
             tenant,
-            rows: 1,
+            rows: Some(1),
         })
     }
     .await;
@@ -248,6 +249,7 @@ pub async fn one(
         endpoint: "/v1/events/{event_id}",
         requested_tenant: scope.tenant.as_deref(),
         filters: vec!["event_id"],
+        sql: None,
     };
     audited(&state, request, outcome).await
 }

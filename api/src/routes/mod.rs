@@ -11,11 +11,12 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::server::SharedState;
 
-/// What a read answered: the answer, the tenant it read and how many rows it returned.
+/// What a read answered: the answer, the tenant it read and how many rows it returned (`None`
+/// when they are streamed).
 pub(crate) struct Read<T> {
     pub answer: T,
     pub tenant: String,
-    pub rows: u64,
+    pub rows: Option<u64>,
 }
 
 /// Where and how a read was asked for, for its audit record.
@@ -26,6 +27,8 @@ pub(crate) struct ReadRequest<'a> {
     pub endpoint: &'a str,
     pub requested_tenant: Option<&'a str>,
     pub filters: Vec<&'static str>,
+    /// The analyst's SQL, recorded by its hash.
+    pub sql: Option<&'a str>,
 }
 
 /// Records a read in the audit trail: a served read is answered only once its record is
@@ -43,16 +46,13 @@ pub(crate) async fn audited<T>(
         request_id: request.request_id,
         endpoint: request.endpoint,
         rows,
-        sql: None,
+        sql: request.sql,
         filters: request.filters.clone(),
         refusal,
     };
     match outcome {
         Ok(read) => {
-            state
-                .recorder
-                .record(&access(&read.tenant, Some(read.rows), None))
-                .await?;
+            state.recorder.record(&access(&read.tenant, read.rows, None)).await?;
             Ok(read.answer)
         }
         Err(error) => {

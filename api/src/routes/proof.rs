@@ -66,6 +66,7 @@ pub async fn inclusion(
         endpoint: "/v1/integrity/proof",
         requested_tenant: request.tenant.as_deref(),
         filters: vec!["event_id"],
+        sql: None,
     };
     audited(&state, read, outcome).await
 }
@@ -159,7 +160,7 @@ async fn prove(state: &SharedState, caller: &Caller, request: &ProofRequest) -> 
     Ok(Read {
         answer,
         tenant,
-        rows: 1,
+        rows: Some(1),
     })
 }
 

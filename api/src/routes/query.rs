@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::audit::{Access, AccessKind};
+use super::{Read, ReadRequest, audited};
+use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, RequestId};
@@ -50,41 +51,16 @@ pub async fn run(
     ApiJson(request): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
     let outcome = execute(&state, &caller, &headers, &request).await;
-    let access = |tenant, rows, refusal| Access {
+    let read = ReadRequest {
         kind: AccessKind::Query,
         caller: &caller,
-        tenant,
         request_id: &request_id,
         endpoint: "/v1/query",
-        rows,
-        sql: Some(&request.sql),
+        requested_tenant: request.tenant.as_deref(),
         filters: Vec::new(),
-        refusal,
+        sql: Some(&request.sql),
     };
-    match outcome {
-        Ok(answer) => {
-            state
-                .recorder
-                .record(&access(&answer.tenant, answer.rows, None))
-                .await?;
-            Ok(answer.response)
-        }
-        Err(error) => {
-            let tenant = caller
-                .tenant_for(request.tenant.as_deref())
-                .unwrap_or_else(|_| caller.tenant.clone());
-            // The refusal stands whether or not its record could be made.
-            let _ = state.recorder.record(&access(&tenant, None, Some(&error))).await;
-            Err(error)
-        }
-    }
-}
-
-struct Answer {
-    response: Response,
-    tenant: String,
-    /// `None` when streamed.
-    rows: Option<u64>,
+    audited(&state, read, outcome).await
 }
 
 #[derive(Deserialize)]
@@ -97,7 +73,7 @@ async fn execute(
     caller: &Caller,
     headers: &HeaderMap,
     request: &QueryRequest,
-) -> Result<Answer, ApiError> {
+) -> Result<Read<Response>, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(request.tenant.as_deref())?;
     let rewritten = sql::rewrite(&request.sql, &state.clickhouse.database).map_err(|refusal| ApiError {
@@ -130,8 +106,8 @@ async fn execute(
     if streaming {
         let cursor = query.fetch_bytes("JSONEachRow").map_err(clickhouse_error)?;
         let body = Body::from_stream(futures_stream(cursor));
-        return Ok(Answer {
-            response: ([(header::CONTENT_TYPE, NDJSON)], body).into_response(),
+        return Ok(Read {
+            answer: ([(header::CONTENT_TYPE, NDJSON)], body).into_response(),
             tenant,
             rows: None,
         });
@@ -143,8 +119,8 @@ async fn execute(
         .await
         .map_err(clickhouse_error)?;
     let rows = serde_json::from_slice::<RowCount>(&bytes).map(|count| count.rows).ok();
-    Ok(Answer {
-        response: ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+    Ok(Read {
+        answer: ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         tenant,
         rows,
     })
