@@ -63,6 +63,15 @@ impl AccessRecorder {
         Self { emitter }
     }
 
+    /// Publishes any audit event the API makes (a legal hold's change, say) and waits for Kafka to
+    /// acknowledge it.
+    pub async fn publish(&self, event: &AuditEvent) -> Result<(), ApiError> {
+        self.emitter.emit(event).await.map(drop).map_err(|error| {
+            tracing::error!(%error, action = %event.action, "an audit event of the API could not be published");
+            ApiError::unavailable("the change could not be recorded in the audit trail, so it was not made; try again")
+        })
+    }
+
     /// Records the access and waits for Kafka to acknowledge it.
     pub async fn record(&self, access: &Access<'_>) -> Result<(), ApiError> {
         let event = access_event(access);

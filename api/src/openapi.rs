@@ -17,11 +17,20 @@ use crate::routes;
         routes::events::list,
         routes::events::one,
         routes::proof::inclusion,
+        routes::holds::apply,
+        routes::holds::release,
+        routes::holds::list,
         routes::health::live,
         routes::health::ready,
         document,
     ),
-    components(schemas(routes::query::QueryRequest, crate::error::ErrorBody)),
+    components(schemas(
+        routes::query::QueryRequest,
+        routes::holds::HoldRequest,
+        routes::holds::ReleaseRequest,
+        crate::holds::HoldScope,
+        crate::error::ErrorBody
+    )),
     modifiers(&BearerCredential),
     security(("bearer" = []))
 )]

@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::auth::api_keys::{KeyStore, looks_like_key};
 use crate::auth::jwt::JwtVerifier;
 use crate::error::ApiError;
+use crate::holds::HoldStore;
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::routes;
 
@@ -60,6 +61,7 @@ pub struct AppState {
     pub limits: QueryLimits,
     tokenizer: Option<Mutex<Tokenizer>>,
     pub recorder: AccessRecorder,
+    pub holds: HoldStore,
     rate_limiter: RateLimiter,
 }
 
@@ -97,6 +99,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .await?;
     let state = Arc::new(AppState {
         keys: KeyStore::new(config.clickhouse.client()),
+        holds: HoldStore::new(config.clickhouse.client()),
         clickhouse: config.clickhouse,
         jwt: config.jwt,
         limits: config.limits,
@@ -109,6 +112,8 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/v1/events", get(routes::events::list))
         .route("/v1/events/{event_id}", get(routes::events::one))
         .route("/v1/integrity/proof", get(routes::proof::inclusion))
+        .route("/v1/legal-holds", post(routes::holds::apply).get(routes::holds::list))
+        .route("/v1/legal-holds/{hold_id}/release", post(routes::holds::release))
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(routes::health::live))
         .route("/readyz", get(routes::health::ready))

@@ -3,6 +3,7 @@
 mod event_json;
 pub mod events;
 pub mod health;
+pub mod holds;
 pub mod proof;
 pub mod query;
 

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_create_events"),
     migration!(3, "0003_create_checkpoints"),
     migration!(4, "0004_create_api_keys"),
+    migration!(5, "0005_create_legal_holds"),
 ];
 
 /// What `apply_migrations` did with one migration.

@@ -1,6 +1,7 @@
 //! The query API against the real ClickHouse, served in process on a free port.
 
 mod events;
+mod holds;
 mod query;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -175,4 +176,35 @@ pub fn rs256(private: &[u8], tenant: &str, roles: &[&str], expires: u64) -> Stri
 /// Rows of a ClickHouse `JSON` answer.
 pub fn rows(body: &Value) -> &Vec<Value> {
     body["data"].as_array().unwrap_or_else(|| panic!("no data in {body}"))
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+pub struct AccessRecord {
+    pub action: String,
+    pub actor_id: String,
+    pub outcome: String,
+    pub reason_code: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// The records of one request once the shared pipeline has sealed them into ClickHouse (the
+/// pipeline is asynchronous; the deadline only bounds a broken run).
+pub async fn sealed_records(tenant: &str, request_id: &str) -> Vec<AccessRecord> {
+    let client = shared().clickhouse().client();
+    let started = std::time::Instant::now();
+    loop {
+        let records = client
+            .query("SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND correlation_id = {request:String}")
+            .param("tenant", tenant)
+            .param("request", request_id)
+            .fetch_all::<AccessRecord>()
+            .await
+            .expect("query the pipeline's events");
+        if !records.is_empty() || started.elapsed() > std::time::Duration::from_secs(300) {
+            return records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }

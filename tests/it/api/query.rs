@@ -7,7 +7,7 @@ use sealtrail_api::auth::Role;
 use sealtrail_api::rate_limit::RateLimit;
 use serde_json::{Value, json};
 
-use super::{Api, BRAVO_MARKER, OTHER_PRIVATE, RS256_PRIVATE, hs256, now, rows, rs256, token};
+use super::{Api, BRAVO_MARKER, OTHER_PRIVATE, RS256_PRIVATE, hs256, now, rows, rs256, sealed_records, token};
 use crate::harness::shared;
 
 #[tokio::test]
@@ -241,37 +241,6 @@ async fn refusals_and_failures_are_clear_400s() {
         .expect("readyz");
     assert_eq!(health.status().as_u16(), 200);
     assert!(health.headers().contains_key("x-request-id"));
-}
-
-#[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct AccessRecord {
-    action: String,
-    actor_id: String,
-    outcome: String,
-    reason_code: Option<String>,
-    attributes: Vec<(String, String)>,
-    seq: u64,
-    hash: String,
-}
-
-/// The records of one request once the shared pipeline has sealed them into ClickHouse (the
-/// pipeline is asynchronous; the deadline only bounds a broken run).
-async fn sealed_records(tenant: &str, request_id: &str) -> Vec<AccessRecord> {
-    let client = shared().clickhouse().client();
-    let started = std::time::Instant::now();
-    loop {
-        let records = client
-            .query("SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND correlation_id = {request:String}")
-            .param("tenant", tenant)
-            .param("request", request_id)
-            .fetch_all::<AccessRecord>()
-            .await
-            .expect("query the pipeline's events");
-        if !records.is_empty() || started.elapsed() > std::time::Duration::from_secs(300) {
-            return records;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test]

@@ -1,0 +1,254 @@
+//! `POST /v1/legal-holds`, `POST /v1/legal-holds/{id}/release`, `GET /v1/legal-holds`.
+//!
+//! A change needs the compliance role and an `X-Purpose` justification. It is sealed in the
+//! tenant's audit trail first (`legalhold.applied`, `legalhold.released`) and only then written to
+//! the holds table: a change that is not in the trail did not happen.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus, Resource};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, RequestId};
+use crate::holds::{HoldChange, HoldScope};
+use crate::server::SharedState;
+
+const PURPOSE_HEADER: &str = "x-purpose";
+const CHANGERS: &[Role] = &[Role::Compliance, Role::PlatformAdmin];
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// The legal case the hold serves.
+    pub case_id: String,
+    pub scope: HoldScope,
+    pub reason: String,
+    /// Another tenant, for a platform administrator only.
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    #[serde(default)]
+    pub reason: String,
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HoldListing {
+    /// Another tenant, for a platform administrator only.
+    pub tenant: Option<String>,
+}
+
+fn purpose(headers: &HeaderMap) -> Result<String, ApiError> {
+    let purpose = headers
+        .get(PURPOSE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
+    if purpose.is_empty() || purpose.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "X-Purpose",
+            "a legal hold change needs an X-Purpose header (1 to 1000 characters) saying why",
+        ));
+    }
+    Ok(purpose.to_owned())
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/legal-holds",
+    tag = "legal holds",
+    request_body = HoldRequest,
+    params(("X-Purpose" = String, Header, description = "Why the hold is placed")),
+    responses(
+        (status = 201, description = "The hold is active"),
+        (status = 400, description = "Missing X-Purpose, or a malformed scope", body = ErrorBody),
+        (status = 403, description = "Needs the compliance role", body = ErrorBody),
+    )
+)]
+/// Places a hold.
+pub async fn apply(
+    State(state): State<SharedState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<HoldRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(CHANGERS)?;
+    let tenant = caller.tenant_for(request.tenant.as_deref())?;
+    let purpose = purpose(&headers)?;
+    if request.case_id.trim().is_empty() || request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("case_id", "case_id and reason are required"));
+    }
+    request.scope.check()?;
+    let change = HoldChange {
+        tenant_id: tenant,
+        hold_id: format!("hold_{}", ulid::Ulid::new().to_string().to_lowercase()),
+        change: "applied".to_owned(),
+        case_id: request.case_id,
+        scope: serde_json::to_string(&request.scope).unwrap_or_default(),
+        reason: request.reason,
+        purpose,
+        actor: caller.subject.clone(),
+        request_id,
+        changed_at: OffsetDateTime::now_utc(),
+    };
+    record(&state, &caller, &change).await?;
+    Ok((StatusCode::CREATED, Json(hold_json(std::slice::from_ref(&change)))))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/legal-holds/{hold_id}/release",
+    tag = "legal holds",
+    request_body = ReleaseRequest,
+    params(("hold_id" = String, Path), ("X-Purpose" = String, Header, description = "Why the hold is released")),
+    responses(
+        (status = 200, description = "The hold is released; its history is kept"),
+        (status = 404, description = "No such hold in the tenant", body = ErrorBody),
+        (status = 409, description = "Already released", body = ErrorBody),
+    )
+)]
+/// Releases a hold.
+pub async fn release(
+    State(state): State<SharedState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Path(hold_id): Path<String>,
+    ApiJson(request): ApiJson<ReleaseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(CHANGERS)?;
+    let tenant = caller.tenant_for(request.tenant.as_deref())?;
+    let purpose = purpose(&headers)?;
+    let mut history = state.holds.history(&tenant, Some(&hold_id)).await?;
+    let Some(applied) = history.first().cloned() else {
+        return Err(ApiError::not_found(format!("no legal hold {hold_id} in this tenant")));
+    };
+    if history.iter().any(|change| change.change == "released") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_released",
+            format!("legal hold {hold_id} is already released"),
+        ));
+    }
+    let change = HoldChange {
+        change: "released".to_owned(),
+        reason: request.reason,
+        purpose,
+        actor: caller.subject.clone(),
+        request_id,
+        changed_at: OffsetDateTime::now_utc(),
+        ..applied
+    };
+    record(&state, &caller, &change).await?;
+    history.push(change);
+    Ok(Json(hold_json(&history)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/legal-holds",
+    tag = "legal holds",
+    params(HoldListing),
+    responses((status = 200, description = "The tenant's holds, each with its whole history"))
+)]
+/// The tenant's holds.
+pub async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(listing): ApiQuery<HoldListing>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Compliance, Role::TenantAdmin, Role::Auditor, Role::PlatformAdmin])?;
+    let tenant = caller.tenant_for(listing.tenant.as_deref())?;
+    let history = state.holds.history(&tenant, None).await?;
+    let holds: Vec<Value> = history.chunk_by(|a, b| a.hold_id == b.hold_id).map(hold_json).collect();
+    Ok(Json(json!({"holds": holds})))
+}
+
+/// Seals the change in the tenant's trail, then writes it to the holds table.
+async fn record(state: &SharedState, caller: &Caller, change: &HoldChange) -> Result<(), ApiError> {
+    state.recorder.publish(&hold_event(caller, change)).await?;
+    state.holds.append(change).await.map_err(|error| {
+        tracing::error!(hold = %change.hold_id, %error, "a sealed legal hold change could not be written to ClickHouse");
+        ApiError::unavailable(format!(
+            "the change of {} is sealed in the audit trail but ClickHouse did not take it: {error}",
+            change.hold_id
+        ))
+    })
+}
+
+fn hold_event(caller: &Caller, change: &HoldChange) -> AuditEvent {
+    AuditEvent {
+        event_id: ulid::Ulid::new().to_string(),
+        tenant_id: change.tenant_id.clone(),
+        occurred_at: i64::try_from(change.changed_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
+        action: format!("legalhold.{}", change.change),
+        actor: Actor {
+            id: caller.subject.clone(),
+            kind: if caller.subject.starts_with("key:") {
+                ActorType::Service
+            } else {
+                ActorType::User
+            },
+            display_name: None,
+            authority: Some(
+                caller
+                    .roles
+                    .iter()
+                    .map(|role| role.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            on_behalf_of: None,
+        },
+        resource: Resource {
+            kind: "legal_hold".to_owned(),
+            id: change.hold_id.clone(),
+            path: None,
+        },
+        outcome: Outcome {
+            status: OutcomeStatus::Success,
+            reason_code: None,
+            reason_text: Some(change.reason.clone()),
+        },
+        correlation_id: Some(change.request_id.clone()),
+        attributes: vec![
+            ("case_id".to_owned(), change.case_id.clone()),
+            ("scope".to_owned(), change.scope.clone()),
+            ("purpose".to_owned(), change.purpose.clone()),
+        ],
+        ..AuditEvent::default()
+    }
+}
+
+/// A hold from its history (oldest change first).
+fn hold_json(history: &[HoldChange]) -> Value {
+    let first = &history[0];
+    let released = history.iter().any(|change| change.change == "released");
+    json!({
+        "hold_id": first.hold_id,
+        "tenant_id": first.tenant_id,
+        "case_id": first.case_id,
+        "scope": serde_json::from_str::<Value>(&first.scope).unwrap_or(Value::Null),
+        "state": if released { "released" } else { "active" },
+        "history": history.iter().map(|change| json!({
+            "change": change.change,
+            "reason": change.reason,
+            "purpose": change.purpose,
+            "actor": change.actor,
+            "request_id": change.request_id,
+            "at": change.changed_at.format(&Rfc3339).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,152 @@
+//! Legal holds through the API: who may place and release them, their append-only history, and the
+//! sealed audit events of every change.
+
+use sealtrail_api::auth::Role;
+use serde_json::{Value, json};
+
+use super::{Api, sealed_records};
+use crate::harness::unique;
+
+impl Api {
+    async fn hold_request(
+        &self,
+        credential: &str,
+        path: &str,
+        purpose: Option<&str>,
+        body: &Value,
+        request_id: &str,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(credential)
+            .header("X-Request-Id", request_id)
+            .json(body);
+        if let Some(purpose) = purpose {
+            request = request.header("X-Purpose", purpose);
+        }
+        let response = request.send().await.expect("request");
+        (response.status().as_u16(), response.json().await.expect("JSON"))
+    }
+
+    async fn holds(&self, credential: &str) -> Vec<Value> {
+        let response = self
+            .http
+            .get(format!("{}/v1/legal-holds", self.url))
+            .bearer_auth(credential)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await.expect("JSON");
+        body["holds"].as_array().expect("holds").clone()
+    }
+}
+
+#[tokio::test]
+async fn holds_are_placed_and_released_by_compliance_with_a_purpose_and_never_edited() {
+    let api = Api::empty().await;
+    let compliance = api.key(&api.alfa, Role::Compliance).await;
+    let auditor = api.key(&api.alfa, Role::Auditor).await;
+    let bravo_compliance = api.key(&api.bravo, Role::Compliance).await;
+    let hold = json!({
+        "case_id": "CASE-2026-117",
+        "scope": {"from": "2026-01-01T00:00:00Z", "actions": ["billing."]},
+        "reason": "litigation: refund dispute",
+    });
+
+    let (status, body) = api
+        .hold_request(&auditor, "/v1/legal-holds", Some("case 117"), &hold, &unique("r"))
+        .await;
+    assert_eq!(status, 403, "an auditor cannot place a hold: {body}");
+    let (status, body) = api
+        .hold_request(&compliance, "/v1/legal-holds", None, &hold, &unique("r"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["at"].as_str()),
+        (400, Some("X-Purpose")),
+        "{body}"
+    );
+    let mut bad_scope = hold.clone();
+    bad_scope["scope"] = json!({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"});
+    let (status, _) = api
+        .hold_request(
+            &compliance,
+            "/v1/legal-holds",
+            Some("case 117"),
+            &bad_scope,
+            &unique("r"),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    let applied_request = unique("apply");
+    let (status, placed) = api
+        .hold_request(
+            &compliance,
+            "/v1/legal-holds",
+            Some("court order 117"),
+            &hold,
+            &applied_request,
+        )
+        .await;
+    assert_eq!(status, 201, "{placed}");
+    assert_eq!(placed["state"], "active");
+    let hold_id = placed["hold_id"].as_str().expect("id").to_owned();
+    let listed = api.holds(&auditor).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["scope"]["actions"], json!(["billing."]));
+
+    // Tenant bravo neither sees nor releases alfa's hold.
+    assert!(api.holds(&bravo_compliance).await.is_empty());
+    let release_path = format!("/v1/legal-holds/{hold_id}/release");
+    let (status, _) = api
+        .hold_request(&bravo_compliance, &release_path, Some("x"), &json!({}), &unique("r"))
+        .await;
+    assert_eq!(status, 404);
+
+    let released_request = unique("release");
+    let (status, released) = api
+        .hold_request(
+            &compliance,
+            &release_path,
+            Some("case settled"),
+            &json!({"reason": "settled"}),
+            &released_request,
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    assert_eq!(released["state"], "released");
+    let (status, _) = api
+        .hold_request(&compliance, &release_path, Some("again"), &json!({}), &unique("r"))
+        .await;
+    assert_eq!(status, 409, "a release happens once");
+
+    let history = &api.holds(&compliance).await[0]["history"];
+    let changes: Vec<&str> = history
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|c| c["change"].as_str())
+        .collect();
+    assert_eq!(changes, ["applied", "released"], "both changes kept: {history}");
+    assert_eq!(history[0]["purpose"], "court order 117");
+
+    // Each change is sealed in the tenant's own trail.
+    for (request_id, action) in [
+        (&applied_request, "legalhold.applied"),
+        (&released_request, "legalhold.released"),
+    ] {
+        let records = sealed_records(&api.alfa, request_id).await;
+        assert_eq!(records.len(), 1, "{action}: {records:?}");
+        assert_eq!(records[0].action, action);
+        assert!(
+            records[0]
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "case_id" && v == "CASE-2026-117"),
+            "{records:?}"
+        );
+        assert_eq!(records[0].hash.len(), 64, "sealed");
+    }
+}
