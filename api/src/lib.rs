@@ -11,3 +11,4 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod sql;
+pub mod webhooks;

@@ -20,6 +20,9 @@ use crate::routes;
         routes::holds::apply,
         routes::holds::release,
         routes::holds::list,
+        routes::webhooks::register,
+        routes::webhooks::list,
+        routes::webhooks::remove,
         routes::health::live,
         routes::health::ready,
         document,
@@ -29,6 +32,7 @@ use crate::routes;
         routes::holds::HoldRequest,
         routes::holds::ReleaseRequest,
         crate::holds::HoldScope,
+        routes::webhooks::WebhookRequest,
         crate::error::ErrorBody
     )),
     modifiers(&BearerCredential),

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_core::policy::Label;
 use sealtrail_core::tokenize::Tokenizer;
@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::holds::HoldStore;
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::routes;
+use crate::webhooks::{WebhookSettings, Webhooks};
 
 /// Limits on what one analyst query may cost.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +52,7 @@ pub struct ApiConfig {
     /// Where every read is recorded.
     pub recorder: AccessRecorder,
     pub rate_limit: RateLimit,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug)]
@@ -62,6 +64,7 @@ pub struct AppState {
     tokenizer: Option<Mutex<Tokenizer>>,
     pub recorder: AccessRecorder,
     pub holds: HoldStore,
+    pub webhooks: Webhooks,
     rate_limiter: RateLimiter,
 }
 
@@ -100,6 +103,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
     let state = Arc::new(AppState {
         keys: KeyStore::new(config.clickhouse.client()),
         holds: HoldStore::new(config.clickhouse.client()),
+        webhooks: Webhooks::new(config.clickhouse.client(), config.webhooks),
         clickhouse: config.clickhouse,
         jwt: config.jwt,
         limits: config.limits,
@@ -114,6 +118,11 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/v1/integrity/proof", get(routes::proof::inclusion))
         .route("/v1/legal-holds", post(routes::holds::apply).get(routes::holds::list))
         .route("/v1/legal-holds/{hold_id}/release", post(routes::holds::release))
+        .route(
+            "/v1/webhooks",
+            post(routes::webhooks::register).get(routes::webhooks::list),
+        )
+        .route("/v1/webhooks/{webhook_id}", delete(routes::webhooks::remove))
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(routes::health::live))
         .route("/readyz", get(routes::health::ready))

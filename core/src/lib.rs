@@ -21,6 +21,7 @@ pub mod sealer;
 pub mod tokenize;
 pub mod validate;
 pub mod verify;
+pub mod webhook;
 pub mod worked_example;
 
 #[cfg(test)]

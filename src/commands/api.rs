@@ -7,6 +7,7 @@ use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 
 use sealtrail_core::tokenize::Tokenizer;
@@ -49,6 +50,9 @@ pub struct ApiArgs {
     /// Requests each credential may make at once, above the average.
     #[arg(long, env = "API_RATE_LIMIT_BURST", default_value_t = 40)]
     rate_limit_burst: u32,
+    /// Let webhooks target loopback and private addresses (local stacks only).
+    #[arg(long, env = "SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
 }
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
@@ -65,13 +69,18 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let rs256 = read(&args.jwt_rs256_public_key)?;
     let jwt = JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?;
     let tokenization_key = args.keys.tokenization_key();
-    let tokenizer = if tokenization_key.exists() {
-        let key = sealtrail_runtime::keys::load_tokenization_key(&tokenization_key)?;
-        Some(Tokenizer::new(&key).map_err(anyhow::Error::msg)?)
+    // The tokenization master key also derives the webhook secrets, under its own tag.
+    let master_key = if tokenization_key.exists() {
+        Some(sealtrail_runtime::keys::load_tokenization_key(&tokenization_key)?)
     } else {
-        tracing::warn!(path = %tokenization_key.display(), "no tokenization key: lookups of tokenized values are refused");
+        tracing::warn!(path = %tokenization_key.display(), "no tokenization key: tokenized lookups and webhooks are refused");
         None
     };
+    let tokenizer = master_key
+        .as_deref()
+        .map(Tokenizer::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     let emitter = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
@@ -88,6 +97,11 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         rate_limit: RateLimit {
             per_second: args.rate_limit_per_second,
             burst: args.rate_limit_burst,
+        },
+        webhooks: WebhookSettings {
+            key: master_key,
+            allow_private_targets: args.webhooks_allow_private,
+            ..WebhookSettings::default()
         },
         limits: QueryLimits {
             max_execution_time: Duration::from_secs(args.max_execution_seconds),

@@ -12,6 +12,7 @@ use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router, scope_database};
+use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations, wait_for_clickhouse};
 use sealtrail_emit::AuditEmitter;
 use serde_json::json;
@@ -182,6 +183,7 @@ async fn start_api(args: &BenchApiArgs, clickhouse: &ClickHouseSettings, run: u6
             per_second: 1e6,
             burst: 1_000_000,
         },
+        webhooks: WebhookSettings::default(),
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

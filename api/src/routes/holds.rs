@@ -176,7 +176,8 @@ pub async fn list(
     Ok(Json(json!({"holds": holds})))
 }
 
-/// Seals the change in the tenant's trail, then writes it to the holds table.
+/// Seals the change in the tenant's trail, writes it to the holds table, and notifies the
+/// tenant's webhooks.
 async fn record(state: &SharedState, caller: &Caller, change: &HoldChange) -> Result<(), ApiError> {
     state.recorder.publish(&hold_event(caller, change)).await?;
     state.holds.append(change).await.map_err(|error| {
@@ -185,7 +186,18 @@ async fn record(state: &SharedState, caller: &Caller, change: &HoldChange) -> Re
             "the change of {} is sealed in the audit trail but ClickHouse did not take it: {error}",
             change.hold_id
         ))
-    })
+    })?;
+    let data = json!({
+        "hold_id": change.hold_id,
+        "case_id": change.case_id,
+        "scope": serde_json::from_str::<Value>(&change.scope).unwrap_or(Value::Null),
+        "actor": change.actor,
+    });
+    state
+        .webhooks
+        .notify(&change.tenant_id, &format!("legalhold.{}", change.change), data)
+        .await;
+    Ok(())
 }
 
 fn hold_event(caller: &Caller, change: &HoldChange) -> AuditEvent {

@@ -6,6 +6,7 @@ pub mod health;
 pub mod holds;
 pub mod proof;
 pub mod query;
+pub mod webhooks;
 
 use crate::audit::{Access, AccessKind};
 use crate::auth::Caller;

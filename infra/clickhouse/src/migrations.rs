@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_create_checkpoints"),
     migration!(4, "0004_create_api_keys"),
     migration!(5, "0005_create_legal_holds"),
+    migration!(6, "0006_create_webhooks"),
 ];
 
 /// What `apply_migrations` did with one migration.

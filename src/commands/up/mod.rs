@@ -275,6 +275,8 @@ async fn start_pipeline(
     env.push(("SEAL_INSTANCE_ID".to_owned(), "seal-0".to_owned()));
     env.push(("SINK_INSTANCE_ID".to_owned(), "sink-0".to_owned()));
     env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
+    // A local stack's webhook receivers run on this machine.
+    env.push(("SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE".to_owned(), "true".to_owned()));
     for (name, what) in [
         ("seal", "the seal processor"),
         ("sink", "the ClickHouse sink"),

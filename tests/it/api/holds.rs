@@ -150,3 +150,133 @@ async fn holds_are_placed_and_released_by_compliance_with_a_purpose_and_never_ed
         assert_eq!(records[0].hash.len(), 64, "sealed");
     }
 }
+
+/// Deliveries a receiver kept: the signature header and the body.
+type Kept = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A webhook receiver that fails its first delivery, then keeps what it is sent.
+struct Receiver {
+    url: String,
+    received: Kept,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        use axum::http::{HeaderMap, StatusCode};
+        let received: Kept = std::sync::Arc::default();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, counted) = (received.clone(), calls.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let (kept, counted) = (kept.clone(), counted.clone());
+                async move {
+                    if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    let signature = headers
+                        .get("sealtrail-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    kept.lock().expect("lock").push((signature, body.to_vec()));
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, received }
+    }
+
+    /// The first delivery kept (the sender retries; the deadline only bounds a broken run).
+    async fn first(&self) -> (String, Vec<u8>) {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(first) = self.received.lock().expect("lock").first().cloned() {
+                return first;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "no delivery arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn hold_changes_reach_signed_webhooks_that_refuse_replays_and_alterations() {
+    let api = Api::empty().await;
+    let admin = api.key(&api.alfa, Role::TenantAdmin).await;
+    let compliance = api.key(&api.alfa, Role::Compliance).await;
+    let receiver = Receiver::start().await;
+    let (status, body) = api
+        .hold_request(
+            &admin,
+            "/v1/webhooks",
+            None,
+            &json!({"url": receiver.url, "events": ["nope"]}),
+            &unique("r"),
+        )
+        .await;
+    assert_eq!((status, body["error"]["at"].as_str()), (400, Some("events")), "{body}");
+    let (status, registered) = api
+        .hold_request(
+            &admin,
+            "/v1/webhooks",
+            None,
+            &json!({"url": receiver.url, "events": ["legalhold.applied"]}),
+            &unique("r"),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let secret = registered["secret"].as_str().expect("secret").to_owned();
+    let auditor = api.key(&api.alfa, Role::Auditor).await;
+    let (status, _) = api
+        .hold_request(
+            &auditor,
+            "/v1/webhooks",
+            None,
+            &json!({"url": receiver.url, "events": ["legalhold.applied"]}),
+            &unique("r"),
+        )
+        .await;
+    assert_eq!(status, 403, "an auditor cannot register webhooks");
+
+    let hold = json!({"case_id": "CASE-9", "scope": {"actions": ["data."]}, "reason": "subpoena"});
+    let (status, placed) = api
+        .hold_request(&compliance, "/v1/legal-holds", Some("subpoena 9"), &hold, &unique("r"))
+        .await;
+    assert_eq!(status, 201, "{placed}");
+
+    let (signature, body) = receiver.first().await;
+    let now = i64::try_from(super::now()).expect("time");
+    sealtrail_core::webhook::verify(secret.as_bytes(), &signature, &body, now, 300)
+        .expect("a genuine delivery verifies");
+    let delivered: Value = serde_json::from_slice(&body).expect("JSON body");
+    assert_eq!(delivered["type"], "legalhold.applied");
+    assert_eq!(delivered["data"]["hold_id"], placed["hold_id"]);
+    // Replayed later, or altered, the same delivery is refused.
+    assert!(matches!(
+        sealtrail_core::webhook::verify(secret.as_bytes(), &signature, &body, now + 3600, 300),
+        Err(sealtrail_core::webhook::WebhookError::OutsideWindow { .. })
+    ));
+    let mut altered = body.clone();
+    altered[10] ^= 1;
+    assert_eq!(
+        sealtrail_core::webhook::verify(secret.as_bytes(), &signature, &altered, now, 300),
+        Err(sealtrail_core::webhook::WebhookError::Mismatch)
+    );
+    // The failed first attempt and the retry are both logged.
+    let statuses: Vec<u16> = api
+        .settings
+        .client()
+        .query("SELECT status FROM webhook_deliveries WHERE tenant_id = {tenant:String} ORDER BY attempt")
+        .param("tenant", &api.alfa)
+        .fetch_all()
+        .await
+        .expect("deliveries");
+    assert_eq!(statuses, [500, 200]);
+}

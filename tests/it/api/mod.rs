@@ -13,6 +13,7 @@ use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_emit::AuditEmitter;
@@ -75,6 +76,12 @@ impl Api {
                     .expect("emitter"),
             ),
             rate_limit,
+            webhooks: WebhookSettings {
+                key: Some(TOKENIZATION_KEY.to_vec()),
+                attempts: 4,
+                first_backoff: std::time::Duration::from_millis(50),
+                allow_private_targets: true,
+            },
         })
         .await
         .expect("router");
