@@ -17,6 +17,7 @@ use crate::routes;
         routes::events::list,
         routes::events::one,
         routes::proof::inclusion,
+        routes::keys::list,
         routes::holds::apply,
         routes::holds::release,
         routes::holds::list,

@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use sealtrail_clickhouse::ClickHouseSettings;
+use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::policy::Label;
 use sealtrail_core::tokenize::Tokenizer;
 
@@ -53,6 +54,8 @@ pub struct ApiConfig {
     pub recorder: AccessRecorder,
     pub rate_limit: RateLimit,
     pub webhooks: WebhookSettings,
+    /// The public keys that sign checkpoints, served to verifiers.
+    pub trusted_keys: Vec<TrustedKey>,
 }
 
 #[derive(Debug)]
@@ -65,6 +68,7 @@ pub struct AppState {
     pub recorder: AccessRecorder,
     pub holds: HoldStore,
     pub webhooks: Webhooks,
+    pub trusted_keys: Vec<TrustedKey>,
     rate_limiter: RateLimiter,
 }
 
@@ -104,6 +108,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         keys: KeyStore::new(config.clickhouse.client()),
         holds: HoldStore::new(config.clickhouse.client()),
         webhooks: Webhooks::new(config.clickhouse.client(), config.webhooks),
+        trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,
         jwt: config.jwt,
         limits: config.limits,
@@ -116,6 +121,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/v1/events", get(routes::events::list))
         .route("/v1/events/{event_id}", get(routes::events::one))
         .route("/v1/integrity/proof", get(routes::proof::inclusion))
+        .route("/v1/integrity/keys", get(routes::keys::list))
         .route("/v1/legal-holds", post(routes::holds::apply).get(routes::holds::list))
         .route("/v1/legal-holds/{hold_id}/release", post(routes::holds::release))
         .route(

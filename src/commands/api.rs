@@ -86,6 +86,13 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let emitter = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
         .await
         .context("the API records every read in the audit trail, and cannot publish to it")?;
+    let trusted_keys = match sealtrail_runtime::keys::load_trusted(&args.keys.trusted_keys()) {
+        Ok(keys) => keys,
+        Err(error) => {
+            tracing::warn!(%error, "no trusted signing keys: /v1/integrity/keys answers an empty list");
+            Vec::new()
+        }
+    };
     let clickhouse = args.clickhouse.settings();
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;
@@ -98,6 +105,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             per_second: args.rate_limit_per_second,
             burst: args.rate_limit_burst,
         },
+        trusted_keys,
         webhooks: WebhookSettings {
             key: master_key,
             allow_private_targets: args.webhooks_allow_private,

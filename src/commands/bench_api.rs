@@ -184,6 +184,7 @@ async fn start_api(args: &BenchApiArgs, clickhouse: &ClickHouseSettings, run: u6
             burst: 1_000_000,
         },
         webhooks: WebhookSettings::default(),
+        trusted_keys: Vec::new(),
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -4,6 +4,7 @@ mod event_json;
 pub mod events;
 pub mod health;
 pub mod holds;
+pub mod keys;
 pub mod proof;
 pub mod query;
 pub mod webhooks;

@@ -253,6 +253,11 @@ async fn start_pipeline(
     api_port: u16,
 ) -> anyhow::Result<()> {
     let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
+    // Verifiers of exports and checkpoints take the active public key from here.
+    let public_key = keys.trusted.join(format!("{}.pub", keys.key_id));
+    let published = data_dir.root().join("signing-key.pub");
+    std::fs::copy(&public_key, &published)
+        .with_context(|| format!("cannot publish {} as {}", public_key.display(), published.display()))?;
     if keys.created {
         eprintln!(
             "created the checkpoint signing key (key id {}) and tokenization key in {}",

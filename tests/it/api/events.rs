@@ -19,7 +19,7 @@ use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_core::validate::Limits;
 use serde_json::Value;
 
-use super::{Api, BRAVO_MARKER, TOKENIZATION_KEY};
+use super::{Api, BRAVO_MARKER, SIGNER_SEED, TOKENIZATION_KEY};
 
 const EVENTS: usize = 30;
 const COVERED: usize = 20;
@@ -75,7 +75,7 @@ async fn seal_into_clickhouse(api: &Api) -> Sealed {
     let reader = EventReader::for_writer(audit_event_schema()).expect("reader");
     let policy = Policy::default_policy();
     let mut tokenizer = Tokenizer::new(&TOKENIZATION_KEY).expect("tokenizer");
-    let signer = CheckpointSigner::from_seed(&[9; 32]).expect("signer");
+    let signer = CheckpointSigner::from_seed(&SIGNER_SEED).expect("signer");
     let mut sealer = PartitionSealer::new(
         SealerSettings {
             source_topic: "raw".to_owned(),
@@ -309,6 +309,22 @@ async fn an_inclusion_proof_verifies_offline_against_the_signed_checkpoint() {
     let sealed = seal_into_clickhouse(&api).await;
     let alfa = api.key(&api.alfa, Role::Auditor).await;
     let trusted = [TrustedKey::new(sealed.signer_public_key.clone())];
+    // The signing keys are published, and the newest checkpoint's key is marked active.
+    let keys: Value = api
+        .http
+        .get(format!("{}/v1/integrity/keys", api.url))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(keys["keys"][0]["key_id"], trusted[0].key_id.as_str(), "{keys}");
+    assert_eq!(
+        keys["keys"][0]["public_key"],
+        sealtrail_core::digest::to_hex(&trusted[0].public_key)
+    );
+    assert_eq!(keys["keys"][0]["active"], true);
     let covered: Vec<&EventRow> = sealed
         .events
         .iter()

@@ -24,6 +24,8 @@ use crate::harness::{shared, unique};
 pub const BRAVO_MARKER: &str = "zz-bravo-only";
 /// The tokenization master key the test API shares with the test sealer.
 pub const TOKENIZATION_KEY: [u8; 32] = [5; 32];
+/// The seed of the checkpoint signing key the tests seal with, and the API trusts.
+pub const SIGNER_SEED: [u8; 32] = [9; 32];
 pub const HS256_SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
 pub const RS256_PRIVATE: &[u8] = include_bytes!("../fixtures/jwt-test-rs256.key");
 pub const RS256_PUBLIC: &[u8] = include_bytes!("../fixtures/jwt-test-rs256.pub");
@@ -76,6 +78,12 @@ impl Api {
                     .expect("emitter"),
             ),
             rate_limit,
+            trusted_keys: vec![sealtrail_core::checkpoint::TrustedKey::new(
+                sealtrail_core::checkpoint::CheckpointSigner::from_seed(&SIGNER_SEED)
+                    .expect("signer")
+                    .public_key()
+                    .to_vec(),
+            )],
             webhooks: WebhookSettings {
                 key: Some(TOKENIZATION_KEY.to_vec()),
                 attempts: 4,

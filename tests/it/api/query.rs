@@ -481,3 +481,15 @@ async fn every_endpoint_checks_credentials_and_roles() {
         }
     }
 }
+
+#[test]
+fn up_publishes_the_active_signing_key() {
+    let stack = shared();
+    let published = std::fs::read_to_string(stack.data_dir.join("signing-key.pub")).expect("signing-key.pub");
+    let trusted = stack.trusted_keys();
+    assert_eq!(
+        published.trim(),
+        sealtrail_core::digest::to_hex(&trusted[0].public_key),
+        "the published key is a trusted one"
+    );
+}
