@@ -18,6 +18,8 @@ use crate::routes;
         routes::events::one,
         routes::proof::inclusion,
         routes::keys::list,
+        routes::verifications::start,
+        routes::verifications::get,
         routes::holds::apply,
         routes::holds::release,
         routes::holds::list,
@@ -34,6 +36,7 @@ use crate::routes;
         routes::holds::ReleaseRequest,
         crate::holds::HoldScope,
         routes::webhooks::WebhookRequest,
+        routes::verifications::VerificationRequest,
         crate::error::ErrorBody
     )),
     modifiers(&BearerCredential),

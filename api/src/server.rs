@@ -122,6 +122,8 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/v1/events/{event_id}", get(routes::events::one))
         .route("/v1/integrity/proof", get(routes::proof::inclusion))
         .route("/v1/integrity/keys", get(routes::keys::list))
+        .route("/v1/integrity/verifications", post(routes::verifications::start))
+        .route("/v1/integrity/verifications/{job_id}", get(routes::verifications::get))
         .route("/v1/legal-holds", post(routes::holds::apply).get(routes::holds::list))
         .route("/v1/legal-holds/{hold_id}/release", post(routes::holds::release))
         .route(

@@ -7,6 +7,7 @@ pub mod holds;
 pub mod keys;
 pub mod proof;
 pub mod query;
+pub mod verifications;
 pub mod webhooks;
 
 use crate::audit::{Access, AccessKind};

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_create_api_keys"),
     migration!(5, "0005_create_legal_holds"),
     migration!(6, "0006_create_webhooks"),
+    migration!(7, "0007_create_verification_jobs"),
 ];
 
 /// What `apply_migrations` did with one migration.

@@ -408,3 +408,86 @@ async fn an_inclusion_proof_verifies_offline_against_the_signed_checkpoint() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "not_yet_covered");
 }
+
+impl Api {
+    /// Runs a verification job to its end (it runs in the background; the deadline only bounds
+    /// a broken run).
+    async fn verification(&self, credential: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/v1/integrity/verifications", self.url))
+            .bearer_auth(credential)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 202);
+        let started: Value = response.json().await.expect("JSON");
+        let job_id = started["job_id"].as_str().expect("job id").to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let (status, job) = self
+                .get(credential, &format!("/v1/integrity/verifications/{job_id}"))
+                .await;
+            assert_eq!(status, 200, "{job}");
+            if job["state"] != "running" {
+                return job;
+            }
+            assert!(std::time::Instant::now() < deadline, "the job never finished: {job}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_verification_job_passes_then_a_tampered_row_raises_a_signed_incident() {
+    let api = Api::empty().await;
+    let sealed = seal_into_clickhouse(&api).await;
+    let compliance = api.key(&api.alfa, Role::Compliance).await;
+    let alfa_events = sealed.events.iter().filter(|e| e.tenant_id == api.alfa).count() as u64;
+
+    let job = api.verification(&compliance).await;
+    assert_eq!(job["state"], "passed", "{job}");
+    assert_eq!(job["report"]["events"], alfa_events);
+    assert!(job["report"]["checkpoints_verified"].as_u64() >= Some(1), "{job}");
+
+    let receiver = super::holds::Receiver::start().await;
+    let admin = api.key(&api.alfa, Role::TenantAdmin).await;
+    let (status, registered) = api
+        .hold_request(
+            &admin,
+            "/v1/webhooks",
+            None,
+            &serde_json::json!({"url": receiver.url, "events": ["integrity.incident"]}),
+            &crate::harness::unique("r"),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    api.settings
+        .client()
+        .query("ALTER TABLE events UPDATE reason_text = 'nothing to see here' WHERE tenant_id = {tenant:String} AND seq = 3")
+        .param("tenant", &api.alfa)
+        .with_setting("mutations_sync", "2")
+        .execute()
+        .await
+        .expect("tamper");
+
+    let job = api.verification(&compliance).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let first_break = job["report"]["first_break"].as_str().expect("first break");
+    assert!(
+        first_break.contains("seq 3") || first_break.contains("sequence 3"),
+        "{first_break}"
+    );
+
+    let (signature, body) = receiver.first().await;
+    let secret = registered["secret"].as_str().expect("secret");
+    let now = i64::try_from(super::now()).expect("time");
+    sealtrail_core::webhook::verify(secret.as_bytes(), &signature, &body, now, 300).expect("signed");
+    let incident: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(incident["type"], "integrity.incident");
+    assert_eq!(incident["data"]["job_id"], job["job_id"]);
+    let records = super::sealed_records(&api.alfa, job["job_id"].as_str().expect("id")).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].action, "integrity.incident");
+}

@@ -8,7 +8,7 @@ use super::{Api, sealed_records};
 use crate::harness::unique;
 
 impl Api {
-    async fn hold_request(
+    pub(super) async fn hold_request(
         &self,
         credential: &str,
         path: &str,
@@ -155,13 +155,13 @@ async fn holds_are_placed_and_released_by_compliance_with_a_purpose_and_never_ed
 type Kept = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A webhook receiver that fails its first delivery, then keeps what it is sent.
-struct Receiver {
-    url: String,
+pub(super) struct Receiver {
+    pub(super) url: String,
     received: Kept,
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub(super) async fn start() -> Self {
         use axum::http::{HeaderMap, StatusCode};
         let received: Kept = std::sync::Arc::default();
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -191,7 +191,7 @@ impl Receiver {
     }
 
     /// The first delivery kept (the sender retries; the deadline only bounds a broken run).
-    async fn first(&self) -> (String, Vec<u8>) {
+    pub(super) async fn first(&self) -> (String, Vec<u8>) {
         let started = std::time::Instant::now();
         loop {
             if let Some(first) = self.received.lock().expect("lock").first().cloned() {
