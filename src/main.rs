@@ -50,6 +50,10 @@ enum Command {
     Api(commands::api::ApiArgs),
     /// Verify a tenant's trail from ClickHouse: chain, checkpoint signatures and links.
     Verify(commands::verify::VerifyArgs),
+    /// Write a signed export of a tenant's sealed events (NDJSON.gz files, manifest, signature).
+    Export(commands::export::ExportArgs),
+    /// Verify an export offline with the signing public key; exit code 0 only if it all holds.
+    VerifyExport(commands::verify_export::VerifyExportArgs),
     /// Measure seal throughput: the core in process, and end to end next to a plain copy.
     Bench(commands::bench::BenchArgs),
     /// Measure query API latency (p50, p99) on a large generated table.
@@ -92,6 +96,8 @@ fn main() -> std::process::ExitCode {
             Command::Sink(args) => commands::sink::run(args).await,
             Command::Verify(args) => commands::verify::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
+            Command::Export(args) => commands::export::run(args).await,
+            Command::VerifyExport(args) => commands::verify_export::run(&args),
             Command::BenchApi(args) => commands::bench_api::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod exporter;
 pub mod extract;
 pub mod holds;
 pub mod openapi;

@@ -110,6 +110,11 @@ impl CheckpointSigner {
     }
 
     /// Fills `checkpoint_hash`, `key_id` and `signature` of a checkpoint whose other fields are set.
+    /// An Ed25519 signature of `message` (export manifests are signed with the checkpoint key).
+    pub fn sign_message(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+
     pub fn sign(&self, checkpoint: &mut Checkpoint) {
         checkpoint.scheme = SCHEME;
         checkpoint.key_id.clone_from(&self.key_id);
@@ -127,6 +132,13 @@ pub struct TrustedKey {
 }
 
 impl TrustedKey {
+    /// Whether `signature` is this key's Ed25519 signature of `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &self.public_key)
+            .verify(message, signature)
+            .is_ok()
+    }
+
     pub fn new(public_key: Vec<u8>) -> Self {
         Self {
             key_id: key_id(&public_key),

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod digest;
 pub mod event;
+pub mod export;
 pub mod merkle;
 pub mod policy;
 pub mod sealed;

@@ -25,9 +25,9 @@ const EVENTS: usize = 30;
 const COVERED: usize = 20;
 
 /// What was sealed: the events in sealing order, and the key that signed the checkpoint.
-struct Sealed {
-    events: Vec<EventRow>,
-    signer_public_key: Vec<u8>,
+pub(super) struct Sealed {
+    pub(super) events: Vec<EventRow>,
+    pub(super) signer_public_key: Vec<u8>,
 }
 
 fn event(i: usize, tenant: &str, is_bravo: bool, now_ms: i64) -> AuditEvent {
@@ -64,7 +64,7 @@ fn event(i: usize, tenant: &str, is_bravo: bool, now_ms: i64) -> AuditEvent {
 }
 
 /// Seals the events as the seal processor does and inserts them as the sink does.
-async fn seal_into_clickhouse(api: &Api) -> Sealed {
+pub(super) async fn seal_into_clickhouse(api: &Api) -> Sealed {
     let now_ms = i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

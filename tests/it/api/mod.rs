@@ -1,6 +1,7 @@
 //! The query API against the real ClickHouse, served in process on a free port.
 
 mod events;
+mod export;
 mod holds;
 mod query;
 

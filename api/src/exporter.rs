@@ -1,0 +1,420 @@
+//! Writes a signed export of one tenant's sealed events from ClickHouse (format:
+//! `sealtrail_core::export`), with memory bounded by one checkpoint's entries, not by the export.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
+use sealtrail_core::canonical;
+use sealtrail_core::checkpoint::{CheckpointSigner, tenant_head_leaf};
+use sealtrail_core::digest::{Digest, to_hex};
+use sealtrail_core::export::{
+    ChainRange, EntryProof, ExportLine, FORMAT, HeadProof, MANIFEST_FILE, Manifest, ManifestCheckpoint, ManifestFile,
+    SIGNATURE_FILE, signed_manifest_bytes,
+};
+use sealtrail_core::merkle;
+use sealtrail_core::sealed::TenantHead;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub export_id: String,
+    pub tenant: String,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub out_dir: PathBuf,
+    /// A new events file starts once this many uncompressed bytes are written.
+    pub max_file_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("tenant {tenant} has events in several sealed partitions ({partitions:?}); its chain must live in one")]
+    SplitTenant { tenant: String, partitions: Vec<u32> },
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct Leaf {
+    hash: String,
+    sealed_offset: u64,
+}
+
+/// The entries of the checkpoint currently being exported, with every audit path.
+struct Window {
+    number: u64,
+    offsets: Vec<u64>,
+    proofs: Vec<Vec<Digest>>,
+}
+
+/// Writes the export and returns its manifest; `progress` is told the events written so far.
+pub async fn write_export(
+    clickhouse: &ClickHouseSettings,
+    signer: &CheckpointSigner,
+    request: &ExportRequest,
+    mut progress: impl FnMut(u64),
+) -> Result<Manifest, ExportError> {
+    std::fs::create_dir_all(&request.out_dir).map_err(write_error(&request.out_dir))?;
+    let client = clickhouse.client();
+    let window_filter = " AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') \
+                         AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')";
+    let ms = |at: Option<OffsetDateTime>, default: i64| {
+        at.map_or(default, |at| {
+            i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(default)
+        })
+    };
+    let (from_ms, to_ms) = (ms(request.from, 0), ms(request.to, i64::MAX / 4));
+    let checkpoints = partition_checkpoints(&client, &request.tenant, window_filter, (from_ms, to_ms)).await?;
+    let mut cursor = client
+        .query(&format!(
+            "SELECT ?fields FROM events WHERE tenant_id = {{tenant:String}}{window_filter} ORDER BY seq"
+        ))
+        .param("tenant", &request.tenant)
+        .param("from", from_ms)
+        .param("to", to_ms)
+        .fetch::<EventRow>()?;
+    let mut files = FileSplitter::new(&request.out_dir, request.max_file_bytes);
+    let mut prover = Prover {
+        clickhouse,
+        checkpoints: &checkpoints,
+        window: None,
+        used: Vec::new(),
+    };
+    let mut chain: Option<ChainRange> = None;
+    let (mut count, mut unsigned_tail) = (0_u64, 0_u64);
+    while let Some(row) = cursor.next().await? {
+        let proof = prover.proof_for(&row).await?;
+        unsigned_tail += u64::from(proof.is_none());
+        let sealed = row.to_sealed().map_err(|e| ExportError::Inconsistent(e.to_string()))?;
+        let entry = canonical::entry(
+            &row.tenant_id,
+            row.seq,
+            &sealed.event,
+            &sealed.classification,
+            &sealed.redactions,
+        );
+        let line = ExportLine {
+            seq: row.seq,
+            prev_hash: row.prev_hash.clone(),
+            hash: row.hash.clone(),
+            sealed_partition: row.sealed_partition,
+            sealed_offset: row.sealed_offset,
+            entry: String::from_utf8(entry).map_err(|e| ExportError::Inconsistent(e.to_string()))?,
+            proof,
+        };
+        files.write_line(&serde_json::to_vec(&line).unwrap_or_default())?;
+        let range = chain.get_or_insert_with(|| ChainRange {
+            first_seq: row.seq,
+            first_prev_hash: row.prev_hash.clone(),
+            last_seq: row.seq,
+            last_hash: row.hash.clone(),
+        });
+        range.last_seq = row.seq;
+        range.last_hash.clone_from(&row.hash);
+        count += 1;
+        if count.is_multiple_of(1000) {
+            progress(count);
+        }
+    }
+    progress(count);
+    let used = prover.used;
+    let manifest = Manifest {
+        format: FORMAT.to_owned(),
+        export_id: request.export_id.clone(),
+        tenant_id: request.tenant.clone(),
+        scope: serde_json::json!({
+            "from": request.from.map(|t| t.unix_timestamp_nanos() / 1_000_000),
+            "to": request.to.map(|t| t.unix_timestamp_nanos() / 1_000_000),
+        }),
+        created_at: i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
+        key_id: signer.key_id().to_owned(),
+        event_count: count,
+        unsigned_tail,
+        files: files.finish()?,
+        chain,
+        checkpoints: checkpoints
+            .iter()
+            .filter(|c| used.contains(&c.number))
+            .map(|c| manifest_checkpoint(c, &request.tenant))
+            .collect::<Result<_, _>>()?,
+    };
+    let manifest_json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    let signature = signer.sign_message(&signed_manifest_bytes(&manifest_json));
+    write_file(&request.out_dir.join(MANIFEST_FILE), &manifest_json)?;
+    write_file(&request.out_dir.join(SIGNATURE_FILE), to_hex(&signature).as_bytes())?;
+    Ok(manifest)
+}
+
+/// The checkpoints of the one sealed partition holding the tenant's chain, in order.
+async fn partition_checkpoints(
+    client: &clickhouse::Client,
+    tenant: &str,
+    window_filter: &str,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Vec<CheckpointRow>, ExportError> {
+    let partitions: Vec<u32> = client
+        .query(&format!(
+            "SELECT DISTINCT sealed_partition FROM events WHERE tenant_id = {{tenant:String}}{window_filter}"
+        ))
+        .param("tenant", tenant)
+        .param("from", from_ms)
+        .param("to", to_ms)
+        .fetch_all()
+        .await?;
+    if partitions.len() > 1 {
+        return Err(ExportError::SplitTenant {
+            tenant: tenant.to_owned(),
+            partitions,
+        });
+    }
+    Ok(match partitions.first() {
+        Some(partition) => client
+            .query("SELECT ?fields FROM checkpoints WHERE sealed_partition = {partition:UInt32} ORDER BY sealed_offset")
+            .param("partition", partition)
+            .fetch_all()
+            .await?,
+        None => Vec::new(),
+    })
+}
+
+/// Audit paths of exported events to the checkpoints that cover them, one checkpoint's entries in
+/// memory at a time.
+struct Prover<'a> {
+    clickhouse: &'a ClickHouseSettings,
+    checkpoints: &'a [CheckpointRow],
+    window: Option<Window>,
+    /// The checkpoints used, in order.
+    used: Vec<u64>,
+}
+
+impl Prover<'_> {
+    /// `None` when no checkpoint covers the event yet.
+    async fn proof_for(&mut self, row: &EventRow) -> Result<Option<EntryProof>, ExportError> {
+        let covering = self
+            .checkpoints
+            .partition_point(|c| c.sealed_offset <= row.sealed_offset);
+        let Some(checkpoint) = self.checkpoints.get(covering) else {
+            return Ok(None);
+        };
+        if self.window.as_ref().is_none_or(|w| w.number != checkpoint.number) {
+            let after = covering.checked_sub(1).map(|i| self.checkpoints[i].sealed_offset);
+            self.window = Some(load_window(self.clickhouse, checkpoint, after).await?);
+        }
+        let window = self.window.as_ref().expect("loaded above");
+        let index = window.offsets.binary_search(&row.sealed_offset).map_err(|_| {
+            ExportError::Inconsistent(format!(
+                "event seq {} is missing from its checkpoint's entries",
+                row.seq
+            ))
+        })?;
+        if self.used.last() != Some(&checkpoint.number) {
+            self.used.push(checkpoint.number);
+        }
+        Ok(Some(EntryProof {
+            checkpoint: checkpoint.number,
+            leaf_index: index as u64,
+            tree_size: window.offsets.len() as u64,
+            audit_path: window.proofs[index].iter().map(Digest::to_hex).collect(),
+        }))
+    }
+}
+
+async fn load_window(
+    clickhouse: &ClickHouseSettings,
+    checkpoint: &CheckpointRow,
+    after: Option<u64>,
+) -> Result<Window, ExportError> {
+    let leaves: Vec<Leaf> = clickhouse
+        .client()
+        .query(
+            "SELECT ?fields FROM events WHERE sealed_partition = {partition:UInt32} \
+             AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} ORDER BY sealed_offset",
+        )
+        .param("partition", checkpoint.sealed_partition)
+        .param(
+            "after",
+            after.map_or(-1, |offset| i64::try_from(offset).unwrap_or(i64::MAX)),
+        )
+        .param("before", checkpoint.sealed_offset)
+        .fetch_all()
+        .await?;
+    if leaves.len() as u64 != checkpoint.entry_count {
+        return Err(ExportError::Inconsistent(format!(
+            "ClickHouse holds {} of the {} entries of checkpoint {}: the sink is behind or rows are missing",
+            leaves.len(),
+            checkpoint.entry_count,
+            checkpoint.number
+        )));
+    }
+    let hashes: Vec<Digest> = leaves
+        .iter()
+        .map(|leaf| Digest::from_hex(&leaf.hash).map(|hash| merkle::leaf_hash(&hash.0)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ExportError::Inconsistent("an entry hash is not hex".to_owned()))?;
+    let (root, proofs) = merkle::all_inclusion_proofs(&hashes);
+    if root.to_hex() != checkpoint.entries_root {
+        return Err(ExportError::Inconsistent(format!(
+            "the entries in ClickHouse do not match the signed root of checkpoint {}; run `sealtrail verify`",
+            checkpoint.number
+        )));
+    }
+    Ok(Window {
+        number: checkpoint.number,
+        offsets: leaves.iter().map(|leaf| leaf.sealed_offset).collect(),
+        proofs,
+    })
+}
+
+fn manifest_checkpoint(checkpoint: &CheckpointRow, tenant: &str) -> Result<ManifestCheckpoint, ExportError> {
+    let mut heads: Vec<TenantHead> = checkpoint
+        .tenant_heads
+        .iter()
+        .filter_map(|(tenant_id, seq, hash)| {
+            Some(TenantHead {
+                tenant_id: tenant_id.clone(),
+                seq: *seq,
+                hash: Digest::from_hex(hash)?,
+            })
+        })
+        .collect();
+    heads.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    let index = heads.iter().position(|head| head.tenant_id == tenant).ok_or_else(|| {
+        ExportError::Inconsistent(format!("checkpoint {} has no head for {tenant}", checkpoint.number))
+    })?;
+    let leaves: Vec<Digest> = heads.iter().map(tenant_head_leaf).collect();
+    Ok(ManifestCheckpoint {
+        partition: i32::try_from(checkpoint.sealed_partition).unwrap_or_default(),
+        number: checkpoint.number,
+        scheme: u32::from(checkpoint.scheme),
+        prev_checkpoint_hash: checkpoint.prev_checkpoint_hash.clone(),
+        entries_root: checkpoint.entries_root.clone(),
+        entry_count: checkpoint.entry_count,
+        tenant_heads_root: checkpoint.tenant_heads_root.clone(),
+        tenant_count: checkpoint.tenant_count,
+        source_offset: checkpoint.source_offset,
+        dlq_next_offset: checkpoint.dlq_next_offset,
+        created_at: i64::try_from(checkpoint.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
+        key_id: checkpoint.key_id.clone(),
+        checkpoint_hash: checkpoint.checkpoint_hash.clone(),
+        signature: checkpoint.signature.clone(),
+        tenant_head: HeadProof {
+            seq: heads[index].seq,
+            hash: heads[index].hash.to_hex(),
+            leaf_index: index as u64,
+            tree_size: heads.len() as u64,
+            audit_path: merkle::inclusion_proof(&leaves, index)
+                .iter()
+                .map(Digest::to_hex)
+                .collect(),
+        },
+    })
+}
+
+fn write_error(path: &Path) -> impl Fn(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Write {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    std::fs::write(path, bytes).map_err(write_error(path))
+}
+
+/// Counts and hashes what reaches the disk.
+struct Hashing {
+    file: BufWriter<File>,
+    sha256: Sha256,
+    bytes: u64,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buffer)?;
+        self.sha256.update(&buffer[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// `events-00001.ndjson.gz`, `events-00002.ndjson.gz`, ...: a new file past the size bound.
+struct FileSplitter {
+    dir: PathBuf,
+    max_bytes: u64,
+    current: Option<(String, GzEncoder<Hashing>, u64, u64)>,
+    done: Vec<ManifestFile>,
+}
+
+impl FileSplitter {
+    fn new(dir: &Path, max_bytes: u64) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            max_bytes: max_bytes.max(1),
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> Result<(), ExportError> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(_, _, written, _)| *written >= self.max_bytes)
+        {
+            self.close()?;
+        }
+        if self.current.is_none() {
+            let name = format!("events-{:05}.ndjson.gz", self.done.len() + 1);
+            let path = self.dir.join(&name);
+            let file = File::create(&path).map_err(write_error(&path))?;
+            let hashing = Hashing {
+                file: BufWriter::new(file),
+                sha256: Sha256::new(),
+                bytes: 0,
+            };
+            self.current = Some((name, GzEncoder::new(hashing, Compression::default()), 0, 0));
+        }
+        let dir = self.dir.clone();
+        let (name, encoder, written, events) = self.current.as_mut().expect("opened above");
+        let path = dir.join(name.as_str());
+        encoder.write_all(line).map_err(write_error(&path))?;
+        encoder.write_all(b"\n").map_err(write_error(&path))?;
+        *written += line.len() as u64 + 1;
+        *events += 1;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), ExportError> {
+        if let Some((name, encoder, _, events)) = self.current.take() {
+            let path = self.dir.join(&name);
+            let mut hashing = encoder.finish().map_err(write_error(&path))?;
+            hashing.flush().map_err(write_error(&path))?;
+            self.done.push(ManifestFile {
+                name,
+                sha256: to_hex(&hashing.sha256.finalize()),
+                bytes: hashing.bytes,
+                events,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<ManifestFile>, ExportError> {
+        self.close()?;
+        Ok(self.done)
+    }
+}
