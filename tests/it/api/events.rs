@@ -34,7 +34,7 @@ fn event(i: usize, tenant: &str, is_bravo: bool, now_ms: i64) -> AuditEvent {
     let mut event = AuditEvent {
         event_id: ulid::Ulid::new().to_string(),
         tenant_id: tenant.to_owned(),
-        occurred_at: now_ms - 60_000 + i64::try_from(i).expect("small") * 1000,
+        occurred_at: now_ms - 10_000_000 + i64::try_from(i).expect("small") * 10,
         action: if i.is_multiple_of(2) {
             "user.login"
         } else {
@@ -65,6 +65,12 @@ fn event(i: usize, tenant: &str, is_bravo: bool, now_ms: i64) -> AuditEvent {
 
 /// Seals the events as the seal processor does and inserts them as the sink does.
 pub(super) async fn seal_into_clickhouse(api: &Api) -> Sealed {
+    seal_events(api, EVENTS, |i| i + 1 == COVERED).await
+}
+
+/// Seals `count` events (every third one bravo's), with a checkpoint after each event `i` for
+/// which `checkpoint_after(i)` holds.
+pub(super) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl Fn(usize) -> bool) -> Sealed {
     let now_ms = i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -88,7 +94,7 @@ pub(super) async fn seal_into_clickhouse(api: &Api) -> Sealed {
     );
     let (mut events, mut checkpoints) = (Vec::new(), Vec::new());
     let mut sealed_offset = 0_i64;
-    for i in 0..EVENTS {
+    for i in 0..count {
         let is_bravo = i % 3 == 0;
         let tenant = if is_bravo { &api.bravo } else { &api.alfa };
         let mut writer = Writer::with_capacity(512);
@@ -110,7 +116,7 @@ pub(super) async fn seal_into_clickhouse(api: &Api) -> Sealed {
             other => panic!("event {i} not sealed: {other:?}"),
         }
         sealed_offset += 1;
-        if i + 1 == COVERED {
+        if checkpoint_after(i) {
             let checkpoint = sealer.checkpoint(&signer, 0, now_ms);
             checkpoints.push(CheckpointRow::from_checkpoint(&checkpoint, sealed_offset));
             sealed_offset += 1;

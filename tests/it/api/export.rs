@@ -9,7 +9,7 @@ use sealtrail_core::checkpoint::CheckpointSigner;
 use sealtrail_core::digest::to_hex;
 use sealtrail_core::export::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, signed_manifest_bytes};
 
-use super::events::seal_into_clickhouse;
+use super::events::{seal_events, seal_into_clickhouse};
 use super::{Api, SIGNER_SEED};
 use crate::harness::run_sealtrail;
 
@@ -116,4 +116,33 @@ async fn an_export_verifies_offline_and_any_change_is_caught_and_named() {
         !ok && printed.contains("line") && printed.contains("hashes to"),
         "{printed}"
     );
+}
+
+#[tokio::test]
+async fn an_export_of_100_000_events_verifies_offline() {
+    let api = Api::empty().await;
+    // 150,000 events of two tenants, a checkpoint every 1,000: alfa has 100,000 of them.
+    let sealed = seal_events(&api, 150_000, |i| (i + 1) % 1000 == 0).await;
+    let alfa_events = sealed.events.iter().filter(|e| e.tenant_id == api.alfa).count() as u64;
+    assert_eq!(alfa_events, 100_000);
+    let signer = CheckpointSigner::from_seed(&SIGNER_SEED).expect("signer");
+    let work = tempfile::tempdir().expect("temp dir");
+    let key = work.path().join("signing-key.pub");
+    std::fs::write(&key, to_hex(signer.public_key())).expect("key");
+    let request = ExportRequest {
+        export_id: "exp_large".to_owned(),
+        tenant: api.alfa.clone(),
+        from: None,
+        to: None,
+        out_dir: work.path().join("export"),
+        max_file_bytes: 16 * 1024 * 1024,
+    };
+    let manifest = write_export(&api.settings, &signer, &request, |_| {})
+        .await
+        .expect("export");
+    assert_eq!(manifest.event_count, 100_000);
+    assert_eq!(manifest.checkpoints.len(), 150);
+    assert_eq!(manifest.unsigned_tail, 0);
+    let (ok, printed) = verify_export(&request.out_dir, &key);
+    assert!(ok && printed.contains("100000 events"), "{printed}");
 }
