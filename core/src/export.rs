@@ -210,6 +210,13 @@ fn check_checkpoint(tenant_id: &str, entry: &ManifestCheckpoint, trusted: &[Trus
     Ok(())
 }
 
+/// The fields of an entry that say whose and which it is.
+#[derive(Deserialize)]
+struct EntryNames {
+    seq: u64,
+    tenant_id: String,
+}
+
 /// Checks the lines of the events files in order: each hash, each link, each proof, and that
 /// every signed head of the tenant inside the range is the chain's hash at that sequence.
 #[derive(Debug)]
@@ -270,6 +277,15 @@ impl<'m> LineChecker<'m> {
                     )));
                 }
             }
+        }
+        // The entry names its tenant and sequence: they must be the export's and the line's.
+        let names: EntryNames =
+            serde_json::from_str(&parsed.entry).map_err(|e| fail(format!("the entry is not an entry: {e}")))?;
+        if names.seq != parsed.seq || names.tenant_id != self.manifest.tenant_id {
+            return Err(fail(format!(
+                "the entry is seq {} of tenant {}, not seq {} of {}",
+                names.seq, names.tenant_id, parsed.seq, self.manifest.tenant_id
+            )));
         }
         let recomputed = chain::entry_hash(&prev_hash, parsed.entry.as_bytes());
         if recomputed != hash {
