@@ -56,6 +56,8 @@ enum Command {
     VerifyExport(commands::verify_export::VerifyExportArgs),
     /// Measure seal throughput: the core in process, and end to end next to a plain copy.
     Bench(commands::bench::BenchArgs),
+    /// Measure export throughput and memory next to the raw ClickHouse read rate.
+    BenchExport(commands::bench_export::BenchExportArgs),
     /// Measure query API latency (p50, p99) on a large generated table.
     BenchApi(commands::bench_api::BenchApiArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
@@ -99,6 +101,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => commands::export::run(args).await,
             Command::VerifyExport(args) => commands::verify_export::run(&args),
             Command::BenchApi(args) => commands::bench_api::run(args).await,
+            Command::BenchExport(args) => commands::bench_export::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }
     });

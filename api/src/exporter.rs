@@ -386,7 +386,7 @@ impl FileSplitter {
                 sha256: Sha256::new(),
                 bytes: 0,
             };
-            self.current = Some((name, GzEncoder::new(hashing, Compression::default()), 0, 0));
+            self.current = Some((name, GzEncoder::new(hashing, Compression::fast()), 0, 0));
         }
         let dir = self.dir.clone();
         let (name, encoder, written, events) = self.current.as_mut().expect("opened above");

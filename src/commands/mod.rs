@@ -1,6 +1,7 @@
 pub mod api;
 pub mod bench;
 pub mod bench_api;
+pub mod bench_export;
 pub mod clickhouse_server;
 pub mod down;
 pub mod export;
