@@ -61,9 +61,12 @@ pub struct ApiConfig {
 #[derive(Debug)]
 pub struct AppState {
     pub clickhouse: ClickHouseSettings,
+    /// One client (one connection pool) for every request, bound to sealtrail's database.
+    pub client: clickhouse::Client,
+    /// The client analyst SQL runs on: the empty scope database, read-only, with the limits.
+    pub analyst: clickhouse::Client,
     pub keys: KeyStore,
     pub jwt: JwtVerifier,
-    pub limits: QueryLimits,
     tokenizer: Option<Mutex<Tokenizer>>,
     pub recorder: AccessRecorder,
     pub holds: HoldStore,
@@ -104,14 +107,16 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         )))
         .execute()
         .await?;
+    let client = config.clickhouse.client();
     let state = Arc::new(AppState {
-        keys: KeyStore::new(config.clickhouse.client()),
-        holds: HoldStore::new(config.clickhouse.client()),
-        webhooks: Webhooks::new(config.clickhouse.client(), config.webhooks),
+        keys: KeyStore::new(client.clone()),
+        holds: HoldStore::new(client.clone()),
+        webhooks: Webhooks::new(client.clone(), config.webhooks),
+        analyst: analyst_client(&client, &config.clickhouse.database, config.limits),
+        client,
         trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,
         jwt: config.jwt,
-        limits: config.limits,
         tokenizer: config.tokenizer.map(Mutex::new),
         recorder: config.recorder,
         rate_limiter: RateLimiter::new(config.rate_limit),
@@ -136,6 +141,21 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/readyz", get(routes::health::ready))
         .layer(middleware::from_fn(request_id))
         .with_state(state))
+}
+
+fn analyst_client(client: &clickhouse::Client, database: &str, limits: QueryLimits) -> clickhouse::Client {
+    client
+        .clone()
+        .with_database(scope_database(database))
+        // readonly=1: besides refusing writes, ClickHouse itself refuses any change of settings and
+        // every table function, whatever text reaches it.
+        .with_setting("readonly", "1")
+        .with_setting(
+            "max_execution_time",
+            limits.max_execution_time.as_secs().max(1).to_string(),
+        )
+        .with_setting("max_result_rows", limits.max_result_rows.to_string())
+        .with_setting("result_overflow_mode", "throw")
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -152,7 +152,7 @@ async fn list_page(
     }
     sql.push_str(" ORDER BY occurred_at, seq LIMIT {limit:UInt32}");
     params.push(("limit", json!(limit)));
-    let client = state.clickhouse.client();
+    let client = &state.client;
     let mut rows_query = client.query(&format!("SELECT ?fields {sql}"));
     let mut coverage_query = client.query(&covering_checkpoints_sql(&format!(
         "SELECT sealed_partition, sealed_offset {sql}"
@@ -223,8 +223,7 @@ pub async fn one(
         let tenant = caller.tenant_for(scope.tenant.as_deref())?;
         let row = find_event(&state, &tenant, &event_id).await?;
         let coverage = state
-            .clickhouse
-            .client()
+            .client
             .query(&covering_checkpoints_sql(
                 "SELECT sealed_partition, sealed_offset FROM events \
                  WHERE tenant_id = {tenant:String} AND event_id = {event_id:String} LIMIT 1",
@@ -265,8 +264,7 @@ pub struct TenantScope {
 /// The tenant's event with this id, or 404.
 pub async fn find_event(state: &SharedState, tenant: &str, event_id: &str) -> Result<EventRow, ApiError> {
     state
-        .clickhouse
-        .client()
+        .client
         .query("SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND event_id = {event_id:String} LIMIT 1")
         .param("tenant", tenant)
         .param("event_id", event_id)

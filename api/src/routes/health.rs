@@ -22,8 +22,7 @@ pub async fn live() -> Json<Value> {
 /// ClickHouse answers too: queries can be served.
 pub async fn ready(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     state
-        .clickhouse
-        .server_client()
+        .client
         .query("SELECT 1")
         .fetch_one::<u8>()
         .await

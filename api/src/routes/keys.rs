@@ -19,8 +19,7 @@ use crate::server::SharedState;
 /// The trusted signing keys.
 pub async fn list(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     let newest: Option<String> = state
-        .clickhouse
-        .client()
+        .client
         .query("SELECT key_id FROM checkpoints ORDER BY created_at DESC LIMIT 1")
         .fetch_optional()
         .await?;

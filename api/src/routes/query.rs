@@ -12,7 +12,7 @@ use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, RequestId};
-use crate::server::{SharedState, scope_database};
+use crate::server::SharedState;
 use crate::sql::{self, TENANT_PARAMETER};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -84,22 +84,9 @@ async fn execute(
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains(NDJSON));
-    let limits = state.limits;
-    let client = state
-        .clickhouse
-        .client()
-        .with_database(scope_database(&state.clickhouse.database))
-        // readonly=1: besides refusing writes, ClickHouse itself refuses any change of settings and
-        // every table function, whatever text reaches it.
-        .with_setting("readonly", "1")
-        .with_setting(
-            "max_execution_time",
-            limits.max_execution_time.as_secs().max(1).to_string(),
-        )
-        .with_setting("max_result_rows", limits.max_result_rows.to_string())
-        .with_setting("result_overflow_mode", "throw");
     // The client reads `?` as a bind marker; `??` is a literal question mark.
-    let query = client
+    let query = state
+        .analyst
         .query(&rewritten.sql.replace('?', "??"))
         .param(TENANT_PARAMETER, &tenant);
     tracing::info!(caller = %caller.subject, tenant = %tenant, "analyst query");

@@ -116,8 +116,7 @@ pub async fn get(
     caller.require(REQUESTERS)?;
     let tenant = caller.tenant_for(scope.tenant.as_deref())?;
     let newest = state
-        .clickhouse
-        .client()
+        .client
         .query(
             "SELECT ?fields FROM verification_jobs WHERE tenant_id = {tenant:String} AND job_id = {job:String} \
              ORDER BY changed_at DESC LIMIT 1",
@@ -131,11 +130,7 @@ pub async fn get(
 }
 
 async fn append(state: &SharedState, job: &JobState) -> Result<(), ApiError> {
-    let mut insert = state
-        .clickhouse
-        .client()
-        .insert::<JobState>("verification_jobs")
-        .await?;
+    let mut insert = state.client.insert::<JobState>("verification_jobs").await?;
     insert.write(job).await?;
     insert.end().await?;
     Ok(())
