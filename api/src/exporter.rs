@@ -16,7 +16,6 @@ use sealtrail_core::export::{
     SIGNATURE_FILE, signed_manifest_bytes,
 };
 use sealtrail_core::merkle;
-use sealtrail_core::sealed::TenantHead;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
@@ -42,6 +41,12 @@ pub enum ExportError {
     SplitTenant { tenant: String, partitions: Vec<u32> },
     #[error("{0}")]
     Inconsistent(String),
+    /// ClickHouse does not hold every entry of a checkpoint (yet).
+    #[error("{0}")]
+    IncompleteProjection(String),
+    /// What ClickHouse holds does not match a signed root: an integrity incident.
+    #[error("{0}")]
+    RootMismatch(String),
 }
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
@@ -50,11 +55,11 @@ struct Leaf {
     sealed_offset: u64,
 }
 
-/// The entries of the checkpoint currently being exported, with every audit path.
-struct Window {
-    number: u64,
-    offsets: Vec<u64>,
-    proofs: Vec<Vec<Digest>>,
+/// A checkpoint's entries (their sealed offsets, in order) with every entry's audit path.
+pub(crate) struct Window {
+    pub number: u64,
+    pub offsets: Vec<u64>,
+    pub proofs: Vec<Vec<Digest>>,
 }
 
 /// Writes the export and returns its manifest; `progress` is told the events written so far.
@@ -85,7 +90,7 @@ pub async fn write_export(
         .fetch::<EventRow>()?;
     let mut files = FileSplitter::new(&request.out_dir, request.max_file_bytes);
     let mut prover = Prover {
-        clickhouse,
+        client: &client,
         checkpoints: &checkpoints,
         window: None,
         used: Vec::new(),
@@ -190,7 +195,7 @@ async fn partition_checkpoints(
 /// Audit paths of exported events to the checkpoints that cover them, one checkpoint's entries in
 /// memory at a time.
 struct Prover<'a> {
-    clickhouse: &'a ClickHouseSettings,
+    client: &'a clickhouse::Client,
     checkpoints: &'a [CheckpointRow],
     window: Option<Window>,
     /// The checkpoints used, in order.
@@ -208,7 +213,7 @@ impl Prover<'_> {
         };
         if self.window.as_ref().is_none_or(|w| w.number != checkpoint.number) {
             let after = covering.checked_sub(1).map(|i| self.checkpoints[i].sealed_offset);
-            self.window = Some(load_window(self.clickhouse, checkpoint, after).await?);
+            self.window = Some(load_window(self.client, checkpoint, after).await?);
         }
         let window = self.window.as_ref().expect("loaded above");
         let index = window.offsets.binary_search(&row.sealed_offset).map_err(|_| {
@@ -229,13 +234,15 @@ impl Prover<'_> {
     }
 }
 
-async fn load_window(
-    clickhouse: &ClickHouseSettings,
+/// Loads a checkpoint's entries (every event sealed in its partition between the previous
+/// checkpoint, at `after`, and this one, of every tenant), checks them against the signed root, and
+/// makes every entry's audit path.
+pub(crate) async fn load_window(
+    client: &clickhouse::Client,
     checkpoint: &CheckpointRow,
     after: Option<u64>,
 ) -> Result<Window, ExportError> {
-    let leaves: Vec<Leaf> = clickhouse
-        .client()
+    let leaves: Vec<Leaf> = client
         .query(
             "SELECT ?fields FROM events WHERE sealed_partition = {partition:UInt32} \
              AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} ORDER BY sealed_offset",
@@ -249,24 +256,28 @@ async fn load_window(
         .fetch_all()
         .await?;
     if leaves.len() as u64 != checkpoint.entry_count {
-        return Err(ExportError::Inconsistent(format!(
-            "ClickHouse holds {} of the {} entries of checkpoint {}: the sink is behind or rows are missing",
+        return Err(ExportError::IncompleteProjection(format!(
+            "ClickHouse holds {} of the {} entries of checkpoint {} of partition {}: the sink is behind or rows are missing",
             leaves.len(),
             checkpoint.entry_count,
-            checkpoint.number
+            checkpoint.number,
+            checkpoint.sealed_partition
         )));
     }
+    let mismatch = || {
+        ExportError::RootMismatch(format!(
+            "the entries in ClickHouse do not match the signed roots of checkpoint {} of partition {}; run `sealtrail verify`",
+            checkpoint.number, checkpoint.sealed_partition
+        ))
+    };
     let hashes: Vec<Digest> = leaves
         .iter()
         .map(|leaf| Digest::from_hex(&leaf.hash).map(|hash| merkle::leaf_hash(&hash.0)))
         .collect::<Option<_>>()
-        .ok_or_else(|| ExportError::Inconsistent("an entry hash is not hex".to_owned()))?;
+        .ok_or_else(mismatch)?;
     let (root, proofs) = merkle::all_inclusion_proofs(&hashes);
     if root.to_hex() != checkpoint.entries_root {
-        return Err(ExportError::Inconsistent(format!(
-            "the entries in ClickHouse do not match the signed root of checkpoint {}; run `sealtrail verify`",
-            checkpoint.number
-        )));
+        return Err(mismatch());
     }
     Ok(Window {
         number: checkpoint.number,
@@ -275,43 +286,45 @@ async fn load_window(
     })
 }
 
-fn manifest_checkpoint(checkpoint: &CheckpointRow, tenant: &str) -> Result<ManifestCheckpoint, ExportError> {
-    let mut heads: Vec<TenantHead> = checkpoint
+/// A checkpoint as a manifest (and a proof answer) carries it: every signed field, and the
+/// tenant's head with its audit path to the signed tenant heads root.
+pub(crate) fn manifest_checkpoint(row: &CheckpointRow, tenant: &str) -> Result<ManifestCheckpoint, ExportError> {
+    let checkpoint = row
+        .to_checkpoint()
+        .map_err(|e| ExportError::Inconsistent(e.to_string()))?;
+    let leaves: Vec<Digest> = checkpoint.tenant_heads.iter().map(tenant_head_leaf).collect();
+    if merkle::root(&leaves) != checkpoint.tenant_heads_root {
+        return Err(ExportError::RootMismatch(format!(
+            "the tenant heads of checkpoint {} of partition {} do not match their signed root; run `sealtrail verify`",
+            row.number, row.sealed_partition
+        )));
+    }
+    let index = checkpoint
         .tenant_heads
         .iter()
-        .filter_map(|(tenant_id, seq, hash)| {
-            Some(TenantHead {
-                tenant_id: tenant_id.clone(),
-                seq: *seq,
-                hash: Digest::from_hex(hash)?,
-            })
-        })
-        .collect();
-    heads.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-    let index = heads.iter().position(|head| head.tenant_id == tenant).ok_or_else(|| {
-        ExportError::Inconsistent(format!("checkpoint {} has no head for {tenant}", checkpoint.number))
-    })?;
-    let leaves: Vec<Digest> = heads.iter().map(tenant_head_leaf).collect();
+        .position(|head| head.tenant_id == tenant)
+        .ok_or_else(|| ExportError::Inconsistent(format!("checkpoint {} has no head for {tenant}", row.number)))?;
+    let head = &checkpoint.tenant_heads[index];
     Ok(ManifestCheckpoint {
-        partition: i32::try_from(checkpoint.sealed_partition).unwrap_or_default(),
+        partition: checkpoint.partition,
         number: checkpoint.number,
-        scheme: u32::from(checkpoint.scheme),
-        prev_checkpoint_hash: checkpoint.prev_checkpoint_hash.clone(),
-        entries_root: checkpoint.entries_root.clone(),
+        scheme: checkpoint.scheme,
+        prev_checkpoint_hash: row.prev_checkpoint_hash.clone(),
+        entries_root: row.entries_root.clone(),
         entry_count: checkpoint.entry_count,
-        tenant_heads_root: checkpoint.tenant_heads_root.clone(),
+        tenant_heads_root: row.tenant_heads_root.clone(),
         tenant_count: checkpoint.tenant_count,
         source_offset: checkpoint.source_offset,
         dlq_next_offset: checkpoint.dlq_next_offset,
-        created_at: i64::try_from(checkpoint.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
+        created_at: checkpoint.created_at,
         key_id: checkpoint.key_id.clone(),
-        checkpoint_hash: checkpoint.checkpoint_hash.clone(),
-        signature: checkpoint.signature.clone(),
+        checkpoint_hash: row.checkpoint_hash.clone(),
+        signature: row.signature.clone(),
         tenant_head: HeadProof {
-            seq: heads[index].seq,
-            hash: heads[index].hash.to_hex(),
+            seq: head.seq,
+            hash: head.hash.to_hex(),
             leaf_index: index as u64,
-            tree_size: heads.len() as u64,
+            tree_size: leaves.len() as u64,
             audit_path: merkle::inclusion_proof(&leaves, index)
                 .iter()
                 .map(Digest::to_hex)

@@ -8,12 +8,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use clickhouse::Row;
 use sealtrail_clickhouse::{CheckpointRow, EventRow};
-use sealtrail_core::checkpoint::{tenant_head_leaf, tenant_heads_root};
 use sealtrail_core::digest::Digest;
-use sealtrail_core::merkle;
-use sealtrail_core::sealed::TenantHead;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,6 +18,7 @@ use super::{Read, ReadRequest, audited};
 use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
+use crate::exporter::{ExportError, load_window, manifest_checkpoint};
 use crate::extract::{ApiQuery, RequestId};
 use crate::server::SharedState;
 
@@ -33,12 +30,6 @@ pub struct ProofRequest {
     pub event_id: String,
     /// Another tenant, for a platform administrator only.
     pub tenant: Option<String>,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct EntryHash {
-    hash: String,
-    sealed_offset: u64,
 }
 
 #[utoipa::path(
@@ -75,68 +66,35 @@ async fn prove(state: &SharedState, caller: &Caller, request: &ProofRequest) -> 
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(request.tenant.as_deref())?;
     let event = find_event(state, &tenant, &request.event_id).await?;
-    let checkpoint = covering_checkpoint(state, &event).await?;
-    let entries = checkpoint_entries(state, &event, &checkpoint).await?;
-    let incomplete = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "incomplete_projection",
-            format!(
-                "ClickHouse holds {} of the {} entries of checkpoint {} of partition {}: the sink is still catching up, or rows are missing",
-                entries.len(),
-                checkpoint.entry_count,
-                checkpoint.number,
-                checkpoint.sealed_partition
-            ),
-        )
-    };
-    if entries.len() as u64 != checkpoint.entry_count {
-        return Err(incomplete());
+    let (checkpoint, previous_offset) = tokio::try_join!(
+        covering_checkpoint(state, &event),
+        previous_checkpoint_offset(state, &event)
+    )?;
+    // The same entries, paths and root checks as an export's: what is handed out must verify.
+    let window = load_window(&state.client, &checkpoint, previous_offset)
+        .await
+        .map_err(proof_error)?;
+    let index = window.offsets.binary_search(&event.sealed_offset).map_err(|_| {
+        proof_error(ExportError::IncompleteProjection(format!(
+            "the event is not among the entries of checkpoint {} in ClickHouse",
+            checkpoint.number
+        )))
+    })?;
+    let signed = manifest_checkpoint(&checkpoint, &tenant).map_err(proof_error)?;
+    let head = &signed.tenant_head;
+    let tenant_head = json!({
+        "tenant_id": tenant,
+        "seq": head.seq,
+        "hash": head.hash,
+        "leaf_index": head.leaf_index,
+        "tree_size": head.tree_size,
+        "audit_path": head.audit_path,
+    });
+    let mut checkpoint_json = serde_json::to_value(&signed).unwrap_or_default();
+    if let Some(fields) = checkpoint_json.as_object_mut() {
+        fields.remove("tenant_head");
     }
-    let leaves: Vec<Digest> = entries
-        .iter()
-        .map(|entry| Digest::from_hex(&entry.hash).map(|hash| merkle::leaf_hash(&hash.0)))
-        .collect::<Option<_>>()
-        .ok_or_else(incomplete)?;
-    let index = entries
-        .iter()
-        .position(|entry| entry.sealed_offset == event.sealed_offset)
-        .ok_or_else(incomplete)?;
-    let entry_path = merkle::inclusion_proof(&leaves, index);
-
-    let mut heads: Vec<TenantHead> = checkpoint
-        .tenant_heads
-        .iter()
-        .filter_map(|(tenant_id, seq, hash)| {
-            Some(TenantHead {
-                tenant_id: tenant_id.clone(),
-                seq: *seq,
-                hash: Digest::from_hex(hash)?,
-            })
-        })
-        .collect();
-    heads.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-    let head_index = heads
-        .iter()
-        .position(|head| head.tenant_id == tenant)
-        .ok_or_else(incomplete)?;
-    let head_leaves: Vec<Digest> = heads.iter().map(tenant_head_leaf).collect();
-    let head_path = merkle::inclusion_proof(&head_leaves, head_index);
-    // What we hand out must verify: a projection that does not match its signed roots is an
-    // integrity incident, not a proof.
-    let entries_root = Digest::from_hex(&checkpoint.entries_root).unwrap_or_default();
-    if merkle::root(&leaves) != entries_root || tenant_heads_root(&heads).to_hex() != checkpoint.tenant_heads_root {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "integrity_mismatch",
-            format!(
-                "the entries in ClickHouse do not match the signed roots of checkpoint {} of partition {}; run `sealtrail verify`",
-                checkpoint.number, checkpoint.sealed_partition
-            ),
-        ));
-    }
-    let head = &heads[head_index];
-    tracing::info!(caller = %caller.subject, tenant = %tenant, "inclusion proof served");
+    tracing::info!("inclusion proof served");
     let answer = Json(json!({
         "event_id": event.event_id,
         "tenant_id": event.tenant_id,
@@ -144,18 +102,11 @@ async fn prove(state: &SharedState, caller: &Caller, request: &ProofRequest) -> 
         "entry_hash": event.hash,
         "entry_inclusion": {
             "leaf_index": index,
-            "tree_size": leaves.len(),
-            "audit_path": entry_path.iter().map(Digest::to_hex).collect::<Vec<_>>(),
+            "tree_size": window.offsets.len(),
+            "audit_path": window.proofs[index].iter().map(Digest::to_hex).collect::<Vec<_>>(),
         },
-        "tenant_head": {
-            "tenant_id": head.tenant_id,
-            "seq": head.seq,
-            "hash": head.hash.to_hex(),
-            "leaf_index": head_index,
-            "tree_size": heads.len(),
-            "audit_path": head_path.iter().map(Digest::to_hex).collect::<Vec<_>>(),
-        },
-        "checkpoint": checkpoint_json(&checkpoint),
+        "tenant_head": tenant_head,
+        "checkpoint": checkpoint_json,
     }));
     Ok(Read {
         answer,
@@ -164,11 +115,26 @@ async fn prove(state: &SharedState, caller: &Caller, request: &ProofRequest) -> 
     })
 }
 
+/// Missing entries are worth asking again for (409); entries that do not match their signed root
+/// are an integrity incident (500).
+fn proof_error(error: ExportError) -> ApiError {
+    match error {
+        ExportError::IncompleteProjection(message) => {
+            ApiError::new(StatusCode::CONFLICT, "incomplete_projection", message)
+        }
+        ExportError::ClickHouse(error) => ApiError::from(error),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "integrity_mismatch",
+            other.to_string(),
+        ),
+    }
+}
+
 /// The first checkpoint written after the event in its sealed partition: the one covering it.
 async fn covering_checkpoint(state: &SharedState, event: &EventRow) -> Result<CheckpointRow, ApiError> {
     state
-        .clickhouse
-        .client()
+        .client
         .query(
             "SELECT ?fields FROM checkpoints WHERE sealed_partition = {partition:UInt32} \
              AND sealed_offset > {offset:UInt64} ORDER BY sealed_offset LIMIT 1",
@@ -187,15 +153,10 @@ async fn covering_checkpoint(state: &SharedState, event: &EventRow) -> Result<Ch
         })
 }
 
-/// The checkpoint's entries: every event sealed in the partition between the previous checkpoint
-/// and this one, of every tenant; only their hashes are used, and only as siblings in the path.
-async fn checkpoint_entries(
-    state: &SharedState,
-    event: &EventRow,
-    checkpoint: &CheckpointRow,
-) -> Result<Vec<EntryHash>, ApiError> {
-    let client = state.clickhouse.client();
-    let previous_offset: Option<u64> = client
+/// Where the previous checkpoint of the event's partition sits (`None` before the first).
+async fn previous_checkpoint_offset(state: &SharedState, event: &EventRow) -> Result<Option<u64>, ApiError> {
+    Ok(state
+        .client
         .query(
             "SELECT maxOrNull(sealed_offset) FROM checkpoints WHERE sealed_partition = {partition:UInt32} \
              AND sealed_offset < {offset:UInt64}",
@@ -203,39 +164,5 @@ async fn checkpoint_entries(
         .param("partition", event.sealed_partition)
         .param("offset", event.sealed_offset)
         .fetch_one()
-        .await
-        .map_err(ApiError::from)?;
-    client
-        .query(
-            "SELECT ?fields FROM events WHERE sealed_partition = {partition:UInt32} \
-             AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} ORDER BY sealed_offset",
-        )
-        .param("partition", event.sealed_partition)
-        .param(
-            "after",
-            previous_offset.map_or(-1, |offset| i64::try_from(offset).unwrap_or(i64::MAX)),
-        )
-        .param("before", checkpoint.sealed_offset)
-        .fetch_all::<EntryHash>()
-        .await
-        .map_err(ApiError::from)
-}
-
-fn checkpoint_json(checkpoint: &CheckpointRow) -> Value {
-    json!({
-        "scheme": checkpoint.scheme,
-        "partition": checkpoint.sealed_partition,
-        "number": checkpoint.number,
-        "prev_checkpoint_hash": checkpoint.prev_checkpoint_hash,
-        "entries_root": checkpoint.entries_root,
-        "entry_count": checkpoint.entry_count,
-        "tenant_heads_root": checkpoint.tenant_heads_root,
-        "tenant_count": checkpoint.tenant_count,
-        "source_offset": checkpoint.source_offset,
-        "dlq_next_offset": checkpoint.dlq_next_offset,
-        "created_at": i64::try_from(checkpoint.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
-        "key_id": checkpoint.key_id,
-        "checkpoint_hash": checkpoint.checkpoint_hash,
-        "signature": checkpoint.signature,
-    })
+        .await?)
 }
