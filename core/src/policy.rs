@@ -53,8 +53,9 @@ impl Label {
         Self::ALL.into_iter().find(|label| label.name() == name)
     }
 
-    fn index(self) -> usize {
-        Self::ALL.iter().position(|l| *l == self).unwrap_or_default()
+    /// The label's position in `ALL` (declaration order), for per-label tables.
+    const fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -309,6 +310,13 @@ fn check_rules(rules: &TenantRules, scope: &str) -> Result<(), PolicyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_label_indexes_its_place_in_all() {
+        for (position, label) in Label::ALL.into_iter().enumerate() {
+            assert_eq!(label.index(), position, "{label:?}");
+        }
+    }
 
     #[test]
     fn the_shipped_policy_loads_with_its_tenant_overrides() {

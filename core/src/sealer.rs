@@ -136,10 +136,10 @@ impl PartitionSealer {
         }
         for event in tail {
             let tenant = &event.event.tenant_id;
-            let (head_seq, head_hash) = sealer.heads.get(tenant).copied().unwrap_or((0, chain::genesis(tenant)));
-            let hash = check_link(tenant, head_seq, &head_hash, event)
+            let (seq, head_hash) = sealer.next_link(tenant);
+            let hash = check_link(tenant, seq - 1, &head_hash, event)
                 .map_err(|chain_break| RecoveryError::Broken { partition, chain_break })?;
-            sealer.heads.insert(tenant.clone(), (head_seq + 1, hash));
+            sealer.set_head(tenant, seq, hash);
             sealer.pending.push(hash);
             sealer.mark_handled(event.source.offset);
         }
@@ -170,6 +170,16 @@ impl PartitionSealer {
     fn mark_handled(&mut self, offset: i64) {
         if offset > self.handled_through {
             self.handled_ahead.insert(offset);
+        }
+    }
+
+    /// Moves the tenant's head; its id is copied only the first time the tenant is seen.
+    fn set_head(&mut self, tenant: &str, seq: u64, hash: Digest) {
+        match self.heads.get_mut(tenant) {
+            Some(head) => *head = (seq, hash),
+            None => {
+                self.heads.insert(tenant.to_owned(), (seq, hash));
+            }
         }
     }
 
@@ -258,7 +268,7 @@ impl PartitionSealer {
         let (seq, prev_hash) = self.next_link(&event.tenant_id);
         let canonical = canonical::entry(&event.tenant_id, seq, &event, &classification, &redactions);
         let hash = chain::entry_hash(&prev_hash, &canonical);
-        self.heads.insert(event.tenant_id.clone(), (seq, hash));
+        self.set_head(&event.tenant_id, seq, hash);
         self.pending.push(hash);
         Ok(SealedEvent {
             event,
