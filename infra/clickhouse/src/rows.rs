@@ -99,63 +99,63 @@ fn ms_of(time: OffsetDateTime) -> i64 {
 }
 
 impl EventRow {
-    pub fn from_sealed(sealed: &SealedEvent, sealed_partition: i32, sealed_offset: i64) -> Self {
-        let event = &sealed.event;
+    /// The row of a sealed event; the event's values move into the row, nothing is copied.
+    pub fn from_sealed(sealed: SealedEvent, sealed_partition: i32, sealed_offset: i64) -> Self {
+        let SealedEvent {
+            event,
+            classification,
+            redactions,
+            seal,
+            source,
+            sealed_at,
+        } = sealed;
         Self {
-            tenant_id: event.tenant_id.clone(),
-            seq: sealed.seal.tenant_seq,
-            event_id: event.event_id.clone(),
+            tenant_id: event.tenant_id,
+            seq: seal.tenant_seq,
+            event_id: event.event_id,
             occurred_at: time_of(event.occurred_at),
-            action: event.action.clone(),
-            actor_id: event.actor.id.clone(),
+            action: event.action,
+            actor_id: event.actor.id,
             actor_type: event.actor.kind.symbol().to_owned(),
-            actor_display_name: event.actor.display_name.clone(),
-            actor_authority: event.actor.authority.clone(),
-            actor_on_behalf_of: event.actor.on_behalf_of.clone(),
-            resource_type: event.resource.kind.clone(),
-            resource_id: event.resource.id.clone(),
-            resource_path: event.resource.path.clone(),
+            actor_display_name: event.actor.display_name,
+            actor_authority: event.actor.authority,
+            actor_on_behalf_of: event.actor.on_behalf_of,
+            resource_type: event.resource.kind,
+            resource_id: event.resource.id,
+            resource_path: event.resource.path,
             outcome: event.outcome.status.symbol().to_owned(),
-            reason_code: event.outcome.reason_code.clone(),
-            reason_text: event.outcome.reason_text.clone(),
-            correlation_id: event.correlation_id.clone(),
-            causation_id: event.causation_id.clone(),
-            trace_id: event.trace_id.clone(),
-            span_id: event.span_id.clone(),
-            idempotency_key: event.idempotency_key.clone(),
-            policy_version: event.policy_version.clone(),
-            session_id: event.session_id.clone(),
-            evidence: event
-                .evidence
-                .iter()
-                .map(|e| (e.kind.clone(), e.uri.clone(), e.sha256.clone()))
-                .collect(),
+            reason_code: event.outcome.reason_code,
+            reason_text: event.outcome.reason_text,
+            correlation_id: event.correlation_id,
+            causation_id: event.causation_id,
+            trace_id: event.trace_id,
+            span_id: event.span_id,
+            idempotency_key: event.idempotency_key,
+            policy_version: event.policy_version,
+            session_id: event.session_id,
+            evidence: event.evidence.into_iter().map(|e| (e.kind, e.uri, e.sha256)).collect(),
             changes: event
                 .changes
-                .iter()
-                .map(|c| (c.field.clone(), c.before.clone(), c.after.clone()))
+                .into_iter()
+                .map(|c| (c.field, c.before, c.after))
                 .collect(),
-            attributes: event.attributes.clone(),
-            category: sealed.classification.category.clone(),
-            data_class: sealed.classification.data_class.symbol().to_owned(),
-            labels: sealed.classification.labels.clone(),
-            seal_policy_version: sealed.classification.policy_version.clone(),
-            redactions: sealed
-                .redactions
-                .iter()
-                .map(|r| (r.path.clone(), r.label.clone(), r.method.clone()))
-                .collect(),
-            scheme: u8::try_from(sealed.seal.scheme).unwrap_or(u8::MAX),
-            prev_hash: sealed.seal.prev_hash.to_hex(),
-            hash: sealed.seal.hash.to_hex(),
-            key_id: sealed.seal.key_id.clone(),
-            source_topic: sealed.source.topic.clone(),
-            source_partition: u32::try_from(sealed.source.partition).unwrap_or_default(),
-            source_offset: u64::try_from(sealed.source.offset).unwrap_or_default(),
-            schema_id: sealed.source.schema_id,
+            attributes: event.attributes,
+            category: classification.category,
+            data_class: classification.data_class.symbol().to_owned(),
+            labels: classification.labels,
+            seal_policy_version: classification.policy_version,
+            redactions: redactions.into_iter().map(|r| (r.path, r.label, r.method)).collect(),
+            scheme: u8::try_from(seal.scheme).unwrap_or(u8::MAX),
+            prev_hash: seal.prev_hash.to_hex(),
+            hash: seal.hash.to_hex(),
+            key_id: seal.key_id,
+            source_topic: source.topic,
+            source_partition: u32::try_from(source.partition).unwrap_or_default(),
+            source_offset: u64::try_from(source.offset).unwrap_or_default(),
+            schema_id: source.schema_id,
             sealed_partition: u32::try_from(sealed_partition).unwrap_or_default(),
             sealed_offset: u64::try_from(sealed_offset).unwrap_or_default(),
-            sealed_at: time_of(sealed.sealed_at),
+            sealed_at: time_of(sealed_at),
         }
     }
 

@@ -342,7 +342,7 @@ fn buffer(
         return Ok(());
     };
     match record {
-        SealedRecord::Event(event) => batch.push_event(offset, EventRow::from_sealed(&event, partition, offset)),
+        SealedRecord::Event(event) => batch.push_event(offset, EventRow::from_sealed(*event, partition, offset)),
         SealedRecord::Checkpoint(checkpoint) => {
             batch.push_checkpoint(offset, CheckpointRow::from_checkpoint(&checkpoint, offset));
         }

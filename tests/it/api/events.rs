@@ -112,7 +112,7 @@ pub(super) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
             key_id: signer.key_id(),
         };
         match sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) {
-            Disposition::Sealed(made) => events.push(EventRow::from_sealed(&made, 0, sealed_offset)),
+            Disposition::Sealed(made) => events.push(EventRow::from_sealed(*made, 0, sealed_offset)),
             other => panic!("event {i} not sealed: {other:?}"),
         }
         sealed_offset += 1;
