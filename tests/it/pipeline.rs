@@ -44,7 +44,8 @@ pub async fn send_workload(stack: &TestStack, events: u64, tenants: usize, bad_r
         seed: 42,
         now_ms: now_ms(),
         tenant_prefix: prefix.to_owned(),
-    });
+    })
+    .keeping_planted();
     let mut good = HashMap::new();
     let mut bad: HashMap<&'static str, u64> = HashMap::new();
     let mut in_flight = FuturesUnordered::new();
