@@ -6,7 +6,7 @@
 //! its SHA-256 and its row count, a lookup by the names of its filters.
 
 use sealtrail_core::digest::to_hex;
-use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::event::{AuditEvent, Outcome, OutcomeStatus, Resource};
 use sealtrail_emit::AuditEmitter;
 use sha2::{Digest as _, Sha256};
 
@@ -110,24 +110,13 @@ pub fn access_event(access: &Access<'_>) -> AuditEvent {
             (status, Some(error.code.to_owned()), Some(error.message.clone()))
         }
     };
-    let roles: Vec<&str> = caller.roles.iter().map(|role| role.name()).collect();
     AuditEvent {
         event_id: ulid::Ulid::new().to_string(),
         tenant_id: access.tenant.to_owned(),
         occurred_at: i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
             .unwrap_or_default(),
         action: access.kind.action().to_owned(),
-        actor: Actor {
-            id: caller.subject.clone(),
-            kind: if caller.subject.starts_with("key:") {
-                ActorType::Service
-            } else {
-                ActorType::User
-            },
-            display_name: None,
-            authority: Some(roles.join(",")),
-            on_behalf_of: None,
-        },
+        actor: caller.actor(),
         resource: Resource {
             kind: "audit_trail".to_owned(),
             id: access.tenant.to_owned(),

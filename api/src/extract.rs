@@ -7,6 +7,20 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// An optional RFC 3339 time from a request; a malformed one is a 400 naming `at`.
+pub fn parse_time(at: &str, value: Option<&str>) -> Result<Option<time::OffsetDateTime>, ApiError> {
+    value
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
+                ApiError::bad_request(
+                    at.to_owned(),
+                    format!("{at} must be an RFC 3339 time such as 2026-11-01T00:00:00Z"),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// A query string read into `T`; unknown or malformed parameters are a 400 naming them.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);

@@ -4,9 +4,9 @@
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
+use crate::extract::parse_time;
 
 /// What a hold keeps: the tenant's events matching every field given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -32,16 +32,9 @@ pub struct HoldScope {
 impl HoldScope {
     /// Refuses a scope that is malformed, or so vague that it reads as a mistake.
     pub fn check(&self) -> Result<(), ApiError> {
-        let time = |name: &str, value: &Option<String>| -> Result<Option<OffsetDateTime>, ApiError> {
-            value
-                .as_deref()
-                .map(|text| {
-                    OffsetDateTime::parse(text, &Rfc3339)
-                        .map_err(|_| ApiError::bad_request(format!("scope.{name}"), "expected an RFC 3339 time"))
-                })
-                .transpose()
-        };
-        if let (Some(from), Some(to)) = (time("from", &self.from)?, time("to", &self.to)?)
+        let from = parse_time("scope.from", self.from.as_deref())?;
+        let to = parse_time("scope.to", self.to.as_deref())?;
+        if let (Some(from), Some(to)) = (from, to)
             && from >= to
         {
             return Err(ApiError::bad_request("scope", "scope.from must be before scope.to"));

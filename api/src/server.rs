@@ -171,8 +171,13 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned);
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(REQUEST_ID, value.clone());
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        caller = tracing::field::Empty
+    );
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request served"));
     response.headers_mut().insert(REQUEST_ID, value);

@@ -51,10 +51,6 @@ impl JwtVerifier {
         Ok(Self { keys })
     }
 
-    pub fn is_configured(&self) -> bool {
-        !self.keys.is_empty()
-    }
-
     /// The caller a token stands for, or why it is refused (expired, wrongly signed, malformed).
     pub fn verify(&self, token: &str) -> Result<Caller, String> {
         if self.keys.is_empty() {

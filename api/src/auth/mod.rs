@@ -5,6 +5,8 @@ pub mod jwt;
 
 use std::fmt;
 
+use sealtrail_core::event::{Actor, ActorType};
+
 use crate::error::ApiError;
 
 /// What a caller may do. A credential carries the tenant; only a platform administrator may act
@@ -66,6 +68,22 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as the actor of an audit event: a key is a service, a token's subject a user;
+    /// the roles are its authority.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.subject.clone(),
+            kind: if self.subject.starts_with("key:") {
+                ActorType::Service
+            } else {
+                ActorType::User
+            },
+            display_name: None,
+            authority: Some(self.roles.iter().map(|role| role.name()).collect::<Vec<_>>().join(",")),
+            on_behalf_of: None,
+        }
+    }
+
     /// Refuses with 403 unless the caller holds one of `allowed`.
     pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if self.roles.iter().any(|role| allowed.contains(role)) {

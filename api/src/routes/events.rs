@@ -11,15 +11,13 @@ use sealtrail_clickhouse::EventRow;
 use sealtrail_core::policy::Label;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::event_json::{Covering, attach_checkpoints, covering_checkpoints_sql, event_json};
 use super::{Read, ReadRequest, audited};
 use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiQuery, RequestId};
+use crate::extract::{ApiQuery, RequestId, parse_time};
 use crate::server::SharedState;
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -352,13 +350,7 @@ fn add_filters(
             " AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')",
         ),
     ] {
-        if let Some(text) = value {
-            let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-                ApiError::bad_request(
-                    name,
-                    format!("{name} must be an RFC 3339 time such as 2026-11-01T00:00:00Z"),
-                )
-            })?;
+        if let Some(at) = parse_time(name, value.as_deref())? {
             sql.push_str(clause);
             params.push((
                 name,

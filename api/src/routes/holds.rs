@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::event::{AuditEvent, Outcome, OutcomeStatus, Resource};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -206,24 +206,7 @@ fn hold_event(caller: &Caller, change: &HoldChange) -> AuditEvent {
         tenant_id: change.tenant_id.clone(),
         occurred_at: i64::try_from(change.changed_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
         action: format!("legalhold.{}", change.change),
-        actor: Actor {
-            id: caller.subject.clone(),
-            kind: if caller.subject.starts_with("key:") {
-                ActorType::Service
-            } else {
-                ActorType::User
-            },
-            display_name: None,
-            authority: Some(
-                caller
-                    .roles
-                    .iter()
-                    .map(|role| role.name())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            on_behalf_of: None,
-        },
+        actor: caller.actor(),
         resource: Resource {
             kind: "legal_hold".to_owned(),
             id: change.hold_id.clone(),

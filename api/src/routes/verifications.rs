@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, parse_time};
 use crate::server::SharedState;
 
 const REQUESTERS: &[Role] = &[Role::Auditor, Role::TenantAdmin, Role::Compliance, Role::PlatformAdmin];
@@ -49,15 +49,6 @@ struct JobState {
     report: String,
     #[serde(with = "clickhouse::serde::time::datetime64::millis")]
     changed_at: OffsetDateTime,
-}
-
-fn parse_time(name: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
-    value
-        .map(|text| {
-            OffsetDateTime::parse(text, &Rfc3339)
-                .map_err(|_| ApiError::bad_request(name.to_owned(), "expected an RFC 3339 time"))
-        })
-        .transpose()
 }
 
 #[utoipa::path(
