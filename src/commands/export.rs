@@ -6,9 +6,8 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sealtrail_api::exporter::{ExportRequest, write_export};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::settings::{ClickHouseArgs, KeyArgs};
+use crate::settings::{ClickHouseArgs, KeyArgs, parse_time};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -33,9 +32,8 @@ pub struct ExportArgs {
     max_file_mib: u64,
 }
 
-fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-01T00:00:00Z: {e}"))
+fn millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
@@ -43,8 +41,14 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let clickhouse = args.clickhouse.settings();
     let total: u64 = clickhouse
         .client()
-        .query("SELECT count() FROM events WHERE tenant_id = {tenant:String}")
+        .query(
+            "SELECT count() FROM events WHERE tenant_id = {tenant:String} \
+             AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') \
+             AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')",
+        )
         .param("tenant", &args.tenant)
+        .param("from", args.from.map_or(0, millis))
+        .param("to", args.to.map_or(i64::MAX / 4, millis))
         .fetch_one()
         .await
         .with_context(|| format!("cannot reach ClickHouse at {}", clickhouse.url))?;

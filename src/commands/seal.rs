@@ -52,7 +52,6 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     let config = SealConfig {
         kafka,
-        registry_url: args.registry.schema_registry_url.clone(),
         raw_topic: args.topics.raw_topic,
         sealed_topic: args.topics.sealed_topic,
         dlq_topic: args.topics.dlq_topic,

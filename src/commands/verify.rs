@@ -3,9 +3,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use sealtrail_clickhouse::{VerifyRequest, verify_tenant};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::settings::ClickHouseArgs;
+use crate::settings::{ClickHouseArgs, parse_time};
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -24,11 +23,6 @@ pub struct VerifyArgs {
     /// come from outside ClickHouse (whoever can edit ClickHouse could replace them).
     #[arg(long, env = "SEALTRAIL_TRUSTED_KEYS", default_value = ".sealtrail/keys/trusted")]
     trusted_keys: PathBuf,
-}
-
-fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-01T00:00:00Z: {e}"))
 }
 
 /// Exits 0 only when every event, link, head and signature verifies.

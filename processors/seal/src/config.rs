@@ -9,7 +9,6 @@ use sealtrail_kafka::KafkaSettings;
 #[derive(Debug, Clone)]
 pub struct SealConfig {
     pub kafka: KafkaSettings,
-    pub registry_url: String,
     pub raw_topic: String,
     pub sealed_topic: String,
     pub dlq_topic: String,

@@ -35,7 +35,6 @@ impl Produced {
 pub struct DeliveryState {
     /// The first delivery that failed: sealing cannot continue past a hole in its output.
     pub failure: Option<String>,
-    pub in_flight: u64,
     pub dlq_in_flight: HashMap<i32, u64>,
     /// The offset the next DLQ record of a partition will get, as far as acknowledged.
     pub dlq_next: HashMap<i32, i64>,
@@ -56,7 +55,6 @@ impl Deliveries {
 
     pub fn sent(&self, produced: Produced) {
         let mut state = self.lock();
-        state.in_flight += 1;
         if let Produced::Rejected { partition } = produced {
             *state.dlq_in_flight.entry(partition).or_default() += 1;
         }
@@ -70,7 +68,6 @@ impl ProducerContext for Deliveries {
 
     fn delivery(&self, result: &DeliveryResult<'_>, produced: Box<Produced>) {
         let mut state = self.lock();
-        state.in_flight = state.in_flight.saturating_sub(1);
         if let Produced::Rejected { partition } = *produced {
             let pending = state.dlq_in_flight.entry(partition).or_default();
             *pending = pending.saturating_sub(1);

@@ -173,7 +173,6 @@ async fn seal_round(
 ) -> anyhow::Result<f64> {
     let config = SealConfig {
         kafka: kafka.clone(),
-        registry_url: registry_url.to_owned(),
         raw_topic: raw.to_owned(),
         sealed_topic: sealed.to_owned(),
         dlq_topic: dlq.to_owned(),
