@@ -109,18 +109,18 @@ impl CheckpointSigner {
         self.pair.public_key().as_ref()
     }
 
-    /// Fills `checkpoint_hash`, `key_id` and `signature` of a checkpoint whose other fields are set.
     /// An Ed25519 signature of `message` (export manifests are signed with the checkpoint key).
     pub fn sign_message(&self, message: &[u8]) -> Vec<u8> {
         self.pair.sign(message).as_ref().to_vec()
     }
 
+    /// Fills `checkpoint_hash`, `key_id` and `signature` of a checkpoint whose other fields are set.
     pub fn sign(&self, checkpoint: &mut Checkpoint) {
         checkpoint.scheme = SCHEME;
         checkpoint.key_id.clone_from(&self.key_id);
         let bytes = signed_bytes(checkpoint);
         checkpoint.checkpoint_hash = Digest::of(&[&bytes]);
-        checkpoint.signature = self.pair.sign(&bytes).as_ref().to_vec();
+        checkpoint.signature = self.sign_message(&bytes);
     }
 }
 
@@ -214,9 +214,9 @@ pub fn verify_checkpoint(checkpoint: &Checkpoint, trusted: &[TrustedKey]) -> Res
             found: checkpoint.checkpoint_hash,
         });
     }
-    UnparsedPublicKey::new(&ED25519, &key.public_key)
-        .verify(&bytes, &checkpoint.signature)
-        .map_err(|_| CheckpointProblem::BadSignature { partition, number })?;
+    if !key.verifies(&bytes, &checkpoint.signature) {
+        return Err(CheckpointProblem::BadSignature { partition, number });
+    }
     if !checkpoint.tenant_heads.is_empty() || checkpoint.tenant_count == 0 {
         let root = tenant_heads_root(&checkpoint.tenant_heads);
         if root != checkpoint.tenant_heads_root {

@@ -25,13 +25,16 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     )
 }
 
+/// What is signed: `"<t>." || body`.
+fn signed_payload(timestamp: i64, body: &[u8]) -> Vec<u8> {
+    [timestamp.to_string().as_bytes(), b".", body].concat()
+}
+
 fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> hmac::Tag {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut context = hmac::Context::with_key(&key);
-    context.update(timestamp.to_string().as_bytes());
-    context.update(b".");
-    context.update(body);
-    context.sign()
+    hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, secret),
+        &signed_payload(timestamp, body),
+    )
 }
 
 /// Checks a delivery received at `now` (unix seconds).
@@ -54,9 +57,7 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance: i64
         return Err(WebhookError::OutsideWindow { age, tolerance });
     }
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut message = timestamp.to_string().into_bytes();
-    message.push(b'.');
-    message.extend_from_slice(body);
+    let message = signed_payload(timestamp, body);
     if candidates
         .iter()
         .any(|candidate| hmac::verify(&key, &message, candidate).is_ok())
