@@ -130,3 +130,27 @@ impl KeyArgs {
             .unwrap_or_else(|| self.key_dir.join(sealtrail_runtime::keys::TRUSTED_DIR))
     }
 }
+
+/// The export job queue: its topics and where artifacts are kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportQueueArgs {
+    /// Export jobs, appended by the API and consumed by the export processor.
+    #[arg(long, env = "EXPORT_JOBS_TOPIC", default_value = sealtrail_api::exports::ExportTopics::DEFAULT_JOBS)]
+    pub export_jobs_topic: String,
+    /// Every state of every export job.
+    #[arg(long, env = "EXPORT_STATUS_TOPIC", default_value = sealtrail_api::exports::ExportTopics::DEFAULT_STATUS)]
+    pub export_status_topic: String,
+    /// Where the export processor writes artifacts and the API reads them (shared storage when
+    /// they run on different hosts).
+    #[arg(long, env = "SEALTRAIL_ARTIFACTS_DIR", default_value = ".sealtrail/exports")]
+    pub artifacts_dir: std::path::PathBuf,
+}
+
+impl ExportQueueArgs {
+    pub fn topics(&self) -> sealtrail_api::exports::ExportTopics {
+        sealtrail_api::exports::ExportTopics {
+            jobs: self.export_jobs_topic.clone(),
+            status: self.export_status_topic.clone(),
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
+use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, ENTRY_HASHES_SQL, EventRow};
 use sealtrail_core::canonical;
 use sealtrail_core::checkpoint::{CheckpointSigner, tenant_head_leaf};
 use sealtrail_core::digest::{Digest, to_hex};
@@ -19,13 +19,17 @@ use sealtrail_core::merkle;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
+use crate::scope::EventScope;
+use crate::server::scope_database;
+use crate::sql;
+
 /// What to export.
 #[derive(Debug, Clone)]
 pub struct ExportRequest {
     pub export_id: String,
     pub tenant: String,
-    pub from: Option<OffsetDateTime>,
-    pub to: Option<OffsetDateTime>,
+    /// The events exported with their entries; the others of the window become witness lines.
+    pub scope: EventScope,
     pub out_dir: PathBuf,
     /// A new events file starts once this many uncompressed bytes are written.
     pub max_file_bytes: u64,
@@ -41,6 +45,8 @@ pub enum ExportError {
     SplitTenant { tenant: String, partitions: Vec<u32> },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("the scope is refused: {0}")]
+    Scope(String),
     /// ClickHouse does not hold every entry of a checkpoint (yet).
     #[error("{0}")]
     IncompleteProjection(String),
@@ -55,6 +61,22 @@ struct Leaf {
     sealed_offset: u64,
 }
 
+/// What remains of a purged event.
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct Tombstone {
+    seq: u64,
+    prev_hash: String,
+    hash: String,
+    sealed_partition: u32,
+    sealed_offset: u64,
+    policy_id: String,
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct Seq {
+    seq: u64,
+}
+
 /// A checkpoint's entries (their sealed offsets, in order) with every entry's audit path.
 pub(crate) struct Window {
     pub number: u64,
@@ -62,91 +84,111 @@ pub(crate) struct Window {
     pub proofs: Vec<Vec<Digest>>,
 }
 
-/// Writes the export and returns its manifest; `progress` is told the events written so far.
+/// Writes the export and returns its manifest; `progress` is told the lines written so far.
+///
+/// Three ordered cursors are merged by sequence, so memory stays bounded: the window's events, the
+/// tombstones of its purged events, and (with a SQL filter) the sequences the filter selects.
 pub async fn write_export(
     clickhouse: &ClickHouseSettings,
     signer: &CheckpointSigner,
     request: &ExportRequest,
     mut progress: impl FnMut(u64),
 ) -> Result<Manifest, ExportError> {
+    let scope = &request.scope;
+    let window = scope.window().map_err(|e| ExportError::Scope(e.message))?;
     std::fs::create_dir_all(&request.out_dir).map_err(write_error(&request.out_dir))?;
     let client = clickhouse.client();
     let window_filter = " AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') \
                          AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')";
-    let ms = |at: Option<OffsetDateTime>, default: i64| {
-        at.map_or(default, |at| {
-            i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(default)
-        })
+    let checkpoints =
+        partition_checkpoints(&client, &request.tenant, window_filter, (window.from_ms, window.to_ms)).await?;
+    let windowed = |sql: String| {
+        client
+            .query(&sql)
+            .param("tenant", &request.tenant)
+            .param("from", window.from_ms)
+            .param("to", window.to_ms)
     };
-    let (from_ms, to_ms) = (ms(request.from, 0), ms(request.to, i64::MAX / 4));
-    let checkpoints = partition_checkpoints(&client, &request.tenant, window_filter, (from_ms, to_ms)).await?;
-    let mut cursor = client
-        .query(&format!(
-            "SELECT ?fields FROM events WHERE tenant_id = {{tenant:String}}{window_filter} ORDER BY seq"
-        ))
-        .param("tenant", &request.tenant)
-        .param("from", from_ms)
-        .param("to", to_ms)
-        .fetch::<EventRow>()?;
-    let mut files = FileSplitter::new(&request.out_dir, request.max_file_bytes);
-    let mut prover = Prover {
-        client: &client,
-        checkpoints: &checkpoints,
-        window: None,
-        used: Vec::new(),
+    let mut rows = windowed(format!(
+        "SELECT ?fields FROM events WHERE tenant_id = {{tenant:String}}{window_filter} ORDER BY seq"
+    ))
+    .fetch::<EventRow>()?;
+    let mut stones = windowed(format!(
+        "SELECT ?fields FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter} ORDER BY seq LIMIT 1 BY seq"
+    ))
+    .fetch::<Tombstone>()?;
+    let mut selected = match &scope.filter {
+        Some(filter) => Some(filter_cursor(clickhouse, &request.tenant, filter)?),
+        None => None,
     };
-    let mut chain: Option<ChainRange> = None;
-    let (mut count, mut unsigned_tail) = (0_u64, 0_u64);
-    while let Some(row) = cursor.next().await? {
-        let proof = prover.proof_for(&row).await?;
-        unsigned_tail += u64::from(proof.is_none());
-        let sealed = row.to_sealed().map_err(|e| ExportError::Inconsistent(e.to_string()))?;
-        let entry = canonical::entry(
-            &row.tenant_id,
-            row.seq,
-            &sealed.event,
-            &sealed.classification,
-            &sealed.redactions,
-        );
-        let line = ExportLine {
-            seq: row.seq,
-            prev_hash: row.prev_hash.clone(),
-            hash: row.hash.clone(),
-            sealed_partition: row.sealed_partition,
-            sealed_offset: row.sealed_offset,
-            entry: String::from_utf8(entry).map_err(|e| ExportError::Inconsistent(e.to_string()))?,
-            proof,
-        };
-        files.write_line(&serde_json::to_vec(&line).unwrap_or_default())?;
-        let range = chain.get_or_insert_with(|| ChainRange {
-            first_seq: row.seq,
-            first_prev_hash: row.prev_hash.clone(),
-            last_seq: row.seq,
-            last_hash: row.hash.clone(),
-        });
-        range.last_seq = row.seq;
-        range.last_hash.clone_from(&row.hash);
-        count += 1;
-        if count.is_multiple_of(1000) {
-            progress(count);
+    let mut writer = LineWriter {
+        files: FileSplitter::new(&request.out_dir, request.max_file_bytes),
+        prover: Prover {
+            client: &client,
+            checkpoints: &checkpoints,
+            window: None,
+            used: Vec::new(),
+        },
+        chain: None,
+        count: 0,
+        omitted: 0,
+        unsigned_tail: 0,
+    };
+    let mut next_stone = stones.next().await?;
+    let mut next_selected = match selected.as_mut() {
+        Some(cursor) => cursor.next().await?.map(|s| s.seq),
+        None => None,
+    };
+    while let Some(row) = rows.next().await? {
+        // Tombstones before the event; one of the event itself is a leftover of a stopped purge.
+        while let Some(stone) = next_stone.take_if(|stone| stone.seq <= row.seq) {
+            if stone.seq < row.seq {
+                writer.tombstone(&stone).await?;
+            }
+            next_stone = stones.next().await?;
+        }
+        let mut in_scope = scope.matches(&row);
+        if let Some(cursor) = selected.as_mut() {
+            while next_selected.is_some_and(|seq| seq < row.seq) {
+                next_selected = cursor.next().await?.map(|s| s.seq);
+            }
+            in_scope &= next_selected == Some(row.seq);
+        }
+        if in_scope {
+            writer.event(row).await?;
+        } else {
+            writer
+                .witness(
+                    row.seq,
+                    &row.prev_hash,
+                    &row.hash,
+                    (row.sealed_partition, row.sealed_offset),
+                    "out_of_scope".to_owned(),
+                )
+                .await?;
+        }
+        if (writer.count + writer.omitted).is_multiple_of(1000) {
+            progress(writer.count + writer.omitted);
         }
     }
-    progress(count);
-    let used = prover.used;
+    while let Some(stone) = next_stone.take() {
+        writer.tombstone(&stone).await?;
+        next_stone = stones.next().await?;
+    }
+    progress(writer.count + writer.omitted);
+    let used = writer.prover.used;
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         export_id: request.export_id.clone(),
         tenant_id: request.tenant.clone(),
-        scope: serde_json::json!({
-            "from": request.from.map(|t| t.unix_timestamp_nanos() / 1_000_000),
-            "to": request.to.map(|t| t.unix_timestamp_nanos() / 1_000_000),
-        }),
+        scope: serde_json::to_value(scope).unwrap_or_default(),
         created_at: i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
         key_id: signer.key_id().to_owned(),
-        event_count: count,
-        unsigned_tail,
-        files: files.finish()?,
-        chain,
+        event_count: writer.count,
+        omitted_count: writer.omitted,
+        unsigned_tail: writer.unsigned_tail,
+        files: writer.files.finish()?,
+        chain: writer.chain,
         checkpoints: checkpoints
             .iter()
             .filter(|c| used.contains(&c.number))
@@ -158,6 +200,110 @@ pub async fn write_export(
     write_file(&request.out_dir.join(MANIFEST_FILE), &manifest_json)?;
     write_file(&request.out_dir.join(SIGNATURE_FILE), to_hex(&signature).as_bytes())?;
     Ok(manifest)
+}
+
+/// The sequences of the tenant's events a SQL filter selects, in order: the filter goes through
+/// the analyst query check and tenant rewrite, and runs read-only in the empty scope database.
+fn filter_cursor(
+    clickhouse: &ClickHouseSettings,
+    tenant: &str,
+    filter: &str,
+) -> Result<clickhouse::query::RowCursor<Seq>, ExportError> {
+    let rewritten = sql::rewrite(
+        &format!("SELECT seq FROM events WHERE {filter} ORDER BY seq"),
+        &clickhouse.database,
+    )
+    .map_err(|refusal| ExportError::Scope(refusal.reason))?;
+    Ok(clickhouse
+        .client()
+        .with_database(scope_database(&clickhouse.database))
+        .with_setting("readonly", "1")
+        .query(&rewritten.sql)
+        .param(sql::TENANT_PARAMETER, tenant)
+        .fetch::<Seq>()?)
+}
+
+/// Writes lines in chain order and keeps the manifest's counts and range.
+struct LineWriter<'a> {
+    files: FileSplitter,
+    prover: Prover<'a>,
+    chain: Option<ChainRange>,
+    count: u64,
+    omitted: u64,
+    unsigned_tail: u64,
+}
+
+impl LineWriter<'_> {
+    async fn event(&mut self, row: EventRow) -> Result<(), ExportError> {
+        let proof = self.prover.proof_for(row.seq, row.sealed_offset).await?;
+        let sealed = row.to_sealed().map_err(|e| ExportError::Inconsistent(e.to_string()))?;
+        let entry = canonical::entry(
+            &row.tenant_id,
+            row.seq,
+            &sealed.event,
+            &sealed.classification,
+            &sealed.redactions,
+        );
+        let line = ExportLine {
+            seq: row.seq,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+            sealed_partition: row.sealed_partition,
+            sealed_offset: row.sealed_offset,
+            entry: Some(String::from_utf8(entry).map_err(|e| ExportError::Inconsistent(e.to_string()))?),
+            omitted: None,
+            proof,
+        };
+        self.count += 1;
+        self.write(&line)
+    }
+
+    async fn tombstone(&mut self, stone: &Tombstone) -> Result<(), ExportError> {
+        self.witness(
+            stone.seq,
+            &stone.prev_hash,
+            &stone.hash,
+            (stone.sealed_partition, stone.sealed_offset),
+            format!("purged:{}", stone.policy_id),
+        )
+        .await
+    }
+
+    async fn witness(
+        &mut self,
+        seq: u64,
+        prev_hash: &str,
+        hash: &str,
+        (sealed_partition, sealed_offset): (u32, u64),
+        reason: String,
+    ) -> Result<(), ExportError> {
+        let line = ExportLine {
+            seq,
+            prev_hash: prev_hash.to_owned(),
+            hash: hash.to_owned(),
+            sealed_partition,
+            sealed_offset,
+            entry: None,
+            omitted: Some(reason),
+            proof: self.prover.proof_for(seq, sealed_offset).await?,
+        };
+        self.omitted += 1;
+        self.write(&line)
+    }
+
+    fn write(&mut self, line: &ExportLine) -> Result<(), ExportError> {
+        self.unsigned_tail += u64::from(line.proof.is_none());
+        self.files.write_line(&serde_json::to_vec(line).unwrap_or_default())?;
+        let range = self.chain.get_or_insert_with(|| ChainRange {
+            first_seq: line.seq,
+            first_prev_hash: line.prev_hash.clone(),
+            last_seq: line.seq,
+            last_hash: line.hash.clone(),
+        });
+        range.last_seq = line.seq;
+        range.last_hash.clone_from(&line.hash);
+        Ok(())
+    }
 }
 
 /// The checkpoints of the one sealed partition holding the tenant's chain, in order.
@@ -204,10 +350,8 @@ struct Prover<'a> {
 
 impl Prover<'_> {
     /// `None` when no checkpoint covers the event yet.
-    async fn proof_for(&mut self, row: &EventRow) -> Result<Option<EntryProof>, ExportError> {
-        let covering = self
-            .checkpoints
-            .partition_point(|c| c.sealed_offset <= row.sealed_offset);
+    async fn proof_for(&mut self, seq: u64, sealed_offset: u64) -> Result<Option<EntryProof>, ExportError> {
+        let covering = self.checkpoints.partition_point(|c| c.sealed_offset <= sealed_offset);
         let Some(checkpoint) = self.checkpoints.get(covering) else {
             return Ok(None);
         };
@@ -216,11 +360,8 @@ impl Prover<'_> {
             self.window = Some(load_window(self.client, checkpoint, after).await?);
         }
         let window = self.window.as_ref().expect("loaded above");
-        let index = window.offsets.binary_search(&row.sealed_offset).map_err(|_| {
-            ExportError::Inconsistent(format!(
-                "event seq {} is missing from its checkpoint's entries",
-                row.seq
-            ))
+        let index = window.offsets.binary_search(&sealed_offset).map_err(|_| {
+            ExportError::Inconsistent(format!("event seq {seq} is missing from its checkpoint's entries"))
         })?;
         if self.used.last() != Some(&checkpoint.number) {
             self.used.push(checkpoint.number);
@@ -243,10 +384,7 @@ pub(crate) async fn load_window(
     after: Option<u64>,
 ) -> Result<Window, ExportError> {
     let leaves: Vec<Leaf> = client
-        .query(
-            "SELECT ?fields FROM events WHERE sealed_partition = {partition:UInt32} \
-             AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} ORDER BY sealed_offset",
-        )
+        .query(ENTRY_HASHES_SQL)
         .param("partition", checkpoint.sealed_partition)
         .param(
             "after",

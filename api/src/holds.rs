@@ -5,49 +5,10 @@ use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::error::ApiError;
-use crate::extract::parse_time;
+pub use crate::scope::EventScope;
 
-/// What a hold keeps: the tenant's events matching every field given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HoldScope {
-    /// Events that occurred at or after (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// Events that occurred before (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    /// Actions or action namespaces (`billing.` keeps every billing action).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub actions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_id: Option<String>,
-}
-
-impl HoldScope {
-    /// Refuses a scope that is malformed, or so vague that it reads as a mistake.
-    pub fn check(&self) -> Result<(), ApiError> {
-        let from = parse_time("scope.from", self.from.as_deref())?;
-        let to = parse_time("scope.to", self.to.as_deref())?;
-        if let (Some(from), Some(to)) = (from, to)
-            && from >= to
-        {
-            return Err(ApiError::bad_request("scope", "scope.from must be before scope.to"));
-        }
-        if let Some(action) = self.actions.iter().find(|a| a.is_empty() || a.len() > 128) {
-            return Err(ApiError::bad_request(
-                "scope.actions",
-                format!("`{action}` is not an action or namespace"),
-            ));
-        }
-        Ok(())
-    }
-}
+/// What a hold keeps: the tenant's events matching every field given (no SQL filter).
+pub type HoldScope = EventScope;
 
 /// One change of a hold, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
@@ -105,33 +66,5 @@ impl HoldStore {
             .param("hold", hold_id.unwrap_or_default())
             .fetch_all::<HoldChange>()
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_are_checked() {
-        let scope = |json: &str| serde_json::from_str::<HoldScope>(json);
-        assert!(
-            scope(r#"{"from": "2026-01-01T00:00:00Z", "actions": ["billing."]}"#)
-                .expect("parses")
-                .check()
-                .is_ok()
-        );
-        let backwards = scope(r#"{"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}"#).expect("parses");
-        assert_eq!(backwards.check().expect_err("refused").at.as_deref(), Some("scope"));
-        assert_eq!(
-            scope(r#"{"from": "yesterday"}"#)
-                .expect("parses")
-                .check()
-                .expect_err("refused")
-                .at
-                .as_deref(),
-            Some("scope.from")
-        );
-        assert!(scope(r#"{"colour": "red"}"#).is_err(), "unknown fields are refused");
     }
 }

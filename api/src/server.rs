@@ -20,6 +20,7 @@ use crate::auth::Caller;
 use crate::auth::api_keys::{KeyStore, looks_like_key};
 use crate::auth::jwt::JwtVerifier;
 use crate::error::ApiError;
+use crate::exports::{ExportBoard, ExportStatus, ExportsConfig, JobState};
 use crate::holds::HoldStore;
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::routes;
@@ -56,6 +57,8 @@ pub struct ApiConfig {
     pub webhooks: WebhookSettings,
     /// The public keys that sign checkpoints, served to verifiers.
     pub trusted_keys: Vec<TrustedKey>,
+    /// Export jobs; without them the export routes answer 503.
+    pub exports: Option<ExportsConfig>,
 }
 
 #[derive(Debug)]
@@ -72,6 +75,7 @@ pub struct AppState {
     pub holds: HoldStore,
     pub webhooks: Webhooks,
     pub trusted_keys: Vec<TrustedKey>,
+    pub exports: Option<ExportBoard>,
     rate_limiter: RateLimiter,
 }
 
@@ -96,8 +100,18 @@ pub fn scope_database(database: &str) -> String {
     format!("{database}_analyst_scope")
 }
 
-/// Prepares ClickHouse for the API (the empty scope database) and builds the router.
-pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Error> {
+/// Why the API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("the export queue: {0}")]
+    Exports(#[from] sealtrail_kafka::KafkaError),
+}
+
+/// Prepares ClickHouse for the API (the empty scope database), follows the export states, and
+/// builds the router.
+pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
     config
         .clickhouse
         .server_client()
@@ -108,10 +122,26 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .execute()
         .await?;
     let client = config.clickhouse.client();
+    let webhooks = Webhooks::new(client.clone(), config.webhooks);
+    let exports = match config.exports {
+        Some(exports) => {
+            let notifier = webhooks.clone();
+            let runtime = tokio::runtime::Handle::current();
+            Some(
+                ExportBoard::start(exports, move |status| {
+                    let notifier = notifier.clone();
+                    runtime.spawn(async move { notify_finished(&notifier, &status).await });
+                })
+                .await?,
+            )
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         keys: KeyStore::new(client.clone()),
         holds: HoldStore::new(client.clone()),
-        webhooks: Webhooks::new(client.clone(), config.webhooks),
+        webhooks,
+        exports,
         analyst: analyst_client(&client, &config.clickhouse.database, config.limits),
         client,
         trusted_keys: config.trusted_keys,
@@ -129,6 +159,9 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/v1/integrity/keys", get(routes::keys::list))
         .route("/v1/integrity/verifications", post(routes::verifications::start))
         .route("/v1/integrity/verifications/{job_id}", get(routes::verifications::get))
+        .route("/v1/exports", post(routes::exports::request).get(routes::exports::list))
+        .route("/v1/exports/{export_id}", get(routes::exports::get))
+        .route("/v1/exports/{export_id}/artifact", get(routes::exports::artifact))
         .route("/v1/legal-holds", post(routes::holds::apply).get(routes::holds::list))
         .route("/v1/legal-holds/{hold_id}/release", post(routes::holds::release))
         .route(
@@ -141,6 +174,23 @@ pub async fn router(config: ApiConfig) -> Result<Router, clickhouse::error::Erro
         .route("/readyz", get(routes::health::ready))
         .layer(middleware::from_fn(request_id))
         .with_state(state))
+}
+
+/// `export.completed` (or `export.failed`) to the tenant's webhooks.
+async fn notify_finished(webhooks: &Webhooks, status: &ExportStatus) {
+    let event_type = if status.state == JobState::Done {
+        "export.completed"
+    } else {
+        "export.failed"
+    };
+    let data = serde_json::json!({
+        "export_id": status.export_id,
+        "state": status.state,
+        "result": status.result,
+        "error": status.error,
+        "artifact": format!("/v1/exports/{}/artifact", status.export_id),
+    });
+    webhooks.notify(&status.tenant_id, event_type, data).await;
 }
 
 fn analyst_client(client: &clickhouse::Client, database: &str, limits: QueryLimits) -> clickhouse::Client {

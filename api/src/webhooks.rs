@@ -22,6 +22,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "legalhold.applied",
     "legalhold.released",
     "export.completed",
+    "export.failed",
     "integrity.incident",
 ];
 

@@ -5,6 +5,8 @@
 //! order, `manifest.json`, and `manifest.sig` (hex Ed25519 over `MANIFEST_TAG || manifest bytes`).
 //! Each line carries the event's canonical entry verbatim, so its hash is checked without
 //! re-encoding anything, and the audit path of its hash to the signed checkpoint covering it.
+//! Events of the range that are not exported (outside a filtered scope, or purged by a retention
+//! policy) are witness lines: their sequence and hashes only, so the chain still links through.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +16,9 @@ use crate::digest::{Digest, from_hex};
 use crate::merkle;
 use crate::sealed::{Checkpoint, TenantHead};
 
-pub const FORMAT: &str = "sealtrail-export/1";
+pub const FORMAT: &str = "sealtrail-export/2";
+/// The first format, without witness lines; still verified.
+pub const FORMAT_V1: &str = "sealtrail-export/1";
 pub const MANIFEST_TAG: &[u8] = b"sealtrail/v1/export-manifest\0";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SIGNATURE_FILE: &str = "manifest.sig";
@@ -30,7 +34,11 @@ pub struct Manifest {
     pub created_at: i64,
     /// The key that signed the manifest (and, for this export, the checkpoints).
     pub key_id: String,
+    /// Events exported with their entries.
     pub event_count: u64,
+    /// Witness lines: events of the range not exported (see [`ExportLine::omitted`]).
+    #[serde(default)]
+    pub omitted_count: u64,
     /// Events at the end of the range not yet covered by a signed checkpoint.
     pub unsigned_tail: u64,
     pub files: Vec<ManifestFile>,
@@ -93,8 +101,14 @@ pub struct ExportLine {
     pub hash: String,
     pub sealed_partition: u32,
     pub sealed_offset: u64,
-    /// The canonical entry (RFC 8785 JSON), exactly the bytes that were hashed.
-    pub entry: String,
+    /// The canonical entry (RFC 8785 JSON), exactly the bytes that were hashed; absent on a
+    /// witness line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// Why a witness line has no entry: `out_of_scope` (the export's filter left it out) or
+    /// `purged:<policy id>` (a retention policy deleted it; only its tombstone remains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<String>,
     /// `None` for the unsigned tail.
     pub proof: Option<EntryProof>,
 }
@@ -156,9 +170,9 @@ pub fn check_manifest(
     }
     let manifest: Manifest =
         serde_json::from_slice(manifest_json).map_err(|e| ExportProblem::BadManifest(e.to_string()))?;
-    if manifest.format != FORMAT {
+    if manifest.format != FORMAT && manifest.format != FORMAT_V1 {
         return Err(ExportProblem::BadManifest(format!(
-            "format `{}`, expected `{FORMAT}`",
+            "format `{}`, expected `{FORMAT}` or `{FORMAT_V1}`",
             manifest.format
         )));
     }
@@ -224,6 +238,7 @@ pub struct LineChecker<'m> {
     manifest: &'m Manifest,
     previous: Option<(u64, Digest)>,
     count: u64,
+    omitted: u64,
     covered_tail_started: bool,
 }
 
@@ -233,6 +248,7 @@ impl<'m> LineChecker<'m> {
             manifest,
             previous: None,
             count: 0,
+            omitted: 0,
             covered_tail_started: false,
         }
     }
@@ -278,20 +294,16 @@ impl<'m> LineChecker<'m> {
                 }
             }
         }
-        // The entry names its tenant and sequence: they must be the export's and the line's.
-        let names: EntryNames =
-            serde_json::from_str(&parsed.entry).map_err(|e| fail(format!("the entry is not an entry: {e}")))?;
-        if names.seq != parsed.seq || names.tenant_id != self.manifest.tenant_id {
-            return Err(fail(format!(
-                "the entry is seq {} of tenant {}, not seq {} of {}",
-                names.seq, names.tenant_id, parsed.seq, self.manifest.tenant_id
-            )));
-        }
-        let recomputed = chain::entry_hash(&prev_hash, parsed.entry.as_bytes());
-        if recomputed != hash {
-            return Err(fail(format!(
-                "the entry hashes to {recomputed}, not to the recorded {hash}"
-            )));
+        match (&parsed.entry, &parsed.omitted) {
+            (Some(entry), None) => self.check_entry(&parsed, entry, &prev_hash, &hash).map_err(fail)?,
+            (None, Some(reason)) if reason == "out_of_scope" || reason.starts_with("purged:") => {
+                if self.manifest.format == FORMAT_V1 {
+                    return Err(fail(format!("{FORMAT_V1} has no witness lines")));
+                }
+            }
+            (None, Some(reason)) => return Err(fail(format!("unknown reason `{reason}` for a missing entry"))),
+            (Some(_), Some(_)) => return Err(fail("a line with an entry cannot be omitted".to_owned())),
+            (None, None) => return Err(fail("the line has no entry and no reason for its absence".to_owned())),
         }
         match &parsed.proof {
             Some(proof) => {
@@ -333,7 +345,28 @@ impl<'m> LineChecker<'m> {
             None => self.covered_tail_started = true,
         }
         self.previous = Some((parsed.seq, hash));
-        self.count += 1;
+        if parsed.entry.is_some() {
+            self.count += 1;
+        } else {
+            self.omitted += 1;
+        }
+        Ok(())
+    }
+
+    /// The entry names its tenant and sequence (they must be the export's and the line's), and
+    /// hashes, after the previous hash, to the line's hash.
+    fn check_entry(&self, line: &ExportLine, entry: &str, prev_hash: &Digest, hash: &Digest) -> Result<(), String> {
+        let names: EntryNames = serde_json::from_str(entry).map_err(|e| format!("the entry is not an entry: {e}"))?;
+        if names.seq != line.seq || names.tenant_id != self.manifest.tenant_id {
+            return Err(format!(
+                "the entry is seq {} of tenant {}, not seq {} of {}",
+                names.seq, names.tenant_id, line.seq, self.manifest.tenant_id
+            ));
+        }
+        let recomputed = chain::entry_hash(prev_hash, entry.as_bytes());
+        if recomputed != *hash {
+            return Err(format!("the entry hashes to {recomputed}, not to the recorded {hash}"));
+        }
         Ok(())
     }
 
@@ -350,14 +383,20 @@ impl<'m> LineChecker<'m> {
             (Some((seq, hash)), Some(range)) => *seq == range.last_seq && hash.to_hex() == range.last_hash,
             _ => false,
         };
-        if !matches || self.count != self.manifest.event_count {
+        if !matches || self.count != self.manifest.event_count || self.omitted != self.manifest.omitted_count {
             return Err(ExportProblem::Incomplete {
                 expected: format!(
-                    "{} events ending at {}",
+                    "{} events and {} witness lines ending at {}",
                     self.manifest.event_count,
+                    self.manifest.omitted_count,
                     expected.unwrap_or_default()
                 ),
-                found: format!("{} events ending at {}", self.count, found.unwrap_or_default()),
+                found: format!(
+                    "{} events and {} witness lines ending at {}",
+                    self.count,
+                    self.omitted,
+                    found.unwrap_or_default()
+                ),
             });
         }
         Ok(self.count)

@@ -17,6 +17,7 @@ pub mod event;
 pub mod export;
 pub mod merkle;
 pub mod policy;
+pub mod retention;
 pub mod sealed;
 pub mod sealer;
 pub mod tokenize;

@@ -145,6 +145,38 @@ pub fn check_link(tenant: &str, head_seq: u64, head_hash: &Digest, event: &Seale
     Ok(computed)
 }
 
+/// Checks that a purged event, of which only its tombstone (`seq`, `prev_hash`, `hash`) remains, is
+/// the link after (`head_seq`, `head_hash`), and returns its hash. Its content is gone, so its hash
+/// cannot be recomputed; the next event's link and the checkpoint entries roots still vouch for it.
+pub fn check_tombstone_link(
+    tenant: &str,
+    head_seq: u64,
+    head_hash: &Digest,
+    seq: u64,
+    prev_hash: &Digest,
+    hash: Digest,
+) -> Result<Digest, ChainBreak> {
+    let expected_seq = head_seq + 1;
+    let broken = |problem: BreakKind| ChainBreak {
+        tenant: tenant.to_owned(),
+        seq: expected_seq,
+        problem,
+    };
+    if seq > expected_seq {
+        return Err(broken(BreakKind::Missing { found_seq: seq }));
+    }
+    if seq < expected_seq {
+        return Err(broken(BreakKind::OutOfOrder { found_seq: seq }));
+    }
+    if prev_hash != head_hash {
+        return Err(broken(BreakKind::PrevMismatch {
+            expected: *head_hash,
+            found: *prev_hash,
+        }));
+    }
+    Ok(hash)
+}
+
 /// Verifies a tenant's events, given in the order of their sequence numbers as stored.
 pub fn verify_chain(tenant: &str, events: &[SealedEvent], start: ChainStart) -> Result<VerifiedChain, ChainBreak> {
     let (mut head_seq, mut head_hash) = match start {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::exports::{ExportQuota, ExportsConfig};
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
 use sealtrail_api::webhooks::WebhookSettings;
@@ -13,7 +14,7 @@ use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_emit::AuditEmitter;
 
-use crate::settings::{ClickHouseArgs, KafkaArgs, KeyArgs, RegistryUrlArgs, TopicArgs};
+use crate::settings::{ClickHouseArgs, ExportQueueArgs, KafkaArgs, KeyArgs, RegistryUrlArgs, TopicArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
@@ -29,6 +30,14 @@ pub struct ApiArgs {
     registry: RegistryUrlArgs,
     #[command(flatten)]
     topics: TopicArgs,
+    #[command(flatten)]
+    exports: ExportQueueArgs,
+    /// Exports a tenant may have queued or running at once.
+    #[arg(long, env = "EXPORT_MAX_ACTIVE", default_value_t = 2)]
+    export_max_active: usize,
+    /// Exports a tenant may request in any 24 hours.
+    #[arg(long, env = "EXPORT_MAX_PER_DAY", default_value_t = 50)]
+    export_max_per_day: usize,
     /// Address to serve on.
     #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -115,9 +124,18 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             max_execution_time: Duration::from_secs(args.max_execution_seconds),
             max_result_rows: args.max_result_rows,
         },
+        exports: Some(ExportsConfig {
+            kafka,
+            topics: args.exports.topics(),
+            artifacts_dir: args.exports.artifacts_dir.clone(),
+            quota: ExportQuota {
+                max_active: args.export_max_active.max(1),
+                max_per_day: args.export_max_per_day.max(1),
+            },
+        }),
     })
     .await
-    .context("cannot prepare ClickHouse for the API")?;
+    .context("cannot start the API")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}; is another API running there?", args.listen))?;

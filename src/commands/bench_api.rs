@@ -185,6 +185,7 @@ async fn start_api(args: &BenchApiArgs, clickhouse: &ClickHouseSettings, run: u6
         },
         webhooks: WebhookSettings::default(),
         trusted_keys: Vec::new(),
+        exports: None,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -69,8 +69,7 @@ pub async fn run(args: BenchExportArgs) -> anyhow::Result<()> {
     let request = ExportRequest {
         export_id: format!("exp_bench_{run}"),
         tenant: TENANT.to_owned(),
-        from: None,
-        to: None,
+        scope: sealtrail_api::scope::EventScope::default(),
         out_dir: out.clone(),
         max_file_bytes: 64 * 1024 * 1024,
     };

@@ -1,13 +1,17 @@
-//! `sealtrail export`: a signed export of one tenant's sealed events, written from ClickHouse.
+//! `sealtrail export`: the export processor, which consumes export jobs from Kafka and writes
+//! signed artifacts; or, with `--tenant`, one export written straight to a directory.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sealtrail_api::exporter::{ExportRequest, write_export};
+use sealtrail_api::exports::{ExportStatus, JobState, ProcessorConfig, new_export_id, run_processor};
+use sealtrail_api::scope::EventScope;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use crate::settings::{ClickHouseArgs, KeyArgs, parse_time};
+use crate::settings::{ClickHouseArgs, ExportQueueArgs, KafkaArgs, KeyArgs, parse_time};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -16,29 +20,96 @@ pub struct ExportArgs {
     /// The manifest is signed with the checkpoint signing key from here.
     #[command(flatten)]
     keys: KeyArgs,
-    #[arg(long)]
-    tenant: String,
-    /// Events that occurred at or after (RFC 3339).
-    #[arg(long, value_parser = parse_time)]
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    queue: ExportQueueArgs,
+    /// Consumer group of the export processors (they share the jobs).
+    #[arg(long, env = "EXPORT_GROUP", default_value = "sealtrail-export")]
+    group: String,
+    /// Export this tenant once, to `--out`, instead of processing queued jobs.
+    #[arg(long, requires = "out")]
+    tenant: Option<String>,
+    /// Events that occurred at or after (RFC 3339); with --tenant.
+    #[arg(long, value_parser = parse_time, requires = "tenant")]
     from: Option<OffsetDateTime>,
-    /// Events that occurred before (RFC 3339).
-    #[arg(long, value_parser = parse_time)]
+    /// Events that occurred before (RFC 3339); with --tenant.
+    #[arg(long, value_parser = parse_time, requires = "tenant")]
     to: Option<OffsetDateTime>,
-    /// Directory to write the export into (created if missing).
-    #[arg(long)]
-    out: PathBuf,
+    /// Directory to write the one export into (created if missing); with --tenant.
+    #[arg(long, requires = "tenant")]
+    out: Option<PathBuf>,
     /// Size bound of each events file, in MiB of uncompressed NDJSON.
     #[arg(long, default_value_t = 64)]
     max_file_mib: u64,
 }
 
-fn millis(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
+    match (&args.tenant, &args.out) {
+        (Some(tenant), Some(out)) => export_once(&args, tenant, out).await,
+        _ => process_jobs(args).await,
+    }
 }
 
-pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
+async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
+    let signer = sealtrail_runtime::keys::load_signer(&args.keys.signing_key())?;
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let artifacts_dir = args.queue.artifacts_dir.clone();
+    std::fs::create_dir_all(&artifacts_dir)
+        .with_context(|| format!("cannot create the artifacts directory {}", artifacts_dir.display()))?;
+    let config = ProcessorConfig {
+        kafka,
+        group: args.group.clone(),
+        topics: args.queue.topics(),
+        artifacts_dir,
+        clickhouse: args.clickhouse.settings(),
+        signer,
+        max_file_bytes: args.max_file_mib.max(1) * 1024 * 1024,
+    };
+    tracing::info!(jobs = %config.topics.jobs, status = %config.topics.status, dir = %config.artifacts_dir.display(), "export processor waiting for jobs");
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    run_processor(config, stop, report).await?;
+    Ok(())
+}
+
+/// Every state, as a log line: progress while running, a summary at the end.
+fn report(status: &ExportStatus) {
+    let export = &status.export_id;
+    let tenant = &status.tenant_id;
+    match (status.state, &status.progress, &status.result) {
+        (JobState::Running, Some(progress), _) => {
+            tracing::info!(%export, %tenant, done = progress.done, total = progress.total, "exporting");
+        }
+        (JobState::Done, _, Some(result)) => tracing::info!(
+            %export,
+            %tenant,
+            events = result.event_count,
+            witness_lines = result.omitted_count,
+            files = result.files,
+            bytes = result.bytes,
+            took_ms = status.updated_at - status.requested_at,
+            "export done"
+        ),
+        (JobState::Failed, _, _) => {
+            tracing::error!(%export, %tenant, reason = status.error.as_deref().unwrap_or_default(), "export failed");
+        }
+        _ => {}
+    }
+}
+
+async fn export_once(args: &ExportArgs, tenant: &str, out: &std::path::Path) -> anyhow::Result<()> {
     let signer = sealtrail_runtime::keys::load_signer(&args.keys.signing_key())?;
     let clickhouse = args.clickhouse.settings();
+    let rfc3339 = |at: Option<OffsetDateTime>| at.and_then(|at| at.format(&Rfc3339).ok());
+    let scope = EventScope {
+        from: rfc3339(args.from),
+        to: rfc3339(args.to),
+        ..EventScope::default()
+    };
+    let window = scope.window().map_err(|e| anyhow::anyhow!(e.message))?;
     let total: u64 = clickhouse
         .client()
         .query(
@@ -46,9 +117,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
              AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') \
              AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')",
         )
-        .param("tenant", &args.tenant)
-        .param("from", args.from.map_or(0, millis))
-        .param("to", args.to.map_or(i64::MAX / 4, millis))
+        .param("tenant", tenant)
+        .param("from", window.from_ms)
+        .param("to", window.to_ms)
         .fetch_one()
         .await
         .with_context(|| format!("cannot reach ClickHouse at {}", clickhouse.url))?;
@@ -56,20 +127,20 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         "  exporting {bar:40} {pos}/{len} events ({per_sec})",
     )?);
     let request = ExportRequest {
-        export_id: format!("exp_{}", ulid::Ulid::new().to_string().to_lowercase()),
-        tenant: args.tenant.clone(),
-        from: args.from,
-        to: args.to,
-        out_dir: args.out.clone(),
+        export_id: new_export_id(),
+        tenant: tenant.to_owned(),
+        scope,
+        out_dir: out.to_owned(),
         max_file_bytes: args.max_file_mib.max(1) * 1024 * 1024,
     };
     let manifest = write_export(&clickhouse, &signer, &request, |done| bar.set_position(done)).await?;
     bar.finish_and_clear();
     println!(
-        "export {} of tenant {}: {} events in {} files, covered by {} signed checkpoints ({} at the end not yet covered), manifest signed by key {}",
+        "export {} of tenant {}: {} events and {} witness lines in {} files, covered by {} signed checkpoints ({} at the end not yet covered), manifest signed by key {}",
         manifest.export_id,
         manifest.tenant_id,
         manifest.event_count,
+        manifest.omitted_count,
         manifest.files.len(),
         manifest.checkpoints.len(),
         manifest.unsigned_tail,
@@ -77,8 +148,8 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     );
     println!(
         "written to {}; check it with `sealtrail verify-export {} --public-key <signing-key.pub>`",
-        args.out.display(),
-        args.out.display()
+        out.display(),
+        out.display()
     );
     Ok(())
 }

@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyExportArgs {
-    /// The export directory.
+    /// The export: its directory, or the `.tar` downloaded from `GET /v1/exports/{id}/artifact`.
     path: PathBuf,
     /// The signing public key (a `.pub` file of 64 hex characters), or a directory of them.
     #[arg(long)]
@@ -22,8 +22,17 @@ pub struct VerifyExportArgs {
 /// Exits 0 only if the signature, every file, every link and every proof hold.
 pub fn run(args: &VerifyExportArgs) -> anyhow::Result<()> {
     let trusted = sealtrail_runtime::keys::load_trusted(&args.public_key)?;
+    // A tar is unpacked into a private temporary directory, removed afterwards.
+    let unpacked;
+    let dir = if args.path.is_file() {
+        unpacked = tempfile::tempdir().context("cannot create a temporary directory to unpack the tar")?;
+        unpack(&args.path, unpacked.path())?;
+        unpacked.path().to_owned()
+    } else {
+        args.path.clone()
+    };
     let read = |name: &str| {
-        let path = args.path.join(name);
+        let path = dir.join(name);
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     };
     let manifest_json = read(MANIFEST_FILE)?;
@@ -31,7 +40,7 @@ pub fn run(args: &VerifyExportArgs) -> anyhow::Result<()> {
     let outcome = check_manifest(&manifest_json, &signature, &trusted).and_then(|manifest| {
         let mut checker = LineChecker::new(&manifest);
         for file in &manifest.files {
-            check_file(&args.path, file, &mut checker)?;
+            check_file(&dir, file, &mut checker)?;
         }
         let events = checker.finish()?;
         Ok((events, manifest.clone()))
@@ -49,6 +58,12 @@ pub fn run(args: &VerifyExportArgs) -> anyhow::Result<()> {
                 manifest.files.len(),
                 manifest.checkpoints.len()
             );
+            if manifest.omitted_count > 0 {
+                println!(
+                    "  note: {} events of the range are witness lines (hashes only): outside the export's scope, or purged by a retention policy; the chain links through them",
+                    manifest.omitted_count
+                );
+            }
             if manifest.unsigned_tail > 0 {
                 println!(
                     "  note: the last {} events are chained to the others but no signed checkpoint covered them when the export was made",
@@ -59,6 +74,29 @@ pub fn run(args: &VerifyExportArgs) -> anyhow::Result<()> {
         }
         Err(problem) => anyhow::bail!("NOT VERIFIED: {problem}"),
     }
+}
+
+/// Unpacks the regular files of a tar (plain names only: nothing may land outside `into`).
+fn unpack(tar_path: &Path, into: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(tar_path).with_context(|| format!("cannot read {}", tar_path.display()))?;
+    let mut archive = tar::Archive::new(file);
+    let entries = archive
+        .entries()
+        .with_context(|| format!("{} is not a tar", tar_path.display()))?;
+    for entry in entries {
+        let mut entry = entry.with_context(|| format!("{} is not a readable tar", tar_path.display()))?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        anyhow::ensure!(
+            !name.is_empty() && !name.contains(['/', '\\']) && name != ".." && name != ".",
+            "NOT VERIFIED: the tar holds `{name}`; an export holds plain file names only"
+        );
+        if entry.header().entry_type().is_file() {
+            entry
+                .unpack(into.join(&name))
+                .with_context(|| format!("cannot unpack {name}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_file(

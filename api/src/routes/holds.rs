@@ -90,7 +90,7 @@ pub async fn apply(
     if request.case_id.trim().is_empty() || request.reason.trim().is_empty() {
         return Err(ApiError::bad_request("case_id", "case_id and reason are required"));
     }
-    request.scope.check()?;
+    request.scope.check(false)?;
     let change = HoldChange {
         tenant_id: tenant,
         hold_id: format!("hold_{}", ulid::Ulid::new().to_string().to_lowercase()),

@@ -2,6 +2,7 @@
 
 mod event_json;
 pub mod events;
+pub mod exports;
 pub mod health;
 pub mod holds;
 pub mod keys;

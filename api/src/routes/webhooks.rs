@@ -20,7 +20,7 @@ const MANAGERS: &[Role] = &[Role::TenantAdmin, Role::Compliance, Role::PlatformA
 pub struct WebhookRequest {
     /// Where deliveries are sent (POST).
     pub url: String,
-    /// Event types: legalhold.applied, legalhold.released, export.completed, integrity.incident.
+    /// Event types: legalhold.applied, legalhold.released, export.completed, export.failed, integrity.incident.
     pub events: Vec<String>,
     pub tenant: Option<String>,
 }

@@ -32,6 +32,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_create_legal_holds"),
     migration!(6, "0006_create_webhooks"),
     migration!(7, "0007_create_verification_jobs"),
+    migration!(8, "0008_create_tombstones"),
+    migration!(9, "0009_create_retention_policies"),
 ];
 
 /// What `apply_migrations` did with one migration.

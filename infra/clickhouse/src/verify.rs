@@ -7,8 +7,8 @@ use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::digest::Digest;
 use sealtrail_core::sealed::Checkpoint;
 use sealtrail_core::verify::{
-    BreakKind, ChainBreak, ChainStart, CheckpointChainProblem, verify_chain, verify_checkpoints, verify_entries,
-    verify_heads,
+    BreakKind, ChainBreak, ChainStart, CheckpointChainProblem, check_tombstone_link, verify_chain, verify_checkpoints,
+    verify_entries, verify_heads,
 };
 use time::OffsetDateTime;
 
@@ -42,6 +42,18 @@ pub struct VerifyReport {
     /// The highest sequence of the tenant covered by a signed checkpoint head.
     pub signed_through: u64,
     pub entries_roots_checked: u64,
+    /// Events deleted by retention policies whose tombstones were linked in their place.
+    pub purged: u64,
+    /// The purged stretches, in order.
+    pub purged_ranges: Vec<PurgedRange>,
+}
+
+/// Consecutive events deleted by one retention policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedRange {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub policy_id: String,
 }
 
 impl VerifyReport {
@@ -76,7 +88,28 @@ struct SeqRange {
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct HashRow {
     hash: String,
+    #[expect(dead_code, reason = "selected to order and deduplicate by it")]
+    sealed_offset: u64,
 }
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct TombstoneRow {
+    seq: u64,
+    prev_hash: String,
+    hash: String,
+    policy_id: String,
+}
+
+/// The hashes of a sealed partition's entries between two offsets, in offset order: its events,
+/// and the tombstones of those a retention policy deleted (an event wins over its own tombstone).
+/// Bound parameters: partition, the lower offset (exclusive, -1 for none), the upper (exclusive).
+pub const ENTRY_HASHES_SQL: &str = "SELECT hash, sealed_offset FROM ( \
+     SELECT hash, sealed_offset, 0 AS purged FROM events WHERE sealed_partition = {partition:UInt32} \
+       AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
+     UNION ALL \
+     SELECT hash, sealed_offset, 1 AS purged FROM tombstones WHERE sealed_partition = {partition:UInt32} \
+       AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}) \
+     ORDER BY sealed_offset, purged LIMIT 1 BY sealed_offset";
 
 /// Verifies `request.tenant` against the trusted checkpoint keys.
 pub async fn verify_tenant(
@@ -133,12 +166,16 @@ pub async fn verify_tenant(
 
     let window = client
         .query(
-            "SELECT count() AS rows, min(seq) AS first, max(seq) AS last FROM events \
-             WHERE tenant_id = ? AND occurred_at >= fromUnixTimestamp64Milli(?) AND occurred_at <= fromUnixTimestamp64Milli(?)",
+            "SELECT count() AS rows, min(seq) AS first, max(seq) AS last FROM ( \
+               SELECT seq FROM events WHERE tenant_id = {tenant:String} \
+                 AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}) AND occurred_at <= fromUnixTimestamp64Milli({to:Int64}) \
+               UNION ALL \
+               SELECT seq FROM tombstones WHERE tenant_id = {tenant:String} \
+                 AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}) AND occurred_at <= fromUnixTimestamp64Milli({to:Int64}))",
         )
-        .bind(tenant)
-        .bind(request.from.map_or(i64::MIN / 2, millis))
-        .bind(request.to.map_or(i64::MAX / 2, millis))
+        .param("tenant", tenant)
+        .param("from", request.from.map_or(i64::MIN / 2, millis))
+        .param("to", request.to.map_or(i64::MAX / 2, millis))
         .fetch_one::<SeqRange>()
         .await?;
     if window.rows == 0 {
@@ -181,8 +218,9 @@ pub async fn verify_tenant(
     Ok(report)
 }
 
-/// Re-hashes and links the tenant's events after `anchor` up to `last`, page by page, and
-/// returns the hashes found at the sequences signed checkpoints name.
+/// Re-hashes and links the tenant's events after `anchor` up to `last`, page by page, linking the
+/// tombstones of purged events in their places, and returns the hashes found at the sequences
+/// signed checkpoints name.
 async fn verify_events(
     client: &clickhouse::Client,
     report: &mut VerifyReport,
@@ -191,10 +229,10 @@ async fn verify_events(
     wanted: &HashSet<u64>,
 ) -> Result<HashMap<u64, Digest>, VerifyFailure> {
     let tenant = report.tenant.clone();
-    let mut start = anchor.map_or(ChainStart::Genesis, |(seq, hash)| ChainStart::After { seq, hash });
+    let (mut head_seq, mut head_hash) = anchor.unwrap_or((0, sealtrail_core::chain::genesis(&tenant)));
     let mut hashes_at_heads = HashMap::new();
     let mut after = report.anchored_after;
-    loop {
+    while after < last {
         let page: Vec<EventRow> = client
             .query("SELECT ?fields FROM events WHERE tenant_id = ? AND seq > ? AND seq <= ? ORDER BY seq, sealed_offset LIMIT ?")
             .bind(&tenant)
@@ -203,23 +241,98 @@ async fn verify_events(
             .bind(PAGE)
             .fetch_all()
             .await?;
-        let Some(last_row) = page.last() else { break };
-        after = last_row.seq;
-        let events = page.iter().map(EventRow::to_sealed).collect::<Result<Vec<_>, _>>()?;
-        let verified = verify_chain(&tenant, &events, start).map_err(VerifyFailure::Chain)?;
-        for event in events.iter().filter(|e| wanted.contains(&e.seal.tenant_seq)) {
-            hashes_at_heads.insert(event.seal.tenant_seq, event.seal.hash);
-        }
-        report.events += verified.events;
-        report.first_seq.get_or_insert(events[0].seal.tenant_seq);
-        report.last_seq = Some(verified.head_seq);
-        start = ChainStart::After {
-            seq: verified.head_seq,
-            hash: verified.head_hash,
-        };
-        if (page.len() as u64) < PAGE {
+        let stones: Vec<TombstoneRow> = client
+            .query("SELECT ?fields FROM tombstones WHERE tenant_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT 1 BY seq LIMIT ?")
+            .bind(&tenant)
+            .bind(after)
+            .bind(last)
+            .bind(PAGE)
+            .fetch_all()
+            .await?;
+        if page.is_empty() && stones.is_empty() {
             break;
         }
+        // Both pages are complete up to `through`.
+        let full_until = |len: usize, last_seq: Option<u64>| if len as u64 == PAGE { last_seq } else { None };
+        let through = [
+            full_until(page.len(), page.last().map(|r| r.seq)),
+            full_until(stones.len(), stones.last().map(|r| r.seq)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(last);
+        let events = page
+            .iter()
+            .filter(|r| r.seq <= through)
+            .map(EventRow::to_sealed)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut events = events.as_slice();
+        let mut stones = stones.iter().filter(|s| s.seq <= through).peekable();
+        loop {
+            // The events before the next tombstone (an event wins over its own tombstone).
+            let next_stone = stones.peek().map_or(u64::MAX, |s| s.seq);
+            let run = events.partition_point(|e| e.seal.tenant_seq < next_stone);
+            let run = if events.get(run).is_some_and(|e| e.seal.tenant_seq == next_stone) {
+                run + 1
+            } else {
+                run
+            };
+            if run > 0 {
+                let (linked, rest) = events.split_at(run);
+                let start = if head_seq == 0 {
+                    ChainStart::Genesis
+                } else {
+                    ChainStart::After {
+                        seq: head_seq,
+                        hash: head_hash,
+                    }
+                };
+                let verified = verify_chain(&tenant, linked, start).map_err(VerifyFailure::Chain)?;
+                for event in linked.iter().filter(|e| wanted.contains(&e.seal.tenant_seq)) {
+                    hashes_at_heads.insert(event.seal.tenant_seq, event.seal.hash);
+                }
+                report.events += verified.events;
+                report.first_seq.get_or_insert(linked[0].seal.tenant_seq);
+                (head_seq, head_hash) = (verified.head_seq, verified.head_hash);
+                events = rest;
+                continue;
+            }
+            let Some(stone) = stones.next() else { break };
+            if stone.seq <= head_seq {
+                continue;
+            }
+            let unreadable = || RowError {
+                table: "tombstones",
+                key: format!("{tenant}/{}", stone.seq),
+                column: "hash",
+            };
+            let prev_hash = Digest::from_hex(&stone.prev_hash).ok_or_else(unreadable)?;
+            let hash = Digest::from_hex(&stone.hash).ok_or_else(unreadable)?;
+            head_hash = check_tombstone_link(&tenant, head_seq, &head_hash, stone.seq, &prev_hash, hash)
+                .map_err(VerifyFailure::Chain)?;
+            head_seq = stone.seq;
+            if wanted.contains(&stone.seq) {
+                hashes_at_heads.insert(stone.seq, hash);
+            }
+            report.first_seq.get_or_insert(stone.seq);
+            report.purged += 1;
+            match report.purged_ranges.last_mut() {
+                Some(range) if range.last_seq + 1 == stone.seq && range.policy_id == stone.policy_id => {
+                    range.last_seq = stone.seq;
+                }
+                _ => report.purged_ranges.push(PurgedRange {
+                    first_seq: stone.seq,
+                    last_seq: stone.seq,
+                    policy_id: stone.policy_id.clone(),
+                }),
+            }
+        }
+        report.last_seq = (head_seq > 0).then_some(head_seq);
+        if through <= after {
+            break;
+        }
+        after = through;
     }
     Ok(hashes_at_heads)
 }
@@ -244,13 +357,13 @@ async fn verify_covering_entries(
         let lower = if *index == 0 {
             -1
         } else {
-            i128::from(rows[index - 1].sealed_offset)
+            i64::try_from(rows[index - 1].sealed_offset).unwrap_or(i64::MAX)
         };
         let hashes: Vec<HashRow> = client
-            .query("SELECT hash FROM events WHERE sealed_partition = ? AND toInt128(sealed_offset) > ? AND sealed_offset < ? ORDER BY sealed_offset")
-            .bind(partition)
-            .bind(lower)
-            .bind(rows[*index].sealed_offset)
+            .query(ENTRY_HASHES_SQL)
+            .param("partition", partition)
+            .param("after", lower)
+            .param("before", rows[*index].sealed_offset)
             .fetch_all()
             .await?;
         let digests: Vec<Digest> = hashes

@@ -227,6 +227,10 @@ fn pipeline_env(data_dir: &DataDir) -> Vec<(String, String)> {
         ),
         ("SEALTRAIL_KEY_DIR".to_owned(), keys.display().to_string()),
         (
+            "SEALTRAIL_ARTIFACTS_DIR".to_owned(),
+            data_dir.root().join("exports").display().to_string(),
+        ),
+        (
             "SEALTRAIL_TRUSTED_KEYS".to_owned(),
             keys.join("trusted").display().to_string(),
         ),
@@ -245,7 +249,7 @@ fn api_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// Makes the keys and topics, and starts the seal and sink processors and the API.
+/// Makes the keys and topics, and starts the seal, sink and export processors and the API.
 async fn start_pipeline(
     stack: &mut Stack,
     data_dir: &DataDir,
@@ -285,6 +289,7 @@ async fn start_pipeline(
     for (name, what) in [
         ("seal", "the seal processor"),
         ("sink", "the ClickHouse sink"),
+        ("export", "the export processor"),
         ("api", "the query API"),
     ] {
         eprintln!("starting {what}");

@@ -45,8 +45,7 @@ async fn an_export_verifies_offline_and_any_change_is_caught_and_named() {
     let request = ExportRequest {
         export_id: "exp_test".to_owned(),
         tenant: api.alfa.clone(),
-        from: None,
-        to: None,
+        scope: sealtrail_api::scope::EventScope::default(),
         out_dir: original.clone(),
         // Small files, so the export spans several.
         max_file_bytes: 4096,
@@ -132,8 +131,7 @@ async fn an_export_of_100_000_events_verifies_offline() {
     let request = ExportRequest {
         export_id: "exp_large".to_owned(),
         tenant: api.alfa.clone(),
-        from: None,
-        to: None,
+        scope: sealtrail_api::scope::EventScope::default(),
         out_dir: work.path().join("export"),
         max_file_bytes: 16 * 1024 * 1024,
     };

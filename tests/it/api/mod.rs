@@ -2,6 +2,7 @@
 
 mod events;
 mod export;
+mod export_jobs;
 mod holds;
 mod query;
 
@@ -12,6 +13,7 @@ use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::exports::{ExportQuota, ExportTopics, ExportsConfig};
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, QueryLimits, router};
 use sealtrail_api::webhooks::WebhookSettings;
@@ -34,6 +36,9 @@ pub const OTHER_PRIVATE: &[u8] = include_bytes!("../fixtures/jwt-test-other.key"
 
 pub struct Api {
     pub url: String,
+    /// The export topics this API queues on, and where artifacts go.
+    pub exports: ExportsConfig,
+    _artifacts: tempfile::TempDir,
     pub http: reqwest::Client,
     pub keys: KeyStore,
     pub settings: ClickHouseSettings,
@@ -61,6 +66,11 @@ impl Api {
 
     /// An API over a fresh, empty database, with this rate limit per credential.
     pub async fn empty_limited(rate_limit: RateLimit) -> Self {
+        Self::configured(rate_limit, ExportQuota::default()).await
+    }
+
+    /// An API over a fresh, empty database, with these limits.
+    pub async fn configured(rate_limit: RateLimit, quota: ExportQuota) -> Self {
         let stack = shared();
         let mut settings: ClickHouseSettings = stack.clickhouse();
         settings.database = unique("api");
@@ -68,6 +78,16 @@ impl Api {
         let alfa = unique("alfa");
         let bravo = unique("bravo");
         let jwt = JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC)).expect("JWT keys");
+        let artifacts = tempfile::tempdir().expect("artifacts dir");
+        let exports = ExportsConfig {
+            kafka: stack.kafka(),
+            topics: ExportTopics {
+                jobs: unique("export-jobs"),
+                status: unique("export-status"),
+            },
+            artifacts_dir: artifacts.path().to_owned(),
+            quota,
+        };
         let app = router(ApiConfig {
             clickhouse: settings.clone(),
             jwt,
@@ -91,6 +111,7 @@ impl Api {
                 first_backoff: std::time::Duration::from_millis(50),
                 allow_private_targets: true,
             },
+            exports: Some(exports.clone()),
         })
         .await
         .expect("router");
@@ -99,6 +120,8 @@ impl Api {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             url,
+            exports,
+            _artifacts: artifacts,
             http: reqwest::Client::new(),
             keys: KeyStore::new(settings.client()),
             settings,
