@@ -50,8 +50,10 @@ enum Command {
     Api(commands::api::ApiArgs),
     /// Verify a tenant's trail from ClickHouse: chain, checkpoint signatures and links.
     Verify(commands::verify::VerifyArgs),
-    /// Write a signed export of a tenant's sealed events (NDJSON.gz files, manifest, signature).
+    /// The export processor: run queued export jobs; with --tenant, write one signed export to a directory.
     Export(commands::export::ExportArgs),
+    /// The retention processor: delete expired events (tombstoned, holds respected) every interval.
+    Retention(commands::retention::RetentionArgs),
     /// Verify an export offline with the signing public key; exit code 0 only if it all holds.
     VerifyExport(commands::verify_export::VerifyExportArgs),
     /// Measure seal throughput: the core in process, and end to end next to a plain copy.
@@ -97,6 +99,7 @@ fn main() -> std::process::ExitCode {
             Command::Seal(args) => commands::seal::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,
             Command::Verify(args) => commands::verify::run(args).await,
+            Command::Retention(args) => commands::retention::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Export(args) => commands::export::run(args).await,
             Command::VerifyExport(args) => commands::verify_export::run(&args),

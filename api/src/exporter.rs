@@ -315,7 +315,9 @@ async fn partition_checkpoints(
 ) -> Result<Vec<CheckpointRow>, ExportError> {
     let partitions: Vec<u32> = client
         .query(&format!(
-            "SELECT DISTINCT sealed_partition FROM events WHERE tenant_id = {{tenant:String}}{window_filter}"
+            "SELECT DISTINCT sealed_partition FROM ( \
+               SELECT sealed_partition FROM events WHERE tenant_id = {{tenant:String}}{window_filter} \
+               UNION ALL SELECT sealed_partition FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter})"
         ))
         .param("tenant", tenant)
         .param("from", from_ms)

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod holds;
 pub mod openapi;
 pub mod rate_limit;
+pub mod retention;
 pub mod routes;
 pub mod scope;
 pub mod server;

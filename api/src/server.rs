@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::policy::Label;
@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::exports::{ExportBoard, ExportStatus, ExportsConfig, JobState};
 use crate::holds::HoldStore;
 use crate::rate_limit::{RateLimit, RateLimiter};
+use crate::retention::PolicyStore;
 use crate::routes;
 use crate::webhooks::{WebhookSettings, Webhooks};
 
@@ -73,6 +74,7 @@ pub struct AppState {
     tokenizer: Option<Mutex<Tokenizer>>,
     pub recorder: AccessRecorder,
     pub holds: HoldStore,
+    pub policies: PolicyStore,
     pub webhooks: Webhooks,
     pub trusted_keys: Vec<TrustedKey>,
     pub exports: Option<ExportBoard>,
@@ -140,6 +142,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
     let state = Arc::new(AppState {
         keys: KeyStore::new(client.clone()),
         holds: HoldStore::new(client.clone()),
+        policies: PolicyStore::new(client.clone()),
         webhooks,
         exports,
         analyst: analyst_client(&client, &config.clickhouse.database, config.limits),
@@ -163,6 +166,11 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         .route("/v1/exports/{export_id}", get(routes::exports::get))
         .route("/v1/exports/{export_id}/artifact", get(routes::exports::artifact))
         .route("/v1/legal-holds", post(routes::holds::apply).get(routes::holds::list))
+        .route("/v1/retention-policies", get(routes::retention::list))
+        .route(
+            "/v1/retention-policies/{category}",
+            put(routes::retention::set).delete(routes::retention::remove),
+        )
         .route("/v1/legal-holds/{hold_id}/release", post(routes::holds::release))
         .route(
             "/v1/webhooks",

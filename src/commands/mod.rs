@@ -9,6 +9,7 @@ pub mod keys;
 pub mod migrate;
 pub mod produce;
 pub mod registry;
+pub mod retention;
 pub mod seal;
 pub mod setup;
 pub mod sink;

@@ -36,7 +36,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let report = verify_tenant(&args.clickhouse.settings(), &request, &trusted)
         .await
         .with_context(|| format!("verification of tenant {} FAILED", args.tenant))?;
-    if report.events == 0 {
+    if report.events == 0 && report.purged == 0 {
         println!(
             "tenant {}: no events in the requested window; nothing to verify",
             report.tenant
@@ -67,6 +67,18 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             "  {} newest events are chained but not yet under a signed checkpoint (the next one covers them)",
             report.unsigned_tail()
         );
+    }
+    if report.purged > 0 {
+        println!(
+            "  {} events were purged by retention policies; their tombstones link the chain through:",
+            report.purged
+        );
+        for range in &report.purged_ranges {
+            println!(
+                "    sequences {}..{} purged by policy {}",
+                range.first_seq, range.last_seq, range.policy_id
+            );
+        }
     }
     Ok(())
 }

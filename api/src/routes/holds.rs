@@ -49,7 +49,7 @@ pub struct HoldListing {
     pub tenant: Option<String>,
 }
 
-fn purpose(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, ApiError> {
     let purpose = headers
         .get(PURPOSE_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -58,7 +58,7 @@ fn purpose(headers: &HeaderMap) -> Result<String, ApiError> {
     if purpose.is_empty() || purpose.len() > 1000 {
         return Err(ApiError::bad_request(
             "X-Purpose",
-            "a legal hold change needs an X-Purpose header (1 to 1000 characters) saying why",
+            "this change needs an X-Purpose header (1 to 1000 characters) saying why",
         ));
     }
     Ok(purpose.to_owned())

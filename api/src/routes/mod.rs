@@ -8,6 +8,7 @@ pub mod holds;
 pub mod keys;
 pub mod proof;
 pub mod query;
+pub mod retention;
 pub mod verifications;
 pub mod webhooks;
 

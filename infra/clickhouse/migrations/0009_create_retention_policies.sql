@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS retention_policies
     change      LowCardinality(String) COMMENT 'set or removed',
     retain_days UInt32,
     actor       String,
+    purpose     String COMMENT 'The X-Purpose justification of the change',
     request_id  String,
     changed_at  DateTime64(3, 'UTC')
 )

@@ -124,8 +124,11 @@ pub async fn verify_tenant(
         ..VerifyReport::default()
     };
     let partitions: Vec<u32> = client
-        .query("SELECT DISTINCT sealed_partition FROM events WHERE tenant_id = ? ORDER BY sealed_partition")
-        .bind(tenant)
+        .query(
+            "SELECT DISTINCT sealed_partition FROM (SELECT sealed_partition FROM events WHERE tenant_id = {tenant:String} \
+             UNION ALL SELECT sealed_partition FROM tombstones WHERE tenant_id = {tenant:String}) ORDER BY sealed_partition",
+        )
+        .param("tenant", tenant)
         .fetch_all()
         .await?;
     let partition = match partitions.as_slice() {

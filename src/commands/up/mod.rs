@@ -249,7 +249,7 @@ fn api_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// Makes the keys and topics, and starts the seal, sink and export processors and the API.
+/// Makes the keys and topics, and starts the seal, sink, export and retention processors and the API.
 async fn start_pipeline(
     stack: &mut Stack,
     data_dir: &DataDir,
@@ -290,6 +290,7 @@ async fn start_pipeline(
         ("seal", "the seal processor"),
         ("sink", "the ClickHouse sink"),
         ("export", "the export processor"),
+        ("retention", "the retention processor"),
         ("api", "the query API"),
     ] {
         eprintln!("starting {what}");

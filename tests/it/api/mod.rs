@@ -5,6 +5,7 @@ mod export;
 mod export_jobs;
 mod holds;
 mod query;
+mod retention;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,328 @@
+//! Retention: deletes a tenant's events once their governing policy says they expired, except
+//! those an active legal hold keeps. Each deleted event leaves a tombstone (its place and hashes
+//! in the chain), so verification still links through the purged range and names the policy; and
+//! each run is itself recorded as a sealed `policy.applied` event per tenant and policy.
+//!
+//! A tombstone is written before its event is deleted, and only events with a tombstone of this
+//! run are deleted, so a run stopped half-way never leaves a gap in a chain.
+
+use std::time::Instant;
+
+use clickhouse::{Client, Row};
+use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::retention::{ANY, RetentionPolicy, governing};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::audit::AccessRecorder;
+use crate::holds::{HoldChange, HoldScope, HoldStore};
+
+/// The actor of `policy.applied` events.
+pub const RETENTION_ACTOR: &str = "sealtrail-retention";
+
+/// One change of an API-set policy, as stored in `retention_policies`.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct PolicyChange {
+    pub tenant_id: String,
+    pub category: String,
+    pub policy_id: String,
+    /// `set` or `removed`.
+    pub change: String,
+    pub retain_days: u32,
+    pub actor: String,
+    pub purpose: String,
+    pub request_id: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub changed_at: OffsetDateTime,
+}
+
+/// The `retention_policies` table: appended to, never updated.
+#[derive(Clone)]
+pub struct PolicyStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStore").finish_non_exhaustive()
+    }
+}
+
+impl PolicyStore {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    pub async fn append(&self, change: &PolicyChange) -> Result<(), clickhouse::error::Error> {
+        let mut insert = self.client.insert::<PolicyChange>("retention_policies").await?;
+        insert.write(change).await?;
+        insert.end().await
+    }
+
+    /// The policies in force (the newest change of each tenant and category, unless removed), of
+    /// one tenant or of all.
+    pub async fn in_force(&self, tenant: Option<&str>) -> Result<Vec<PolicyChange>, clickhouse::error::Error> {
+        self.client
+            .query(
+                "SELECT ?fields FROM retention_policies \
+                 WHERE ({tenant:String} = '' OR tenant_id = {tenant:String}) \
+                 ORDER BY tenant_id, category, changed_at DESC LIMIT 1 BY tenant_id, category",
+            )
+            .param("tenant", tenant.unwrap_or_default())
+            .fetch_all::<PolicyChange>()
+            .await
+            .map(|changes| changes.into_iter().filter(|c| c.change == "set").collect())
+    }
+}
+
+impl PolicyChange {
+    pub fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            policy_id: self.policy_id.clone(),
+            tenant: self.tenant_id.clone(),
+            category: self.category.clone(),
+            retain_days: self.retain_days,
+        }
+    }
+}
+
+/// What one policy did to one tenant in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyOutcome {
+    /// The run, also the `correlation_id` of its `policy.applied` events.
+    pub run_id: String,
+    pub tenant_id: String,
+    pub policy_id: String,
+    pub categories: Vec<String>,
+    pub retain_days: u32,
+    /// Events that occurred before this (Unix milliseconds) had expired.
+    pub cutoff_ms: i64,
+    pub deleted: u64,
+    /// Expired events kept because an active legal hold covers them.
+    pub held: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("the policy.applied event of {policy_id} for tenant {tenant} could not be published: {reason}")]
+    Record {
+        tenant: String,
+        policy_id: String,
+        reason: String,
+    },
+}
+
+#[derive(Row, Deserialize)]
+struct TenantCategory {
+    tenant_id: String,
+    category: String,
+}
+
+/// One retention pass over every tenant, as of `now`: `configured` policies first, those set
+/// through the API after them (so they win at equal specificity).
+pub async fn run_once(
+    client: &Client,
+    configured: &[RetentionPolicy],
+    recorder: &AccessRecorder,
+    now: OffsetDateTime,
+) -> Result<Vec<PolicyOutcome>, RetentionError> {
+    let run_id = format!("ret_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let mut policies = configured.to_vec();
+    policies.extend(
+        PolicyStore::new(client.clone())
+            .in_force(None)
+            .await?
+            .iter()
+            .map(PolicyChange::policy),
+    );
+    let pairs: Vec<TenantCategory> = client
+        .query("SELECT DISTINCT tenant_id, toString(category) AS category FROM events ORDER BY tenant_id, category")
+        .fetch_all()
+        .await?;
+    // (tenant, policy) -> the tenant's categories that policy governs.
+    let mut groups: Vec<(String, RetentionPolicy, Vec<String>)> = Vec::new();
+    for pair in pairs {
+        let Some(policy) = governing(&policies, &pair.tenant_id, &pair.category) else {
+            continue;
+        };
+        match groups
+            .iter_mut()
+            .find(|(tenant, p, _)| *tenant == pair.tenant_id && p.policy_id == policy.policy_id)
+        {
+            Some((_, _, categories)) => categories.push(pair.category),
+            None => groups.push((pair.tenant_id, policy.clone(), vec![pair.category])),
+        }
+    }
+    let holds = HoldStore::new(client.clone());
+    let mut outcomes = Vec::new();
+    for (tenant, policy, categories) in groups {
+        let outcome = apply(client, &holds, &run_id, (&tenant, &policy, categories), now).await?;
+        recorder
+            .publish(&applied_event(&run_id, &outcome, now))
+            .await
+            .map_err(|error| RetentionError::Record {
+                tenant: tenant.clone(),
+                policy_id: policy.policy_id.clone(),
+                reason: error.message,
+            })?;
+        tracing::info!(
+            run = %run_id,
+            tenant = %outcome.tenant_id,
+            policy = %outcome.policy_id,
+            deleted = outcome.deleted,
+            held = outcome.held,
+            "retention policy applied"
+        );
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The tenant's active holds, as one condition that matches every event they keep.
+async fn held_condition(
+    holds: &HoldStore,
+    tenant: &str,
+) -> Result<(String, Vec<(String, String)>), clickhouse::error::Error> {
+    let history = holds.history(tenant, None).await?;
+    let mut alternatives = Vec::new();
+    let mut params = Vec::new();
+    for changes in history.chunk_by(|a: &HoldChange, b| a.hold_id == b.hold_id) {
+        if changes.iter().any(|c| c.change == "released") {
+            continue;
+        }
+        // A hold whose scope cannot be read keeps everything: it errs on the side of keeping.
+        let condition = serde_json::from_str::<HoldScope>(&changes[0].scope)
+            .ok()
+            .and_then(|scope| scope.condition(&format!("hold{}", alternatives.len())).ok());
+        match condition {
+            Some((sql, values)) => {
+                alternatives.push(format!("({sql})"));
+                params.extend(values);
+            }
+            None => alternatives.push("1".to_owned()),
+        }
+    }
+    if alternatives.is_empty() {
+        return Ok(("0".to_owned(), params));
+    }
+    Ok((alternatives.join(" OR "), params))
+}
+
+async fn apply(
+    client: &Client,
+    holds: &HoldStore,
+    run_id: &str,
+    (tenant, policy, categories): (&str, &RetentionPolicy, Vec<String>),
+    now: OffsetDateTime,
+) -> Result<PolicyOutcome, RetentionError> {
+    let started = Instant::now();
+    let cutoff = now - time::Duration::days(i64::from(policy.retain_days));
+    let cutoff_ms = i64::try_from(cutoff.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    // Read right before the writes, so a hold placed during the run is honoured.
+    let (held, hold_params) = held_condition(holds, tenant).await?;
+    let expired = "tenant_id = {tenant:String} AND has({categories:Array(String)}, category) \
+                   AND occurred_at < fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')";
+    let query = |sql: String| {
+        let mut query = client
+            .query(&sql)
+            .param("tenant", tenant)
+            .param("categories", &categories)
+            .param("cutoff", cutoff_ms)
+            .param("policy", &policy.policy_id)
+            .param("run", run_id);
+        for (name, value) in &hold_params {
+            query = query.param(name, value);
+        }
+        query
+    };
+    let held_count: u64 = query(format!("SELECT count() FROM events WHERE {expired} AND ({held})"))
+        .fetch_one()
+        .await?;
+    query(format!(
+        "INSERT INTO tombstones (tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, \
+           sealed_partition, sealed_offset, policy_id, run_id, purged_at) \
+         SELECT tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, sealed_partition, sealed_offset, \
+           {{policy:String}}, {{run:String}}, now64(3) \
+         FROM events WHERE {expired} AND NOT ({held})"
+    ))
+    .execute()
+    .await?;
+    query(format!(
+        "DELETE FROM events WHERE {expired} AND NOT ({held}) \
+         AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}} AND run_id = {{run:String}})"
+    ))
+    .execute()
+    .await?;
+    let deleted: u64 = query(
+        "SELECT count() FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String} \
+         AND policy_id = {policy:String}"
+            .to_owned(),
+    )
+    .fetch_one()
+    .await?;
+    Ok(PolicyOutcome {
+        run_id: run_id.to_owned(),
+        tenant_id: tenant.to_owned(),
+        policy_id: policy.policy_id.clone(),
+        categories,
+        retain_days: policy.retain_days,
+        cutoff_ms,
+        deleted,
+        held: held_count,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// The event of a run: it occurred when it was applied, whatever clock (`as_of`) the run judged
+/// expiry by.
+fn applied_event(run_id: &str, outcome: &PolicyOutcome, as_of: OffsetDateTime) -> AuditEvent {
+    let millis = |at: OffsetDateTime| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    AuditEvent {
+        event_id: ulid::Ulid::new().to_string(),
+        tenant_id: outcome.tenant_id.clone(),
+        occurred_at: millis(OffsetDateTime::now_utc()),
+        action: "policy.applied".to_owned(),
+        actor: Actor {
+            id: RETENTION_ACTOR.to_owned(),
+            kind: ActorType::Service,
+            display_name: None,
+            authority: None,
+            on_behalf_of: None,
+        },
+        resource: Resource {
+            kind: "retention_policy".to_owned(),
+            id: outcome.policy_id.clone(),
+            path: None,
+        },
+        outcome: Outcome {
+            status: OutcomeStatus::Success,
+            reason_code: None,
+            reason_text: None,
+        },
+        correlation_id: Some(run_id.to_owned()),
+        attributes: vec![
+            ("run_id".to_owned(), run_id.to_owned()),
+            ("categories".to_owned(), outcome.categories.join(",")),
+            ("retain_days".to_owned(), outcome.retain_days.to_string()),
+            ("as_of_ms".to_owned(), millis(as_of).to_string()),
+            ("cutoff_ms".to_owned(), outcome.cutoff_ms.to_string()),
+            ("deleted".to_owned(), outcome.deleted.to_string()),
+            ("held".to_owned(), outcome.held.to_string()),
+            ("duration_ms".to_owned(), outcome.duration_ms.to_string()),
+        ],
+        ..AuditEvent::default()
+    }
+}
+
+/// `*` stays `*`; anything else must be a category name.
+pub fn is_category(category: &str) -> bool {
+    category == ANY
+        || (!category.is_empty()
+            && category.len() <= 64
+            && category
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'))
+}

@@ -1,0 +1,84 @@
+//! `sealtrail retention`: the retention processor. Every interval it deletes expired events from
+//! ClickHouse (except those under an active legal hold), leaving tombstones, and records each
+//! tenant's result as a sealed `policy.applied` event.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sealtrail_api::audit::AccessRecorder;
+use sealtrail_api::retention::run_once;
+use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
+use sealtrail_core::retention::{RetentionPolicy, parse_policy};
+use sealtrail_emit::AuditEmitter;
+use time::OffsetDateTime;
+
+use crate::settings::{ClickHouseArgs, KafkaArgs, RegistryUrlArgs, TopicArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct RetentionArgs {
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    /// Each run is recorded as `policy.applied` events on the raw topic, through this broker.
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    registry: RegistryUrlArgs,
+    #[command(flatten)]
+    topics: TopicArgs,
+    /// A policy, `TENANT:CATEGORY:DAYS` with `*` for any tenant or category (repeatable); the
+    /// most specific one governs an event, and policies set through the API win over these.
+    #[arg(long = "policy", env = "RETENTION_POLICIES", value_delimiter = ',', value_parser = parse_policy)]
+    policies: Vec<RetentionPolicy>,
+    /// Seconds between runs.
+    #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    every: u64,
+    /// Run once and exit.
+    #[arg(long)]
+    once: bool,
+}
+
+pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.every > 0, "--every must be at least 1 second");
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let recorder = AccessRecorder::new(
+        AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
+            .await
+            .context("retention records every run in the audit trail, and cannot publish to it")?,
+    );
+    let clickhouse = args.clickhouse.settings();
+    wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
+    apply_migrations(&clickhouse).await?;
+    let client = clickhouse.client();
+    if args.policies.is_empty() {
+        tracing::info!("no configured retention policies; only those set through the API apply");
+    }
+    loop {
+        let started = std::time::Instant::now();
+        match run_once(&client, &args.policies, &recorder, OffsetDateTime::now_utc()).await {
+            Ok(outcomes) => {
+                let deleted: u64 = outcomes.iter().map(|o| o.deleted).sum();
+                let held: u64 = outcomes.iter().map(|o| o.held).sum();
+                let summary = format!(
+                    "retention run: {} tenant policies applied, {deleted} events deleted (tombstoned), {held} expired events kept by legal holds, in {:.1} s",
+                    outcomes.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                if args.once {
+                    println!("{summary}");
+                } else {
+                    tracing::info!("{summary}");
+                }
+            }
+            Err(error) if args.once => return Err(error.into()),
+            Err(error) => tracing::error!(%error, "retention run failed; retrying at the next interval"),
+        }
+        if args.once {
+            return Ok(());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(args.every)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
