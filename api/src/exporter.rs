@@ -176,12 +176,22 @@ pub async fn write_export(
         next_stone = stones.next().await?;
     }
     progress(writer.count + writer.omitted);
+    signed_manifest(request, signer, writer, &checkpoints)
+}
+
+/// Closes the files, then writes the manifest and its signature.
+fn signed_manifest(
+    request: &ExportRequest,
+    signer: &CheckpointSigner,
+    writer: LineWriter<'_>,
+    checkpoints: &[CheckpointRow],
+) -> Result<Manifest, ExportError> {
     let used = writer.prover.used;
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         export_id: request.export_id.clone(),
         tenant_id: request.tenant.clone(),
-        scope: serde_json::to_value(scope).unwrap_or_default(),
+        scope: serde_json::to_value(&request.scope).unwrap_or_default(),
         created_at: i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
         key_id: signer.key_id().to_owned(),
         event_count: writer.count,

@@ -49,20 +49,20 @@ pub fn tar_stream(dir: PathBuf) -> std::io::Result<(u64, impl Stream<Item = std:
         move |(mut files, mut current, ended)| {
             let dir = dir.clone();
             async move {
-                if let Some((file, _, left)) = current.as_mut() {
-                    if *left > 0 {
-                        let mut buffer = vec![0; CHUNK.min(usize::try_from(*left).unwrap_or(CHUNK))];
-                        let read = file.read(&mut buffer).await?;
-                        if read == 0 {
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "an artifact file shrank while it was sent",
-                            ));
-                        }
-                        buffer.truncate(read);
-                        *left -= read as u64;
-                        return Ok(Some((Bytes::from(buffer), (files, current, ended))));
+                if let Some((file, _, left)) = current.as_mut()
+                    && *left > 0
+                {
+                    let mut buffer = vec![0; CHUNK.min(usize::try_from(*left).unwrap_or(CHUNK))];
+                    let read = file.read(&mut buffer).await?;
+                    if read == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "an artifact file shrank while it was sent",
+                        ));
                     }
+                    buffer.truncate(read);
+                    *left -= read as u64;
+                    return Ok(Some((Bytes::from(buffer), (files, current, ended))));
                 }
                 if let Some((_, size, _)) = current.take() {
                     let padding = padded(size) - size;

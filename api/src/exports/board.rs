@@ -212,21 +212,21 @@ pub(super) async fn publish(producer: &FutureProducer, topic: &str, status: &Exp
 
 /// The newest state wins, except that a finished job never goes back (a processor that re-runs a
 /// job after a crash does not undo its result).
-fn apply(states: &Mutex<HashMap<String, ExportStatus>>, status: ExportStatus) {
-    let mut states = states.lock().unwrap_or_else(PoisonError::into_inner);
-    if states.get(&status.export_id).is_some_and(|old| old.state.is_final()) {
+fn apply(board: &Mutex<HashMap<String, ExportStatus>>, status: ExportStatus) {
+    let mut board = board.lock().unwrap_or_else(PoisonError::into_inner);
+    if board.get(&status.export_id).is_some_and(|old| old.state.is_final()) {
         return;
     }
-    states.insert(status.export_id.clone(), status);
+    board.insert(status.export_id.clone(), status);
 }
 
 fn follow(
     consumer: &BaseConsumer,
-    states: &Weak<Mutex<HashMap<String, ExportStatus>>>,
+    board: &Weak<Mutex<HashMap<String, ExportStatus>>>,
     on_final: &dyn Fn(ExportStatus),
 ) {
     loop {
-        let Some(states) = states.upgrade() else { return };
+        let Some(board) = board.upgrade() else { return };
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
@@ -240,13 +240,13 @@ fn follow(
             );
             continue;
         };
-        let was_final = states
+        let was_final = board
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&status.export_id)
             .is_some_and(|old| old.state.is_final());
         let finished = status.state.is_final() && !was_final;
-        apply(&states, status.clone());
+        apply(&board, status.clone());
         if finished {
             on_final(status);
         }

@@ -305,30 +305,10 @@ async fn verify_events(
             if stone.seq <= head_seq {
                 continue;
             }
-            let unreadable = || RowError {
-                table: "tombstones",
-                key: format!("{tenant}/{}", stone.seq),
-                column: "hash",
-            };
-            let prev_hash = Digest::from_hex(&stone.prev_hash).ok_or_else(unreadable)?;
-            let hash = Digest::from_hex(&stone.hash).ok_or_else(unreadable)?;
-            head_hash = check_tombstone_link(&tenant, head_seq, &head_hash, stone.seq, &prev_hash, hash)
-                .map_err(VerifyFailure::Chain)?;
+            head_hash = link_tombstone(report, (head_seq, head_hash), stone)?;
             head_seq = stone.seq;
             if wanted.contains(&stone.seq) {
-                hashes_at_heads.insert(stone.seq, hash);
-            }
-            report.first_seq.get_or_insert(stone.seq);
-            report.purged += 1;
-            match report.purged_ranges.last_mut() {
-                Some(range) if range.last_seq + 1 == stone.seq && range.policy_id == stone.policy_id => {
-                    range.last_seq = stone.seq;
-                }
-                _ => report.purged_ranges.push(PurgedRange {
-                    first_seq: stone.seq,
-                    last_seq: stone.seq,
-                    policy_id: stone.policy_id.clone(),
-                }),
+                hashes_at_heads.insert(stone.seq, head_hash);
             }
         }
         report.last_seq = (head_seq > 0).then_some(head_seq);
@@ -338,6 +318,36 @@ async fn verify_events(
         after = through;
     }
     Ok(hashes_at_heads)
+}
+
+/// Links a purged event's tombstone after the head, records it as purged, and returns its hash.
+fn link_tombstone(
+    report: &mut VerifyReport,
+    (head_seq, head_hash): (u64, Digest),
+    stone: &TombstoneRow,
+) -> Result<Digest, VerifyFailure> {
+    let unreadable = || RowError {
+        table: "tombstones",
+        key: format!("{}/{}", report.tenant, stone.seq),
+        column: "hash",
+    };
+    let prev_hash = Digest::from_hex(&stone.prev_hash).ok_or_else(unreadable)?;
+    let hash = Digest::from_hex(&stone.hash).ok_or_else(unreadable)?;
+    let hash = check_tombstone_link(&report.tenant, head_seq, &head_hash, stone.seq, &prev_hash, hash)
+        .map_err(VerifyFailure::Chain)?;
+    report.first_seq.get_or_insert(stone.seq);
+    report.purged += 1;
+    match report.purged_ranges.last_mut() {
+        Some(range) if range.last_seq + 1 == stone.seq && range.policy_id == stone.policy_id => {
+            range.last_seq = stone.seq;
+        }
+        _ => report.purged_ranges.push(PurgedRange {
+            first_seq: stone.seq,
+            last_seq: stone.seq,
+            policy_id: stone.policy_id.clone(),
+        }),
+    }
+    Ok(hash)
 }
 
 /// Recomputes the entries roots of the checkpoints that first cover one of the verified events:

@@ -270,7 +270,11 @@ async fn start_pipeline(
         );
     }
     let kafka = KafkaSettings::new(&endpoints.kafka_bootstrap);
-    sealtrail_kafka::ensure_topics(&kafka, &topics::specs(&default_topics(), LOCAL_PARTITIONS, topics::RAW_RETENTION_HOURS)).await?;
+    sealtrail_kafka::ensure_topics(
+        &kafka,
+        &topics::specs(&default_topics(), LOCAL_PARTITIONS, topics::RAW_RETENTION_HOURS),
+    )
+    .await?;
     let launcher =
         std::env::current_exe().context("cannot locate the sealtrail executable to launch the processors")?;
     let mut env = vec![

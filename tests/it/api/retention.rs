@@ -101,14 +101,14 @@ async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
         .await;
     assert_eq!(status, 200, "{body}");
 
-    let hold = json!({"case_id": "CASE-1", "scope": {"resource_id": held.resource_id}, "reason": "litigation"});
+    let hold_request = json!({"case_id": "CASE-1", "scope": {"resource_id": held.resource_id}, "reason": "litigation"});
     let (status, placed) = api
         .change(
             &compliance,
             reqwest::Method::POST,
             "/v1/legal-holds",
             Some("case 1"),
-            hold,
+            hold_request,
         )
         .await;
     assert_eq!(status, 201, "{placed}");
