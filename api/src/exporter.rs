@@ -12,8 +12,8 @@ use sealtrail_core::canonical;
 use sealtrail_core::checkpoint::{CheckpointSigner, tenant_head_leaf};
 use sealtrail_core::digest::{Digest, to_hex};
 use sealtrail_core::export::{
-    ChainRange, EntryProof, ExportLine, FORMAT, HeadProof, MANIFEST_FILE, Manifest, ManifestCheckpoint, ManifestFile,
-    SIGNATURE_FILE, signed_manifest_bytes,
+    ChainRange, FORMAT, HeadProof, LineBody, LineOut, MANIFEST_FILE, Manifest, ManifestCheckpoint, ManifestFile,
+    ProofOut, SIGNATURE_FILE, signed_manifest_bytes,
 };
 use sealtrail_core::merkle;
 use sha2::{Digest as _, Sha256};
@@ -123,10 +123,12 @@ pub async fn write_export(
     };
     let mut writer = LineWriter {
         files: FileSplitter::new(&request.out_dir, request.max_file_bytes),
+        line: Vec::with_capacity(4096),
         prover: Prover {
             client: &client,
             checkpoints: &checkpoints,
             window: None,
+            next: None,
             used: Vec::new(),
         },
         chain: None,
@@ -159,11 +161,9 @@ pub async fn write_export(
         } else {
             writer
                 .witness(
-                    row.seq,
-                    &row.prev_hash,
-                    &row.hash,
+                    (row.seq, &row.prev_hash, &row.hash),
                     (row.sealed_partition, row.sealed_offset),
-                    "out_of_scope".to_owned(),
+                    "out_of_scope",
                 )
                 .await?;
         }
@@ -236,6 +236,8 @@ fn filter_cursor(
 /// Writes lines in chain order and keeps the manifest's counts and range.
 struct LineWriter<'a> {
     files: FileSplitter,
+    /// The line being encoded, reused.
+    line: Vec<u8>,
     prover: Prover<'a>,
     chain: Option<ChainRange>,
     count: u64,
@@ -254,64 +256,63 @@ impl LineWriter<'_> {
             &sealed.classification,
             &sealed.redactions,
         );
-        let line = ExportLine {
-            seq: row.seq,
-            prev_hash: row.prev_hash,
-            hash: row.hash,
-            sealed_partition: row.sealed_partition,
-            sealed_offset: row.sealed_offset,
-            entry: Some(String::from_utf8(entry).map_err(|e| ExportError::Inconsistent(e.to_string()))?),
-            omitted: None,
-            proof,
-        };
         self.count += 1;
-        self.write(&line)
+        self.write(
+            (row.seq, &row.prev_hash, &row.hash),
+            (row.sealed_partition, row.sealed_offset),
+            LineBody::Entry(&entry),
+            proof,
+        )
     }
 
     async fn tombstone(&mut self, stone: &Tombstone) -> Result<(), ExportError> {
         self.witness(
-            stone.seq,
-            &stone.prev_hash,
-            &stone.hash,
+            (stone.seq, &stone.prev_hash, &stone.hash),
             (stone.sealed_partition, stone.sealed_offset),
-            format!("purged:{}", stone.policy_id),
+            &format!("purged:{}", stone.policy_id),
         )
         .await
     }
 
-    async fn witness(
-        &mut self,
-        seq: u64,
-        prev_hash: &str,
-        hash: &str,
-        (sealed_partition, sealed_offset): (u32, u64),
-        reason: String,
-    ) -> Result<(), ExportError> {
-        let line = ExportLine {
-            seq,
-            prev_hash: prev_hash.to_owned(),
-            hash: hash.to_owned(),
-            sealed_partition,
-            sealed_offset,
-            entry: None,
-            omitted: Some(reason),
-            proof: self.prover.proof_for(seq, sealed_offset).await?,
-        };
+    async fn witness(&mut self, chain: (u64, &str, &str), place: (u32, u64), reason: &str) -> Result<(), ExportError> {
+        let proof = self.prover.proof_for(chain.0, place.1).await?;
         self.omitted += 1;
-        self.write(&line)
+        self.write(chain, place, LineBody::Omitted(reason), proof)
     }
 
-    fn write(&mut self, line: &ExportLine) -> Result<(), ExportError> {
-        self.unsigned_tail += u64::from(line.proof.is_none());
-        self.files.write_line(&serde_json::to_vec(line).unwrap_or_default())?;
+    fn write(
+        &mut self,
+        (seq, prev_hash, hash): (u64, &str, &str),
+        (sealed_partition, sealed_offset): (u32, u64),
+        body: LineBody<'_>,
+        proof: Option<ProofAt>,
+    ) -> Result<(), ExportError> {
+        self.unsigned_tail += u64::from(proof.is_none());
+        let line = LineOut {
+            seq,
+            prev_hash,
+            hash,
+            sealed_partition,
+            sealed_offset,
+            body,
+            proof: proof.map(|at| ProofOut {
+                checkpoint: at.checkpoint,
+                leaf_index: at.leaf_index as u64,
+                tree_size: at.tree_size,
+                audit_path: self.prover.path(&at),
+            }),
+        };
+        self.line.clear();
+        line.encode(&mut self.line);
+        self.files.write_line(&self.line)?;
         let range = self.chain.get_or_insert_with(|| ChainRange {
-            first_seq: line.seq,
-            first_prev_hash: line.prev_hash.clone(),
-            last_seq: line.seq,
-            last_hash: line.hash.clone(),
+            first_seq: seq,
+            first_prev_hash: prev_hash.to_owned(),
+            last_seq: seq,
+            last_hash: hash.to_owned(),
         });
-        range.last_seq = line.seq;
-        range.last_hash.clone_from(&line.hash);
+        range.last_seq = seq;
+        hash.clone_into(&mut range.last_hash);
         Ok(())
     }
 }
@@ -350,26 +351,48 @@ async fn partition_checkpoints(
     })
 }
 
+/// An event's place in its covering checkpoint's entries tree.
+struct ProofAt {
+    checkpoint: u64,
+    leaf_index: usize,
+    tree_size: u64,
+}
+
 /// Audit paths of exported events to the checkpoints that cover them, one checkpoint's entries in
 /// memory at a time.
 struct Prover<'a> {
     client: &'a clickhouse::Client,
     checkpoints: &'a [CheckpointRow],
     window: Option<Window>,
+    /// The next checkpoint's window, loading (and its proofs computing) in the background while
+    /// the current one is written: the export never waits for a round trip per checkpoint.
+    next: Option<(u64, tokio::task::JoinHandle<Result<Window, ExportError>>)>,
     /// The checkpoints used, in order.
     used: Vec<u64>,
 }
 
 impl Prover<'_> {
-    /// `None` when no checkpoint covers the event yet.
-    async fn proof_for(&mut self, seq: u64, sealed_offset: u64) -> Result<Option<EntryProof>, ExportError> {
+    /// Where the event's audit path is (see [`Self::path`]); `None` when no checkpoint covers the
+    /// event yet.
+    async fn proof_for(&mut self, seq: u64, sealed_offset: u64) -> Result<Option<ProofAt>, ExportError> {
         let covering = self.checkpoints.partition_point(|c| c.sealed_offset <= sealed_offset);
         let Some(checkpoint) = self.checkpoints.get(covering) else {
             return Ok(None);
         };
         if self.window.as_ref().is_none_or(|w| w.number != checkpoint.number) {
-            let after = covering.checked_sub(1).map(|i| self.checkpoints[i].sealed_offset);
-            self.window = Some(load_window(self.client, checkpoint, after).await?);
+            self.window = Some(match self.next.take() {
+                Some((number, loading)) if number == checkpoint.number => loading
+                    .await
+                    .map_err(|e| ExportError::Inconsistent(format!("loading a checkpoint's entries failed: {e}")))??,
+                _ => self.load(covering).await?,
+            });
+            if covering + 1 < self.checkpoints.len() {
+                let (client, after) = (self.client.clone(), checkpoint.sealed_offset);
+                let following = self.checkpoints[covering + 1].clone();
+                let number = following.number;
+                let loading = tokio::spawn(async move { load_window(&client, &following, Some(after)).await });
+                self.next = Some((number, loading));
+            }
         }
         let window = self.window.as_ref().expect("loaded above");
         let index = window.offsets.binary_search(&sealed_offset).map_err(|_| {
@@ -378,12 +401,25 @@ impl Prover<'_> {
         if self.used.last() != Some(&checkpoint.number) {
             self.used.push(checkpoint.number);
         }
-        Ok(Some(EntryProof {
+        Ok(Some(ProofAt {
             checkpoint: checkpoint.number,
-            leaf_index: index as u64,
+            leaf_index: index,
             tree_size: window.offsets.len() as u64,
-            audit_path: window.proofs[index].iter().map(Digest::to_hex).collect(),
         }))
+    }
+
+    /// The audit path of a proof just found.
+    fn path(&self, at: &ProofAt) -> &[Digest] {
+        self.window
+            .as_ref()
+            .filter(|window| window.number == at.checkpoint)
+            .and_then(|window| window.proofs.get(at.leaf_index))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    async fn load(&self, index: usize) -> Result<Window, ExportError> {
+        let after = index.checked_sub(1).map(|i| self.checkpoints[i].sealed_offset);
+        load_window(self.client, &self.checkpoints[index], after).await
     }
 }
 
@@ -514,70 +550,133 @@ impl Write for Hashing {
     }
 }
 
+/// Lines are handed to the compressing thread in chunks of about this many bytes.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// What the compressing thread is told.
+enum Piece {
+    /// Whole lines, and how many.
+    Lines(Vec<u8>, u64),
+    /// The current file is complete.
+    Close,
+}
+
 /// `events-00001.ndjson.gz`, `events-00002.ndjson.gz`, ...: a new file past the size bound.
+/// Compression, hashing and writing run on their own thread, fed through a bounded channel, so
+/// they overlap with reading and encoding (memory: a few chunks).
 struct FileSplitter {
-    dir: PathBuf,
+    sender: Option<std::sync::mpsc::SyncSender<Piece>>,
+    worker: Option<std::thread::JoinHandle<Result<Vec<ManifestFile>, ExportError>>>,
+    buffer: Vec<u8>,
+    buffered_lines: u64,
     max_bytes: u64,
-    current: Option<(String, GzEncoder<Hashing>, u64, u64)>,
-    done: Vec<ManifestFile>,
+    in_file: u64,
 }
 
 impl FileSplitter {
     fn new(dir: &Path, max_bytes: u64) -> Self {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Piece>(4);
+        let dir = dir.to_owned();
+        let worker = std::thread::Builder::new()
+            .name("export-gzip".to_owned())
+            .spawn(move || compress_files(&dir, &receiver))
+            .ok();
         Self {
-            dir: dir.to_owned(),
+            sender: Some(sender),
+            worker,
+            buffer: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+            buffered_lines: 0,
             max_bytes: max_bytes.max(1),
-            current: None,
-            done: Vec::new(),
+            in_file: 0,
         }
     }
 
     fn write_line(&mut self, line: &[u8]) -> Result<(), ExportError> {
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|(_, _, written, _)| *written >= self.max_bytes)
-        {
-            self.close()?;
+        self.buffer.extend_from_slice(line);
+        self.buffer.push(b'\n');
+        self.buffered_lines += 1;
+        self.in_file += line.len() as u64 + 1;
+        if self.in_file >= self.max_bytes {
+            self.send_buffer()?;
+            self.send(Piece::Close)?;
+            self.in_file = 0;
+        } else if self.buffer.len() >= CHUNK_BYTES {
+            self.send_buffer()?;
         }
-        if self.current.is_none() {
-            let name = format!("events-{:05}.ndjson.gz", self.done.len() + 1);
-            let path = self.dir.join(&name);
-            let file = File::create(&path).map_err(write_error(&path))?;
-            let hashing = Hashing {
-                file: BufWriter::new(file),
-                sha256: Sha256::new(),
-                bytes: 0,
-            };
-            self.current = Some((name, GzEncoder::new(hashing, Compression::fast()), 0, 0));
-        }
-        let dir = self.dir.clone();
-        let (name, encoder, written, events) = self.current.as_mut().expect("opened above");
-        let path = dir.join(name.as_str());
-        encoder.write_all(line).map_err(write_error(&path))?;
-        encoder.write_all(b"\n").map_err(write_error(&path))?;
-        *written += line.len() as u64 + 1;
-        *events += 1;
         Ok(())
     }
 
-    fn close(&mut self) -> Result<(), ExportError> {
-        if let Some((name, encoder, _, events)) = self.current.take() {
-            let path = self.dir.join(&name);
+    fn send_buffer(&mut self) -> Result<(), ExportError> {
+        if self.buffered_lines == 0 {
+            return Ok(());
+        }
+        let lines = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
+        let count = std::mem::take(&mut self.buffered_lines);
+        self.send(Piece::Lines(lines, count))
+    }
+
+    /// A refused send means the thread stopped on an error, which `finish` reports.
+    fn send(&mut self, piece: Piece) -> Result<(), ExportError> {
+        let sent = self.sender.as_ref().is_some_and(|sender| sender.send(piece).is_ok());
+        if sent { Ok(()) } else { self.join().map(drop) }
+    }
+
+    fn join(&mut self) -> Result<Vec<ManifestFile>, ExportError> {
+        self.sender = None;
+        let failed = || ExportError::Inconsistent("the export's compressing thread stopped".to_owned());
+        let worker = self.worker.take().ok_or_else(failed)?;
+        let files = worker.join().map_err(|_| failed())??;
+        Ok(files)
+    }
+
+    fn finish(mut self) -> Result<Vec<ManifestFile>, ExportError> {
+        self.send_buffer()?;
+        self.join()
+    }
+}
+
+/// The compressing thread: gzip, SHA-256 and write each file, and describe it for the manifest.
+fn compress_files(dir: &Path, pieces: &std::sync::mpsc::Receiver<Piece>) -> Result<Vec<ManifestFile>, ExportError> {
+    let mut done: Vec<ManifestFile> = Vec::new();
+    let mut current: Option<(String, GzEncoder<Hashing>, u64)> = None;
+    let close = |current: Option<(String, GzEncoder<Hashing>, u64)>, done: &mut Vec<ManifestFile>| {
+        if let Some((name, encoder, events)) = current {
+            let path = dir.join(&name);
             let mut hashing = encoder.finish().map_err(write_error(&path))?;
             hashing.flush().map_err(write_error(&path))?;
-            self.done.push(ManifestFile {
+            done.push(ManifestFile {
                 name,
                 sha256: to_hex(&hashing.sha256.finalize()),
                 bytes: hashing.bytes,
                 events,
             });
         }
-        Ok(())
+        Ok::<_, ExportError>(())
+    };
+    // The sender hanging up is the end of the export.
+    while let Ok(piece) = pieces.recv() {
+        match piece {
+            Piece::Lines(bytes, lines) => {
+                if current.is_none() {
+                    let name = format!("events-{:05}.ndjson.gz", done.len() + 1);
+                    let path = dir.join(&name);
+                    let file = File::create(&path).map_err(write_error(&path))?;
+                    let hashing = Hashing {
+                        file: BufWriter::with_capacity(256 * 1024, file),
+                        sha256: Sha256::new(),
+                        bytes: 0,
+                    };
+                    current = Some((name, GzEncoder::new(hashing, Compression::fast()), 0));
+                }
+                let (name, encoder, events) = current.as_mut().expect("opened above");
+                encoder
+                    .write_all(&bytes)
+                    .map_err(write_error(&dir.join(name.as_str())))?;
+                *events += lines;
+            }
+            Piece::Close => close(current.take(), &mut done)?,
+        }
     }
-
-    fn finish(mut self) -> Result<Vec<ManifestFile>, ExportError> {
-        self.close()?;
-        Ok(self.done)
-    }
+    close(current.take(), &mut done)?;
+    Ok(done)
 }

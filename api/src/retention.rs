@@ -3,14 +3,21 @@
 //! in the chain), so verification still links through the purged range and names the policy; and
 //! each run is itself recorded as a sealed `policy.applied` event per tenant and policy.
 //!
-//! A tombstone is written before its event is deleted, and only events with a tombstone of this
-//! run are deleted, so a run stopped half-way never leaves a gap in a chain.
+//! Per tenant and policy, a run: drops leftover tombstones of earlier runs that stopped before
+//! deleting (their events still exist); writes a tombstone for each expired, unheld event;
+//! publishes `policy.applied` carrying the digest of exactly those tombstones
+//! ([`sealtrail_core::retention::tombstones_digest`]) and waits for Kafka to take it; only then deletes the events that have a
+//! tombstone of this run. So no event is deleted without a tombstone, and no tombstone stands in a
+//! chain without a sealed run that vouches for it (`sealtrail verify` checks both).
 
 use std::time::Instant;
 
 use clickhouse::{Client, Row};
-use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus, Resource};
-use sealtrail_core::retention::{ANY, RetentionPolicy, governing};
+use sealtrail_core::digest::Digest;
+use sealtrail_core::event::{Actor, ActorType, AuditEvent, Evidence, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::retention::{
+    ANY, APPLIED_ACTION, RetentionPolicy, TOMBSTONES_EVIDENCE, TombstonesDigest, governing,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -100,19 +107,46 @@ pub struct PolicyOutcome {
     pub deleted: u64,
     /// Expired events kept because an active legal hold covers them.
     pub held: u64,
+    /// [`sealtrail_core::retention::tombstones_digest`] of the run's tombstones, hex.
+    pub tombstones_sha256: String,
     pub duration_ms: u64,
+}
+
+/// What a run did, and what it could not do.
+#[derive(Debug)]
+pub struct RunReport {
+    pub run_id: String,
+    pub outcomes: Vec<PolicyOutcome>,
+    /// Tenants whose policy could not be applied; the others were.
+    pub failures: Vec<RetentionError>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
-    #[error("the policy.applied event of {policy_id} for tenant {tenant} could not be published: {reason}")]
+    #[error(
+        "the policy.applied event of {policy_id} for tenant {tenant} could not be published, so nothing was deleted: {reason}"
+    )]
     Record {
         tenant: String,
         policy_id: String,
         reason: String,
     },
+    #[error("tenant {tenant}, policy {policy_id}: {source}")]
+    Tenant {
+        tenant: String,
+        policy_id: String,
+        source: Box<RetentionError>,
+    },
+    #[error("a tombstone of tenant {tenant} holds an unreadable hash at sequence {seq}")]
+    BadTombstone { tenant: String, seq: u64 },
+}
+
+#[derive(Row, Deserialize)]
+struct TombstoneHash {
+    seq: u64,
+    hash: String,
 }
 
 #[derive(Row, Deserialize)]
@@ -122,13 +156,14 @@ struct TenantCategory {
 }
 
 /// One retention pass over every tenant, as of `now`: `configured` policies first, those set
-/// through the API after them (so they win at equal specificity).
+/// through the API after them (so they win at equal specificity). A failure for one tenant does
+/// not stop the others.
 pub async fn run_once(
     client: &Client,
     configured: &[RetentionPolicy],
     recorder: &AccessRecorder,
     now: OffsetDateTime,
-) -> Result<Vec<PolicyOutcome>, RetentionError> {
+) -> Result<RunReport, RetentionError> {
     let run_id = format!("ret_{}", ulid::Ulid::new().to_string().to_lowercase());
     let mut policies = configured.to_vec();
     policies.extend(
@@ -157,28 +192,42 @@ pub async fn run_once(
         }
     }
     let holds = HoldStore::new(client.clone());
-    let mut outcomes = Vec::new();
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        outcomes: Vec::new(),
+        failures: Vec::new(),
+    };
     for (tenant, policy, categories) in groups {
-        let outcome = apply(client, &holds, &run_id, (&tenant, &policy, categories), now).await?;
-        recorder
-            .publish(&applied_event(&run_id, &outcome, now))
-            .await
-            .map_err(|error| RetentionError::Record {
-                tenant: tenant.clone(),
-                policy_id: policy.policy_id.clone(),
-                reason: error.message,
-            })?;
-        tracing::info!(
-            run = %run_id,
-            tenant = %outcome.tenant_id,
-            policy = %outcome.policy_id,
-            deleted = outcome.deleted,
-            held = outcome.held,
-            "retention policy applied"
-        );
-        outcomes.push(outcome);
+        let run = Run {
+            client,
+            holds: &holds,
+            recorder,
+            run_id: &run_id,
+            now,
+        };
+        match run.apply(&tenant, &policy, categories).await {
+            Ok(outcome) => {
+                tracing::info!(
+                    run = %run_id,
+                    tenant = %outcome.tenant_id,
+                    policy = %outcome.policy_id,
+                    deleted = outcome.deleted,
+                    held = outcome.held,
+                    "retention policy applied"
+                );
+                report.outcomes.push(outcome);
+            }
+            Err(error) => {
+                tracing::error!(run = %run_id, %tenant, policy = %policy.policy_id, %error, "retention policy not applied");
+                report.failures.push(RetentionError::Tenant {
+                    tenant,
+                    policy_id: policy.policy_id.clone(),
+                    source: Box::new(error),
+                });
+            }
+        }
     }
-    Ok(outcomes)
+    Ok(report)
 }
 
 /// The tenant's active holds, as one condition that matches every event they keep.
@@ -211,80 +260,131 @@ async fn held_condition(
     Ok((alternatives.join(" OR "), params))
 }
 
-async fn apply(
-    client: &Client,
-    holds: &HoldStore,
-    run_id: &str,
-    (tenant, policy, categories): (&str, &RetentionPolicy, Vec<String>),
+/// One run's context.
+struct Run<'a> {
+    client: &'a Client,
+    holds: &'a HoldStore,
+    recorder: &'a AccessRecorder,
+    run_id: &'a str,
     now: OffsetDateTime,
-) -> Result<PolicyOutcome, RetentionError> {
-    let started = Instant::now();
-    let cutoff = now - time::Duration::days(i64::from(policy.retain_days));
-    let cutoff_ms = i64::try_from(cutoff.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
-    // Read right before the writes, so a hold placed during the run is honoured.
-    let (held, hold_params) = held_condition(holds, tenant).await?;
-    let expired = "tenant_id = {tenant:String} AND has({categories:Array(String)}, category) \
-                   AND occurred_at < fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')";
-    let query = |sql: String| {
-        let mut query = client
-            .query(&sql)
-            .param("tenant", tenant)
-            .param("categories", &categories)
-            .param("cutoff", cutoff_ms)
-            .param("policy", &policy.policy_id)
-            .param("run", run_id);
-        for (name, value) in &hold_params {
-            query = query.param(name, value);
-        }
-        query
-    };
-    let held_count: u64 = query(format!("SELECT count() FROM events WHERE {expired} AND ({held})"))
-        .fetch_one()
+}
+
+impl Run<'_> {
+    async fn apply(
+        &self,
+        tenant: &str,
+        policy: &RetentionPolicy,
+        categories: Vec<String>,
+    ) -> Result<PolicyOutcome, RetentionError> {
+        let started = Instant::now();
+        let cutoff = self.now - time::Duration::days(i64::from(policy.retain_days));
+        let cutoff_ms = i64::try_from(cutoff.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+        let (held, hold_params) = held_condition(self.holds, tenant).await?;
+        let expired = "tenant_id = {tenant:String} AND has({categories:Array(String)}, category) \
+                       AND occurred_at < fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')";
+        let query = |sql: String| {
+            let mut query = self
+                .client
+                .query(&sql)
+                .param("tenant", tenant)
+                .param("categories", &categories)
+                .param("cutoff", cutoff_ms)
+                .param("policy", &policy.policy_id)
+                .param("run", self.run_id);
+            for (name, value) in &hold_params {
+                query = query.param(name, value);
+            }
+            query
+        };
+        // Tombstones whose event still exists are left by a run that stopped before deleting.
+        query(
+            "DELETE FROM tombstones WHERE tenant_id = {tenant:String} \
+             AND seq IN (SELECT seq FROM events WHERE tenant_id = {tenant:String})"
+                .to_owned(),
+        )
+        .execute()
         .await?;
-    query(format!(
-        "INSERT INTO tombstones (tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, \
-           sealed_partition, sealed_offset, policy_id, run_id, purged_at) \
-         SELECT tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, sealed_partition, sealed_offset, \
-           {{policy:String}}, {{run:String}}, now64(3) \
-         FROM events WHERE {expired} AND NOT ({held})"
-    ))
-    .execute()
-    .await?;
-    query(format!(
-        "DELETE FROM events WHERE {expired} AND NOT ({held}) \
-         AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}} AND run_id = {{run:String}})"
-    ))
-    .execute()
-    .await?;
-    let deleted: u64 = query(
-        "SELECT count() FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String} \
-         AND policy_id = {policy:String}"
-            .to_owned(),
-    )
-    .fetch_one()
-    .await?;
-    Ok(PolicyOutcome {
-        run_id: run_id.to_owned(),
-        tenant_id: tenant.to_owned(),
-        policy_id: policy.policy_id.clone(),
-        categories,
-        retain_days: policy.retain_days,
-        cutoff_ms,
-        deleted,
-        held: held_count,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+        let held_count: u64 = query(format!("SELECT count() FROM events WHERE {expired} AND ({held})"))
+            .fetch_one()
+            .await?;
+        query(format!(
+            "INSERT INTO tombstones (tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, \
+               sealed_partition, sealed_offset, policy_id, run_id, purged_at) \
+             SELECT tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, sealed_partition, sealed_offset, \
+               {{policy:String}}, {{run:String}}, now64(3) \
+             FROM events WHERE {expired} AND NOT ({held})"
+        ))
+        .execute()
+        .await?;
+        let (deleted, digest) = self.digest(tenant).await?;
+        let outcome = PolicyOutcome {
+            run_id: self.run_id.to_owned(),
+            tenant_id: tenant.to_owned(),
+            policy_id: policy.policy_id.clone(),
+            categories: categories.clone(),
+            retain_days: policy.retain_days,
+            cutoff_ms,
+            deleted,
+            held: held_count,
+            tombstones_sha256: digest.to_hex(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        // The run is in the trail before anything is deleted.
+        self.recorder
+            .publish(&applied_event(&outcome, self.now))
+            .await
+            .map_err(|error| RetentionError::Record {
+                tenant: tenant.to_owned(),
+                policy_id: policy.policy_id.clone(),
+                reason: error.message,
+            })?;
+        if deleted > 0 {
+            query(
+                "DELETE FROM events WHERE tenant_id = {tenant:String} \
+                 AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String})"
+                    .to_owned(),
+            )
+            .execute()
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// The number and digest of this run's tombstones of the tenant, streamed.
+    async fn digest(&self, tenant: &str) -> Result<(u64, Digest), RetentionError> {
+        let mut cursor = self
+            .client
+            .query(
+                "SELECT ?fields FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String} \
+                 ORDER BY seq LIMIT 1 BY seq",
+            )
+            .param("tenant", tenant)
+            .param("run", self.run_id)
+            .fetch::<TombstoneHash>()?;
+        let mut count = 0_u64;
+        let mut digest = TombstonesDigest::default();
+        while let Some(row) = cursor.next().await? {
+            let hash = Digest::from_hex(&row.hash).ok_or_else(|| RetentionError::BadTombstone {
+                tenant: tenant.to_owned(),
+                seq: row.seq,
+            })?;
+            digest.push(row.seq, &hash);
+            count += 1;
+        }
+        Ok((count, digest.finish()))
+    }
 }
 
 /// The event of a run: it occurred when it was applied, whatever clock (`as_of`) the run judged
 /// expiry by.
-fn applied_event(run_id: &str, outcome: &PolicyOutcome, as_of: OffsetDateTime) -> AuditEvent {
+fn applied_event(outcome: &PolicyOutcome, as_of: OffsetDateTime) -> AuditEvent {
+    let run_id = &outcome.run_id;
     let millis = |at: OffsetDateTime| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
     AuditEvent {
         event_id: ulid::Ulid::new().to_string(),
         tenant_id: outcome.tenant_id.clone(),
         occurred_at: millis(OffsetDateTime::now_utc()),
-        action: "policy.applied".to_owned(),
+        action: APPLIED_ACTION.to_owned(),
         actor: Actor {
             id: RETENTION_ACTOR.to_owned(),
             kind: ActorType::Service,
@@ -302,9 +402,14 @@ fn applied_event(run_id: &str, outcome: &PolicyOutcome, as_of: OffsetDateTime) -
             reason_code: None,
             reason_text: None,
         },
-        correlation_id: Some(run_id.to_owned()),
+        correlation_id: Some(run_id.clone()),
+        evidence: vec![Evidence {
+            kind: TOMBSTONES_EVIDENCE.to_owned(),
+            uri: format!("sealtrail:retention-run:{run_id}"),
+            sha256: Some(outcome.tombstones_sha256.clone()),
+        }],
         attributes: vec![
-            ("run_id".to_owned(), run_id.to_owned()),
+            ("run_id".to_owned(), run_id.clone()),
             ("categories".to_owned(), outcome.categories.join(",")),
             ("retain_days".to_owned(), outcome.retain_days.to_string()),
             ("as_of_ms".to_owned(), millis(as_of).to_string()),

@@ -52,6 +52,15 @@ pub fn to_hex(bytes: &[u8]) -> String {
     text
 }
 
+/// Appends the lowercase hex of `bytes` to `out`.
+pub fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    out.reserve(bytes.len() * 2);
+    for byte in bytes {
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 0x0f)]);
+    }
+}
+
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;

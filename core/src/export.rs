@@ -94,17 +94,17 @@ pub struct HeadProof {
 }
 
 /// One line of an events file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportLine {
     pub seq: u64,
     pub prev_hash: String,
     pub hash: String,
     pub sealed_partition: u32,
     pub sealed_offset: u64,
-    /// The canonical entry (RFC 8785 JSON), exactly the bytes that were hashed; absent on a
-    /// witness line.
+    /// The canonical entry (RFC 8785 JSON), exactly the bytes that were hashed, embedded as JSON
+    /// (format 1 embedded it as a JSON string); absent on a witness line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entry: Option<String>,
+    pub entry: Option<Box<serde_json::value::RawValue>>,
     /// Why a witness line has no entry: `out_of_scope` (the export's filter left it out) or
     /// `purged:<policy id>` (a retention policy deleted it; only its tombstone remains).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +224,98 @@ fn check_checkpoint(tenant_id: &str, entry: &ManifestCheckpoint, trusted: &[Trus
     Ok(())
 }
 
+/// The exact bytes of an entry: embedded as JSON (format 2) or as a JSON string (format 1).
+fn entry_text(raw: &serde_json::value::RawValue) -> Result<std::borrow::Cow<'_, str>, String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str::<String>(text)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| format!("the entry is not a string: {e}"))
+    } else {
+        Ok(std::borrow::Cow::Borrowed(text))
+    }
+}
+
+/// A line to write, borrowing its parts: written by hand, so the entry goes in verbatim and the
+/// hashes are hex-encoded straight into the output.
+#[derive(Debug, Clone, Copy)]
+pub struct LineOut<'a> {
+    pub seq: u64,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+    pub sealed_partition: u32,
+    pub sealed_offset: u64,
+    pub body: LineBody<'a>,
+    pub proof: Option<ProofOut<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum LineBody<'a> {
+    /// The canonical entry's bytes (a JSON object).
+    Entry(&'a [u8]),
+    /// A witness line's reason.
+    Omitted(&'a str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ProofOut<'a> {
+    pub checkpoint: u64,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub audit_path: &'a [Digest],
+}
+
+impl LineOut<'_> {
+    /// Appends the line's JSON (without the newline) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let string = |out: &mut Vec<u8>, text: &str| {
+            serde_json::to_writer(&mut *out, text).expect("writing a string to a Vec cannot fail");
+        };
+        out.extend_from_slice(format!("{{\"seq\":{},\"prev_hash\":", self.seq).as_bytes());
+        string(out, self.prev_hash);
+        out.extend_from_slice(b",\"hash\":");
+        string(out, self.hash);
+        out.extend_from_slice(
+            format!(
+                ",\"sealed_partition\":{},\"sealed_offset\":{},",
+                self.sealed_partition, self.sealed_offset
+            )
+            .as_bytes(),
+        );
+        match self.body {
+            LineBody::Entry(entry) => {
+                out.extend_from_slice(b"\"entry\":");
+                out.extend_from_slice(entry);
+            }
+            LineBody::Omitted(reason) => {
+                out.extend_from_slice(b"\"omitted\":");
+                string(out, reason);
+            }
+        }
+        match &self.proof {
+            None => out.extend_from_slice(b",\"proof\":null}"),
+            Some(proof) => {
+                out.extend_from_slice(
+                    format!(
+                        ",\"proof\":{{\"checkpoint\":{},\"leaf_index\":{},\"tree_size\":{},\"audit_path\":[",
+                        proof.checkpoint, proof.leaf_index, proof.tree_size
+                    )
+                    .as_bytes(),
+                );
+                for (index, digest) in proof.audit_path.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    out.push(b'"');
+                    crate::digest::push_hex(&digest.0, out);
+                    out.push(b'"');
+                }
+                out.extend_from_slice(b"]}}");
+            }
+        }
+    }
+}
+
 /// The fields of an entry that say whose and which it is.
 #[derive(Deserialize)]
 struct EntryNames {
@@ -295,7 +387,10 @@ impl<'m> LineChecker<'m> {
             }
         }
         match (&parsed.entry, &parsed.omitted) {
-            (Some(entry), None) => self.check_entry(&parsed, entry, &prev_hash, &hash).map_err(fail)?,
+            (Some(entry), None) => {
+                let entry = entry_text(entry).map_err(fail)?;
+                self.check_entry(&parsed, &entry, &prev_hash, &hash).map_err(fail)?;
+            }
             (None, Some(reason)) if reason == "out_of_scope" || reason.starts_with("purged:") => {
                 if self.manifest.format == FORMAT_V1 {
                     return Err(fail(format!("{FORMAT_V1} has no witness lines")));
@@ -410,20 +505,22 @@ mod tests {
     /// Three chained lines of tenant `t`, with no checkpoint (an unsigned tail), and their manifest.
     fn lines() -> (Manifest, Vec<ExportLine>) {
         let mut previous = chain::genesis("t");
-        let mut lines = Vec::new();
+        let mut lines: Vec<ExportLine> = Vec::new();
         for seq in 1..=3 {
             let entry = format!(r#"{{"seq":{seq},"tenant_id":"t"}}"#);
             let hash = chain::entry_hash(&previous, entry.as_bytes());
-            lines.push(ExportLine {
+            let mut text = Vec::new();
+            LineOut {
                 seq,
-                prev_hash: previous.to_hex(),
-                hash: hash.to_hex(),
+                prev_hash: &previous.to_hex(),
+                hash: &hash.to_hex(),
                 sealed_partition: 0,
                 sealed_offset: seq,
-                entry: Some(entry),
-                omitted: None,
+                body: LineBody::Entry(entry.as_bytes()),
                 proof: None,
-            });
+            }
+            .encode(&mut text);
+            lines.push(serde_json::from_slice(&text).expect("a line"));
             previous = hash;
         }
         let manifest = Manifest {

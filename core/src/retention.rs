@@ -3,6 +3,18 @@
 
 use std::fmt;
 
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+
+/// The action of the event each retention run seals per tenant and policy.
+pub const APPLIED_ACTION: &str = "policy.applied";
+/// The kind of that event's evidence whose `sha256` is the run's [`tombstones_digest`].
+pub const TOMBSTONES_EVIDENCE: &str = "tombstones";
+
+/// Domain tag of [`tombstones_digest`].
+pub const RUN_TAG: &[u8] = b"sealtrail/v1/retention-run\0";
+
 /// Matches every tenant or every category.
 pub const ANY: &str = "*";
 
@@ -48,6 +60,41 @@ pub fn governing<'p>(policies: &'p [RetentionPolicy], tenant: &str, category: &s
         .filter(|(_, p)| p.applies_to(tenant, category))
         .max_by_key(|(index, p)| (p.specificity(), *index))
         .map(|(_, p)| p)
+}
+
+/// What a retention run attests it purged for a tenant: SHA-256 over [`RUN_TAG`] and, for each
+/// tombstone in sequence order, the sequence (8 bytes, big-endian) and the event's hash (32 bytes).
+/// The run's sealed `policy.applied` event carries it, so a tombstone no sealed run vouches for is
+/// caught by verification.
+pub fn tombstones_digest<'a>(tombstones: impl IntoIterator<Item = (u64, &'a Digest)>) -> Digest {
+    let mut digest = TombstonesDigest::default();
+    for (seq, hash) in tombstones {
+        digest.push(seq, hash);
+    }
+    digest.finish()
+}
+
+/// [`tombstones_digest`], fed one tombstone at a time.
+#[derive(Debug, Clone)]
+pub struct TombstonesDigest(Sha256);
+
+impl Default for TombstonesDigest {
+    fn default() -> Self {
+        let mut sha = Sha256::new();
+        sha.update(RUN_TAG);
+        Self(sha)
+    }
+}
+
+impl TombstonesDigest {
+    pub fn push(&mut self, seq: u64, hash: &Digest) {
+        self.0.update(seq.to_be_bytes());
+        self.0.update(hash.0);
+    }
+
+    pub fn finish(self) -> Digest {
+        Digest(self.0.finalize().into())
+    }
 }
 
 /// Parses `TENANT:CATEGORY:DAYS` (`*` for any), as given on the command line.
@@ -105,6 +152,16 @@ mod tests {
     fn a_later_policy_of_the_same_scope_overrides() {
         let policies = [policy("acme", "auth", 30), policy("acme", "auth", 90)];
         assert_eq!(governing(&policies, "acme", "auth").map(|p| p.retain_days), Some(90));
+    }
+
+    #[test]
+    fn the_run_digest_covers_every_sequence_and_hash() {
+        let (a, b) = (Digest([1; 32]), Digest([2; 32]));
+        let digest = tombstones_digest([(1, &a), (2, &b)]);
+        assert_ne!(digest, tombstones_digest([(1, &a)]));
+        assert_ne!(digest, tombstones_digest([(1, &a), (3, &b)]));
+        assert_ne!(digest, tombstones_digest([(1, &b), (2, &a)]));
+        assert_eq!(digest, tombstones_digest([(1, &a), (2, &b)]));
     }
 
     #[test]

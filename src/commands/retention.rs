@@ -56,16 +56,26 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     loop {
         let started = std::time::Instant::now();
         match run_once(&client, &args.policies, &recorder, OffsetDateTime::now_utc()).await {
-            Ok(outcomes) => {
-                let deleted: u64 = outcomes.iter().map(|o| o.deleted).sum();
-                let held: u64 = outcomes.iter().map(|o| o.held).sum();
+            Ok(report) => {
+                let deleted: u64 = report.outcomes.iter().map(|o| o.deleted).sum();
+                let held: u64 = report.outcomes.iter().map(|o| o.held).sum();
                 let summary = format!(
-                    "retention run: {} tenant policies applied, {deleted} events deleted (tombstoned), {held} expired events kept by legal holds, in {:.1} s",
-                    outcomes.len(),
+                    "retention run {}: {} tenant policies applied, {deleted} events deleted (tombstoned), {held} expired events kept by legal holds, {} tenant policies failed, in {:.1} s",
+                    report.run_id,
+                    report.outcomes.len(),
+                    report.failures.len(),
                     started.elapsed().as_secs_f64()
                 );
+                for failure in &report.failures {
+                    eprintln!("  not applied: {failure}");
+                }
                 if args.once {
                     println!("{summary}");
+                    anyhow::ensure!(
+                        report.failures.is_empty(),
+                        "{} tenant policies were not applied (above); nothing of theirs was deleted without a tombstone",
+                        report.failures.len()
+                    );
                 } else {
                     tracing::info!("{summary}");
                 }
@@ -76,6 +86,7 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
         if args.once {
             return Ok(());
         }
+        // A failed tenant is retried at the next run; the others are done.
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(args.every)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),

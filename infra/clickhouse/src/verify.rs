@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::digest::Digest;
+use sealtrail_core::retention::{APPLIED_ACTION, TOMBSTONES_EVIDENCE, TombstonesDigest};
 use sealtrail_core::sealed::Checkpoint;
 use sealtrail_core::verify::{
     BreakKind, ChainBreak, ChainStart, CheckpointChainProblem, check_tombstone_link, verify_chain, verify_checkpoints,
@@ -48,12 +49,13 @@ pub struct VerifyReport {
     pub purged_ranges: Vec<PurgedRange>,
 }
 
-/// Consecutive events deleted by one retention policy.
+/// Consecutive events deleted by one retention run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgedRange {
     pub first_seq: u64,
     pub last_seq: u64,
     pub policy_id: String,
+    pub run_id: String,
 }
 
 impl VerifyReport {
@@ -76,6 +78,14 @@ pub enum VerifyFailure {
     SplitTenant { tenant: String, partitions: Vec<u32> },
     #[error("querying ClickHouse failed: {0}")]
     Query(#[from] clickhouse::error::Error),
+    #[error(
+        "tenant {tenant}: the tombstones of retention run {run_id} are not attested by a sealed policy.applied event: {reason}"
+    )]
+    Unattested {
+        tenant: String,
+        run_id: String,
+        reason: String,
+    },
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
@@ -98,6 +108,21 @@ struct TombstoneRow {
     prev_hash: String,
     hash: String,
     policy_id: String,
+    run_id: String,
+}
+
+/// A retention run's sealed `policy.applied` event, as far as attestation needs it.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct RunAttestation {
+    seq: u64,
+    resource_id: String,
+    evidence: Vec<(String, String, Option<String>)>,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct SeqHash {
+    seq: u64,
+    hash: String,
 }
 
 /// The hashes of a sealed partition's entries between two offsets, in offset order: its events,
@@ -218,7 +243,88 @@ pub async fn verify_tenant(
         .collect();
     verify_heads(tenant, &in_range, |seq| hashes_at_heads.get(&seq).copied()).map_err(VerifyFailure::Chain)?;
     verify_covering_entries(&client, &mut report, &rows, &checkpoints, &heads).await?;
+    verify_attestations(&client, &report).await?;
     Ok(report)
+}
+
+/// Every retention run whose tombstones stand in the verified chain must have sealed, inside that
+/// chain, a `policy.applied` event naming the same policy and carrying the digest of exactly the
+/// run's tombstones: a tombstone no sealed run vouches for is a deleted event.
+async fn verify_attestations(client: &clickhouse::Client, report: &VerifyReport) -> Result<(), VerifyFailure> {
+    let tenant = &report.tenant;
+    let mut runs: Vec<(&str, &str)> = report
+        .purged_ranges
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.policy_id.as_str()))
+        .collect();
+    runs.sort_unstable();
+    runs.dedup();
+    for (run_id, policy_id) in runs {
+        let unattested = |reason: String| VerifyFailure::Unattested {
+            tenant: tenant.clone(),
+            run_id: run_id.to_owned(),
+            reason,
+        };
+        let attestations: Vec<RunAttestation> = client
+            .query(
+                "SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND action = {action:String} \
+                 AND correlation_id = {run:String}",
+            )
+            .param("tenant", tenant)
+            .param("action", APPLIED_ACTION)
+            .param("run", run_id)
+            .fetch_all()
+            .await?;
+        let [attestation] = attestations.as_slice() else {
+            return Err(unattested(format!(
+                "{} such events found (one is needed; if the run just happened, wait for the pipeline to seal it)",
+                attestations.len()
+            )));
+        };
+        let verified = report.first_seq.unwrap_or(u64::MAX)..=report.last_seq.unwrap_or_default();
+        if !verified.contains(&attestation.seq) {
+            return Err(unattested(format!(
+                "it is at sequence {}, outside the verified stretch {verified:?}; verify without a time window",
+                attestation.seq
+            )));
+        }
+        if attestation.resource_id != policy_id {
+            return Err(unattested(format!(
+                "it names policy {}, the tombstones {policy_id}",
+                attestation.resource_id
+            )));
+        }
+        let mut cursor = client
+            .query(
+                "SELECT seq, hash FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String} \
+                 ORDER BY seq LIMIT 1 BY seq",
+            )
+            .param("tenant", tenant)
+            .param("run", run_id)
+            .fetch::<SeqHash>()?;
+        let mut digest = TombstonesDigest::default();
+        while let Some(row) = cursor.next().await? {
+            let hash = Digest::from_hex(&row.hash).ok_or_else(|| RowError {
+                table: "tombstones",
+                key: format!("{tenant}/{}", row.seq),
+                column: "hash",
+            })?;
+            digest.push(row.seq, &hash);
+        }
+        let found = digest.finish().to_hex();
+        let attested = attestation
+            .evidence
+            .iter()
+            .find(|(kind, _, _)| kind == TOMBSTONES_EVIDENCE)
+            .and_then(|(_, _, sha256)| sha256.as_deref());
+        if attested != Some(found.as_str()) {
+            return Err(unattested(format!(
+                "it attests tombstones digest {}, the tombstones in ClickHouse digest to {found}",
+                attested.unwrap_or("(none)")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Re-hashes and links the tenant's events after `anchor` up to `last`, page by page, linking the
@@ -338,13 +444,14 @@ fn link_tombstone(
     report.first_seq.get_or_insert(stone.seq);
     report.purged += 1;
     match report.purged_ranges.last_mut() {
-        Some(range) if range.last_seq + 1 == stone.seq && range.policy_id == stone.policy_id => {
+        Some(range) if range.last_seq + 1 == stone.seq && range.run_id == stone.run_id => {
             range.last_seq = stone.seq;
         }
         _ => report.purged_ranges.push(PurgedRange {
             first_seq: stone.seq,
             last_seq: stone.seq,
             policy_id: stone.policy_id.clone(),
+            run_id: stone.run_id.clone(),
         }),
     }
     Ok(hash)

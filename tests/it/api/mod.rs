@@ -72,9 +72,22 @@ impl Api {
 
     /// An API over a fresh, empty database, with these limits.
     pub async fn configured(rate_limit: RateLimit, quota: ExportQuota) -> Self {
-        let stack = shared();
-        let mut settings: ClickHouseSettings = stack.clickhouse();
+        let mut settings: ClickHouseSettings = shared().clickhouse();
         settings.database = unique("api");
+        Self::over(settings, rate_limit, quota).await
+    }
+
+    /// An API over the shared pipeline's own database, where it seals what the API records.
+    pub async fn on_pipeline() -> Self {
+        let rate_limit = RateLimit {
+            per_second: 1000.0,
+            burst: 1000,
+        };
+        Self::over(shared().clickhouse(), rate_limit, ExportQuota::default()).await
+    }
+
+    async fn over(settings: ClickHouseSettings, rate_limit: RateLimit, quota: ExportQuota) -> Self {
+        let stack = shared();
         apply_migrations(&settings).await.expect("migrations");
         let alfa = unique("alfa");
         let bravo = unique("bravo");

@@ -1,22 +1,25 @@
-//! Retention against the real ClickHouse and pipeline: expired events are deleted and leave
-//! tombstones, a held event survives until its hold is released, verification and exports still
-//! pass across the purged ranges, and every run is sealed as `policy.applied`.
+//! Retention on the real pipeline: expired events are deleted and leave tombstones, a held event
+//! survives until its hold is released, each run is sealed as `policy.applied` with the digest of
+//! its tombstones, verification and exports pass across the purged ranges, and a tombstone no
+//! sealed run vouches for is caught.
+
+use std::time::{Duration, Instant};
 
 use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::Role;
 use sealtrail_api::exporter::{ExportRequest, write_export};
-use sealtrail_api::retention::run_once;
-use sealtrail_clickhouse::{VerifyReport, VerifyRequest, verify_tenant};
-use sealtrail_core::checkpoint::{CheckpointSigner, TrustedKey};
-use sealtrail_core::digest::to_hex;
+use sealtrail_api::retention::{PolicyOutcome, run_once};
+use sealtrail_clickhouse::{VerifyFailure, VerifyReport, VerifyRequest, verify_tenant};
+use sealtrail_core::event::{ActorType, AuditEvent};
 use sealtrail_emit::AuditEmitter;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::events::seal_into_clickhouse;
 use super::export::verify_export;
-use super::{Api, SIGNER_SEED, raw_topic, sealed_records};
+use super::{Api, raw_topic, sealed_records};
 use crate::harness::{shared, unique};
+
+const EVENTS: u64 = 20;
 
 impl Api {
     async fn change(
@@ -31,7 +34,6 @@ impl Api {
             .http
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(credential)
-            .header("x-request-id", unique("r"))
             .json(&body);
         if let Some(purpose) = purpose {
             request = request.header("x-purpose", purpose);
@@ -46,44 +48,89 @@ impl Api {
         self.settings
             .client()
             .query(&format!(
-                "SELECT seq FROM {table} WHERE tenant_id = {{tenant:String}} ORDER BY seq"
+                "SELECT DISTINCT seq FROM {table} WHERE tenant_id = {{tenant:String}} ORDER BY seq"
             ))
             .param("tenant", tenant)
             .fetch_all()
             .await
             .expect("seqs")
     }
+}
 
-    async fn verify(&self, tenant: &str) -> VerifyReport {
-        let signer = CheckpointSigner::from_seed(&SIGNER_SEED).expect("signer");
-        let request = VerifyRequest {
-            tenant: tenant.to_owned(),
-            from: None,
-            to: None,
+async fn verify(tenant: &str) -> Result<VerifyReport, VerifyFailure> {
+    let request = VerifyRequest {
+        tenant: tenant.to_owned(),
+        from: None,
+        to: None,
+    };
+    verify_tenant(&shared().clickhouse(), &request, &shared().trusted_keys()).await
+}
+
+/// Publishes `EVENTS` events of the tenant that occurred three days ago, and waits until they are
+/// sealed, projected and covered by a signed checkpoint (the deadline only bounds a broken run).
+async fn three_day_old_events(emitter: &AuditEmitter, tenant: &str) {
+    let three_days_ago =
+        i64::try_from((OffsetDateTime::now_utc() - time::Duration::days(3)).unix_timestamp_nanos() / 1_000_000)
+            .expect("time");
+    for i in 0..EVENTS {
+        let mut event = AuditEvent {
+            event_id: ulid::Ulid::new().to_string(),
+            tenant_id: tenant.to_owned(),
+            occurred_at: three_days_ago + i64::try_from(i).expect("small"),
+            action: "user.login".to_owned(),
+            ..AuditEvent::default()
         };
-        verify_tenant(
-            &self.settings,
-            &request,
-            &[TrustedKey::new(signer.public_key().to_vec())],
-        )
-        .await
-        .expect("the chain verifies across the purged ranges")
+        event.actor.id = format!("service-{i}");
+        event.actor.kind = ActorType::Service;
+        "account".clone_into(&mut event.resource.kind);
+        event.resource.id = format!("acct-{i}");
+        emitter.emit(&event).await.expect("publish");
     }
+    let client = shared().clickhouse().client();
+    let started = Instant::now();
+    loop {
+        let signed: u64 = client
+            .query(
+                "SELECT max(head.2) FROM checkpoints ARRAY JOIN tenant_heads AS head \
+                 WHERE head.1 = {tenant:String}",
+            )
+            .param("tenant", tenant)
+            .fetch_one()
+            .await
+            .expect("checkpoints");
+        if signed >= EVENTS {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "not sealed: {signed}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The run's outcome for the tenant, once its `policy.applied` event is sealed.
+async fn applied(report: &sealtrail_api::retention::RunReport, tenant: &str) -> PolicyOutcome {
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let mine: Vec<_> = report.outcomes.iter().filter(|o| o.tenant_id == tenant).collect();
+    assert_eq!(mine.len(), 1, "{report:?}");
+    let records = sealed_records(tenant, &report.run_id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].action, "policy.applied");
+    mine[0].clone()
 }
 
 #[tokio::test]
 async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
-    let api = Api::empty().await;
-    let sealed = seal_into_clickhouse(&api).await;
-    let mut alfa: Vec<_> = sealed.events.iter().filter(|e| e.tenant_id == api.alfa).collect();
-    alfa.sort_by_key(|e| e.seq);
-    let bravo_before = api.seqs("events", &api.bravo).await;
-    let held = alfa[alfa.len() / 2];
-    let compliance = api.key(&api.alfa, Role::Compliance).await;
-    let auditor = api.key(&api.alfa, Role::Auditor).await;
+    let api = Api::on_pipeline().await;
+    let tenant = unique("retained");
+    let emitter = AuditEmitter::connect(&shared().kafka(), shared().registry_url(), &raw_topic())
+        .await
+        .expect("emitter");
+    three_day_old_events(&emitter, &tenant).await;
+    let recorder = AccessRecorder::new(emitter);
+    let compliance = api.key(&tenant, Role::Compliance).await;
+    let auditor = api.key(&tenant, Role::Auditor).await;
     let put = reqwest::Method::PUT;
 
-    // A one-day policy for every category of alfa; only compliance may set it, and says why.
+    // A one-day policy for every category of the tenant; only compliance may set it, saying why.
     let policy = json!({"retain_days": 1});
     let path = "/v1/retention-policies/*";
     let (status, _) = api
@@ -100,8 +147,8 @@ async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
         .change(&compliance, put.clone(), path, Some("records schedule 4"), policy)
         .await;
     assert_eq!(status, 200, "{body}");
-
-    let hold_request = json!({"case_id": "CASE-1", "scope": {"resource_id": held.resource_id}, "reason": "litigation"});
+    // The middle event is held.
+    let hold_request = json!({"case_id": "CASE-1", "scope": {"resource_id": "acct-10"}, "reason": "litigation"});
     let (status, placed) = api
         .change(
             &compliance,
@@ -113,49 +160,39 @@ async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
         .await;
     assert_eq!(status, 201, "{placed}");
 
-    let recorder = AccessRecorder::new(
-        AuditEmitter::connect(&shared().kafka(), shared().registry_url(), &raw_topic())
-            .await
-            .expect("emitter"),
-    );
     let client = api.settings.client();
-    let two_days_later = OffsetDateTime::now_utc() + time::Duration::days(2);
-    let outcomes = run_once(&client, &[], &recorder, two_days_later)
+    let report = run_once(&client, &[], &recorder, OffsetDateTime::now_utc())
         .await
-        .expect("retention run");
-    let mine: Vec<_> = outcomes.iter().filter(|o| o.tenant_id == api.alfa).collect();
-    assert_eq!(mine.len(), 1, "{outcomes:?}");
+        .expect("run");
+    let outcome = applied(&report, &tenant).await;
+    assert_eq!((outcome.deleted, outcome.held), (EVENTS - 1, 1), "{outcome:?}");
+    let left = api.seqs("events", &tenant).await;
     assert_eq!(
-        (mine[0].deleted, mine[0].held),
-        (alfa.len() as u64 - 1, 1),
-        "{outcomes:?}"
+        left[0], 11,
+        "only the held event (seq 11) is left of the old ones: {left:?}"
     );
-    assert!(outcomes.iter().all(|o| o.tenant_id != api.bravo), "bravo has no policy");
-    assert_eq!(
-        api.seqs("events", &api.alfa).await,
-        [held.seq],
-        "only the held event is left"
-    );
-    assert_eq!(api.seqs("events", &api.bravo).await, bravo_before);
-    assert_eq!(api.seqs("tombstones", &api.alfa).await.len(), alfa.len() - 1);
+    assert!(left.iter().all(|seq| *seq == 11 || *seq > EVENTS), "{left:?}");
+    assert_eq!(api.seqs("tombstones", &tenant).await.len() as u64, EVENTS - 1);
 
-    let report = api.verify(&api.alfa).await;
-    assert_eq!((report.events, report.purged), (1, alfa.len() as u64 - 1), "{report:?}");
+    let verified = verify(&tenant)
+        .await
+        .expect("the chain verifies across the purged ranges");
+    assert_eq!(verified.purged, EVENTS - 1, "{verified:?}");
     assert_eq!(
-        report.purged_ranges.len(),
+        verified.purged_ranges.len(),
         2,
-        "before and after the held event: {report:?}"
+        "before and after the held event: {verified:?}"
     );
-    assert!(report.entries_roots_checked > 0, "{report:?}");
+    assert!(verified.entries_roots_checked > 0, "{verified:?}");
 
-    // An export still verifies offline: the purged events are witness lines.
-    let signer = CheckpointSigner::from_seed(&SIGNER_SEED).expect("signer");
+    // An export verifies offline: the purged events are witness lines.
+    let keys = shared().data_dir.join("keys");
+    let signer = sealtrail_runtime::keys::load_signer(&keys.join(sealtrail_runtime::keys::SIGNING_KEY_FILE))
+        .expect("the pipeline's signing key");
     let work = tempfile::tempdir().expect("temp dir");
-    let key = work.path().join("signing-key.pub");
-    std::fs::write(&key, to_hex(signer.public_key())).expect("key");
     let request = ExportRequest {
         export_id: "exp_retained".to_owned(),
-        tenant: api.alfa.clone(),
+        tenant: tenant.clone(),
         scope: sealtrail_api::scope::EventScope::default(),
         out_dir: work.path().join("export"),
         max_file_bytes: 1 << 20,
@@ -163,41 +200,54 @@ async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
     let manifest = write_export(&api.settings, &signer, &request, |_| {})
         .await
         .expect("export");
-    assert_eq!(
-        (manifest.event_count, manifest.omitted_count),
-        (1, alfa.len() as u64 - 1)
-    );
-    let (ok, printed) = verify_export(&request.out_dir, &key);
+    assert_eq!(manifest.omitted_count, EVENTS - 1);
+    let (ok, printed) = verify_export(&request.out_dir, &keys.join("trusted"));
     assert!(ok && printed.contains("witness"), "{printed}");
 
-    // The run itself is in alfa's sealed trail.
-    let records = sealed_records(&api.alfa, &mine[0].run_id).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].action, "policy.applied");
-    assert!(
-        records[0].attributes.contains(&("held".to_owned(), "1".to_owned())),
-        "{:?}",
-        records[0].attributes
-    );
-
-    // Released, the next run deletes it, and the chain still verifies.
+    // Released, the next run deletes it too, and the chain still verifies.
     let hold_id = placed["hold_id"].as_str().expect("hold id");
+    let release = format!("/v1/legal-holds/{hold_id}/release");
     let (status, _) = api
         .change(
             &compliance,
             reqwest::Method::POST,
-            &format!("/v1/legal-holds/{hold_id}/release"),
+            &release,
             Some("case closed"),
             json!({}),
         )
         .await;
     assert_eq!(status, 200);
-    let outcomes = run_once(&client, &[], &recorder, two_days_later)
+    let report = run_once(&client, &[], &recorder, OffsetDateTime::now_utc())
         .await
-        .expect("retention run");
-    let mine: Vec<_> = outcomes.iter().filter(|o| o.tenant_id == api.alfa).collect();
-    assert_eq!((mine[0].deleted, mine[0].held), (1, 0), "{outcomes:?}");
-    assert!(api.seqs("events", &api.alfa).await.is_empty());
-    let report = api.verify(&api.alfa).await;
-    assert_eq!((report.events, report.purged), (0, alfa.len() as u64), "{report:?}");
+        .expect("run");
+    let outcome = applied(&report, &tenant).await;
+    assert_eq!((outcome.deleted, outcome.held), (1, 0), "{outcome:?}");
+    let verified = verify(&tenant).await.expect("verifies");
+    assert_eq!(verified.purged, EVENTS, "{verified:?}");
+
+    // Deleting a recent event and planting a tombstone in its place is caught: no sealed run
+    // vouches for it.
+    let victim = EVENTS + 1;
+    client
+        .query(
+            "INSERT INTO tombstones (tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, sealed_partition, sealed_offset, policy_id, run_id, purged_at) \
+             SELECT tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, sealed_partition, sealed_offset, 'config:*:*', 'ret_forged', now64(3) \
+             FROM events WHERE tenant_id = {tenant:String} AND seq = {seq:UInt64}",
+        )
+        .param("tenant", &tenant)
+        .param("seq", victim)
+        .execute()
+        .await
+        .expect("plant a tombstone");
+    client
+        .query("DELETE FROM events WHERE tenant_id = {tenant:String} AND seq = {seq:UInt64}")
+        .param("tenant", &tenant)
+        .param("seq", victim)
+        .execute()
+        .await
+        .expect("delete the event");
+    match verify(&tenant).await {
+        Err(VerifyFailure::Unattested { run_id, .. }) => assert_eq!(run_id, "ret_forged"),
+        other => panic!("a forged tombstone must not verify: {other:?}"),
+    }
 }
