@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, ENTRY_HASHES_SQL, EventRow};
-use sealtrail_core::canonical;
 use sealtrail_core::checkpoint::{CheckpointSigner, tenant_head_leaf};
 use sealtrail_core::digest::{Digest, to_hex};
 use sealtrail_core::export::{
@@ -16,6 +15,7 @@ use sealtrail_core::export::{
     ProofOut, SIGNATURE_FILE, signed_manifest_bytes,
 };
 use sealtrail_core::merkle;
+use sealtrail_core::{canonical, chain};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
@@ -61,6 +61,13 @@ struct Leaf {
     sealed_offset: u64,
 }
 
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct SeqRange {
+    rows: u64,
+    first: u64,
+    last: u64,
+}
+
 /// What remains of a purged event.
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct Tombstone {
@@ -102,20 +109,43 @@ pub async fn write_export(
                          AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')";
     let checkpoints =
         partition_checkpoints(&client, &request.tenant, window_filter, (window.from_ms, window.to_ms)).await?;
-    let windowed = |sql: String| {
+    // The export is the stretch of the chain from the window's first to its last event: events
+    // arrive out of time order, so the stretch may hold events outside the window, which become
+    // witness lines, and the chain stays gap-free.
+    let stretch: SeqRange = client
+        .query(&format!(
+            "SELECT count() AS rows, min(seq) AS first, max(seq) AS last FROM ( \
+               SELECT seq FROM events WHERE tenant_id = {{tenant:String}}{window_filter} \
+               UNION ALL SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter})"
+        ))
+        .param("tenant", &request.tenant)
+        .param("from", window.from_ms)
+        .param("to", window.to_ms)
+        .fetch_one()
+        .await?;
+    let (first, last) = if stretch.rows == 0 {
+        (1, 0)
+    } else {
+        (stretch.first, stretch.last)
+    };
+    let in_stretch = |sql: String| {
         client
             .query(&sql)
             .param("tenant", &request.tenant)
-            .param("from", window.from_ms)
-            .param("to", window.to_ms)
+            .param("first", first)
+            .param("last", last)
     };
-    let mut rows = windowed(format!(
-        "SELECT ?fields FROM events WHERE tenant_id = {{tenant:String}}{window_filter} ORDER BY seq"
-    ))
+    let mut rows = in_stretch(
+        "SELECT ?fields FROM events WHERE tenant_id = {tenant:String} \
+         AND seq >= {first:UInt64} AND seq <= {last:UInt64} ORDER BY seq"
+            .to_owned(),
+    )
     .fetch::<EventRow>()?;
-    let mut stones = windowed(format!(
-        "SELECT ?fields FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter} ORDER BY seq LIMIT 1 BY seq"
-    ))
+    let mut stones = in_stretch(
+        "SELECT ?fields FROM tombstones WHERE tenant_id = {tenant:String} \
+         AND seq >= {first:UInt64} AND seq <= {last:UInt64} ORDER BY seq LIMIT 1 BY seq"
+            .to_owned(),
+    )
     .fetch::<Tombstone>()?;
     let mut selected = match &scope.filter {
         Some(filter) => Some(filter_cursor(clickhouse, &request.tenant, filter)?),
@@ -149,24 +179,15 @@ pub async fn write_export(
             }
             next_stone = stones.next().await?;
         }
-        let mut in_scope = scope.matches(&row);
+        let occurred_ms = i64::try_from(row.occurred_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+        let mut in_scope = (window.from_ms..window.to_ms).contains(&occurred_ms) && scope.matches(&row);
         if let Some(cursor) = selected.as_mut() {
             while next_selected.is_some_and(|seq| seq < row.seq) {
                 next_selected = cursor.next().await?.map(|s| s.seq);
             }
             in_scope &= next_selected == Some(row.seq);
         }
-        if in_scope {
-            writer.event(row).await?;
-        } else {
-            writer
-                .witness(
-                    (row.seq, &row.prev_hash, &row.hash),
-                    (row.sealed_partition, row.sealed_offset),
-                    "out_of_scope",
-                )
-                .await?;
-        }
+        writer.event(row, in_scope).await?;
         if (writer.count + writer.omitted).is_multiple_of(1000) {
             progress(writer.count + writer.omitted);
         }
@@ -219,15 +240,15 @@ fn filter_cursor(
     tenant: &str,
     filter: &str,
 ) -> Result<clickhouse::query::RowCursor<Seq>, ExportError> {
-    let rewritten = sql::rewrite(
-        &format!("SELECT seq FROM events WHERE {filter} ORDER BY seq"),
-        &clickhouse.database,
-    )
-    .map_err(|refusal| ExportError::Scope(refusal.reason))?;
+    let rewritten = sql::rewrite(&crate::scope::filter_query(filter), &clickhouse.database)
+        .map_err(|refusal| ExportError::Scope(refusal.reason))?;
+    // Bounded like analyst queries, though long enough for a tenant's whole history.
     Ok(clickhouse
         .client()
         .with_database(scope_database(&clickhouse.database))
         .with_setting("readonly", "1")
+        .with_setting("max_execution_time", "900")
+        .with_setting("max_memory_usage", (2_u64 << 30).to_string())
         .query(&rewritten.sql)
         .param(sql::TENANT_PARAMETER, tenant)
         .fetch::<Seq>()?)
@@ -246,8 +267,9 @@ struct LineWriter<'a> {
 }
 
 impl LineWriter<'_> {
-    async fn event(&mut self, row: EventRow) -> Result<(), ExportError> {
-        let proof = self.prover.proof_for(row.seq, row.sealed_offset).await?;
+    /// Writes the event with its entry, or (out of scope) as a witness line; either way its
+    /// content is re-hashed first, so the export never vouches for a row altered in ClickHouse.
+    async fn event(&mut self, row: EventRow, in_scope: bool) -> Result<(), ExportError> {
         let sealed = row.to_sealed().map_err(|e| ExportError::Inconsistent(e.to_string()))?;
         let entry = canonical::entry(
             &row.tenant_id,
@@ -256,6 +278,22 @@ impl LineWriter<'_> {
             &sealed.classification,
             &sealed.redactions,
         );
+        if chain::entry_hash(&sealed.seal.prev_hash, &entry) != sealed.seal.hash {
+            return Err(ExportError::RootMismatch(format!(
+                "event seq {} of tenant {} in ClickHouse does not hash to its recorded hash; run `sealtrail verify`",
+                row.seq, row.tenant_id
+            )));
+        }
+        if !in_scope {
+            return self
+                .witness(
+                    (row.seq, &row.prev_hash, &row.hash),
+                    (row.sealed_partition, row.sealed_offset),
+                    "out_of_scope",
+                )
+                .await;
+        }
+        let proof = self.prover.proof_for(row.seq, row.sealed_offset).await?;
         self.count += 1;
         self.write(
             (row.seq, &row.prev_hash, &row.hash),
@@ -287,6 +325,16 @@ impl LineWriter<'_> {
         body: LineBody<'_>,
         proof: Option<ProofAt>,
     ) -> Result<(), ExportError> {
+        // The lines must form the chain: the verifier would refuse a gap or a broken link, so the
+        // export does not sign one.
+        if let Some(range) = &self.chain
+            && (seq != range.last_seq + 1 || prev_hash != range.last_hash)
+        {
+            return Err(ExportError::RootMismatch(format!(
+                "the chain in ClickHouse breaks at seq {seq} (after seq {}); run `sealtrail verify`",
+                range.last_seq
+            )));
+        }
         self.unsigned_tail += u64::from(proof.is_none());
         let line = LineOut {
             seq,

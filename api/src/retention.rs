@@ -202,7 +202,7 @@ pub async fn run_once(
             client,
             holds: &holds,
             recorder,
-            run_id: &run_id,
+            id: &run_id,
             now,
         };
         match run.apply(&tenant, &policy, categories).await {
@@ -265,7 +265,7 @@ struct Run<'a> {
     client: &'a Client,
     holds: &'a HoldStore,
     recorder: &'a AccessRecorder,
-    run_id: &'a str,
+    id: &'a str,
     now: OffsetDateTime,
 }
 
@@ -290,7 +290,7 @@ impl Run<'_> {
                 .param("categories", &categories)
                 .param("cutoff", cutoff_ms)
                 .param("policy", &policy.policy_id)
-                .param("run", self.run_id);
+                .param("run", self.id);
             for (name, value) in &hold_params {
                 query = query.param(name, value);
             }
@@ -318,7 +318,7 @@ impl Run<'_> {
         .await?;
         let (deleted, digest) = self.digest(tenant).await?;
         let outcome = PolicyOutcome {
-            run_id: self.run_id.to_owned(),
+            run_id: self.id.to_owned(),
             tenant_id: tenant.to_owned(),
             policy_id: policy.policy_id.clone(),
             categories: categories.clone(),
@@ -359,7 +359,7 @@ impl Run<'_> {
                  ORDER BY seq LIMIT 1 BY seq",
             )
             .param("tenant", tenant)
-            .param("run", self.run_id)
+            .param("run", self.id)
             .fetch::<TombstoneHash>()?;
         let mut count = 0_u64;
         let mut digest = TombstonesDigest::default();

@@ -170,6 +170,12 @@ impl EventScope {
     }
 }
 
+/// The query a SQL filter runs as: the filter is parenthesised, so it can only ever be one
+/// condition (a `LIMIT`, a comment or a second clause inside it does not parse).
+pub fn filter_query(filter: &str) -> String {
+    format!("SELECT seq FROM events WHERE ({filter}) ORDER BY seq")
+}
+
 /// `billing.` matches every action in the namespace; anything else matches itself.
 fn action_matches(wanted: &str, action: &str) -> bool {
     if wanted.ends_with('.') {
@@ -227,6 +233,19 @@ mod tests {
         assert!(matches(
             r#"{"resource_id": "inv-1", "categories": ["auth", "billing"]}"#
         ));
+    }
+
+    #[test]
+    fn a_filter_is_one_condition() {
+        assert!(crate::sql::rewrite(&filter_query("outcome = 'DENIED'"), "db").is_ok());
+        for bad in [
+            "1 = 1 LIMIT 3",
+            "1 = 1 --",
+            "1 = 1; DROP TABLE events",
+            "1 = 1 ORDER BY seq",
+        ] {
+            assert!(crate::sql::rewrite(&filter_query(bad), "db").is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum QuotaExceeded {
 
 type States = Arc<Mutex<HashMap<String, ExportStatus>>>;
 
+/// How long the jobs topic keeps a job (see [`super::ExportTopics::specs`]).
+pub const JOBS_KEPT_MS: i64 = 7 * 86_400_000;
+
 /// Every export's newest state, and the producer that queues jobs.
 #[derive(Clone)]
 pub struct ExportBoard {
@@ -123,15 +126,24 @@ impl ExportBoard {
         let status = ExportStatus::queued(job);
         self.publish(&status).await?;
         let payload = serde_json::to_vec(job).unwrap_or_default();
-        self.producer
+        let sent = self
+            .producer
             .send(
                 FutureRecord::to(&self.config.topics.jobs)
                     .key(job.tenant_id.as_bytes())
                     .payload(&payload),
                 Duration::from_secs(30),
             )
-            .await
-            .map_err(|(error, _)| SubmitError::Kafka(error.to_string()))?;
+            .await;
+        if let Err((error, _)) = sent {
+            // Not left queued for ever (it would hold the tenant's quota): failed, with the reason.
+            let failed = ExportStatus {
+                error: Some(format!("the export queue did not take the job: {error}")),
+                ..status.next(JobState::Failed, now_ms)
+            };
+            let _ = self.publish(&failed).await;
+            return Err(SubmitError::Kafka(error.to_string()));
+        }
         Ok(status)
     }
 
@@ -145,7 +157,11 @@ impl ExportBoard {
     fn check_quota(&self, tenant: &str, now_ms: i64) -> Result<(), QuotaExceeded> {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         let mine = || states.values().filter(|s| s.tenant_id == tenant);
-        let active = mine().filter(|s| !s.state.is_final()).count();
+        // A job older than the jobs topic keeps it is gone, whatever its last state says.
+        let stale_before = now_ms - JOBS_KEPT_MS;
+        let active = mine()
+            .filter(|s| !s.state.is_final() && s.updated_at >= stale_before)
+            .count();
         if active >= self.config.quota.max_active {
             return Err(QuotaExceeded::Active {
                 tenant: tenant.to_owned(),

@@ -32,7 +32,7 @@ impl ExportTopics {
     /// last state of each export.
     pub fn specs(&self) -> Vec<TopicSpec> {
         vec![
-            TopicSpec::new(&self.jobs, 1).with_config("retention.ms", "604800000"),
+            TopicSpec::new(&self.jobs, 1).with_config("retention.ms", &board::JOBS_KEPT_MS.to_string()),
             TopicSpec::new(&self.status, 1).with_config("retention.ms", "-1"),
         ]
     }

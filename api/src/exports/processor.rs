@@ -63,9 +63,12 @@ pub async fn run_processor(
 ) -> Result<(), KafkaError> {
     sealtrail_kafka::ensure_topics(&config.kafka, &config.topics.specs()).await?;
     let producer: FutureProducer = config.kafka.producer().create().map_err(client_error(&config.kafka))?;
+    // A job may take longer than the default poll interval; the group must not hand it to another
+    // processor meanwhile.
     let consumer: StreamConsumer = config
         .kafka
         .consumer(&config.group)
+        .set("max.poll.interval.ms", "86400000")
         .create()
         .map_err(client_error(&config.kafka))?;
     consumer
@@ -155,8 +158,11 @@ async fn run_job(
     }
     on_state(&first);
     let final_dir = config.artifacts_dir.join(&job.export_id);
-    let partial_dir = config.artifacts_dir.join(format!("{}.partial", job.export_id));
-    std::fs::remove_dir_all(&partial_dir).ok();
+    // Each attempt writes its own directory: two attempts never touch each other's files, and a
+    // finished artifact is never replaced (it may be downloading).
+    let partial_dir = config
+        .artifacts_dir
+        .join(format!("{}.partial-{}", job.export_id, ulid::Ulid::new()));
     let request = ExportRequest {
         export_id: job.export_id.clone(),
         tenant: job.tenant_id.clone(),
@@ -209,7 +215,7 @@ async fn run_job(
             files: manifest.files.len() as u64,
             bytes: manifest.files.iter().map(|f| f.bytes).sum(),
             checkpoints: manifest.checkpoints.len() as u64,
-            key_id: manifest.key_id,
+            key_id: manifest.key_id.clone(),
             manifest_sha256,
         }),
         ..queued.next(JobState::Done, now_ms())

@@ -75,11 +75,8 @@ pub async fn request(
     let board = board(&state)?;
     body.scope.check(true)?;
     if let Some(filter) = &body.scope.filter {
-        crate::sql::rewrite(
-            &format!("SELECT seq FROM events WHERE {filter}"),
-            &state.clickhouse.database,
-        )
-        .map_err(|refusal| ApiError::bad_request("scope.filter", refusal.reason))?;
+        crate::sql::rewrite(&crate::scope::filter_query(filter), &state.clickhouse.database)
+            .map_err(|refusal| ApiError::bad_request("scope.filter", refusal.reason))?;
     }
     let job = ExportJob {
         export_id: new_export_id(),

@@ -91,6 +91,18 @@ pub async fn apply(
         return Err(ApiError::bad_request("case_id", "case_id and reason are required"));
     }
     request.scope.check(false)?;
+    refuse_personal_data(&request.scope)?;
+    let (condition, params) = request.scope.condition("hold")?;
+    let mut covered = state
+        .client
+        .query(&format!(
+            "SELECT count() FROM events WHERE tenant_id = {{tenant:String}} AND {condition}"
+        ))
+        .param("tenant", &tenant);
+    for (name, value) in &params {
+        covered = covered.param(name, value);
+    }
+    let covered: u64 = covered.fetch_one().await?;
     let change = HoldChange {
         tenant_id: tenant,
         hold_id: format!("hold_{}", ulid::Ulid::new().to_string().to_lowercase()),
@@ -104,7 +116,28 @@ pub async fn apply(
         changed_at: OffsetDateTime::now_utc(),
     };
     record(&state, &caller, &change).await?;
-    Ok((StatusCode::CREATED, Json(hold_json(std::slice::from_ref(&change)))))
+    let mut answer = hold_json(std::slice::from_ref(&change));
+    // What the hold keeps today (later events in its scope are kept too): a hold that matches
+    // nothing is most likely a mistake the caller wants to see at once.
+    answer["events_covered"] = json!(covered);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// Stored events hold personal data only as tokens, and raw personal data must not be stored in a
+/// hold either: such a value is refused, pointing at the token to use instead.
+fn refuse_personal_data(scope: &HoldScope) -> Result<(), ApiError> {
+    for (field, value) in [("scope.actor", &scope.actor), ("scope.resource_id", &scope.resource_id)] {
+        if let Some(value) = value
+            && !sealtrail_core::classify::detect::scan(value).is_empty()
+        {
+            return Err(ApiError::bad_request(
+                field,
+                "this value is personal data, which events hold only as a token; find the events with \
+                 GET /v1/events?match_value=...&match_label=... and hold by the value they show",
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[utoipa::path(

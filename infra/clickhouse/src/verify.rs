@@ -125,16 +125,21 @@ struct SeqHash {
     hash: String,
 }
 
-/// The hashes of a sealed partition's entries between two offsets, in offset order: its events,
-/// and the tombstones of those a retention policy deleted (an event wins over its own tombstone).
-/// Bound parameters: partition, the lower offset (exclusive, -1 for none), the upper (exclusive).
+/// The hashes of a sealed partition's entries between two offsets, in offset order: every event
+/// row (a duplicated row stays duplicated, so the count gives it away), and the tombstone of each
+/// purged event whose row is gone. Bound parameters: partition, the lower offset (exclusive, -1 for
+/// none), the upper (exclusive).
 pub const ENTRY_HASHES_SQL: &str = "SELECT hash, sealed_offset FROM ( \
-     SELECT hash, sealed_offset, 0 AS purged FROM events WHERE sealed_partition = {partition:UInt32} \
+     SELECT hash, sealed_offset FROM events WHERE sealed_partition = {partition:UInt32} \
        AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
      UNION ALL \
-     SELECT hash, sealed_offset, 1 AS purged FROM tombstones WHERE sealed_partition = {partition:UInt32} \
-       AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}) \
-     ORDER BY sealed_offset, purged LIMIT 1 BY sealed_offset";
+     SELECT hash, sealed_offset FROM ( \
+       SELECT hash, sealed_offset FROM tombstones WHERE sealed_partition = {partition:UInt32} \
+         AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
+         AND sealed_offset NOT IN (SELECT sealed_offset FROM events WHERE sealed_partition = {partition:UInt32} \
+           AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}) \
+       ORDER BY sealed_offset LIMIT 1 BY sealed_offset)) \
+     ORDER BY sealed_offset";
 
 /// Verifies `request.tenant` against the trusted checkpoint keys.
 pub async fn verify_tenant(
@@ -361,8 +366,16 @@ async fn verify_events(
         if page.is_empty() && stones.is_empty() {
             break;
         }
-        // Both pages are complete up to `through`.
-        let full_until = |len: usize, last_seq: Option<u64>| if len as u64 == PAGE { last_seq } else { None };
+        // Both pages are complete up to `through`. A full page may hold only some rows of its last
+        // sequence (a duplicated row), so it is complete only up to the one before, unless that
+        // would make no progress (then the page itself holds the duplicates, and they break).
+        let full_until = |len: usize, last_seq: Option<u64>| {
+            if len as u64 == PAGE {
+                last_seq.map(|seq| if seq - 1 > after { seq - 1 } else { seq })
+            } else {
+                None
+            }
+        };
         let through = [
             full_until(page.len(), page.last().map(|r| r.seq)),
             full_until(stones.len(), stones.last().map(|r| r.seq)),

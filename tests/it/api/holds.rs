@@ -79,7 +79,6 @@ async fn holds_are_placed_and_released_by_compliance_with_a_purpose_and_never_ed
         )
         .await;
     assert_eq!(status, 400);
-
     let applied_request = unique("apply");
     let (status, placed) = api
         .hold_request(
@@ -92,6 +91,7 @@ async fn holds_are_placed_and_released_by_compliance_with_a_purpose_and_never_ed
         .await;
     assert_eq!(status, 201, "{placed}");
     assert_eq!(placed["state"], "active");
+    assert!(placed["events_covered"].is_u64(), "{placed}");
     let hold_id = placed["hold_id"].as_str().expect("id").to_owned();
     let listed = api.holds(&auditor).await;
     assert_eq!(listed.len(), 1);
@@ -149,6 +149,27 @@ async fn holds_are_placed_and_released_by_compliance_with_a_purpose_and_never_ed
         );
         assert_eq!(records[0].hash.len(), 64, "sealed");
     }
+}
+
+#[tokio::test]
+async fn holds_refuse_raw_personal_data_and_say_what_they_cover() {
+    let api = Api::start().await;
+    let compliance = api.key(&api.alfa, Role::Compliance).await;
+    // Events hold personal data only as tokens, and a hold must not store it raw either.
+    let personal = json!({"case_id": "C-2", "scope": {"actor": "alice@example.com"}, "reason": "dispute"});
+    let (status, body) = api
+        .hold_request(&compliance, "/v1/legal-holds", Some("case 2"), &personal, &unique("r"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["at"].as_str()),
+        (400, Some("scope.actor")),
+        "{body}"
+    );
+    let logins = json!({"case_id": "C-2", "scope": {"actions": ["user.login"]}, "reason": "dispute"});
+    let (status, placed) = api
+        .hold_request(&compliance, "/v1/legal-holds", Some("case 2"), &logins, &unique("r"))
+        .await;
+    assert_eq!((status, placed["events_covered"].as_u64()), (201, Some(5)), "{placed}");
 }
 
 /// Deliveries a receiver kept: the signature header and the body.
