@@ -33,12 +33,30 @@ impl ClickHouseSettings {
         self.server_client().with_database(&self.database)
     }
 
+    /// Whether ClickHouse is on this host.
+    fn is_loopback(&self) -> bool {
+        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        let authority = after_scheme.split('/').next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let host = host_port
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host_port, |(host, _)| host);
+        matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+    }
+
     /// A client with no database selected, for statements that must run before it exists.
     pub fn server_client(&self) -> Client {
+        // LZ4 pays across a network; on the same host it only costs CPU on both ends.
+        let compression = if self.is_loopback() {
+            clickhouse::Compression::None
+        } else {
+            clickhouse::Compression::Lz4
+        };
         let mut client = Client::default()
             .with_url(&self.url)
             .with_validation(true)
-            .with_compression(clickhouse::Compression::Lz4);
+            .with_compression(compression);
         if let Some(user) = &self.user {
             client = client.with_user(user);
         }
@@ -76,6 +94,26 @@ pub async fn wait_for_clickhouse(settings: &ClickHouseSettings, timeout: Duratio
                 });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClickHouseSettings;
+
+    #[test]
+    fn only_this_host_goes_uncompressed() {
+        for (url, loopback) in [
+            ("http://127.0.0.1:8123", true),
+            ("http://localhost:8123/", true),
+            ("http://user:secret@localhost:8123", true),
+            ("http://[::1]:8123", true),
+            ("http://clickhouse:8123", false),
+            ("https://127.0.0.1.example.com", false),
+            ("https://db.example.com:8443/path", false),
+        ] {
+            assert_eq!(ClickHouseSettings::new(url).is_loopback(), loopback, "{url}");
         }
     }
 }

@@ -108,14 +108,90 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, events: u64) -> anyh
     let tenant = &generator.tenant_ids()[0];
     eprintln!("demo: {verified} tenant chains verified from ClickHouse; try `sealtrail verify --tenant {tenant}`");
     if let Some(api_url) = &endpoints.api_url {
-        let key = KeyStore::new(clickhouse.client())
-            .create(tenant, Role::Auditor, "demo")
-            .await
-            .context("creating the demo API key")?;
-        eprintln!(
-            "demo: the API serves {api_url}; an auditor key for tenant {tenant}, shown once:\n  {}\n  try: curl -s -H 'Authorization: Bearer {}' '{api_url}/v1/events?limit=3'",
-            key.key, key.key
-        );
+        demo_api(api_url, &clickhouse, tenant, data_dir).await?;
     }
+    Ok(())
+}
+
+/// An auditor key to try the API with, and an export run through it.
+async fn demo_api(
+    api_url: &str,
+    clickhouse: &ClickHouseSettings,
+    tenant: &str,
+    data_dir: &DataDir,
+) -> anyhow::Result<()> {
+    let keys = KeyStore::new(clickhouse.client());
+    let key = keys
+        .create(tenant, Role::Auditor, "demo")
+        .await
+        .context("creating the demo API key")?;
+    eprintln!(
+        "demo: the API serves {api_url}; an auditor key for tenant {tenant}, shown once:\n  {}\n  try: curl -s -H 'Authorization: Bearer {}' '{api_url}/v1/events?limit=3'",
+        key.key, key.key
+    );
+    let compliance = keys
+        .create(tenant, Role::Compliance, "demo export")
+        .await
+        .context("creating the demo compliance key")?;
+    demo_export(api_url, &compliance.key, tenant, data_dir).await
+}
+
+/// An eDiscovery export through the API, as compliance would run it: queued, followed to the end,
+/// downloaded, and left for `verify-export`.
+async fn demo_export(api_url: &str, key: &str, tenant: &str, data_dir: &DataDir) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let queued: serde_json::Value = http
+        .post(format!("{api_url}/v1/exports"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"scope": {}}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("queueing the demo export")?
+        .json()
+        .await?;
+    let export_id = queued["export_id"].as_str().unwrap_or_default().to_owned();
+    let started = Instant::now();
+    let status = loop {
+        let status: serde_json::Value = http
+            .get(format!("{api_url}/v1/exports/{export_id}"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if status["state"] == "done" || status["state"] == "failed" {
+            break status;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the demo export {export_id} is still {} after 120 s; see the export processor's log",
+            status["state"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if status["state"] != "done" {
+        eprintln!("demo: the export {export_id} FAILED: {}", status["error"]);
+        return Ok(());
+    }
+    let tar = http
+        .get(format!("{api_url}/v1/exports/{export_id}/artifact"))
+        .bearer_auth(key)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let path = data_dir.root().join(format!("{export_id}.tar"));
+    std::fs::write(&path, &tar).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "demo: exported tenant {tenant} through the API ({} events, {} KiB) in {:.1}s to {}\n  check it offline: sealtrail verify-export {} --public-key {}",
+        status["result"]["event_count"],
+        tar.len() / 1024,
+        started.elapsed().as_secs_f64(),
+        path.display(),
+        path.display(),
+        data_dir.root().join("signing-key.pub").display()
+    );
     Ok(())
 }
