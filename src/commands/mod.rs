@@ -7,6 +7,7 @@ pub mod down;
 pub mod export;
 pub mod keys;
 pub mod migrate;
+pub mod offsets;
 pub mod produce;
 pub mod registry;
 pub mod retention;

@@ -10,6 +10,7 @@ mod integrity;
 mod interop;
 mod kafka_roundtrip;
 mod misconfiguration;
+mod offsets;
 mod pipeline;
 mod registry;
 mod workspace_rules;

@@ -18,6 +18,8 @@ pub enum KafkaError {
     Client { bootstrap: String, source: ClientError },
     #[error("cannot create topic `{topic}`: {reason}")]
     CreateTopic { topic: String, reason: String },
+    #[error("topic `{topic}` does not exist on the broker (or has no partitions)")]
+    UnknownTopic { topic: String },
     #[error("cannot read topic `{topic}`: {source}")]
     Read { topic: String, source: ClientError },
     #[error("timed out after {waited:?} reading topic `{topic}` up to offset {target}")]

@@ -8,11 +8,13 @@
 mod config;
 mod error;
 mod log;
+mod offsets;
 mod partition_reader;
 mod topics;
 
 pub use config::KafkaSettings;
 pub use error::KafkaError;
 pub use log::{LogRecord, read_log_to_end};
+pub use offsets::{GroupOffsets, Members, PartitionOffsets, ResetTarget, planned_offset};
 pub use partition_reader::{PartitionReader, PartitionRecord};
 pub use topics::{TopicSpec, ensure_topics, wait_for_broker};

@@ -226,6 +226,10 @@ fn pipeline_env(data_dir: &DataDir) -> Vec<(String, String)> {
             ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
         ),
         ("SEALTRAIL_KEY_DIR".to_owned(), keys.display().to_string()),
+        // The processors' consumer groups, for `sealtrail offsets describe|reset --group`.
+        ("SEAL_GROUP".to_owned(), "sealtrail-seal".to_owned()),
+        ("SINK_GROUP".to_owned(), "sealtrail-sink".to_owned()),
+        ("EXPORT_GROUP".to_owned(), "sealtrail-export".to_owned()),
         (
             "SEALTRAIL_ARTIFACTS_DIR".to_owned(),
             data_dir.root().join("exports").display().to_string(),

@@ -1,0 +1,236 @@
+//! `sealtrail offsets describe|reset`: a consumer group's committed offsets, end offsets and lag,
+//! and rewinding (or advancing) them to replay, with the selectors of Kafka's
+//! `kafka-consumer-groups --reset-offsets`. A reset is a dry run unless `--execute` is given.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sealtrail_kafka::{GroupOffsets, Members, PartitionOffsets, ResetTarget, planned_offset};
+use time::OffsetDateTime;
+
+use crate::settings::{KafkaArgs, parse_time};
+
+#[derive(Debug, clap::Args)]
+pub struct OffsetsArgs {
+    #[command(subcommand)]
+    command: OffsetsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum OffsetsCommand {
+    /// For each partition: the group's committed offset, the end offset and the lag.
+    Describe(DescribeArgs),
+    /// Move the group's offsets (a dry run printing before and after, unless --execute).
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DescribeArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[arg(long)]
+    group: String,
+    /// Topics to describe (repeatable); the pipeline's raw, sealed and DLQ topics by default.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    #[command(flatten)]
+    pipeline: crate::settings::TopicArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true)))]
+struct ResetArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[arg(long)]
+    group: String,
+    #[arg(long)]
+    topic: String,
+    /// Only these partitions (comma-separated); all by default.
+    #[arg(long, value_delimiter = ',')]
+    partitions: Option<Vec<i32>>,
+    /// To the first offset still stored.
+    #[arg(long, group = "target")]
+    to_earliest: bool,
+    /// To the end (skip everything not yet read).
+    #[arg(long, group = "target")]
+    to_latest: bool,
+    /// To the first record at or after this time (RFC 3339), as the broker finds it by timestamp.
+    #[arg(long, group = "target", value_parser = parse_time)]
+    to_datetime: Option<OffsetDateTime>,
+    /// To this offset (kept within what the partition stores).
+    #[arg(long, group = "target", allow_negative_numbers = true)]
+    to_offset: Option<i64>,
+    /// By this many records from the committed offset (negative rewinds).
+    #[arg(long, group = "target", allow_negative_numbers = true)]
+    shift_by: Option<i64>,
+    /// Apply the reset; without it, only print what it would do.
+    #[arg(long)]
+    execute: bool,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(args: OffsetsArgs) -> anyhow::Result<()> {
+    match args.command {
+        OffsetsCommand::Describe(args) => describe(args).await,
+        OffsetsCommand::Reset(args) => reset(args).await,
+    }
+}
+
+fn committed_text(offsets: &PartitionOffsets) -> String {
+    offsets
+        .committed
+        .map_or_else(|| "-".to_owned(), |offset| offset.to_string())
+}
+
+async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let topics = if args.topics.is_empty() {
+        vec![
+            args.pipeline.raw_topic,
+            args.pipeline.sealed_topic,
+            args.pipeline.dlq_topic,
+        ]
+    } else {
+        args.topics
+    };
+    let group = args.group.clone();
+    let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<PartitionOffsets>> {
+        let offsets = GroupOffsets::new(&kafka, &group, TIMEOUT)?;
+        let mut rows = Vec::new();
+        for topic in &topics {
+            rows.extend(offsets.describe(topic, None)?);
+        }
+        Ok(rows)
+    })
+    .await??;
+    println!("group {}", args.group);
+    println!(
+        "{:<32} {:>9} {:>12} {:>12} {:>10}",
+        "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
+    );
+    for row in &rows {
+        println!(
+            "{:<32} {:>9} {:>12} {:>12} {:>10}",
+            row.topic,
+            row.partition,
+            committed_text(row),
+            row.latest,
+            row.lag()
+        );
+    }
+    let committed = rows.iter().filter(|r| r.committed.is_some()).count();
+    println!(
+        "{} partitions, {committed} with a committed offset, total lag {}",
+        rows.len(),
+        rows.iter().map(PartitionOffsets::lag).sum::<i64>()
+    );
+    Ok(())
+}
+
+async fn reset(args: ResetArgs) -> anyhow::Result<()> {
+    let target = if args.to_earliest {
+        ResetTarget::Earliest
+    } else if args.to_latest {
+        ResetTarget::Latest
+    } else if let Some(at) = args.to_datetime {
+        ResetTarget::Datetime(i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+    } else if let Some(offset) = args.to_offset {
+        ResetTarget::Offset(offset)
+    } else if let Some(shift) = args.shift_by {
+        ResetTarget::ShiftBy(shift)
+    } else {
+        anyhow::bail!("give a target: --to-earliest, --to-latest, --to-datetime, --to-offset or --shift-by");
+    };
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let (group, topic, partitions, execute) = (
+        args.group.clone(),
+        args.topic.clone(),
+        args.partitions.clone(),
+        args.execute,
+    );
+    tokio::task::spawn_blocking(move || reset_blocking(&kafka, &group, &topic, partitions.as_deref(), target, execute))
+        .await?
+}
+
+fn reset_blocking(
+    kafka: &sealtrail_kafka::KafkaSettings,
+    group: &str,
+    topic: &str,
+    partitions: Option<&[i32]>,
+    target: ResetTarget,
+    execute: bool,
+) -> anyhow::Result<()> {
+    let offsets = GroupOffsets::new(kafka, group, TIMEOUT)?;
+    let all = offsets.describe(topic, None)?;
+    if let Some(wanted) = partitions
+        && let Some(missing) = wanted.iter().find(|p| !all.iter().any(|row| row.partition == **p))
+    {
+        anyhow::bail!("topic {topic} has no partition {missing} (it has {})", all.len());
+    }
+    let before: Vec<PartitionOffsets> = all
+        .into_iter()
+        .filter(|row| partitions.is_none_or(|wanted| wanted.contains(&row.partition)))
+        .collect();
+    let by_time = match target {
+        ResetTarget::Datetime(at_ms) => {
+            let numbers: Vec<i32> = before.iter().map(|row| row.partition).collect();
+            offsets.offsets_for_time(topic, &numbers, at_ms)?
+        }
+        _ => Vec::new(),
+    };
+    let plan: Vec<(i32, i64)> = before
+        .iter()
+        .map(|row| {
+            let found = by_time
+                .iter()
+                .find(|(p, _)| *p == row.partition)
+                .and_then(|(_, offset)| *offset);
+            (row.partition, planned_offset(row, target, found))
+        })
+        .collect();
+    println!("group {group}, topic {topic}: {target:?}");
+    println!(
+        "{:>9} {:>12} {:>12} {:>12} {:>10}",
+        "PARTITION", "COMMITTED", "NEW", "END", "NEW LAG"
+    );
+    for (row, (_, new)) in before.iter().zip(&plan) {
+        println!(
+            "{:>9} {:>12} {:>12} {:>12} {:>10}",
+            row.partition,
+            committed_text(row),
+            new,
+            row.latest,
+            row.latest - new
+        );
+    }
+    if !execute {
+        println!("dry run: nothing changed; add --execute to apply");
+        return Ok(());
+    }
+    match offsets.members() {
+        Members::Known(0) => {}
+        Members::Known(live) => anyhow::bail!(
+            "group {group} has {live} live members; stop them (their offsets would overwrite the reset), then run again"
+        ),
+        Members::Unknown(why) => eprintln!(
+            "note: the broker cannot say whether group {group} has live members ({why}); make sure its processors are stopped, or they will overwrite the reset"
+        ),
+    }
+    offsets
+        .commit(topic, &plan)
+        .with_context(|| format!("committing the new offsets of group {group}"))?;
+    let after = offsets.describe(topic, partitions)?;
+    for (row, (partition, new)) in after.iter().zip(&plan) {
+        anyhow::ensure!(
+            row.committed == Some(*new),
+            "partition {partition}: committed {:?} after the reset, not {new}",
+            row.committed
+        );
+    }
+    println!("reset applied: {} partitions of {topic} for group {group}", plan.len());
+    Ok(())
+}
