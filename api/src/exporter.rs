@@ -15,7 +15,6 @@ use sealtrail_core::export::{
     ProofOut, SIGNATURE_FILE, signed_manifest_bytes,
 };
 use sealtrail_core::merkle;
-use sealtrail_core::{canonical, chain};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
@@ -77,6 +76,7 @@ struct Tombstone {
     sealed_partition: u32,
     sealed_offset: u64,
     policy_id: String,
+    run_id: String,
 }
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
@@ -112,22 +112,7 @@ pub async fn write_export(
     // The export is the stretch of the chain from the window's first to its last event: events
     // arrive out of time order, so the stretch may hold events outside the window, which become
     // witness lines, and the chain stays gap-free.
-    let stretch: SeqRange = client
-        .query(&format!(
-            "SELECT count() AS rows, min(seq) AS first, max(seq) AS last FROM ( \
-               SELECT seq FROM events WHERE tenant_id = {{tenant:String}}{window_filter} \
-               UNION ALL SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter})"
-        ))
-        .param("tenant", &request.tenant)
-        .param("from", window.from_ms)
-        .param("to", window.to_ms)
-        .fetch_one()
-        .await?;
-    let (first, last) = if stretch.rows == 0 {
-        (1, 0)
-    } else {
-        (stretch.first, stretch.last)
-    };
+    let (first, last) = chain_stretch(&client, &request.tenant, window_filter, window).await?;
     let in_stretch = |sql: String| {
         client
             .query(&sql)
@@ -153,6 +138,7 @@ pub async fn write_export(
     };
     let mut writer = LineWriter {
         files: FileSplitter::new(&request.out_dir, request.max_file_bytes),
+        purge_runs: Vec::new(),
         line: Vec::with_capacity(4096),
         prover: Prover {
             client: &client,
@@ -197,6 +183,12 @@ pub async fn write_export(
         next_stone = stones.next().await?;
     }
     progress(writer.count + writer.omitted);
+    // A purged line is signed only when a sealed retention run vouches for its tombstone.
+    for (run_id, policy_id) in &writer.purge_runs {
+        sealtrail_clickhouse::check_attestation(&client, &request.tenant, run_id, policy_id, None)
+            .await
+            .map_err(|failure| ExportError::RootMismatch(failure.to_string()))?;
+    }
     signed_manifest(request, signer, writer, &checkpoints)
 }
 
@@ -233,6 +225,32 @@ fn signed_manifest(
     Ok(manifest)
 }
 
+/// The first and last sequence of the tenant's events (and tombstones) in the window; `(1, 0)`,
+/// an empty stretch, when there are none.
+async fn chain_stretch(
+    client: &clickhouse::Client,
+    tenant: &str,
+    window_filter: &str,
+    window: crate::scope::Window,
+) -> Result<(u64, u64), ExportError> {
+    let stretch: SeqRange = client
+        .query(&format!(
+            "SELECT count() AS rows, min(seq) AS first, max(seq) AS last FROM ( \
+               SELECT seq FROM events WHERE tenant_id = {{tenant:String}}{window_filter} \
+               UNION ALL SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter})"
+        ))
+        .param("tenant", tenant)
+        .param("from", window.from_ms)
+        .param("to", window.to_ms)
+        .fetch_one()
+        .await?;
+    Ok(if stretch.rows == 0 {
+        (1, 0)
+    } else {
+        (stretch.first, stretch.last)
+    })
+}
+
 /// The sequences of the tenant's events a SQL filter selects, in order: the filter goes through
 /// the analyst query check and tenant rewrite, and runs read-only in the empty scope database.
 fn filter_cursor(
@@ -257,6 +275,8 @@ fn filter_cursor(
 /// Writes lines in chain order and keeps the manifest's counts and range.
 struct LineWriter<'a> {
     files: FileSplitter,
+    /// The retention runs (and their policies) whose tombstones became witness lines.
+    purge_runs: Vec<(String, String)>,
     /// The line being encoded, reused.
     line: Vec<u8>,
     prover: Prover<'a>,
@@ -270,15 +290,10 @@ impl LineWriter<'_> {
     /// Writes the event with its entry, or (out of scope) as a witness line; either way its
     /// content is re-hashed first, so the export never vouches for a row altered in ClickHouse.
     async fn event(&mut self, row: EventRow, in_scope: bool) -> Result<(), ExportError> {
-        let sealed = row.to_sealed().map_err(|e| ExportError::Inconsistent(e.to_string()))?;
-        let entry = canonical::entry(
-            &row.tenant_id,
-            row.seq,
-            &sealed.event,
-            &sealed.classification,
-            &sealed.redactions,
-        );
-        if chain::entry_hash(&sealed.seal.prev_hash, &entry) != sealed.seal.hash {
+        let (entry, intact) = row
+            .checked_entry()
+            .map_err(|e| ExportError::Inconsistent(e.to_string()))?;
+        if !intact {
             return Err(ExportError::RootMismatch(format!(
                 "event seq {} of tenant {} in ClickHouse does not hash to its recorded hash; run `sealtrail verify`",
                 row.seq, row.tenant_id
@@ -304,6 +319,9 @@ impl LineWriter<'_> {
     }
 
     async fn tombstone(&mut self, stone: &Tombstone) -> Result<(), ExportError> {
+        if !self.purge_runs.iter().any(|(run, _)| *run == stone.run_id) {
+            self.purge_runs.push((stone.run_id.clone(), stone.policy_id.clone()));
+        }
         self.witness(
             (stone.seq, &stone.prev_hash, &stone.hash),
             (stone.sealed_partition, stone.sealed_offset),

@@ -3,13 +3,14 @@
 //! in the chain), so verification still links through the purged range and names the policy; and
 //! each run is itself recorded as a sealed `policy.applied` event per tenant and policy.
 //!
-//! Per tenant and policy, a run: drops leftover tombstones of earlier runs that stopped before
-//! deleting (their events still exist); writes a tombstone for each expired, unheld event;
-//! publishes `policy.applied` carrying the digest of exactly those tombstones
-//! ([`sealtrail_core::retention::tombstones_digest`]) and waits for Kafka to take it; only then deletes the events that have a
-//! tombstone of this run. So no event is deleted without a tombstone, and no tombstone stands in a
-//! chain without a sealed run that vouches for it (`sealtrail verify` checks both).
-
+//! Per tenant and policy, a run: completes earlier runs that stopped half-way (see
+//! `finish_earlier_runs`); streams the expired, unheld events, re-hashing each (an altered row is
+//! refused, not purged), and writes their tombstones; publishes `policy.applied` carrying the digest
+//! of exactly those tombstones ([`sealtrail_core::retention::tombstones_digest`]) and waits for
+//! Kafka to take it; only then deletes the events. Each step is recorded in `retention_runs`. So no
+//! event is deleted without a tombstone, and no tombstone stands in a chain without a sealed run
+//! that vouches for it (`sealtrail verify` checks both). Attestations themselves are never purged.
+//! One retention processor should run at a time.
 use std::time::Instant;
 
 use clickhouse::{Client, Row};
@@ -24,8 +25,7 @@ use time::OffsetDateTime;
 use crate::audit::AccessRecorder;
 use crate::holds::{HoldChange, HoldScope, HoldStore};
 
-/// The actor of `policy.applied` events.
-pub const RETENTION_ACTOR: &str = "sealtrail-retention";
+pub use sealtrail_core::retention::RETENTION_ACTOR;
 
 /// One change of an API-set policy, as stored in `retention_policies`.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
@@ -112,10 +112,9 @@ pub struct PolicyOutcome {
     pub duration_ms: u64,
 }
 
-/// What a run did, and what it could not do.
+/// What a pass did (one run per tenant and policy), and what it could not do.
 #[derive(Debug)]
 pub struct RunReport {
-    pub run_id: String,
     pub outcomes: Vec<PolicyOutcome>,
     /// Tenants whose policy could not be applied; the others were.
     pub failures: Vec<RetentionError>,
@@ -139,14 +138,10 @@ pub enum RetentionError {
         policy_id: String,
         source: Box<RetentionError>,
     },
-    #[error("a tombstone of tenant {tenant} holds an unreadable hash at sequence {seq}")]
-    BadTombstone { tenant: String, seq: u64 },
-}
-
-#[derive(Row, Deserialize)]
-struct TombstoneHash {
-    seq: u64,
-    hash: String,
+    #[error(
+        "event seq {seq} of tenant {tenant} in ClickHouse does not hash to its recorded hash: it was altered, so it is not purged; run `sealtrail verify`"
+    )]
+    Altered { tenant: String, seq: u64 },
 }
 
 #[derive(Row, Deserialize)]
@@ -164,7 +159,6 @@ pub async fn run_once(
     recorder: &AccessRecorder,
     now: OffsetDateTime,
 ) -> Result<RunReport, RetentionError> {
-    let run_id = format!("ret_{}", ulid::Ulid::new().to_string().to_lowercase());
     let mut policies = configured.to_vec();
     policies.extend(
         PolicyStore::new(client.clone())
@@ -193,7 +187,6 @@ pub async fn run_once(
     }
     let holds = HoldStore::new(client.clone());
     let mut report = RunReport {
-        run_id: run_id.clone(),
         outcomes: Vec::new(),
         failures: Vec::new(),
     };
@@ -202,13 +195,12 @@ pub async fn run_once(
             client,
             holds: &holds,
             recorder,
-            id: &run_id,
             now,
         };
         match run.apply(&tenant, &policy, categories).await {
             Ok(outcome) => {
                 tracing::info!(
-                    run = %run_id,
+                    run = %outcome.run_id,
                     tenant = %outcome.tenant_id,
                     policy = %outcome.policy_id,
                     deleted = outcome.deleted,
@@ -218,7 +210,7 @@ pub async fn run_once(
                 report.outcomes.push(outcome);
             }
             Err(error) => {
-                tracing::error!(run = %run_id, %tenant, policy = %policy.policy_id, %error, "retention policy not applied");
+                tracing::error!(%tenant, policy = %policy.policy_id, %error, "retention policy not applied");
                 report.failures.push(RetentionError::Tenant {
                     tenant,
                     policy_id: policy.policy_id.clone(),
@@ -265,8 +257,39 @@ struct Run<'a> {
     client: &'a Client,
     holds: &'a HoldStore,
     recorder: &'a AccessRecorder,
-    id: &'a str,
     now: OffsetDateTime,
+}
+
+/// A tombstone as written.
+#[derive(Row, Serialize)]
+struct TombstoneRow<'a> {
+    tenant_id: &'a str,
+    seq: u64,
+    event_id: &'a str,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    occurred_at: OffsetDateTime,
+    category: &'a str,
+    prev_hash: &'a str,
+    hash: &'a str,
+    sealed_partition: u32,
+    sealed_offset: u64,
+    policy_id: &'a str,
+    run_id: &'a str,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    purged_at: OffsetDateTime,
+}
+
+/// A state of a run, as stored in `retention_runs`.
+#[derive(Row, Serialize)]
+struct RunState<'a> {
+    tenant_id: &'a str,
+    run_id: &'a str,
+    policy_id: &'a str,
+    state: &'a str,
+    tombstones: u64,
+    digest: &'a str,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    changed_at: OffsetDateTime,
 }
 
 impl Run<'_> {
@@ -277,11 +300,18 @@ impl Run<'_> {
         categories: Vec<String>,
     ) -> Result<PolicyOutcome, RetentionError> {
         let started = Instant::now();
+        // One run per tenant and policy: its attestation covers exactly its own tombstones.
+        let run_id = format!("ret_{}", ulid::Ulid::new().to_string().to_lowercase());
         let cutoff = self.now - time::Duration::days(i64::from(policy.retain_days));
         let cutoff_ms = i64::try_from(cutoff.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+        self.finish_earlier_runs(tenant).await?;
         let (held, hold_params) = held_condition(self.holds, tenant).await?;
-        let expired = "tenant_id = {tenant:String} AND has({categories:Array(String)}, category) \
-                       AND occurred_at < fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')";
+        // Attestations are never purged: verification needs them for as long as their tombstones.
+        let expired = format!(
+            "tenant_id = {{tenant:String}} AND has({{categories:Array(String)}}, category) \
+             AND occurred_at < fromUnixTimestamp64Milli({{cutoff:Int64}}, 'UTC') AND action != '{APPLIED_ACTION}' \
+             AND seq NOT IN (SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}})"
+        );
         let query = |sql: String| {
             let mut query = self
                 .client
@@ -289,36 +319,28 @@ impl Run<'_> {
                 .param("tenant", tenant)
                 .param("categories", &categories)
                 .param("cutoff", cutoff_ms)
-                .param("policy", &policy.policy_id)
-                .param("run", self.id);
+                .param("run", &run_id);
             for (name, value) in &hold_params {
                 query = query.param(name, value);
             }
             query
         };
-        // Tombstones whose event still exists are left by a run that stopped before deleting.
-        query(
-            "DELETE FROM tombstones WHERE tenant_id = {tenant:String} \
-             AND seq IN (SELECT seq FROM events WHERE tenant_id = {tenant:String})"
-                .to_owned(),
-        )
-        .execute()
-        .await?;
         let held_count: u64 = query(format!("SELECT count() FROM events WHERE {expired} AND ({held})"))
             .fetch_one()
             .await?;
-        query(format!(
-            "INSERT INTO tombstones (tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, \
-               sealed_partition, sealed_offset, policy_id, run_id, purged_at) \
-             SELECT tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, sealed_partition, sealed_offset, \
-               {{policy:String}}, {{run:String}}, now64(3) \
-             FROM events WHERE {expired} AND NOT ({held})"
-        ))
-        .execute()
-        .await?;
-        let (deleted, digest) = self.digest(tenant).await?;
+        let (deleted, digest) = self
+            .tombstone(
+                query(format!(
+                    "SELECT ?fields FROM events WHERE {expired} AND NOT ({held}) ORDER BY seq"
+                )),
+                &policy.policy_id,
+                &run_id,
+            )
+            .await?;
+        self.record_state(tenant, &run_id, &policy.policy_id, "tombstoned", (deleted, &digest))
+            .await?;
         let outcome = PolicyOutcome {
-            run_id: self.id.to_owned(),
+            run_id: run_id.clone(),
             tenant_id: tenant.to_owned(),
             policy_id: policy.policy_id.clone(),
             categories: categories.clone(),
@@ -338,6 +360,8 @@ impl Run<'_> {
                 policy_id: policy.policy_id.clone(),
                 reason: error.message,
             })?;
+        self.record_state(tenant, &run_id, &policy.policy_id, "published", (deleted, &digest))
+            .await?;
         if deleted > 0 {
             query(
                 "DELETE FROM events WHERE tenant_id = {tenant:String} \
@@ -350,28 +374,99 @@ impl Run<'_> {
         Ok(outcome)
     }
 
-    /// The number and digest of this run's tombstones of the tenant, streamed.
-    async fn digest(&self, tenant: &str) -> Result<(u64, Digest), RetentionError> {
-        let mut cursor = self
-            .client
-            .query(
-                "SELECT ?fields FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String} \
-                 ORDER BY seq LIMIT 1 BY seq",
-            )
-            .param("tenant", tenant)
-            .param("run", self.id)
-            .fetch::<TombstoneHash>()?;
-        let mut count = 0_u64;
+    /// Streams the candidates, re-hashes each (a row altered in ClickHouse is refused, not purged),
+    /// writes their tombstones, and returns their number and digest.
+    async fn tombstone(
+        &self,
+        candidates: clickhouse::query::Query,
+        policy_id: &str,
+        run_id: &str,
+    ) -> Result<(u64, Digest), RetentionError> {
+        let mut cursor = candidates.fetch::<sealtrail_clickhouse::EventRow>()?;
+        let mut insert = self.client.insert::<TombstoneRow<'_>>("tombstones").await?;
         let mut digest = TombstonesDigest::default();
+        let mut count = 0_u64;
+        let purged_at = OffsetDateTime::now_utc();
         while let Some(row) = cursor.next().await? {
-            let hash = Digest::from_hex(&row.hash).ok_or_else(|| RetentionError::BadTombstone {
-                tenant: tenant.to_owned(),
+            let (_, intact) = row.checked_entry().map_err(|_| RetentionError::Altered {
+                tenant: row.tenant_id.clone(),
                 seq: row.seq,
             })?;
+            let hash = Digest::from_hex(&row.hash)
+                .filter(|_| intact)
+                .ok_or_else(|| RetentionError::Altered {
+                    tenant: row.tenant_id.clone(),
+                    seq: row.seq,
+                })?;
+            insert
+                .write(&TombstoneRow {
+                    tenant_id: &row.tenant_id,
+                    seq: row.seq,
+                    event_id: &row.event_id,
+                    occurred_at: row.occurred_at,
+                    category: &row.category,
+                    prev_hash: &row.prev_hash,
+                    hash: &row.hash,
+                    sealed_partition: row.sealed_partition,
+                    sealed_offset: row.sealed_offset,
+                    policy_id,
+                    run_id,
+                    purged_at,
+                })
+                .await?;
             digest.push(row.seq, &hash);
             count += 1;
         }
+        insert.end().await?;
         Ok((count, digest.finish()))
+    }
+
+    async fn record_state(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        policy_id: &str,
+        state: &str,
+        (tombstones, digest): (u64, &Digest),
+    ) -> Result<(), RetentionError> {
+        let mut insert = self.client.insert::<RunState<'_>>("retention_runs").await?;
+        insert
+            .write(&RunState {
+                tenant_id: tenant,
+                run_id,
+                policy_id,
+                state,
+                tombstones,
+                digest: &digest.to_hex(),
+                changed_at: OffsetDateTime::now_utc(),
+            })
+            .await?;
+        insert.end().await?;
+        Ok(())
+    }
+
+    /// Tombstones whose event still exists were left by a run that stopped half-way: a run that
+    /// published its attestation gets its deletion completed (the digest covers those
+    /// tombstones); one that did not has its tombstones dropped (nothing vouches for them).
+    async fn finish_earlier_runs(&self, tenant: &str) -> Result<(), RetentionError> {
+        let published = "SELECT run_id FROM retention_runs WHERE tenant_id = {tenant:String} AND state = 'published'";
+        self.client
+            .query(&format!(
+                "DELETE FROM tombstones WHERE tenant_id = {{tenant:String}} AND run_id NOT IN ({published}) \
+                 AND seq IN (SELECT seq FROM events WHERE tenant_id = {{tenant:String}})"
+            ))
+            .param("tenant", tenant)
+            .execute()
+            .await?;
+        self.client
+            .query(&format!(
+                "DELETE FROM events WHERE tenant_id = {{tenant:String}} \
+                 AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}} AND run_id IN ({published}))"
+            ))
+            .param("tenant", tenant)
+            .execute()
+            .await?;
+        Ok(())
     }
 }
 

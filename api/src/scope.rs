@@ -171,9 +171,10 @@ impl EventScope {
 }
 
 /// The query a SQL filter runs as: the filter is parenthesised, so it can only ever be one
-/// condition (a `LIMIT`, a comment or a second clause inside it does not parse).
+/// condition (a `LIMIT`, a comment or a second clause inside it does not parse), and whatever it
+/// selects comes out distinct and in order, as the export's merge needs.
 pub fn filter_query(filter: &str) -> String {
-    format!("SELECT seq FROM events WHERE ({filter}) ORDER BY seq")
+    format!("SELECT DISTINCT seq FROM (SELECT seq FROM events WHERE ({filter})) ORDER BY seq")
 }
 
 /// `billing.` matches every action in the namespace; anything else matches itself.

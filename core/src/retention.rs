@@ -7,6 +7,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 
+/// The actor of the `policy.applied` events retention seals.
+pub const RETENTION_ACTOR: &str = "sealtrail-retention";
+
 /// The action of the event each retention run seals per tenant and policy.
 pub const APPLIED_ACTION: &str = "policy.applied";
 /// The kind of that event's evidence whose `sha256` is the run's [`tombstones_digest`].

@@ -60,8 +60,7 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
                 let deleted: u64 = report.outcomes.iter().map(|o| o.deleted).sum();
                 let held: u64 = report.outcomes.iter().map(|o| o.held).sum();
                 let summary = format!(
-                    "retention run {}: {} tenant policies applied, {deleted} events deleted (tombstoned), {held} expired events kept by legal holds, {} tenant policies failed, in {:.1} s",
-                    report.run_id,
+                    "retention pass: {} tenant policies applied, {deleted} events deleted (tombstoned), {held} expired events kept by legal holds, {} tenant policies failed, in {:.1} s",
                     report.outcomes.len(),
                     report.failures.len(),
                     started.elapsed().as_secs_f64()

@@ -193,13 +193,38 @@ async fn run_job(
             return failed(error.to_string());
         }
     };
-    std::fs::remove_dir_all(&final_dir).ok();
+    if final_dir.exists() {
+        // Another attempt finished first; its artifact is the one served (it may be downloading).
+        std::fs::remove_dir_all(&partial_dir).ok();
+        return match read_manifest(&final_dir) {
+            Ok(existing) => done(&queued, &final_dir, &existing, total),
+            Err(error) => failed(format!(
+                "the finished artifact in {} cannot be read: {error}",
+                final_dir.display()
+            )),
+        };
+    }
     if let Err(error) = std::fs::rename(&partial_dir, &final_dir) {
         return failed(format!(
             "cannot move the artifact into {}: {error}",
             final_dir.display()
         ));
     }
+    done(&queued, &final_dir, &manifest, total)
+}
+
+fn read_manifest(dir: &std::path::Path) -> Result<sealtrail_core::export::Manifest, String> {
+    let bytes = std::fs::read(dir.join(sealtrail_core::export::MANIFEST_FILE)).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+/// The done state of the artifact in `final_dir`.
+fn done(
+    queued: &ExportStatus,
+    final_dir: &std::path::Path,
+    manifest: &sealtrail_core::export::Manifest,
+    total: u64,
+) -> ExportStatus {
     let manifest_sha256 = std::fs::read(final_dir.join(sealtrail_core::export::MANIFEST_FILE))
         .map(|bytes| to_hex(&Sha256::digest(&bytes)))
         .unwrap_or_default();

@@ -19,5 +19,5 @@ CREATE TABLE IF NOT EXISTS tombstones
     purged_at        DateTime64(3, 'UTC'),
     INDEX sealed_offset_minmax sealed_offset TYPE minmax GRANULARITY 1
 )
-ENGINE = ReplacingMergeTree
+ENGINE = MergeTree
 ORDER BY (tenant_id, seq);

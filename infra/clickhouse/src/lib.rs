@@ -14,4 +14,6 @@ pub use error::ClickHouseError;
 pub use migrations::{AppliedMigration, MIGRATIONS, Migration, apply_migrations};
 pub use rows::{CheckpointRow, EventRow, RowError};
 pub use settings::{ClickHouseSettings, wait_for_clickhouse};
-pub use verify::{ENTRY_HASHES_SQL, PurgedRange, VerifyFailure, VerifyReport, VerifyRequest, verify_tenant};
+pub use verify::{
+    ENTRY_HASHES_SQL, PurgedRange, VerifyFailure, VerifyReport, VerifyRequest, check_attestation, verify_tenant,
+};

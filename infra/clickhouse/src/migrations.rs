@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_create_verification_jobs"),
     migration!(8, "0008_create_tombstones"),
     migration!(9, "0009_create_retention_policies"),
+    migration!(10, "0010_create_retention_runs"),
 ];
 
 /// What `apply_migrations` did with one migration.

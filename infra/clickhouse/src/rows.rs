@@ -160,6 +160,21 @@ impl EventRow {
     }
 
     /// The sealed event the row stores, as the verifier re-hashes it.
+    /// The row's canonical entry, and whether it hashes (after the row's `prev_hash`) to the row's
+    /// `hash`: `false` means the row was altered after it was sealed.
+    pub fn checked_entry(&self) -> Result<(Vec<u8>, bool), RowError> {
+        let sealed = self.to_sealed()?;
+        let entry = sealtrail_core::canonical::entry(
+            &self.tenant_id,
+            self.seq,
+            &sealed.event,
+            &sealed.classification,
+            &sealed.redactions,
+        );
+        let intact = sealtrail_core::chain::entry_hash(&sealed.seal.prev_hash, &entry) == sealed.seal.hash;
+        Ok((entry, intact))
+    }
+
     pub fn to_sealed(&self) -> Result<SealedEvent, RowError> {
         let invalid = |column: &'static str| RowError {
             table: "events",

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::digest::Digest;
-use sealtrail_core::retention::{APPLIED_ACTION, TOMBSTONES_EVIDENCE, TombstonesDigest};
+use sealtrail_core::retention::{APPLIED_ACTION, RETENTION_ACTOR, TOMBSTONES_EVIDENCE, TombstonesDigest};
 use sealtrail_core::sealed::Checkpoint;
 use sealtrail_core::verify::{
     BreakKind, ChainBreak, ChainStart, CheckpointChainProblem, check_tombstone_link, verify_chain, verify_checkpoints,
@@ -115,6 +115,8 @@ struct TombstoneRow {
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct RunAttestation {
     seq: u64,
+    actor_id: String,
+    actor_type: String,
     resource_id: String,
     evidence: Vec<(String, String, Option<String>)>,
 }
@@ -253,10 +255,8 @@ pub async fn verify_tenant(
 }
 
 /// Every retention run whose tombstones stand in the verified chain must have sealed, inside that
-/// chain, a `policy.applied` event naming the same policy and carrying the digest of exactly the
-/// run's tombstones: a tombstone no sealed run vouches for is a deleted event.
+/// chain, its `policy.applied` event (see [`check_attestation`]).
 async fn verify_attestations(client: &clickhouse::Client, report: &VerifyReport) -> Result<(), VerifyFailure> {
-    let tenant = &report.tenant;
     let mut runs: Vec<(&str, &str)> = report
         .purged_ranges
         .iter()
@@ -264,70 +264,101 @@ async fn verify_attestations(client: &clickhouse::Client, report: &VerifyReport)
         .collect();
     runs.sort_unstable();
     runs.dedup();
+    let verified = report.first_seq.unwrap_or(u64::MAX)..=report.last_seq.unwrap_or_default();
     for (run_id, policy_id) in runs {
-        let unattested = |reason: String| VerifyFailure::Unattested {
-            tenant: tenant.clone(),
-            run_id: run_id.to_owned(),
-            reason,
-        };
-        let attestations: Vec<RunAttestation> = client
-            .query(
-                "SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND action = {action:String} \
-                 AND correlation_id = {run:String}",
-            )
-            .param("tenant", tenant)
-            .param("action", APPLIED_ACTION)
-            .param("run", run_id)
-            .fetch_all()
-            .await?;
-        let [attestation] = attestations.as_slice() else {
-            return Err(unattested(format!(
-                "{} such events found (one is needed; if the run just happened, wait for the pipeline to seal it)",
-                attestations.len()
-            )));
-        };
-        let verified = report.first_seq.unwrap_or(u64::MAX)..=report.last_seq.unwrap_or_default();
-        if !verified.contains(&attestation.seq) {
-            return Err(unattested(format!(
-                "it is at sequence {}, outside the verified stretch {verified:?}; verify without a time window",
-                attestation.seq
-            )));
-        }
-        if attestation.resource_id != policy_id {
-            return Err(unattested(format!(
-                "it names policy {}, the tombstones {policy_id}",
-                attestation.resource_id
-            )));
-        }
-        let mut cursor = client
-            .query(
-                "SELECT seq, hash FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String} \
-                 ORDER BY seq LIMIT 1 BY seq",
-            )
-            .param("tenant", tenant)
-            .param("run", run_id)
-            .fetch::<SeqHash>()?;
-        let mut digest = TombstonesDigest::default();
-        while let Some(row) = cursor.next().await? {
-            let hash = Digest::from_hex(&row.hash).ok_or_else(|| RowError {
-                table: "tombstones",
-                key: format!("{tenant}/{}", row.seq),
-                column: "hash",
-            })?;
-            digest.push(row.seq, &hash);
-        }
-        let found = digest.finish().to_hex();
-        let attested = attestation
-            .evidence
-            .iter()
-            .find(|(kind, _, _)| kind == TOMBSTONES_EVIDENCE)
-            .and_then(|(_, _, sha256)| sha256.as_deref());
-        if attested != Some(found.as_str()) {
-            return Err(unattested(format!(
-                "it attests tombstones digest {}, the tombstones in ClickHouse digest to {found}",
-                attested.unwrap_or("(none)")
-            )));
-        }
+        check_attestation(client, &report.tenant, run_id, policy_id, Some(&verified)).await?;
+    }
+    Ok(())
+}
+
+/// A retention run's attestation: exactly one `policy.applied` event of the tenant with the run id
+/// as `correlation_id`, by the retention service, naming the policy, sealed after every tombstone
+/// of the run (and, given `within`, inside that verified stretch), whose `tombstones` evidence is
+/// the digest of exactly the run's tombstones.
+pub async fn check_attestation(
+    client: &clickhouse::Client,
+    tenant: &str,
+    run_id: &str,
+    policy_id: &str,
+    within: Option<&std::ops::RangeInclusive<u64>>,
+) -> Result<(), VerifyFailure> {
+    let unattested = |reason: String| VerifyFailure::Unattested {
+        tenant: tenant.to_owned(),
+        run_id: run_id.to_owned(),
+        reason,
+    };
+    let attestations: Vec<RunAttestation> = client
+        .query(
+            "SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND action = {action:String} \
+             AND correlation_id = {run:String}",
+        )
+        .param("tenant", tenant)
+        .param("action", APPLIED_ACTION)
+        .param("run", run_id)
+        .fetch_all()
+        .await?;
+    let [attestation] = attestations.as_slice() else {
+        return Err(unattested(format!(
+            "{} such events found (one is needed; if the run just happened, wait for the pipeline to seal it)",
+            attestations.len()
+        )));
+    };
+    if let Some(within) = within
+        && !within.contains(&attestation.seq)
+    {
+        return Err(unattested(format!(
+            "it is at sequence {}, outside the verified stretch {within:?}; verify without a time window",
+            attestation.seq
+        )));
+    }
+    if attestation.actor_id != RETENTION_ACTOR || attestation.actor_type != "SERVICE" {
+        return Err(unattested(format!(
+            "it was made by {} {}, not by the retention service",
+            attestation.actor_type, attestation.actor_id
+        )));
+    }
+    if attestation.resource_id != policy_id {
+        return Err(unattested(format!(
+            "it names policy {}, the tombstones {policy_id}",
+            attestation.resource_id
+        )));
+    }
+    let mut cursor = client
+        .query(
+            "SELECT seq, hash FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String} \
+             ORDER BY seq LIMIT 1 BY seq",
+        )
+        .param("tenant", tenant)
+        .param("run", run_id)
+        .fetch::<SeqHash>()?;
+    let mut digest = TombstonesDigest::default();
+    let mut last_purged = 0;
+    while let Some(row) = cursor.next().await? {
+        let hash = Digest::from_hex(&row.hash).ok_or_else(|| RowError {
+            table: "tombstones",
+            key: format!("{tenant}/{}", row.seq),
+            column: "hash",
+        })?;
+        digest.push(row.seq, &hash);
+        last_purged = row.seq;
+    }
+    if attestation.seq <= last_purged {
+        return Err(unattested(format!(
+            "it is at sequence {}, before the run's last tombstone at {last_purged}",
+            attestation.seq
+        )));
+    }
+    let found = digest.finish().to_hex();
+    let attested = attestation
+        .evidence
+        .iter()
+        .find(|(kind, _, _)| kind == TOMBSTONES_EVIDENCE)
+        .and_then(|(_, _, sha256)| sha256.as_deref());
+    if attested != Some(found.as_str()) {
+        return Err(unattested(format!(
+            "it attests tombstones digest {}, the tombstones in ClickHouse digest to {found}",
+            attested.unwrap_or("(none)")
+        )));
     }
     Ok(())
 }

@@ -111,7 +111,7 @@ async fn applied(report: &sealtrail_api::retention::RunReport, tenant: &str) -> 
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let mine: Vec<_> = report.outcomes.iter().filter(|o| o.tenant_id == tenant).collect();
     assert_eq!(mine.len(), 1, "{report:?}");
-    let records = sealed_records(tenant, &report.run_id).await;
+    let records = sealed_records(tenant, &mine[0].run_id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].action, "policy.applied");
     mine[0].clone()
@@ -250,4 +250,16 @@ async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
         Err(VerifyFailure::Unattested { run_id, .. }) => assert_eq!(run_id, "ret_forged"),
         other => panic!("a forged tombstone must not verify: {other:?}"),
     }
+    // Nor is it exported as purged.
+    let request = ExportRequest {
+        export_id: "exp_forged".to_owned(),
+        out_dir: work.path().join("forged"),
+        ..request
+    };
+    let refused = write_export(&api.settings, &signer, &request, |_| {}).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.to_string().contains("ret_forged")),
+        "{:?}",
+        refused.map(|m| m.event_count)
+    );
 }
