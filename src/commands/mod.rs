@@ -3,6 +3,7 @@ pub mod bench;
 pub mod bench_api;
 pub mod bench_export;
 pub mod clickhouse_server;
+pub mod dlq;
 pub mod down;
 pub mod export;
 pub mod keys;

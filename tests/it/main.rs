@@ -4,6 +4,7 @@
 mod api;
 mod clickhouse_roundtrip;
 mod compose;
+mod dlq;
 mod durability;
 mod harness;
 mod integrity;

@@ -73,7 +73,9 @@ impl RegistryClient {
             .map_err(|error| format!("cannot register {subject} at {}: {error}", self.url))
     }
 
-    /// The verdict for a writer schema id of the raw topic, fetched once and cached.
+    /// The verdict for a writer schema id of the raw topic, fetched once and cached; an unknown id
+    /// is asked again next time, so a schema registered late (then its records replayed from the
+    /// DLQ) is found.
     pub fn event_reader(&self, cache: &mut HashMap<u32, SchemaVerdict>, id: u32) -> Result<SchemaVerdict, String> {
         if let Some(verdict) = cache.get(&id) {
             return Ok(verdict.clone());
@@ -88,7 +90,9 @@ impl RegistryClient {
                 },
             },
         };
-        cache.insert(id, verdict.clone());
+        if !matches!(verdict, SchemaVerdict::Unknown) {
+            cache.insert(id, verdict.clone());
+        }
         Ok(verdict)
     }
 }

@@ -10,8 +10,13 @@ pub const SOURCE_TOPIC: &str = "sealtrail.source.topic";
 pub const SOURCE_PARTITION: &str = "sealtrail.source.partition";
 pub const SOURCE_OFFSET: &str = "sealtrail.source.offset";
 pub const REJECTED_AT: &str = "sealtrail.rejected_at";
+/// On a record `sealtrail dlq replay` re-published: the DLQ record it came from (`partition/offset`)
+/// and how many times it has been replayed. Kept when the record is rejected again.
+pub const REPLAY_OF: &str = "sealtrail.replay.of";
+pub const REPLAY_ATTEMPT: &str = "sealtrail.replay.attempt";
 
-/// The headers of a DLQ record: the raw record's own headers, then sealtrail's.
+/// The headers of a DLQ record: the raw record's own headers (with its replay provenance, if it was
+/// replayed), then sealtrail's.
 pub fn headers(
     original: Option<&rdkafka::message::BorrowedHeaders>,
     rejection: &Rejection,
@@ -22,7 +27,10 @@ pub fn headers(
 ) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = original {
-        for header in original.iter().filter(|h| !h.key.starts_with("sealtrail.")) {
+        for header in original
+            .iter()
+            .filter(|h| !h.key.starts_with("sealtrail.") || h.key.starts_with("sealtrail.replay."))
+        {
             headers = headers.insert(Header {
                 key: header.key,
                 value: header.value,

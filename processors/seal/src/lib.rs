@@ -7,7 +7,7 @@
 
 mod config;
 mod deliveries;
-mod dlq;
+pub mod dlq;
 mod processor;
 mod recovery;
 
