@@ -141,9 +141,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}; is another API running there?", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "API serving");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(sealtrail_runtime::termination())
         .await?;
     Ok(())
 }

@@ -68,10 +68,8 @@ async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
         max_file_bytes: args.max_file_mib.max(1) * 1024 * 1024,
     };
     tracing::info!(jobs = %config.topics.jobs, status = %config.topics.status, dir = %config.artifacts_dir.display(), "export processor waiting for jobs");
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    run_processor(config, stop, report).await?;
+    // A job in progress is finished first; its offset is committed only once it is done.
+    run_processor(config, sealtrail_runtime::termination(), report).await?;
     Ok(())
 }
 

@@ -50,6 +50,9 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;
     let client = clickhouse.client();
+    // Installed now, so a stop asked for during a run ends the loop after it.
+    let stop = sealtrail_runtime::termination();
+    tokio::pin!(stop);
     if args.policies.is_empty() {
         tracing::info!("no configured retention policies; only those set through the API apply");
     }
@@ -88,7 +91,7 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
         // A failed tenant is retried at the next run; the others are done.
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(args.every)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = &mut stop => return Ok(()),
         }
     }
 }

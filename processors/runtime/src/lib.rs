@@ -9,4 +9,4 @@ mod stop;
 
 pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
 pub use stats::ComponentStats;
-pub use stop::StopSignal;
+pub use stop::{StopSignal, termination};

@@ -41,3 +41,31 @@ impl StopSignal {
         });
     }
 }
+
+/// A future that resolves on SIGTERM, SIGINT or SIGHUP, for services that wait on a future
+/// rather than poll a [`StopSignal`]. The handlers are installed when this is called (within a
+/// Tokio runtime), so call it once, at start, and keep the future.
+pub fn termination() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal as unix_signal};
+    let handlers = (
+        unix_signal(SignalKind::terminate()),
+        unix_signal(SignalKind::interrupt()),
+        unix_signal(SignalKind::hangup()),
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int), Ok(mut hup)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = hup.recv() => {}
+                }
+            }
+            _ => {
+                tracing::error!("cannot install the SIGTERM handler; only Ctrl-C stops cleanly");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        tracing::info!("stop requested; finishing in-flight work");
+    }
+}
