@@ -53,18 +53,15 @@ pub fn termination() -> impl Future<Output = ()> {
         unix_signal(SignalKind::hangup()),
     );
     async move {
-        match handlers {
-            (Ok(mut term), Ok(mut int), Ok(mut hup)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                    _ = hup.recv() => {}
-                }
+        if let (Ok(mut term), Ok(mut int), Ok(mut hup)) = handlers {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = hup.recv() => {}
             }
-            _ => {
-                tracing::error!("cannot install the SIGTERM handler; only Ctrl-C stops cleanly");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        } else {
+            tracing::error!("cannot install the SIGTERM handler; only Ctrl-C stops cleanly");
+            let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("stop requested; finishing in-flight work");
     }
