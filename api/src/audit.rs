@@ -82,6 +82,39 @@ impl AccessRecorder {
     }
 }
 
+/// An event the platform itself records in a tenant's trail (a legal hold, an export, a policy, a
+/// retention run, an incident): successful unless the caller says otherwise with struct update.
+pub fn platform_event(
+    tenant: &str,
+    at: time::OffsetDateTime,
+    action: &str,
+    actor: sealtrail_core::event::Actor,
+    (resource_kind, resource_id): (&str, &str),
+    correlation_id: &str,
+    attributes: Vec<(String, String)>,
+) -> AuditEvent {
+    AuditEvent {
+        event_id: ulid::Ulid::new().to_string(),
+        tenant_id: tenant.to_owned(),
+        occurred_at: sealtrail_clickhouse::unix_ms(at),
+        action: action.to_owned(),
+        actor,
+        resource: Resource {
+            kind: resource_kind.to_owned(),
+            id: resource_id.to_owned(),
+            path: None,
+        },
+        outcome: Outcome {
+            status: OutcomeStatus::Success,
+            reason_code: None,
+            reason_text: None,
+        },
+        correlation_id: Some(correlation_id.to_owned()),
+        attributes,
+        ..AuditEvent::default()
+    }
+}
+
 /// The audit event of an access.
 pub fn access_event(access: &Access<'_>) -> AuditEvent {
     let caller = access.caller;
@@ -113,8 +146,7 @@ pub fn access_event(access: &Access<'_>) -> AuditEvent {
     AuditEvent {
         event_id: ulid::Ulid::new().to_string(),
         tenant_id: access.tenant.to_owned(),
-        occurred_at: i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-            .unwrap_or_default(),
+        occurred_at: sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()),
         action: access.kind.action().to_owned(),
         actor: caller.actor(),
         resource: Resource {

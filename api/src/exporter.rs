@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, ENTRY_HASHES_SQL, EventRow};
+use sealtrail_clickhouse::{
+    CheckpointRow, ClickHouseSettings, ENTRY_HASHES_SQL, EventRow, TombstoneRow, chain_stretch, unix_ms,
+};
 use sealtrail_core::checkpoint::{CheckpointSigner, tenant_head_leaf};
 use sealtrail_core::digest::{Digest, to_hex};
 use sealtrail_core::export::{
@@ -61,25 +63,6 @@ struct Leaf {
 }
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct SeqRange {
-    rows: u64,
-    first: u64,
-    last: u64,
-}
-
-/// What remains of a purged event.
-#[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct Tombstone {
-    seq: u64,
-    prev_hash: String,
-    hash: String,
-    sealed_partition: u32,
-    sealed_offset: u64,
-    policy_id: String,
-    run_id: String,
-}
-
-#[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct Seq {
     seq: u64,
 }
@@ -112,7 +95,8 @@ pub async fn write_export(
     // The export is the stretch of the chain from the window's first to its last event: events
     // arrive out of time order, so the stretch may hold events outside the window, which become
     // witness lines, and the chain stays gap-free.
-    let (first, last) = chain_stretch(&client, &request.tenant, window_filter, window).await?;
+    let stretch = chain_stretch(&client, &request.tenant, (window.from_ms, window.to_ms)).await?;
+    let (first, last) = (*stretch.seqs().start(), *stretch.seqs().end());
     let in_stretch = |sql: String| {
         client
             .query(&sql)
@@ -131,7 +115,7 @@ pub async fn write_export(
          AND seq >= {first:UInt64} AND seq <= {last:UInt64} ORDER BY seq LIMIT 1 BY seq"
             .to_owned(),
     )
-    .fetch::<Tombstone>()?;
+    .fetch::<TombstoneRow>()?;
     let mut selected = match &scope.filter {
         Some(filter) => Some(filter_cursor(clickhouse, &request.tenant, filter)?),
         None => None,
@@ -165,8 +149,7 @@ pub async fn write_export(
             }
             next_stone = stones.next().await?;
         }
-        let occurred_ms = i64::try_from(row.occurred_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
-        let mut in_scope = (window.from_ms..window.to_ms).contains(&occurred_ms) && scope.matches(&row);
+        let mut in_scope = (window.from_ms..window.to_ms).contains(&unix_ms(row.occurred_at)) && scope.matches(&row);
         if let Some(cursor) = selected.as_mut() {
             while next_selected.is_some_and(|seq| seq < row.seq) {
                 next_selected = cursor.next().await?.map(|s| s.seq);
@@ -205,7 +188,7 @@ fn signed_manifest(
         export_id: request.export_id.clone(),
         tenant_id: request.tenant.clone(),
         scope: serde_json::to_value(&request.scope).unwrap_or_default(),
-        created_at: i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
+        created_at: unix_ms(OffsetDateTime::now_utc()),
         key_id: signer.key_id().to_owned(),
         event_count: writer.count,
         omitted_count: writer.omitted,
@@ -223,32 +206,6 @@ fn signed_manifest(
     write_file(&request.out_dir.join(MANIFEST_FILE), &manifest_json)?;
     write_file(&request.out_dir.join(SIGNATURE_FILE), to_hex(&signature).as_bytes())?;
     Ok(manifest)
-}
-
-/// The first and last sequence of the tenant's events (and tombstones) in the window; `(1, 0)`,
-/// an empty stretch, when there are none.
-async fn chain_stretch(
-    client: &clickhouse::Client,
-    tenant: &str,
-    window_filter: &str,
-    window: crate::scope::Window,
-) -> Result<(u64, u64), ExportError> {
-    let stretch: SeqRange = client
-        .query(&format!(
-            "SELECT count() AS rows, min(seq) AS first, max(seq) AS last FROM ( \
-               SELECT seq FROM events WHERE tenant_id = {{tenant:String}}{window_filter} \
-               UNION ALL SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter})"
-        ))
-        .param("tenant", tenant)
-        .param("from", window.from_ms)
-        .param("to", window.to_ms)
-        .fetch_one()
-        .await?;
-    Ok(if stretch.rows == 0 {
-        (1, 0)
-    } else {
-        (stretch.first, stretch.last)
-    })
 }
 
 /// The sequences of the tenant's events a SQL filter selects, in order: the filter goes through
@@ -318,7 +275,7 @@ impl LineWriter<'_> {
         )
     }
 
-    async fn tombstone(&mut self, stone: &Tombstone) -> Result<(), ExportError> {
+    async fn tombstone(&mut self, stone: &TombstoneRow) -> Result<(), ExportError> {
         if !self.purge_runs.iter().any(|(run, _)| *run == stone.run_id) {
             self.purge_runs.push((stone.run_id.clone(), stone.policy_id.clone()));
         }

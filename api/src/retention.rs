@@ -14,15 +14,16 @@
 use std::time::Instant;
 
 use clickhouse::{Client, Row};
+use sealtrail_clickhouse::{EventRow, TombstoneRow, unix_ms};
 use sealtrail_core::digest::Digest;
-use sealtrail_core::event::{Actor, ActorType, AuditEvent, Evidence, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::event::{Actor, ActorType, AuditEvent, Evidence};
 use sealtrail_core::retention::{
     ANY, APPLIED_ACTION, RetentionPolicy, TOMBSTONES_EVIDENCE, TombstonesDigest, governing,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::audit::AccessRecorder;
+use crate::audit::{AccessRecorder, platform_event};
 use crate::holds::{HoldChange, HoldScope, HoldStore};
 
 pub use sealtrail_core::retention::RETENTION_ACTOR;
@@ -138,6 +139,8 @@ pub enum RetentionError {
         policy_id: String,
         source: Box<RetentionError>,
     },
+    #[error("its earlier runs could not be completed, so nothing new was purged: {0}")]
+    Unprepared(String),
     #[error(
         "event seq {seq} of tenant {tenant} in ClickHouse does not hash to its recorded hash: it was altered, so it is not purged; run `sealtrail verify`"
     )]
@@ -190,13 +193,27 @@ pub async fn run_once(
         outcomes: Vec::new(),
         failures: Vec::new(),
     };
+    let run = Run {
+        client,
+        holds: &holds,
+        recorder,
+        now,
+    };
+    // Groups come tenant by tenant: each tenant's earlier runs are completed once, first.
+    let mut prepared: Option<(String, Result<(), String>)> = None;
     for (tenant, policy, categories) in groups {
-        let run = Run {
-            client,
-            holds: &holds,
-            recorder,
-            now,
-        };
+        if prepared.as_ref().is_none_or(|(done, _)| *done != tenant) {
+            let ready = run.finish_earlier_runs(&tenant).await.map_err(|e| e.to_string());
+            prepared = Some((tenant.clone(), ready));
+        }
+        if let Some((_, Err(reason))) = &prepared {
+            report.failures.push(RetentionError::Tenant {
+                tenant,
+                policy_id: policy.policy_id.clone(),
+                source: Box::new(RetentionError::Unprepared(reason.clone())),
+            });
+            continue;
+        }
         match run.apply(&tenant, &policy, categories).await {
             Ok(outcome) => {
                 tracing::info!(
@@ -260,25 +277,6 @@ struct Run<'a> {
     now: OffsetDateTime,
 }
 
-/// A tombstone as written.
-#[derive(Row, Serialize)]
-struct TombstoneRow<'a> {
-    tenant_id: &'a str,
-    seq: u64,
-    event_id: &'a str,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    occurred_at: OffsetDateTime,
-    category: &'a str,
-    prev_hash: &'a str,
-    hash: &'a str,
-    sealed_partition: u32,
-    sealed_offset: u64,
-    policy_id: &'a str,
-    run_id: &'a str,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    purged_at: OffsetDateTime,
-}
-
 /// A state of a run, as stored in `retention_runs`.
 #[derive(Row, Serialize)]
 struct RunState<'a> {
@@ -303,8 +301,7 @@ impl Run<'_> {
         // One run per tenant and policy: its attestation covers exactly its own tombstones.
         let run_id = format!("ret_{}", ulid::Ulid::new().to_string().to_lowercase());
         let cutoff = self.now - time::Duration::days(i64::from(policy.retain_days));
-        let cutoff_ms = i64::try_from(cutoff.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
-        self.finish_earlier_runs(tenant).await?;
+        let cutoff_ms = unix_ms(cutoff);
         let (held, hold_params) = held_condition(self.holds, tenant).await?;
         // Attestations are never purged: verification needs them for as long as their tombstones.
         let expired = format!(
@@ -382,40 +379,23 @@ impl Run<'_> {
         policy_id: &str,
         run_id: &str,
     ) -> Result<(u64, Digest), RetentionError> {
-        let mut cursor = candidates.fetch::<sealtrail_clickhouse::EventRow>()?;
-        let mut insert = self.client.insert::<TombstoneRow<'_>>("tombstones").await?;
+        let mut cursor = candidates.fetch::<EventRow>()?;
+        let mut insert = self.client.insert::<TombstoneRow>("tombstones").await?;
         let mut digest = TombstonesDigest::default();
         let mut count = 0_u64;
         let purged_at = OffsetDateTime::now_utc();
         while let Some(row) = cursor.next().await? {
-            let (_, intact) = row.checked_entry().map_err(|_| RetentionError::Altered {
+            let altered = || RetentionError::Altered {
                 tenant: row.tenant_id.clone(),
                 seq: row.seq,
-            })?;
-            let hash = Digest::from_hex(&row.hash)
-                .filter(|_| intact)
-                .ok_or_else(|| RetentionError::Altered {
-                    tenant: row.tenant_id.clone(),
-                    seq: row.seq,
-                })?;
-            insert
-                .write(&TombstoneRow {
-                    tenant_id: &row.tenant_id,
-                    seq: row.seq,
-                    event_id: &row.event_id,
-                    occurred_at: row.occurred_at,
-                    category: &row.category,
-                    prev_hash: &row.prev_hash,
-                    hash: &row.hash,
-                    sealed_partition: row.sealed_partition,
-                    sealed_offset: row.sealed_offset,
-                    policy_id,
-                    run_id,
-                    purged_at,
-                })
-                .await?;
+            };
+            let (_, intact) = row.checked_entry().map_err(|_| altered())?;
+            let hash = Digest::from_hex(&row.hash).filter(|_| intact).ok_or_else(altered)?;
             digest.push(row.seq, &hash);
             count += 1;
+            insert
+                .write(&TombstoneRow::of(row, policy_id, run_id, purged_at))
+                .await?;
         }
         insert.end().await?;
         Ok((count, digest.finish()))
@@ -474,46 +454,37 @@ impl Run<'_> {
 /// expiry by.
 fn applied_event(outcome: &PolicyOutcome, as_of: OffsetDateTime) -> AuditEvent {
     let run_id = &outcome.run_id;
-    let millis = |at: OffsetDateTime| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    let actor = Actor {
+        id: RETENTION_ACTOR.to_owned(),
+        kind: ActorType::Service,
+        display_name: None,
+        authority: None,
+        on_behalf_of: None,
+    };
     AuditEvent {
-        event_id: ulid::Ulid::new().to_string(),
-        tenant_id: outcome.tenant_id.clone(),
-        occurred_at: millis(OffsetDateTime::now_utc()),
-        action: APPLIED_ACTION.to_owned(),
-        actor: Actor {
-            id: RETENTION_ACTOR.to_owned(),
-            kind: ActorType::Service,
-            display_name: None,
-            authority: None,
-            on_behalf_of: None,
-        },
-        resource: Resource {
-            kind: "retention_policy".to_owned(),
-            id: outcome.policy_id.clone(),
-            path: None,
-        },
-        outcome: Outcome {
-            status: OutcomeStatus::Success,
-            reason_code: None,
-            reason_text: None,
-        },
-        correlation_id: Some(run_id.clone()),
         evidence: vec![Evidence {
             kind: TOMBSTONES_EVIDENCE.to_owned(),
             uri: format!("sealtrail:retention-run:{run_id}"),
             sha256: Some(outcome.tombstones_sha256.clone()),
         }],
-        attributes: vec![
-            ("run_id".to_owned(), run_id.clone()),
-            ("categories".to_owned(), outcome.categories.join(",")),
-            ("retain_days".to_owned(), outcome.retain_days.to_string()),
-            ("as_of_ms".to_owned(), millis(as_of).to_string()),
-            ("cutoff_ms".to_owned(), outcome.cutoff_ms.to_string()),
-            ("deleted".to_owned(), outcome.deleted.to_string()),
-            ("held".to_owned(), outcome.held.to_string()),
-            ("duration_ms".to_owned(), outcome.duration_ms.to_string()),
-        ],
-        ..AuditEvent::default()
+        ..platform_event(
+            &outcome.tenant_id,
+            OffsetDateTime::now_utc(),
+            APPLIED_ACTION,
+            actor,
+            ("retention_policy", &outcome.policy_id),
+            run_id,
+            vec![
+                ("run_id".to_owned(), run_id.clone()),
+                ("categories".to_owned(), outcome.categories.join(",")),
+                ("retain_days".to_owned(), outcome.retain_days.to_string()),
+                ("as_of_ms".to_owned(), unix_ms(as_of).to_string()),
+                ("cutoff_ms".to_owned(), outcome.cutoff_ms.to_string()),
+                ("deleted".to_owned(), outcome.deleted.to_string()),
+                ("held".to_owned(), outcome.held.to_string()),
+                ("duration_ms".to_owned(), outcome.duration_ms.to_string()),
+            ],
+        )
     }
 }
 

@@ -2,9 +2,8 @@
 //! filters, checked in Rust on rows already read or turned into a parameterised ClickHouse
 //! condition. An export may add a SQL filter, which goes through the analyst query rewrite.
 
-use sealtrail_clickhouse::EventRow;
+use sealtrail_clickhouse::{EventRow, unix_ms};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::extract::parse_time;
@@ -52,10 +51,6 @@ impl Window {
     };
 }
 
-fn millis(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX / 4)
-}
-
 impl EventScope {
     /// Refuses a scope that is malformed, or so vague that it reads as a mistake; `filter` only
     /// where SQL filters are allowed.
@@ -88,19 +83,9 @@ impl EventScope {
 
     pub fn window(&self) -> Result<Window, ApiError> {
         Ok(Window {
-            from_ms: parse_time("scope.from", self.from.as_deref())?.map_or(Window::ALL.from_ms, millis),
-            to_ms: parse_time("scope.to", self.to.as_deref())?.map_or(Window::ALL.to_ms, millis),
+            from_ms: parse_time("scope.from", self.from.as_deref())?.map_or(Window::ALL.from_ms, unix_ms),
+            to_ms: parse_time("scope.to", self.to.as_deref())?.map_or(Window::ALL.to_ms, unix_ms),
         })
-    }
-
-    /// Whether the exact-match fields take every event of the window (no filtering per event).
-    pub fn is_whole_window(&self) -> bool {
-        self.actions.is_empty()
-            && self.categories.is_empty()
-            && self.actor.is_none()
-            && self.resource_type.is_none()
-            && self.resource_id.is_none()
-            && self.filter.is_none()
     }
 
     /// Whether a row matches the exact-match fields (not the window, not the SQL filter).

@@ -123,9 +123,7 @@ async fn selected(selection: &Selection) -> anyhow::Result<Vec<Rejected>> {
     sealtrail_kafka::wait_for_broker(&kafka, selection.common.kafka.connect_timeout()).await?;
     let topic = selection.common.topics.dlq_topic.clone();
     let reason = selection.reason.clone();
-    let since_ms = selection
-        .since
-        .map(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX));
+    let since_ms = selection.since.map(sealtrail_clickhouse::unix_ms);
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Rejected>> {
         let reader = PartitionReader::new(&kafka, TIMEOUT)?;
         let partitions = i32::try_from(reader.partition_count(&topic)?).unwrap_or(i32::MAX);

@@ -108,21 +108,13 @@ async fn export_once(args: &ExportArgs, tenant: &str, out: &std::path::Path) -> 
         ..EventScope::default()
     };
     let window = scope.window().map_err(|e| anyhow::anyhow!(e.message))?;
-    let total: u64 = clickhouse
-        .client()
-        .query(
-            "SELECT count() FROM events WHERE tenant_id = {tenant:String} \
-             AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') \
-             AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')",
-        )
-        .param("tenant", tenant)
-        .param("from", window.from_ms)
-        .param("to", window.to_ms)
-        .fetch_one()
+    let total = sealtrail_clickhouse::chain_stretch(&clickhouse.client(), tenant, (window.from_ms, window.to_ms))
         .await
-        .with_context(|| format!("cannot reach ClickHouse at {}", clickhouse.url))?;
+        .with_context(|| format!("cannot reach ClickHouse at {}", clickhouse.url))?
+        .seqs()
+        .count() as u64;
     let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template(
-        "  exporting {bar:40} {pos}/{len} events ({per_sec})",
+        "  exporting {bar:40} {pos}/{len} lines ({per_sec})",
     )?);
     let request = ExportRequest {
         export_id: new_export_id(),

@@ -136,7 +136,7 @@ async fn reset(args: ResetArgs) -> anyhow::Result<()> {
     } else if args.to_latest {
         ResetTarget::Latest
     } else if let Some(at) = args.to_datetime {
-        ResetTarget::Datetime(i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+        ResetTarget::Datetime(sealtrail_clickhouse::unix_ms(at))
     } else if let Some(offset) = args.to_offset {
         ResetTarget::Offset(offset)
     } else if let Some(shift) = args.shift_by {

@@ -227,13 +227,15 @@ pub(super) async fn publish(producer: &FutureProducer, topic: &str, status: &Exp
 }
 
 /// The newest state wins, except that a finished job never goes back (a processor that re-runs a
-/// job after a crash does not undo its result).
-fn apply(board: &Mutex<HashMap<String, ExportStatus>>, status: ExportStatus) {
+/// job after a crash does not undo its result). Returns whether this state finished the job.
+fn apply(board: &Mutex<HashMap<String, ExportStatus>>, status: ExportStatus) -> bool {
     let mut board = board.lock().unwrap_or_else(PoisonError::into_inner);
     if board.get(&status.export_id).is_some_and(|old| old.state.is_final()) {
-        return;
+        return false;
     }
+    let finished = status.state.is_final();
     board.insert(status.export_id.clone(), status);
+    finished
 }
 
 fn follow(
@@ -256,14 +258,7 @@ fn follow(
             );
             continue;
         };
-        let was_final = board
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&status.export_id)
-            .is_some_and(|old| old.state.is_final());
-        let finished = status.state.is_final() && !was_final;
-        apply(&board, status.clone());
-        if finished {
+        if apply(&board, status.clone()) {
             on_final(status);
         }
     }

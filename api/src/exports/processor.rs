@@ -45,7 +45,7 @@ impl std::fmt::Debug for ProcessorConfig {
 }
 
 fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or_default()
+    sealtrail_clickhouse::unix_ms(OffsetDateTime::now_utc())
 }
 
 fn client_error(kafka: &sealtrail_kafka::KafkaSettings) -> impl Fn(rdkafka::error::KafkaError) -> KafkaError + '_ {
@@ -247,20 +247,11 @@ fn done(
     }
 }
 
-/// The lines the export will hold, for progress: the window's events and tombstones.
+/// The lines the export will hold, for progress: the chain stretch its window touches.
 async fn count_lines(clickhouse: &ClickHouseSettings, job: &ExportJob) -> Result<u64, clickhouse::error::Error> {
     let window = job.scope.window().unwrap_or(crate::scope::Window::ALL);
-    clickhouse
-        .client()
-        .query(
-            "SELECT count() FROM ( \
-               SELECT seq FROM events WHERE tenant_id = {tenant:String} AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC') \
-               UNION ALL \
-               SELECT seq FROM tombstones WHERE tenant_id = {tenant:String} AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC'))",
-        )
-        .param("tenant", &job.tenant_id)
-        .param("from", window.from_ms)
-        .param("to", window.to_ms)
-        .fetch_one()
-        .await
+    let stretch =
+        sealtrail_clickhouse::chain_stretch(&clickhouse.client(), &job.tenant_id, (window.from_ms, window.to_ms))
+            .await?;
+    Ok(stretch.seqs().count() as u64)
 }

@@ -10,11 +10,12 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use sealtrail_core::event::{AuditEvent, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::event::AuditEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::audit::platform_event;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::exports::{ExportBoard, ExportJob, ExportStatus, JobState, SubmitError, new_export_id, tar_stream};
@@ -48,7 +49,7 @@ fn board(state: &SharedState) -> Result<&ExportBoard, ApiError> {
 }
 
 fn now_ms() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or_default()
+    sealtrail_clickhouse::unix_ms(OffsetDateTime::now_utc())
 }
 
 #[utoipa::path(
@@ -211,27 +212,16 @@ pub async fn artifact(
 }
 
 fn export_event(caller: &Caller, job: &ExportJob, action: &str) -> AuditEvent {
-    AuditEvent {
-        event_id: ulid::Ulid::new().to_string(),
-        tenant_id: job.tenant_id.clone(),
-        occurred_at: now_ms(),
-        action: action.to_owned(),
-        actor: caller.actor(),
-        resource: Resource {
-            kind: "export".to_owned(),
-            id: job.export_id.clone(),
-            path: None,
-        },
-        outcome: Outcome {
-            status: OutcomeStatus::Success,
-            reason_code: None,
-            reason_text: None,
-        },
-        correlation_id: Some(job.request_id.clone()),
-        attributes: vec![(
+    platform_event(
+        &job.tenant_id,
+        OffsetDateTime::now_utc(),
+        action,
+        caller.actor(),
+        ("export", &job.export_id),
+        &job.request_id,
+        vec![(
             "scope".to_owned(),
             serde_json::to_string(&job.scope).unwrap_or_default(),
         )],
-        ..AuditEvent::default()
-    }
+    )
 }

@@ -7,7 +7,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use sealtrail_core::event::{AuditEvent, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::event::{AuditEvent, Outcome};
+
+use crate::audit::platform_event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -234,29 +236,25 @@ async fn record(state: &SharedState, caller: &Caller, change: &HoldChange) -> Re
 }
 
 fn hold_event(caller: &Caller, change: &HoldChange) -> AuditEvent {
-    AuditEvent {
-        event_id: ulid::Ulid::new().to_string(),
-        tenant_id: change.tenant_id.clone(),
-        occurred_at: i64::try_from(change.changed_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
-        action: format!("legalhold.{}", change.change),
-        actor: caller.actor(),
-        resource: Resource {
-            kind: "legal_hold".to_owned(),
-            id: change.hold_id.clone(),
-            path: None,
-        },
-        outcome: Outcome {
-            status: OutcomeStatus::Success,
-            reason_code: None,
-            reason_text: Some(change.reason.clone()),
-        },
-        correlation_id: Some(change.request_id.clone()),
-        attributes: vec![
+    let event = platform_event(
+        &change.tenant_id,
+        change.changed_at,
+        &format!("legalhold.{}", change.change),
+        caller.actor(),
+        ("legal_hold", &change.hold_id),
+        &change.request_id,
+        vec![
             ("case_id".to_owned(), change.case_id.clone()),
             ("scope".to_owned(), change.scope.clone()),
             ("purpose".to_owned(), change.purpose.clone()),
         ],
-        ..AuditEvent::default()
+    );
+    AuditEvent {
+        outcome: Outcome {
+            reason_text: Some(change.reason.clone()),
+            ..event.outcome.clone()
+        },
+        ..event
     }
 }
 

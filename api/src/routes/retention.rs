@@ -7,12 +7,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use sealtrail_core::event::{AuditEvent, Outcome, OutcomeStatus, Resource};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::platform_event;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
@@ -164,30 +164,19 @@ fn change(
 }
 
 async fn record(state: &SharedState, caller: &Caller, change: &PolicyChange) -> Result<(), ApiError> {
-    let event = AuditEvent {
-        event_id: ulid::Ulid::new().to_string(),
-        tenant_id: change.tenant_id.clone(),
-        occurred_at: i64::try_from(change.changed_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
-        action: format!("retention.policy_{}", change.change),
-        actor: caller.actor(),
-        resource: Resource {
-            kind: "retention_policy".to_owned(),
-            id: change.policy_id.clone(),
-            path: None,
-        },
-        outcome: Outcome {
-            status: OutcomeStatus::Success,
-            reason_code: None,
-            reason_text: None,
-        },
-        correlation_id: Some(change.request_id.clone()),
-        attributes: vec![
+    let event = platform_event(
+        &change.tenant_id,
+        change.changed_at,
+        &format!("retention.policy_{}", change.change),
+        caller.actor(),
+        ("retention_policy", &change.policy_id),
+        &change.request_id,
+        vec![
             ("category".to_owned(), change.category.clone()),
             ("retain_days".to_owned(), change.retain_days.to_string()),
             ("purpose".to_owned(), change.purpose.clone()),
         ],
-        ..AuditEvent::default()
-    };
+    );
     state.recorder.publish(&event).await?;
     state.policies.append(change).await.map_err(|error| {
         ApiError::unavailable(format!(

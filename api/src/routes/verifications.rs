@@ -9,12 +9,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use clickhouse::Row;
 use sealtrail_clickhouse::{VerifyRequest, verify_tenant};
-use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus, Resource};
+use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::platform_event;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, parse_time};
@@ -165,31 +166,28 @@ async fn run(state: SharedState, caller: Caller, job: JobState, request: VerifyR
 async fn incident(state: &SharedState, caller: &Caller, job: &JobState, report: &Value) {
     let first_break = report["first_break"].as_str().unwrap_or_default().to_owned();
     tracing::error!(tenant = %job.tenant_id, job = %job.job_id, %first_break, "integrity incident");
+    let actor = Actor {
+        id: caller.subject.clone(),
+        kind: ActorType::System,
+        display_name: None,
+        authority: None,
+        on_behalf_of: None,
+    };
     let event = AuditEvent {
-        event_id: ulid::Ulid::new().to_string(),
-        tenant_id: job.tenant_id.clone(),
-        occurred_at: i64::try_from(job.changed_at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
-        action: "integrity.incident".to_owned(),
-        actor: Actor {
-            id: caller.subject.clone(),
-            kind: ActorType::System,
-            display_name: None,
-            authority: None,
-            on_behalf_of: None,
-        },
-        resource: Resource {
-            kind: "verification_job".to_owned(),
-            id: job.job_id.clone(),
-            path: None,
-        },
         outcome: Outcome {
             status: OutcomeStatus::Failure,
             reason_code: Some("chain_or_checkpoint_break".to_owned()),
             reason_text: Some(first_break.clone()),
         },
-        correlation_id: Some(job.job_id.clone()),
-        attributes: vec![("scope".to_owned(), job.scope.clone())],
-        ..AuditEvent::default()
+        ..platform_event(
+            &job.tenant_id,
+            job.changed_at,
+            "integrity.incident",
+            actor,
+            ("verification_job", &job.job_id),
+            &job.job_id,
+            vec![("scope".to_owned(), job.scope.clone())],
+        )
     };
     if let Err(error) = state.recorder.publish(&event).await {
         tracing::error!(%error, job = %job.job_id, "the integrity incident could not be sealed");

@@ -8,12 +8,14 @@ mod error;
 mod migrations;
 mod rows;
 mod settings;
+mod stretch;
 mod verify;
 
 pub use error::ClickHouseError;
 pub use migrations::{AppliedMigration, MIGRATIONS, Migration, apply_migrations};
-pub use rows::{CheckpointRow, EventRow, RowError};
+pub use rows::{CheckpointRow, EventRow, RowError, TombstoneRow};
 pub use settings::{ClickHouseSettings, wait_for_clickhouse};
+pub use stretch::{ChainStretch, chain_stretch, unix_ms};
 pub use verify::{
     ENTRY_HASHES_SQL, PurgedRange, VerifyFailure, VerifyReport, VerifyRequest, check_attestation, verify_tenant,
 };

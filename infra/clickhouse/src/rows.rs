@@ -90,12 +90,47 @@ pub struct RowError {
     pub column: &'static str,
 }
 
-fn time_of(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+/// A row of `tombstones`: what remains of an event a retention run deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct TombstoneRow {
+    pub tenant_id: String,
+    pub seq: u64,
+    pub event_id: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub occurred_at: OffsetDateTime,
+    pub category: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub sealed_partition: u32,
+    pub sealed_offset: u64,
+    pub policy_id: String,
+    pub run_id: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub purged_at: OffsetDateTime,
 }
 
-fn ms_of(time: OffsetDateTime) -> i64 {
-    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+impl TombstoneRow {
+    /// The tombstone of an event row, which it consumes (nothing is copied).
+    pub fn of(row: EventRow, policy_id: &str, run_id: &str, purged_at: OffsetDateTime) -> Self {
+        Self {
+            tenant_id: row.tenant_id,
+            seq: row.seq,
+            event_id: row.event_id,
+            occurred_at: row.occurred_at,
+            category: row.category,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+            sealed_partition: row.sealed_partition,
+            sealed_offset: row.sealed_offset,
+            policy_id: policy_id.to_owned(),
+            run_id: run_id.to_owned(),
+            purged_at,
+        }
+    }
+}
+
+fn time_of(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 impl EventRow {
@@ -186,7 +221,7 @@ impl EventRow {
             event: AuditEvent {
                 event_id: self.event_id.clone(),
                 tenant_id: self.tenant_id.clone(),
-                occurred_at: ms_of(self.occurred_at),
+                occurred_at: crate::unix_ms(self.occurred_at),
                 action: self.action.clone(),
                 actor: Actor {
                     id: self.actor_id.clone(),
@@ -260,7 +295,7 @@ impl EventRow {
                 offset: i64::try_from(self.source_offset).map_err(|_| invalid("source_offset"))?,
                 schema_id: self.schema_id,
             },
-            sealed_at: ms_of(self.sealed_at),
+            sealed_at: crate::unix_ms(self.sealed_at),
         })
     }
 }
@@ -309,7 +344,7 @@ impl CheckpointRow {
             tenant_count: self.tenant_count,
             source_offset: self.source_offset,
             dlq_next_offset: self.dlq_next_offset,
-            created_at: ms_of(self.created_at),
+            created_at: crate::unix_ms(self.created_at),
             key_id: self.key_id.clone(),
             checkpoint_hash: digest(&self.checkpoint_hash, "checkpoint_hash")?,
             signature: from_hex(&self.signature).ok_or_else(|| invalid("signature"))?,

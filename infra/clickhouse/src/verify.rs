@@ -13,7 +13,7 @@ use sealtrail_core::verify::{
 };
 use time::OffsetDateTime;
 
-use crate::{CheckpointRow, ClickHouseSettings, EventRow, RowError};
+use crate::{CheckpointRow, ClickHouseSettings, EventRow, RowError, TombstoneRow, chain_stretch, unix_ms};
 
 /// Events are read in pages of this many rows.
 const PAGE: u64 = 10_000;
@@ -89,26 +89,10 @@ pub enum VerifyFailure {
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
-struct SeqRange {
-    rows: u64,
-    first: u64,
-    last: u64,
-}
-
-#[derive(clickhouse::Row, serde::Deserialize)]
 struct HashRow {
     hash: String,
     #[expect(dead_code, reason = "selected to order and deduplicate by it")]
     sealed_offset: u64,
-}
-
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct TombstoneRow {
-    seq: u64,
-    prev_hash: String,
-    hash: String,
-    policy_id: String,
-    run_id: String,
 }
 
 /// A retention run's sealed `policy.applied` event, as far as attestation needs it.
@@ -199,20 +183,16 @@ pub async fn verify_tenant(
         .collect();
     report.signed_through = heads.iter().map(|(_, seq, _)| *seq).max().unwrap_or_default();
 
-    let window = client
-        .query(
-            "SELECT count() AS rows, min(seq) AS first, max(seq) AS last FROM ( \
-               SELECT seq FROM events WHERE tenant_id = {tenant:String} \
-                 AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}) AND occurred_at <= fromUnixTimestamp64Milli({to:Int64}) \
-               UNION ALL \
-               SELECT seq FROM tombstones WHERE tenant_id = {tenant:String} \
-                 AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}) AND occurred_at <= fromUnixTimestamp64Milli({to:Int64}))",
-        )
-        .param("tenant", tenant)
-        .param("from", request.from.map_or(i64::MIN / 2, millis))
-        .param("to", request.to.map_or(i64::MAX / 2, millis))
-        .fetch_one::<SeqRange>()
-        .await?;
+    // The window's upper bound is inclusive here.
+    let window = chain_stretch(
+        &client,
+        tenant,
+        (
+            request.from.map_or(i64::MIN / 2, unix_ms),
+            request.to.map_or(i64::MAX / 2, |to| unix_ms(to).saturating_add(1)),
+        ),
+    )
+    .await?;
     if window.rows == 0 {
         return Ok(report);
     }
@@ -544,8 +524,4 @@ async fn verify_covering_entries(
         report.entries_roots_checked += 1;
     }
     Ok(())
-}
-
-fn millis(time: OffsetDateTime) -> i64 {
-    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
