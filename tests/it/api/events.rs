@@ -190,7 +190,14 @@ async fn events_are_filtered_paged_and_carry_their_checkpoint() {
     let all = api.all_events(&alfa, "").await;
     assert_eq!(ids(&all), alfa_rows.iter().map(|e| e.event_id.clone()).collect());
     assert_eq!(all.len(), alfa_rows.len(), "no event twice across pages");
-    let times: Vec<&str> = all.iter().map(|e| e["occurred_at"].as_str().expect("time")).collect();
+    // Compared as times: RFC 3339 text drops trailing zeros of the fraction (".1Z" is ".100Z").
+    let times: Vec<time::OffsetDateTime> = all
+        .iter()
+        .map(|e| {
+            let text = e["occurred_at"].as_str().expect("time");
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("RFC 3339")
+        })
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "ordered by time: {times:?}");
     for (event, row) in all.iter().zip(&alfa_rows) {
         assert_eq!(event["integrity"]["seq"], row.seq);
