@@ -154,3 +154,27 @@ impl ExportQueueArgs {
         }
     }
 }
+
+/// Where a component serves `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// Address for the Prometheus endpoint, for example 0.0.0.0:9464 (port 0 picks a free one);
+    /// not served when absent (the counters still appear in the periodic log line).
+    #[arg(long = "metrics-listen", env = "SEALTRAIL_METRICS_ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// The component's metrics, served when an address is configured.
+    pub async fn start(&self, component: &'static str) -> anyhow::Result<sealtrail_runtime::Metrics> {
+        let metrics = sealtrail_runtime::Metrics::new(component);
+        if let Some(address) = self.listen {
+            metrics.serve(address).await.map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot serve metrics on {address}: {error}; set SEALTRAIL_METRICS_ADDR to a free address"
+                )
+            })?;
+        }
+        Ok(metrics)
+    }
+}

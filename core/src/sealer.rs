@@ -17,6 +17,7 @@ use crate::chain;
 use crate::checkpoint::{self, CheckpointSigner};
 use crate::classify::classify_and_redact;
 use crate::digest::Digest;
+use crate::idempotency::{IdempotencyWindow, Original};
 use crate::policy::Policy;
 use crate::sealed::{Checkpoint, Seal, SealedEvent, SourceCoordinates, TenantHead};
 use crate::tokenize::Tokenizer;
@@ -33,6 +34,9 @@ pub struct SealerSettings {
     pub checkpoint_every: usize,
     /// ...or after this long with anything new to cover.
     pub checkpoint_interval_ms: i64,
+    /// A `(tenant, idempotency_key)` sealed within this long is rejected as a duplicate; zero
+    /// turns it off.
+    pub idempotency_window_ms: i64,
 }
 
 /// A raw record as read from the source partition.
@@ -94,12 +98,14 @@ pub struct PartitionSealer {
     handled_through: i64,
     /// Offsets beyond `handled_through` already handled before a restart.
     handled_ahead: BTreeSet<i64>,
+    idempotency: IdempotencyWindow,
 }
 
 impl PartitionSealer {
     /// A partition that has never been sealed.
     pub fn new(settings: SealerSettings, now_ms: i64) -> Self {
         Self {
+            idempotency: IdempotencyWindow::new(settings.idempotency_window_ms),
             settings,
             heads: HashMap::default(),
             pending: Vec::new(),
@@ -111,16 +117,22 @@ impl PartitionSealer {
     }
 
     /// Rebuilds the state from the last checkpoint of the sealed partition (if any), the sealed
-    /// events after it, and the raw offsets of the DLQ records after its DLQ position.
+    /// events after it, and the raw offsets of the DLQ records after its DLQ position. `recent`
+    /// are the events with an idempotency key sealed within the window before the checkpoint,
+    /// in order (see [`Self::idempotency_horizon`]).
     pub fn recover(
         settings: SealerSettings,
         last_checkpoint: Option<&Checkpoint>,
+        recent: &[SealedEvent],
         tail: &[SealedEvent],
         rejected_offsets: &[i64],
         now_ms: i64,
     ) -> Result<Self, RecoveryError> {
         let partition = settings.partition;
         let mut sealer = Self::new(settings, now_ms);
+        for event in recent {
+            sealer.remember_sealed(event);
+        }
         if let Some(checkpoint) = last_checkpoint {
             if checkpoint::tenant_heads_root(&checkpoint.tenant_heads) != checkpoint.tenant_heads_root {
                 return Err(RecoveryError::HeadsMismatch {
@@ -142,11 +154,36 @@ impl PartitionSealer {
             sealer.set_head(tenant, seq, hash);
             sealer.pending.push(hash);
             sealer.mark_handled(event.source.offset);
+            sealer.remember_sealed(event);
         }
         for offset in rejected_offsets {
             sealer.mark_handled(*offset);
         }
         Ok(sealer)
+    }
+
+    /// Where recovery starts reading sealed events back for the idempotency window (by sealing
+    /// time), or `None` when deduplication is off.
+    pub fn idempotency_horizon(&self, now_ms: i64) -> Option<i64> {
+        self.idempotency.is_enabled().then(|| self.idempotency.horizon(now_ms))
+    }
+
+    fn remember_sealed(&mut self, event: &SealedEvent) {
+        if let Some(key) = event.event.idempotency_key.as_deref() {
+            self.idempotency.remember(
+                &event.event.tenant_id,
+                key,
+                Original {
+                    seq: event.seal.tenant_seq,
+                    event_id: event.event.event_id.clone(),
+                    sealed_at: event.sealed_at,
+                },
+            );
+        }
+    }
+
+    pub fn remembered_keys(&self) -> usize {
+        self.idempotency.len()
     }
 
     /// The first raw offset to read.
@@ -265,11 +302,37 @@ impl PartitionSealer {
 
         let rules = context.policy.rules_for(&event.tenant_id);
         let (classification, redactions) = classify_and_redact(&mut event, rules, context.tokenizer);
+        // After redaction: the window is rebuilt from sealed events, which hold the redacted key.
+        if let Some(key) = event.idempotency_key.as_deref()
+            && let Some(original) = self.idempotency.find(&event.tenant_id, key, context.now_ms)
+        {
+            return Err(reject(
+                RejectCode::Duplicate,
+                format!(
+                    "a retry: tenant {} sealed this idempotency key {} ms ago as seq {} (event {})",
+                    event.tenant_id,
+                    context.now_ms.saturating_sub(original.sealed_at),
+                    original.seq,
+                    original.event_id
+                ),
+            ));
+        }
         let (seq, prev_hash) = self.next_link(&event.tenant_id);
         let canonical = canonical::entry(&event.tenant_id, seq, &event, &classification, &redactions);
         let hash = chain::entry_hash(&prev_hash, &canonical);
         self.set_head(&event.tenant_id, seq, hash);
         self.pending.push(hash);
+        if let Some(key) = event.idempotency_key.as_deref() {
+            self.idempotency.remember(
+                &event.tenant_id,
+                key,
+                Original {
+                    seq,
+                    event_id: event.event_id.clone(),
+                    sealed_at: context.now_ms,
+                },
+            );
+        }
         Ok(SealedEvent {
             event,
             classification,

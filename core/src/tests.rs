@@ -184,6 +184,7 @@ fn settings() -> SealerSettings {
         limits: Limits::default(),
         checkpoint_every: 1000,
         checkpoint_interval_ms: 5000,
+        idempotency_window_ms: 60_000,
     }
 }
 
@@ -318,7 +319,7 @@ fn recovery_from_a_checkpoint_and_tail_continues_exactly_where_sealing_stopped()
         tail.push(first.seal(at(i), event));
     }
     let mut second = Harness::new();
-    second.sealer = PartitionSealer::recover(settings(), Some(&checkpoint), &tail, &[], NOW).expect("recovers");
+    second.sealer = PartitionSealer::recover(settings(), Some(&checkpoint), &[], &tail, &[], NOW).expect("recovers");
     assert_eq!(second.sealer.resume_offset(), 25, "re-reads from the checkpoint");
     let mut resumed = Vec::new();
     for (i, event) in events.iter().enumerate().skip(25) {
@@ -434,11 +435,11 @@ fn recovery_refuses_to_continue_a_broken_sealed_log() {
     }
     let checkpoint = h.sealer.checkpoint(&signer, 0, NOW);
     let mut tail: Vec<SealedEvent> = (3..6).map(|n| h.seal(i64::from(n), &sample_event("acme", n))).collect();
-    assert!(PartitionSealer::recover(settings(), Some(&checkpoint), &tail, &[], NOW).is_ok());
+    assert!(PartitionSealer::recover(settings(), Some(&checkpoint), &[], &tail, &[], NOW).is_ok());
 
     let mut forked = tail.clone();
     forked.remove(1);
-    match PartitionSealer::recover(settings(), Some(&checkpoint), &forked, &[], NOW) {
+    match PartitionSealer::recover(settings(), Some(&checkpoint), &[], &forked, &[], NOW) {
         Err(crate::sealer::RecoveryError::Broken { chain_break, .. }) => {
             assert_eq!(
                 (chain_break.seq, chain_break.problem),
@@ -449,7 +450,62 @@ fn recovery_refuses_to_continue_a_broken_sealed_log() {
     }
     tail[2].event.action = "user.logout".to_owned();
     assert!(matches!(
-        PartitionSealer::recover(settings(), Some(&checkpoint), &tail, &[], NOW),
+        PartitionSealer::recover(settings(), Some(&checkpoint), &[], &tail, &[], NOW),
         Err(crate::sealer::RecoveryError::Broken { .. })
     ));
+}
+
+#[test]
+fn a_producer_retry_is_rejected_as_a_duplicate_even_after_recovery() {
+    let signer = CheckpointSigner::from_pkcs8(&CheckpointSigner::generate_pkcs8().expect("key")).expect("signer");
+    let keyed = |n: u32, key: &str| AuditEvent {
+        idempotency_key: Some(key.to_owned()),
+        ..sample_event("acme", n)
+    };
+    let mut h = Harness::new();
+    let original = h.seal(0, &keyed(1, "refund-42"));
+    // A retry carries the same key, usually with a fresh event id.
+    let duplicate = h.handle(1, "acme", &encoded(&keyed(2, "refund-42")));
+    let Disposition::Rejected(rejection) = duplicate else {
+        panic!("expected a duplicate, got {duplicate:?}");
+    };
+    assert_eq!(rejection.code, RejectCode::Duplicate);
+    assert!(rejection.detail.contains("as seq 1"), "{}", rejection.detail);
+    assert!(rejection.detail.contains(&original.event.event_id));
+    // The same key of another tenant is not a duplicate, and neither is another key.
+    assert_eq!(
+        h.seal(
+            2,
+            &AuditEvent {
+                idempotency_key: Some("refund-42".to_owned()),
+                ..sample_event("globex", 3)
+            }
+        )
+        .seal
+        .tenant_seq,
+        1
+    );
+    let before_checkpoint = h.seal(3, &keyed(4, "refund-43"));
+    let checkpoint = h.sealer.checkpoint(&signer, 0, NOW);
+    let tail = vec![h.seal(4, &keyed(5, "refund-44"))];
+
+    // After a restart the window comes back from the sealed events: before the checkpoint
+    // (`recent`) and after it (the tail).
+    let mut restarted = Harness::new();
+    restarted.sealer = PartitionSealer::recover(
+        settings(),
+        Some(&checkpoint),
+        &[original, before_checkpoint],
+        &tail,
+        &[],
+        NOW,
+    )
+    .expect("recovers");
+    for (offset, key) in [(5, "refund-42"), (6, "refund-43"), (7, "refund-44")] {
+        assert!(
+            matches!(restarted.handle(offset, "acme", &encoded(&keyed(10, key))), Disposition::Rejected(r) if r.code == RejectCode::Duplicate),
+            "{key} is remembered"
+        );
+    }
+    assert_eq!(restarted.seal(8, &keyed(11, "refund-45")).seal.tenant_seq, 4);
 }

@@ -52,6 +52,8 @@ pub enum RejectCode {
     StaleTimestamp,
     InvalidTraceContext,
     DuplicateAttribute,
+    /// A producer retry: the `(tenant, idempotency_key)` was sealed within the idempotency window.
+    Duplicate,
 }
 
 impl RejectCode {
@@ -71,6 +73,7 @@ impl RejectCode {
             Self::StaleTimestamp => "stale_timestamp",
             Self::InvalidTraceContext => "invalid_trace_context",
             Self::DuplicateAttribute => "duplicate_attribute",
+            Self::Duplicate => "duplicate",
         }
     }
 }

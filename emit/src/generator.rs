@@ -370,7 +370,8 @@ impl Generator {
             uri: format!("https://changes.example/CR-{}", self.rng.random_range(100..999)),
             sha256: None,
         }];
-        event.idempotency_key = Some(format!("cfg-{:x}", self.rng.random::<u32>()));
+        // Unique per action, as a producer's retry key is: repeats are what deduplication drops.
+        event.idempotency_key = Some(format!("cfg-{}", event.event_id));
         event
     }
 

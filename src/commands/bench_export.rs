@@ -138,6 +138,7 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
             limits: Limits::default(),
             checkpoint_every: usize::MAX,
             checkpoint_interval_ms: i64::MAX,
+            idempotency_window_ms: 600_000,
         },
         now_ms,
     );

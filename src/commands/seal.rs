@@ -6,7 +6,7 @@ use sealtrail_core::validate::Limits;
 use sealtrail_runtime::{RegistryClient, StopSignal};
 use sealtrail_seal::SealConfig;
 
-use crate::settings::{KafkaArgs, KeyArgs, RegistryUrlArgs, TopicArgs};
+use crate::settings::{KafkaArgs, KeyArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct SealArgs {
@@ -18,6 +18,8 @@ pub struct SealArgs {
     topics: TopicArgs,
     #[command(flatten)]
     keys: KeyArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Consumer group; run more instances in the same group to scale out.
     #[arg(long, env = "SEAL_GROUP", default_value = "sealtrail-seal")]
     group: String,
@@ -37,6 +39,11 @@ pub struct SealArgs {
     /// Largest raw record accepted, in bytes.
     #[arg(long, env = "SEAL_MAX_RECORD_BYTES", default_value_t = 64 * 1024)]
     max_record_bytes: usize,
+    /// Seconds within which a second event with the same (tenant, `idempotency_key`) is a producer
+    /// retry, sent to the DLQ with reason `duplicate`; 0 turns this off. The window is rebuilt
+    /// from the sealed topic at start, so its length is also how far back a restart reads.
+    #[arg(long, env = "SEAL_IDEMPOTENCY_WINDOW_SECS", default_value_t = 600)]
+    idempotency_window_secs: u64,
 }
 
 pub async fn run(args: SealArgs) -> anyhow::Result<()> {
@@ -48,6 +55,8 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
         }
         None => Policy::default_policy(),
     };
+    let metrics = args.metrics.start("seal").await?;
+    metrics.set_not_ready("waiting for the broker and a partition assignment");
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     let config = SealConfig {
@@ -67,7 +76,9 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
         },
         checkpoint_every: args.checkpoint_every.max(1),
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
+        idempotency_window: Duration::from_secs(args.idempotency_window_secs),
         stop_after: None,
+        metrics,
     };
     let stop = StopSignal::new();
     stop.on_unix_signals();

@@ -5,7 +5,7 @@ use sealtrail_runtime::{RegistryClient, StopSignal};
 use sealtrail_sink::SinkConfig;
 
 use super::seal::run_blocking;
-use crate::settings::{ClickHouseArgs, KafkaArgs, RegistryUrlArgs, TopicArgs};
+use crate::settings::{ClickHouseArgs, KafkaArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {
@@ -17,6 +17,8 @@ pub struct SinkArgs {
     topics: TopicArgs,
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Consumer group; more instances in the group share the partitions.
     #[arg(long, env = "SINK_GROUP", default_value = "sealtrail-sink")]
     group: String,
@@ -32,6 +34,8 @@ pub struct SinkArgs {
 }
 
 pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
+    let metrics = args.metrics.start("sink").await?;
+    metrics.set_not_ready("waiting for the broker, ClickHouse and a partition assignment");
     let kafka = args.kafka.settings();
     let clickhouse = args.clickhouse.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
@@ -46,6 +50,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         batch_rows: args.batch_rows.max(1),
         batch_wait: Duration::from_millis(args.batch_wait_ms),
         stop_after: None,
+        metrics,
     };
     let stop = StopSignal::new();
     stop.on_unix_signals();

@@ -1,11 +1,38 @@
 //! docker-compose.yml cannot run on machines without a Docker engine; it is parsed and checked.
 
+use serde_json::Value as Json;
 use serde_yaml_ng::Value;
 
+/// The metric contract of the components: dashboards that query any other name show nothing.
+const METRICS: [&str; 11] = [
+    "sealtrail_events_in_total",
+    "sealtrail_events_out_total",
+    "sealtrail_events_rejected_total",
+    "sealtrail_events_skipped_total",
+    "sealtrail_checkpoints_total",
+    "sealtrail_consumer_lag",
+    "sealtrail_dlq_depth",
+    "sealtrail_chain_head_offset",
+    "sealtrail_last_checkpoint",
+    "sealtrail_up",
+    "sealtrail_build_info",
+];
+const HISTOGRAMS: [&str; 3] = [
+    "sealtrail_batch_duration_seconds",
+    "sealtrail_audit_lag_seconds",
+    "sealtrail_http_request_duration_seconds",
+];
+
+fn read(path: &str) -> String {
+    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// With `<<` merge keys applied, as Docker Compose reads them.
 fn compose() -> Value {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml")).expect("compose file");
-    serde_yaml_ng::from_str(&text).expect("valid YAML")
+    let mut compose: Value = serde_yaml_ng::from_str(&read("docker-compose.yml")).expect("valid YAML");
+    compose.apply_merge().expect("valid merge keys");
+    compose
 }
 
 fn image_of<'a>(services: &'a Value, name: &str) -> &'a str {
@@ -70,4 +97,95 @@ fn sealtrail_services_are_built_here_and_configured_like_the_local_stack() {
     let dockerfile =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/docker/Dockerfile")).expect("Dockerfile");
     assert!(dockerfile.contains("cargo build --release --locked"));
+}
+
+#[test]
+fn prometheus_scrapes_every_component_that_serves_metrics() {
+    let compose = compose();
+    let services = &compose["services"];
+    assert!(image_of(services, "prometheus").starts_with("prom/prometheus:"));
+    assert!(image_of(services, "grafana").starts_with("grafana/grafana:"));
+    let prometheus: Value = serde_yaml_ng::from_str(&read("infra/prometheus/prometheus.yml")).expect("valid YAML");
+    let jobs = prometheus["scrape_configs"].as_sequence().expect("scrape configs");
+    let mut served = Vec::new();
+    for (name, service) in services.as_mapping().expect("map") {
+        let name = name.as_str().unwrap_or_default();
+        let Some(address) = service["environment"]["SEALTRAIL_METRICS_ADDR"].as_str() else {
+            continue;
+        };
+        let target = format!("{name}:{}", address.rsplit_once(':').expect("host:port").1);
+        let job = jobs
+            .iter()
+            .find(|job| job["job_name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("a scrape job named {name}"));
+        let configs = job["static_configs"].as_sequence().into_iter().flatten();
+        assert!(
+            configs
+                .flat_map(|config| config["targets"].as_sequence().into_iter().flatten())
+                .any(|scraped| scraped.as_str() == Some(target.as_str())),
+            "{name} is scraped at {target}"
+        );
+        served.push(name);
+    }
+    served.sort_unstable();
+    // Not the one-shot set-up services: once they exit, their silence would read as an outage.
+    let processors = [
+        "sealtrail-api",
+        "sealtrail-export",
+        "sealtrail-retention",
+        "sealtrail-seal",
+        "sealtrail-sink",
+    ];
+    assert_eq!(served, processors);
+}
+
+#[test]
+fn dashboards_query_only_the_metric_contract() {
+    for file in ["executive", "oncall", "debug"] {
+        let text = read(&format!("infra/grafana/dashboards/{file}.json"));
+        let dashboard: Json = serde_json::from_str(&text).unwrap_or_else(|error| panic!("{file}: {error}"));
+        assert!(
+            dashboard["title"].as_str().is_some_and(|title| !title.is_empty()),
+            "{file} has a title"
+        );
+        assert!(
+            dashboard["panels"].as_array().is_some_and(|panels| !panels.is_empty()),
+            "{file} has panels"
+        );
+        let mut queries = Vec::new();
+        collect_queries(&dashboard, &mut queries);
+        assert!(!queries.is_empty(), "{file} queries Prometheus");
+        for query in queries {
+            let words = query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+            for name in words.filter(|word| word.starts_with("sealtrail_")) {
+                assert!(
+                    in_contract(name),
+                    "{file}: {name} in `{query}` is not in the metric contract"
+                );
+            }
+        }
+    }
+}
+
+fn in_contract(name: &str) -> bool {
+    METRICS.contains(&name)
+        || ["_bucket", "_sum", "_count"]
+            .into_iter()
+            .any(|suffix| name.strip_suffix(suffix).is_some_and(|base| HISTOGRAMS.contains(&base)))
+}
+
+/// The `PromQL` of panel targets (`expr`) and of template variables (`query`), at any depth: rows nest panels.
+fn collect_queries<'a>(value: &'a Json, queries: &mut Vec<&'a str>) {
+    match value {
+        Json::Object(fields) => {
+            for (key, field) in fields {
+                match (key.as_str(), field.as_str()) {
+                    ("expr" | "query", Some(query)) => queries.push(query),
+                    _ => collect_queries(field, queries),
+                }
+            }
+        }
+        Json::Array(items) => items.iter().for_each(|item| collect_queries(item, queries)),
+        _ => {}
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as ClientError;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -212,6 +212,28 @@ impl GroupOffsets {
                 .map_err(failed(topic))?;
         }
         self.consumer.commit(&list, CommitMode::Sync).map_err(failed(topic))
+    }
+}
+
+/// A group member's committed offsets of `assigned` (empty when the broker cannot tell): where
+/// an operator rewound the group to. Read inside a rebalance callback, before assigning.
+pub fn committed_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    assigned: &TopicPartitionList,
+) -> std::collections::HashMap<i32, i64> {
+    match consumer.committed_offsets(assigned.clone(), Duration::from_secs(10)) {
+        Ok(found) => found
+            .elements()
+            .iter()
+            .filter_map(|element| match element.offset() {
+                Offset::Offset(offset) if offset >= 0 => Some((element.partition(), offset)),
+                _ => None,
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the group's committed offsets; resuming where the processor's own output says");
+            std::collections::HashMap::new()
+        }
     }
 }
 

@@ -139,4 +139,27 @@ impl PartitionReader {
         self.consumer.unassign().map_err(read_error)?;
         outcome.map(|()| records)
     }
+
+    /// `ListOffsets` by time: the first offset of `partition` whose record timestamp is at or
+    /// after `at_ms`, or `None` when no record is that late.
+    pub fn offset_for_time(&self, topic: &str, partition: i32, at_ms: i64) -> Result<Option<i64>, KafkaError> {
+        let read_error = |source| KafkaError::Read {
+            topic: topic.to_owned(),
+            source,
+        };
+        let mut wanted = TopicPartitionList::new();
+        wanted
+            .add_partition_offset(topic, partition, Offset::Offset(at_ms))
+            .map_err(read_error)?;
+        let found = self
+            .consumer
+            .offsets_for_times(wanted, self.timeout)
+            .map_err(read_error)?;
+        Ok(found
+            .find_partition(topic, partition)
+            .and_then(|element| match element.offset() {
+                Offset::Offset(offset) if offset >= 0 => Some(offset),
+                _ => None,
+            }))
+    }
 }

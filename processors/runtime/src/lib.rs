@@ -3,10 +3,12 @@
 //! reports (events in and out, errors, lag).
 
 pub mod keys;
+mod metrics;
 mod registry;
 mod stats;
 mod stop;
 
+pub use metrics::Metrics;
 pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
 pub use stats::ComponentStats;
 pub use stop::{StopSignal, termination};

@@ -4,6 +4,7 @@ use std::time::Duration;
 use sealtrail_core::policy::Policy;
 use sealtrail_core::validate::Limits;
 use sealtrail_kafka::KafkaSettings;
+use sealtrail_runtime::Metrics;
 
 /// Everything the seal processor needs.
 #[derive(Debug, Clone)]
@@ -25,7 +26,11 @@ pub struct SealConfig {
     pub limits: Limits,
     pub checkpoint_every: usize,
     pub checkpoint_interval: Duration,
+    /// A `(tenant, idempotency_key)` sealed within this long before is rejected as a duplicate
+    /// (reason `duplicate`); zero turns deduplication off.
+    pub idempotency_window: Duration,
     /// Stop after this many raw records have been handled (for benchmarks); `None` runs until
     /// stopped.
     pub stop_after: Option<u64>,
+    pub metrics: Metrics,
 }

@@ -74,6 +74,8 @@ pub struct SealSummary {
 struct PartitionState {
     sealer: PartitionSealer,
     covered_through: i64,
+    /// After a rewind of the group: the last raw offset read again and recognised as handled.
+    reread_through: i64,
 }
 
 /// What the loop and the rebalance callback share.
@@ -109,6 +111,7 @@ impl Shared {
             limits: self.config.limits,
             checkpoint_every: self.config.checkpoint_every,
             checkpoint_interval_ms: i64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(i64::MAX),
+            idempotency_window_ms: i64::try_from(self.config.idempotency_window.as_millis()).unwrap_or(i64::MAX),
         }
     }
 
@@ -122,6 +125,7 @@ impl Shared {
     /// Recovers every newly assigned partition and assigns it at the offset recovery found.
     fn assign(&self, consumer: &BaseConsumer<SealContextOf>, assigned: &TopicPartitionList) {
         let mut positions = TopicPartitionList::new();
+        let committed = sealtrail_kafka::committed_offsets(consumer, assigned);
         for element in assigned.elements() {
             let partition = element.partition();
             let started = Instant::now();
@@ -136,16 +140,35 @@ impl Shared {
             };
             match recover(&mut sources, self.settings(partition), now_ms()) {
                 Ok(recovered) => {
-                    let resume = recovered.sealer.resume_offset();
+                    let recovered_at = recovered.sealer.resume_offset();
+                    // The sealed topic says where sealing stands; a group rewound below that is
+                    // honoured by reading again from there, every record recognised by its offset.
+                    let resume = committed
+                        .get(&partition)
+                        .copied()
+                        .filter(|offset| *offset < recovered_at)
+                        .unwrap_or(recovered_at);
                     tracing::info!(
                         partition,
                         resume,
                         last_checkpoint = recovered.last_checkpoint,
                         tail = recovered.tail,
                         tenants = recovered.sealer.tenant_count(),
+                        idempotency_keys = recovered.remembered_keys,
                         ms = started.elapsed().as_millis(),
                         "partition recovered from the sealed topic"
                     );
+                    if resume < recovered_at {
+                        tracing::info!(
+                            partition,
+                            from = resume,
+                            until = recovered_at,
+                            "the group was rewound: reading raw records again; those already sealed or rejected are recognised and skipped"
+                        );
+                    }
+                    if let Some(number) = recovered.last_checkpoint {
+                        self.config.metrics.last_checkpoint(partition, number);
+                    }
                     self.producer
                         .context()
                         .lock()
@@ -157,6 +180,7 @@ impl Shared {
                         PartitionState {
                             sealer: recovered.sealer,
                             covered_through,
+                            reread_through: -1,
                         },
                     );
                     if positions
@@ -179,6 +203,7 @@ impl Shared {
                 "cannot assign the recovered partitions: {error}"
             )));
         }
+        self.config.metrics.set_ready();
     }
 
     /// Checkpoints and flushes the partitions being taken away, so the next owner starts from a
@@ -260,8 +285,10 @@ impl Shared {
         let Some(state) = partitions.get_mut(&partition) else {
             return Ok(false);
         };
+        let started = Instant::now();
         let checkpoint = state.sealer.checkpoint(&self.signer, dlq_next, now_ms());
         state.covered_through = checkpoint.source_offset;
+        self.config.metrics.last_checkpoint(partition, checkpoint.number);
         let produced = Produced::Checkpoint {
             partition,
             source_offset: checkpoint.source_offset,
@@ -270,6 +297,8 @@ impl Shared {
         drop(partitions);
         self.send(&self.config.sealed_topic, partition, b"", &bytes, produced, None)?;
         *lock(&self.checkpoints) += 1;
+        self.config.metrics.checkpoint();
+        self.config.metrics.batch_duration(started.elapsed().as_secs_f64());
         Ok(true)
     }
 
@@ -315,14 +344,20 @@ impl Shared {
         }
     }
 
+    /// Commits, per partition, what the last acknowledged checkpoint covers, or how far a rewound
+    /// group has read again if that is further.
     fn commit(&self, consumer: &BaseConsumer<SealContextOf>, mode: CommitMode) {
         let committable = self.producer.context().lock().committable.clone();
         let partitions = lock(&self.partitions);
         let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in committable.iter().filter(|(p, _)| partitions.contains_key(p)) {
-            offsets
-                .add_partition_offset(&self.config.raw_topic, *partition, Offset::Offset(*offset))
-                .ok();
+        for (partition, state) in partitions.iter() {
+            let covered = committable.get(partition).copied().unwrap_or(-1);
+            let offset = covered.max(state.reread_through + 1);
+            if offset >= 0 {
+                offsets
+                    .add_partition_offset(&self.config.raw_topic, *partition, Offset::Offset(offset))
+                    .ok();
+            }
         }
         drop(partitions);
         if offsets.count() > 0
@@ -388,7 +423,7 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
         stop,
         tokenizer,
         verdicts: HashMap::new(),
-        stats: ComponentStats::new("seal"),
+        stats: ComponentStats::new(shared.config.metrics.clone()),
         summary: SealSummary::default(),
         first_record: None,
     };
@@ -518,7 +553,8 @@ impl Loop<'_> {
                 }
                 if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                     last_lag = Some(Instant::now());
-                    self.stats.lag = lag(consumer, shared);
+                    self.stats.set_lag(lag(consumer, shared));
+                    dlq_depth(consumer, shared);
                 }
                 self.stats.report_if_due();
             }
@@ -545,7 +581,7 @@ impl Loop<'_> {
         }
         self.summary.records += 1;
         self.first_record.get_or_insert_with(Instant::now);
-        self.stats.events_in += 1;
+        self.stats.received(1);
         let now = now_ms();
         let mut partitions = lock(&shared.partitions);
         let Some(assigned) = partitions.get_mut(&partition) else {
@@ -573,10 +609,18 @@ impl Loop<'_> {
             &mut context,
         );
         let due = assigned.sealer.pending_entries() >= shared.config.checkpoint_every;
+        if matches!(disposition, Disposition::AlreadyHandled) {
+            assigned.reread_through = message.offset();
+        }
+        shared
+            .config
+            .metrics
+            .chain_head(partition, assigned.sealer.handled_through());
         drop(partitions);
         match disposition {
             Disposition::Sealed(sealed) => {
                 let tenant = sealed.event.tenant_id.clone();
+                let occurred_at = sealed.event.occurred_at;
                 let bytes = shared.encode(&SealedRecord::Event(sealed));
                 shared.send(
                     &shared.config.sealed_topic,
@@ -587,7 +631,10 @@ impl Loop<'_> {
                     None,
                 )?;
                 self.summary.sealed += 1;
-                self.stats.events_out += 1;
+                self.stats.emitted(1);
+                self.stats
+                    .metrics()
+                    .audit_lag("occurred_to_sealed", (now - occurred_at) as f64 / 1000.0);
             }
             Disposition::Rejected(rejection) => {
                 tracing::info!(partition, offset = message.offset(), reason = rejection.code.as_str(), detail = %rejection.detail, "record rejected to the DLQ");
@@ -608,9 +655,9 @@ impl Loop<'_> {
                     Some(headers),
                 )?;
                 self.summary.rejected += 1;
-                self.stats.error(rejection.code.as_str());
+                self.stats.rejected(rejection.code.as_str());
             }
-            Disposition::AlreadyHandled => {}
+            Disposition::AlreadyHandled => self.stats.skipped("already_sealed"),
         }
         if due {
             shared.checkpoint_if_pending(partition, false)?;
@@ -619,6 +666,7 @@ impl Loop<'_> {
     }
 }
 
+/// The raw records not handled yet, per assigned partition (as gauges) and in total.
 fn lag(consumer: &BaseConsumer<SealContextOf>, shared: &Shared) -> i64 {
     let positions: Vec<(i32, i64)> = lock(&shared.partitions)
         .iter()
@@ -630,7 +678,25 @@ fn lag(consumer: &BaseConsumer<SealContextOf>, shared: &Shared) -> i64 {
             let (_, high) = consumer
                 .fetch_watermarks(&shared.config.raw_topic, partition, Duration::from_secs(2))
                 .ok()?;
-            Some((high - next).max(0))
+            let lag = (high - next).max(0);
+            shared
+                .config
+                .metrics
+                .consumer_lag(&shared.config.raw_topic, partition, lag);
+            Some(lag)
         })
         .sum()
+}
+
+/// Records held in the DLQ partitions this instance writes.
+fn dlq_depth(consumer: &BaseConsumer<SealContextOf>, shared: &Shared) {
+    let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
+    let mut depth = 0;
+    for partition in assigned {
+        match consumer.fetch_watermarks(&shared.config.dlq_topic, partition, Duration::from_secs(2)) {
+            Ok((low, high)) => depth += (high - low).max(0),
+            Err(_) => return,
+        }
+    }
+    shared.config.metrics.dlq_depth(&shared.config.dlq_topic, depth);
 }

@@ -3,7 +3,7 @@
 use sealtrail_core::checkpoint::{TrustedKey, verify_checkpoint};
 use sealtrail_core::sealed::{Checkpoint, SealedEvent, SealedRecord};
 use sealtrail_core::sealer::{PartitionSealer, SealerSettings};
-use sealtrail_kafka::PartitionReader;
+use sealtrail_kafka::{PartitionReader, PartitionRecord};
 use sealtrail_runtime::SealedReaders;
 
 use crate::dlq;
@@ -16,7 +16,13 @@ pub struct Recovered {
     pub dlq_next: i64,
     pub last_checkpoint: Option<u64>,
     pub tail: usize,
+    /// Idempotency keys read back for the window.
+    pub remembered_keys: usize,
 }
+
+/// Records decoded per read while rebuilding the idempotency window, so memory stays bounded
+/// however long the window.
+const WINDOW_CHUNK: i64 = 5_000;
 
 /// Topics and keys recovery reads with.
 #[derive(Debug)]
@@ -43,22 +49,11 @@ pub fn recover(
         .unwrap_or(i64::MAX / 4)
         .saturating_mul(2)
         .max(64);
-    let (checkpoint, tail) = loop {
+    let (checkpoint, checkpoint_offset, tail) = loop {
         let start = high.saturating_sub(window).max(low);
         let records = sources.reader.read(sources.sealed_topic, partition, start, high)?;
-        let mut decoded = Vec::with_capacity(records.len());
-        for record in &records {
-            let bytes = record.value.as_deref().unwrap_or_default();
-            let sealed = sources
-                .sealed_readers
-                .decode(bytes)
-                .map_err(|reason| SealError::CorruptSealed {
-                    partition,
-                    offset: record.offset,
-                    reason,
-                })?;
-            decoded.push(sealed);
-        }
+        let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+        let decoded = decode(sources, partition, &records)?;
         let last_checkpoint = decoded.iter().rposition(|r| matches!(r, SealedRecord::Checkpoint(_)));
         if last_checkpoint.is_some() || start == low {
             let mut checkpoint: Option<Checkpoint> = None;
@@ -70,7 +65,7 @@ pub fn recover(
                     _ => {}
                 }
             }
-            break (checkpoint, tail);
+            break (checkpoint, last_checkpoint.map(|at| offsets[at]), tail);
         }
         window = window.saturating_mul(4);
     };
@@ -95,13 +90,73 @@ pub fn recover(
         })
         .collect();
 
+    // The tail is read already; the window may reach further back, before the last checkpoint.
+    let recent = match (settings.idempotency_window_ms > 0, checkpoint_offset) {
+        (true, Some(until)) => {
+            let horizon = now_ms.saturating_sub(settings.idempotency_window_ms);
+            let from = sources
+                .reader
+                .offset_for_time(sources.sealed_topic, partition, horizon)?
+                .unwrap_or(until)
+                .max(low);
+            keyed_events(sources, partition, from, until)?
+        }
+        _ => Vec::new(),
+    };
+
     let tail_len = tail.len();
-    let sealer = PartitionSealer::recover(settings, checkpoint.as_ref(), &tail, &rejected, now_ms)
+    let sealer = PartitionSealer::recover(settings, checkpoint.as_ref(), &recent, &tail, &rejected, now_ms)
         .map_err(|e| SealError::Recovery(Box::new(e)))?;
     Ok(Recovered {
-        sealer,
         dlq_next: dlq_high,
         last_checkpoint: checkpoint.map(|c| c.number),
         tail: tail_len,
+        remembered_keys: sealer.remembered_keys(),
+        sealer,
     })
+}
+
+fn decode(
+    sources: &mut RecoverySources<'_>,
+    partition: i32,
+    records: &[PartitionRecord],
+) -> Result<Vec<SealedRecord>, SealError> {
+    records
+        .iter()
+        .map(|record| {
+            let bytes = record.value.as_deref().unwrap_or_default();
+            sources
+                .sealed_readers
+                .decode(bytes)
+                .map_err(|reason| SealError::CorruptSealed {
+                    partition,
+                    offset: record.offset,
+                    reason,
+                })
+        })
+        .collect()
+}
+
+/// The sealed events of `from..until` that carry an idempotency key, in order.
+fn keyed_events(
+    sources: &mut RecoverySources<'_>,
+    partition: i32,
+    from: i64,
+    until: i64,
+) -> Result<Vec<SealedEvent>, SealError> {
+    let mut keyed = Vec::new();
+    let mut start = from;
+    while start < until {
+        let end = start.saturating_add(WINDOW_CHUNK).min(until);
+        let records = sources.reader.read(sources.sealed_topic, partition, start, end)?;
+        for record in decode(sources, partition, &records)? {
+            if let SealedRecord::Event(event) = record
+                && event.event.idempotency_key.is_some()
+            {
+                keyed.push(*event);
+            }
+        }
+        start = end;
+    }
+    Ok(keyed)
 }

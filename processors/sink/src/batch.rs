@@ -1,15 +1,25 @@
 //! Rows waiting to be inserted for one sealed partition.
+//!
+//! Records past what ClickHouse holds are inserted. Records at or below it are read only when
+//! the group was rewound: they are kept as candidates, and the insert restores those ClickHouse
+//! no longer has (and never purged), so a rewind repairs a projection without duplicating it.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sealtrail_clickhouse::{CheckpointRow, EventRow};
 
+/// The first and last sealed offset of some rows.
+pub type OffsetSpan = (u64, u64);
+
 /// Rows of one partition, in offset order, and what ClickHouse already holds of it.
 #[derive(Debug)]
 pub struct PartitionBatch {
     pub events: Vec<EventRow>,
     pub checkpoints: Vec<CheckpointRow>,
+    /// Read again after a rewind: inserted only where ClickHouse lacks them.
+    pub event_candidates: Vec<EventRow>,
+    pub checkpoint_candidates: Vec<CheckpointRow>,
     /// The largest sealed offset stored in each table (-1 when none): records at or below it
     /// are skipped.
     pub stored_events_through: i64,
@@ -24,6 +34,8 @@ impl PartitionBatch {
         Self {
             events: Vec::new(),
             checkpoints: Vec::new(),
+            event_candidates: Vec::new(),
+            checkpoint_candidates: Vec::new(),
             stored_events_through,
             stored_checkpoints_through,
             last_offset: stored_events_through.min(stored_checkpoints_through),
@@ -37,7 +49,7 @@ impl PartitionBatch {
     }
 
     pub fn len(&self) -> usize {
-        self.events.len() + self.checkpoints.len()
+        self.events.len() + self.checkpoints.len() + self.event_candidates.len() + self.checkpoint_candidates.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -45,26 +57,54 @@ impl PartitionBatch {
     }
 
     pub fn push_event(&mut self, offset: i64, row: EventRow) {
+        self.first_buffered_at.get_or_insert_with(Instant::now);
         if offset > self.stored_events_through {
-            self.first_buffered_at.get_or_insert_with(Instant::now);
             self.events.push(row);
+        } else {
+            self.event_candidates.push(row);
         }
         self.last_offset = self.last_offset.max(offset);
     }
 
     pub fn push_checkpoint(&mut self, offset: i64, row: CheckpointRow) {
+        self.first_buffered_at.get_or_insert_with(Instant::now);
         if offset > self.stored_checkpoints_through {
-            self.first_buffered_at.get_or_insert_with(Instant::now);
             self.checkpoints.push(row);
+        } else {
+            self.checkpoint_candidates.push(row);
         }
         self.last_offset = self.last_offset.max(offset);
+    }
+
+    /// Keeps only the candidates whose sealed offsets are not in `present`; returns how many
+    /// were dropped.
+    pub fn drop_present_candidates(&mut self, present_events: &[u64], present_checkpoints: &[u64]) -> usize {
+        let before = self.event_candidates.len() + self.checkpoint_candidates.len();
+        self.event_candidates
+            .retain(|row| present_events.binary_search(&row.sealed_offset).is_err());
+        self.checkpoint_candidates
+            .retain(|row| present_checkpoints.binary_search(&row.sealed_offset).is_err());
+        before - self.event_candidates.len() - self.checkpoint_candidates.len()
+    }
+
+    /// The sealed offsets the candidates span, per table (events, checkpoints).
+    pub fn candidate_ranges(&self) -> [Option<OffsetSpan>; 2] {
+        let span = |offsets: &mut dyn Iterator<Item = u64>| {
+            offsets.fold(None, |span: Option<(u64, u64)>, offset| {
+                Some(span.map_or((offset, offset), |(low, high)| (low.min(offset), high.max(offset))))
+            })
+        };
+        [
+            span(&mut self.event_candidates.iter().map(|row| row.sealed_offset)),
+            span(&mut self.checkpoint_candidates.iter().map(|row| row.sealed_offset)),
+        ]
     }
 
     /// The buffered events grouped by the month they are partitioned by, so every insert lands
     /// in one ClickHouse partition, as one part: all or nothing.
     pub fn events_by_month(&self) -> BTreeMap<(i32, u8), Vec<&EventRow>> {
         let mut months: BTreeMap<(i32, u8), Vec<&EventRow>> = BTreeMap::new();
-        for row in &self.events {
+        for row in self.event_candidates.iter().chain(&self.events) {
             let date = row.occurred_at.date();
             months
                 .entry((date.year(), u8::from(date.month())))
@@ -84,6 +124,8 @@ impl PartitionBatch {
         }
         self.events.clear();
         self.checkpoints.clear();
+        self.event_candidates.clear();
+        self.checkpoint_candidates.clear();
         self.first_buffered_at = None;
     }
 }

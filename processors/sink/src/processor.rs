@@ -11,7 +11,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_kafka::KafkaSettings;
-use sealtrail_runtime::{ComponentStats, RegistryClient, SealedReaders, StopSignal};
+use sealtrail_runtime::{ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
 use tokio::runtime::Handle;
 
 use crate::batch::PartitionBatch;
@@ -31,6 +31,7 @@ pub struct SinkConfig {
     pub batch_wait: Duration,
     /// Stop once this many sealed records have been read (for benchmarks).
     pub stop_after: Option<u64>,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,7 @@ impl Shared {
 
     fn assign(&self, consumer: &BaseConsumer<SinkContext>, assigned: &TopicPartitionList) {
         let mut positions = TopicPartitionList::new();
+        let committed = sealtrail_kafka::committed_offsets(consumer, assigned);
         for element in assigned.elements() {
             let partition = element.partition();
             // ClickHouse may be down right now; it is the only source of truth for where to
@@ -114,8 +116,15 @@ impl Shared {
                     }
                 }
             };
-            let batch = PartitionBatch::new(stored.0, stored.1);
-            let resume = batch.resume_offset();
+            let mut batch = PartitionBatch::new(stored.0, stored.1);
+            let stored_until = batch.resume_offset();
+            // ClickHouse says where the projection stands; a group rewound below that is read
+            // again from there, to restore what ClickHouse lost.
+            let resume = committed
+                .get(&partition)
+                .copied()
+                .filter(|offset| *offset < stored_until)
+                .unwrap_or(stored_until);
             tracing::info!(
                 partition,
                 resume,
@@ -123,6 +132,16 @@ impl Shared {
                 checkpoints_through = stored.1,
                 "sink partition assigned"
             );
+            if resume < stored_until {
+                tracing::info!(
+                    partition,
+                    from = resume,
+                    until = stored_until,
+                    "the group was rewound: re-projecting; rows ClickHouse holds (or purged) are skipped, missing ones restored"
+                );
+                // Commit from the rewound position on, so a restart mid-way carries on re-projecting.
+                batch.last_offset = resume - 1;
+            }
             lock(&self.batches).insert(partition, batch);
             positions
                 .add_partition_offset(&self.config.sealed_topic, partition, Offset::Offset(resume))
@@ -131,6 +150,7 @@ impl Shared {
         if let Err(error) = consumer.assign(&positions) {
             self.fail(SinkError::Client(format!("cannot assign: {error}")));
         }
+        self.config.metrics.set_ready();
     }
 
     fn fail(&self, error: SinkError) {
@@ -155,17 +175,62 @@ impl Shared {
         if batch.is_empty() {
             return Some((batch.last_offset + 1, 0, 0));
         }
+        let started = Instant::now();
+        let mut token_suffix = String::new();
+        if !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty() {
+            let present = self.retrying(consumer, partition, stop, stats, "checking rows read again", || {
+                self.drop_present_candidates(partition, batch)
+            })?;
+            for _ in 0..present {
+                stats.skipped("already_projected");
+            }
+            let restored = batch.event_candidates.len() + batch.checkpoint_candidates.len();
+            if restored > 0 {
+                tracing::info!(partition, restored, "rewind: restoring rows ClickHouse no longer has");
+            }
+            // ClickHouse remembers the original insert's token even after its rows are deleted:
+            // restored rows need a token of their own (kept across this flush's retries).
+            token_suffix = format!("/restore-{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
+        }
+        self.retrying(consumer, partition, stop, stats, "inserting into ClickHouse", || {
+            self.insert(partition, batch, &token_suffix)
+        })?;
+        let now = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
+        for row in batch.events.iter().chain(&batch.event_candidates) {
+            let lag = now - sealtrail_clickhouse::unix_ms(row.sealed_at);
+            stats.metrics().audit_lag("sealed_to_queryable", lag as f64 / 1000.0);
+        }
+        stats.metrics().batch_duration(started.elapsed().as_secs_f64());
+        let inserted = (
+            (batch.events.len() + batch.event_candidates.len()) as u64,
+            (batch.checkpoints.len() + batch.checkpoint_candidates.len()) as u64,
+        );
+        stats.emitted(inserted.0);
+        batch.stored();
+        Some((batch.last_offset + 1, inserted.0, inserted.1))
+    }
+
+    /// Runs `operation` until it succeeds or the sink is stopped (`None`), staying in the group
+    /// while waiting: the consumer keeps being served, fetching paused.
+    fn retrying<T>(
+        &self,
+        consumer: &BaseConsumer<SinkContext>,
+        partition: i32,
+        stop: &StopSignal,
+        stats: &mut ComponentStats,
+        what: &str,
+        mut operation: impl FnMut() -> Result<T, clickhouse::error::Error>,
+    ) -> Option<T> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.insert(partition, batch) {
-                Ok(()) => break,
+            match operation() {
+                Ok(done) => return Some(done),
                 Err(error) => {
-                    stats.error("clickhouse_insert");
-                    tracing::warn!(partition, %error, retry_in = ?backoff, "inserting into ClickHouse failed; retrying");
+                    stats.error("clickhouse");
+                    tracing::warn!(partition, %error, retry_in = ?backoff, "{what} failed; retrying");
                     if stop.is_stopped() {
                         return None;
                     }
-                    // Stay in the group while waiting: keep serving the consumer, fetching paused.
                     let mut paused = TopicPartitionList::new();
                     paused.add_partition(&self.config.sealed_topic, partition);
                     consumer.pause(&paused).ok();
@@ -178,17 +243,52 @@ impl Shared {
                 }
             }
         }
-        let inserted = (batch.events.len() as u64, batch.checkpoints.len() as u64);
-        stats.events_out += inserted.0;
-        batch.stored();
-        Some((batch.last_offset + 1, inserted.0, inserted.1))
     }
 
-    fn insert(&self, partition: i32, batch: &PartitionBatch) -> Result<(), clickhouse::error::Error> {
+    /// Drops the rows read again that ClickHouse holds, or purged (a tombstone stands for the
+    /// event: restoring it would undo the retention run); returns how many were dropped.
+    fn drop_present_candidates(
+        &self,
+        partition: i32,
+        batch: &mut PartitionBatch,
+    ) -> Result<usize, clickhouse::error::Error> {
+        let [events, checkpoints] = batch.candidate_ranges();
+        let mut present_events = Vec::new();
+        if let Some(range) = events {
+            present_events = self.stored_offsets("events", partition, range)?;
+            present_events.extend(self.stored_offsets("tombstones", partition, range)?);
+            present_events.sort_unstable();
+        }
+        let present_checkpoints = match checkpoints {
+            Some(range) => self.stored_offsets("checkpoints", partition, range)?,
+            None => Vec::new(),
+        };
+        Ok(batch.drop_present_candidates(&present_events, &present_checkpoints))
+    }
+
+    /// The sealed offsets of `partition` within `range` that `table` holds, in order.
+    fn stored_offsets(
+        &self,
+        table: &str,
+        partition: i32,
+        (from, to): (u64, u64),
+    ) -> Result<Vec<u64>, clickhouse::error::Error> {
+        let query = self
+            .client
+            .query(&format!(
+                "SELECT sealed_offset FROM {table} WHERE sealed_partition = ? AND sealed_offset BETWEEN ? AND ? ORDER BY sealed_offset"
+            ))
+            .bind(partition)
+            .bind(from)
+            .bind(to);
+        self.runtime.block_on(query.fetch_all::<u64>())
+    }
+
+    fn insert(&self, partition: i32, batch: &PartitionBatch, token_suffix: &str) -> Result<(), clickhouse::error::Error> {
         let topic = &self.config.sealed_topic;
         for ((year, month), rows) in batch.events_by_month() {
             let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
-            let token = format!("{topic}/{partition}/events/{year}-{month:02}/{first}-{last}");
+            let token = format!("{topic}/{partition}/events/{year}-{month:02}/{first}-{last}{token_suffix}");
             self.runtime.block_on(async {
                 let mut insert = self
                     .client
@@ -202,9 +302,10 @@ impl Shared {
                 insert.end().await
             })?;
         }
-        if let (Some(first), Some(last)) = (batch.checkpoints.first(), batch.checkpoints.last()) {
+        let checkpoints: Vec<&CheckpointRow> = batch.checkpoint_candidates.iter().chain(&batch.checkpoints).collect();
+        if let (Some(first), Some(last)) = (checkpoints.first(), checkpoints.last()) {
             let token = format!(
-                "{topic}/{partition}/checkpoints/{}-{}",
+                "{topic}/{partition}/checkpoints/{}-{}{token_suffix}",
                 first.sealed_offset, last.sealed_offset
             );
             self.runtime.block_on(async {
@@ -214,8 +315,8 @@ impl Shared {
                     .await?
                     .with_setting("insert_deduplicate", "1")
                     .with_setting("insert_deduplication_token", token);
-                for row in &batch.checkpoints {
-                    insert.write(row).await?;
+                for row in &checkpoints {
+                    insert.write(*row).await?;
                 }
                 insert.end().await
             })?;
@@ -279,7 +380,7 @@ pub fn run(
     tracing::info!(sealed = %shared.config.sealed_topic, clickhouse = %shared.config.clickhouse.url, "sink started");
 
     let mut readers = SealedReaders::new(registry.clone());
-    let mut stats = ComponentStats::new("sink");
+    let mut stats = ComponentStats::new(shared.config.metrics.clone());
     let mut summary = SinkSummary::default();
     let mut last_check = Instant::now();
     let mut last_lag: Option<Instant> = None;
@@ -310,7 +411,7 @@ pub fn run(
             flush_all(&shared, &consumer, stop, &mut stats, &mut summary, false);
             if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                 last_lag = Some(Instant::now());
-                stats.lag = lag(&consumer, &shared);
+                stats.set_lag(lag(&consumer, &shared));
             }
             stats.report_if_due();
         }
@@ -336,7 +437,7 @@ fn buffer(
             reason,
         })?;
     summary.records += 1;
-    stats.events_in += 1;
+    stats.received(1);
     let mut batches = lock(&shared.batches);
     let Some(batch) = batches.get_mut(&partition) else {
         return Ok(());
@@ -400,7 +501,9 @@ fn lag(consumer: &BaseConsumer<SinkContext>, shared: &Shared) -> i64 {
             let (_, high) = consumer
                 .fetch_watermarks(&shared.config.sealed_topic, partition, Duration::from_secs(2))
                 .ok()?;
-            Some((high - next).max(0))
+            let lag = (high - next).max(0);
+            shared.config.metrics.consumer_lag(&shared.config.sealed_topic, partition, lag);
+            Some(lag)
         })
         .sum()
 }

@@ -73,6 +73,7 @@ pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
                 limits: Limits::default(),
                 checkpoint_every: usize::MAX,
                 checkpoint_interval_ms: i64::MAX,
+                idempotency_window_ms: 600_000,
             },
             now_ms,
         );

@@ -185,7 +185,9 @@ async fn seal_round(
         limits: Limits::default(),
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(2),
+        idempotency_window: Duration::from_secs(600),
         stop_after: Some(events),
+        metrics: sealtrail_runtime::Metrics::new("seal"),
     };
     let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
     let stop = StopSignal::new();

@@ -89,6 +89,7 @@ pub(super) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
             limits: Limits::default(),
             checkpoint_every: usize::MAX,
             checkpoint_interval_ms: i64::MAX,
+            idempotency_window_ms: 600_000,
         },
         now_ms,
     );

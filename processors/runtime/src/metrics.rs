@@ -1,0 +1,349 @@
+//! The Prometheus metrics every component serves on `/metrics`, next to `/healthz` and
+//! `/readyz`. Names and labels are one contract for all components (docs/operations.md), so one
+//! dashboard reads them all.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// 0.5 ms to about 16 s: a batch, an insert, a request.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// 10 ms to about 90 min: how long an event takes to be sealed, or queryable, after it happened.
+fn audit_lag_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 20))
+}
+
+struct Inner {
+    component: &'static str,
+    registry: Registry,
+    events_in: Counter,
+    events_out: Counter,
+    checkpoints: Counter,
+    rejected: Family<Labels, Counter>,
+    skipped: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    consumer_lag: Family<Labels, Gauge>,
+    dlq_depth: Family<Labels, Gauge>,
+    chain_head_offset: Family<Labels, Gauge>,
+    last_checkpoint: Family<Labels, Gauge>,
+    batch_duration: Histogram,
+    audit_lag: Histograms,
+    http_duration: Histograms,
+    ready: AtomicBool,
+    not_ready_because: Mutex<String>,
+}
+
+/// One component's metrics; clones share them.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("component", &self.0.component)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new(component: &'static str) -> Self {
+        let mut registry = Registry::default();
+        let of_component = || vec![("component", component.to_owned())];
+        let counters = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<Labels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let gauges = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<Labels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let events_in = counters(&mut registry, "sealtrail_events_in", "Records read from the input");
+        let events_out = counters(&mut registry, "sealtrail_events_out", "Records written to the output");
+        let checkpoints = counters(&mut registry, "sealtrail_checkpoints", "Signed checkpoints written");
+        let rejected = counters(
+            &mut registry,
+            "sealtrail_events_rejected",
+            "Records rejected (to the DLQ for seal), by reason",
+        );
+        let skipped = counters(
+            &mut registry,
+            "sealtrail_events_skipped",
+            "Records read again and recognised as already handled (after a rewind or a restart), by reason",
+        );
+        let errors = counters(
+            &mut registry,
+            "sealtrail_errors",
+            "Operational errors (not record rejections), by kind",
+        );
+        let consumer_lag = gauges(
+            &mut registry,
+            "sealtrail_consumer_lag",
+            "Records between the component's position and the end of each input partition",
+        );
+        let dlq_depth = gauges(&mut registry, "sealtrail_dlq_depth", "Records held in the DLQ topic");
+        let chain_head_offset = gauges(
+            &mut registry,
+            "sealtrail_chain_head_offset",
+            "The last raw offset sealed or rejected, per partition",
+        );
+        let last_checkpoint = gauges(
+            &mut registry,
+            "sealtrail_last_checkpoint",
+            "The number of the last checkpoint written, per partition",
+        );
+        let batch_durations: Histograms = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "sealtrail_batch_duration_seconds",
+            "Time to handle one batch (a produced batch for seal, an insert for sink, a job step for export)",
+            batch_durations.clone(),
+        );
+        let audit_lag: Histograms = Family::new_with_constructor(audit_lag_histogram);
+        registry.register(
+            "sealtrail_audit_lag_seconds",
+            "occurred_to_sealed: from the event's time to its sealing; sealed_to_queryable: from sealing to insertion in ClickHouse",
+            audit_lag.clone(),
+        );
+        let http_duration: Histograms = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "sealtrail_http_request_duration_seconds",
+            "API requests by route, method and status",
+            http_duration.clone(),
+        );
+        let up = gauges(&mut registry, "sealtrail_up", "1 while the component runs");
+        up.get_or_create(&of_component()).set(1);
+        let build = gauges(&mut registry, "sealtrail_build_info", "The running version");
+        build
+            .get_or_create(&vec![
+                ("component", component.to_owned()),
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+            ])
+            .set(1);
+        Self(Arc::new(Inner {
+            component,
+            events_in: events_in.get_or_create(&of_component()).clone(),
+            events_out: events_out.get_or_create(&of_component()).clone(),
+            checkpoints: checkpoints.get_or_create(&of_component()).clone(),
+            batch_duration: batch_durations.get_or_create(&of_component()).clone(),
+            registry,
+            rejected,
+            skipped,
+            errors,
+            consumer_lag,
+            dlq_depth,
+            chain_head_offset,
+            last_checkpoint,
+            audit_lag,
+            http_duration,
+            ready: AtomicBool::new(false),
+            not_ready_because: Mutex::new("starting".to_owned()),
+        }))
+    }
+
+    pub fn component(&self) -> &'static str {
+        self.0.component
+    }
+
+    fn labelled(&self, name: &'static str, value: &str) -> Labels {
+        vec![("component", self.0.component.to_owned()), (name, value.to_owned())]
+    }
+
+    pub fn events_in(&self, n: u64) {
+        self.0.events_in.inc_by(n);
+    }
+
+    pub fn events_out(&self, n: u64) {
+        self.0.events_out.inc_by(n);
+    }
+
+    pub fn checkpoint(&self) {
+        self.0.checkpoints.inc();
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        self.0.rejected.get_or_create(&self.labelled("reason", reason)).inc();
+    }
+
+    pub fn skipped(&self, reason: &str) {
+        self.0.skipped.get_or_create(&self.labelled("reason", reason)).inc();
+    }
+
+    pub fn error(&self, kind: &str) {
+        self.0.errors.get_or_create(&self.labelled("kind", kind)).inc();
+    }
+
+    pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let labels = vec![
+            ("component", self.0.component.to_owned()),
+            ("topic", topic.to_owned()),
+            ("partition", partition.to_string()),
+        ];
+        self.0.consumer_lag.get_or_create(&labels).set(lag);
+    }
+
+    pub fn dlq_depth(&self, topic: &str, depth: i64) {
+        self.0
+            .dlq_depth
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .set(depth);
+    }
+
+    pub fn chain_head(&self, partition: i32, offset: i64) {
+        let labels = vec![("partition", partition.to_string())];
+        self.0.chain_head_offset.get_or_create(&labels).set(offset);
+    }
+
+    pub fn last_checkpoint(&self, partition: i32, number: u64) {
+        let labels = vec![("partition", partition.to_string())];
+        self.0
+            .last_checkpoint
+            .get_or_create(&labels)
+            .set(i64::try_from(number).unwrap_or(i64::MAX));
+    }
+
+    pub fn batch_duration(&self, seconds: f64) {
+        self.0.batch_duration.observe(seconds);
+    }
+
+    /// `stage` is `occurred_to_sealed` or `sealed_to_queryable`; a negative lag (a producer clock
+    /// ahead of ours) counts as zero.
+    pub fn audit_lag(&self, stage: &'static str, seconds: f64) {
+        self.0
+            .audit_lag
+            .get_or_create(&vec![("stage", stage.to_owned())])
+            .observe(seconds.max(0.0));
+    }
+
+    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let labels = vec![
+            ("component", self.0.component.to_owned()),
+            ("route", route.to_owned()),
+            ("method", method.to_owned()),
+            ("status", status.to_string()),
+        ];
+        self.0.http_duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// `/readyz` answers 200 from now on.
+    pub fn set_ready(&self) {
+        self.0.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// `/readyz` answers 503 with `reason` until [`Self::set_ready`].
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.0.not_ready_because.lock().unwrap_or_else(PoisonError::into_inner) = reason.into();
+        self.0.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        encode(&mut text, &self.0.registry).ok();
+        text
+    }
+
+    fn readiness(&self) -> (StatusCode, String) {
+        if self.0.ready.load(Ordering::SeqCst) {
+            (StatusCode::OK, "ready\n".to_owned())
+        } else {
+            let reason = self
+                .0
+                .not_ready_because
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"))
+        }
+    }
+
+    /// `/metrics`, `/healthz` and `/readyz`, to serve alone or merge into a service's router.
+    pub fn router(&self) -> Router {
+        let metrics = self.clone();
+        let ready = self.clone();
+        Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let text = metrics.render();
+                    async move { ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text) }
+                }),
+            )
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let answer = ready.readiness();
+                    async move { answer }
+                }),
+            )
+    }
+
+    /// Serves [`Self::router`] on `address` in the background (port 0 picks a free port); returns
+    /// the address bound. Call within a Tokio runtime.
+    pub async fn serve(&self, address: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let bound = listener.local_addr()?;
+        let router = self.router();
+        let component = self.0.component;
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(component, %error, "the metrics endpoint stopped");
+            }
+        });
+        tracing::info!(component, url = %format!("http://{bound}/metrics"), "serving metrics");
+        Ok(bound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_carries_the_contract_names_with_their_labels() {
+        let metrics = Metrics::new("seal");
+        metrics.events_in(3);
+        metrics.rejected("not_avro");
+        metrics.consumer_lag("audit-events", 2, 17);
+        metrics.audit_lag("occurred_to_sealed", 0.2);
+        let text = metrics.render();
+        for line in [
+            "sealtrail_events_in_total{component=\"seal\"} 3",
+            "sealtrail_events_rejected_total{component=\"seal\",reason=\"not_avro\"} 1",
+            "sealtrail_consumer_lag{component=\"seal\",topic=\"audit-events\",partition=\"2\"} 17",
+            "sealtrail_audit_lag_seconds_count{stage=\"occurred_to_sealed\"} 1",
+            "sealtrail_up{component=\"seal\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn readiness_follows_what_the_component_says() {
+        let metrics = Metrics::new("sink");
+        assert_eq!(metrics.readiness().0, StatusCode::SERVICE_UNAVAILABLE);
+        metrics.set_ready();
+        assert_eq!(metrics.readiness().0, StatusCode::OK);
+        metrics.set_not_ready("ClickHouse does not answer");
+        assert!(metrics.readiness().1.contains("ClickHouse"));
+    }
+}
