@@ -60,6 +60,8 @@ pub struct ApiConfig {
     pub trusted_keys: Vec<TrustedKey>,
     /// Export jobs; without them the export routes answer 503.
     pub exports: Option<ExportsConfig>,
+    /// Request durations by route and status, served on `/metrics`.
+    pub metrics: sealtrail_runtime::Metrics,
 }
 
 #[derive(Debug)]
@@ -154,6 +156,8 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         recorder: config.recorder,
         rate_limiter: RateLimiter::new(config.rate_limit),
     });
+    let metrics = config.metrics.clone();
+    let exposition = config.metrics;
     Ok(Router::new()
         .route("/v1/query", post(routes::query::run))
         .route("/v1/events", get(routes::events::list))
@@ -180,6 +184,16 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(routes::health::live))
         .route("/readyz", get(routes::health::ready))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = exposition.render();
+                async move { ([(header::CONTENT_TYPE, sealtrail_runtime::Metrics::CONTENT_TYPE)], text) }
+            }),
+        )
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            observe(metrics.clone(), request, next)
+        }))
         .layer(middleware::from_fn(request_id))
         .with_state(state))
 }
@@ -217,6 +231,26 @@ fn analyst_client(client: &clickhouse::Client, database: &str, limits: QueryLimi
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Records each request's duration under its route template (never the concrete path, which
+/// carries ids).
+async fn observe(metrics: sealtrail_runtime::Metrics, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    metrics.events_in(1);
+    response
+}
 
 /// Echoes the caller's `X-Request-Id` (when it is a sane one) or a new one, in the response and in
 /// every log line of the request.

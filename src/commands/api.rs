@@ -106,6 +106,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;
     let app = router(ApiConfig {
+        // Served on the API's own port, next to its /healthz and /readyz.
+        metrics: sealtrail_runtime::Metrics::new("api"),
         clickhouse,
         jwt,
         tokenizer,

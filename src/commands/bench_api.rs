@@ -174,6 +174,7 @@ async fn start_api(args: &BenchApiArgs, clickhouse: &ClickHouseSettings, run: u6
     sealtrail_kafka::ensure_topics(&kafka, &[sealtrail_kafka::TopicSpec::new(&audit_topic, 4)]).await?;
     let emitter = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &audit_topic).await?;
     let app = router(ApiConfig {
+        metrics: sealtrail_runtime::Metrics::new("api"),
         clickhouse: clickhouse.clone(),
         jwt: JwtVerifier::new(None, None)?,
         limits: QueryLimits::default(),

@@ -11,7 +11,7 @@ use sealtrail_api::scope::EventScope;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::settings::{ClickHouseArgs, ExportQueueArgs, KafkaArgs, KeyArgs, parse_time};
+use crate::settings::{ClickHouseArgs, ExportQueueArgs, KafkaArgs, KeyArgs, MetricsArgs, parse_time};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -24,6 +24,8 @@ pub struct ExportArgs {
     kafka: KafkaArgs,
     #[command(flatten)]
     queue: ExportQueueArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Consumer group of the export processors (they share the jobs).
     #[arg(long, env = "EXPORT_GROUP", default_value = "sealtrail-export")]
     group: String,
@@ -52,6 +54,8 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
+    let metrics = args.metrics.start("export").await?;
+    metrics.set_not_ready("waiting for the broker");
     let signer = sealtrail_runtime::keys::load_signer(&args.keys.signing_key())?;
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
@@ -68,9 +72,28 @@ async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
         max_file_bytes: args.max_file_mib.max(1) * 1024 * 1024,
     };
     tracing::info!(jobs = %config.topics.jobs, status = %config.topics.status, dir = %config.artifacts_dir.display(), "export processor waiting for jobs");
+    metrics.set_ready();
     // A job in progress is finished first; its offset is committed only once it is done.
-    run_processor(config, sealtrail_runtime::termination(), report).await?;
+    run_processor(config, sealtrail_runtime::termination(), |status| {
+        count(&metrics, status);
+        report(status);
+    })
+    .await?;
     Ok(())
+}
+
+/// Jobs in (queued) and out (done, with their lines), failures by kind, job durations.
+fn count(metrics: &sealtrail_runtime::Metrics, status: &ExportStatus) {
+    match (status.state, &status.result) {
+        (JobState::Queued, _) => metrics.events_in(1),
+        (JobState::Done, Some(result)) => {
+            metrics.events_out(result.event_count + result.omitted_count);
+            let took_ms = status.updated_at.saturating_sub(status.requested_at).max(0);
+            metrics.batch_duration(took_ms as f64 / 1000.0);
+        }
+        (JobState::Failed, _) => metrics.error("export_failed"),
+        _ => {}
+    }
 }
 
 /// Every state, as a log line: progress while running, a summary at the end.

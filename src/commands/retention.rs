@@ -12,10 +12,12 @@ use sealtrail_core::retention::{RetentionPolicy, parse_policy};
 use sealtrail_emit::AuditEmitter;
 use time::OffsetDateTime;
 
-use crate::settings::{ClickHouseArgs, KafkaArgs, RegistryUrlArgs, TopicArgs};
+use crate::settings::{ClickHouseArgs, KafkaArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct RetentionArgs {
+    #[command(flatten)]
+    metrics: MetricsArgs,
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
     /// Each run is recorded as `policy.applied` events on the raw topic, through this broker.
@@ -39,6 +41,8 @@ pub struct RetentionArgs {
 
 pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.every > 0, "--every must be at least 1 second");
+    let metrics = args.metrics.start("retention").await?;
+    metrics.set_not_ready("waiting for the broker and ClickHouse");
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     let recorder = AccessRecorder::new(
@@ -53,6 +57,7 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     // Installed now, so a stop asked for during a run ends the loop after it.
     let stop = sealtrail_runtime::termination();
     tokio::pin!(stop);
+    metrics.set_ready();
     if args.policies.is_empty() {
         tracing::info!("no configured retention policies; only those set through the API apply");
     }
@@ -62,6 +67,11 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
             Ok(report) => {
                 let deleted: u64 = report.outcomes.iter().map(|o| o.deleted).sum();
                 let held: u64 = report.outcomes.iter().map(|o| o.held).sum();
+                metrics.events_out(deleted);
+                for _ in 0..report.failures.len() {
+                    metrics.error("policy_not_applied");
+                }
+                metrics.batch_duration(started.elapsed().as_secs_f64());
                 let summary = format!(
                     "retention pass: {} tenant policies applied, {deleted} events deleted (tombstoned), {held} expired events kept by legal holds, {} tenant policies failed, in {:.1} s",
                     report.outcomes.len(),
@@ -83,7 +93,10 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
                 }
             }
             Err(error) if args.once => return Err(error.into()),
-            Err(error) => tracing::error!(%error, "retention run failed; retrying at the next interval"),
+            Err(error) => {
+                metrics.error("run_failed");
+                tracing::error!(%error, "retention run failed; retrying at the next interval");
+            }
         }
         if args.once {
             return Ok(());

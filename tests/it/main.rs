@@ -14,4 +14,5 @@ mod misconfiguration;
 mod offsets;
 mod pipeline;
 mod registry;
+mod replay;
 mod workspace_rules;

@@ -158,7 +158,14 @@ impl Endpoints {
         for (key, value) in &self.extra {
             text.push_str(key);
             text.push('=');
-            text.push_str(value);
+            // A value with spaces (METRICS_URLS) is quoted, so a shell can source the file.
+            if value.contains(' ') {
+                text.push('"');
+                text.push_str(value);
+                text.push('"');
+            } else {
+                text.push_str(value);
+            }
             text.push('\n');
         }
         text
@@ -175,7 +182,12 @@ impl Endpoints {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
-            let value = value.trim().to_owned();
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|quoted| quoted.strip_suffix('"'))
+                .unwrap_or(value)
+                .to_owned();
             match key.trim() {
                 "KAFKA_BOOTSTRAP" => endpoints.kafka_bootstrap = value,
                 "SCHEMA_REGISTRY_URL" => endpoints.schema_registry_url = value,
@@ -206,8 +218,20 @@ mod tests {
             schema_registry_url: "http://127.0.0.1:8081".into(),
             clickhouse_url: "http://127.0.0.1:8123".into(),
             api_url: None,
-            extra: vec![("RAW_TOPIC".into(), "audit-events".into())],
+            extra: vec![
+                ("RAW_TOPIC".into(), "audit-events".into()),
+                (
+                    "METRICS_URLS".into(),
+                    "http://127.0.0.1:1/metrics http://127.0.0.1:2/metrics".into(),
+                ),
+            ],
         };
+        assert!(
+            endpoints
+                .to_env()
+                .contains("METRICS_URLS=\"http://127.0.0.1:1/metrics http://127.0.0.1:2/metrics\"\n"),
+            "quoted for a shell"
+        );
         assert_eq!(Endpoints::parse(&endpoints.to_env()), endpoints);
     }
 

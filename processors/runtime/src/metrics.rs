@@ -63,6 +63,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    /// What `prometheus-client` writes: the `OpenMetrics` text format.
+    pub const CONTENT_TYPE: &'static str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
     pub fn new(component: &'static str) -> Self {
         let mut registry = Registry::default();
         let of_component = || vec![("component", component.to_owned())];
@@ -284,7 +287,7 @@ impl Metrics {
                 "/metrics",
                 get(move || {
                     let text = metrics.render();
-                    async move { ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text) }
+                    async move { ([(CONTENT_TYPE, Self::CONTENT_TYPE)], text) }
                 }),
             )
             .route("/healthz", get(|| async { "ok\n" }))

@@ -190,7 +190,10 @@ impl Shared {
             }
             // ClickHouse remembers the original insert's token even after its rows are deleted:
             // restored rows need a token of their own (kept across this flush's retries).
-            token_suffix = format!("/restore-{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
+            token_suffix = format!(
+                "/restore-{}",
+                sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc())
+            );
         }
         self.retrying(consumer, partition, stop, stats, "inserting into ClickHouse", || {
             self.insert(partition, batch, &token_suffix)
@@ -284,7 +287,12 @@ impl Shared {
         self.runtime.block_on(query.fetch_all::<u64>())
     }
 
-    fn insert(&self, partition: i32, batch: &PartitionBatch, token_suffix: &str) -> Result<(), clickhouse::error::Error> {
+    fn insert(
+        &self,
+        partition: i32,
+        batch: &PartitionBatch,
+        token_suffix: &str,
+    ) -> Result<(), clickhouse::error::Error> {
         let topic = &self.config.sealed_topic;
         for ((year, month), rows) in batch.events_by_month() {
             let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
@@ -502,7 +510,10 @@ fn lag(consumer: &BaseConsumer<SinkContext>, shared: &Shared) -> i64 {
                 .fetch_watermarks(&shared.config.sealed_topic, partition, Duration::from_secs(2))
                 .ok()?;
             let lag = (high - next).max(0);
-            shared.config.metrics.consumer_lag(&shared.config.sealed_topic, partition, lag);
+            shared
+                .config
+                .metrics
+                .consumer_lag(&shared.config.sealed_topic, partition, lag);
             Some(lag)
         })
         .sum()

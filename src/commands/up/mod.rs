@@ -125,11 +125,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         processors: Vec::new(),
     };
     let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports).await;
+    let mut metrics_urls = Vec::new();
     if let Ok(endpoints) = &started
         && !args.no_pipeline
-        && let Err(error) = start_pipeline(&mut stack, &data_dir, endpoints, ports.api).await
     {
-        started = Err(error);
+        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api).await {
+            Ok(urls) => metrics_urls = urls,
+            Err(error) => started = Err(error),
+        }
     }
     let mut endpoints = match started {
         Ok(endpoints) => endpoints,
@@ -140,6 +143,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     if !args.no_pipeline {
         endpoints.extra = pipeline_env(&data_dir);
+        endpoints
+            .extra
+            .push(("METRICS_URLS".to_owned(), metrics_urls.join(" ")));
         endpoints.api_url = Some(api_url(ports.api));
     }
     endpoints.write(&data_dir.endpoints_file())?;
@@ -253,13 +259,14 @@ fn api_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// Makes the keys and topics, and starts the seal, sink, export and retention processors and the API.
+/// Makes the keys and topics, and starts the seal, sink, export and retention processors and the
+/// API; returns the `/metrics` URLs of all of them.
 async fn start_pipeline(
     stack: &mut Stack,
     data_dir: &DataDir,
     endpoints: &Endpoints,
     api_port: u16,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
     // Verifiers of exports and checkpoints take the active public key from here.
     let public_key = keys.trusted.join(format!("{}.pub", keys.key_id));
@@ -294,6 +301,7 @@ async fn start_pipeline(
     env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
     // A local stack's webhook receivers run on this machine.
     env.push(("SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE".to_owned(), "true".to_owned()));
+    let mut metrics_urls = Vec::new();
     for (name, what) in [
         ("seal", "the seal processor"),
         ("sink", "the ClickHouse sink"),
@@ -302,11 +310,28 @@ async fn start_pipeline(
         ("api", "the query API"),
     ] {
         eprintln!("starting {what}");
-        let mut processor = Processor::new(name, what, &launcher, env.clone());
+        let mut own_env = env.clone();
+        if name == "api" {
+            // The API serves /metrics on its own port.
+            metrics_urls.push(format!("{}/metrics", api_url(api_port)));
+        } else {
+            // Kept across restarts of the processor, so the URL in endpoints.env stays right.
+            let port = free_loopback_port()?;
+            own_env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
+            metrics_urls.push(format!("http://127.0.0.1:{port}/metrics"));
+        }
+        let mut processor = Processor::new(name, what, &launcher, own_env);
         processor.start(data_dir)?;
         stack.processors.push(processor);
     }
-    wait_for_api(&api_url(api_port)).await
+    wait_for_api(&api_url(api_port)).await?;
+    Ok(metrics_urls)
+}
+
+fn free_loopback_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free loopback port for a processor's metrics")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.

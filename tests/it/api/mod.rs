@@ -103,6 +103,7 @@ impl Api {
             quota,
         };
         let app = router(ApiConfig {
+            metrics: sealtrail_runtime::Metrics::new("api"),
             clickhouse: settings.clone(),
             jwt,
             limits: QueryLimits::default(),
