@@ -73,6 +73,22 @@ enum Command {
     ClickhouseServer(commands::clickhouse_server::ClickHouseServerArgs),
 }
 
+impl Command {
+    /// How the process is named in traces (`OTEL_SERVICE_NAME` overrides it).
+    fn service_name(&self) -> &'static str {
+        match self {
+            Self::Seal(_) => "sealtrail-seal",
+            Self::Sink(_) => "sealtrail-sink",
+            Self::Api(_) => "sealtrail-api",
+            Self::Export(_) => "sealtrail-export",
+            Self::Retention(_) => "sealtrail-retention",
+            Self::Produce(_) => "sealtrail-produce",
+            Self::Registry(_) => "sealtrail-registry",
+            _ => "sealtrail",
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The launcher must block its stop signals before any thread exists, so it runs before the
@@ -80,7 +96,7 @@ fn main() -> std::process::ExitCode {
     if let Command::ClickhouseServer(args) = &cli.command {
         return commands::clickhouse_server::run(args);
     }
-    telemetry::init(&cli.telemetry);
+    let telemetry = telemetry::init(&cli.telemetry, cli.command.service_name());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -116,6 +132,7 @@ fn main() -> std::process::ExitCode {
     });
     // Work still pending (a probe, a stuck read) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    telemetry.shutdown();
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -252,6 +252,38 @@ async fn observe(metrics: sealtrail_runtime::Metrics, request: Request, next: Ne
     response
 }
 
+/// The request's span: a server span named after its route, child of the caller's trace when it
+/// sent a `traceparent`.
+fn request_span(request: &Request, id: &str) -> tracing::Span {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (traceparent, tracestate) = (header("traceparent"), header("tracestate"));
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    // The caller's traceparent, if any, makes this request part of its trace.
+    sealtrail_kafka::trace_context::request_span(traceparent.as_deref(), tracestate.as_deref(), || {
+        tracing::info_span!(
+            "request",
+            otel.kind = "server",
+            otel.name = %format!("{method} {route}"),
+            request_id = %id,
+            method = %method,
+            path = %request.uri().path(),
+            caller = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        )
+    })
+}
+
 /// Echoes the caller's `X-Request-Id` (when it is a sane one) or a new one, in the response and in
 /// every log line of the request.
 async fn request_id(mut request: Request, next: Next) -> Response {
@@ -263,13 +295,7 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned);
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(REQUEST_ID, value.clone());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %request.method(),
-        path = %request.uri().path(),
-        caller = tracing::field::Empty
-    );
+    let span = request_span(&request, &id);
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request served"));
     response.headers_mut().insert(REQUEST_ID, value);

@@ -7,7 +7,7 @@ use sealtrail_core::avro::contract::{AUDIT_EVENT_SCHEMA, encode_audit_event};
 use sealtrail_core::avro::{Framed, Writer};
 use sealtrail_core::event::AuditEvent;
 use sealtrail_core::validate::is_valid_tenant_id;
-use sealtrail_kafka::KafkaSettings;
+use sealtrail_kafka::{KafkaSettings, trace_context};
 
 /// Why an event could not be emitted.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +116,18 @@ impl AuditEmitter {
     }
 
     /// Queues arbitrary bytes: used to plant malformed records in test and demo workloads.
+    /// The record carries the current span's trace context (`traceparent`) when traces are
+    /// exported, so the seal and sink spans of the event join the caller's trace.
     pub fn enqueue_raw(&self, key: Option<&[u8]>, payload: &[u8]) -> Result<DeliveryFuture, EmitError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if trace_context::is_enabled() {
+            record = record.headers(trace_context::inject(
+                &tracing::Span::current(),
+                rdkafka::message::OwnedHeaders::new(),
+            ));
         }
         let mut pending = record;
         // The local queue is full: let in-flight records drain, then retry.

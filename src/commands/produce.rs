@@ -82,7 +82,13 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         let delivery = match generator.next_record() {
             Generated::Good(event) => {
                 *per_tenant.entry(event.tenant_id.clone()).or_default() += 1;
-                emitter.enqueue(&event)?
+                // With traces exported, each event starts a trace that seal and sink continue.
+                if sealtrail_kafka::trace_context::is_enabled() {
+                    let span = tracing::info_span!("produce.event", otel.kind = "producer", tenant = %event.tenant_id);
+                    span.in_scope(|| emitter.enqueue(&event))?
+                } else {
+                    emitter.enqueue(&event)?
+                }
             }
             Generated::Bad { kind, key, payload } => {
                 *bad.entry(kind.reason()).or_default() += 1;

@@ -113,6 +113,20 @@ impl TestStack {
         })
     }
 
+    /// For a stack started with `--no-pipeline`: the keys and topics `up` would make.
+    pub fn init_keys_and_topics(&self) {
+        let stack = self;
+        let keys = self.data_dir.join("keys").display().to_string();
+        let bootstrap = &stack.endpoints.kafka_bootstrap;
+        for args in [
+            vec!["keys", "init", "--dir", keys.as_str()],
+            vec!["topics", "--kafka-bootstrap", bootstrap.as_str()],
+        ] {
+            let (status, stdout, stderr) = run_sealtrail(&args, &[]);
+            assert!(status.success(), "{args:?}: {stdout}{stderr}");
+        }
+    }
+
     pub fn kafka(&self) -> KafkaSettings {
         KafkaSettings::new(&self.endpoints.kafka_bootstrap)
     }
@@ -181,4 +195,66 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A processor the test starts and stops (SIGTERM, as an orchestrator would).
+pub struct Processor {
+    child: Child,
+    metrics_url: String,
+}
+
+impl Processor {
+    /// Starts `sealtrail <name>` (seal or sink) on `stack` in consumer group `group`, with its
+    /// metrics on a free port and `env` on top.
+    pub fn start(stack: &TestStack, name: &str, group: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(stack.data_dir.join(format!("{name}.log")))
+            .expect("log file");
+        let child = Command::new(SEALTRAIL)
+            .arg(name)
+            .env("KAFKA_BOOTSTRAP", &stack.endpoints.kafka_bootstrap)
+            .env("SCHEMA_REGISTRY_URL", stack.registry_url())
+            .env("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)
+            .env("SEALTRAIL_KEY_DIR", stack.data_dir.join("keys"))
+            .env(if name == "seal" { "SEAL_GROUP" } else { "SINK_GROUP" }, group)
+            .env("SEAL_CHECKPOINT_INTERVAL_MS", "200")
+            .env("SINK_BATCH_WAIT_MS", "100")
+            .env("SEALTRAIL_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the processor");
+        Self {
+            child,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "stopped cleanly: {status}");
+    }
+
+    /// The value of one counter sample, `name{labels}`, as the exposition prints it (0 when absent).
+    pub async fn metric(&self, sample: &str) -> u64 {
+        let text = reqwest::get(&self.metrics_url)
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
 }

@@ -15,4 +15,5 @@ mod offsets;
 mod pipeline;
 mod registry;
 mod replay;
+mod telemetry;
 mod workspace_rules;

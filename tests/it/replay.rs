@@ -9,79 +9,18 @@
 //! - `/metrics` counts all of it, and `sealtrail verify` confirms the chains afterwards.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sealtrail_core::event::{ActorType, AuditEvent};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::{GroupOffsets, PartitionReader, PartitionRecord};
 
-use crate::harness::{SEALTRAIL, TestStack, fresh_data_dir, run_sealtrail};
+use crate::harness::{Processor, TestStack, fresh_data_dir, run_sealtrail};
 use crate::pipeline::{DLQ, RAW, SEALED, now_ms};
 
 const SEAL_GROUP: &str = "replay-seal";
 const SINK_GROUP: &str = "replay-sink";
 const DEADLINE: Duration = Duration::from_secs(180);
-
-/// A processor the test starts and stops (SIGTERM, as an orchestrator would).
-struct Processor {
-    child: Child,
-    metrics_url: String,
-}
-
-impl Processor {
-    fn start(stack: &TestStack, name: &str, group: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(stack.data_dir.join(format!("{name}.log")))
-            .expect("log file");
-        let child = Command::new(SEALTRAIL)
-            .arg(name)
-            .env("KAFKA_BOOTSTRAP", &stack.endpoints.kafka_bootstrap)
-            .env("SCHEMA_REGISTRY_URL", stack.registry_url())
-            .env("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)
-            .env("SEALTRAIL_KEY_DIR", stack.data_dir.join("keys"))
-            .env(if name == "seal" { "SEAL_GROUP" } else { "SINK_GROUP" }, group)
-            .env("SEAL_CHECKPOINT_INTERVAL_MS", "200")
-            .env("SINK_BATCH_WAIT_MS", "100")
-            .env("SEALTRAIL_METRICS_ADDR", format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the processor");
-        Self {
-            child,
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
-        }
-    }
-
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "stopped cleanly: {status}");
-    }
-
-    /// The value of one counter sample, `name{labels}`, as the exposition prints it (0 when absent).
-    async fn metric(&self, sample: &str) -> u64 {
-        let text = reqwest::get(&self.metrics_url)
-            .await
-            .expect("metrics answer")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0)
-    }
-}
 
 fn event(tenant: &str, n: u32, idempotency_key: &str) -> AuditEvent {
     let mut event = AuditEvent {
@@ -186,30 +125,18 @@ fn verify(stack: &TestStack, tenant: &str) {
     assert!(status.success(), "{tenant} verifies:\n{stdout}{stderr}");
 }
 
-fn setup(stack: &TestStack, data_dir: &Path) {
-    let keys = data_dir.join("keys").display().to_string();
-    let bootstrap = &stack.endpoints.kafka_bootstrap;
-    for args in [
-        vec!["keys", "init", "--dir", keys.as_str()],
-        vec!["topics", "--kafka-bootstrap", bootstrap.as_str()],
-    ] {
-        let (status, stdout, stderr) = run_sealtrail(&args, &[]);
-        assert!(status.success(), "{args:?}: {stdout}{stderr}");
-    }
-}
-
 #[tokio::test]
 async fn rewinds_and_retries_never_seal_or_project_anything_twice() {
     let data_dir = fresh_data_dir("replay");
     let stack = TestStack::try_start(&data_dir, &["--no-pipeline"]).unwrap_or_else(|failure| panic!("{failure}"));
-    setup(&stack, &data_dir);
+    stack.init_keys_and_topics();
     let reader = PartitionReader::new(&stack.kafka(), Duration::from_secs(60)).expect("reader");
     let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
         .await
         .expect("emitter");
     let tenants = ["replay-a", "replay-b", "replay-c"];
-    let mut seal = Processor::start(&stack, "seal", SEAL_GROUP);
-    let mut sink = Processor::start(&stack, "sink", SINK_GROUP);
+    let mut seal = Processor::start(&stack, "seal", SEAL_GROUP, &[]);
+    let mut sink = Processor::start(&stack, "sink", SINK_GROUP, &[]);
 
     // 30 events, and two producer retries that repeat a key with a fresh event id.
     for n in 0..30 {
@@ -236,7 +163,7 @@ async fn rewinds_and_retries_never_seal_or_project_anything_twice() {
     seal.stop();
     let sealed_before = all_records(&reader, SEALED);
     rewind(&stack, SEAL_GROUP, RAW);
-    seal = Processor::start(&stack, "seal", SEAL_GROUP);
+    seal = Processor::start(&stack, "seal", SEAL_GROUP, &[]);
     wait_until("the rewound seal group reads to the end", async || {
         caught_up(&stack, SEAL_GROUP, RAW)
     })
@@ -303,7 +230,7 @@ async fn rewind_the_sink_over_lost_and_purged_rows(stack: &TestStack, sink: Proc
     }
     assert_eq!(count(stack, "SELECT count() FROM events").await, 26);
     rewind(stack, SINK_GROUP, SEALED);
-    let sink = Processor::start(stack, "sink", SINK_GROUP);
+    let sink = Processor::start(stack, "sink", SINK_GROUP, &[]);
     wait_until("the rewound sink group reads to the end", async || {
         caught_up(stack, SINK_GROUP, SEALED)
     })

@@ -11,6 +11,7 @@ mod log;
 mod offsets;
 mod partition_reader;
 mod topics;
+pub mod trace_context;
 
 pub use config::KafkaSettings;
 pub use error::KafkaError;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as ClientError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -19,7 +19,7 @@ use sealtrail_core::sealer::{
     Disposition, PartitionSealer, RawRecord, RecoveryError, SchemaLookup, SealContext, SealerSettings,
 };
 use sealtrail_core::tokenize::Tokenizer;
-use sealtrail_kafka::{KafkaError, PartitionReader};
+use sealtrail_kafka::{KafkaError, PartitionReader, trace_context};
 use sealtrail_runtime::keys::{self, KeyError};
 use sealtrail_runtime::{ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
 
@@ -317,7 +317,7 @@ impl Shared {
         key: &[u8],
         payload: &[u8],
         produced: Produced,
-        headers: Option<rdkafka::message::OwnedHeaders>,
+        headers: Option<OwnedHeaders>,
     ) -> Result<(), SealError> {
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(produced))
             .partition(partition)
@@ -582,6 +582,20 @@ impl Loop<'_> {
         self.summary.records += 1;
         self.first_record.get_or_insert_with(Instant::now);
         self.stats.received(1);
+        // Only records that carry a producer's trace context get a span of their own.
+        let span = trace_context::record_span(message.headers(), || {
+            tracing::info_span!(
+                "seal.record",
+                otel.kind = "consumer",
+                partition,
+                offset = message.offset(),
+                tenant = tracing::field::Empty,
+                seq = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+            )
+        });
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let now = now_ms();
         let mut partitions = lock(&shared.partitions);
         let Some(assigned) = partitions.get_mut(&partition) else {
@@ -617,10 +631,35 @@ impl Loop<'_> {
             .metrics
             .chain_head(partition, assigned.sealer.handled_through());
         drop(partitions);
+        self.publish(message, disposition, span.as_ref(), now)?;
+        if due {
+            shared.checkpoint_if_pending(partition, false)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a sealed event to the sealed topic, or a rejected record to the DLQ.
+    fn publish(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        disposition: Disposition,
+        span: Option<&tracing::Span>,
+        now: i64,
+    ) -> Result<(), SealError> {
+        let shared = self.shared;
+        let partition = message.partition();
+        let payload = message.payload();
         match disposition {
             Disposition::Sealed(sealed) => {
                 let tenant = sealed.event.tenant_id.clone();
                 let occurred_at = sealed.event.occurred_at;
+                let headers = span.map(|span| {
+                    span.record("tenant", tenant.as_str());
+                    span.record("seq", sealed.seal.tenant_seq);
+                    span.record("outcome", "sealed");
+                    // The sink continues the trace from the sealed record.
+                    trace_context::inject(span, OwnedHeaders::new())
+                });
                 let bytes = shared.encode(&SealedRecord::Event(sealed));
                 shared.send(
                     &shared.config.sealed_topic,
@@ -628,7 +667,7 @@ impl Loop<'_> {
                     tenant.as_bytes(),
                     &bytes,
                     Produced::Sealed { partition },
-                    None,
+                    headers,
                 )?;
                 self.summary.sealed += 1;
                 self.stats.emitted(1);
@@ -637,6 +676,9 @@ impl Loop<'_> {
                     .audit_lag("occurred_to_sealed", (now - occurred_at) as f64 / 1000.0);
             }
             Disposition::Rejected(rejection) => {
+                if let Some(span) = span {
+                    span.record("outcome", rejection.code.as_str());
+                }
                 tracing::info!(partition, offset = message.offset(), reason = rejection.code.as_str(), detail = %rejection.detail, "record rejected to the DLQ");
                 let headers = dlq::headers(
                     message.headers(),
@@ -657,10 +699,12 @@ impl Loop<'_> {
                 self.summary.rejected += 1;
                 self.stats.rejected(rejection.code.as_str());
             }
-            Disposition::AlreadyHandled => self.stats.skipped("already_sealed"),
-        }
-        if due {
-            shared.checkpoint_if_pending(partition, false)?;
+            Disposition::AlreadyHandled => {
+                if let Some(span) = span {
+                    span.record("outcome", "already_sealed");
+                }
+                self.stats.skipped("already_sealed");
+            }
         }
         Ok(())
     }

@@ -27,6 +27,8 @@ pub struct PartitionBatch {
     /// The last offset buffered or skipped: committing `last_offset + 1` is safe after a flush.
     pub last_offset: i64,
     pub first_buffered_at: Option<Instant>,
+    /// The spans of traced records, ended once their rows are stored.
+    pub traced: Vec<tracing::Span>,
 }
 
 impl PartitionBatch {
@@ -40,6 +42,7 @@ impl PartitionBatch {
             stored_checkpoints_through,
             last_offset: stored_events_through.min(stored_checkpoints_through),
             first_buffered_at: None,
+            traced: Vec::new(),
         }
     }
 
@@ -127,5 +130,8 @@ impl PartitionBatch {
         self.event_candidates.clear();
         self.checkpoint_candidates.clear();
         self.first_buffered_at = None;
+        for span in self.traced.drain(..) {
+            span.record("outcome", "queryable");
+        }
     }
 }

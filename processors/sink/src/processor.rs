@@ -10,7 +10,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
-use sealtrail_kafka::KafkaSettings;
+use sealtrail_kafka::{KafkaSettings, trace_context};
 use sealtrail_runtime::{ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
 use tokio::runtime::Handle;
 
@@ -451,7 +451,23 @@ fn buffer(
         return Ok(());
     };
     match record {
-        SealedRecord::Event(event) => batch.push_event(offset, EventRow::from_sealed(*event, partition, offset)),
+        SealedRecord::Event(event) => {
+            // Ends when the row is stored: the span measures sealed -> queryable.
+            let span = trace_context::record_span(message.headers(), || {
+                tracing::info_span!(
+                    "sink.record",
+                    otel.kind = "consumer",
+                    partition,
+                    offset,
+                    tenant = %event.event.tenant_id,
+                    seq = event.seal.tenant_seq,
+                    outcome = tracing::field::Empty,
+                    trace_id = tracing::field::Empty,
+                )
+            });
+            batch.traced.extend(span);
+            batch.push_event(offset, EventRow::from_sealed(*event, partition, offset));
+        }
         SealedRecord::Checkpoint(checkpoint) => {
             batch.push_checkpoint(offset, CheckpointRow::from_checkpoint(&checkpoint, offset));
         }
