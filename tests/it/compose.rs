@@ -4,7 +4,8 @@ use serde_json::Value as Json;
 use serde_yaml_ng::Value;
 
 /// The metric contract of the components: dashboards that query any other name show nothing.
-const METRICS: [&str; 11] = [
+const METRICS: [&str; 12] = [
+    "sealtrail_errors_total",
     "sealtrail_events_in_total",
     "sealtrail_events_out_total",
     "sealtrail_events_rejected_total",
@@ -187,5 +188,32 @@ fn collect_queries<'a>(value: &'a Json, queries: &mut Vec<&'a str>) {
         }
         Json::Array(items) => items.iter().for_each(|item| collect_queries(item, queries)),
         _ => {}
+    }
+}
+
+/// The dashboards' contract is what the components really expose.
+#[test]
+fn the_metric_contract_is_what_the_components_expose() {
+    let metrics = sealtrail_runtime::Metrics::new("seal");
+    metrics.events_in(1);
+    metrics.events_out(1);
+    metrics.rejected("not_avro");
+    metrics.skipped("already_sealed");
+    metrics.error("consume");
+    metrics.checkpoint();
+    metrics.consumer_lag("raw", 0, 1);
+    metrics.dlq_depth("dlq", 1);
+    metrics.chain_head(0, 1);
+    metrics.last_checkpoint(0, 1);
+    metrics.batch_duration(0.1);
+    metrics.audit_lag("occurred_to_sealed", 0.1);
+    metrics.http_request("/v1/query", "POST", 200, 0.1);
+    let text = metrics.render();
+    let exposed = |name: &str| text.lines().any(|line| line.starts_with(name) && !line.starts_with('#'));
+    for name in METRICS {
+        assert!(exposed(name), "{name} is not exposed:\n{text}");
+    }
+    for name in HISTOGRAMS {
+        assert!(exposed(&format!("{name}_bucket")), "{name} is not exposed:\n{text}");
     }
 }

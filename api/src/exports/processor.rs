@@ -101,7 +101,15 @@ pub async fn run_processor(
                 tracing::info!(export = %job.export_id, "already finished; skipping the job");
             }
             Some(Ok(job)) => {
-                let status = run_job(&config, &producer, &job, &mut on_state).await;
+                // A stop does not wait for a long job: it is not committed, so it runs again
+                // from the start after a restart (its partial directory is replaced).
+                let status = tokio::select! {
+                    status = run_job(&config, &producer, &job, &mut on_state) => status,
+                    () = &mut stop => {
+                        tracing::warn!(export = %job.export_id, "stopping in the middle of the job; it runs again after a restart");
+                        break;
+                    }
+                };
                 if publish(&producer, &config.topics.status, &status).await.is_err() {
                     // Not committed: the job runs again after a restart.
                     tracing::error!(export = %job.export_id, "cannot publish the final state; stopping");

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set when the process is asked to stop; long-running loops check it between units of work.
@@ -37,9 +38,34 @@ impl StopSignal {
                 _ = hup.recv() => {}
             }
             tracing::info!("stop requested; finishing in-flight work");
+            exit_if_still_running_after_grace();
             signal.stop();
         });
     }
+}
+
+/// How long a stopping process may take to finish its work in flight: `SEALTRAIL_STOP_GRACE_SECS`
+/// (default 25, inside Kubernetes' default 30 s termination grace period).
+pub fn stop_grace() -> Duration {
+    std::env::var("SEALTRAIL_STOP_GRACE_SECS")
+        .ok()
+        .and_then(|secs| secs.trim().parse().ok())
+        .map_or(Duration::from_secs(25), Duration::from_secs)
+}
+
+/// Bounds the stop: a process still running after the grace period exits with status 2. That is
+/// safe: every processor rebuilds its state from Kafka (and ClickHouse) at start, and work not
+/// committed is done again.
+fn exit_if_still_running_after_grace() {
+    let grace = stop_grace();
+    std::thread::spawn(move || {
+        std::thread::sleep(grace);
+        tracing::error!(
+            grace_s = grace.as_secs(),
+            "still stopping after the grace period; exiting now (uncommitted work is redone at the next start)"
+        );
+        std::process::exit(2);
+    });
 }
 
 /// A future that resolves on SIGTERM, SIGINT or SIGHUP, for services that wait on a future
@@ -64,5 +90,6 @@ pub fn termination() -> impl Future<Output = ()> {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("stop requested; finishing in-flight work");
+        exit_if_still_running_after_grace();
     }
 }
