@@ -99,7 +99,11 @@ pub fn init(args: &TelemetryArgs, service: &'static str) -> Telemetry {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_filter(LevelFilter::INFO)
-            .with_filter(filter_fn(|metadata| metadata.target().starts_with("sealtrail")))
+            // Spans only: log events inside a span would become span events carrying their
+            // free-text fields (a rejection's detail quotes producer values).
+            .with_filter(filter_fn(|metadata| {
+                metadata.is_span() && metadata.target().starts_with("sealtrail")
+            }))
     });
     if provider.is_some() {
         sealtrail_kafka::trace_context::enable();

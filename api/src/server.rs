@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
@@ -239,16 +239,21 @@ async fn observe(metrics: sealtrail_runtime::Metrics, request: Request, next: Ne
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    // A fixed set: a client-chosen method must not create series.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    metrics.http_request(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    metrics.events_in(1);
+    if !matches!(route.as_str(), "/metrics" | "/healthz" | "/readyz") {
+        let seconds = started.elapsed().as_secs_f64();
+        metrics.http_request(&route, method, response.status().as_u16(), seconds);
+        metrics.events_in(1);
+    }
     response
 }
 
@@ -331,7 +336,7 @@ impl FromRequestParts<SharedState> for Caller {
             .rate_limiter
             .check(&caller.subject)
             .map_err(ApiError::too_many_requests)?;
-        tracing::Span::current().record("caller", caller.subject.as_str());
+        tracing::Span::current().record("caller", caller.log_name().as_str());
         Ok(caller)
     }
 }

@@ -17,12 +17,46 @@ use crate::chain;
 use crate::checkpoint::{self, CheckpointSigner};
 use crate::classify::classify_and_redact;
 use crate::digest::Digest;
+use crate::event::AuditEvent;
 use crate::idempotency::{IdempotencyWindow, Original};
 use crate::policy::Policy;
-use crate::sealed::{Checkpoint, Seal, SealedEvent, SourceCoordinates, TenantHead};
+use crate::policy::RedactionMethod;
+use crate::sealed::{Checkpoint, Redaction, Seal, SealedEvent, SourceCoordinates, TenantHead};
 use crate::tokenize::Tokenizer;
 use crate::validate::{self, Limits, RejectCode, Rejection, reject};
 use crate::verify::{ChainBreak, check_link};
+
+/// The idempotency key as sealed, if it still tells events apart: kept, or tokenized (one token
+/// per value). A masked, generalized or dropped key would make different actions look alike.
+fn comparable_key<'e>(event: &'e AuditEvent, redactions: &[Redaction]) -> Option<&'e str> {
+    let lossy = redactions
+        .iter()
+        .any(|r| r.path == "idempotency_key" && r.method != RedactionMethod::Tokenize.name());
+    if lossy { None } else { event.idempotency_key.as_deref() }
+}
+
+/// What the idempotency window keeps of a sealed event, without the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberedKey {
+    pub tenant_id: String,
+    pub key: String,
+    pub original: Original,
+}
+
+impl RememberedKey {
+    /// `None` for an event without a comparable idempotency key.
+    pub fn of(event: &SealedEvent) -> Option<Self> {
+        Some(Self {
+            tenant_id: event.event.tenant_id.clone(),
+            key: comparable_key(&event.event, &event.redactions)?.to_owned(),
+            original: Original {
+                seq: event.seal.tenant_seq,
+                event_id: event.event.event_id.clone(),
+                sealed_at: event.sealed_at,
+            },
+        })
+    }
+}
 
 /// What the sealer needs to know about its partition.
 #[derive(Debug, Clone)]
@@ -118,20 +152,22 @@ impl PartitionSealer {
 
     /// Rebuilds the state from the last checkpoint of the sealed partition (if any), the sealed
     /// events after it, and the raw offsets of the DLQ records after its DLQ position. `recent`
-    /// are the events with an idempotency key sealed within the window before the checkpoint,
-    /// in order (see [`Self::idempotency_horizon`]).
+    /// are the idempotency keys sealed within the window before the checkpoint, in order (see
+    /// [`Self::idempotency_horizon`] and [`RememberedKey::of`]).
     pub fn recover(
         settings: SealerSettings,
         last_checkpoint: Option<&Checkpoint>,
-        recent: &[SealedEvent],
+        recent: &[RememberedKey],
         tail: &[SealedEvent],
         rejected_offsets: &[i64],
         now_ms: i64,
     ) -> Result<Self, RecoveryError> {
         let partition = settings.partition;
         let mut sealer = Self::new(settings, now_ms);
-        for event in recent {
-            sealer.remember_sealed(event);
+        for remembered in recent {
+            sealer
+                .idempotency
+                .remember(&remembered.tenant_id, &remembered.key, remembered.original.clone());
         }
         if let Some(checkpoint) = last_checkpoint {
             if checkpoint::tenant_heads_root(&checkpoint.tenant_heads) != checkpoint.tenant_heads_root {
@@ -169,16 +205,9 @@ impl PartitionSealer {
     }
 
     fn remember_sealed(&mut self, event: &SealedEvent) {
-        if let Some(key) = event.event.idempotency_key.as_deref() {
-            self.idempotency.remember(
-                &event.event.tenant_id,
-                key,
-                Original {
-                    seq: event.seal.tenant_seq,
-                    event_id: event.event.event_id.clone(),
-                    sealed_at: event.sealed_at,
-                },
-            );
+        if let Some(remembered) = RememberedKey::of(event) {
+            self.idempotency
+                .remember(&remembered.tenant_id, &remembered.key, remembered.original);
         }
     }
 
@@ -303,7 +332,7 @@ impl PartitionSealer {
         let rules = context.policy.rules_for(&event.tenant_id);
         let (classification, redactions) = classify_and_redact(&mut event, rules, context.tokenizer);
         // After redaction: the window is rebuilt from sealed events, which hold the redacted key.
-        if let Some(key) = event.idempotency_key.as_deref()
+        if let Some(key) = comparable_key(&event, &redactions)
             && let Some(original) = self.idempotency.find(&event.tenant_id, key, context.now_ms)
         {
             return Err(reject(
@@ -322,7 +351,7 @@ impl PartitionSealer {
         let hash = chain::entry_hash(&prev_hash, &canonical);
         self.set_head(&event.tenant_id, seq, hash);
         self.pending.push(hash);
-        if let Some(key) = event.idempotency_key.as_deref() {
+        if let Some(key) = comparable_key(&event, &redactions) {
             self.idempotency.remember(
                 &event.tenant_id,
                 key,

@@ -14,7 +14,9 @@ use crate::checkpoint::CheckpointSigner;
 use crate::event::{Actor, ActorType, AuditEvent, Change, Evidence, Outcome, OutcomeStatus, Resource};
 use crate::policy::Policy;
 use crate::sealed::{SealedEvent, SealedRecord};
-use crate::sealer::{Disposition, PartitionSealer, RawRecord, SchemaLookup, SealContext, SealerSettings};
+use crate::sealer::{
+    Disposition, PartitionSealer, RawRecord, RememberedKey, SchemaLookup, SealContext, SealerSettings,
+};
 use crate::tokenize::Tokenizer;
 use crate::validate::{Limits, RejectCode};
 use crate::verify::{BreakKind, ChainStart, verify_chain, verify_checkpoints, verify_entries, verify_heads};
@@ -495,7 +497,7 @@ fn a_producer_retry_is_rejected_as_a_duplicate_even_after_recovery() {
     restarted.sealer = PartitionSealer::recover(
         settings(),
         Some(&checkpoint),
-        &[original, before_checkpoint],
+        &[&original, &before_checkpoint].map(|event| RememberedKey::of(event).expect("keyed")),
         &tail,
         &[],
         NOW,
@@ -508,4 +510,25 @@ fn a_producer_retry_is_rejected_as_a_duplicate_even_after_recovery() {
         );
     }
     assert_eq!(restarted.seal(8, &keyed(11, "refund-45")).seal.tenant_seq, 4);
+}
+
+#[test]
+fn a_key_redacted_beyond_recognition_is_never_deduplicated() {
+    // A card number as a key is masked to its last four digits: two different actions would look
+    // alike, so such keys are not compared at all.
+    let keyed = |n: u32| AuditEvent {
+        idempotency_key: Some("4111 1111 1111 1111".to_owned()),
+        ..sample_event("acme", n)
+    };
+    let mut h = Harness::new();
+    let first = h.seal(0, &keyed(1));
+    assert!(
+        first
+            .redactions
+            .iter()
+            .any(|r| r.path == "idempotency_key" && r.method == "mask"),
+        "{:?}",
+        first.redactions
+    );
+    assert_eq!(h.seal(1, &keyed(2)).seal.tenant_seq, 2);
 }

@@ -171,14 +171,8 @@ async fn one_trace_follows_an_event_from_its_producer_through_seal_and_sink() {
     };
     assert_eq!(seal_span.service, "sealtrail-seal");
     assert_eq!(sink_span.service, "sealtrail-sink");
-    assert_eq!(
-        seal_span.parent_id, producer_span,
-        "seal continues the producer's span"
-    );
-    assert_eq!(
-        sink_span.parent_id, seal_span.id,
-        "sink continues the seal span"
-    );
+    assert_eq!(seal_span.parent_id, producer_span, "seal continues the producer's span");
+    assert_eq!(sink_span.parent_id, seal_span.id, "sink continues the seal span");
     let bodies = received.lock().expect("lock").bodies.join("\n");
     assert!(!bodies.contains(PERSON), "raw personal data reached the traces");
     assert!(

@@ -5,6 +5,8 @@ pub mod jwt;
 
 use std::fmt;
 
+use sha2::Digest as _;
+
 use sealtrail_core::event::{Actor, ActorType};
 
 use crate::error::ApiError;
@@ -61,7 +63,8 @@ impl fmt::Display for Role {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The key id or the token's subject: who to name in the audit trail and the logs.
+    /// The key id or the token's subject: who to name in the audit trail (where classification
+    /// tokenizes it when it is personal data).
     pub subject: String,
     pub tenant: String,
     pub roles: Vec<Role>,
@@ -81,6 +84,18 @@ impl Caller {
             display_name: None,
             authority: Some(self.roles.iter().map(|role| role.name()).collect::<Vec<_>>().join(",")),
             on_behalf_of: None,
+        }
+    }
+
+    /// How the caller appears in logs and traces, which are not redacted: a key id as it is, a
+    /// token's subject (often an e-mail address) as a short digest that still tells callers apart.
+    pub fn log_name(&self) -> String {
+        match self.subject.strip_prefix("jwt:") {
+            Some(subject) => {
+                let digest = sha2::Sha256::digest(subject.as_bytes());
+                format!("jwt:sha256:{}", sealtrail_core::digest::to_hex(&digest[..6]))
+            }
+            None => self.subject.clone(),
         }
     }
 

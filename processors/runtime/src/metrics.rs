@@ -185,8 +185,10 @@ impl Metrics {
         self.0.rejected.get_or_create(&self.labelled("reason", reason)).inc();
     }
 
-    pub fn skipped(&self, reason: &str) {
-        self.0.skipped.get_or_create(&self.labelled("reason", reason)).inc();
+    pub fn skipped_many(&self, reason: &str, n: u64) {
+        if n > 0 {
+            self.0.skipped.get_or_create(&self.labelled("reason", reason)).inc_by(n);
+        }
     }
 
     pub fn error(&self, kind: &str) {
@@ -220,6 +222,19 @@ impl Metrics {
             .last_checkpoint
             .get_or_create(&labels)
             .set(i64::try_from(number).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the per-partition series of a partition this instance no longer owns, so sums over
+    /// instances do not count it twice after a rebalance.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        self.0.consumer_lag.remove(&vec![
+            ("component", self.0.component.to_owned()),
+            ("topic", topic.to_owned()),
+            ("partition", partition.to_string()),
+        ]);
+        let labels = vec![("partition", partition.to_string())];
+        self.0.chain_head_offset.remove(&labels);
+        self.0.last_checkpoint.remove(&labels);
     }
 
     pub fn batch_duration(&self, seconds: f64) {

@@ -55,8 +55,13 @@ impl ComponentStats {
 
     /// A record recognised as handled before (a rewind, a restart) and passed over.
     pub fn skipped(&mut self, reason: &str) {
-        self.skipped += 1;
-        self.metrics.skipped(reason);
+        self.skipped_many(reason, 1);
+    }
+
+    /// `n` records recognised as handled before.
+    pub fn skipped_many(&mut self, reason: &str, n: u64) {
+        self.skipped += n;
+        self.metrics.skipped_many(reason, n);
     }
 
     /// A record that is refused (for seal: sent to the DLQ).

@@ -1,6 +1,6 @@
 use std::sync::Arc;
-use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Set when the process is asked to stop; long-running loops check it between units of work.
 #[derive(Debug, Clone, Default)]

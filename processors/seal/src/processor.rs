@@ -163,7 +163,7 @@ impl Shared {
                             partition,
                             from = resume,
                             until = recovered_at,
-                            "the group was rewound: reading raw records again; those already sealed or rejected are recognised and skipped"
+                            "the committed offset is behind the sealed topic (a rewind, or commits lost in a crash): reading raw records again; those already sealed or rejected are recognised and skipped"
                         );
                     }
                     if let Some(number) = recovered.last_checkpoint {
@@ -221,6 +221,7 @@ impl Shared {
         let mut partitions = lock(&self.partitions);
         for partition in revoked {
             partitions.remove(partition);
+            self.config.metrics.forget_partition(&self.config.raw_topic, *partition);
         }
     }
 
@@ -351,9 +352,9 @@ impl Shared {
         let partitions = lock(&self.partitions);
         let mut offsets = TopicPartitionList::new();
         for (partition, state) in partitions.iter() {
-            let covered = committable.get(partition).copied().unwrap_or(-1);
-            let offset = covered.max(state.reread_through + 1);
-            if offset >= 0 {
+            let covered = committable.get(partition).copied();
+            let reread = (state.reread_through >= 0).then_some(state.reread_through + 1);
+            if let Some(offset) = covered.max(reread) {
                 offsets
                     .add_partition_offset(&self.config.raw_topic, *partition, Offset::Offset(offset))
                     .ok();
@@ -404,6 +405,9 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
     let (shared, tokenizer) = start(config, registry)?;
     let mut consumer_config = shared.config.kafka.consumer(&shared.config.group);
     consumer_config.set("partition.assignment.strategy", "range");
+    // Recovery (which reads back the idempotency window) runs inside the rebalance callback and
+    // may take minutes on a busy partition; the group must not evict the instance meanwhile.
+    consumer_config.set("max.poll.interval.ms", "1800000");
     if let Some(instance) = &shared.config.instance_id {
         consumer_config.set("group.instance.id", instance);
     }

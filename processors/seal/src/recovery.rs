@@ -2,7 +2,7 @@
 
 use sealtrail_core::checkpoint::{TrustedKey, verify_checkpoint};
 use sealtrail_core::sealed::{Checkpoint, SealedEvent, SealedRecord};
-use sealtrail_core::sealer::{PartitionSealer, SealerSettings};
+use sealtrail_core::sealer::{PartitionSealer, RememberedKey, SealerSettings};
 use sealtrail_kafka::{PartitionReader, PartitionRecord};
 use sealtrail_runtime::SealedReaders;
 
@@ -20,8 +20,8 @@ pub struct Recovered {
     pub remembered_keys: usize,
 }
 
-/// Records decoded per read while rebuilding the idempotency window, so memory stays bounded
-/// however long the window.
+/// Records decoded per read while rebuilding the idempotency window: only the keys are kept, so
+/// memory grows with the keyed events in the window, not with their size.
 const WINDOW_CHUNK: i64 = 5_000;
 
 /// Topics and keys recovery reads with.
@@ -137,23 +137,21 @@ fn decode(
         .collect()
 }
 
-/// The sealed events of `from..until` that carry an idempotency key, in order.
+/// The idempotency keys of the sealed events of `from..until`, in order.
 fn keyed_events(
     sources: &mut RecoverySources<'_>,
     partition: i32,
     from: i64,
     until: i64,
-) -> Result<Vec<SealedEvent>, SealError> {
+) -> Result<Vec<RememberedKey>, SealError> {
     let mut keyed = Vec::new();
     let mut start = from;
     while start < until {
         let end = start.saturating_add(WINDOW_CHUNK).min(until);
         let records = sources.reader.read(sources.sealed_topic, partition, start, end)?;
         for record in decode(sources, partition, &records)? {
-            if let SealedRecord::Event(event) = record
-                && event.event.idempotency_key.is_some()
-            {
-                keyed.push(*event);
+            if let SealedRecord::Event(event) = record {
+                keyed.extend(RememberedKey::of(&event));
             }
         }
         start = end;

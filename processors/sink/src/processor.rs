@@ -137,10 +137,24 @@ impl Shared {
                     partition,
                     from = resume,
                     until = stored_until,
-                    "the group was rewound: re-projecting; rows ClickHouse holds (or purged) are skipped, missing ones restored"
+                    "the committed offset is behind ClickHouse (a rewind): re-projecting; rows ClickHouse holds (or purged) are skipped, missing ones restored"
                 );
                 // Commit from the rewound position on, so a restart mid-way carries on re-projecting.
                 batch.last_offset = resume - 1;
+            }
+            if let Some(committed) = committed
+                .get(&partition)
+                .copied()
+                .filter(|offset| *offset > stored_until)
+            {
+                // Offsets are committed only after their rows are stored: ClickHouse lost its newest rows.
+                tracing::warn!(
+                    partition,
+                    from = stored_until,
+                    until = committed,
+                    "ClickHouse holds less than the group committed; restoring the missing rows"
+                );
+                batch.restore_below = committed;
             }
             lock(&self.batches).insert(partition, batch);
             positions
@@ -162,7 +176,8 @@ impl Shared {
 
     /// Inserts what `partition` has buffered, retrying (with the same deduplication tokens) until
     /// ClickHouse acknowledges or the sink is stopped. Returns the offset now safe to commit and
-    /// the rows inserted (events, checkpoints).
+    /// the rows inserted (events, checkpoints); `None` when stopped or the partition was revoked
+    /// meanwhile (its rows are dropped: the next owner reads them again).
     fn flush(
         &self,
         consumer: &BaseConsumer<SinkContext>,
@@ -170,24 +185,30 @@ impl Shared {
         stop: &StopSignal,
         stats: &mut ComponentStats,
     ) -> Option<(i64, u64, u64)> {
-        let mut batches = lock(&self.batches);
-        let batch = batches.get_mut(&partition)?;
-        if batch.is_empty() {
-            return Some((batch.last_offset + 1, 0, 0));
-        }
+        let (has_candidates, restores_lost_top) = {
+            let batches = lock(&self.batches);
+            let batch = batches.get(&partition)?;
+            if batch.is_empty() {
+                return Some((batch.last_offset + 1, 0, 0));
+            }
+            let candidates = !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty();
+            (candidates, batch.restores_lost_top())
+        };
         let started = Instant::now();
+        // The lock is taken per attempt, never while the consumer is polled between attempts: a
+        // rebalance callback in that poll takes it too.
+        if has_candidates {
+            let present = retrying(consumer, stop, stats, "checking rows read again", || {
+                let mut batches = lock(&self.batches);
+                batches
+                    .get_mut(&partition)
+                    .map(|batch| self.drop_present_candidates(partition, batch))
+                    .transpose()
+            })??;
+            stats.skipped_many("already_projected", present as u64);
+        }
         let mut token_suffix = String::new();
-        if !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty() {
-            let present = self.retrying(consumer, partition, stop, stats, "checking rows read again", || {
-                self.drop_present_candidates(partition, batch)
-            })?;
-            for _ in 0..present {
-                stats.skipped("already_projected");
-            }
-            let restored = batch.event_candidates.len() + batch.checkpoint_candidates.len();
-            if restored > 0 {
-                tracing::info!(partition, restored, "rewind: restoring rows ClickHouse no longer has");
-            }
+        if has_candidates || restores_lost_top {
             // ClickHouse remembers the original insert's token even after its rows are deleted:
             // restored rows need a token of their own (kept across this flush's retries).
             token_suffix = format!(
@@ -195,11 +216,26 @@ impl Shared {
                 sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc())
             );
         }
-        self.retrying(consumer, partition, stop, stats, "inserting into ClickHouse", || {
-            self.insert(partition, batch, &token_suffix)
-        })?;
+        retrying(consumer, stop, stats, "inserting into ClickHouse", || {
+            let batches = lock(&self.batches);
+            batches
+                .get(&partition)
+                .map(|batch| self.insert(partition, batch, &token_suffix))
+                .transpose()
+        })??;
+        let mut batches = lock(&self.batches);
+        let batch = batches.get_mut(&partition)?;
+        let restored = batch.event_candidates.len() + batch.checkpoint_candidates.len();
+        if restored > 0 {
+            tracing::info!(
+                partition,
+                restored,
+                "re-projection: restored rows ClickHouse no longer had"
+            );
+        }
+        // Restored rows are old by nature; they would distort the live lag.
         let now = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
-        for row in batch.events.iter().chain(&batch.event_candidates) {
+        for row in &batch.events {
             let lag = now - sealtrail_clickhouse::unix_ms(row.sealed_at);
             stats.metrics().audit_lag("sealed_to_queryable", lag as f64 / 1000.0);
         }
@@ -211,41 +247,6 @@ impl Shared {
         stats.emitted(inserted.0);
         batch.stored();
         Some((batch.last_offset + 1, inserted.0, inserted.1))
-    }
-
-    /// Runs `operation` until it succeeds or the sink is stopped (`None`), staying in the group
-    /// while waiting: the consumer keeps being served, fetching paused.
-    fn retrying<T>(
-        &self,
-        consumer: &BaseConsumer<SinkContext>,
-        partition: i32,
-        stop: &StopSignal,
-        stats: &mut ComponentStats,
-        what: &str,
-        mut operation: impl FnMut() -> Result<T, clickhouse::error::Error>,
-    ) -> Option<T> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match operation() {
-                Ok(done) => return Some(done),
-                Err(error) => {
-                    stats.error("clickhouse");
-                    tracing::warn!(partition, %error, retry_in = ?backoff, "{what} failed; retrying");
-                    if stop.is_stopped() {
-                        return None;
-                    }
-                    let mut paused = TopicPartitionList::new();
-                    paused.add_partition(&self.config.sealed_topic, partition);
-                    consumer.pause(&paused).ok();
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until && !stop.is_stopped() {
-                        drop(consumer.poll(Duration::from_millis(100)));
-                    }
-                    consumer.resume(&paused).ok();
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
     }
 
     /// Drops the rows read again that ClickHouse holds, or purged (a tombstone stands for the
@@ -350,6 +351,10 @@ impl ConsumerContext for SinkContext {
         let mut batches = lock(&self.shared.batches);
         for element in tpl.elements() {
             batches.remove(&element.partition());
+            let config = &self.shared.config;
+            config
+                .metrics
+                .forget_partition(&config.sealed_topic, element.partition());
         }
         drop(batches);
         consumer.unassign().ok();
@@ -533,4 +538,37 @@ fn lag(consumer: &BaseConsumer<SinkContext>, shared: &Shared) -> i64 {
             Some(lag)
         })
         .sum()
+}
+
+/// Runs `operation` until it succeeds or the sink is stopped (`None`), staying in the group
+/// while waiting: the consumer keeps being served with every partition paused, so no record
+/// is fetched (and skipped) meanwhile.
+fn retrying<T>(
+    consumer: &BaseConsumer<SinkContext>,
+    stop: &StopSignal,
+    stats: &mut ComponentStats,
+    what: &str,
+    mut operation: impl FnMut() -> Result<T, clickhouse::error::Error>,
+) -> Option<T> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match operation() {
+            Ok(done) => return Some(done),
+            Err(error) => {
+                stats.error("clickhouse");
+                tracing::warn!(%error, retry_in = ?backoff, "{what} failed; retrying");
+                if stop.is_stopped() {
+                    return None;
+                }
+                let paused = consumer.assignment().unwrap_or_default();
+                consumer.pause(&paused).ok();
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !stop.is_stopped() {
+                    drop(consumer.poll(Duration::from_millis(100)));
+                }
+                consumer.resume(&paused).ok();
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
