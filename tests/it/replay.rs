@@ -218,9 +218,12 @@ async fn rewind_the_sink_over_lost_and_purged_rows(stack: &TestStack, sink: Proc
         .execute()
         .await
         .expect("tombstone");
+    // The newest row of each partition too: ClickHouse then holds less than was inserted, and the
+    // restored rows come back with the offsets of an insert ClickHouse still remembers.
     for filter in [
         "tenant_id = 'replay-a' AND seq <= 4",
         "tenant_id = 'replay-c' AND seq = 2",
+        "(sealed_partition, sealed_offset) IN (SELECT sealed_partition, max(sealed_offset) FROM events GROUP BY sealed_partition)",
     ] {
         client
             .query(&format!("DELETE FROM events WHERE {filter}"))
@@ -228,7 +231,7 @@ async fn rewind_the_sink_over_lost_and_purged_rows(stack: &TestStack, sink: Proc
             .await
             .expect("delete");
     }
-    assert_eq!(count(stack, "SELECT count() FROM events").await, 26);
+    assert!(count(stack, "SELECT count() FROM events").await < 26);
     rewind(stack, SINK_GROUP, SEALED);
     let sink = Processor::start(stack, "sink", SINK_GROUP, &[]);
     wait_until("the rewound sink group reads to the end", async || {
@@ -243,6 +246,7 @@ async fn rewind_the_sink_over_lost_and_purged_rows(stack: &TestStack, sink: Proc
         .into_iter()
         .collect();
     assert_eq!(per_tenant["replay-a"], 10, "the lost rows are restored");
+    assert_eq!(per_tenant["replay-b"], 10);
     assert_eq!(per_tenant["replay-c"], 10, "the purged row stays purged");
     assert_eq!(
         count(stack, "SELECT count() FROM events").await,

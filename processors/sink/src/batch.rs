@@ -29,9 +29,6 @@ pub struct PartitionBatch {
     pub first_buffered_at: Option<Instant>,
     /// The spans of traced records, ended once their rows are stored.
     pub traced: Vec<tracing::Span>,
-    /// Offsets below this were stored before and lost from ClickHouse since (-1: none): their
-    /// rows need a fresh insert token.
-    pub restore_below: i64,
 }
 
 impl PartitionBatch {
@@ -46,7 +43,6 @@ impl PartitionBatch {
             last_offset: stored_events_through.min(stored_checkpoints_through),
             first_buffered_at: None,
             traced: Vec::new(),
-            restore_below: -1,
         }
     }
 
@@ -81,17 +77,6 @@ impl PartitionBatch {
             self.checkpoint_candidates.push(row);
         }
         self.last_offset = self.last_offset.max(offset);
-    }
-
-    /// Whether the buffered new rows include some ClickHouse had stored and lost.
-    pub fn restores_lost_top(&self) -> bool {
-        self.events
-            .first()
-            .is_some_and(|row| i64::try_from(row.sealed_offset).is_ok_and(|offset| offset < self.restore_below))
-            || self
-                .checkpoints
-                .first()
-                .is_some_and(|row| i64::try_from(row.sealed_offset).is_ok_and(|offset| offset < self.restore_below))
     }
 
     /// Keeps only the candidates whose sealed offsets are not in `present`; returns how many

@@ -154,7 +154,6 @@ impl Shared {
                     until = committed,
                     "ClickHouse holds less than the group committed; restoring the missing rows"
                 );
-                batch.restore_below = committed;
             }
             lock(&self.batches).insert(partition, batch);
             positions
@@ -185,14 +184,13 @@ impl Shared {
         stop: &StopSignal,
         stats: &mut ComponentStats,
     ) -> Option<(i64, u64, u64)> {
-        let (has_candidates, restores_lost_top) = {
+        let has_candidates = {
             let batches = lock(&self.batches);
             let batch = batches.get(&partition)?;
             if batch.is_empty() {
                 return Some((batch.last_offset + 1, 0, 0));
             }
-            let candidates = !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty();
-            (candidates, batch.restores_lost_top())
+            !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty()
         };
         let started = Instant::now();
         // The lock is taken per attempt, never while the consumer is polled between attempts: a
@@ -207,15 +205,10 @@ impl Shared {
             })??;
             stats.skipped_many("already_projected", present as u64);
         }
-        let mut token_suffix = String::new();
-        if has_candidates || restores_lost_top {
-            // ClickHouse remembers the original insert's token even after its rows are deleted:
-            // restored rows need a token of their own (kept across this flush's retries).
-            token_suffix = format!(
-                "/restore-{}",
-                sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc())
-            );
-        }
+        // One token per flush, kept across its retries: a retry whose first attempt landed is
+        // dropped. Not per offset range alone: ClickHouse remembers a token after its rows are
+        // deleted, and rows restored after a loss carry the offsets they had.
+        let token_suffix = format!("/{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
         retrying(consumer, stop, stats, "inserting into ClickHouse", || {
             let batches = lock(&self.batches);
             batches
