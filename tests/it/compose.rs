@@ -201,12 +201,12 @@ fn the_metric_contract_is_what_the_components_expose() {
     metrics.skipped_many("already_sealed", 1);
     metrics.error("consume");
     metrics.checkpoint();
-    metrics.consumer_lag("raw", 0, 1);
+    metrics.consumer_lags("raw", &[(0, 1)]);
     metrics.dlq_depth("dlq", 1);
     metrics.chain_head(0, 1);
     metrics.last_checkpoint(0, 1);
     metrics.batch_duration(0.1);
-    metrics.audit_lag("occurred_to_sealed", 0.1);
+    metrics.audit_lag(sealtrail_runtime::AuditStage::OccurredToSealed, 0.1);
     metrics.http_request("/v1/query", "POST", 200, 0.1);
     let text = metrics.render();
     let exposed = |name: &str| {

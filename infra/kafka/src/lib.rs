@@ -16,6 +16,8 @@ pub mod trace_context;
 pub use config::KafkaSettings;
 pub use error::KafkaError;
 pub use log::{LogRecord, read_log_to_end};
-pub use offsets::{GroupOffsets, Members, PartitionOffsets, ResetTarget, committed_offsets, planned_offset};
+pub use offsets::{
+    CommittedOffsets, GroupOffsets, Members, PartitionOffsets, ResetTarget, partition_lags, planned_offset,
+};
 pub use partition_reader::{PartitionReader, PartitionRecord};
 pub use topics::{TopicSpec, ensure_topics, wait_for_broker};

@@ -215,26 +215,59 @@ impl GroupOffsets {
     }
 }
 
-/// A group member's committed offsets of `assigned` (empty when the broker cannot tell): where
-/// an operator rewound the group to. Read inside a rebalance callback, before assigning.
-pub fn committed_offsets<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    assigned: &TopicPartitionList,
-) -> std::collections::HashMap<i32, i64> {
-    match consumer.committed_offsets(assigned.clone(), Duration::from_secs(10)) {
-        Ok(found) => found
-            .elements()
-            .iter()
-            .filter_map(|element| match element.offset() {
-                Offset::Offset(offset) if offset >= 0 => Some((element.partition(), offset)),
-                _ => None,
-            })
-            .collect(),
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the group's committed offsets; resuming where the processor's own output says");
-            std::collections::HashMap::new()
+/// A group member's committed offsets, read when partitions are assigned (inside the rebalance
+/// callback): where an operator may have rewound the group to.
+#[derive(Debug, Default)]
+pub struct CommittedOffsets(std::collections::HashMap<i32, i64>);
+
+impl CommittedOffsets {
+    /// Empty when the broker cannot tell: the processor then resumes where its own output says.
+    pub fn read<C: ConsumerContext>(consumer: &BaseConsumer<C>, assigned: &TopicPartitionList) -> Self {
+        match consumer.committed_offsets(assigned.clone(), Duration::from_secs(10)) {
+            Ok(found) => Self(
+                found
+                    .elements()
+                    .iter()
+                    .filter_map(|element| match element.offset() {
+                        Offset::Offset(offset) if offset >= 0 => Some((element.partition(), offset)),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the group's committed offsets; resuming where the processor's own output says");
+                Self::default()
+            }
         }
     }
+
+    pub fn get(&self, partition: i32) -> Option<i64> {
+        self.0.get(&partition).copied()
+    }
+
+    /// Where to read `partition` from: `own`, where the processor's own output says it stands,
+    /// or the committed offset when the group was rewound below that.
+    pub fn resume(&self, partition: i32, own: i64) -> i64 {
+        self.get(partition).filter(|committed| *committed < own).unwrap_or(own)
+    }
+}
+
+/// Per partition, the records of `topic` from `positions` (partition, next offset to read) to
+/// its end; partitions whose end cannot be read now are left out.
+pub fn partition_lags<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    positions: impl IntoIterator<Item = (i32, i64)>,
+) -> Vec<(i32, i64)> {
+    positions
+        .into_iter()
+        .filter_map(|(partition, next)| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(2))
+                .ok()?;
+            Some((partition, (high - next).max(0)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod registry;
 mod stats;
 mod stop;
 
-pub use metrics::Metrics;
+pub use metrics::{AuditStage, Metrics};
 pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
 pub use stats::ComponentStats;
 pub use stop::{StopSignal, termination};

@@ -30,6 +30,24 @@ fn audit_lag_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
+/// Where audit lag is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditStage {
+    /// From the event's time to its sealing (seal).
+    OccurredToSealed,
+    /// From sealing to the row's insertion in ClickHouse (sink).
+    SealedToQueryable,
+}
+
+impl AuditStage {
+    fn label(self) -> &'static str {
+        match self {
+            Self::OccurredToSealed => "occurred_to_sealed",
+            Self::SealedToQueryable => "sealed_to_queryable",
+        }
+    }
+}
+
 struct Inner {
     component: &'static str,
     registry: Registry,
@@ -44,7 +62,8 @@ struct Inner {
     chain_head_offset: Family<Labels, Gauge>,
     last_checkpoint: Family<Labels, Gauge>,
     batch_duration: Histogram,
-    audit_lag: Histograms,
+    /// One histogram per stage, resolved once: observed for every event.
+    audit_lag: [Histogram; 2],
     http_duration: Histograms,
     ready: AtomicBool,
     not_ready_because: Mutex<String>,
@@ -154,7 +173,11 @@ impl Metrics {
             dlq_depth,
             chain_head_offset,
             last_checkpoint,
-            audit_lag,
+            audit_lag: [AuditStage::OccurredToSealed, AuditStage::SealedToQueryable].map(|stage| {
+                audit_lag
+                    .get_or_create(&vec![("stage", stage.label().to_owned())])
+                    .clone()
+            }),
             http_duration,
             ready: AtomicBool::new(false),
             not_ready_because: Mutex::new("starting".to_owned()),
@@ -195,13 +218,17 @@ impl Metrics {
         self.0.errors.get_or_create(&self.labelled("kind", kind)).inc();
     }
 
-    pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
-        let labels = vec![
-            ("component", self.0.component.to_owned()),
-            ("topic", topic.to_owned()),
-            ("partition", partition.to_string()),
-        ];
-        self.0.consumer_lag.get_or_create(&labels).set(lag);
+    /// Sets the lag gauge of each `(partition, lag)` of `topic`; returns the total.
+    pub fn consumer_lags(&self, topic: &str, lags: &[(i32, i64)]) -> i64 {
+        for (partition, lag) in lags {
+            let labels = vec![
+                ("component", self.0.component.to_owned()),
+                ("topic", topic.to_owned()),
+                ("partition", partition.to_string()),
+            ];
+            self.0.consumer_lag.get_or_create(&labels).set(*lag);
+        }
+        lags.iter().map(|(_, lag)| lag).sum()
     }
 
     pub fn dlq_depth(&self, topic: &str, depth: i64) {
@@ -241,13 +268,9 @@ impl Metrics {
         self.0.batch_duration.observe(seconds);
     }
 
-    /// `stage` is `occurred_to_sealed` or `sealed_to_queryable`; a negative lag (a producer clock
-    /// ahead of ours) counts as zero.
-    pub fn audit_lag(&self, stage: &'static str, seconds: f64) {
-        self.0
-            .audit_lag
-            .get_or_create(&vec![("stage", stage.to_owned())])
-            .observe(seconds.max(0.0));
+    /// A negative lag (a producer clock ahead of ours) counts as zero.
+    pub fn audit_lag(&self, stage: AuditStage, seconds: f64) {
+        self.0.audit_lag[stage as usize].observe(seconds.max(0.0));
     }
 
     pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
@@ -341,8 +364,8 @@ mod tests {
         let metrics = Metrics::new("seal");
         metrics.events_in(3);
         metrics.rejected("not_avro");
-        metrics.consumer_lag("audit-events", 2, 17);
-        metrics.audit_lag("occurred_to_sealed", 0.2);
+        metrics.consumer_lags("audit-events", &[(2, 17)]);
+        metrics.audit_lag(AuditStage::OccurredToSealed, 0.2);
         let text = metrics.render();
         for line in [
             "sealtrail_events_in_total{component=\"seal\"} 3",

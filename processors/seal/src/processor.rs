@@ -19,9 +19,9 @@ use sealtrail_core::sealer::{
     Disposition, PartitionSealer, RawRecord, RecoveryError, SchemaLookup, SealContext, SealerSettings,
 };
 use sealtrail_core::tokenize::Tokenizer;
-use sealtrail_kafka::{KafkaError, PartitionReader, trace_context};
+use sealtrail_kafka::{CommittedOffsets, KafkaError, PartitionReader, partition_lags, trace_context};
 use sealtrail_runtime::keys::{self, KeyError};
-use sealtrail_runtime::{ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
+use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
 
 use crate::SealConfig;
 use crate::deliveries::{Deliveries, Produced};
@@ -125,7 +125,7 @@ impl Shared {
     /// Recovers every newly assigned partition and assigns it at the offset recovery found.
     fn assign(&self, consumer: &BaseConsumer<SealContextOf>, assigned: &TopicPartitionList) {
         let mut positions = TopicPartitionList::new();
-        let committed = sealtrail_kafka::committed_offsets(consumer, assigned);
+        let committed = CommittedOffsets::read(consumer, assigned);
         for element in assigned.elements() {
             let partition = element.partition();
             let started = Instant::now();
@@ -143,11 +143,7 @@ impl Shared {
                     let recovered_at = recovered.sealer.resume_offset();
                     // The sealed topic says where sealing stands; a group rewound below that is
                     // honoured by reading again from there, every record recognised by its offset.
-                    let resume = committed
-                        .get(&partition)
-                        .copied()
-                        .filter(|offset| *offset < recovered_at)
-                        .unwrap_or(recovered_at);
+                    let resume = committed.resume(partition, recovered_at);
                     tracing::info!(
                         partition,
                         resume,
@@ -554,6 +550,10 @@ impl Loop<'_> {
                 if last_commit.elapsed() >= Duration::from_secs(1) {
                     last_commit = Instant::now();
                     shared.commit(consumer, CommitMode::Async);
+                    for (partition, state) in lock(&shared.partitions).iter() {
+                        let handled = state.sealer.handled_through();
+                        shared.config.metrics.chain_head(*partition, handled);
+                    }
                 }
                 if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                     last_lag = Some(Instant::now());
@@ -630,10 +630,6 @@ impl Loop<'_> {
         if matches!(disposition, Disposition::AlreadyHandled) {
             assigned.reread_through = message.offset();
         }
-        shared
-            .config
-            .metrics
-            .chain_head(partition, assigned.sealer.handled_through());
         drop(partitions);
         self.publish(message, disposition, span.as_ref(), now)?;
         if due {
@@ -677,7 +673,7 @@ impl Loop<'_> {
                 self.stats.emitted(1);
                 self.stats
                     .metrics()
-                    .audit_lag("occurred_to_sealed", (now - occurred_at) as f64 / 1000.0);
+                    .audit_lag(AuditStage::OccurredToSealed, (now - occurred_at) as f64 / 1000.0);
             }
             Disposition::Rejected(rejection) => {
                 if let Some(span) = span {
@@ -720,20 +716,11 @@ fn lag(consumer: &BaseConsumer<SealContextOf>, shared: &Shared) -> i64 {
         .iter()
         .map(|(partition, state)| (*partition, state.sealer.resume_offset()))
         .collect();
-    positions
-        .into_iter()
-        .filter_map(|(partition, next)| {
-            let (_, high) = consumer
-                .fetch_watermarks(&shared.config.raw_topic, partition, Duration::from_secs(2))
-                .ok()?;
-            let lag = (high - next).max(0);
-            shared
-                .config
-                .metrics
-                .consumer_lag(&shared.config.raw_topic, partition, lag);
-            Some(lag)
-        })
-        .sum()
+    let topic = &shared.config.raw_topic;
+    shared
+        .config
+        .metrics
+        .consumer_lags(topic, &partition_lags(consumer, topic, positions))
 }
 
 /// Records held in the DLQ partitions this instance writes.

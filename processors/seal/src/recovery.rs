@@ -43,13 +43,22 @@ pub fn recover(
     let partition = settings.partition;
     let (low, high) = sources.reader.watermarks(sources.sealed_topic, partition)?;
 
+    // Where the idempotency window starts in the sealed partition, by sealing time.
+    let window_from = if settings.idempotency_window_ms > 0 {
+        let horizon = now_ms.saturating_sub(settings.idempotency_window_ms);
+        let found = sources.reader.offset_for_time(sources.sealed_topic, partition, horizon)?;
+        Some(found.unwrap_or(high).max(low))
+    } else {
+        None
+    };
+
     // The last checkpoint is at most `checkpoint_every` events from the end; look back in
     // growing windows so a long partition is not read from its start.
     let mut window = i64::try_from(settings.checkpoint_every)
         .unwrap_or(i64::MAX / 4)
         .saturating_mul(2)
         .max(64);
-    let (checkpoint, checkpoint_offset, tail) = loop {
+    let (checkpoint, read_from, recent_read, tail) = loop {
         let start = high.saturating_sub(window).max(low);
         let records = sources.reader.read(sources.sealed_topic, partition, start, high)?;
         let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
@@ -57,15 +66,20 @@ pub fn recover(
         let last_checkpoint = decoded.iter().rposition(|r| matches!(r, SealedRecord::Checkpoint(_)));
         if last_checkpoint.is_some() || start == low {
             let mut checkpoint: Option<Checkpoint> = None;
+            // Events before the checkpoint that are read already and inside the window.
+            let mut recent_read: Vec<RememberedKey> = Vec::new();
             let mut tail: Vec<SealedEvent> = Vec::new();
             for (index, record) in decoded.into_iter().enumerate() {
                 match record {
                     SealedRecord::Checkpoint(found) if Some(index) == last_checkpoint => checkpoint = Some(*found),
                     SealedRecord::Event(event) if last_checkpoint.is_none_or(|at| index > at) => tail.push(*event),
+                    SealedRecord::Event(event) if window_from.is_some_and(|from| offsets[index] >= from) => {
+                        recent_read.extend(RememberedKey::of(&event));
+                    }
                     _ => {}
                 }
             }
-            break (checkpoint, last_checkpoint.map(|at| offsets[at]), tail);
+            break (checkpoint, start, recent_read, tail);
         }
         window = window.saturating_mul(4);
     };
@@ -90,19 +104,12 @@ pub fn recover(
         })
         .collect();
 
-    // The tail is read already; the window may reach further back, before the last checkpoint.
-    let recent = match (settings.idempotency_window_ms > 0, checkpoint_offset) {
-        (true, Some(until)) => {
-            let horizon = now_ms.saturating_sub(settings.idempotency_window_ms);
-            let from = sources
-                .reader
-                .offset_for_time(sources.sealed_topic, partition, horizon)?
-                .unwrap_or(until)
-                .max(low);
-            keyed_events(sources, partition, from, until)?
-        }
+    // The window may reach back before what was read to find the checkpoint.
+    let mut recent = match window_from {
+        Some(from) if checkpoint.is_some() => keyed_events(sources, partition, from, read_from)?,
         _ => Vec::new(),
     };
+    recent.extend(recent_read);
 
     let tail_len = tail.len();
     let sealer = PartitionSealer::recover(settings, checkpoint.as_ref(), &recent, &tail, &rejected, now_ms)

@@ -10,8 +10,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
-use sealtrail_kafka::{KafkaSettings, trace_context};
-use sealtrail_runtime::{ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
+use sealtrail_kafka::{CommittedOffsets, KafkaSettings, partition_lags, trace_context};
+use sealtrail_runtime::{AuditStage, ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
 use tokio::runtime::Handle;
 
 use crate::batch::PartitionBatch;
@@ -96,7 +96,7 @@ impl Shared {
 
     fn assign(&self, consumer: &BaseConsumer<SinkContext>, assigned: &TopicPartitionList) {
         let mut positions = TopicPartitionList::new();
-        let committed = sealtrail_kafka::committed_offsets(consumer, assigned);
+        let committed = CommittedOffsets::read(consumer, assigned);
         for element in assigned.elements() {
             let partition = element.partition();
             // ClickHouse may be down right now; it is the only source of truth for where to
@@ -120,11 +120,7 @@ impl Shared {
             let stored_until = batch.resume_offset();
             // ClickHouse says where the projection stands; a group rewound below that is read
             // again from there, to restore what ClickHouse lost.
-            let resume = committed
-                .get(&partition)
-                .copied()
-                .filter(|offset| *offset < stored_until)
-                .unwrap_or(stored_until);
+            let resume = committed.resume(partition, stored_until);
             tracing::info!(
                 partition,
                 resume,
@@ -142,11 +138,7 @@ impl Shared {
                 // Commit from the rewound position on, so a restart mid-way carries on re-projecting.
                 batch.last_offset = resume - 1;
             }
-            if let Some(committed) = committed
-                .get(&partition)
-                .copied()
-                .filter(|offset| *offset > stored_until)
-            {
+            if let Some(committed) = committed.get(partition).filter(|offset| *offset > stored_until) {
                 // Offsets are committed only after their rows are stored: ClickHouse lost its newest rows.
                 tracing::warn!(
                     partition,
@@ -230,7 +222,9 @@ impl Shared {
         let now = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
         for row in &batch.events {
             let lag = now - sealtrail_clickhouse::unix_ms(row.sealed_at);
-            stats.metrics().audit_lag("sealed_to_queryable", lag as f64 / 1000.0);
+            stats
+                .metrics()
+                .audit_lag(AuditStage::SealedToQueryable, lag as f64 / 1000.0);
         }
         stats.metrics().batch_duration(started.elapsed().as_secs_f64());
         let inserted = (
@@ -517,20 +511,11 @@ fn lag(consumer: &BaseConsumer<SinkContext>, shared: &Shared) -> i64 {
         .iter()
         .map(|(partition, batch)| (*partition, batch.last_offset + 1))
         .collect();
-    positions
-        .into_iter()
-        .filter_map(|(partition, next)| {
-            let (_, high) = consumer
-                .fetch_watermarks(&shared.config.sealed_topic, partition, Duration::from_secs(2))
-                .ok()?;
-            let lag = (high - next).max(0);
-            shared
-                .config
-                .metrics
-                .consumer_lag(&shared.config.sealed_topic, partition, lag);
-            Some(lag)
-        })
-        .sum()
+    let topic = &shared.config.sealed_topic;
+    shared
+        .config
+        .metrics
+        .consumer_lags(topic, &partition_lags(consumer, topic, positions))
 }
 
 /// Runs `operation` until it succeeds or the sink is stopped (`None`), staying in the group
