@@ -46,7 +46,9 @@ pub fn recover(
     // Where the idempotency window starts in the sealed partition, by sealing time.
     let window_from = if settings.idempotency_window_ms > 0 {
         let horizon = now_ms.saturating_sub(settings.idempotency_window_ms);
-        let found = sources.reader.offset_for_time(sources.sealed_topic, partition, horizon)?;
+        let found = sources
+            .reader
+            .offset_for_time(sources.sealed_topic, partition, horizon)?;
         Some(found.unwrap_or(high).max(low))
     } else {
         None
