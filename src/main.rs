@@ -68,6 +68,8 @@ enum Command {
     BenchApi(commands::bench_api::BenchApiArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
+    /// Write the ClickHouse users file (grants, row policies, limits) of the tenant-bound readers.
+    ClickhouseAccess(commands::clickhouse_access::ClickHouseAccessArgs),
     /// Serve the ClickHouse engine library over HTTP (started by `up`; not for direct use).
     #[command(hide = true)]
     ClickhouseServer(commands::clickhouse_server::ClickHouseServerArgs),
@@ -112,6 +114,7 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => commands::status::run(args).await,
             Command::Registry(args) => commands::registry::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
+            Command::ClickhouseAccess(args) => commands::clickhouse_access::run(&args),
             Command::Topics(args) => commands::topics::run(args).await,
             Command::Keys(args) => commands::keys::run(args).await,
             Command::Api(args) => commands::api::run(args).await,

@@ -47,6 +47,10 @@ pub struct ClickHouseArgs {
     pub clickhouse_user: Option<String>,
     #[arg(long, env = "CLICKHOUSE_PASSWORD", hide_env_values = true)]
     pub clickhouse_password: Option<String>,
+    /// Password of the tenant-bound read-only ClickHouse users (`sealtrail_analyst`,
+    /// `sealtrail_exporter`) that analysts' SQL and export filters run as.
+    #[arg(long, env = "CLICKHOUSE_READER_PASSWORD", hide_env_values = true)]
+    pub clickhouse_reader_password: Option<String>,
 }
 
 impl ClickHouseArgs {
@@ -55,6 +59,7 @@ impl ClickHouseArgs {
         settings.database.clone_from(&self.clickhouse_database);
         settings.user.clone_from(&self.clickhouse_user);
         settings.password.clone_from(&self.clickhouse_password);
+        settings.reader_password.clone_from(&self.clickhouse_reader_password);
         settings
     }
 }

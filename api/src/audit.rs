@@ -22,6 +22,13 @@ pub enum AccessKind {
     EventsRead,
     /// `GET /v1/integrity/proof`.
     ProofRead,
+    /// `GET /v1/exports`, `GET /v1/exports/{id}`.
+    ExportsRead,
+    /// `GET /v1/legal-holds`.
+    HoldsRead,
+    /// Any request refused (4xx) after its caller was authenticated: malformed JSON, unknown
+    /// fields or parameters, another tenant's export, a forbidden role...
+    RequestRefused,
 }
 
 impl AccessKind {
@@ -30,6 +37,9 @@ impl AccessKind {
             Self::Query => "audit.query.executed",
             Self::EventsRead => "audit.events.read",
             Self::ProofRead => "audit.proof.read",
+            Self::ExportsRead => "audit.exports.read",
+            Self::HoldsRead => "audit.holds.read",
+            Self::RequestRefused => "audit.request.refused",
         }
     }
 }
@@ -140,7 +150,10 @@ pub fn access_event(access: &Access<'_>) -> AuditEvent {
                 OutcomeStatus::Failure
             };
             // The message, not the offending part of the request: that may quote what was sought.
-            (status, Some(error.code.to_owned()), Some(error.message.clone()))
+            // A query's refusal quotes its literals or ClickHouse's reading of it: the code and
+            // the query's hash say enough.
+            let text = (access.sql.is_none() && !error.message.is_empty()).then(|| error.message.clone());
+            (status, Some(error.code.to_owned()), text)
         }
     };
     AuditEvent {

@@ -15,7 +15,17 @@ pub struct ApiError {
     pub at: Option<String>,
     /// Seconds to wait before retrying, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// Whether the refusal is already in the audit trail (the route recorded it itself).
+    pub recorded: bool,
 }
+
+/// On an error response: its code, for the layer that audits refusals.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+/// On an error response whose refusal the route recorded itself.
+#[derive(Debug, Clone, Copy)]
+pub struct AlreadyRecorded;
 
 /// Every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -43,6 +53,7 @@ impl ApiError {
             message: message.into(),
             at: None,
             retry_after: None,
+            recorded: false,
         }
     }
 
@@ -109,6 +120,10 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response.extensions_mut().insert(ErrorCode(self.code));
+        if self.recorded {
+            response.extensions_mut().insert(AlreadyRecorded);
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use sealtrail_clickhouse::access::TenantReader;
 use sealtrail_clickhouse::{
     CheckpointRow, ClickHouseSettings, ENTRY_HASHES_SQL, EventRow, TombstoneRow, chain_stretch, unix_ms,
 };
@@ -21,7 +22,6 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::scope::EventScope;
-use crate::server::scope_database;
 use crate::sql;
 
 /// What to export.
@@ -117,7 +117,7 @@ pub async fn write_export(
     )
     .fetch::<TombstoneRow>()?;
     let mut selected = match &scope.filter {
-        Some(filter) => Some(filter_cursor(clickhouse, &request.tenant, filter)?),
+        Some(filter) => Some(filter_cursor(clickhouse, &request.tenant, filter).await?),
         None => None,
     };
     let mut writer = LineWriter {
@@ -209,22 +209,36 @@ fn signed_manifest(
 }
 
 /// The sequences of the tenant's events a SQL filter selects, in order: the filter goes through
-/// the analyst query check and tenant rewrite, and runs read-only in the empty scope database.
-fn filter_cursor(
+/// the analyst query check and tenant rewrite, ClickHouse's own reading of it is confirmed, and it
+/// runs as the tenant-bound exporter user, whose row policies and limits ClickHouse enforces.
+async fn filter_cursor(
     clickhouse: &ClickHouseSettings,
     tenant: &str,
     filter: &str,
 ) -> Result<clickhouse::query::RowCursor<Seq>, ExportError> {
     let rewritten = sql::rewrite(&crate::scope::filter_query(filter), &clickhouse.database)
         .map_err(|refusal| ExportError::Scope(refusal.reason))?;
-    // Bounded like analyst queries, though long enough for a tenant's whole history.
-    Ok(clickhouse
-        .client()
-        .with_database(scope_database(&clickhouse.database))
-        .with_setting("readonly", "1")
-        .with_setting("max_execution_time", "900")
-        .with_setting("max_memory_usage", (2_u64 << 30).to_string())
-        .query(&rewritten.sql)
+    let client = clickhouse
+        .tenant_client(TenantReader::Exporter, tenant)
+        .ok_or_else(|| {
+            ExportError::Scope(
+                "no password for ClickHouse's tenant-bound readers (CLICKHOUSE_READER_PASSWORD)".to_owned(),
+            )
+        })?;
+    let text = rewritten.sql.replace('?', "??");
+    sql::confirm_scope(&client, &text, &clickhouse.database, tenant)
+        .await
+        .map_err(|error| match error {
+            sql::ConfirmError::Violation(_) => {
+                ExportError::Scope("the filter cannot be run as checked; simplify it".to_owned())
+            }
+            sql::ConfirmError::ClickHouse(clickhouse::error::Error::BadResponse(message)) => {
+                ExportError::Scope(sql::sanitized_clickhouse_message(&message, filter))
+            }
+            sql::ConfirmError::ClickHouse(other) => ExportError::from(other),
+        })?;
+    Ok(client
+        .query(&text)
         .param(sql::TENANT_PARAMETER, tenant)
         .fetch::<Seq>()?)
 }

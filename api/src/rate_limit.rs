@@ -49,6 +49,25 @@ impl RateLimiter {
         self.check_at(subject, Instant::now())
     }
 
+    /// Whether `subject` has a request left, without taking it.
+    pub fn has_room(&self, subject: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let burst = f64::from(self.limit.burst.max(1));
+        let buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(bucket) = buckets.get(subject) else {
+            return Ok(());
+        };
+        let tokens =
+            (bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * self.limit.per_second).min(burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - tokens) / self.limit.per_second.max(f64::MIN_POSITIVE),
+            ))
+        }
+    }
+
     fn check_at(&self, subject: &str, now: Instant) -> Result<(), Duration> {
         let burst = f64::from(self.limit.burst.max(1));
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -1,7 +1,6 @@
 //! The API server: shared state, the router, request ids and authentication of every request.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
@@ -27,28 +26,11 @@ use crate::retention::PolicyStore;
 use crate::routes;
 use crate::webhooks::{WebhookSettings, Webhooks};
 
-/// Limits on what one analyst query may cost.
-#[derive(Debug, Clone, Copy)]
-pub struct QueryLimits {
-    pub max_execution_time: Duration,
-    pub max_result_rows: u64,
-}
-
-impl Default for QueryLimits {
-    fn default() -> Self {
-        Self {
-            max_execution_time: Duration::from_secs(10),
-            max_result_rows: 100_000,
-        }
-    }
-}
-
 /// What the API needs to serve.
 #[derive(Debug)]
 pub struct ApiConfig {
     pub clickhouse: ClickHouseSettings,
     pub jwt: JwtVerifier,
-    pub limits: QueryLimits,
     /// The pipeline's tokenization key, for looking up tokenized values; without it such lookups
     /// are refused.
     pub tokenizer: Option<Tokenizer>,
@@ -69,8 +51,6 @@ pub struct AppState {
     pub clickhouse: ClickHouseSettings,
     /// One client (one connection pool) for every request, bound to sealtrail's database.
     pub client: clickhouse::Client,
-    /// The client analyst SQL runs on: the empty scope database, read-only, with the limits.
-    pub analyst: clickhouse::Client,
     pub keys: KeyStore,
     pub jwt: JwtVerifier,
     tokenizer: Option<Mutex<Tokenizer>>,
@@ -81,6 +61,8 @@ pub struct AppState {
     pub trusted_keys: Vec<TrustedKey>,
     pub exports: Option<ExportBoard>,
     rate_limiter: RateLimiter,
+    /// Failed credentials, per client address and per API key id.
+    failed_credentials: RateLimiter,
 }
 
 impl AppState {
@@ -99,11 +81,6 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
-/// The database analyst queries run in: empty, so a name that escaped the checks reads nothing.
-pub fn scope_database(database: &str) -> String {
-    format!("{database}_analyst_scope")
-}
-
 /// Why the API cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -111,20 +88,17 @@ pub enum StartError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("the export queue: {0}")]
     Exports(#[from] sealtrail_kafka::KafkaError),
+    #[error(
+        "no password for the tenant-bound ClickHouse readers: set CLICKHOUSE_READER_PASSWORD (`sealtrail up` writes it to endpoints.env; docs/security.md)"
+    )]
+    NoReaderPassword,
 }
 
-/// Prepares ClickHouse for the API (the empty scope database), follows the export states, and
-/// builds the router.
+/// Follows the export states and builds the router.
 pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
-    config
-        .clickhouse
-        .server_client()
-        .query("CREATE DATABASE IF NOT EXISTS ?")
-        .bind(clickhouse::sql::Identifier(&scope_database(
-            &config.clickhouse.database,
-        )))
-        .execute()
-        .await?;
+    if config.clickhouse.reader_password.is_none() {
+        return Err(StartError::NoReaderPassword);
+    }
     let client = config.clickhouse.client();
     let webhooks = Webhooks::new(client.clone(), config.webhooks);
     let exports = match config.exports {
@@ -147,7 +121,6 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         policies: PolicyStore::new(client.clone()),
         webhooks,
         exports,
-        analyst: analyst_client(&client, &config.clickhouse.database, config.limits),
         client,
         trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,
@@ -155,6 +128,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         tokenizer: config.tokenizer.map(Mutex::new),
         recorder: config.recorder,
         rate_limiter: RateLimiter::new(config.rate_limit),
+        failed_credentials: RateLimiter::new(FAILED_CREDENTIALS),
     });
     let metrics = config.metrics.clone();
     let exposition = config.metrics;
@@ -191,6 +165,10 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
                 async move { ([(header::CONTENT_TYPE, sealtrail_runtime::Metrics::CONTENT_TYPE)], text) }
             }),
         )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::refusals::audit_refusals,
+        ))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             observe(metrics.clone(), request, next)
         }))
@@ -215,20 +193,12 @@ async fn notify_finished(webhooks: &Webhooks, status: &ExportStatus) {
     webhooks.notify(&status.tenant_id, event_type, data).await;
 }
 
-fn analyst_client(client: &clickhouse::Client, database: &str, limits: QueryLimits) -> clickhouse::Client {
-    client
-        .clone()
-        .with_database(scope_database(database))
-        // readonly=1: besides refusing writes, ClickHouse itself refuses any change of settings and
-        // every table function, whatever text reaches it.
-        .with_setting("readonly", "1")
-        .with_setting(
-            "max_execution_time",
-            limits.max_execution_time.as_secs().max(1).to_string(),
-        )
-        .with_setting("max_result_rows", limits.max_result_rows.to_string())
-        .with_setting("result_overflow_mode", "throw")
-}
+/// How many failed credentials an address (or an API key id) may send: 20 at once, then one every
+/// 3 seconds, which makes guessing hopeless without locking out a person who mistyped.
+const FAILED_CREDENTIALS: RateLimit = RateLimit {
+    per_second: 1.0 / 3.0,
+    burst: 20,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -311,32 +281,65 @@ impl FromRequestParts<SharedState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <API key or JWT>`"))?;
+        // Failed credentials are limited per client address, and per API key: an address (or a
+        // key id) that has failed too often is refused before its credential is even checked.
+        let address =
+            crate::serve::peer(&parts.extensions).map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string());
+        let header = parts.headers.get(header::AUTHORIZATION);
         let credential = header
-            .to_str()
-            .ok()
+            .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
-            .filter(|credential| !credential.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <API key or JWT>`"))?;
-        let caller = if looks_like_key(credential) {
+            .filter(|credential| !credential.is_empty());
+        let key_id = credential
+            .filter(|c| looks_like_key(c))
+            .and_then(|key| key.split('_').nth(1));
+        let failure_buckets = [Some(format!("address:{address}")), key_id.map(|id| format!("key:{id}"))];
+        for bucket in failure_buckets.iter().flatten() {
             state
-                .keys
-                .authenticate(credential)
-                .await
-                .map_err(|e| ApiError::unavailable(format!("cannot check the API key: {e}")))?
-                .ok_or_else(|| ApiError::unauthorized("the API key is unknown, revoked or malformed"))?
-        } else {
-            state.jwt.verify(credential).map_err(ApiError::unauthorized)?
+                .failed_credentials
+                .has_room(bucket)
+                .map_err(ApiError::too_many_requests)?;
+        }
+        let authenticated = authenticate(state, header.is_some(), credential).await;
+        let caller = match authenticated {
+            Ok(caller) => caller,
+            Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
+                for bucket in failure_buckets.iter().flatten() {
+                    // Counted; the answer is the 401 either way.
+                    let _ = state.failed_credentials.check(bucket);
+                }
+                tracing::info!(%address, "a request with a failed credential");
+                return Err(error);
+            }
+            Err(error) => return Err(error),
         };
         state
             .rate_limiter
             .check(&caller.subject)
             .map_err(ApiError::too_many_requests)?;
         tracing::Span::current().record("caller", caller.log_name().as_str());
+        if let Some(slot) = parts.extensions.get::<crate::refusals::CallerSlot>() {
+            slot.fill(&caller);
+        }
         Ok(caller)
+    }
+}
+
+async fn authenticate(state: &SharedState, has_header: bool, credential: Option<&str>) -> Result<Caller, ApiError> {
+    if !has_header {
+        return Err(ApiError::unauthorized("send `Authorization: Bearer <API key or JWT>`"));
+    }
+    let credential = credential
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <API key or JWT>`"))?;
+    if looks_like_key(credential) {
+        state
+            .keys
+            .authenticate(credential)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("cannot check the API key: {e}")))?
+            .ok_or_else(|| ApiError::unauthorized("the API key is unknown, revoked or malformed"))
+    } else {
+        state.jwt.verify(credential).map_err(ApiError::unauthorized)
     }
 }

@@ -5,7 +5,6 @@
 //! An endpoint's secret is never stored: it is HMAC(webhook key, tenant 0x00 webhook id), so the
 //! API can sign with it and hand it out once, at registration.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use clickhouse::{Client, Row};
@@ -16,6 +15,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
+use crate::webhook_target::{self, CheckedTarget};
 
 /// The event types an endpoint can subscribe to.
 pub const EVENT_TYPES: &[&str] = &[
@@ -96,11 +96,7 @@ impl Webhooks {
     pub fn new(client: Client, settings: WebhookSettings) -> Self {
         Self {
             client,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            http: http_client().build().unwrap_or_default(),
             settings,
         }
     }
@@ -118,25 +114,11 @@ impl Webhooks {
         Ok(format!("whsec_{}", to_hex(tag.as_ref())))
     }
 
-    /// Refuses what is not an absolute http(s) URL, or (unless allowed) one aimed inside.
-    pub fn check_target(&self, url: &str) -> Result<(), ApiError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::bad_request("url", format!("not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(ApiError::bad_request("url", "the URL must be http(s)://host/..."));
-        }
-        let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
-        let internal = host.eq_ignore_ascii_case("localhost")
-            || host.parse::<IpAddr>().is_ok_and(|ip| match ip {
-                IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
-                IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00,
-            });
-        if internal && !self.settings.allow_private_targets {
-            return Err(ApiError::bad_request(
-                "url",
-                "webhooks may not target loopback or private addresses",
-            ));
-        }
-        Ok(())
+    /// Refuses what is not an absolute http(s) URL, or (unless allowed) one that resolves inside.
+    pub async fn check_target(&self, url: &str) -> Result<CheckedTarget, ApiError> {
+        webhook_target::check(url, self.settings.allow_private_targets)
+            .await
+            .map_err(|refusal| ApiError::bad_request("url", refusal.to_string()))
     }
 
     pub async fn append(&self, change: &WebhookChange) -> Result<(), clickhouse::error::Error> {
@@ -197,19 +179,25 @@ impl Webhooks {
         for attempt in 1..=self.settings.attempts {
             let timestamp = OffsetDateTime::now_utc().unix_timestamp();
             let signature = sealtrail_core::webhook::sign(secret.as_bytes(), timestamp, &bytes);
-            let result = self
-                .http
-                .post(&endpoint.url)
-                .header("content-type", "application/json")
-                .header("sealtrail-signature", signature)
-                .header("sealtrail-delivery", &delivery_id)
-                .body(bytes.clone())
-                .send()
-                .await;
+            // Checked again at every attempt, and the connection goes to the address checked: a
+            // name that now resolves inside (DNS rebinding) is refused, not followed.
+            let result = match webhook_target::check(&endpoint.url, self.settings.allow_private_targets).await {
+                Ok(target) => self
+                    .pinned_client(&target)
+                    .post(target.url)
+                    .header("content-type", "application/json")
+                    .header("sealtrail-signature", signature)
+                    .header("sealtrail-delivery", &delivery_id)
+                    .body(bytes.clone())
+                    .send()
+                    .await
+                    .map_err(|error| error.to_string()),
+                Err(refusal) => Err(refusal.to_string()),
+            };
             let (status, error) = match &result {
                 Ok(response) if response.status().is_success() => (response.status().as_u16(), String::new()),
                 Ok(response) => (response.status().as_u16(), format!("answered {}", response.status())),
-                Err(error) => (0, error.to_string()),
+                Err(error) => (0, error.clone()),
             };
             tracing::info!(webhook = %endpoint.webhook_id, delivery = %delivery_id, attempt, status, %error, "webhook delivery");
             let logged = DeliveryAttempt {
@@ -234,6 +222,17 @@ impl Webhooks {
         tracing::error!(webhook = %endpoint.webhook_id, delivery = %delivery_id, "webhook delivery abandoned after every attempt");
     }
 
+    /// The HTTP client for one delivery: connecting only to the checked address of its host.
+    fn pinned_client(&self, target: &CheckedTarget) -> reqwest::Client {
+        let Some((host, address)) = &target.pinned else {
+            return self.http.clone();
+        };
+        http_client()
+            .resolve(host, *address)
+            .build()
+            .unwrap_or_else(|_| self.http.clone())
+    }
+
     async fn log(&self, attempt: &DeliveryAttempt) -> Result<(), clickhouse::error::Error> {
         let mut insert = self.client.insert::<DeliveryAttempt>("webhook_deliveries").await?;
         insert.write(attempt).await?;
@@ -241,12 +240,19 @@ impl Webhooks {
     }
 }
 
+/// Deliveries time out, and never follow a redirect (which could point inside).
+fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn targets_inside_are_refused_unless_allowed() {
+    #[tokio::test]
+    async fn targets_inside_are_refused_unless_allowed() {
         let client = Client::default();
         let strict = Webhooks::new(client.clone(), WebhookSettings::default());
         for url in [
@@ -254,12 +260,13 @@ mod tests {
             "http://localhost/hook",
             "http://10.1.2.3/hook",
             "http://[::1]/hook",
+            "http://[::ffff:127.0.0.1]/hook",
+            "http://169.254.169.254/latest/meta-data/",
             "ftp://example.com/hook",
             "not a url",
         ] {
-            assert!(strict.check_target(url).is_err(), "{url}");
+            assert!(strict.check_target(url).await.is_err(), "{url}");
         }
-        assert!(strict.check_target("https://hooks.example.com/sealtrail").is_ok());
         let local = Webhooks::new(
             client,
             WebhookSettings {
@@ -267,7 +274,7 @@ mod tests {
                 ..WebhookSettings::default()
             },
         );
-        assert!(local.check_target("http://127.0.0.1:9000/hook").is_ok());
+        assert!(local.check_target("http://127.0.0.1:9000/hook").await.is_ok());
     }
 
     #[test]

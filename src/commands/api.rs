@@ -7,7 +7,7 @@ use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::exports::{ExportQuota, ExportsConfig};
 use sealtrail_api::rate_limit::RateLimit;
-use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_api::server::{ApiConfig, router};
 use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 
@@ -47,12 +47,6 @@ pub struct ApiArgs {
     /// PEM file of the identity provider's RSA public key, for RS256 bearer tokens.
     #[arg(long, env = "SEALTRAIL_JWT_RS256_PUBLIC_KEY")]
     jwt_rs256_public_key: Option<PathBuf>,
-    /// Longest an analyst query may run, in seconds.
-    #[arg(long, default_value_t = 10)]
-    max_execution_seconds: u64,
-    /// Most rows an analyst query may return.
-    #[arg(long, default_value_t = 100_000)]
-    max_result_rows: u64,
     /// Requests per second each credential may make, on average.
     #[arg(long, env = "API_RATE_LIMIT_PER_SECOND", default_value_t = 20.0)]
     rate_limit_per_second: f64,
@@ -122,10 +116,6 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             allow_private_targets: args.webhooks_allow_private,
             ..WebhookSettings::default()
         },
-        limits: QueryLimits {
-            max_execution_time: Duration::from_secs(args.max_execution_seconds),
-            max_result_rows: args.max_result_rows,
-        },
         exports: Some(ExportsConfig {
             kafka,
             topics: args.exports.topics(),
@@ -142,8 +132,6 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}; is another API running there?", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "API serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(sealtrail_runtime::termination())
-        .await?;
+    sealtrail_api::serve::serve(listener, app, sealtrail_runtime::termination()).await?;
     Ok(())
 }

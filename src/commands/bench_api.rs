@@ -11,7 +11,7 @@ use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::rate_limit::RateLimit;
-use sealtrail_api::server::{ApiConfig, QueryLimits, router, scope_database};
+use sealtrail_api::server::{ApiConfig, router};
 use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations, wait_for_clickhouse};
 use sealtrail_emit::AuditEmitter;
@@ -154,7 +154,7 @@ async fn drop_unless_kept(clickhouse: &ClickHouseSettings, keep: bool) -> anyhow
         println!("the generated rows are kept in database {}", clickhouse.database);
         return Ok(());
     }
-    for database in [clickhouse.database.clone(), scope_database(&clickhouse.database)] {
+    for database in [clickhouse.database.clone()] {
         clickhouse
             .server_client()
             .query("DROP DATABASE IF EXISTS ?")
@@ -177,7 +177,6 @@ async fn start_api(args: &BenchApiArgs, clickhouse: &ClickHouseSettings, run: u6
         metrics: sealtrail_runtime::Metrics::new("api"),
         clickhouse: clickhouse.clone(),
         jwt: JwtVerifier::new(None, None)?,
-        limits: QueryLimits::default(),
         tokenizer: None,
         recorder: AccessRecorder::new(emitter),
         rate_limit: RateLimit {
@@ -191,7 +190,7 @@ async fn start_api(args: &BenchApiArgs, clickhouse: &ClickHouseSettings, run: u6
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(sealtrail_api::serve::serve(listener, app, std::future::pending()));
 
     Ok(url)
 }

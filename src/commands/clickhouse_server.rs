@@ -15,6 +15,9 @@ pub struct ClickHouseServerArgs {
     http_port: u16,
     #[arg(long)]
     tcp_port: u16,
+    /// The main configuration file (users and access control).
+    #[arg(long)]
+    config_file: Option<PathBuf>,
 }
 
 /// Serves until a stop signal; returns only when the engine could not start.
@@ -24,6 +27,7 @@ pub fn run(args: &ClickHouseServerArgs) -> ExitCode {
         data_dir: args.data_dir.clone(),
         http_port: args.http_port,
         tcp_port: args.tcp_port,
+        config_file: args.config_file.clone(),
     });
     eprintln!("clickhouse-server: {}", reason.trim());
     // The engine may have left threads and static state behind; leave without running its

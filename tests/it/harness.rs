@@ -26,10 +26,38 @@ pub struct TestStack {
     stdin: Option<ChildStdin>,
 }
 
+/// How many databases of the shared stack the tenant-bound ClickHouse users may read: ClickHouse
+/// binds row policies to named databases, and the engine reads its users once, at start.
+const SCOPED_DATABASES: usize = 40;
+
 /// The stack shared by every test of this binary, started on first use.
 pub fn shared() -> &'static TestStack {
     static SHARED: OnceLock<TestStack> = OnceLock::new();
-    SHARED.get_or_init(|| TestStack::start(&fresh_data_dir("shared")))
+    SHARED.get_or_init(|| {
+        let mut args = Vec::new();
+        for index in 0..SCOPED_DATABASES {
+            args.push("--scoped-database".to_owned());
+            args.push(scoped_database_name(index));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        TestStack::try_start(&fresh_data_dir("shared"), &args).unwrap_or_else(|failure| panic!("{failure}"))
+    })
+}
+
+fn scoped_database_name(index: usize) -> String {
+    format!("scoped_{index:02}")
+}
+
+/// A fresh database of the shared stack that the tenant-bound users may read (behind their row
+/// policies), for a test that needs one of its own.
+pub fn scoped_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let index = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        index < SCOPED_DATABASES,
+        "more than {SCOPED_DATABASES} tests want a scoped database: raise SCOPED_DATABASES in tests/it/harness.rs"
+    );
+    scoped_database_name(index)
 }
 
 /// A new, empty data directory for one stack, removed by a later run once this process is gone.
@@ -132,7 +160,12 @@ impl TestStack {
     }
 
     pub fn clickhouse(&self) -> ClickHouseSettings {
-        ClickHouseSettings::new(&self.endpoints.clickhouse_url)
+        let mut settings = ClickHouseSettings::new(&self.endpoints.clickhouse_url);
+        settings.reader_password = self
+            .endpoints
+            .get(sealtrail_clickhouse::access::READER_PASSWORD_ENV)
+            .map(str::to_owned);
+        settings
     }
 
     pub fn registry_url(&self) -> &str {

@@ -15,5 +15,6 @@ mod offsets;
 mod pipeline;
 mod registry;
 mod replay;
+mod sql_fuzz;
 mod telemetry;
 mod workspace_rules;

@@ -77,7 +77,7 @@ pub fn covering_checkpoints_sql(positions: &str) -> String {
                 c.number AS number, c.checkpoint_hash AS checkpoint_hash \
          FROM ({positions}) AS e \
          ASOF LEFT JOIN (SELECT sealed_partition, sealed_offset AS checkpoint_offset, number, checkpoint_hash \
-                         FROM checkpoints) AS c \
+                         FROM tenant_checkpoints WHERE tenant_id = {{tenant:String}}) AS c \
          ON e.sealed_partition = c.sealed_partition AND e.sealed_offset < c.checkpoint_offset"
     )
 }

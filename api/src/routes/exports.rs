@@ -10,12 +10,14 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use sealtrail_clickhouse::access::TenantReader;
 use sealtrail_core::event::AuditEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::audit::platform_event;
+use super::{Read, ReadRequest, audited};
+use crate::audit::{AccessKind, platform_event};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::exports::{ExportBoard, ExportJob, ExportStatus, JobState, SubmitError, new_export_id, tar_stream};
@@ -76,8 +78,33 @@ pub async fn request(
     let board = board(&state)?;
     body.scope.check(true)?;
     if let Some(filter) = &body.scope.filter {
-        crate::sql::rewrite(&crate::scope::filter_query(filter), &state.clickhouse.database)
+        let rewritten = crate::sql::rewrite(&crate::scope::filter_query(filter), &state.clickhouse.database)
             .map_err(|refusal| ApiError::bad_request("scope.filter", refusal.reason))?;
+        // ClickHouse's own reading of the filter is confirmed now, so a filter it would read
+        // differently is refused to the caller instead of failing the job later.
+        let client = state
+            .clickhouse
+            .tenant_client(TenantReader::Exporter, &tenant)
+            .ok_or_else(|| ApiError::unavailable("the API has no password for ClickHouse's tenant-bound readers"))?;
+        crate::sql::confirm_scope(
+            &client,
+            &rewritten.sql.replace('?', "??"),
+            &state.clickhouse.database,
+            &tenant,
+        )
+        .await
+        .map_err(|error| match error {
+            crate::sql::ConfirmError::Violation(_) => {
+                ApiError::bad_request("scope.filter", "the filter cannot be run as checked; simplify it")
+            }
+            crate::sql::ConfirmError::ClickHouse(clickhouse::error::Error::BadResponse(message)) => {
+                ApiError::bad_request(
+                    "scope.filter",
+                    crate::sql::sanitized_clickhouse_message(&message, filter),
+                )
+            }
+            crate::sql::ConfirmError::ClickHouse(other) => ApiError::from(other),
+        })?;
     }
     let job = ExportJob {
         export_id: new_export_id(),
@@ -115,11 +142,43 @@ pub async fn request(
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     ApiQuery(listing): ApiQuery<ExportListing>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(EXPORTERS)?;
-    let tenant = caller.tenant_for(listing.tenant.as_deref())?;
-    Ok(Json(json!({"exports": board(&state)?.list(&tenant)})))
+    let outcome = (|| {
+        caller.require(EXPORTERS)?;
+        let tenant = caller.tenant_for(listing.tenant.as_deref())?;
+        let exports = board(&state)?.list(&tenant);
+        Ok(Read {
+            rows: Some(exports.len() as u64),
+            answer: Json(json!({ "exports": exports })),
+            tenant,
+        })
+    })();
+    audited(
+        &state,
+        exports_read(&caller, &request_id, "/v1/exports", listing.tenant.as_deref()),
+        outcome,
+    )
+    .await
+}
+
+/// How a read of exports is recorded.
+fn exports_read<'a>(
+    caller: &'a Caller,
+    request_id: &'a str,
+    endpoint: &'a str,
+    requested_tenant: Option<&'a str>,
+) -> ReadRequest<'a> {
+    ReadRequest {
+        kind: AccessKind::ExportsRead,
+        caller,
+        request_id,
+        endpoint,
+        requested_tenant,
+        filters: Vec::new(),
+        sql: None,
+    }
 }
 
 /// The export, if the caller's tenant owns it (a platform administrator sees every tenant's).
@@ -146,9 +205,20 @@ fn owned(state: &SharedState, caller: &Caller, export_id: &str) -> Result<Export
 pub async fn get(
     State(state): State<SharedState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     Path(export_id): Path<String>,
 ) -> Result<Json<ExportStatus>, ApiError> {
-    owned(&state, &caller, &export_id).map(Json)
+    let outcome = owned(&state, &caller, &export_id).map(|status| Read {
+        tenant: status.tenant_id.clone(),
+        rows: Some(1),
+        answer: Json(status),
+    });
+    audited(
+        &state,
+        exports_read(&caller, &request_id, "/v1/exports/{export_id}", None),
+        outcome,
+    )
+    .await
 }
 
 #[utoipa::path(

@@ -9,7 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use sealtrail_core::event::{AuditEvent, Outcome};
 
-use crate::audit::platform_event;
+use super::{Read, ReadRequest, audited};
+use crate::audit::{AccessKind, platform_event};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -202,13 +203,31 @@ pub async fn release(
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     ApiQuery(listing): ApiQuery<HoldListing>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[Role::Compliance, Role::TenantAdmin, Role::Auditor, Role::PlatformAdmin])?;
-    let tenant = caller.tenant_for(listing.tenant.as_deref())?;
-    let history = state.holds.history(&tenant, None).await?;
-    let holds: Vec<Value> = history.chunk_by(|a, b| a.hold_id == b.hold_id).map(hold_json).collect();
-    Ok(Json(json!({"holds": holds})))
+    let outcome = async {
+        caller.require(&[Role::Compliance, Role::TenantAdmin, Role::Auditor, Role::PlatformAdmin])?;
+        let tenant = caller.tenant_for(listing.tenant.as_deref())?;
+        let history = state.holds.history(&tenant, None).await?;
+        let holds: Vec<Value> = history.chunk_by(|a, b| a.hold_id == b.hold_id).map(hold_json).collect();
+        Ok(Read {
+            rows: Some(holds.len() as u64),
+            answer: Json(json!({ "holds": holds })),
+            tenant,
+        })
+    }
+    .await;
+    let read = ReadRequest {
+        kind: AccessKind::HoldsRead,
+        caller: &caller,
+        request_id: &request_id,
+        endpoint: "/v1/legal-holds",
+        requested_tenant: listing.tenant.as_deref(),
+        filters: Vec::new(),
+        sql: None,
+    };
+    audited(&state, read, outcome).await
 }
 
 /// Seals the change in the tenant's trail, writes it to the holds table, and notifies the

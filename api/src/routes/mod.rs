@@ -67,7 +67,10 @@ pub(crate) async fn audited<T>(
                 .unwrap_or_else(|_| caller.tenant.clone());
             // The refusal stands whether or not its record could be made.
             let _ = state.recorder.record(&access(&tenant, None, Some(&error))).await;
-            Err(error)
+            Err(ApiError {
+                recorded: true,
+                ..error
+            })
         }
     }
 }

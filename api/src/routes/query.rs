@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sealtrail_clickhouse::access::TenantReader;
 use serde::Deserialize;
 
 use super::{Read, ReadRequest, audited};
@@ -80,18 +81,40 @@ async fn execute(
         at: refusal.at.clone().or_else(|| Some("sql".to_owned())),
         ..ApiError::new(StatusCode::BAD_REQUEST, "query_refused", refusal.reason)
     })?;
+    // Logged in as the tenant-bound analyst: ClickHouse's row policies return only this tenant's
+    // rows, whatever the text says.
+    let client = state
+        .clickhouse
+        .tenant_client(TenantReader::Analyst, &tenant)
+        .ok_or_else(|| ApiError::unavailable("the API has no password for ClickHouse's tenant-bound readers"))?;
+    // The client reads `?` as a bind marker; `??` is a literal question mark.
+    let text = rewritten.sql.replace('?', "??");
+    sql::confirm_scope(&client, &text, &state.clickhouse.database, &tenant)
+        .await
+        .map_err(|error| match error {
+            sql::ConfirmError::Violation(violation) => {
+                tracing::warn!(caller = %caller.log_name(), %violation, "ClickHouse read a checked query differently; refused");
+                ApiError {
+                    at: Some("sql".to_owned()),
+                    ..ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "query_refused",
+                        "the query cannot be run as checked; simplify it (for example, remove unusual operators or literals)",
+                    )
+                }
+            }
+            sql::ConfirmError::ClickHouse(error) => clickhouse_error(error, &request.sql),
+        })?;
     let streaming = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains(NDJSON));
-    // The client reads `?` as a bind marker; `??` is a literal question mark.
-    let query = state
-        .analyst
-        .query(&rewritten.sql.replace('?', "??"))
-        .param(TENANT_PARAMETER, &tenant);
-    tracing::info!(caller = %caller.subject, tenant = %tenant, "analyst query");
+    let query = client.query(&text).param(TENANT_PARAMETER, &tenant);
+    tracing::info!(caller = %caller.log_name(), tenant = %tenant, "analyst query");
     if streaming {
-        let cursor = query.fetch_bytes("JSONEachRow").map_err(clickhouse_error)?;
+        let cursor = query
+            .fetch_bytes("JSONEachRow")
+            .map_err(|error| clickhouse_error(error, &request.sql))?;
         let body = Body::from_stream(futures_stream(cursor));
         return Ok(Read {
             answer: ([(header::CONTENT_TYPE, NDJSON)], body).into_response(),
@@ -101,10 +124,10 @@ async fn execute(
     }
     let bytes = query
         .fetch_bytes("JSON")
-        .map_err(clickhouse_error)?
+        .map_err(|error| clickhouse_error(error, &request.sql))?
         .collect()
         .await
-        .map_err(clickhouse_error)?;
+        .map_err(|error| clickhouse_error(error, &request.sql))?;
     let rows = serde_json::from_slice::<RowCount>(&bytes).map(|count| count.rows).ok();
     Ok(Read {
         answer: ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
@@ -119,13 +142,21 @@ fn futures_stream(
     futures::stream::poll_fn(move |cx| cursor.poll_next(cx).map(Result::transpose))
 }
 
-/// A query ClickHouse refused is the caller's to fix (400); an unreachable ClickHouse is not (503).
-fn clickhouse_error(error: clickhouse::error::Error) -> ApiError {
+/// A query ClickHouse refused is the caller's to fix (400), told without echoing the rewritten
+/// query or any name the caller did not write; an unreachable ClickHouse is not (503).
+fn clickhouse_error(error: clickhouse::error::Error, own_sql: &str) -> ApiError {
     match error {
         clickhouse::error::Error::BadResponse(message) => ApiError {
             at: Some("sql".to_owned()),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "query_failed", message)
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "query_failed",
+                sql::sanitized_clickhouse_message(&message, own_sql),
+            )
         },
-        other => ApiError::unavailable(format!("ClickHouse cannot run the query: {other}")),
+        other => {
+            tracing::warn!(error = %other, "ClickHouse cannot run an analyst query");
+            ApiError::unavailable("ClickHouse cannot run the query now; retry later")
+        }
     }
 }

@@ -51,7 +51,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(MANAGERS)?;
     let tenant = caller.tenant_for(request.tenant.as_deref())?;
-    state.webhooks.check_target(&request.url)?;
+    state.webhooks.check_target(&request.url).await?;
     if request.events.is_empty() {
         return Err(ApiError::bad_request("events", "name at least one event type"));
     }

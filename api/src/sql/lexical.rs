@@ -5,6 +5,9 @@
 //! escaping them again; ClickHouse honours backslash escapes. A backslash could therefore end a
 //! string for ClickHouse where it did not for the checks, so no backslash is accepted anywhere.
 //! Quoted names may not hold quote characters, and only plain single-quoted strings are literals.
+//! Strings may not hold control characters: a newline inside a literal is what let text after a
+//! rendered `--` become a statement of its own. Numbers are plain digits, and `#` (a comment for
+//! ClickHouse) is refused outside strings.
 
 use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -39,8 +42,20 @@ pub fn check(sql: &str) -> Result<(), Refusal> {
                     at(),
                 ));
             }
-            Token::SingleQuotedString(text) if text.contains('\0') => {
-                return Err(refuse("strings may not contain NUL characters", at()));
+            Token::SingleQuotedString(text) if text.chars().any(char::is_control) => {
+                return Err(refuse(
+                    "strings may not contain control characters (newlines, tabs, NUL)",
+                    at(),
+                ));
+            }
+            Token::Number(text, _) if !is_plain_number(text) => {
+                return Err(refuse(
+                    "numbers are written as digits with an optional fraction and exponent (1, 2.5, 1e6)",
+                    at(),
+                ));
+            }
+            Token::Sharp | Token::DoubleSharp | Token::QuestionMarkSharp => {
+                return Err(refuse("`#` is not accepted outside strings", at()));
             }
             Token::DoubleQuotedString(_)
             | Token::TripleSingleQuotedString(_)
@@ -69,6 +84,21 @@ pub fn check(sql: &str) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// `digits[.digits][e[+-]digits]`: the forms the parser and ClickHouse read alike.
+fn is_plain_number(text: &str) -> bool {
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+        None => (text, None),
+    };
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction),
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|exponent| digits(exponent.strip_prefix(['+', '-']).unwrap_or(exponent)));
+    mantissa_ok && exponent_ok
 }
 
 /// 1-based line and column of a byte offset.

@@ -6,8 +6,11 @@
 //! restricted by a ClickHouse query parameter that carries the tenant; the AST is rendered back to
 //! SQL. A query that cannot be proven harmless is refused with the reason and the offending part.
 
+mod clickhouse_message;
+mod confirm;
 mod functions;
 mod lexical;
+mod render;
 mod views;
 
 use std::collections::BTreeSet;
@@ -21,6 +24,8 @@ use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Span;
 
+pub use clickhouse_message::sanitized as sanitized_clickhouse_message;
+pub use confirm::{ConfirmError, ScopeViolation, check_query_tree, confirm_scope};
 pub use views::{TENANT_PARAMETER, View};
 
 /// The longest query accepted, in bytes.
@@ -72,6 +77,8 @@ fn locate_span(span: Span, node: &impl std::fmt::Display) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantQuery {
     pub sql: String,
+    /// How many reads of the views the text holds, each restricted to the tenant.
+    pub restricted_reads: usize,
 }
 
 /// Checks `sql` and rewrites it so it reads only the tenant's rows of the exposed views, which live
@@ -101,12 +108,23 @@ pub fn rewrite(sql: &str, database: &str) -> Result<TenantQuery, Refusal> {
     let mut guard = Guard {
         database,
         common_tables: BTreeSet::new(),
+        restricted_reads: 0,
     };
     if let ControlFlow::Break(refusal) = statement.visit(&mut guard) {
         return Err(refusal);
     }
+    render::separate_unary_operators(&mut statement);
+    let rendered = statement.to_string();
+    render::check_faithful(&rendered, &statement)?;
+    let sql = rendered.replace(views::RENDERED_TENANT_MARKER, views::TENANT_PLACEHOLDER);
+    // Every restriction the guard put in must have survived rendering, and nothing else may carry
+    // the marker.
+    if sql.matches(views::TENANT_PLACEHOLDER).count() != guard.restricted_reads {
+        return Err(refuse("the query cannot be rendered unambiguously", None));
+    }
     Ok(TenantQuery {
-        sql: statement.to_string(),
+        sql,
+        restricted_reads: guard.restricted_reads,
     })
 }
 
@@ -114,6 +132,8 @@ struct Guard<'a> {
     database: &'a str,
     /// Names given by `WITH name AS (...)`: references to them read the tenant's data already.
     common_tables: BTreeSet<String>,
+    /// Views replaced by their tenant-restricted subqueries so far.
+    restricted_reads: usize,
 }
 
 impl VisitorMut for Guard<'_> {
@@ -190,6 +210,7 @@ impl VisitorMut for Guard<'_> {
         {
             let alias = alias.take();
             *factor = view.restricted(self.database, alias);
+            self.restricted_reads += 1;
         }
         ControlFlow::Continue(())
     }

@@ -205,3 +205,27 @@ fn a_name_on_the_right_of_in_is_refused() {
         assert_every_read_is_restricted(&rewritten(sql));
     }
 }
+
+#[test]
+fn the_reviews_comment_smuggling_request_is_refused_and_its_operators_render_apart() {
+    let attack = "SELECT - - 1, '\ntenant_id, count() AS n FROM sealtrail.events GROUP BY tenant_id --' FROM events";
+    assert!(refused(attack).reason.contains("control characters"));
+    for sql in [
+        "SELECT - - 1 AS x FROM events",
+        "SELECT seq FROM events WHERE seq = - - 1",
+        "SELECT - - - seq FROM events",
+        "SELECT NOT NOT 1 FROM events",
+    ] {
+        let text = rewritten(sql);
+        assert!(!text.contains("--"), "{sql} -> {text}");
+        assert_every_read_is_restricted(&text);
+    }
+    for sql in [
+        "SELECT 0x1F FROM events",
+        "SELECT 1_000 FROM events",
+        "SELECT 'a\tb' FROM events",
+        "SELECT 1 # comment\n FROM events",
+    ] {
+        refused(sql);
+    }
+}

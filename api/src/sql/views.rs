@@ -13,8 +13,13 @@ use sqlparser::parser::Parser;
 /// text.
 pub const TENANT_PARAMETER: &str = "sealtrail_tenant";
 
-/// Stands for the tenant in the templates below until it becomes the query parameter.
-const TENANT_MARKER: &str = "__sealtrail_tenant__";
+/// Stands for the tenant in the templates below. It stays a string literal while the rendered text
+/// is checked, and becomes the query parameter afterwards; it holds control characters, which
+/// analysts' strings may not, so no literal of theirs can be taken for it.
+pub(super) const TENANT_MARKER: &str = "\u{1}sealtrail_tenant\u{1}";
+/// How the marker renders, and what replaces it in the final text.
+pub(super) const RENDERED_TENANT_MARKER: &str = "'\u{1}sealtrail_tenant\u{1}'";
+pub(super) const TENANT_PLACEHOLDER: &str = "{sealtrail_tenant:String}";
 /// Stands for the database in the templates below until it becomes a quoted identifier.
 const DATABASE_MARKER: &str = "sealtrail_database";
 
@@ -23,7 +28,8 @@ const DATABASE_MARKER: &str = "sealtrail_database";
 pub enum View {
     /// The tenant's sealed events, every column of `<database>.events`.
     Events,
-    /// The signed checkpoints that cover the tenant's events, with only the tenant's own head.
+    /// The signed checkpoints that cover the tenant's events, with only the tenant's own head
+    /// (read from `<database>.tenant_checkpoints`).
     Checkpoints,
 }
 
@@ -32,6 +38,14 @@ impl View {
 
     pub fn named(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|view| view.name() == name)
+    }
+
+    /// The table the view reads.
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Checkpoints => "tenant_checkpoints",
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -43,15 +57,14 @@ impl View {
 
     fn template(self) -> &'static str {
         match self {
-            Self::Events => "SELECT * FROM sealtrail_database.events WHERE tenant_id = '__sealtrail_tenant__'",
-            // A checkpoint carries the heads of every tenant of its partition: the view keeps the
-            // caller's head only, and only checkpoints where the caller has one.
+            Self::Events => "SELECT * FROM sealtrail_database.events WHERE tenant_id = 'TENANT'",
+            // A checkpoint carries the heads of every tenant of its partition; `tenant_checkpoints`
+            // holds one row per checkpoint and tenant with that tenant's head only, so analysts
+            // never read (and are never granted) another tenant's head.
             Self::Checkpoints => {
                 "SELECT sealed_partition, number, scheme, prev_checkpoint_hash, entries_root, entry_count, \
                  tenant_heads_root, tenant_count, source_offset, dlq_next_offset, created_at, key_id, checkpoint_hash, signature, \
-                 arrayFilter(head -> tupleElement(head, 1) = '__sealtrail_tenant__', tenant_heads) AS tenant_heads \
-                 FROM sealtrail_database.checkpoints \
-                 WHERE has(arrayMap(head -> tupleElement(head, 1), tenant_heads), '__sealtrail_tenant__')"
+                 tenant_heads FROM sealtrail_database.tenant_checkpoints WHERE tenant_id = 'TENANT'"
             }
         }
     }
@@ -102,8 +115,8 @@ impl VisitorMut for Fill<'_> {
     }
 
     fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
-        if value.value == Value::SingleQuotedString(TENANT_MARKER.to_owned()) {
-            value.value = Value::Placeholder(format!("{{{TENANT_PARAMETER}:String}}"));
+        if value.value == Value::SingleQuotedString("TENANT".to_owned()) {
+            value.value = Value::SingleQuotedString(TENANT_MARKER.to_owned());
         }
         ControlFlow::Continue(())
     }

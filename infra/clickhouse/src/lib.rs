@@ -4,6 +4,7 @@
 //! at start and recorded in `schema_migrations` with a checksum, so a start is idempotent and an
 //! edited migration is refused instead of silently diverging.
 
+pub mod access;
 mod error;
 mod migrations;
 mod rows;

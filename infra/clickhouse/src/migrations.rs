@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_create_tombstones"),
     migration!(9, "0009_create_retention_policies"),
     migration!(10, "0010_create_retention_runs"),
+    migration!(11, "0011_create_tenant_checkpoints"),
 ];
 
 /// What `apply_migrations` did with one migration.

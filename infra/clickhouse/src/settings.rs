@@ -13,6 +13,8 @@ pub struct ClickHouseSettings {
     pub database: String,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// The password of the tenant-bound read-only users (`access::TenantReader`).
+    pub reader_password: Option<String>,
 }
 
 impl ClickHouseSettings {
@@ -24,6 +26,7 @@ impl ClickHouseSettings {
             database: Self::DEFAULT_DATABASE.to_owned(),
             user: None,
             password: None,
+            reader_password: None,
         }
     }
 
@@ -47,16 +50,7 @@ impl ClickHouseSettings {
 
     /// A client with no database selected, for statements that must run before it exists.
     pub fn server_client(&self) -> Client {
-        // LZ4 pays across a network; on the same host it only costs CPU on both ends.
-        let compression = if self.is_loopback() {
-            clickhouse::Compression::None
-        } else {
-            clickhouse::Compression::Lz4
-        };
-        let mut client = Client::default()
-            .with_url(&self.url)
-            .with_validation(true)
-            .with_compression(compression);
+        let mut client = self.anonymous_client();
         if let Some(user) = &self.user {
             client = client.with_user(user);
         }
@@ -64,6 +58,20 @@ impl ClickHouseSettings {
             client = client.with_password(password);
         }
         client
+    }
+
+    /// A client with no database and no credentials of its own.
+    pub(crate) fn anonymous_client(&self) -> Client {
+        // LZ4 pays across a network; on the same host it only costs CPU on both ends.
+        let compression = if self.is_loopback() {
+            clickhouse::Compression::None
+        } else {
+            clickhouse::Compression::Lz4
+        };
+        Client::default()
+            .with_url(&self.url)
+            .with_validation(true)
+            .with_compression(compression)
     }
 }
 

@@ -24,6 +24,9 @@ pub struct EngineServerConfig {
     pub data_dir: PathBuf,
     pub http_port: u16,
     pub tcp_port: u16,
+    /// The main configuration (users, access control); without one the engine has a single
+    /// password-less `default` user that may do anything.
+    pub config_file: Option<PathBuf>,
 }
 
 type QueryCmdline = unsafe extern "C" fn(c_int, *mut *mut c_char) -> *mut c_void;
@@ -52,14 +55,17 @@ pub fn serve(config: &EngineServerConfig) -> String {
         exit_now(0);
     });
 
-    let args = [
-        "clickhouse".to_owned(),
+    let mut args = vec!["clickhouse".to_owned()];
+    if let Some(config_file) = &config.config_file {
+        args.push(format!("--config-file={}", config_file.display()));
+    }
+    args.extend([
         format!("--path={}", with_trailing_slash(&config.data_dir)),
         format!("--http_port={}", config.http_port),
         format!("--tcp_port={}", config.tcp_port),
         "--listen_host=127.0.0.1".to_owned(),
         format!("--query={SERVE_QUERY}"),
-    ];
+    ]);
     let Ok(owned_args) = args
         .iter()
         .map(|a| CString::new(a.as_str()))

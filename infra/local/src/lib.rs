@@ -2,6 +2,7 @@
 //! dependencies on one machine without Docker: installing Tansu and the ClickHouse engine when
 //! missing, and starting, watching and stopping them on loopback.
 
+mod clickhouse_access;
 pub mod clickhouse_engine;
 mod data_dir;
 mod error;
@@ -10,6 +11,7 @@ mod ports;
 mod process;
 mod services;
 
+pub use clickhouse_access::{EngineAccess, prepare_engine_access, stored_reader_password};
 pub use data_dir::{DataDir, DataDirLock, Endpoints};
 pub use error::LocalError;
 pub use install::{CacheDir, Installed, ensure_clickhouse_engine, ensure_tansu};

@@ -64,6 +64,7 @@ pub async fn start_clickhouse(
     library: &Path,
     http_port: u16,
     tcp_port: u16,
+    config_file: &Path,
 ) -> Result<ManagedProcess, LocalError> {
     let mut command = Command::new(launcher);
     command
@@ -78,6 +79,8 @@ pub async fn start_clickhouse(
             "--tcp-port",
             &tcp_port.to_string(),
         ])
+        .arg("--config-file")
+        .arg(config_file)
         .current_dir(data_dir.clickhouse_dir());
     let mut clickhouse = ManagedProcess::spawn(
         "ClickHouse",

@@ -4,11 +4,13 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sealtrail_clickhouse::access::READER_PASSWORD_ENV;
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_kafka::KafkaSettings;
 use sealtrail_local::{
-    CacheDir, DataDir, Endpoints, ManagedProcess, PortChoice, PortOverrides, StackPorts, ensure_clickhouse_engine,
-    ensure_tansu, start_broker, start_clickhouse, stop_leftovers,
+    CacheDir, DataDir, Endpoints, EngineAccess, ManagedProcess, PortChoice, PortOverrides, StackPorts,
+    ensure_clickhouse_engine, ensure_tansu, prepare_engine_access, start_broker, start_clickhouse, stop_leftovers,
+    stored_reader_password,
 };
 use sealtrail_registry::{RegistryService, RegistrySettings};
 use tokio::signal::unix::{SignalKind, signal};
@@ -64,6 +66,11 @@ pub struct UpArgs {
     /// Run only the infrastructure (broker, ClickHouse, registry), not the seal and sink.
     #[arg(long)]
     pub no_pipeline: bool,
+    /// A further database whose events and checkpoints the tenant-bound ClickHouse users may read
+    /// (behind row policies), besides `sealtrail`; repeatable. For test suites that give each
+    /// test a database of its own.
+    #[arg(long = "scoped-database", hide = true)]
+    pub scoped_databases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -124,7 +131,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         registry: None,
         processors: Vec::new(),
     };
-    let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports).await;
+    let access = prepare_engine_access(&data_dir, &args.scoped_databases)?;
+    let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports, &access).await;
     let mut metrics_urls = Vec::new();
     if let Ok(endpoints) = &started
         && !args.no_pipeline
@@ -141,7 +149,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(error);
         }
     };
-    if !args.no_pipeline {
+    if args.no_pipeline {
+        endpoints.extra = vec![reader_password_env(&data_dir)];
+    } else {
         endpoints.extra = pipeline_env(&data_dir);
         endpoints
             .extra
@@ -177,6 +187,7 @@ async fn start(
     tansu: &std::path::Path,
     engine: &std::path::Path,
     ports: StackPorts,
+    access: &EngineAccess,
 ) -> anyhow::Result<Endpoints> {
     eprintln!(
         "starting the Kafka broker (Tansu, SQLite storage) on 127.0.0.1:{}",
@@ -186,9 +197,17 @@ async fn start(
 
     eprintln!("starting ClickHouse on 127.0.0.1:{} (HTTP)", ports.clickhouse_http);
     let launcher = std::env::current_exe().context("cannot locate the sealtrail executable to launch ClickHouse")?;
-    stack
-        .processes
-        .push(start_clickhouse(data_dir, &launcher, engine, ports.clickhouse_http, ports.clickhouse_tcp).await?);
+    stack.processes.push(
+        start_clickhouse(
+            data_dir,
+            &launcher,
+            engine,
+            ports.clickhouse_http,
+            ports.clickhouse_tcp,
+            &access.config_file,
+        )
+        .await?,
+    );
     let clickhouse = ClickHouseSettings::new(format!("http://127.0.0.1:{}", ports.clickhouse_http));
     let migrations = apply_migrations(&clickhouse).await?;
     tracing::info!(migrations = migrations.len(), "ClickHouse schema up to date");
@@ -232,6 +251,7 @@ fn pipeline_env(data_dir: &DataDir) -> Vec<(String, String)> {
             ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
         ),
         ("SEALTRAIL_KEY_DIR".to_owned(), keys.display().to_string()),
+        reader_password_env(data_dir),
         // The processors' consumer groups, for `sealtrail offsets describe|reset --group`.
         ("SEAL_GROUP".to_owned(), "sealtrail-seal".to_owned()),
         ("SINK_GROUP".to_owned(), "sealtrail-sink".to_owned()),
@@ -245,6 +265,13 @@ fn pipeline_env(data_dir: &DataDir) -> Vec<(String, String)> {
             keys.join("trusted").display().to_string(),
         ),
     ]
+}
+
+/// `CLICKHOUSE_READER_PASSWORD`: what the API and the export processor log in to ClickHouse with
+/// as the tenant-bound readers.
+fn reader_password_env(data_dir: &DataDir) -> (String, String) {
+    let password = stored_reader_password(data_dir).unwrap_or_default();
+    (READER_PASSWORD_ENV.to_owned(), password)
 }
 
 fn default_topics() -> TopicArgs {
@@ -299,8 +326,8 @@ async fn start_pipeline(
     env.push(("SEAL_INSTANCE_ID".to_owned(), "seal-0".to_owned()));
     env.push(("SINK_INSTANCE_ID".to_owned(), "sink-0".to_owned()));
     env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
-    // A local stack's webhook receivers run on this machine.
-    env.push(("SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE".to_owned(), "true".to_owned()));
+    // Webhooks to loopback and private addresses stay refused here too: the API shares this
+    // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
     let mut metrics_urls = Vec::new();
     for (name, what) in [
         ("seal", "the seal processor"),

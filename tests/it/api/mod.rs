@@ -4,7 +4,9 @@ mod events;
 mod export;
 mod export_jobs;
 mod holds;
+mod isolation;
 mod query;
+mod refusals;
 mod retention;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,14 +18,14 @@ use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
 use sealtrail_api::exports::{ExportQuota, ExportTopics, ExportsConfig};
 use sealtrail_api::rate_limit::RateLimit;
-use sealtrail_api::server::{ApiConfig, QueryLimits, router};
+use sealtrail_api::server::{ApiConfig, router};
 use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_emit::AuditEmitter;
 use serde_json::{Value, json};
 
-use crate::harness::{shared, unique};
+use crate::harness::{scoped_database, shared, unique};
 
 pub const BRAVO_MARKER: &str = "zz-bravo-only";
 /// The tokenization master key the test API shares with the test sealer.
@@ -73,8 +75,18 @@ impl Api {
     /// An API over a fresh, empty database, with these limits.
     pub async fn configured(rate_limit: RateLimit, quota: ExportQuota) -> Self {
         let mut settings: ClickHouseSettings = shared().clickhouse();
-        settings.database = unique("api");
-        Self::over(settings, rate_limit, quota).await
+        settings.database = scoped_database();
+        Self::over(settings, rate_limit, quota, true).await
+    }
+
+    /// An API over a fresh database (ten rows per tenant) that refuses webhooks to this machine
+    /// and private networks, as a deployed API does.
+    pub async fn strict_webhooks() -> Self {
+        let mut settings: ClickHouseSettings = shared().clickhouse();
+        settings.database = scoped_database();
+        let api = Self::over(settings, RateLimit::default(), ExportQuota::default(), false).await;
+        seed(&api.settings, &api.alfa, &api.bravo).await;
+        api
     }
 
     /// An API over the shared pipeline's own database, where it seals what the API records.
@@ -83,10 +95,16 @@ impl Api {
             per_second: 1000.0,
             burst: 1000,
         };
-        Self::over(shared().clickhouse(), rate_limit, ExportQuota::default()).await
+        Self::over(shared().clickhouse(), rate_limit, ExportQuota::default(), true).await
     }
 
-    async fn over(settings: ClickHouseSettings, rate_limit: RateLimit, quota: ExportQuota) -> Self {
+    /// `allow_private_webhooks`: the test webhook receivers listen on this machine.
+    async fn over(
+        settings: ClickHouseSettings,
+        rate_limit: RateLimit,
+        quota: ExportQuota,
+        allow_private_webhooks: bool,
+    ) -> Self {
         let stack = shared();
         apply_migrations(&settings).await.expect("migrations");
         let alfa = unique("alfa");
@@ -106,7 +124,6 @@ impl Api {
             metrics: sealtrail_runtime::Metrics::new("api"),
             clickhouse: settings.clone(),
             jwt,
-            limits: QueryLimits::default(),
             tokenizer: Some(Tokenizer::new(&TOKENIZATION_KEY).expect("tokenizer")),
             recorder: AccessRecorder::new(
                 AuditEmitter::connect(&stack.kafka(), stack.registry_url(), &raw_topic())
@@ -124,7 +141,7 @@ impl Api {
                 key: Some(TOKENIZATION_KEY.to_vec()),
                 attempts: 4,
                 first_backoff: std::time::Duration::from_millis(50),
-                allow_private_targets: true,
+                allow_private_targets: allow_private_webhooks,
             },
             exports: Some(exports.clone()),
         })
@@ -132,7 +149,7 @@ impl Api {
         .expect("router");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(sealtrail_api::serve::serve(listener, app, std::future::pending()));
         Self {
             url,
             exports,

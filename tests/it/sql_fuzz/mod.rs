@@ -1,0 +1,141 @@
+//! A differential fuzzer for the tenant rewrite: every input the SQL check accepts is handed to
+//! ClickHouse, whose own reading of the rendered text must read only the caller's tenant (the
+//! second wall, `sealtrail_api::sql::confirm_scope`); a sample of them is also run for real as
+//! tenant alfa, and no answer may hold anything of tenant bravo's.
+//!
+//! The suite runs a few thousand inputs. The long run (docs/security.md):
+//! `SEALTRAIL_SQL_FUZZ_INPUTS=1000000 cargo test --release --test it sql_fuzz -- --nocapture`
+//! (`SEALTRAIL_SQL_FUZZ_SEED` picks another sequence of inputs).
+
+mod generator;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sealtrail_api::sql::{ConfirmError, TENANT_PARAMETER, confirm_scope, rewrite};
+use sealtrail_clickhouse::access::TenantReader;
+use tokio::sync::Mutex;
+
+use crate::api::{Api, BRAVO_MARKER};
+
+/// Inputs in the suite's run.
+const SUITE_INPUTS: u64 = 3_000;
+/// Accepted inputs checked by ClickHouse at once.
+const IN_FLIGHT: usize = 4;
+/// One accepted input in this many is also run for real.
+const RUN_ONE_IN: u64 = 10;
+
+#[derive(Debug, Default)]
+struct Tally {
+    inputs: AtomicU64,
+    refused_by_check: AtomicU64,
+    confirmed: AtomicU64,
+    refused_by_clickhouse: AtomicU64,
+    run: AtomicU64,
+    findings: Mutex<Vec<String>>,
+}
+
+#[tokio::test]
+async fn every_query_the_check_accepts_reads_only_the_callers_tenant_in_clickhouses_reading() {
+    let inputs = std::env::var("SEALTRAIL_SQL_FUZZ_INPUTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(SUITE_INPUTS);
+    let seed = std::env::var("SEALTRAIL_SQL_FUZZ_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(12);
+    let api = Api::start().await;
+    let database = api.settings.database.clone();
+    let client = api
+        .settings
+        .tenant_client(TenantReader::Analyst, &api.alfa)
+        .expect("the stack has a readers' password");
+    let tally = Arc::new(Tally::default());
+    let mut generator = generator::seeded(seed);
+    let started = std::time::Instant::now();
+    let mut pending = tokio::task::JoinSet::new();
+    for index in 0..inputs {
+        let input = generator.next_input();
+        tally.inputs.fetch_add(1, Ordering::Relaxed);
+        let Ok(query) = rewrite(&input, &database) else {
+            tally.refused_by_check.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        while pending.len() >= IN_FLIGHT {
+            pending.join_next().await;
+        }
+        let (client, tally, database, alfa, bravo) = (
+            client.clone(),
+            tally.clone(),
+            database.clone(),
+            api.alfa.clone(),
+            api.bravo.clone(),
+        );
+        pending.spawn(async move {
+            let text = query.sql.replace('?', "??");
+            match confirm_scope(&client, &text, &database, &alfa).await {
+                Ok(()) => {
+                    tally.confirmed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(ConfirmError::Violation(violation)) => {
+                    tally
+                        .findings
+                        .lock()
+                        .await
+                        .push(format!("{violation}: {input:?} -> {text:?}"));
+                    return;
+                }
+                Err(ConfirmError::ClickHouse(_)) => {
+                    tally.refused_by_clickhouse.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            if index % RUN_ONE_IN == 0 {
+                tally.run.fetch_add(1, Ordering::Relaxed);
+                let answer = match client
+                    .query(&text)
+                    .param(TENANT_PARAMETER, &alfa)
+                    .fetch_bytes("JSONEachRow")
+                {
+                    Ok(mut cursor) => cursor.collect().await.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    Err(error) => Err(error),
+                };
+                let answer = answer.unwrap_or_else(|error| error.to_string());
+                if answer.contains(&bravo) || answer.contains(BRAVO_MARKER) {
+                    tally
+                        .findings
+                        .lock()
+                        .await
+                        .push(format!("LEAK: {input:?} -> {text:?}: {answer}"));
+                }
+            }
+        });
+        if (index + 1) % 100_000 == 0 {
+            eprintln!("sql fuzz: {} inputs, {:?}", index + 1, started.elapsed());
+        }
+    }
+    while pending.join_next().await.is_some() {}
+    let findings = tally.findings.lock().await.clone();
+    let summary = format!(
+        "sql fuzz (seed {seed}): {} inputs in {:.0?}: {} refused by the check, {} confirmed by ClickHouse, {} refused by ClickHouse, {} run for real; {} findings",
+        tally.inputs.load(Ordering::Relaxed),
+        started.elapsed(),
+        tally.refused_by_check.load(Ordering::Relaxed),
+        tally.confirmed.load(Ordering::Relaxed),
+        tally.refused_by_clickhouse.load(Ordering::Relaxed),
+        tally.run.load(Ordering::Relaxed),
+        findings.len(),
+    );
+    eprintln!("{summary}");
+    assert!(
+        findings.is_empty(),
+        "{summary}\n{}",
+        findings.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+    // The generator must keep producing queries the check accepts, or this proves nothing.
+    assert!(
+        tally.confirmed.load(Ordering::Relaxed) * 10 >= inputs,
+        "too few accepted inputs: {summary}"
+    );
+}
