@@ -116,12 +116,12 @@ pub fn rewrite(sql: &str, database: &str) -> Result<TenantQuery, Refusal> {
     render::separate_unary_operators(&mut statement);
     let rendered = statement.to_string();
     render::check_faithful(&rendered, &statement)?;
-    let sql = rendered.replace(views::RENDERED_TENANT_MARKER, views::TENANT_PLACEHOLDER);
-    // Every restriction the guard put in must have survived rendering, and nothing else may carry
-    // the marker.
-    if sql.matches(views::TENANT_PLACEHOLDER).count() != guard.restricted_reads {
+    // Every restriction the guard put in must have survived rendering (no analyst string can hold
+    // the marker: it contains control characters).
+    if rendered.matches(views::RENDERED_TENANT_MARKER).count() != guard.restricted_reads {
         return Err(refuse("the query cannot be rendered unambiguously", None));
     }
+    let sql = rendered.replace(views::RENDERED_TENANT_MARKER, views::TENANT_PLACEHOLDER);
     Ok(TenantQuery {
         sql,
         restricted_reads: guard.restricted_reads,

@@ -26,6 +26,7 @@ ENGINE = MergeTree
 ORDER BY (tenant_id, sealed_partition, number)
 SETTINGS non_replicated_deduplication_window = 10000;
 
+-- (`checkpoints.tenant_heads`: the column, not the alias below.)
 -- Every checkpoint the sink inserts from now on (an insert the checkpoints table drops as a
 -- duplicate is not passed on).
 CREATE MATERIALIZED VIEW IF NOT EXISTS tenant_checkpoints_projection TO tenant_checkpoints AS
@@ -36,7 +37,7 @@ SELECT
     [head] AS tenant_heads,
     sealed_offset
 FROM checkpoints
-ARRAY JOIN tenant_heads AS head;
+ARRAY JOIN checkpoints.tenant_heads AS head;
 
 -- And every checkpoint inserted before.
 INSERT INTO tenant_checkpoints
@@ -47,5 +48,5 @@ SELECT
     [head] AS tenant_heads,
     sealed_offset
 FROM checkpoints
-ARRAY JOIN tenant_heads AS head
+ARRAY JOIN checkpoints.tenant_heads AS head
 WHERE (sealed_partition, number) NOT IN (SELECT sealed_partition, number FROM tenant_checkpoints);

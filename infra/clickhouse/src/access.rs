@@ -279,7 +279,10 @@ mod tests {
         let policies = xml.matches("<filter>").count();
         assert_eq!(grants, 2 * 2 * 2, "{xml}");
         assert_eq!(grants, policies, "{xml}");
-        assert!(!xml.contains("GRANT ALL") && !xml.contains("<access_management>"), "{xml}");
+        assert!(
+            !xml.contains("GRANT ALL") && !xml.contains("<access_management>"),
+            "{xml}"
+        );
         assert!(xml.contains("a&lt;b"), "names are escaped: {xml}");
         assert!(xml.contains("<password from_env=\"SEALTRAIL_CLICKHOUSE_READER_PASSWORD\"/>"));
     }

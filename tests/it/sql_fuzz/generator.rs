@@ -7,110 +7,102 @@ use std::fmt::Write as _;
 
 use rand::Rng;
 
-const COLUMNS: &[&str] = &[
-    "seq",
-    "action",
-    "actor_id",
-    "tenant_id",
-    "outcome",
-    "occurred_at",
-    "resource_id",
-    "reason_text",
-    "hash",
-    "e.seq",
-    "number",
-    "tenant_heads",
-    "labels",
-    "attributes['k']",
-    "`seq`",
-    "\"action\"",
-];
-const STRINGS: &[&str] = &[
-    "''",
-    "'--'",
-    "'/*'",
-    "'*/'",
-    "'#'",
-    "'# x'",
-    "'it''s'",
-    "'\n'",
-    "'\t'",
-    "'`'",
-    "'\"'",
-    "'{sealtrail_tenant:String}'",
-    "'; DROP TABLE events'",
-    "'\\'",
-    "'\\''",
-    "'é'",
-    "'\u{1}'",
-    "'user.login'",
-    "'a'' UNION SELECT 1 --'",
-    "'\r'",
-];
-const NUMBERS: &[&str] = &[
-    "0",
-    "1",
-    "42",
-    "2.5",
-    "1e3",
-    "1e-3",
-    "0x1F",
-    "1_000",
-    ".5",
-    "1.",
-    "007",
-    "18446744073709551616",
-];
-const UNARY: &[&str] = &["-", "- ", "+", "NOT ", "~", "!"];
-const BINARY: &[&str] = &[
-    "+", "-", "*", "/", "%", "=", "==", "!=", "<>", "<", ">", "<=", ">=", " AND ", " OR ", " LIKE ", " || ", "--",
-    "- -", "-/**/-",
-];
-const FUNCTIONS: &[&str] = &[
-    "count",
-    "sum",
-    "lower",
-    "upper",
-    "length",
-    "concat",
-    "if",
-    "toString",
-    "toDate",
-    "abs",
-    "max",
-    "min",
-    "any",
-    "coalesce",
-    "greatest",
-    "arrayJoin",
-    "has",
-    "file",
-    "url",
-    "dictGet",
-    "getSetting",
-    "currentDatabase",
-    "hostName",
-    "remote",
-    "SHA256",
-    "getClientHTTPHeader",
-];
-const TABLES: &[&str] = &[
-    "events",
-    "checkpoints",
-    "events AS e",
-    "events e",
-    "checkpoints AS c",
-    "`events`",
-    "\"events\"",
-    "EVENTS",
-    "system.one",
-    "sealtrail.events",
-    "tenant_checkpoints",
-    "api_keys",
-    "numbers(3)",
-    "merge('db', '.*')",
-    "recent",
-];
+/// Each list: what the check should accept first, then what it should refuse (or ClickHouse
+/// fail on); the hostile part is picked one time in forty (an input makes dozens of picks).
+const COLUMNS: (&[&str], &[&str]) = (
+    &[
+        "seq",
+        "action",
+        "actor_id",
+        "tenant_id",
+        "outcome",
+        "occurred_at",
+        "resource_id",
+        "reason_text",
+        "hash",
+        "`seq`",
+    ],
+    &[
+        "e.seq",
+        "number",
+        "tenant_heads",
+        "labels",
+        "attributes['k']",
+        "\"action\"",
+        "sealtrail.events.seq",
+    ],
+);
+const STRINGS: (&[&str], &[&str]) = (
+    &[
+        "''",
+        "'--'",
+        "'/*'",
+        "'*/'",
+        "'#'",
+        "'# x'",
+        "'it''s'",
+        "'`'",
+        "'\"'",
+        "'; DROP TABLE events'",
+        "'é'",
+        "'user.login'",
+        "'a'' UNION SELECT 1 --'",
+        "'{sealtrail_tenant:String}'",
+        "'?'",
+        "'-- '",
+    ],
+    &["'\n'", "'\t'", "'\\'", "'\\''", "'\u{1}'", "'\r'", "'\n--'"],
+);
+const NUMBERS: (&[&str], &[&str]) = (
+    &["0", "1", "42", "2.5", "1e3", "1e-3", "007", "18446744073709551615"],
+    &["0x1F", "1_000", ".5", "1.", "18446744073709551616", "0b101"],
+);
+const UNARY: (&[&str], &[&str]) = (&["-", "- ", "+", "NOT ", "-(", "NOT -"], &["~", "!", "@"]);
+const BINARY: (&[&str], &[&str]) = (
+    &[
+        "+", "-", "*", "/", "%", "=", "==", "!=", "<>", "<", ">", "<=", ">=", " AND ", " OR ", " LIKE ", " || ", "- -",
+        "-/**/-",
+    ],
+    &["--", "#", "->", "::"],
+);
+const FUNCTIONS: (&[&str], &[&str]) = (
+    &[
+        "count", "sum", "lower", "upper", "length", "toString", "abs", "max", "min", "any", "coalesce", "toDate",
+        "isNull",
+    ],
+    &[
+        "file",
+        "url",
+        "dictGet",
+        "getSetting",
+        "currentDatabase",
+        "hostName",
+        "remote",
+        "getClientHTTPHeader",
+        "arrayJoin",
+    ],
+);
+const TABLES: (&[&str], &[&str]) = (
+    &[
+        "events",
+        "checkpoints",
+        "events AS e",
+        "events e",
+        "checkpoints AS c",
+        "`events`",
+    ],
+    &[
+        "\"events\"",
+        "EVENTS",
+        "system.one",
+        "sealtrail.events",
+        "tenant_checkpoints",
+        "api_keys",
+        "numbers(3)",
+        "merge('db', '.*')",
+        "recent",
+    ],
+);
 const SEPARATORS: &[&str] = &[" ", " ", " ", "\n", "\t", " /* c */ ", " -- c\n", "  ", "/**/"];
 const INJECTIONS: &[&str] = &[
     "--",
@@ -169,9 +161,9 @@ impl Generator {
         Self { rng }
     }
 
-    /// The next input: two in three generated, one in three a mutated attack.
+    /// The next input: three in four generated, one in four a mutated attack.
     pub fn next_input(&mut self) -> String {
-        if self.rng.random_ratio(1, 3) {
+        if self.rng.random_ratio(1, 4) {
             self.mutated()
         } else {
             self.query(0)
@@ -182,8 +174,18 @@ impl Generator {
         from[self.rng.random_range(0..from.len())]
     }
 
+    /// Mostly from the accepted part, one time in forty from the hostile part (an input makes
+    /// dozens of picks).
+    fn pick_mostly_safe(&mut self, (safe, hostile): (&[&'static str], &[&'static str])) -> &'static str {
+        if self.rng.random_ratio(1, 40) {
+            self.pick(hostile)
+        } else {
+            self.pick(safe)
+        }
+    }
+
     fn sep(&mut self) -> &'static str {
-        if self.rng.random_ratio(1, 5) {
+        if self.rng.random_ratio(1, 8) {
             self.pick(SEPARATORS)
         } else {
             " "
@@ -193,28 +195,30 @@ impl Generator {
     fn query(&mut self, depth: u32) -> String {
         let mut sql = String::new();
         if depth == 0 && self.rng.random_ratio(1, 6) {
-            let inner = self.select(depth + 1, "events");
+            let inner = self.select(depth + 1, "events", true);
             let _ = write!(sql, "WITH recent AS ({inner}){}", self.sep());
-            let outer = self.select(depth + 1, "recent");
+            let outer = self.select(depth + 1, "recent", true);
             sql.push_str(&outer);
             return sql;
         }
-        let table = self.pick(&TABLES[..8]);
-        sql.push_str(&self.select(depth, table));
-        if depth < 2 && self.rng.random_ratio(1, 6) {
+        let table = self.pick_mostly_safe(TABLES);
+        let union = depth < 2 && self.rng.random_ratio(1, 6);
+        sql.push_str(&self.select(depth, table, !union));
+        if union {
             let other = self.query(depth + 1);
             let _ = write!(sql, "{}UNION ALL{}{other}", self.sep(), self.sep());
         }
         sql
     }
 
-    fn select(&mut self, depth: u32, default_table: &str) -> String {
+    /// One SELECT; `last` when nothing follows it (ORDER BY and LIMIT may end it).
+    fn select(&mut self, depth: u32, default_table: &str, last: bool) -> String {
         let mut sql = format!("SELECT{}", self.sep());
-        let columns = self.rng.random_range(1..4);
+        let columns = self.rng.random_range(1..3);
         let list: Vec<String> = (0..columns).map(|_| self.expr(depth, 0)).collect();
         sql.push_str(&list.join(", "));
         let table = if self.rng.random_ratio(1, 8) {
-            self.pick(TABLES).to_owned()
+            self.pick_mostly_safe(TABLES).to_owned()
         } else if depth < 2 && self.rng.random_ratio(1, 6) {
             format!("({}) AS sub", self.query(depth + 1))
         } else {
@@ -222,7 +226,7 @@ impl Generator {
         };
         let _ = write!(sql, "{}FROM{}{table}", self.sep(), self.sep());
         if self.rng.random_ratio(1, 6) {
-            let other = self.pick(&TABLES[..5]);
+            let other = self.pick(&["events", "checkpoints"]);
             let on = self.expr(depth, 1);
             let _ = write!(sql, " JOIN {other} AS j ON {on}");
         }
@@ -234,11 +238,11 @@ impl Generator {
             let key = self.expr(depth, 2);
             let _ = write!(sql, " GROUP BY {key}");
         }
-        if self.rng.random_ratio(1, 5) {
+        if last && self.rng.random_ratio(1, 5) {
             let key = self.expr(depth, 2);
             let _ = write!(sql, " ORDER BY {key} DESC");
         }
-        if self.rng.random_ratio(1, 4) {
+        if last && self.rng.random_ratio(1, 4) {
             let _ = write!(sql, " LIMIT {}", self.rng.random_range(0..100));
         }
         sql
@@ -251,25 +255,30 @@ impl Generator {
             self.rng.random_range(0..10)
         };
         match choice {
-            0 => self.pick(COLUMNS).to_owned(),
-            1 => self.pick(STRINGS).to_owned(),
-            2 => self.pick(NUMBERS).to_owned(),
+            0 => self.pick_mostly_safe(COLUMNS).to_owned(),
+            1 => self.pick_mostly_safe(STRINGS).to_owned(),
+            2 => self.pick_mostly_safe(NUMBERS).to_owned(),
             3 | 4 => {
                 let operand = self.expr(depth, nesting + 1);
-                format!("{}{operand}", self.pick(UNARY))
+                let operator = self.pick_mostly_safe(UNARY);
+                if operator.ends_with('(') {
+                    format!("{operator}{operand})")
+                } else {
+                    format!("{operator}{operand}")
+                }
             }
             5 | 6 => {
                 let (left, right) = (self.expr(depth, nesting + 1), self.expr(depth, nesting + 1));
-                let operator = self.pick(BINARY);
+                let operator = self.pick_mostly_safe(BINARY);
                 format!("{left}{}{operator}{}{right}", self.sep(), self.sep())
             }
             7 => {
-                let function = self.pick(FUNCTIONS);
+                let function = self.pick_mostly_safe(FUNCTIONS);
                 let argument = self.expr(depth, nesting + 1);
                 format!("{function}({argument})")
             }
-            8 if depth < 2 => {
-                let column = self.pick(&COLUMNS[..4]);
+            8 if depth == 0 => {
+                let column = self.pick(&COLUMNS.0[..4]);
                 let inner = self.query(depth + 1);
                 format!("{column} IN ({inner})")
             }
