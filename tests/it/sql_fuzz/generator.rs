@@ -215,8 +215,8 @@ impl Generator {
     fn select(&mut self, depth: u32, default_table: &str, last: bool) -> String {
         let mut sql = format!("SELECT{}", self.sep());
         let columns = self.rng.random_range(1..3);
-        let list: Vec<String> = (0..columns).map(|_| self.expr(depth, 0)).collect();
-        sql.push_str(&list.join(", "));
+        let projections: Vec<String> = (0..columns).map(|_| self.expr(depth, 0)).collect();
+        sql.push_str(&projections.join(", "));
         let table = if self.rng.random_ratio(1, 8) {
             self.pick_mostly_safe(TABLES).to_owned()
         } else if depth < 2 && self.rng.random_ratio(1, 6) {

@@ -9,6 +9,7 @@
 
 mod generator;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,22 +38,29 @@ struct Tally {
     refusals: std::sync::Mutex<std::collections::BTreeMap<String, (u64, String)>>,
 }
 
+/// Where accepted inputs are checked: ClickHouse, as the tenant-bound analyst of alfa.
+struct Target {
+    client: clickhouse::Client,
+    database: String,
+    alfa: String,
+    bravo: String,
+}
+
 #[tokio::test]
 async fn every_query_the_check_accepts_reads_only_the_callers_tenant_in_clickhouses_reading() {
-    let inputs = std::env::var("SEALTRAIL_SQL_FUZZ_INPUTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(SUITE_INPUTS);
-    let seed = std::env::var("SEALTRAIL_SQL_FUZZ_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(12);
+    let setting = |name: &str, default: u64| std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default);
+    let inputs = setting("SEALTRAIL_SQL_FUZZ_INPUTS", SUITE_INPUTS);
+    let seed = setting("SEALTRAIL_SQL_FUZZ_SEED", 12);
     let api = Api::start().await;
-    let database = api.settings.database.clone();
-    let client = api
-        .settings
-        .tenant_client(TenantReader::Analyst, &api.alfa)
-        .expect("the stack has a readers' password");
+    let target = Arc::new(Target {
+        client: api
+            .settings
+            .tenant_client(TenantReader::Analyst, &api.alfa)
+            .expect("the stack has a readers' password"),
+        database: api.settings.database.clone(),
+        alfa: api.alfa.clone(),
+        bravo: api.bravo.clone(),
+    });
     let tally = Arc::new(Tally::default());
     let mut generator = generator::seeded(seed);
     let started = std::time::Instant::now();
@@ -60,106 +68,118 @@ async fn every_query_the_check_accepts_reads_only_the_callers_tenant_in_clickhou
     for index in 0..inputs {
         let input = generator.next_input();
         tally.inputs.fetch_add(1, Ordering::Relaxed);
-        let query = match rewrite(&input, &database) {
+        let query = match rewrite(&input, &target.database) {
             Ok(query) => query,
             Err(refusal) => {
-                tally.refused_by_check.fetch_add(1, Ordering::Relaxed);
-                let reason: String = refusal.reason.chars().take(48).collect();
-                if std::env::var_os("SEALTRAIL_SQL_FUZZ_SHOW").is_some() {
-                    eprintln!("REFUSED {}: {input:?}", refusal.reason);
-                }
-                let mut refusals = tally.refusals.lock().expect("not poisoned");
-                let entry = refusals.entry(reason).or_insert_with(|| (0, input.clone()));
-                entry.0 += 1;
+                tally.refused(&refusal.reason, &input);
                 continue;
             }
         };
         while pending.len() >= IN_FLIGHT {
             pending.join_next().await;
         }
-        let (client, tally, database, alfa, bravo) = (
-            client.clone(),
-            tally.clone(),
-            database.clone(),
-            api.alfa.clone(),
-            api.bravo.clone(),
-        );
-        pending.spawn(async move {
-            let text = query.sql.replace('?', "??");
-            match confirm_scope(&client, &text, &database, &alfa).await {
-                Ok(()) => {
-                    tally.confirmed.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(ConfirmError::Violation(violation)) => {
-                    tally
-                        .findings
-                        .lock()
-                        .await
-                        .push(format!("{violation}: {input:?} -> {text:?}"));
-                    return;
-                }
-                Err(ConfirmError::ClickHouse(_)) => {
-                    tally.refused_by_clickhouse.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-            if index % RUN_ONE_IN == 0 {
-                tally.run.fetch_add(1, Ordering::Relaxed);
-                let answer = match client
-                    .query(&text)
-                    .param(TENANT_PARAMETER, &alfa)
-                    .fetch_bytes("JSONEachRow")
-                {
-                    Ok(mut cursor) => cursor.collect().await.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                    Err(error) => Err(error),
-                };
-                let answer = answer.unwrap_or_else(|error| error.to_string());
-                if answer.contains(&bravo) || answer.contains(BRAVO_MARKER) {
-                    tally
-                        .findings
-                        .lock()
-                        .await
-                        .push(format!("LEAK: {input:?} -> {text:?}: {answer}"));
-                }
-            }
-        });
+        let (target, tally) = (target.clone(), tally.clone());
+        let run = index % RUN_ONE_IN == 0;
+        pending.spawn(async move { check(&target, &tally, &input, &query.sql, run).await });
         if (index + 1) % 100_000 == 0 {
             eprintln!("sql fuzz: {} inputs, {:?}", index + 1, started.elapsed());
         }
     }
     while pending.join_next().await.is_some() {}
     let findings = tally.findings.lock().await.clone();
-    let summary = format!(
-        "sql fuzz (seed {seed}): {} inputs in {:.0?}: {} refused by the check, {} confirmed by ClickHouse, {} refused by ClickHouse, {} run for real; {} findings",
-        tally.inputs.load(Ordering::Relaxed),
-        started.elapsed(),
-        tally.refused_by_check.load(Ordering::Relaxed),
-        tally.confirmed.load(Ordering::Relaxed),
-        tally.refused_by_clickhouse.load(Ordering::Relaxed),
-        tally.run.load(Ordering::Relaxed),
-        findings.len(),
-    );
+    let summary = tally.summary(seed, started.elapsed(), findings.len());
     eprintln!("{summary}");
-    let mut reasons: Vec<(String, (u64, String))> = tally
-        .refusals
-        .lock()
-        .expect("not poisoned")
-        .clone()
-        .into_iter()
-        .collect();
-    reasons.sort_by(|a, b| b.1.0.cmp(&a.1.0));
-    for (reason, (count, example)) in reasons.iter().take(12) {
-        eprintln!("  refused {count:>8}: {reason} (first: {example:?})");
-    }
     assert!(
         findings.is_empty(),
         "{summary}\n{}",
         findings.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
     );
     // The generator must keep producing queries the check accepts, or this proves nothing.
-    let accepted = tally.confirmed.load(Ordering::Relaxed) + tally.refused_by_clickhouse.load(Ordering::Relaxed);
+    let confirmed = tally.confirmed.load(Ordering::Relaxed);
+    let accepted = confirmed + tally.refused_by_clickhouse.load(Ordering::Relaxed);
     assert!(
-        accepted * 4 >= inputs && tally.confirmed.load(Ordering::Relaxed) * 40 >= inputs,
+        accepted * 4 >= inputs && confirmed * 40 >= inputs,
         "too few accepted inputs: {summary}"
     );
+}
+
+/// ClickHouse's reading of one accepted input must pass the second wall; when `run`, its answer
+/// as alfa must hold nothing of bravo's.
+async fn check(target: &Target, tally: &Tally, input: &str, sql: &str, run: bool) {
+    let text = sql.replace('?', "??");
+    match confirm_scope(&target.client, &text, &target.database, &target.alfa).await {
+        Ok(()) => {
+            tally.confirmed.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(ConfirmError::Violation(violation)) => {
+            tally
+                .findings
+                .lock()
+                .await
+                .push(format!("{violation}: {input:?} -> {text:?}"));
+            return;
+        }
+        Err(ConfirmError::ClickHouse(_)) => {
+            tally.refused_by_clickhouse.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    if !run {
+        return;
+    }
+    tally.run.fetch_add(1, Ordering::Relaxed);
+    let answer = match target
+        .client
+        .query(&text)
+        .param(TENANT_PARAMETER, &target.alfa)
+        .fetch_bytes("JSONEachRow")
+    {
+        Ok(mut cursor) => cursor.collect().await.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Err(error) => Err(error),
+    };
+    let answer = answer.unwrap_or_else(|error| error.to_string());
+    if answer.contains(&target.bravo) || answer.contains(BRAVO_MARKER) {
+        tally
+            .findings
+            .lock()
+            .await
+            .push(format!("LEAK: {input:?} -> {text:?}: {answer}"));
+    }
+}
+
+impl Tally {
+    fn refused(&self, reason: &str, input: &str) {
+        self.refused_by_check.fetch_add(1, Ordering::Relaxed);
+        if std::env::var_os("SEALTRAIL_SQL_FUZZ_SHOW").is_some() {
+            eprintln!("REFUSED {reason}: {input:?}");
+        }
+        let reason: String = reason.chars().take(48).collect();
+        let mut refusals = self.refusals.lock().expect("not poisoned");
+        let entry = refusals.entry(reason).or_insert_with(|| (0, input.to_owned()));
+        entry.0 += 1;
+    }
+
+    fn summary(&self, seed: u64, took: std::time::Duration, findings: usize) -> String {
+        let mut summary = format!(
+            "sql fuzz (seed {seed}): {} inputs in {took:.0?}: {} refused by the check, {} confirmed by ClickHouse, {} refused by ClickHouse, {} run for real; {findings} findings",
+            self.inputs.load(Ordering::Relaxed),
+            self.refused_by_check.load(Ordering::Relaxed),
+            self.confirmed.load(Ordering::Relaxed),
+            self.refused_by_clickhouse.load(Ordering::Relaxed),
+            self.run.load(Ordering::Relaxed),
+        );
+        let mut reasons: Vec<(String, (u64, String))> = self
+            .refusals
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .into_iter()
+            .collect();
+        reasons.sort_by_key(|(_, (count, _))| std::cmp::Reverse(*count));
+        for (reason, (count, example)) in reasons.iter().take(12) {
+            let example: String = example.chars().take(120).collect();
+            let _ = write!(summary, "\n  refused {count:>8}: {reason}... (first: {example:?})");
+        }
+        summary
+    }
 }
