@@ -1,14 +1,20 @@
-use sealtrail_local::{CacheDir, ensure_clickhouse_engine, ensure_tansu};
+use sealtrail_local::{CacheDir, ensure_clickhouse_engine, ensure_python_interop, ensure_tansu};
 
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {}
 
-/// Installs Tansu and the ClickHouse engine into the cache if they are missing.
+/// Installs Tansu, the ClickHouse engine and the tests' Python environment into the cache if they
+/// are missing.
 pub async fn run(_args: SetupArgs) -> anyhow::Result<()> {
     let cache = CacheDir::from_env();
     let tansu = ensure_tansu(&cache, true).await?;
     let engine = ensure_clickhouse_engine(&cache, true).await?;
-    for (what, installed) in [("Tansu 0.6.0", &tansu), ("ClickHouse engine 26.7", &engine)] {
+    let python = tokio::task::spawn_blocking(move || ensure_python_interop(&CacheDir::from_env(), true)).await??;
+    for (what, installed) in [
+        ("Tansu 0.6.0", &tansu),
+        ("ClickHouse engine 26.7", &engine),
+        ("Python test environment (tests/interop/requirements.txt)", &python),
+    ] {
         let state = if installed.newly_installed {
             "installed"
         } else {

@@ -3,40 +3,16 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use sealtrail_local::CacheDir;
+use sealtrail_local::{CacheDir, ensure_python_interop};
 
 use crate::harness::{shared, unique};
 
-/// A virtualenv with confluent-kafka from `PyPI`, made once per machine in sealtrail's cache.
+/// The cache's virtualenv with the pinned packages of tests/interop/requirements.txt (which
+/// `sealtrail setup` installs; made here under the install lock if a run skipped it).
 fn python_with_confluent_kafka() -> PathBuf {
-    let venv = CacheDir::from_env().root().join("python-interop");
-    let python = venv.join("bin/python");
-    let has_client = |python: &PathBuf| {
-        Command::new(python)
-            .args(["-c", "import confluent_kafka, cryptography"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_client(&python) {
-        let created = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(created.success(), "python3 -m venv {}", venv.display());
-        let installed = Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "confluent-kafka>=2.16,<3",
-            ])
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install confluent-kafka");
-    }
-    python
+    ensure_python_interop(&CacheDir::from_env(), true)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .path
 }
 
 #[test]

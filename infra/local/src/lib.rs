@@ -14,7 +14,7 @@ mod services;
 pub use clickhouse_access::{EngineAccess, prepare_engine_access, stored_reader_password};
 pub use data_dir::{DataDir, DataDirLock, Endpoints};
 pub use error::LocalError;
-pub use install::{CacheDir, Installed, ensure_clickhouse_engine, ensure_tansu};
+pub use install::{CacheDir, Installed, ensure_clickhouse_engine, ensure_python_interop, ensure_tansu};
 pub use ports::{PortChoice, PortOverrides, StackPorts};
 pub use process::{ManagedProcess, stop_leftovers};
 pub use services::{start_broker, start_clickhouse};

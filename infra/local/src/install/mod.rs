@@ -2,6 +2,7 @@
 
 mod clickhouse;
 mod progress;
+mod python;
 mod tansu;
 
 use std::fs::{File, OpenOptions};
@@ -11,6 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::LocalError;
 pub use clickhouse::ensure_clickhouse_engine;
+pub use python::ensure_python_interop;
 pub use tansu::ensure_tansu;
 
 /// The per-user cache where installed components live: `$SEALTRAIL_CACHE_DIR`, else
