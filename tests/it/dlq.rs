@@ -64,7 +64,7 @@ async fn a_record_with_a_late_schema_is_replayed_from_the_dlq_and_sealed_once() 
     sealtrail_emit::acknowledged(delivery).await.expect("produced");
     let started = Instant::now();
     while dlq_records(&stack).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(120), "never rejected");
+        assert!(started.elapsed() < Duration::from_secs(900), "never rejected");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let registered = AuditEmitter::connect_with_schema(&stack.kafka(), stack.registry_url(), RAW, &later_schema())
@@ -95,6 +95,8 @@ async fn a_record_with_a_late_schema_is_replayed_from_the_dlq_and_sealed_once() 
         status.success() && replayed.contains("1 to replay"),
         "{replayed}{stderr}"
     );
+    // Waits for one of the two outcomes (sealed and projected, or rejected again), not for a
+    // time: the deadline only bounds a broken run on a loaded machine.
     let client = stack.clickhouse().client();
     let started = Instant::now();
     let stored = loop {
@@ -104,7 +106,8 @@ async fn a_record_with_a_late_schema_is_replayed_from_the_dlq_and_sealed_once() 
             .fetch_one()
             .await
             .expect("count");
-        if stored > 0 || started.elapsed() > Duration::from_secs(120) {
+        let rejected_again = dlq_records(&stack).len() > 1;
+        if stored > 0 || rejected_again || started.elapsed() > Duration::from_secs(900) {
             break stored;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
