@@ -54,7 +54,10 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
     let mut clickhouse = args.clickhouse.settings();
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    clickhouse.database = format!("bench_api_{run}");
+    // A database the tenant-bound readers may read (ClickHouse binds row policies to named
+    // databases), emptied first.
+    clickhouse.database = ClickHouseSettings::BENCH_DATABASE.to_owned();
+    drop_unless_kept(&clickhouse, false).await?;
     apply_migrations(&clickhouse).await?;
     fill(&clickhouse, args.rows, args.tenants).await?;
 

@@ -233,7 +233,6 @@ pub fn local_engine_config(users_file: &std::path::Path) -> String {
 
 /// The server settings that make grants, not defaults, decide what a user sees.
 pub const ACCESS_CONTROL_IMPROVEMENTS: &str = "  <access_control_improvements>
-    <users_without_row_policies_can_read_rows>false</users_without_row_policies_can_read_rows>
     <select_from_system_db_requires_grant>true</select_from_system_db_requires_grant>
     <select_from_information_schema_requires_grant>true</select_from_information_schema_requires_grant>
     <settings_constraints_replace_previous>true</settings_constraints_replace_previous>

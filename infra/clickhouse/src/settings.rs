@@ -19,6 +19,8 @@ pub struct ClickHouseSettings {
 
 impl ClickHouseSettings {
     pub const DEFAULT_DATABASE: &'static str = "sealtrail";
+    /// The database `sealtrail bench-api` fills; the local stack's readers may read it too.
+    pub const BENCH_DATABASE: &'static str = "sealtrail_bench";
 
     pub fn new(url: impl Into<String>) -> Self {
         Self {

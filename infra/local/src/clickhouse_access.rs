@@ -31,14 +31,18 @@ pub struct EngineAccess {
     pub reader_password: String,
 }
 
-/// Writes the engine's configuration for `databases` (besides `sealtrail`) into the data
+/// Writes the engine's configuration for `databases` (besides `sealtrail` and the API
+/// benchmark's) into the data
 /// directory, making the readers' password on first use.
 pub fn prepare_engine_access(data_dir: &DataDir, extra_databases: &[String]) -> Result<EngineAccess, LocalError> {
     let dir = data_dir.root().join(ACCESS_DIR);
     fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(LocalError::io("protect", &dir))?;
     let reader_password = reader_password(&dir.join(PASSWORD_FILE))?;
-    let mut databases = vec![ClickHouseSettings::DEFAULT_DATABASE.to_owned()];
+    let mut databases = vec![
+        ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
+        ClickHouseSettings::BENCH_DATABASE.to_owned(),
+    ];
     databases.extend(
         extra_databases
             .iter()
