@@ -56,7 +56,7 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     // A database the tenant-bound readers may read (ClickHouse binds row policies to named
     // databases), emptied first.
-    clickhouse.database = ClickHouseSettings::BENCH_DATABASE.to_owned();
+    ClickHouseSettings::BENCH_DATABASE.clone_into(&mut clickhouse.database);
     drop_unless_kept(&clickhouse, false).await?;
     apply_migrations(&clickhouse).await?;
     fill(&clickhouse, args.rows, args.tenants).await?;
