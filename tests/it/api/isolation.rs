@@ -77,10 +77,7 @@ async fn the_comment_smuggling_attack_returns_no_other_tenants_data_as_json_or_n
 async fn clickhouse_reading_refuses_the_text_the_old_renderer_produced() {
     let api = Api::start().await;
     let database = api.settings.database.clone();
-    let client = api
-        .settings
-        .tenant_client(TenantReader::Analyst, &api.alfa)
-        .expect("the stack has a readers' password");
+    let client = api.reader_of_alfa(TenantReader::Analyst);
     let view = format!("(SELECT * FROM `{database}`.events WHERE tenant_id = {{sealtrail_tenant:String}}) AS events");
     for text in [
         format!("SELECT --1, '\ntenant_id, count() AS n FROM {database}.events GROUP BY tenant_id --' FROM {view}"),
@@ -136,10 +133,7 @@ async fn hostile_sql_sent_straight_through_the_analyst_connection_sees_only_the_
     let api = Api::start().await;
     let database = api.settings.database.clone();
     for reader in TenantReader::ALL {
-        let client = api
-            .settings
-            .tenant_client(reader, &api.alfa)
-            .expect("the stack has a readers' password");
+        let client = api.reader_of_alfa(reader);
         let hostile = [
             format!("SELECT tenant_id, count() FROM {database}.events GROUP BY tenant_id"),
             format!("SELECT * FROM {database}.events WHERE tenant_id = '{}'", api.bravo),
@@ -224,10 +218,7 @@ async fn hostile_sql_sent_straight_through_the_analyst_connection_sees_only_the_
 async fn clickhouse_stops_a_cpu_heavy_query_near_the_analysts_time_limit() {
     let api = Api::start().await;
     let database = api.settings.database.clone();
-    let client = api
-        .settings
-        .tenant_client(TenantReader::Analyst, &api.alfa)
-        .expect("the stack has a readers' password");
+    let client = api.reader_of_alfa(TenantReader::Analyst);
     let limit = TenantReader::Analyst.limits().max_execution_time_secs;
     // Hours of hashing without a limit, in small blocks: alfa's ten rows, crossed nine times.
     let tables: Vec<String> = (1..=9).map(|n| format!("{database}.events t{n}")).collect();

@@ -162,6 +162,13 @@ impl Api {
         }
     }
 
+    /// A ClickHouse client logged in as `reader`, bound to tenant alfa.
+    pub fn reader_of_alfa(&self, reader: sealtrail_clickhouse::access::TenantReader) -> clickhouse::Client {
+        self.settings
+            .tenant_client(reader, &self.alfa)
+            .expect("the stack has a readers' password")
+    }
+
     pub async fn key(&self, tenant: &str, role: Role) -> String {
         self.keys.create(tenant, role, "test").await.expect("key").key
     }

@@ -4,7 +4,7 @@
 //! tenant alfa, and no answer may hold anything of tenant bravo's.
 //!
 //! The suite runs a few thousand inputs. The long run (docs/security.md):
-//! `SEALTRAIL_SQL_FUZZ_INPUTS=1000000 cargo test --release --test it sql_fuzz -- --nocapture`
+//! `SEALTRAIL_SQL_FUZZ_INPUTS=1000000 cargo test --test it -- sql_fuzz --nocapture`
 //! (`SEALTRAIL_SQL_FUZZ_SEED` picks another sequence of inputs).
 
 mod generator;
@@ -53,10 +53,7 @@ async fn every_query_the_check_accepts_reads_only_the_callers_tenant_in_clickhou
     let seed = setting("SEALTRAIL_SQL_FUZZ_SEED", 12);
     let api = Api::start().await;
     let target = Arc::new(Target {
-        client: api
-            .settings
-            .tenant_client(TenantReader::Analyst, &api.alfa)
-            .expect("the stack has a readers' password"),
+        client: api.reader_of_alfa(TenantReader::Analyst),
         database: api.settings.database.clone(),
         alfa: api.alfa.clone(),
         bravo: api.bravo.clone(),
