@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use sealtrail_clickhouse::ClickHouseSettings;
-use sealtrail_clickhouse::access::{AccessConfig, PasswordSource, READER_PASSWORD_ENV};
+use sealtrail_clickhouse::access::{AccessConfig, Component, PasswordSource, READER_PASSWORD_ENV};
 
 #[derive(Debug, clap::Args)]
 pub struct ClickHouseAccessArgs {
@@ -35,16 +35,22 @@ pub fn run(args: &ClickHouseAccessArgs) -> anyhow::Result<()> {
         databases: args.databases.clone(),
         networks: args.networks.clone(),
         password: PasswordSource::FromEnv(args.password_env.clone()),
+        component_passwords: Component::ALL
+            .iter()
+            .map(|component| (*component, PasswordSource::FromEnv(component.password_env())))
+            .collect(),
         define_default_admin: false,
     }
     .users_xml();
     match &args.out {
         Some(path) => {
             std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
+            let components: Vec<String> = Component::ALL.iter().map(|c| c.password_env()).collect();
             eprintln!(
-                "wrote {}; mount it in the server's users.d and set {} there",
+                "wrote {}; mount it in the server's users.d and set {} and {} there",
                 path.display(),
-                args.password_env
+                args.password_env,
+                components.join(", ")
             );
         }
         None => print!("{xml}"),

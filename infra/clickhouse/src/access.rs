@@ -64,6 +64,105 @@ impl TenantReader {
     }
 }
 
+/// A component's own ClickHouse user: the tables it reads and writes, and nothing else (no DDL,
+/// no users, no system tables beyond what ClickHouse always allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// Projects sealed events and checkpoints.
+    Sink,
+    /// The API's control plane (keys, holds, webhooks, policies, verification jobs) and its
+    /// verification and proof reads.
+    Api,
+    /// The export processor's chain reads (its SQL filters run as `sealtrail_exporter`).
+    Export,
+    /// Deletes expired events, leaving tombstones.
+    Retention,
+}
+
+impl Component {
+    pub const ALL: [Self; 4] = [Self::Sink, Self::Api, Self::Export, Self::Retention];
+
+    pub fn user(self) -> &'static str {
+        match self {
+            Self::Sink => "sealtrail_sink",
+            Self::Api => "sealtrail_api",
+            Self::Export => "sealtrail_export",
+            Self::Retention => "sealtrail_retention",
+        }
+    }
+
+    /// The `sealtrail` subcommand that runs as this user.
+    pub fn process(self) -> &'static str {
+        match self {
+            Self::Sink => "sink",
+            Self::Api => "api",
+            Self::Export => "export",
+            Self::Retention => "retention",
+        }
+    }
+
+    /// The environment variable a server's users file reads this user's password from.
+    pub fn password_env(self) -> String {
+        format!(
+            "CLICKHOUSE_{}_PASSWORD",
+            self.user().trim_start_matches("sealtrail_").to_uppercase()
+        )
+    }
+
+    /// `(privileges, table)` pairs, on each of sealtrail's databases.
+    pub fn grants(self) -> &'static [(&'static str, &'static str)] {
+        const CHAIN: [(&str, &str); 6] = [
+            ("SELECT", "schema_migrations"),
+            ("SELECT", "events"),
+            ("SELECT", "checkpoints"),
+            ("SELECT", "tenant_checkpoints"),
+            ("SELECT", "tombstones"),
+            ("SELECT", "retention_runs"),
+        ];
+        match self {
+            Self::Sink => &[
+                ("SELECT", "schema_migrations"),
+                ("SELECT, INSERT", "events"),
+                ("SELECT, INSERT", "checkpoints"),
+                ("SELECT, INSERT", "tenant_checkpoints"),
+                ("SELECT", "tombstones"),
+            ],
+            Self::Export => &[
+                CHAIN[0],
+                CHAIN[1],
+                CHAIN[2],
+                CHAIN[3],
+                CHAIN[4],
+                CHAIN[5],
+                ("SELECT", "legal_holds"),
+            ],
+            Self::Retention => &[
+                ("SELECT", "schema_migrations"),
+                ("SELECT, ALTER DELETE", "events"),
+                ("SELECT", "checkpoints"),
+                ("SELECT, INSERT, ALTER DELETE", "tombstones"),
+                ("SELECT, INSERT", "retention_runs"),
+                ("SELECT", "retention_policies"),
+                ("SELECT", "legal_holds"),
+            ],
+            Self::Api => &[
+                CHAIN[0],
+                CHAIN[1],
+                CHAIN[2],
+                CHAIN[3],
+                CHAIN[4],
+                CHAIN[5],
+                ("SELECT, INSERT", "api_keys"),
+                ("SELECT, INSERT", "legal_holds"),
+                ("SELECT, INSERT", "webhooks"),
+                ("SELECT, INSERT", "webhook_deliveries"),
+                ("SELECT, INSERT", "verification_jobs"),
+                ("SELECT, INSERT", "retention_policies"),
+            ],
+        }
+    }
+}
+
 /// Limits of a settings profile; 0 means unlimited, as in ClickHouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderLimits {
@@ -92,6 +191,8 @@ pub struct AccessConfig {
     /// Where the tenant-bound users may connect from (`127.0.0.1`, `::/0`, a subnet...).
     pub networks: Vec<String>,
     pub password: PasswordSource,
+    /// Each component user's password: `FromEnv(component.password_env())` on a server.
+    pub component_passwords: Vec<(Component, PasswordSource)>,
     /// Also define the `default` user as the administrator (the local engine, whose users all
     /// come from this file); a server keeps its own.
     pub define_default_admin: bool,
@@ -119,14 +220,36 @@ impl AccessConfig {
         for reader in TenantReader::ALL {
             self.user(&mut xml, reader);
         }
+        for (component, password) in &self.component_passwords {
+            self.component_user(&mut xml, *component, password);
+        }
         xml.push_str("  </users>\n  <quotas>\n    <default></default>\n  </quotas>\n</clickhouse>\n");
         xml
     }
 
-    fn user(&self, xml: &mut String, reader: TenantReader) {
-        let name = reader.user();
+    fn component_user(&self, xml: &mut String, component: Component, password: &PasswordSource) {
+        let name = component.user();
         let _ = writeln!(xml, "    <{name}>");
-        match &self.password {
+        self.credentials(xml, password);
+        let _ = writeln!(
+            xml,
+            "      <profile>default</profile>\n      <quota>default</quota>\n      <grants>"
+        );
+        for database in &self.databases {
+            for (privileges, table) in component.grants() {
+                let _ = writeln!(
+                    xml,
+                    "        <query>GRANT {privileges} ON {}.{table}</query>",
+                    escape(&quoted_identifier(database))
+                );
+            }
+        }
+        let _ = writeln!(xml, "      </grants>\n    </{name}>");
+    }
+
+    /// The password and the networks a user may connect from.
+    fn credentials(&self, xml: &mut String, password: &PasswordSource) {
+        match password {
             PasswordSource::Sha256Hex(hex) => {
                 let _ = writeln!(xml, "      <password_sha256_hex>{}</password_sha256_hex>", escape(hex));
             }
@@ -139,6 +262,12 @@ impl AccessConfig {
             let _ = write!(xml, "<ip>{}</ip>", escape(network));
         }
         xml.push_str("</networks>\n");
+    }
+
+    fn user(&self, xml: &mut String, reader: TenantReader) {
+        let name = reader.user();
+        let _ = writeln!(xml, "    <{name}>");
+        self.credentials(xml, &self.password);
         let _ = writeln!(xml, "      <profile>{name}</profile>\n      <quota>default</quota>");
         xml.push_str("      <grants>\n");
         for database in &self.databases {
@@ -264,6 +393,7 @@ mod tests {
             databases: vec!["sealtrail".to_owned(), "a<b".to_owned()],
             networks: vec!["127.0.0.1".to_owned()],
             password: PasswordSource::FromEnv("SEALTRAIL_CLICKHOUSE_READER_PASSWORD".to_owned()),
+            component_passwords: Vec::new(),
             define_default_admin: false,
         }
     }
@@ -287,6 +417,22 @@ mod tests {
     }
 
     #[test]
+    fn components_get_no_ddl_no_users_and_no_tenant_bound_tables_beyond_their_own() {
+        for component in Component::ALL {
+            for (privileges, table) in component.grants() {
+                assert!(
+                    privileges
+                        .split(", ")
+                        .all(|p| ["SELECT", "INSERT", "ALTER DELETE"].contains(&p)),
+                    "{component:?}: {privileges}"
+                );
+                assert!(!table.contains('*'), "{component:?}: {table}");
+            }
+        }
+        assert_eq!(Component::Sink.password_env(), "CLICKHOUSE_SINK_PASSWORD");
+    }
+
+    #[test]
     fn the_server_configuration_checked_in_is_the_local_engines() {
         let checked_in = include_str!("../config.d/access-control.xml");
         assert!(checked_in.contains(ACCESS_CONTROL_IMPROVEMENTS), "{checked_in}");
@@ -298,6 +444,10 @@ mod tests {
             databases: vec![ClickHouseSettings::DEFAULT_DATABASE.to_owned()],
             networks: vec!["::/0".to_owned()],
             password: PasswordSource::FromEnv(READER_PASSWORD_ENV.to_owned()),
+            component_passwords: Component::ALL
+                .iter()
+                .map(|c| (*c, PasswordSource::FromEnv(c.password_env())))
+                .collect(),
             define_default_admin: false,
         }
         .users_xml();

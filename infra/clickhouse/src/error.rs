@@ -12,7 +12,9 @@ pub enum ClickHouseError {
         waited: Duration,
         reason: String,
     },
-    #[error("migration {name} failed: {source}")]
+    #[error(
+        "migration {name} failed: {source} (a component's own ClickHouse user may not change the schema: run `sealtrail migrate` as the administrator first)"
+    )]
     Migration {
         version: u32,
         name: &'static str,

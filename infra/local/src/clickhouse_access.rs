@@ -1,6 +1,6 @@
 //! The local engine's users: the configuration it starts with (written on every start, so it
-//! always matches this build) and the tenant-bound readers' password (made once per data
-//! directory, kept private to its owner).
+//! always matches this build), the tenant-bound readers' password and each component's own (made
+//! once per data directory, kept private to its owner).
 
 use std::fs;
 use std::io::Read as _;
@@ -8,7 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use sealtrail_clickhouse::ClickHouseSettings;
-use sealtrail_clickhouse::access::{AccessConfig, PasswordSource, local_engine_config};
+use sealtrail_clickhouse::access::{AccessConfig, Component, PasswordSource, local_engine_config};
 use sha2::{Digest as _, Sha256};
 
 use crate::{DataDir, LocalError};
@@ -29,6 +29,8 @@ pub fn stored_reader_password(data_dir: &DataDir) -> Option<String> {
 pub struct EngineAccess {
     pub config_file: PathBuf,
     pub reader_password: String,
+    /// Each component's ClickHouse password (its user is `component.user()`).
+    pub component_passwords: Vec<(Component, String)>,
 }
 
 /// Writes the engine's configuration for `databases` (besides `sealtrail` and the API
@@ -38,7 +40,13 @@ pub fn prepare_engine_access(data_dir: &DataDir, extra_databases: &[String]) -> 
     let dir = data_dir.root().join(ACCESS_DIR);
     fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(LocalError::io("protect", &dir))?;
-    let reader_password = reader_password(&dir.join(PASSWORD_FILE))?;
+    let reader_password = stored_or_new_password(&dir.join(PASSWORD_FILE))?;
+    let component_passwords = Component::ALL
+        .iter()
+        .map(|component| {
+            stored_or_new_password(&dir.join(format!("{}.password", component.user()))).map(|p| (*component, p))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut databases = vec![
         ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
         ClickHouseSettings::BENCH_DATABASE.to_owned(),
@@ -54,6 +62,15 @@ pub fn prepare_engine_access(data_dir: &DataDir, extra_databases: &[String]) -> 
         databases,
         networks: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
         password: PasswordSource::Sha256Hex(hex(&Sha256::digest(reader_password.as_bytes()))),
+        component_passwords: component_passwords
+            .iter()
+            .map(|(component, password)| {
+                (
+                    *component,
+                    PasswordSource::Sha256Hex(hex(&Sha256::digest(password.as_bytes()))),
+                )
+            })
+            .collect(),
         define_default_admin: true,
     }
     .users_xml();
@@ -64,11 +81,12 @@ pub fn prepare_engine_access(data_dir: &DataDir, extra_databases: &[String]) -> 
     Ok(EngineAccess {
         config_file,
         reader_password,
+        component_passwords,
     })
 }
 
 /// The password in `path`, or a new random one written there.
-fn reader_password(path: &Path) -> Result<String, LocalError> {
+fn stored_or_new_password(path: &Path) -> Result<String, LocalError> {
     if let Ok(existing) = fs::read_to_string(path)
         && existing.trim().len() >= 32
     {

@@ -137,7 +137,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Ok(endpoints) = &started
         && !args.no_pipeline
     {
-        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api).await {
+        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api, &access).await {
             Ok(urls) => metrics_urls = urls,
             Err(error) => started = Err(error),
         }
@@ -293,6 +293,7 @@ async fn start_pipeline(
     data_dir: &DataDir,
     endpoints: &Endpoints,
     api_port: u16,
+    access: &EngineAccess,
 ) -> anyhow::Result<Vec<String>> {
     let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
     // Verifiers of exports and checkpoints take the active public key from here.
@@ -338,6 +339,15 @@ async fn start_pipeline(
     ] {
         eprintln!("starting {what}");
         let mut own_env = env.clone();
+        // Each component logs in to ClickHouse as its own user, with only the grants it needs.
+        if let Some((component, password)) = access
+            .component_passwords
+            .iter()
+            .find(|(component, _)| component.process() == name)
+        {
+            own_env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
+            own_env.push(("CLICKHOUSE_PASSWORD".to_owned(), password.clone()));
+        }
         if name == "api" {
             // The API serves /metrics on its own port.
             metrics_urls.push(format!("{}/metrics", api_url(api_port)));

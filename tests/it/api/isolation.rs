@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use sealtrail_api::auth::Role;
-use sealtrail_clickhouse::access::TenantReader;
+use sealtrail_clickhouse::access::{Component, TenantReader};
 use serde_json::{Value, json};
 
 use super::{Api, BRAVO_MARKER, rows};
@@ -237,4 +237,64 @@ async fn clickhouse_stops_a_cpu_heavy_query_near_the_analysts_time_limit() {
     assert!(message.contains("TIMEOUT_EXCEEDED"), "{message}");
     // Generous bound: the point is that it stops, not how precisely.
     assert!(took < Duration::from_secs(limit * 4), "stopped after {took:?}");
+}
+
+/// The components `up` starts log in as their own ClickHouse users: each may do what it needs on
+/// its own tables and nothing else (no other tables, no DDL, no users).
+#[tokio::test]
+async fn each_component_user_may_touch_only_its_own_tables() {
+    let stack = crate::harness::shared();
+    let login = |component: Component| {
+        let password = std::fs::read_to_string(
+            stack
+                .data_dir
+                .join("clickhouse-access")
+                .join(format!("{}.password", component.user())),
+        )
+        .expect("up made the component's password");
+        clickhouse::Client::default()
+            .with_url(&stack.endpoints.clickhouse_url)
+            .with_user(component.user())
+            .with_password(password.trim())
+            .with_database("sealtrail")
+    };
+    let denied = |result: Result<(), clickhouse::error::Error>, what: &str| {
+        let error = result.expect_err(what).to_string();
+        assert!(
+            error.contains("ACCESS_DENIED") || error.contains("Not enough privileges"),
+            "{what}: {error}"
+        );
+    };
+    for component in Component::ALL {
+        let client = login(component);
+        let allowed = client.query("SELECT count() FROM events").fetch_one::<u64>().await;
+        assert!(allowed.is_ok(), "{component:?} reads events: {allowed:?}");
+        denied(client.query("DROP TABLE events").execute().await, "DROP");
+        denied(
+            client.query("CREATE USER thief IDENTIFIED BY 'x'").execute().await,
+            "CREATE USER",
+        );
+        denied(
+            client.query("SELECT count() FROM system.users").execute().await,
+            "system.users",
+        );
+    }
+    for component in [Component::Sink, Component::Export, Component::Retention] {
+        denied(
+            login(component).query("SELECT count() FROM api_keys").execute().await,
+            "api_keys",
+        );
+    }
+    denied(
+        login(Component::Export)
+            .query("DELETE FROM events WHERE tenant_id = 'nobody'")
+            .execute()
+            .await,
+        "the export processor deletes",
+    );
+    login(Component::Retention)
+        .query("DELETE FROM events WHERE tenant_id = 'nobody'")
+        .execute()
+        .await
+        .expect("retention deletes");
 }
