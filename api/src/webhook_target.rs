@@ -5,7 +5,7 @@
 //! 169.254.169.254), unspecified, broadcast, multicast, documentation or benchmarking ranges, in
 //! IPv4 or in IPv6, including IPv4 addresses carried inside IPv6 (mapped, compatible, NAT64,
 //! 6to4). The check is made at registration and again at every delivery, and the delivery
-//! connects to the very address that was checked, so a name that resolves elsewhere later (DNS
+//! connects only to the addresses that were checked, so a name that resolves elsewhere later (DNS
 //! rebinding) cannot redirect it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,8 +27,9 @@ pub enum TargetRefusal {
 #[derive(Debug, Clone)]
 pub struct CheckedTarget {
     pub url: reqwest::Url,
-    /// `None` when the host is an IP address literal (there is nothing to pin).
-    pub pinned: Option<(String, SocketAddr)>,
+    /// The host name and every address it resolved to (all checked); `None` when the host is an
+    /// IP address literal (there is nothing to pin).
+    pub pinned: Option<(String, Vec<SocketAddr>)>,
 }
 
 /// Parses and resolves `url`, refusing internal addresses unless `allow_internal`.
@@ -63,7 +64,7 @@ pub async fn check(url: &str, allow_internal: bool) -> Result<CheckedTarget, Tar
         return Err(TargetRefusal::Internal(internal.ip()));
     }
     Ok(CheckedTarget {
-        pinned: name.map(|name| (name, addresses[0])),
+        pinned: name.map(|name| (name, addresses)),
         url: parsed,
     })
 }

@@ -222,13 +222,13 @@ impl Webhooks {
         tracing::error!(webhook = %endpoint.webhook_id, delivery = %delivery_id, "webhook delivery abandoned after every attempt");
     }
 
-    /// The HTTP client for one delivery: connecting only to the checked address of its host.
+    /// The HTTP client for one delivery: connecting only to the checked addresses of its host.
     fn pinned_client(&self, target: &CheckedTarget) -> reqwest::Client {
-        let Some((host, address)) = &target.pinned else {
+        let Some((host, addresses)) = &target.pinned else {
             return self.http.clone();
         };
         http_client()
-            .resolve(host, *address)
+            .resolve_to_addrs(host, addresses)
             .build()
             .unwrap_or_else(|_| self.http.clone())
     }
