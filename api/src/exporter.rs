@@ -225,7 +225,7 @@ async fn filter_cursor(
                 "no password for ClickHouse's tenant-bound readers (CLICKHOUSE_READER_PASSWORD)".to_owned(),
             )
         })?;
-    let text = rewritten.sql.replace('?', "??");
+    let text = rewritten.client_text();
     sql::confirm_scope(&client, &text, &clickhouse.database, tenant)
         .await
         .map_err(|error| match error {

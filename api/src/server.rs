@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use sealtrail_clickhouse::ClickHouseSettings;
+use sealtrail_clickhouse::access::TenantReader;
 use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::policy::Label;
 use sealtrail_core::tokenize::Tokenizer;
@@ -66,6 +67,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A ClickHouse client logged in as `reader` and bound to `tenant`: whatever SQL it sends, it
+    /// reads only that tenant's rows of the events and tenant checkpoints.
+    pub fn tenant_reader(&self, reader: TenantReader, tenant: &str) -> Result<clickhouse::Client, ApiError> {
+        self.clickhouse
+            .tenant_client(reader, tenant)
+            .ok_or_else(|| ApiError::unavailable("the API has no password for ClickHouse's tenant-bound readers"))
+    }
+
     /// The tenant's token of a raw value, as the seal processor would have made it.
     pub fn token(&self, tenant: &str, label: Label, value: &str) -> Result<String, ApiError> {
         let tokenizer = self.tokenizer.as_ref().ok_or_else(|| {

@@ -153,7 +153,7 @@ async fn list_page(
     params.push(("limit", json!(limit)));
     // The read paths run as the tenant-bound analyst too: ClickHouse's row policies hold even if
     // a filter above were wrong.
-    let client = &reader(state, &tenant)?;
+    let client = &state.tenant_reader(TenantReader::Analyst, &tenant)?;
     let mut rows_query = client.query(&format!("SELECT ?fields {sql}"));
     let mut coverage_query = client.query(&covering_checkpoints_sql(&format!(
         "SELECT sealed_partition, sealed_offset {sql}"
@@ -223,7 +223,8 @@ pub async fn one(
         caller.require(Role::READERS)?;
         let tenant = caller.tenant_for(scope.tenant.as_deref())?;
         let row = find_event(&state, &tenant, &event_id).await?;
-        let coverage = reader(&state, &tenant)?
+        let coverage = state
+            .tenant_reader(TenantReader::Analyst, &tenant)?
             .query(&covering_checkpoints_sql(
                 "SELECT sealed_partition, sealed_offset FROM events \
                  WHERE tenant_id = {tenant:String} AND event_id = {event_id:String} LIMIT 1",
@@ -261,17 +262,10 @@ pub struct TenantScope {
     pub tenant: Option<String>,
 }
 
-/// A ClickHouse client that can read only `tenant`'s rows of the events and tenant checkpoints.
-fn reader(state: &SharedState, tenant: &str) -> Result<clickhouse::Client, ApiError> {
-    state
-        .clickhouse
-        .tenant_client(TenantReader::Analyst, tenant)
-        .ok_or_else(|| ApiError::unavailable("the API has no password for ClickHouse's tenant-bound readers"))
-}
-
 /// The tenant's event with this id, or 404.
 pub async fn find_event(state: &SharedState, tenant: &str, event_id: &str) -> Result<EventRow, ApiError> {
-    reader(state, tenant)?
+    state
+        .tenant_reader(TenantReader::Analyst, tenant)?
         .query("SELECT ?fields FROM events WHERE tenant_id = {tenant:String} AND event_id = {event_id:String} LIMIT 1")
         .param("tenant", tenant)
         .param("event_id", event_id)

@@ -82,29 +82,21 @@ pub async fn request(
             .map_err(|refusal| ApiError::bad_request("scope.filter", refusal.reason))?;
         // ClickHouse's own reading of the filter is confirmed now, so a filter it would read
         // differently is refused to the caller instead of failing the job later.
-        let client = state
-            .clickhouse
-            .tenant_client(TenantReader::Exporter, &tenant)
-            .ok_or_else(|| ApiError::unavailable("the API has no password for ClickHouse's tenant-bound readers"))?;
-        crate::sql::confirm_scope(
-            &client,
-            &rewritten.sql.replace('?', "??"),
-            &state.clickhouse.database,
-            &tenant,
-        )
-        .await
-        .map_err(|error| match error {
-            crate::sql::ConfirmError::Violation(_) => {
-                ApiError::bad_request("scope.filter", "the filter cannot be run as checked; simplify it")
-            }
-            crate::sql::ConfirmError::ClickHouse(clickhouse::error::Error::BadResponse(message)) => {
-                ApiError::bad_request(
-                    "scope.filter",
-                    crate::sql::sanitized_clickhouse_message(&message, filter),
-                )
-            }
-            crate::sql::ConfirmError::ClickHouse(other) => ApiError::from(other),
-        })?;
+        let client = state.tenant_reader(TenantReader::Exporter, &tenant)?;
+        crate::sql::confirm_scope(&client, &rewritten.client_text(), &state.clickhouse.database, &tenant)
+            .await
+            .map_err(|error| match error {
+                crate::sql::ConfirmError::Violation(_) => {
+                    ApiError::bad_request("scope.filter", "the filter cannot be run as checked; simplify it")
+                }
+                crate::sql::ConfirmError::ClickHouse(clickhouse::error::Error::BadResponse(message)) => {
+                    ApiError::bad_request(
+                        "scope.filter",
+                        crate::sql::sanitized_clickhouse_message(&message, filter),
+                    )
+                }
+                crate::sql::ConfirmError::ClickHouse(other) => ApiError::from(other),
+            })?;
     }
     let job = ExportJob {
         export_id: new_export_id(),

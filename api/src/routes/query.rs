@@ -83,12 +83,8 @@ async fn execute(
     })?;
     // Logged in as the tenant-bound analyst: ClickHouse's row policies return only this tenant's
     // rows, whatever the text says.
-    let client = state
-        .clickhouse
-        .tenant_client(TenantReader::Analyst, &tenant)
-        .ok_or_else(|| ApiError::unavailable("the API has no password for ClickHouse's tenant-bound readers"))?;
-    // The client reads `?` as a bind marker; `??` is a literal question mark.
-    let text = rewritten.sql.replace('?', "??");
+    let client = state.tenant_reader(TenantReader::Analyst, &tenant)?;
+    let text = rewritten.client_text();
     sql::confirm_scope(&client, &text, &state.clickhouse.database, &tenant)
         .await
         .map_err(|error| match error {

@@ -81,6 +81,14 @@ pub struct TenantQuery {
     pub restricted_reads: usize,
 }
 
+impl TenantQuery {
+    /// The text as the ClickHouse client must be given it: the client reads `?` as a bind marker,
+    /// and `??` as a literal question mark.
+    pub fn client_text(&self) -> String {
+        self.sql.replace('?', "??")
+    }
+}
+
 /// Checks `sql` and rewrites it so it reads only the tenant's rows of the exposed views, which live
 /// in `database`.
 pub fn rewrite(sql: &str, database: &str) -> Result<TenantQuery, Refusal> {

@@ -93,32 +93,16 @@ impl Component {
 
     /// The `sealtrail` subcommand that runs as this user.
     pub fn process(self) -> &'static str {
-        match self {
-            Self::Sink => "sink",
-            Self::Api => "api",
-            Self::Export => "export",
-            Self::Retention => "retention",
-        }
+        self.user().trim_start_matches("sealtrail_")
     }
 
     /// The environment variable a server's users file reads this user's password from.
     pub fn password_env(self) -> String {
-        format!(
-            "CLICKHOUSE_{}_PASSWORD",
-            self.user().trim_start_matches("sealtrail_").to_uppercase()
-        )
+        format!("CLICKHOUSE_{}_PASSWORD", self.process().to_uppercase())
     }
 
     /// `(privileges, table)` pairs, on each of sealtrail's databases.
     pub fn grants(self) -> &'static [(&'static str, &'static str)] {
-        const CHAIN: [(&str, &str); 6] = [
-            ("SELECT", "schema_migrations"),
-            ("SELECT", "events"),
-            ("SELECT", "checkpoints"),
-            ("SELECT", "tenant_checkpoints"),
-            ("SELECT", "tombstones"),
-            ("SELECT", "retention_runs"),
-        ];
         match self {
             Self::Sink => &[
                 ("SELECT", "schema_migrations"),
@@ -128,12 +112,12 @@ impl Component {
                 ("SELECT", "tombstones"),
             ],
             Self::Export => &[
-                CHAIN[0],
-                CHAIN[1],
-                CHAIN[2],
-                CHAIN[3],
-                CHAIN[4],
-                CHAIN[5],
+                ("SELECT", "schema_migrations"),
+                ("SELECT", "events"),
+                ("SELECT", "checkpoints"),
+                ("SELECT", "tenant_checkpoints"),
+                ("SELECT", "tombstones"),
+                ("SELECT", "retention_runs"),
                 ("SELECT", "legal_holds"),
             ],
             Self::Retention => &[
@@ -146,12 +130,12 @@ impl Component {
                 ("SELECT", "legal_holds"),
             ],
             Self::Api => &[
-                CHAIN[0],
-                CHAIN[1],
-                CHAIN[2],
-                CHAIN[3],
-                CHAIN[4],
-                CHAIN[5],
+                ("SELECT", "schema_migrations"),
+                ("SELECT", "events"),
+                ("SELECT", "checkpoints"),
+                ("SELECT", "tenant_checkpoints"),
+                ("SELECT", "tombstones"),
+                ("SELECT", "retention_runs"),
                 ("SELECT, INSERT", "api_keys"),
                 ("SELECT, INSERT", "legal_holds"),
                 ("SELECT, INSERT", "webhooks"),
