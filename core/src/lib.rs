@@ -17,6 +17,7 @@ pub mod event;
 pub mod export;
 pub mod idempotency;
 pub mod merkle;
+pub mod placement;
 pub mod policy;
 pub mod retention;
 pub mod sealed;

@@ -19,6 +19,7 @@ use crate::classify::classify_and_redact;
 use crate::digest::Digest;
 use crate::event::AuditEvent;
 use crate::idempotency::{IdempotencyWindow, Original};
+use crate::placement;
 use crate::policy::Policy;
 use crate::policy::RedactionMethod;
 use crate::sealed::{Checkpoint, Redaction, Seal, SealedEvent, SourceCoordinates, TenantHead};
@@ -63,6 +64,8 @@ impl RememberedKey {
 pub struct SealerSettings {
     pub source_topic: String,
     pub partition: i32,
+    /// The raw topic's partition count, which decides each key's partition.
+    pub partition_count: i32,
     pub limits: Limits,
     /// A checkpoint is due after this many sealed events.
     pub checkpoint_every: usize,
@@ -328,6 +331,7 @@ impl PartitionSealer {
             )
         })?;
         validate::check_event(&event, key_tenant, context.now_ms, &self.settings.limits)?;
+        self.check_placement(key_tenant)?;
 
         let rules = context.policy.rules_for(&event.tenant_id);
         let (classification, redactions) = classify_and_redact(&mut event, rules, context.tokenizer);
@@ -381,6 +385,24 @@ impl PartitionSealer {
             },
             sealed_at: context.now_ms,
         })
+    }
+
+    /// A tenant's chain lives in the partition its key hashes to; a record elsewhere would fork it.
+    fn check_placement(&self, tenant: &str) -> Result<(), Rejection> {
+        let expected = placement::partition_for_key(tenant.as_bytes(), self.settings.partition_count);
+        if expected == self.settings.partition {
+            return Ok(());
+        }
+        Err(reject(
+            RejectCode::WrongPartition,
+            format!(
+                "tenant {tenant} belongs in raw partition {expected} of {count} (Java's murmur2 partitioner), \
+                 not {partition}; set the producer's partitioner to murmur2 (librdkafka clients: \
+                 partitioner=murmur2_random) and run `sealtrail dlq replay --reason wrong_partition`",
+                count = self.settings.partition_count,
+                partition = self.settings.partition,
+            ),
+        ))
     }
 
     /// Whether a checkpoint should be written now.

@@ -183,6 +183,7 @@ fn settings() -> SealerSettings {
     SealerSettings {
         source_topic: "audit-events".to_owned(),
         partition: 0,
+        partition_count: 1,
         limits: Limits::default(),
         checkpoint_every: 1000,
         checkpoint_interval_ms: 5000,

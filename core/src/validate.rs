@@ -54,6 +54,9 @@ pub enum RejectCode {
     DuplicateAttribute,
     /// A producer retry: the `(tenant, idempotency_key)` was sealed within the idempotency window.
     Duplicate,
+    /// The record is not in the raw partition its key belongs to (see [`crate::placement`]);
+    /// sealing it would start a second chain for its tenant.
+    WrongPartition,
 }
 
 impl RejectCode {
@@ -74,6 +77,7 @@ impl RejectCode {
             Self::InvalidTraceContext => "invalid_trace_context",
             Self::DuplicateAttribute => "duplicate_attribute",
             Self::Duplicate => "duplicate",
+            Self::WrongPartition => "wrong_partition",
         }
     }
 }

@@ -135,6 +135,7 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
         SealerSettings {
             source_topic: "bench".to_owned(),
             partition: 0,
+            partition_count: 1,
             limits: Limits::default(),
             checkpoint_every: usize::MAX,
             checkpoint_interval_ms: i64::MAX,

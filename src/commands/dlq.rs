@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sealtrail_core::placement;
 use sealtrail_kafka::{KafkaSettings, PartitionReader, PartitionRecord, TopicSpec, ensure_topics, read_log_to_end};
 use sealtrail_seal::dlq;
 use time::OffsetDateTime;
@@ -257,6 +258,8 @@ async fn replay(selection: Selection, max_attempts: u32, dry_run: bool) -> anyho
     }
     let producer: FutureProducer = kafka.producer().create().context("creating the replay producer")?;
     let raw = &selection.common.topics.raw_topic;
+    let raw_partitions = raw_partition_count(&kafka, raw).await?;
+    let mut moved = 0_usize;
     let bar = ProgressBar::new(due.len() as u64).with_style(ProgressStyle::with_template(
         "  replaying {bar:40} {pos}/{len} records",
     )?);
@@ -284,8 +287,16 @@ async fn replay(selection: Selection, max_attempts: u32, dry_run: bool) -> anyho
                 key: dlq::REPLAY_ATTEMPT,
                 value: Some(&attempt),
             });
+        // A keyed record goes where its key belongs, which moves a `wrong_partition` record into
+        // its tenant's chain; a keyless one goes back where it came from, to be rejected again.
+        let partition = rejected.record.key.as_deref().map_or(rejected.partition, |key| {
+            placement::partition_for_key(key, raw_partitions)
+        });
+        if partition != rejected.partition {
+            moved += 1;
+        }
         let mut record = FutureRecord::<[u8], [u8]>::to(raw)
-            .partition(rejected.partition)
+            .partition(partition)
             .payload(rejected.record.value.as_deref().unwrap_or_default())
             .headers(headers);
         if let Some(key) = rejected.record.key.as_deref() {
@@ -308,8 +319,19 @@ async fn replay(selection: Selection, max_attempts: u32, dry_run: bool) -> anyho
     }
     bar.finish_and_clear();
     println!(
-        "replayed {} records to {raw}; records rejected again return to the DLQ with their attempt count (see `sealtrail dlq list`)",
+        "replayed {} records to {raw} ({moved} to the partition their key belongs to); records rejected again return to the DLQ with their attempt count (see `sealtrail dlq list`)",
         due.len()
     );
     Ok(())
+}
+
+async fn raw_partition_count(kafka: &KafkaSettings, raw: &str) -> anyhow::Result<i32> {
+    let kafka = kafka.clone();
+    let topic = raw.to_owned();
+    let count = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        Ok(PartitionReader::new(&kafka, TIMEOUT)?.partition_count(&topic)?)
+    })
+    .await??;
+    anyhow::ensure!(count > 0, "the raw topic {raw} does not exist");
+    Ok(i32::try_from(count)?)
 }

@@ -9,7 +9,7 @@ use crate::harness::{shared, unique};
 
 /// The cache's virtualenv with the pinned packages of tests/interop/requirements.txt (which
 /// `sealtrail setup` installs; made here under the install lock if a run skipped it).
-fn python_with_confluent_kafka() -> PathBuf {
+pub fn python_with_confluent_kafka() -> PathBuf {
     ensure_python_interop(&CacheDir::from_env(), true)
         .unwrap_or_else(|error| panic!("{error}"))
         .path

@@ -13,6 +13,7 @@ mod kafka_roundtrip;
 mod misconfiguration;
 mod offsets;
 mod pipeline;
+mod placement;
 mod registry;
 mod replay;
 mod sql_fuzz;

@@ -87,6 +87,8 @@ struct Shared {
     trusted: Vec<TrustedKey>,
     signer: CheckpointSigner,
     sealed_schema_id: u32,
+    /// The raw topic's partition count at start, which places every tenant.
+    raw_partitions: i32,
     partitions: Mutex<HashMap<i32, PartitionState>>,
     /// An error met inside a rebalance callback, reported by the loop.
     failure: Mutex<Option<SealError>>,
@@ -108,6 +110,7 @@ impl Shared {
         SealerSettings {
             source_topic: self.config.raw_topic.clone(),
             partition,
+            partition_count: self.raw_partitions,
             limits: self.config.limits,
             checkpoint_every: self.config.checkpoint_every,
             checkpoint_interval_ms: i64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(i64::MAX),
@@ -493,6 +496,7 @@ fn start(config: SealConfig, registry: &RegistryClient) -> Result<(Arc<Shared>, 
         trusted,
         signer,
         sealed_schema_id,
+        raw_partitions: i32::try_from(raw_partitions).unwrap_or(i32::MAX),
         partitions: Mutex::new(HashMap::new()),
         failure: Mutex::new(None),
         checkpoints: Mutex::new(0),

@@ -70,6 +70,7 @@ pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
             SealerSettings {
                 source_topic: "bench".to_owned(),
                 partition: 0,
+                partition_count: 1,
                 limits: Limits::default(),
                 checkpoint_every: usize::MAX,
                 checkpoint_interval_ms: i64::MAX,

@@ -86,6 +86,7 @@ pub(super) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
         SealerSettings {
             source_topic: "raw".to_owned(),
             partition: 0,
+            partition_count: 1,
             limits: Limits::default(),
             checkpoint_every: usize::MAX,
             checkpoint_interval_ms: i64::MAX,
