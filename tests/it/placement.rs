@@ -15,7 +15,7 @@ use sealtrail_core::placement::partition_for_key;
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;
 
-use crate::harness::{shared, unique};
+use crate::harness::{TestStack, run_sealtrail, shared, unique};
 use crate::interop::python_with_confluent_kafka;
 use crate::pipeline::{DLQ, RAW, now_ms};
 
@@ -85,7 +85,7 @@ fn dlq_wrong_partition(reader: &PartitionReader, tenants: &HashSet<&str>) -> usi
     found
 }
 
-async fn stored_per_tenant(stack: &crate::harness::TestStack, prefix: &str) -> HashMap<String, (u64, u64)> {
+async fn stored_per_tenant(stack: &TestStack, prefix: &str) -> HashMap<String, (u64, u64)> {
     #[derive(clickhouse::Row, serde::Deserialize)]
     struct Row {
         tenant_id: String,
@@ -103,30 +103,25 @@ async fn stored_per_tenant(stack: &crate::harness::TestStack, prefix: &str) -> H
     rows.into_iter().map(|r| (r.tenant_id, (r.rows, r.seqs))).collect()
 }
 
-#[tokio::test]
-async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records_in_place() {
-    let stack = shared();
-    let reader = PartitionReader::new(&stack.kafka(), Duration::from_secs(60)).expect("reader");
-    let partitions = i32::try_from(reader.partition_count(RAW).expect("partitions")).expect("few");
-    assert!(partitions > 1, "the raw topic has several partitions");
-    let prefix = unique("placement").replace('_', "-");
-    let tenants = tenants(&prefix, partitions);
-
-    // Half of each tenant's events through librdkafka's default partitioner, half through murmur2.
+/// Produces half of each tenant's events through librdkafka's default partitioner and half through
+/// murmur2, with Python's confluent-kafka; returns how many landed outside their key's partition.
+async fn produce_with_python(stack: &TestStack, tenants: &[String], partitions: i32) -> usize {
     let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
         .await
         .expect("emitter");
     let mut lines = String::new();
     for (half, partitioner) in ["default", "murmur2_random"].into_iter().enumerate() {
-        for tenant in &tenants {
+        for tenant in tenants {
             for n in 0..PER_HALF {
-                let bytes = emitter.encode(&event(tenant, half * PER_HALF + n));
-                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                writeln!(lines, "{partitioner}\t{tenant}\t{hex}").expect("write");
+                write!(lines, "{partitioner}\t{tenant}\t").expect("write");
+                for byte in emitter.encode(&event(tenant, half * PER_HALF + n)) {
+                    write!(lines, "{byte:02x}").expect("write");
+                }
+                lines.push('\n');
             }
         }
     }
-    let input = std::env::temp_dir().join(format!("{prefix}.tsv"));
+    let input = std::env::temp_dir().join(format!("{}.tsv", tenants[0]));
     std::fs::write(&input, lines).expect("write the records");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/partitioners.py");
     let output = Command::new(python_with_confluent_kafka())
@@ -136,13 +131,17 @@ async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records
         .arg(&input)
         .output()
         .expect("run the Python producer");
+    std::fs::remove_file(&input).ok();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(stdout.lines().last(), Some(format!("ok {}", 6 * PER_HALF).as_str()));
+    assert_eq!(
+        stdout.lines().last(),
+        Some(format!("ok {}", 2 * PER_HALF * tenants.len()).as_str())
+    );
 
     // Where the producer put them: every record at librdkafka's or murmur2's choice.
     let mut misplaced = 0;
@@ -158,6 +157,69 @@ async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records
             misplaced += 1;
         }
     }
+    misplaced
+}
+
+/// Every event once, in one chain per tenant, gap-free and signed.
+async fn assert_one_whole_chain_each(stack: &TestStack, prefix: &str, tenants: &[String]) {
+    let count = 2 * PER_HALF as u64;
+    let started = Instant::now();
+    loop {
+        let stored = stored_per_tenant(stack, prefix).await;
+        if tenants
+            .iter()
+            .all(|t| stored.get(t).is_some_and(|(rows, _)| *rows >= count))
+        {
+            for tenant in tenants {
+                assert_eq!(
+                    stored[tenant],
+                    (count, count),
+                    "{tenant}: each event once, one seq each"
+                );
+            }
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "after the replay: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let trusted = stack.trusted_keys();
+    for tenant in tenants {
+        let request = VerifyRequest {
+            tenant: tenant.clone(),
+            from: None,
+            to: None,
+        };
+        let started = Instant::now();
+        let report = loop {
+            let report = verify_tenant(&stack.clickhouse(), &request, &trusted)
+                .await
+                .unwrap_or_else(|e| panic!("tenant {tenant} verifies: {e}"));
+            if report.unsigned_tail() == 0 || started.elapsed() > DEADLINE {
+                break report;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(
+            (report.events, report.first_seq, report.last_seq),
+            (count, Some(1), Some(count)),
+            "{tenant}"
+        );
+        assert_eq!(
+            report.signed_through, count,
+            "{tenant}: every event under a signed checkpoint"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records_in_place() {
+    let stack = shared();
+    let reader = PartitionReader::new(&stack.kafka(), Duration::from_secs(60)).expect("reader");
+    let partitions = i32::try_from(reader.partition_count(RAW).expect("partitions")).expect("few");
+    assert!(partitions > 1, "the raw topic has several partitions");
+    let prefix = unique("placement").replace('_', "-");
+    let tenants = tenants(&prefix, partitions);
+    let misplaced = produce_with_python(stack, &tenants, partitions).await;
     assert_eq!(
         misplaced,
         2 * PER_HALF,
@@ -166,6 +228,7 @@ async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records
 
     // The well-placed records are sealed; the misplaced ones wait in the DLQ, never sealed.
     let ours: HashSet<&str> = tenants.iter().map(String::as_str).collect();
+    let expected_stored = u64::try_from(2 * PER_HALF * tenants.len() - misplaced).expect("small");
     let started = Instant::now();
     loop {
         let stored: u64 = stored_per_tenant(stack, &prefix)
@@ -174,7 +237,6 @@ async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records
             .map(|(rows, _)| rows)
             .sum();
         let rejected = dlq_wrong_partition(&reader, &ours);
-        let expected_stored = u64::try_from(6 * PER_HALF - misplaced).expect("small");
         if stored == expected_stored && rejected == misplaced {
             break;
         }
@@ -187,7 +249,7 @@ async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records
     }
 
     let bootstrap = stack.endpoints.kafka_bootstrap.as_str();
-    let (status, replayed, stderr) = crate::harness::run_sealtrail(
+    let (status, replayed, stderr) = run_sealtrail(
         &[
             "dlq",
             "replay",
@@ -206,54 +268,5 @@ async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records
         replayed.contains(&format!("({misplaced} to the partition their key belongs to)")),
         "{replayed}"
     );
-
-    // Every event once, in one chain per tenant, gap-free and signed.
-    let started = Instant::now();
-    loop {
-        let stored = stored_per_tenant(stack, &prefix).await;
-        let done = tenants
-            .iter()
-            .all(|t| stored.get(t).is_some_and(|(rows, _)| *rows >= 2 * PER_HALF as u64));
-        if done {
-            for tenant in &tenants {
-                assert_eq!(
-                    stored[tenant],
-                    (2 * PER_HALF as u64, 2 * PER_HALF as u64),
-                    "{tenant}: each event once, one seq each"
-                );
-            }
-            break;
-        }
-        assert!(started.elapsed() < DEADLINE, "after the replay: {stored:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let trusted = stack.trusted_keys();
-    for tenant in &tenants {
-        let request = VerifyRequest {
-            tenant: tenant.clone(),
-            from: None,
-            to: None,
-        };
-        let started = Instant::now();
-        let report = loop {
-            let report = verify_tenant(&stack.clickhouse(), &request, &trusted)
-                .await
-                .unwrap_or_else(|e| panic!("tenant {tenant} verifies: {e}"));
-            if report.unsigned_tail() == 0 || started.elapsed() > DEADLINE {
-                break report;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        };
-        let count = 2 * PER_HALF as u64;
-        assert_eq!(
-            (report.events, report.first_seq, report.last_seq),
-            (count, Some(1), Some(count)),
-            "{tenant}"
-        );
-        assert_eq!(
-            report.signed_through, count,
-            "{tenant}: every event under a signed checkpoint"
-        );
-    }
-    std::fs::remove_file(&input).ok();
+    assert_one_whole_chain_each(stack, &prefix, &tenants).await;
 }
