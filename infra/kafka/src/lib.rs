@@ -12,12 +12,12 @@ mod offsets;
 mod partition_reader;
 mod topics;
 pub mod trace_context;
+mod watermarks;
 
 pub use config::KafkaSettings;
 pub use error::KafkaError;
 pub use log::{LogRecord, read_log_to_end};
-pub use offsets::{
-    CommittedOffsets, GroupOffsets, Members, PartitionOffsets, ResetTarget, partition_lags, planned_offset,
-};
+pub use offsets::{CommittedOffsets, GroupOffsets, Members, PartitionOffsets, ResetTarget, planned_offset};
 pub use partition_reader::{PartitionReader, PartitionRecord};
 pub use topics::{TopicSpec, ensure_topics, wait_for_broker};
+pub use watermarks::{PartitionLag, WatermarkProbe};

@@ -252,24 +252,6 @@ impl CommittedOffsets {
     }
 }
 
-/// Per partition, the records of `topic` from `positions` (partition, next offset to read) to
-/// its end; partitions whose end cannot be read now are left out.
-pub fn partition_lags<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    positions: impl IntoIterator<Item = (i32, i64)>,
-) -> Vec<(i32, i64)> {
-    positions
-        .into_iter()
-        .filter_map(|(partition, next)| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(2))
-                .ok()?;
-            Some((partition, (high - next).max(0)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use sealtrail_core::sealer::{
     Disposition, PartitionSealer, RawRecord, RecoveryError, SchemaLookup, SealContext, SealerSettings,
 };
 use sealtrail_core::tokenize::Tokenizer;
-use sealtrail_kafka::{CommittedOffsets, KafkaError, PartitionReader, partition_lags, trace_context};
+use sealtrail_kafka::{CommittedOffsets, KafkaError, PartitionReader, WatermarkProbe, trace_context};
 use sealtrail_runtime::keys::{self, KeyError};
 use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
 
@@ -421,6 +421,8 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
     tracing::info!(raw = %shared.config.raw_topic, sealed = %shared.config.sealed_topic, dlq = %shared.config.dlq_topic, key_id = shared.signer.key_id(), "seal processor started");
 
     let mut work = Loop {
+        probe: WatermarkProbe::new(&shared.config.kafka, Duration::from_secs(2))?,
+        last_record: Instant::now(),
         shared: &shared,
         registry,
         stop,
@@ -505,9 +507,16 @@ fn start(config: SealConfig, registry: &RegistryClient) -> Result<(Arc<Shared>, 
     Ok((shared, tokenizer))
 }
 
+/// Records waiting this long with none arriving is reported as a stalled fetch.
+const FETCH_STALL_WARNING: Duration = Duration::from_secs(30);
+
 /// The state of the consume loop.
 struct Loop<'a> {
     shared: &'a Shared,
+    /// Reads high watermarks on a connection of its own, so a stalled fetch cannot hide the lag.
+    probe: WatermarkProbe,
+    /// When the last raw record arrived, to tell a stalled fetch from an idle topic.
+    last_record: Instant,
     registry: &'a RegistryClient,
     stop: &'a StopSignal,
     tokenizer: Tokenizer,
@@ -561,12 +570,40 @@ impl Loop<'_> {
                 }
                 if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                     last_lag = Some(Instant::now());
-                    self.stats.set_lag(lag(consumer, shared));
-                    dlq_depth(consumer, shared);
+                    let lag = self.lag();
+                    self.stats.set_lag(lag);
+                    dlq_depth(&self.probe, shared);
                 }
                 self.stats.report_if_due();
             }
         }
+    }
+
+    /// The raw records not handled yet, per assigned partition (as gauges) and in total, from the
+    /// high watermarks; warns when records wait but none has arrived for a while.
+    fn lag(&mut self) -> i64 {
+        let shared = self.shared;
+        let positions: Vec<(i32, i64)> = lock(&shared.partitions)
+            .iter()
+            .map(|(partition, state)| (*partition, state.sealer.resume_offset()))
+            .collect();
+        let topic = &shared.config.raw_topic;
+        let lags = self.probe.lags(topic, positions);
+        if lags.iter().any(|partition| partition.stale) {
+            self.stats.error("watermarks_unavailable");
+        }
+        let pairs: Vec<(i32, i64)> = lags.iter().map(|p| (p.partition, p.lag)).collect();
+        let total = shared.config.metrics.consumer_lags(topic, &pairs);
+        let idle = self.last_record.elapsed();
+        if total > 0 && idle >= FETCH_STALL_WARNING {
+            self.stats.error("fetch_stalled");
+            tracing::warn!(
+                lag = total,
+                idle_s = idle.as_secs(),
+                "raw records are waiting but none has arrived; fetches from the broker may be stalled"
+            );
+        }
+        total
     }
 
     fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), SealError> {
@@ -588,6 +625,7 @@ impl Loop<'_> {
             }
         }
         self.summary.records += 1;
+        self.last_record = Instant::now();
         self.first_record.get_or_insert_with(Instant::now);
         self.stats.received(1);
         // Only records that carry a producer's trace context get a span of their own.
@@ -714,27 +752,14 @@ impl Loop<'_> {
     }
 }
 
-/// The raw records not handled yet, per assigned partition (as gauges) and in total.
-fn lag(consumer: &BaseConsumer<SealContextOf>, shared: &Shared) -> i64 {
-    let positions: Vec<(i32, i64)> = lock(&shared.partitions)
-        .iter()
-        .map(|(partition, state)| (*partition, state.sealer.resume_offset()))
-        .collect();
-    let topic = &shared.config.raw_topic;
-    shared
-        .config
-        .metrics
-        .consumer_lags(topic, &partition_lags(consumer, topic, positions))
-}
-
 /// Records held in the DLQ partitions this instance writes.
-fn dlq_depth(consumer: &BaseConsumer<SealContextOf>, shared: &Shared) {
+fn dlq_depth(probe: &WatermarkProbe, shared: &Shared) {
     let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
     let mut depth = 0;
     for partition in assigned {
-        match consumer.fetch_watermarks(&shared.config.dlq_topic, partition, Duration::from_secs(2)) {
-            Ok((low, high)) => depth += (high - low).max(0),
-            Err(_) => return,
+        match probe.watermarks(&shared.config.dlq_topic, partition) {
+            Some((low, high)) => depth += (high - low).max(0),
+            None => return,
         }
     }
     shared.config.metrics.dlq_depth(&shared.config.dlq_topic, depth);

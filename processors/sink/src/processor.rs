@@ -10,7 +10,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
-use sealtrail_kafka::{CommittedOffsets, KafkaSettings, partition_lags, trace_context};
+use sealtrail_kafka::{CommittedOffsets, KafkaSettings, WatermarkProbe, trace_context};
 use sealtrail_runtime::{AuditStage, ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
 use tokio::runtime::Handle;
 
@@ -384,6 +384,9 @@ pub fn run(
     let mut summary = SinkSummary::default();
     let mut last_check = Instant::now();
     let mut last_lag: Option<Instant> = None;
+    // High watermarks on a connection of their own: a stalled fetch cannot hide the lag.
+    let mut probe = WatermarkProbe::new(&shared.config.kafka, Duration::from_secs(2))
+        .map_err(|e| SinkError::Client(e.to_string()))?;
     let outcome = loop {
         if let Some(error) = lock(&shared.failure).take() {
             break Err(error);
@@ -411,7 +414,8 @@ pub fn run(
             flush_all(&shared, &consumer, stop, &mut stats, &mut summary, false);
             if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                 last_lag = Some(Instant::now());
-                stats.set_lag(lag(&consumer, &shared));
+                let lag = lag(&mut probe, &shared, &mut stats);
+                stats.set_lag(lag);
             }
             stats.report_if_due();
         }
@@ -506,16 +510,19 @@ fn flush_all(
     }
 }
 
-fn lag(consumer: &BaseConsumer<SinkContext>, shared: &Shared) -> i64 {
+/// The sealed records not inserted yet, per assigned partition (as gauges) and in total.
+fn lag(probe: &mut WatermarkProbe, shared: &Shared, stats: &mut ComponentStats) -> i64 {
     let positions: Vec<(i32, i64)> = lock(&shared.batches)
         .iter()
         .map(|(partition, batch)| (*partition, batch.last_offset + 1))
         .collect();
     let topic = &shared.config.sealed_topic;
-    shared
-        .config
-        .metrics
-        .consumer_lags(topic, &partition_lags(consumer, topic, positions))
+    let lags = probe.lags(topic, positions);
+    if lags.iter().any(|partition| partition.stale) {
+        stats.error("watermarks_unavailable");
+    }
+    let pairs: Vec<(i32, i64)> = lags.iter().map(|p| (p.partition, p.lag)).collect();
+    shared.config.metrics.consumer_lags(topic, &pairs)
 }
 
 /// Runs `operation` until it succeeds or the sink is stopped (`None`), staying in the group

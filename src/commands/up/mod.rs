@@ -71,6 +71,10 @@ pub struct UpArgs {
     /// test a database of its own.
     #[arg(long = "scoped-database", hide = true)]
     pub scoped_databases: Vec<String>,
+    /// How many seal and how many sink processes to run, each in its processor's consumer group
+    /// (at most the raw topic's partition count: more would sit idle).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4))]
+    pub instances: u16,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -137,7 +141,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Ok(endpoints) = &started
         && !args.no_pipeline
     {
-        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api, &access).await {
+        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api, &access, args.instances).await {
             Ok(urls) => metrics_urls = urls,
             Err(error) => started = Err(error),
         }
@@ -286,6 +290,17 @@ fn api_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// Static membership for the seal and sink instances: a restarted instance takes its partitions
+/// back at once, under the same id. (Tansu never expires a dead dynamic member, so without it a
+/// killed processor's partitions would stay stuck.)
+fn instance_env(command: &str, instance: u16) -> Vec<(String, String)> {
+    match command {
+        "seal" => vec![("SEAL_INSTANCE_ID".to_owned(), format!("seal-{instance}"))],
+        "sink" => vec![("SINK_INSTANCE_ID".to_owned(), format!("sink-{instance}"))],
+        _ => Vec::new(),
+    }
+}
+
 /// Makes the keys and topics, and starts the seal, sink, export and retention processors and the
 /// API; returns the `/metrics` URLs of all of them.
 async fn start_pipeline(
@@ -294,6 +309,7 @@ async fn start_pipeline(
     endpoints: &Endpoints,
     api_port: u16,
     access: &EngineAccess,
+    instances: u16,
 ) -> anyhow::Result<Vec<String>> {
     let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
     // Verifiers of exports and checkpoints take the active public key from here.
@@ -322,44 +338,55 @@ async fn start_pipeline(
         ("CLICKHOUSE_URL".to_owned(), endpoints.clickhouse_url.clone()),
     ];
     env.extend(pipeline_env(data_dir));
-    // Static membership: a restarted processor takes its partitions back at once. (Tansu never
-    // expires a dead dynamic member, so without it a killed processor's partitions stay stuck.)
-    env.push(("SEAL_INSTANCE_ID".to_owned(), "seal-0".to_owned()));
-    env.push(("SINK_INSTANCE_ID".to_owned(), "sink-0".to_owned()));
     env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
     // Webhooks to loopback and private addresses stay refused here too: the API shares this
     // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
     let mut metrics_urls = Vec::new();
-    for (name, what) in [
-        ("seal", "the seal processor"),
-        ("sink", "the ClickHouse sink"),
-        ("export", "the export processor"),
-        ("retention", "the retention processor"),
-        ("api", "the query API"),
+    for (command, what, copies) in [
+        ("seal", "the seal processor", instances),
+        ("sink", "the ClickHouse sink", instances),
+        ("export", "the export processor", 1),
+        ("retention", "the retention processor", 1),
+        ("api", "the query API", 1),
     ] {
-        eprintln!("starting {what}");
-        let mut own_env = env.clone();
-        // Each component logs in to ClickHouse as its own user, with only the grants it needs.
-        if let Some((component, password)) = access
-            .component_passwords
-            .iter()
-            .find(|(component, _)| component.process() == name)
-        {
-            own_env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
-            own_env.push(("CLICKHOUSE_PASSWORD".to_owned(), password.clone()));
+        for instance in 0..copies {
+            let name = if instance == 0 {
+                command.to_owned()
+            } else {
+                format!("{command}-{instance}")
+            };
+            eprintln!(
+                "starting {what}{}",
+                if copies > 1 {
+                    format!(" {instance}")
+                } else {
+                    String::new()
+                }
+            );
+            let mut own_env = env.clone();
+            own_env.extend(instance_env(command, instance));
+            // Each component logs in to ClickHouse as its own user, with only the grants it needs.
+            if let Some((component, password)) = access
+                .component_passwords
+                .iter()
+                .find(|(component, _)| component.process() == command)
+            {
+                own_env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
+                own_env.push(("CLICKHOUSE_PASSWORD".to_owned(), password.clone()));
+            }
+            if command == "api" {
+                // The API serves /metrics on its own port.
+                metrics_urls.push(format!("{}/metrics", api_url(api_port)));
+            } else {
+                // Kept across restarts of the processor, so the URL in endpoints.env stays right.
+                let port = free_loopback_port()?;
+                own_env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
+                metrics_urls.push(format!("http://127.0.0.1:{port}/metrics"));
+            }
+            let mut processor = Processor::new(name, command, what, &launcher, own_env);
+            processor.start(data_dir)?;
+            stack.processors.push(processor);
         }
-        if name == "api" {
-            // The API serves /metrics on its own port.
-            metrics_urls.push(format!("{}/metrics", api_url(api_port)));
-        } else {
-            // Kept across restarts of the processor, so the URL in endpoints.env stays right.
-            let port = free_loopback_port()?;
-            own_env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
-            metrics_urls.push(format!("http://127.0.0.1:{port}/metrics"));
-        }
-        let mut processor = Processor::new(name, what, &launcher, own_env);
-        processor.start(data_dir)?;
-        stack.processors.push(processor);
     }
     wait_for_api(&api_url(api_port)).await?;
     Ok(metrics_urls)
@@ -434,7 +461,7 @@ async fn supervise(stack: &mut Stack, data_dir: &DataDir, exit_on_stdin_close: b
             Supervised::Exited(index, status) => stack.processors[index].died(status),
             Supervised::RestartDue(index) => {
                 if let Err(error) = stack.processors[index].start(data_dir) {
-                    tracing::error!(processor = stack.processors[index].name, %error, "restarting failed; trying again later");
+                    tracing::error!(processor = %stack.processors[index].name, %error, "restarting failed; trying again later");
                     stack.processors[index].died(ExitStatus::default());
                 }
             }

@@ -19,7 +19,9 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 /// One supervised processor.
 pub struct Processor {
-    pub name: &'static str,
+    /// Its log and pid file name: the subcommand, with the instance number after the first.
+    pub name: String,
+    command: &'static str,
     what: &'static str,
     launcher: PathBuf,
     env: Vec<(String, String)>,
@@ -31,7 +33,13 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(name: &'static str, what: &'static str, launcher: &Path, env: Vec<(String, String)>) -> Self {
+    pub fn new(
+        name: String,
+        command: &'static str,
+        what: &'static str,
+        launcher: &Path,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let first_backoff = std::env::var(BACKOFF_ENV)
             .ok()
             .and_then(|ms| ms.parse().ok())
@@ -39,6 +47,7 @@ impl Processor {
         Self {
             first_backoff,
             name,
+            command,
             what,
             launcher: launcher.to_owned(),
             env,
@@ -51,8 +60,14 @@ impl Processor {
 
     pub fn start(&mut self, data_dir: &DataDir) -> anyhow::Result<()> {
         let mut command = Command::new(&self.launcher);
-        command.arg(self.name).envs(self.env.iter().map(|(k, v)| (k, v)));
-        let process = ManagedProcess::spawn(self.what, self.name, command, &data_dir.run_dir(), &data_dir.logs_dir())?;
+        command.arg(self.command).envs(self.env.iter().map(|(k, v)| (k, v)));
+        let process = ManagedProcess::spawn(
+            self.what,
+            &self.name,
+            command,
+            &data_dir.run_dir(),
+            &data_dir.logs_dir(),
+        )?;
         self.running = Some((process, Instant::now()));
         self.restart_at = None;
         Ok(())
@@ -81,7 +96,7 @@ impl Processor {
         if uptime >= HEALTHY_AFTER {
             self.backoff = self.first_backoff;
         }
-        tracing::warn!(processor = self.name, %status, restart_in = ?self.backoff, "processor exited; restarting (its state is rebuilt from Kafka and ClickHouse)");
+        tracing::warn!(processor = %self.name, %status, restart_in = ?self.backoff, "processor exited; restarting (its state is rebuilt from Kafka and ClickHouse)");
         self.restart_at = Some(Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         self.restarts += 1;
@@ -90,7 +105,7 @@ impl Processor {
     pub async fn stop(&mut self, grace: Duration) {
         if let Some((process, _)) = self.running.take() {
             let status = process.stop(grace).await;
-            tracing::info!(processor = self.name, %status, "stopped");
+            tracing::info!(processor = %self.name, %status, "stopped");
         }
         self.restart_at = None;
     }

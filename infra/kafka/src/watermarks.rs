@@ -1,0 +1,84 @@
+//! High watermarks from a client of their own, for lag gauges that tell the truth.
+//!
+//! librdkafka sends a client's requests to a broker over one connection, and a broker answers
+//! them in order, so a `ListOffsets` asked on a consumer's own handle waits behind that
+//! consumer's long fetch: exactly when fetches stall, the lag could not be read, and a gauge fed
+//! from it showed 0. This client never fetches, so its answers come as fast as the broker gives
+//! them, and a partition it cannot answer for keeps its last known high watermark.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::{KafkaError, KafkaSettings};
+
+pub struct WatermarkProbe {
+    consumer: BaseConsumer,
+    timeout: Duration,
+    last_known: HashMap<(String, i32), i64>,
+}
+
+impl std::fmt::Debug for WatermarkProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatermarkProbe")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the probe found for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// Records between the position and the high watermark.
+    pub lag: i64,
+    /// The high watermark could not be read this time; `lag` uses the last one known.
+    pub stale: bool,
+}
+
+impl WatermarkProbe {
+    pub fn new(settings: &KafkaSettings, timeout: Duration) -> Result<Self, KafkaError> {
+        let consumer = settings.reader().create().map_err(|source| KafkaError::Client {
+            bootstrap: settings.bootstrap.clone(),
+            source,
+        })?;
+        Ok(Self {
+            consumer,
+            timeout,
+            last_known: HashMap::new(),
+        })
+    }
+
+    /// The first offset still stored and the next offset of `partition`, if the broker answers.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        self.consumer.fetch_watermarks(topic, partition, self.timeout).ok()
+    }
+
+    /// The lag of each `(partition, next offset to handle)` from the partition's high watermark.
+    /// A partition whose watermark was never read is left out.
+    pub fn lags(&mut self, topic: &str, positions: impl IntoIterator<Item = (i32, i64)>) -> Vec<PartitionLag> {
+        let mut lags = Vec::new();
+        for (partition, next) in positions {
+            let key = (topic.to_owned(), partition);
+            let (high, stale) = match self.consumer.fetch_watermarks(topic, partition, self.timeout) {
+                Ok((_, high)) => {
+                    self.last_known.insert(key, high);
+                    (Some(high), false)
+                }
+                Err(error) => {
+                    tracing::debug!(topic, partition, %error, "high watermark not read; using the last known");
+                    (self.last_known.get(&key).copied(), true)
+                }
+            };
+            if let Some(high) = high {
+                lags.push(PartitionLag {
+                    partition,
+                    lag: (high - next).max(0),
+                    stale,
+                });
+            }
+        }
+        lags
+    }
+}
