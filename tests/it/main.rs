@@ -2,6 +2,7 @@
 //! schema registry, started by `sealtrail up` on free ports (see `harness`).
 
 mod api;
+mod backlog;
 mod clickhouse_roundtrip;
 mod compose;
 mod dlq;

@@ -585,7 +585,7 @@ impl Loop<'_> {
         let shared = self.shared;
         let positions: Vec<(i32, i64)> = lock(&shared.partitions)
             .iter()
-            .map(|(partition, state)| (*partition, state.sealer.resume_offset()))
+            .map(|(partition, state)| (*partition, state.sealer.handled_through() + 1))
             .collect();
         let topic = &shared.config.raw_topic;
         let lags = self.probe.lags(topic, positions);

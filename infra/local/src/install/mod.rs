@@ -4,6 +4,7 @@ mod clickhouse;
 mod progress;
 mod python;
 mod tansu;
+mod tansu_source;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

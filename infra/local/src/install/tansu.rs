@@ -1,4 +1,5 @@
-//! Tansu, the Kafka-API broker of the local stack, built from crates.io with cargo.
+//! Tansu, the Kafka-API broker of the local stack, built with cargo from its crates.io source
+//! with sealtrail's patches (see `tansu_source`).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -8,10 +9,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::progress::InstallProgress;
+use super::tansu_source::{self, PATCH_LEVEL, TANSU_VERSION};
 use super::{CacheDir, Installed};
 use crate::LocalError;
 
-pub const TANSU_VERSION: &str = "0.6.0";
+/// Written next to the binary: the patch level it was built with.
+const PATCH_MARKER: &str = "sealtrail-patch-level";
 /// Crates compiled by the install, measured; sizes the progress bar.
 const EXPECTED_CRATES: u64 = 410;
 
@@ -32,7 +35,7 @@ pub async fn ensure_tansu(cache: &CacheDir, allow_install: bool) -> Result<Insta
             hint: "unset SEALTRAIL_TANSU_BIN to let sealtrail install Tansu 0.6.0, or point it at a tansu 0.6.0 binary",
         });
     }
-    let home = cache.root().join(format!("tansu-{TANSU_VERSION}"));
+    let home = cache.root().join(format!("tansu-{TANSU_VERSION}-{PATCH_LEVEL}"));
     let binary = home.join("bin/tansu");
     if is_expected_version(&binary).await {
         return Ok(Installed {
@@ -62,6 +65,14 @@ pub async fn ensure_tansu(cache: &CacheDir, allow_install: bool) -> Result<Insta
 }
 
 async fn is_expected_version(binary: &Path) -> bool {
+    let patched = binary
+        .parent()
+        .and_then(Path::parent)
+        .and_then(|home| std::fs::read_to_string(home.join(PATCH_MARKER)).ok())
+        .is_some_and(|level| level.trim() == PATCH_LEVEL);
+    if !patched {
+        return false;
+    }
     let Ok(output) = Command::new(binary).arg("--version").output().await else {
         return false;
     };
@@ -70,20 +81,25 @@ async fn is_expected_version(binary: &Path) -> bool {
 
 async fn install(cache: &CacheDir, home: &Path) -> Result<(), LocalError> {
     let failed = |reason: String| LocalError::Install { what: "Tansu", reason };
-    let partial = cache.root().join(format!("tansu-{TANSU_VERSION}.partial"));
+    let partial = cache
+        .root()
+        .join(format!("tansu-{TANSU_VERSION}-{PATCH_LEVEL}.partial"));
     // A kept target directory lets an interrupted install resume instead of starting over.
     let target_dir = cache.root().join("tansu-build");
     eprintln!(
-        "Installing Tansu {TANSU_VERSION} (the Kafka-API broker of the local stack) into {}\n  \
-         with `cargo install`; this takes about 12 minutes on 2 cores and happens once.",
+        "Installing Tansu {TANSU_VERSION} (the Kafka-API broker of the local stack, with sealtrail's patch \
+         {PATCH_LEVEL}) into {}\n  with `cargo build`; this takes about 12 minutes on 2 cores and happens once.",
         home.display()
     );
+    let source = tansu_source::prepare(&cache.root().join("tansu-source")).await?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Not `--locked`: the lock file shipped with the crate names the unpatched storage crate; cargo
+    // changes only that entry and keeps every other pinned version.
     let mut child = Command::new(&cargo)
-        .args(["install", "tansu", "--version", TANSU_VERSION, "--locked"])
+        .args(["build", "--release", "--bin", "tansu"])
         .args(["--features", "libsql,dynostore"])
-        .arg("--root")
-        .arg(&partial)
+        .arg("--manifest-path")
+        .arg(source.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("CARGO_TARGET_DIR")
@@ -121,15 +137,22 @@ async fn install(cache: &CacheDir, home: &Path) -> Result<(), LocalError> {
         progress.abandon();
         let tail: Vec<String> = recent.into_iter().collect();
         return Err(failed(format!(
-            "cargo install exited with {status}; its last lines: {}",
+            "cargo build exited with {status}; its last lines: {}",
             tail.join(" | ")
         )));
     }
+    let bin = partial.join("bin");
+    std::fs::create_dir_all(&bin).map_err(LocalError::io("create", &bin))?;
+    let built = target_dir.join("release/tansu");
+    std::fs::copy(&built, bin.join("tansu")).map_err(LocalError::io("copy", &built))?;
+    let marker = partial.join(PATCH_MARKER);
+    std::fs::write(&marker, PATCH_LEVEL).map_err(LocalError::io("write", &marker))?;
     if home.exists() {
         std::fs::remove_dir_all(home).map_err(LocalError::io("replace", home))?;
     }
     std::fs::rename(&partial, home).map_err(LocalError::io("move the install into", home))?;
     std::fs::remove_dir_all(&target_dir).ok();
+    std::fs::remove_dir_all(cache.root().join("tansu-source")).ok();
     progress.finish(&format!("finished: {}", home.join("bin/tansu").display()));
     Ok(())
 }

@@ -1,0 +1,128 @@
+//! Tansu's source from crates.io, checked against pinned checksums, with sealtrail's patches.
+//!
+//! One patch today, for a fetch that stalls on a backlog: Tansu 0.6.0 answers each fetch of a
+//! partition with `record_fetch.sql`, whose window `sum(...) over (order by offset_id)` runs over
+//! every record from the fetch offset to the high watermark before the byte limit cuts it, and a
+//! fetch request repeats that query until its byte budget is used. Each fetch therefore reads the
+//! whole backlog of the partition: a few hundred thousand records behind, a request outlives the
+//! client's 60 s timeout, is retried, and the consumer never gets a record. The patch bounds the
+//! window to 4,096 records past the fetch offset; the broker still fills the request by asking
+//! again from the next offset, so what a fetch returns is unchanged, only its cost no longer grows
+//! with the backlog. tests/it/backlog.rs keeps the reproduction.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tokio::process::Command;
+
+use crate::LocalError;
+
+pub const TANSU_VERSION: &str = "0.6.0";
+/// Names the patched build; a change of patches must change it, so caches rebuild.
+pub const PATCH_LEVEL: &str = "sealtrail.1";
+
+/// The crates fetched from crates.io: name and the SHA-256 of its `.crate` file.
+const CRATES: [(&str, &str); 2] = [
+    (
+        "tansu",
+        "4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d",
+    ),
+    (
+        "tansu-storage",
+        "720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d",
+    ),
+];
+
+struct Patch {
+    krate: &'static str,
+    file: &'static str,
+    original: &'static str,
+    patched: &'static str,
+}
+
+const PATCHES: [Patch; 1] = [Patch {
+    krate: "tansu-storage",
+    file: "src/sql/record_fetch.sql",
+    original: "and r.offset_id < $6)",
+    patched: "and r.offset_id < min($6, $4 + 4096))",
+}];
+
+fn failed(reason: String) -> LocalError {
+    LocalError::Install { what: "Tansu", reason }
+}
+
+/// Downloads, checks and unpacks the crates into `dir`, applies the patches, and points the
+/// broker's manifest at the patched storage crate. Returns the broker crate's directory.
+pub async fn prepare(dir: &Path) -> Result<PathBuf, LocalError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(LocalError::io("clear", dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(LocalError::io("create", dir))?;
+    let client = reqwest::Client::new();
+    for (name, checksum) in CRATES {
+        let url = format!("https://static.crates.io/crates/{name}/{name}-{TANSU_VERSION}.crate");
+        let bytes = client
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| failed(format!("cannot download {url}: {e}")))?
+            .bytes()
+            .await
+            .map_err(|e| failed(format!("cannot download {url}: {e}")))?;
+        let actual = hex(&Sha256::digest(&bytes));
+        if actual != checksum {
+            return Err(failed(format!(
+                "{url} has SHA-256 {actual}, not the pinned {checksum}; refusing to build it"
+            )));
+        }
+        let archive = dir.join(format!("{name}-{TANSU_VERSION}.crate"));
+        std::fs::write(&archive, &bytes).map_err(LocalError::io("write", &archive))?;
+        let output = Command::new("tar")
+            .arg("xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(dir)
+            .output()
+            .await
+            .map_err(|e| failed(format!("cannot run tar: {e}")))?;
+        if !output.status.success() {
+            return Err(failed(format!(
+                "tar could not unpack {}: {}",
+                archive.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+    }
+    for patch in &PATCHES {
+        let path = dir.join(format!("{}-{TANSU_VERSION}", patch.krate)).join(patch.file);
+        let text = std::fs::read_to_string(&path).map_err(LocalError::io("read", &path))?;
+        if text.matches(patch.original).count() != 1 {
+            return Err(failed(format!(
+                "{} does not hold `{}` exactly once; the patch does not apply",
+                path.display(),
+                patch.original
+            )));
+        }
+        std::fs::write(&path, text.replacen(patch.original, patch.patched, 1))
+            .map_err(LocalError::io("write", &path))?;
+    }
+    let broker = dir.join(format!("tansu-{TANSU_VERSION}"));
+    let manifest = broker.join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).map_err(LocalError::io("read", &manifest))?;
+    text.push_str("\n[patch.crates-io]\ntansu-storage = { path = \"../tansu-storage-");
+    text.push_str(TANSU_VERSION);
+    text.push_str("\" }\n");
+    std::fs::write(&manifest, text).map_err(LocalError::io("write", &manifest))?;
+    Ok(broker)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            use std::fmt::Write as _;
+            write!(out, "{byte:02x}").ok();
+            out
+        })
+}
