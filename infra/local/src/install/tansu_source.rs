@@ -1,14 +1,14 @@
 //! Tansu's source from crates.io, checked against pinned checksums, with sealtrail's patches.
 //!
-//! One patch today, for a fetch that stalls on a backlog: Tansu 0.6.0 answers each fetch of a
+//! The patches are for a fetch that stalls on a backlog: Tansu 0.6.0 answers each fetch of a
 //! partition with `record_fetch.sql`, whose window `sum(...) over (order by offset_id)` runs over
 //! every record from the fetch offset to the high watermark before the byte limit cuts it, and a
 //! fetch request repeats that query until its byte budget is used. Each fetch therefore reads the
 //! whole backlog of the partition: a few hundred thousand records behind, a request outlives the
-//! client's 60 s timeout, is retried, and the consumer never gets a record. The patch bounds the
-//! window to 4,096 records past the fetch offset; the broker still fills the request by asking
-//! again from the next offset, so what a fetch returns is unchanged, only its cost no longer grows
-//! with the backlog. tests/it/backlog.rs keeps the reproduction.
+//! client's 60 s timeout, is retried, and the consumer never gets a record. The patches bound the
+//! query to 4,096 records past the fetch offset and answer each partition of a request with one
+//! query's records; the consumer simply fetches again, and a fetch's cost no longer grows with the
+//! backlog. tests/it/backlog.rs keeps the reproduction.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use crate::LocalError;
 
 pub const TANSU_VERSION: &str = "0.6.0";
 /// Names the patched build; a change of patches must change it, so caches rebuild.
-pub const PATCH_LEVEL: &str = "sealtrail.1";
+pub const PATCH_LEVEL: &str = "sealtrail.2";
 
 /// The crates fetched from crates.io: name and the SHA-256 of its `.crate` file.
 const CRATES: [(&str, &str); 2] = [
@@ -40,12 +40,23 @@ struct Patch {
     patched: &'static str,
 }
 
-const PATCHES: [Patch; 1] = [Patch {
-    krate: "tansu-storage",
-    file: "src/sql/record_fetch.sql",
-    original: "and r.offset_id < $6)",
-    patched: "and r.offset_id < min($6, $4 + 4096))",
-}];
+const PATCHES: [Patch; 2] = [
+    Patch {
+        krate: "tansu-storage",
+        file: "src/sql/record_fetch.sql",
+        original: "and r.offset_id < $6)",
+        patched: "and r.offset_id < min($6, $4 + 4096))",
+    },
+    // One query's records per partition and request: the loop charged its byte budget with the
+    // re-compressed batch size, so on compressible records it kept asking until it had read the
+    // whole backlog into one response, which outlived the request timeout all the same.
+    Patch {
+        krate: "tansu-storage",
+        file: "src/service/fetch.rs",
+        original: "                batches.append(&mut fetched);\n",
+        patched: "                batches.append(&mut fetched);\n                break;\n",
+    },
+];
 
 fn failed(reason: String) -> LocalError {
     LocalError::Install { what: "Tansu", reason }
