@@ -8,7 +8,7 @@ use aho_corasick::AhoCorasick;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use rand::Rng as _;
-use sealtrail_clickhouse::{VerifyRequest, verify_tenant};
+use sealtrail_clickhouse::{VerifyReport, VerifyRequest, verify_tenant};
 use sealtrail_emit::generator::{Generated, Generator, Payload, Workload};
 use sealtrail_emit::{AuditEmitter, acknowledged};
 use sealtrail_kafka::PartitionReader;
@@ -149,28 +149,12 @@ pub async fn assert_outcome(stack: &TestStack, sent: &Sent) {
         "every bad record is in the DLQ once, with its reason"
     );
 
-    let trusted = stack.trusted_keys();
     let mut per_tenant: HashMap<&String, u64> = HashMap::new();
     for tenant in sent.good.values() {
         *per_tenant.entry(tenant).or_default() += 1;
     }
     for (tenant, count) in per_tenant {
-        let request = VerifyRequest {
-            tenant: tenant.clone(),
-            from: None,
-            to: None,
-        };
-        // The newest events are signed by the next checkpoint; wait for it.
-        let started = Instant::now();
-        let report = loop {
-            let report = verify_tenant(&stack.clickhouse(), &request, &trusted)
-                .await
-                .unwrap_or_else(|e| panic!("tenant {tenant} verifies: {e}"));
-            if report.unsigned_tail() == 0 || started.elapsed() > Duration::from_secs(120) {
-                break report;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        };
+        let report = verify_once_signed(stack, tenant).await;
         assert_eq!(report.events, count, "tenant {tenant}");
         assert_eq!(
             (report.first_seq, report.last_seq),
@@ -184,6 +168,27 @@ pub async fn assert_outcome(stack: &TestStack, sent: &Sent) {
     }
 
     assert_nothing_planted_is_stored(stack, sent).await;
+}
+
+/// Verifies a tenant's whole chain once the next checkpoint has signed its newest events (the
+/// deadline only bounds a broken run); panics if it does not verify.
+pub async fn verify_once_signed(stack: &TestStack, tenant: &str) -> VerifyReport {
+    let request = VerifyRequest {
+        tenant: tenant.to_owned(),
+        from: None,
+        to: None,
+    };
+    let trusted = stack.trusted_keys();
+    let started = Instant::now();
+    loop {
+        let report = verify_tenant(&stack.clickhouse(), &request, &trusted)
+            .await
+            .unwrap_or_else(|e| panic!("tenant {tenant} verifies: {e}"));
+        if report.unsigned_tail() == 0 || started.elapsed() > Duration::from_secs(900) {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn assert_nothing_planted_is_stored(stack: &TestStack, sent: &Sent) {

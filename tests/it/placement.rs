@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sealtrail_clickhouse::{VerifyRequest, verify_tenant};
 use sealtrail_core::event::{ActorType, AuditEvent};
 use sealtrail_core::placement::partition_for_key;
 use sealtrail_emit::AuditEmitter;
@@ -17,7 +16,7 @@ use sealtrail_kafka::PartitionReader;
 
 use crate::harness::{TestStack, run_sealtrail, shared, unique};
 use crate::interop::python_with_confluent_kafka;
-use crate::pipeline::{DLQ, RAW, now_ms};
+use crate::pipeline::{DLQ, RAW, now_ms, verify_once_signed};
 
 const PER_HALF: usize = 20;
 const DEADLINE: Duration = Duration::from_secs(900);
@@ -182,23 +181,8 @@ async fn assert_one_whole_chain_each(stack: &TestStack, prefix: &str, tenants: &
         assert!(started.elapsed() < DEADLINE, "after the replay: {stored:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let trusted = stack.trusted_keys();
     for tenant in tenants {
-        let request = VerifyRequest {
-            tenant: tenant.clone(),
-            from: None,
-            to: None,
-        };
-        let started = Instant::now();
-        let report = loop {
-            let report = verify_tenant(&stack.clickhouse(), &request, &trusted)
-                .await
-                .unwrap_or_else(|e| panic!("tenant {tenant} verifies: {e}"));
-            if report.unsigned_tail() == 0 || started.elapsed() > DEADLINE {
-                break report;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        };
+        let report = verify_once_signed(stack, tenant).await;
         assert_eq!(
             (report.events, report.first_seq, report.last_seq),
             (count, Some(1), Some(count)),
