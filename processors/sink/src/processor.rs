@@ -16,6 +16,23 @@ use tokio::runtime::Handle;
 
 use crate::batch::PartitionBatch;
 
+/// How long one ClickHouse call may take. A server that accepts connections but does not answer
+/// (frozen, overloaded, behind a broken network) must be retried like one that refuses them, or
+/// the sink would wait forever with its partitions held.
+const CLICKHOUSE_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs one ClickHouse call on `runtime`, giving up after `CLICKHOUSE_CALL_TIMEOUT`.
+fn bounded<T>(
+    runtime: &Handle,
+    call: impl Future<Output = Result<T, clickhouse::error::Error>>,
+) -> Result<T, clickhouse::error::Error> {
+    runtime.block_on(async {
+        tokio::time::timeout(CLICKHOUSE_CALL_TIMEOUT, call)
+            .await
+            .unwrap_or(Err(clickhouse::error::Error::TimedOut))
+    })
+}
+
 /// Everything the sink needs.
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
@@ -86,7 +103,7 @@ impl Shared {
                     "SELECT count() AS rows, max(sealed_offset) AS max_offset FROM {table} WHERE sealed_partition = ?"
                 ))
                 .bind(partition);
-            let stored: Stored = self.runtime.block_on(query.fetch_one()).map_err(|e| e.to_string())?;
+            let stored: Stored = bounded(&self.runtime, query.fetch_one()).map_err(|e| e.to_string())?;
             if stored.rows > 0 {
                 through[slot] = i64::try_from(stored.max_offset).unwrap_or(i64::MAX);
             }
@@ -272,7 +289,7 @@ impl Shared {
             .bind(partition)
             .bind(from)
             .bind(to);
-        self.runtime.block_on(query.fetch_all::<u64>())
+        bounded(&self.runtime, query.fetch_all::<u64>())
     }
 
     fn insert(
@@ -285,7 +302,7 @@ impl Shared {
         for ((year, month), rows) in batch.events_by_month() {
             let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
             let token = format!("{topic}/{partition}/events/{year}-{month:02}/{first}-{last}{token_suffix}");
-            self.runtime.block_on(async {
+            bounded(&self.runtime, async {
                 let mut insert = self
                     .client
                     .insert::<EventRow>("events")
@@ -304,7 +321,7 @@ impl Shared {
                 "{topic}/{partition}/checkpoints/{}-{}{token_suffix}",
                 first.sealed_offset, last.sealed_offset
             );
-            self.runtime.block_on(async {
+            bounded(&self.runtime, async {
                 let mut insert = self
                     .client
                     .insert::<CheckpointRow>("checkpoints")

@@ -37,7 +37,7 @@ pub async fn measure(
     let raw = format!("bench-raw-{run}");
     ensure_topics(kafka, &[TopicSpec::new(&raw, PARTITIONS)]).await?;
     eprintln!("bench: producing {events} events to {raw} (not timed)");
-    fill(kafka, registry_url, &raw, events).await?;
+    fill(kafka, registry_url, &raw, events, 50).await?;
 
     let keys = std::env::temp_dir().join(format!("sealtrail-bench-keys-{run}"));
     sealtrail_runtime::keys::init_key_dir(&keys)?;
@@ -53,17 +53,8 @@ pub async fn measure(
                     &[TopicSpec::new(&sealed, PARTITIONS), TopicSpec::new(&dlq, PARTITIONS)],
                 )
                 .await?;
-                let rate = seal_round(
-                    kafka,
-                    registry_url,
-                    &raw,
-                    &sealed,
-                    &dlq,
-                    &keys,
-                    events,
-                    &format!("{run}-{round}"),
-                )
-                .await?;
+                let config = seal_config(kafka, &raw, &sealed, &dlq, &keys, &format!("bench-seal-{run}-{round}"));
+                let rate = seal_round(registry_url, config, events).await?;
                 eprintln!("bench: round {} seal {rate:.0} events/s", round + 1);
                 seal_rounds.push(rate);
             } else {
@@ -87,11 +78,18 @@ pub async fn measure(
     })
 }
 
-async fn fill(kafka: &KafkaSettings, registry_url: &str, topic: &str, events: u64) -> anyhow::Result<()> {
+/// Produces `events` good events of `tenants` tenants to `topic`, waiting for every acknowledgement.
+pub(super) async fn fill(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    topic: &str,
+    events: u64,
+    tenants: usize,
+) -> anyhow::Result<()> {
     let emitter = AuditEmitter::connect(kafka, registry_url, topic).await?;
     let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     let mut generator = Generator::new(Workload {
-        tenants: 50,
+        tenants,
         bad_ratio: 0.0,
         seed: 3,
         now_ms,
@@ -160,23 +158,22 @@ fn plain_copy(kafka: &KafkaSettings, from: &str, to: &str, group: &str, events: 
     ))
 }
 
-#[expect(clippy::too_many_arguments, reason = "one round's topics and names")]
-async fn seal_round(
+/// The seal processor's configuration for a bench round: the given topics and group, stopping
+/// after the backlog.
+pub(super) fn seal_config(
     kafka: &KafkaSettings,
-    registry_url: &str,
     raw: &str,
     sealed: &str,
     dlq: &str,
     keys: &std::path::Path,
-    events: u64,
-    name: &str,
-) -> anyhow::Result<f64> {
-    let config = SealConfig {
+    group: &str,
+) -> SealConfig {
+    SealConfig {
         kafka: kafka.clone(),
         raw_topic: raw.to_owned(),
         sealed_topic: sealed.to_owned(),
         dlq_topic: dlq.to_owned(),
-        group: format!("bench-seal-{name}"),
+        group: group.to_owned(),
         instance_id: None,
         signing_key: keys.join(sealtrail_runtime::keys::SIGNING_KEY_FILE),
         tokenization_key: keys.join(sealtrail_runtime::keys::TOKENIZATION_KEY_FILE),
@@ -186,9 +183,14 @@ async fn seal_round(
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(2),
         idempotency_window: Duration::from_secs(600),
-        stop_after: Some(events),
+        stop_after: None,
         metrics: sealtrail_runtime::Metrics::new("seal"),
-    };
+    }
+}
+
+/// Seals `events` records with `config`, timed from the first record read to the last one acknowledged.
+pub(super) async fn seal_round(registry_url: &str, mut config: SealConfig, events: u64) -> anyhow::Result<f64> {
+    config.stop_after = Some(events);
     let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
     let stop = StopSignal::new();
     let summary = run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;

@@ -5,6 +5,7 @@
 
 mod core_throughput;
 mod end_to_end;
+mod scaling;
 
 use std::time::Duration;
 
@@ -28,10 +29,17 @@ pub struct BenchArgs {
     /// Only the in-process measurement (no broker needed).
     #[arg(long)]
     core_only: bool,
+    /// Instead of the default measurements: drain a backlog of `--e2e-events` with one seal
+    /// instance and with two in one group, and seal one tenant's events on one partition.
+    #[arg(long, conflicts_with = "core_only")]
+    scaling: bool,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    if args.scaling {
+        return scaling(&args).await;
+    }
     let core = core_throughput::measure(args.core_events, args.rounds)?;
     println!(
         "seal core, in process, one thread: median {:.0} events/s over {} rounds of {} events (mean size {} bytes; rounds: {})",
@@ -68,6 +76,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         list(&e2e.seal_rounds)
     );
     println!("ratio seal / plain copy: {:.2}", e2e.seal_median / e2e.copy_median);
+    Ok(())
+}
+
+async fn scaling(args: &BenchArgs) -> anyhow::Result<()> {
+    let kafka = args.kafka.settings();
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    let registry = &args.registry.schema_registry_url;
+    let drained = scaling::measure_scaling(&kafka, registry, args.e2e_events, args.rounds).await?;
+    let hot = scaling::measure_hot_tenant(&kafka, registry, args.e2e_events, args.rounds).await?;
+    let (mut one, mut two, mut hot_sorted) = (drained.one.clone(), drained.two.clone(), hot.clone());
+    let (one_median, two_median, hot_median) = (median(&mut one), median(&mut two), median(&mut hot_sorted));
+    println!(
+        "backlog of {} events on 4 partitions, 1 seal instance: median {one_median:.0} events/s (rounds: {})",
+        args.e2e_events,
+        list(&drained.one)
+    );
+    println!(
+        "the same backlog, 2 seal instances in one group: median {two_median:.0} events/s (rounds: {})",
+        list(&drained.two)
+    );
+    println!("ratio 2 instances / 1 instance: {:.2}", two_median / one_median);
+    println!(
+        "one tenant on one partition (one chain), 1 seal instance: median {hot_median:.0} events/s (rounds: {})",
+        list(&hot)
+    );
     Ok(())
 }
 

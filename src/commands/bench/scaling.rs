@@ -1,0 +1,177 @@
+//! How sealing scales out, and where one tenant's chain tops out.
+//!
+//! Scaling: the same backlog drained by one seal instance, then by two in one consumer group,
+//! timed from the instances' start until the group's commits cover every raw record (joining the
+//! group is part of the time: it is what an operator adding an instance waits for too).
+//!
+//! Hot tenant: one tenant's events on a one-partition raw topic, sealed by one instance: a chain
+//! is sealed by one partition's owner, so this is the ceiling of a single tenant.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use sealtrail_kafka::{KafkaSettings, TopicSpec, WatermarkProbe, ensure_topics};
+use sealtrail_runtime::{RegistryClient, StopSignal};
+
+use super::super::seal::run_blocking;
+use super::end_to_end::{fill, seal_config, seal_round};
+
+const PARTITIONS: i32 = 4;
+
+pub struct ScalingFigures {
+    pub one: Vec<f64>,
+    pub two: Vec<f64>,
+}
+
+/// Drains a backlog of `events` with one and with two seal instances, `rounds` times each
+/// (alternating which goes first); events per second, per round.
+pub async fn measure_scaling(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    events: u64,
+    rounds: usize,
+) -> anyhow::Result<ScalingFigures> {
+    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let raw = format!("bench-scaling-raw-{run}");
+    ensure_topics(kafka, &[TopicSpec::new(&raw, PARTITIONS)]).await?;
+    eprintln!("bench: producing {events} events to {raw} (not timed)");
+    fill(kafka, registry_url, &raw, events, 50).await?;
+    let keys = std::env::temp_dir().join(format!("sealtrail-bench-scaling-keys-{run}"));
+    sealtrail_runtime::keys::init_key_dir(&keys)?;
+    let mut figures = ScalingFigures {
+        one: Vec::new(),
+        two: Vec::new(),
+    };
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [1, 2] } else { [2, 1] };
+        for instances in order {
+            let name = format!("{run}-{round}-{instances}");
+            let rate = drain(kafka, registry_url, &raw, &keys, instances, &name).await?;
+            eprintln!("bench: round {} {instances} instance(s) {rate:.0} events/s", round + 1);
+            if instances == 1 {
+                figures.one.push(rate);
+            } else {
+                figures.two.push(rate);
+            }
+        }
+    }
+    std::fs::remove_dir_all(&keys).ok();
+    Ok(figures)
+}
+
+/// Runs `instances` seal processors in one group over `raw` until the group has committed every
+/// raw record; returns raw records per second from their start.
+async fn drain(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    raw: &str,
+    keys: &std::path::Path,
+    instances: usize,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let (sealed, dlq) = (format!("bench-scaling-sealed-{name}"), format!("bench-scaling-dlq-{name}"));
+    ensure_topics(
+        kafka,
+        &[TopicSpec::new(&sealed, PARTITIONS), TopicSpec::new(&dlq, PARTITIONS)],
+    )
+    .await?;
+    let group = format!("bench-scaling-{name}");
+    let stop = StopSignal::new();
+    let started = Instant::now();
+    let mut running = Vec::new();
+    for instance in 0..instances {
+        let mut config = seal_config(kafka, raw, &sealed, &dlq, keys, &group);
+        config.instance_id = Some(format!("bench-{instance}"));
+        config.stop_after = None;
+        // Commits follow checkpoints; frequent ones keep the end of the drain precise.
+        config.checkpoint_interval = Duration::from_millis(200);
+        let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
+        let stop = stop.clone();
+        running.push(run_blocking(move || sealtrail_seal::run(config, &registry, &stop)));
+    }
+    let watcher = {
+        let (kafka, raw, group, stop) = (kafka.clone(), raw.to_owned(), group.clone(), stop.clone());
+        run_blocking(move || wait_until_committed(&kafka, &raw, &group, &stop))
+    };
+    let drained = watcher.await?;
+    let elapsed = started.elapsed();
+    stop.stop();
+    let mut sealed_total = 0;
+    for instance in running {
+        sealed_total += instance.await??.sealed;
+    }
+    let total = drained?;
+    anyhow::ensure!(
+        sealed_total == total,
+        "{instances} instance(s) sealed {sealed_total} of {total} records"
+    );
+    Ok(super::per_second(total, elapsed))
+}
+
+/// Waits until `group`'s committed offsets reach the end of every partition of `raw`; returns how
+/// many records that is. Stops `stop` (the instances) if it gives up.
+fn wait_until_committed(kafka: &KafkaSettings, raw: &str, group: &str, stop: &StopSignal) -> anyhow::Result<u64> {
+    let probe = WatermarkProbe::new(kafka, Duration::from_secs(10))?;
+    // Not a member: it only asks the group's committed offsets.
+    let observer: BaseConsumer = kafka.consumer(group).create().context("observer consumer")?;
+    let mut ends = TopicPartitionList::new();
+    let (mut total, mut highs) = (0, Vec::new());
+    for partition in 0..PARTITIONS {
+        let (low, high) = probe
+            .watermarks(raw, partition)
+            .with_context(|| format!("the broker did not tell the end of {raw} partition {partition}"))?;
+        total += u64::try_from(high - low).unwrap_or_default();
+        highs.push(high);
+        ends.add_partition(raw, partition);
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        if let Ok(committed) = observer.committed_offsets(ends.clone(), Duration::from_secs(10)) {
+            let done = committed.elements().iter().all(|element| match element.offset() {
+                Offset::Offset(offset) => usize::try_from(element.partition())
+                    .ok()
+                    .and_then(|index| highs.get(index))
+                    .is_some_and(|high| offset >= *high),
+                _ => false,
+            });
+            if done {
+                return Ok(total);
+            }
+        }
+        if Instant::now() > deadline {
+            stop.stop();
+            anyhow::bail!("the group did not commit the whole backlog within 15 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Seals one tenant's `events` on a one-partition raw topic, `rounds` times; events per second.
+pub async fn measure_hot_tenant(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    events: u64,
+    rounds: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let raw = format!("bench-hot-raw-{run}");
+    ensure_topics(kafka, &[TopicSpec::new(&raw, 1)]).await?;
+    eprintln!("bench: producing {events} events of one tenant to {raw} (not timed)");
+    fill(kafka, registry_url, &raw, events, 1).await?;
+    let keys = std::env::temp_dir().join(format!("sealtrail-bench-hot-keys-{run}"));
+    sealtrail_runtime::keys::init_key_dir(&keys)?;
+    let mut rates = Vec::new();
+    for round in 0..rounds {
+        let name = format!("hot-{run}-{round}");
+        let (sealed, dlq) = (format!("bench-hot-sealed-{name}"), format!("bench-hot-dlq-{name}"));
+        ensure_topics(kafka, &[TopicSpec::new(&sealed, 1), TopicSpec::new(&dlq, 1)]).await?;
+        let config = seal_config(kafka, &raw, &sealed, &dlq, &keys, &format!("bench-seal-{name}"));
+        let rate = seal_round(registry_url, config, events).await?;
+        eprintln!("bench: round {} one tenant, one partition {rate:.0} events/s", round + 1);
+        rates.push(rate);
+    }
+    std::fs::remove_dir_all(&keys).ok();
+    Ok(rates)
+}
