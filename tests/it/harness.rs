@@ -177,14 +177,15 @@ impl TestStack {
         sealtrail_runtime::keys::load_trusted(&self.data_dir.join("keys/trusted")).expect("trusted keys")
     }
 
-    /// The pid a child recorded in the data directory (`tansu`, `clickhouse`).
+    /// The pid a child recorded in the data directory (`tansu`, `clickhouse`, `seal-1`...).
     pub fn child_pid(&self, name: &str) -> i32 {
-        let stamp = std::fs::read_to_string(self.data_dir.join("run").join(format!("{name}.pid"))).expect("pid file");
-        stamp
-            .split_whitespace()
-            .next()
-            .and_then(|pid| pid.parse().ok())
-            .expect("a pid")
+        self.try_child_pid(name).expect("a pid file with a pid")
+    }
+
+    /// Like `child_pid`; `None` while the child is not running (a processor being restarted).
+    pub fn try_child_pid(&self, name: &str) -> Option<i32> {
+        let stamp = std::fs::read_to_string(self.data_dir.join("run").join(format!("{name}.pid"))).ok()?;
+        stamp.split_whitespace().next()?.parse().ok()
     }
 
     /// What `up` has written to stderr so far.
@@ -276,6 +277,12 @@ impl Processor {
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "stopped cleanly: {status}");
+    }
+
+    /// Kills the processor with SIGKILL, as a crash or an OOM kill would, and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
     }
 
     /// The value of one counter sample, `name{labels}`, as the exposition prints it (0 when absent).

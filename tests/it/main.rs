@@ -8,6 +8,7 @@ mod compose;
 mod dlq;
 mod durability;
 mod harness;
+mod instances;
 mod integrity;
 mod interop;
 mod kafka_roundtrip;

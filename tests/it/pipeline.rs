@@ -29,12 +29,45 @@ pub struct Sent {
     pub planted: Vec<String>,
 }
 
+impl Sent {
+    /// Two workloads sent to one stack, as one: the outcome of both is asserted together (the
+    /// DLQ cannot tell them apart). `later`'s prefix must start with this one's.
+    pub fn and(mut self, later: Self) -> Self {
+        assert!(
+            later.prefix.starts_with(&self.prefix),
+            "{} extends {}",
+            later.prefix,
+            self.prefix
+        );
+        self.tenants.extend(later.tenants);
+        self.good.extend(later.good);
+        for (reason, count) in later.bad {
+            *self.bad.entry(reason).or_default() += count;
+        }
+        self.planted.extend(later.planted);
+        self
+    }
+}
+
 pub fn now_ms() -> i64 {
     i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis()).expect("ms")
 }
 
 /// Sends `events` records for `tenants` tenants, a share `bad_ratio` of them malformed.
 pub async fn send_workload(stack: &TestStack, events: u64, tenants: usize, bad_ratio: f64, prefix: &str) -> Sent {
+    send_workload_at(stack, events, tenants, bad_ratio, prefix, None).await
+}
+
+/// Like `send_workload`, at most `per_second` records a second when given (a workload that flows
+/// while a test does other things).
+pub async fn send_workload_at(
+    stack: &TestStack,
+    events: u64,
+    tenants: usize,
+    bad_ratio: f64,
+    prefix: &str,
+    per_second: Option<u64>,
+) -> Sent {
     let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
         .await
         .expect("emitter");
@@ -49,7 +82,11 @@ pub async fn send_workload(stack: &TestStack, events: u64, tenants: usize, bad_r
     let mut good = HashMap::new();
     let mut bad: HashMap<&'static str, u64> = HashMap::new();
     let mut in_flight = FuturesUnordered::new();
-    for _ in 0..events {
+    let started = tokio::time::Instant::now();
+    for sent in 0..events {
+        if let Some(rate) = per_second.filter(|_| sent % 50 == 0) {
+            tokio::time::sleep_until(started + Duration::from_millis(sent * 1000 / rate.max(1))).await;
+        }
         let delivery = match generator.next_record() {
             Generated::Good(event) => {
                 good.insert(event.event_id.clone(), event.tenant_id.clone());
@@ -65,6 +102,11 @@ pub async fn send_workload(stack: &TestStack, events: u64, tenants: usize, bad_r
             }
         };
         in_flight.push(acknowledged(delivery));
+        if per_second.is_some() {
+            while let Some(Some(result)) = futures::FutureExt::now_or_never(in_flight.next()) {
+                result.expect("acknowledged by the broker");
+            }
+        }
     }
     while let Some(result) = in_flight.next().await {
         result.expect("acknowledged by the broker");

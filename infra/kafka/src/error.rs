@@ -20,6 +20,8 @@ pub enum KafkaError {
     CreateTopic { topic: String, reason: String },
     #[error("topic `{topic}` does not exist on the broker (or has no partitions)")]
     UnknownTopic { topic: String },
+    #[error("consumer group membership: cannot {what}: {source}")]
+    Group { what: String, source: ClientError },
     #[error("cannot read topic `{topic}`: {source}")]
     Read { topic: String, source: ClientError },
     #[error("timed out after {waited:?} reading topic `{topic}` up to offset {target}")]

@@ -51,7 +51,10 @@ impl ManagedProcess {
         let pid_file = run_dir.join(format!("{name}.pid"));
         if let Some(pid) = child.id() {
             let stamp = format!("{pid} {}", start_time(pid).unwrap_or_default());
-            fs::write(&pid_file, stamp).map_err(LocalError::io("write", &pid_file))?;
+            // Written whole, then renamed: a reader (`down`, `status`, a test) never sees it half written.
+            let partial = pid_file.with_extension("pid.partial");
+            fs::write(&partial, stamp).map_err(LocalError::io("write", &partial))?;
+            fs::rename(&partial, &pid_file).map_err(LocalError::io("rename", &partial))?;
         }
         Ok(Self {
             what,

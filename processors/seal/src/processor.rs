@@ -19,7 +19,10 @@ use sealtrail_core::sealer::{
     Disposition, PartitionSealer, RawRecord, RecoveryError, SchemaLookup, SealContext, SealerSettings,
 };
 use sealtrail_core::tokenize::Tokenizer;
-use sealtrail_kafka::{CommittedOffsets, KafkaError, PartitionReader, WatermarkProbe, trace_context};
+use sealtrail_kafka::{
+    CommittedOffsets, KafkaError, PartitionReader, RebalanceWatch, WatermarkProbe, group_generation, leave_group,
+    rejoin, trace_context,
+};
 use sealtrail_runtime::keys::{self, KeyError};
 use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
 
@@ -93,6 +96,8 @@ struct Shared {
     /// An error met inside a rebalance callback, reported by the loop.
     failure: Mutex<Option<SealError>>,
     checkpoints: Mutex<u64>,
+    /// Tells the loop when the coordinator handed back a stale assignment (see `group_heal`).
+    rebalances: Mutex<RebalanceWatch>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -378,8 +383,18 @@ impl ClientContext for SealContextOf {}
 impl ConsumerContext for SealContextOf {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.shared.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let generation = group_generation(consumer);
+                if lock(&self.shared.rebalances).assigned(generation) {
+                    tracing::warn!(
+                        ?generation,
+                        "the group coordinator handed back the previous assignment at the same generation; a dead member's partitions may be unowned: leaving and rejoining the group"
+                    );
+                }
+                self.shared.assign(consumer, tpl);
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                lock(&self.shared.rebalances).revoked();
                 let revoked: Vec<i32> = tpl
                     .elements()
                     .iter()
@@ -434,9 +449,13 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
     };
     let outcome = work.until_stopped(&consumer);
 
-    // Leave cleanly: checkpoint what is uncovered, flush, commit, then leave the group.
+    // Leave cleanly: checkpoint what is uncovered, flush, commit, then leave the group, so the
+    // partitions move to the other instances now (a static member's close alone does not).
     let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
     shared.revoke(&consumer, &assigned);
+    if let Err(error) = leave_group(&consumer) {
+        tracing::warn!(%error, "leaving the group failed; the other instances take over when this one's session expires");
+    }
     work.summary.busy = work.first_record.map(|at| at.elapsed()).unwrap_or_default();
     drop(consumer);
     work.summary.checkpoints = *lock(&shared.checkpoints);
@@ -502,6 +521,7 @@ fn start(config: SealConfig, registry: &RegistryClient) -> Result<(Arc<Shared>, 
         partitions: Mutex::new(HashMap::new()),
         failure: Mutex::new(None),
         checkpoints: Mutex::new(0),
+        rebalances: Mutex::new(RebalanceWatch::new()),
         config,
     });
     Ok((shared, tokenizer))
@@ -546,6 +566,10 @@ impl Loop<'_> {
             }
             shared.producer.poll(Duration::ZERO);
             shared.check_deliveries()?;
+            if lock(&shared.rebalances).take_rejoin(Instant::now()) {
+                self.stats.error("stale_assignment");
+                rejoin(consumer, &[&shared.config.raw_topic])?;
+            }
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Err(error)) => {

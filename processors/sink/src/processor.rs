@@ -10,7 +10,10 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
-use sealtrail_kafka::{CommittedOffsets, KafkaSettings, WatermarkProbe, trace_context};
+use sealtrail_kafka::{
+    CommittedOffsets, KafkaSettings, RebalanceWatch, WatermarkProbe, group_generation, leave_group, rejoin,
+    trace_context,
+};
 use sealtrail_runtime::{AuditStage, ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
 use tokio::runtime::Handle;
 
@@ -80,6 +83,8 @@ struct Shared {
     batches: Mutex<HashMap<i32, PartitionBatch>>,
     failure: Mutex<Option<SinkError>>,
     stop: StopSignal,
+    /// Tells the loop when the coordinator handed back a stale assignment (see `group_heal`).
+    rebalances: Mutex<RebalanceWatch>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -347,9 +352,17 @@ impl ClientContext for SinkContext {}
 impl ConsumerContext for SinkContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            let generation = group_generation(consumer);
+            if lock(&self.shared.rebalances).assigned(generation) {
+                tracing::warn!(
+                    ?generation,
+                    "the group coordinator handed back the previous assignment at the same generation; a dead member's partitions may be unowned: leaving and rejoining the group"
+                );
+            }
             self.shared.assign(consumer, tpl);
             return;
         }
+        lock(&self.shared.rebalances).revoked();
         // Buffered rows of revoked partitions are dropped, not inserted: nothing was committed
         // for them, and the next owner reads them again.
         let mut batches = lock(&self.shared.batches);
@@ -378,6 +391,7 @@ pub fn run(
         runtime,
         batches: Mutex::new(HashMap::new()),
         failure: Mutex::new(None),
+        rebalances: Mutex::new(RebalanceWatch::new()),
         stop: stop.clone(),
         config,
     });
@@ -414,6 +428,12 @@ pub fn run(
             flush_all(&shared, &consumer, stop, &mut stats, &mut summary, true);
             break Ok(());
         }
+        if lock(&shared.rebalances).take_rejoin(Instant::now()) {
+            stats.error("stale_assignment");
+            if let Err(error) = rejoin(&consumer, &[&shared.config.sealed_topic]) {
+                break Err(SinkError::Client(error.to_string()));
+            }
+        }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(error)) => {
@@ -437,6 +457,11 @@ pub fn run(
             stats.report_if_due();
         }
     };
+    // Leave the group, so the partitions move to the other instances now (a static member's
+    // close alone does not).
+    if let Err(error) = leave_group(&consumer) {
+        tracing::warn!(%error, "leaving the group failed; the other instances take over when this one's session expires");
+    }
     drop(consumer);
     stats.summary();
     outcome.map(|()| summary)

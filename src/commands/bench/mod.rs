@@ -85,18 +85,26 @@ async fn scaling(args: &BenchArgs) -> anyhow::Result<()> {
     let registry = &args.registry.schema_registry_url;
     let drained = scaling::measure_scaling(&kafka, registry, args.e2e_events, args.rounds).await?;
     let hot = scaling::measure_hot_tenant(&kafka, registry, args.e2e_events, args.rounds).await?;
-    let (mut one, mut two, mut hot_sorted) = (drained.one.clone(), drained.two.clone(), hot.clone());
-    let (one_median, two_median, hot_median) = (median(&mut one), median(&mut two), median(&mut hot_sorted));
-    println!(
-        "backlog of {} events on 4 partitions, 1 seal instance: median {one_median:.0} events/s (rounds: {})",
-        args.e2e_events,
-        list(&drained.one)
-    );
-    println!(
-        "the same backlog, 2 seal instances in one group: median {two_median:.0} events/s (rounds: {})",
-        list(&drained.two)
-    );
-    println!("ratio 2 instances / 1 instance: {:.2}", two_median / one_median);
+    let rates =
+        |drains: &[scaling::Drain], pick: fn(&scaling::Drain) -> f64| -> Vec<f64> { drains.iter().map(pick).collect() };
+    for (label, pick) in [
+        (
+            "whole drain, joining the group included",
+            (|d: &scaling::Drain| d.whole) as fn(&scaling::Drain) -> f64,
+        ),
+        ("steady, from 10% to 90% committed", |d: &scaling::Drain| d.steady),
+    ] {
+        let (one, two) = (rates(&drained.one, pick), rates(&drained.two, pick));
+        let (one_median, two_median) = (median(&mut one.clone()), median(&mut two.clone()));
+        println!(
+            "backlog of {} events on 4 partitions, {label}: 1 seal instance median {one_median:.0} events/s (rounds: {}); 2 instances in one group median {two_median:.0} events/s (rounds: {}); ratio 2 / 1: {:.2}",
+            args.e2e_events,
+            list(&one),
+            list(&two),
+            two_median / one_median
+        );
+    }
+    let hot_median = median(&mut hot.clone());
     println!(
         "one tenant on one partition (one chain), 1 seal instance: median {hot_median:.0} events/s (rounds: {})",
         list(&hot)

@@ -1,8 +1,9 @@
 //! How sealing scales out, and where one tenant's chain tops out.
 //!
-//! Scaling: the same backlog drained by one seal instance, then by two in one consumer group,
-//! timed from the instances' start until the group's commits cover every raw record (joining the
-//! group is part of the time: it is what an operator adding an instance waits for too).
+//! Scaling: the same backlog drained by one seal instance, then by two in one consumer group.
+//! Two rates per drain: the whole drain, from the instances' start until the group's commits cover
+//! every raw record (joining the group included: an operator adding an instance waits for that
+//! too), and the steady rate, between the moments 10% and 90% of the backlog were committed.
 //!
 //! Hot tenant: one tenant's events on a one-partition raw topic, sealed by one instance: a chain
 //! is sealed by one partition's owner, so this is the ceiling of a single tenant.
@@ -20,9 +21,16 @@ use super::end_to_end::{fill, seal_config, seal_round};
 
 const PARTITIONS: i32 = 4;
 
+/// Events per second of one drain.
+#[derive(Clone, Copy)]
+pub struct Drain {
+    pub whole: f64,
+    pub steady: f64,
+}
+
 pub struct ScalingFigures {
-    pub one: Vec<f64>,
-    pub two: Vec<f64>,
+    pub one: Vec<Drain>,
+    pub two: Vec<Drain>,
 }
 
 /// Drains a backlog of `events` with one and with two seal instances, `rounds` times each
@@ -49,7 +57,12 @@ pub async fn measure_scaling(
         for instances in order {
             let name = format!("{run}-{round}-{instances}");
             let rate = drain(kafka, registry_url, &raw, &keys, instances, &name).await?;
-            eprintln!("bench: round {} {instances} instance(s) {rate:.0} events/s", round + 1);
+            eprintln!(
+                "bench: round {} {instances} instance(s): whole drain {:.0} events/s, steady {:.0} events/s",
+                round + 1,
+                rate.whole,
+                rate.steady
+            );
             if instances == 1 {
                 figures.one.push(rate);
             } else {
@@ -62,7 +75,7 @@ pub async fn measure_scaling(
 }
 
 /// Runs `instances` seal processors in one group over `raw` until the group has committed every
-/// raw record; returns raw records per second from their start.
+/// raw record.
 async fn drain(
     kafka: &KafkaSettings,
     registry_url: &str,
@@ -70,8 +83,11 @@ async fn drain(
     keys: &std::path::Path,
     instances: usize,
     name: &str,
-) -> anyhow::Result<f64> {
-    let (sealed, dlq) = (format!("bench-scaling-sealed-{name}"), format!("bench-scaling-dlq-{name}"));
+) -> anyhow::Result<Drain> {
+    let (sealed, dlq) = (
+        format!("bench-scaling-sealed-{name}"),
+        format!("bench-scaling-dlq-{name}"),
+    );
     ensure_topics(
         kafka,
         &[TopicSpec::new(&sealed, PARTITIONS), TopicSpec::new(&dlq, PARTITIONS)],
@@ -89,55 +105,101 @@ async fn drain(
         config.checkpoint_interval = Duration::from_millis(200);
         let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
         let stop = stop.clone();
-        running.push(run_blocking(move || sealtrail_seal::run(config, &registry, &stop)));
+        // Spawned, so every instance starts now rather than when its result is awaited.
+        running.push(tokio::spawn(run_blocking(move || {
+            sealtrail_seal::run(config, &registry, &stop)
+        })));
     }
     let watcher = {
         let (kafka, raw, group, stop) = (kafka.clone(), raw.to_owned(), group.clone(), stop.clone());
-        run_blocking(move || wait_until_committed(&kafka, &raw, &group, &stop))
+        run_blocking(move || wait_until_committed(&kafka, &raw, &group, &stop, started))
     };
     let drained = watcher.await?;
-    let elapsed = started.elapsed();
     stop.stop();
     let mut sealed_total = 0;
     for instance in running {
-        sealed_total += instance.await??.sealed;
+        sealed_total += instance.await???.sealed;
     }
-    let total = drained?;
+    let progress = drained?;
     anyhow::ensure!(
-        sealed_total == total,
-        "{instances} instance(s) sealed {sealed_total} of {total} records"
+        sealed_total == progress.total,
+        "{instances} instance(s) sealed {sealed_total} of {} records",
+        progress.total
     );
-    Ok(super::per_second(total, elapsed))
+    Ok(progress.rates())
 }
 
-/// Waits until `group`'s committed offsets reach the end of every partition of `raw`; returns how
-/// many records that is. Stops `stop` (the instances) if it gives up.
-fn wait_until_committed(kafka: &KafkaSettings, raw: &str, group: &str, stop: &StopSignal) -> anyhow::Result<u64> {
+/// How far a group's commits had come, sampled over a drain.
+struct Progress {
+    total: u64,
+    /// (time since the start, records committed)
+    samples: Vec<(Duration, u64)>,
+}
+
+impl Progress {
+    fn first_reaching(&self, percent: u64) -> (Duration, u64) {
+        let target = (self.total * percent).div_ceil(100);
+        self.samples
+            .iter()
+            .copied()
+            .find(|(_, committed)| *committed >= target)
+            .unwrap_or((Duration::MAX, self.total))
+    }
+
+    fn rates(&self) -> Drain {
+        let (end, _) = self.first_reaching(100);
+        let ((from, low), (to, high)) = (self.first_reaching(10), self.first_reaching(90));
+        Drain {
+            whole: super::per_second(self.total, end),
+            steady: super::per_second(high - low, to.saturating_sub(from)),
+        }
+    }
+}
+
+/// Samples `group`'s committed offsets until they reach the end of every partition of `raw`.
+/// Stops `stop` (the instances) if it gives up.
+fn wait_until_committed(
+    kafka: &KafkaSettings,
+    raw: &str,
+    group: &str,
+    stop: &StopSignal,
+    started: Instant,
+) -> anyhow::Result<Progress> {
     let probe = WatermarkProbe::new(kafka, Duration::from_secs(10))?;
     // Not a member: it only asks the group's committed offsets.
     let observer: BaseConsumer = kafka.consumer(group).create().context("observer consumer")?;
     let mut ends = TopicPartitionList::new();
-    let (mut total, mut highs) = (0, Vec::new());
+    let mut progress = Progress {
+        total: 0,
+        samples: Vec::new(),
+    };
+    let mut lows = Vec::new();
     for partition in 0..PARTITIONS {
         let (low, high) = probe
             .watermarks(raw, partition)
             .with_context(|| format!("the broker did not tell the end of {raw} partition {partition}"))?;
-        total += u64::try_from(high - low).unwrap_or_default();
-        highs.push(high);
+        progress.total += u64::try_from(high - low).unwrap_or_default();
+        lows.push(low);
         ends.add_partition(raw, partition);
     }
-    let deadline = Instant::now() + Duration::from_secs(900);
+    let deadline = started + Duration::from_secs(900);
     loop {
         if let Ok(committed) = observer.committed_offsets(ends.clone(), Duration::from_secs(10)) {
-            let done = committed.elements().iter().all(|element| match element.offset() {
-                Offset::Offset(offset) => usize::try_from(element.partition())
-                    .ok()
-                    .and_then(|index| highs.get(index))
-                    .is_some_and(|high| offset >= *high),
-                _ => false,
-            });
-            if done {
-                return Ok(total);
+            let done: u64 = committed
+                .elements()
+                .iter()
+                .map(
+                    |element| match (element.offset(), usize::try_from(element.partition())) {
+                        (Offset::Offset(offset), Ok(index)) => {
+                            u64::try_from(offset - lows.get(index).copied().unwrap_or_default()).unwrap_or_default()
+                        }
+                        _ => 0,
+                    },
+                )
+                .sum();
+            progress.samples.push((started.elapsed(), done));
+            if done >= progress.total {
+                return Ok(progress);
             }
         }
         if Instant::now() > deadline {
@@ -169,7 +231,10 @@ pub async fn measure_hot_tenant(
         ensure_topics(kafka, &[TopicSpec::new(&sealed, 1), TopicSpec::new(&dlq, 1)]).await?;
         let config = seal_config(kafka, &raw, &sealed, &dlq, &keys, &format!("bench-seal-{name}"));
         let rate = seal_round(registry_url, config, events).await?;
-        eprintln!("bench: round {} one tenant, one partition {rate:.0} events/s", round + 1);
+        eprintln!(
+            "bench: round {} one tenant, one partition {rate:.0} events/s",
+            round + 1
+        );
         rates.push(rate);
     }
     std::fs::remove_dir_all(&keys).ok();
