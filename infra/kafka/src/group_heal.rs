@@ -23,7 +23,7 @@ use crate::KafkaError;
 const REJOIN_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
 /// The generation of the group this consumer last joined; `None` outside a group.
-pub fn group_generation<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<i32> {
+fn group_generation<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<i32> {
     // SAFETY: the client pointer is valid while `consumer` is borrowed; librdkafka returns a new
     // metadata object (or NULL) that we own, read once and destroy.
     unsafe {
@@ -66,6 +66,18 @@ impl RebalanceWatch {
             self.rejoin_due = true;
         }
         stale
+    }
+
+    /// Records the assignment `consumer` was just given (call it from the assign callback), and
+    /// warns when it is stale.
+    pub fn on_assign<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        let generation = group_generation(consumer);
+        if self.assigned(generation) {
+            tracing::warn!(
+                ?generation,
+                "the group coordinator handed back the previous assignment at the same generation; a dead member's partitions may be unowned: leaving and rejoining the group"
+            );
+        }
     }
 
     /// True (once) when the member should leave and rejoin now.

@@ -17,7 +17,7 @@ mod watermarks;
 
 pub use config::KafkaSettings;
 pub use error::KafkaError;
-pub use group_heal::{RebalanceWatch, group_generation, leave_group, rejoin};
+pub use group_heal::{RebalanceWatch, leave_group, rejoin};
 pub use log::{LogRecord, read_log_to_end};
 pub use offsets::{CommittedOffsets, GroupOffsets, Members, PartitionOffsets, ResetTarget, planned_offset};
 pub use partition_reader::{PartitionReader, PartitionRecord};

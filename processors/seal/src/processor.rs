@@ -20,8 +20,7 @@ use sealtrail_core::sealer::{
 };
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_kafka::{
-    CommittedOffsets, KafkaError, PartitionReader, RebalanceWatch, WatermarkProbe, group_generation, leave_group,
-    rejoin, trace_context,
+    CommittedOffsets, KafkaError, PartitionReader, RebalanceWatch, WatermarkProbe, leave_group, rejoin, trace_context,
 };
 use sealtrail_runtime::keys::{self, KeyError};
 use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
@@ -384,13 +383,7 @@ impl ConsumerContext for SealContextOf {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let generation = group_generation(consumer);
-                if lock(&self.shared.rebalances).assigned(generation) {
-                    tracing::warn!(
-                        ?generation,
-                        "the group coordinator handed back the previous assignment at the same generation; a dead member's partitions may be unowned: leaving and rejoining the group"
-                    );
-                }
+                lock(&self.shared.rebalances).on_assign(consumer);
                 self.shared.assign(consumer, tpl);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {

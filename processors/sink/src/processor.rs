@@ -11,8 +11,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_kafka::{
-    CommittedOffsets, KafkaSettings, RebalanceWatch, WatermarkProbe, group_generation, leave_group, rejoin,
-    trace_context,
+    CommittedOffsets, KafkaSettings, RebalanceWatch, WatermarkProbe, leave_group, rejoin, trace_context,
 };
 use sealtrail_runtime::{AuditStage, ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
 use tokio::runtime::Handle;
@@ -128,10 +127,12 @@ impl Shared {
                 match self.stored_through(partition) {
                     Ok(stored) => break stored,
                     Err(reason) if backoff >= Duration::from_secs(30) || self.stop.is_stopped() => {
+                        self.config.metrics.error("clickhouse");
                         self.fail(SinkError::Position { partition, reason });
                         return;
                     }
                     Err(reason) => {
+                        self.config.metrics.error("clickhouse");
                         tracing::warn!(partition, %reason, retry_in = ?backoff, "ClickHouse unavailable at assignment; retrying");
                         std::thread::sleep(backoff);
                         backoff *= 2;
@@ -352,13 +353,7 @@ impl ClientContext for SinkContext {}
 impl ConsumerContext for SinkContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            let generation = group_generation(consumer);
-            if lock(&self.shared.rebalances).assigned(generation) {
-                tracing::warn!(
-                    ?generation,
-                    "the group coordinator handed back the previous assignment at the same generation; a dead member's partitions may be unowned: leaving and rejoining the group"
-                );
-            }
+            lock(&self.shared.rebalances).on_assign(consumer);
             self.shared.assign(consumer, tpl);
             return;
         }
