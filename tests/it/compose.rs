@@ -4,7 +4,7 @@ use serde_json::Value as Json;
 use serde_yaml_ng::Value;
 
 /// The metric contract of the components: dashboards that query any other name show nothing.
-const METRICS: [&str; 12] = [
+const METRICS: [&str; 13] = [
     "sealtrail_errors_total",
     "sealtrail_events_in_total",
     "sealtrail_events_out_total",
@@ -12,6 +12,7 @@ const METRICS: [&str; 12] = [
     "sealtrail_events_skipped_total",
     "sealtrail_checkpoints_total",
     "sealtrail_consumer_lag",
+    "sealtrail_group_lag",
     "sealtrail_dlq_depth",
     "sealtrail_chain_head_offset",
     "sealtrail_last_checkpoint",
@@ -202,6 +203,7 @@ fn the_metric_contract_is_what_the_components_expose() {
     metrics.error("consume");
     metrics.checkpoint();
     metrics.consumer_lags("raw", &[(0, 1)]);
+    metrics.group_lag("raw", 1);
     metrics.dlq_depth("dlq", 1);
     metrics.chain_head(0, 1);
     metrics.last_checkpoint(0, 1);

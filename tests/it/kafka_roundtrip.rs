@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use sealtrail_kafka::{TopicSpec, ensure_topics};
+use sealtrail_kafka::{GroupLagProbe, TopicSpec, WatermarkProbe, ensure_topics};
 
 use crate::harness::{shared, unique};
 
@@ -134,4 +134,46 @@ async fn keys_land_on_the_partition_javas_partitioner_picks() {
             .expect("acknowledged");
         assert_eq!(delivery.partition, expected, "key {key}");
     }
+}
+
+/// The group lag counts every partition, owned or not: what a committed offset leaves, and all
+/// of a partition nobody committed (a member's own lag would show 0 for partitions it lacks).
+#[tokio::test]
+async fn the_group_lag_counts_partitions_without_an_owner() {
+    let stack = shared();
+    let topic = topic_with_partitions(2).await;
+    let producer: FutureProducer = stack.kafka().producer().create().expect("producer");
+    for (partition, records) in [(0, 10), (1, 7)] {
+        for n in 0..records {
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .partition(partition)
+                        .key("t")
+                        .payload(&format!("{n}")),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("acknowledged");
+        }
+    }
+    let group = unique("group-lag");
+    let settings = stack.kafka();
+    let lag = tokio::task::spawn_blocking(move || {
+        // One partition's progress committed (as a member that then died would leave it); none for the other.
+        let committer: BaseConsumer = settings.consumer(&group).create().expect("consumer");
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&topic, 0, Offset::Offset(4))
+            .expect("offset");
+        committer
+            .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+            .expect("commit");
+        let watermarks = WatermarkProbe::new(&settings, Duration::from_secs(10)).expect("probe");
+        let probe = GroupLagProbe::new(&settings, &group, Duration::from_secs(10)).expect("group probe");
+        probe.lag(&watermarks, &topic)
+    })
+    .await
+    .expect("probe thread");
+    assert_eq!(lag, Some((10 - 4) + 7));
 }

@@ -22,4 +22,4 @@ pub use log::{LogRecord, read_log_to_end};
 pub use offsets::{CommittedOffsets, GroupOffsets, Members, PartitionOffsets, ResetTarget, planned_offset};
 pub use partition_reader::{PartitionReader, PartitionRecord};
 pub use topics::{TopicSpec, ensure_topics, wait_for_broker};
-pub use watermarks::{PartitionLag, WatermarkProbe};
+pub use watermarks::{GroupLagProbe, PartitionLag, WatermarkProbe};

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::{KafkaError, KafkaSettings};
 
@@ -80,5 +81,58 @@ impl WatermarkProbe {
             }
         }
         lags
+    }
+}
+
+/// How far a consumer group as a whole has come on a topic: the records after its committed
+/// offsets, over every partition, whoever owns it. A member's own lag covers only the partitions
+/// it holds, so when partitions have no live owner (a dead member the coordinator did not replace,
+/// a wedged group) every member reports 0 while this grows.
+pub struct GroupLagProbe {
+    /// Has the group's id but never subscribes: it only asks the coordinator for commits.
+    observer: BaseConsumer,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for GroupLagProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLagProbe")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupLagProbe {
+    pub fn new(settings: &KafkaSettings, group: &str, timeout: Duration) -> Result<Self, KafkaError> {
+        let observer = settings.consumer(group).create().map_err(|source| KafkaError::Client {
+            bootstrap: settings.bootstrap.clone(),
+            source,
+        })?;
+        Ok(Self { observer, timeout })
+    }
+
+    /// The group's lag on every partition of `topic`, from `watermarks`; `None` if the broker did
+    /// not answer. A partition without a commit counts every record it stores.
+    pub fn lag(&self, watermarks: &WatermarkProbe, topic: &str) -> Option<i64> {
+        let metadata = self.observer.fetch_metadata(Some(topic), self.timeout).ok()?;
+        let mut asked = TopicPartitionList::new();
+        for partition in metadata
+            .topics()
+            .iter()
+            .flat_map(rdkafka::metadata::MetadataTopic::partitions)
+        {
+            asked.add_partition(topic, partition.id());
+        }
+        let committed = self.observer.committed_offsets(asked, self.timeout).ok()?;
+        let mut total = 0;
+        for element in committed.elements() {
+            let (low, high) = watermarks.watermarks(topic, element.partition())?;
+            let from = match element.offset() {
+                Offset::Offset(offset) => offset.max(low),
+                _ => low,
+            };
+            total += (high - from).max(0);
+        }
+        Some(total)
     }
 }

@@ -30,6 +30,18 @@ fn audit_lag_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
+fn counters(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let family = Family::<Labels, Counter>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn gauges(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let family = Family::<Labels, Gauge>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
 /// Where audit lag is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditStage {
@@ -58,6 +70,7 @@ struct Inner {
     skipped: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
     consumer_lag: Family<Labels, Gauge>,
+    group_lag: Family<Labels, Gauge>,
     dlq_depth: Family<Labels, Gauge>,
     chain_head_offset: Family<Labels, Gauge>,
     last_checkpoint: Family<Labels, Gauge>,
@@ -88,16 +101,6 @@ impl Metrics {
     pub fn new(component: &'static str) -> Self {
         let mut registry = Registry::default();
         let of_component = || vec![("component", component.to_owned())];
-        let counters = |registry: &mut Registry, name: &str, help: &str| {
-            let family = Family::<Labels, Counter>::default();
-            registry.register(name, help, family.clone());
-            family
-        };
-        let gauges = |registry: &mut Registry, name: &str, help: &str| {
-            let family = Family::<Labels, Gauge>::default();
-            registry.register(name, help, family.clone());
-            family
-        };
         let events_in = counters(&mut registry, "sealtrail_events_in", "Records read from the input");
         let events_out = counters(&mut registry, "sealtrail_events_out", "Records written to the output");
         let checkpoints = counters(&mut registry, "sealtrail_checkpoints", "Signed checkpoints written");
@@ -120,6 +123,12 @@ impl Metrics {
             &mut registry,
             "sealtrail_consumer_lag",
             "Records between the component's position and the end of each input partition",
+        );
+        // Unlike the consumer lag, it grows when partitions have no live owner.
+        let group_lag = gauges(
+            &mut registry,
+            "sealtrail_group_lag",
+            "Input records the group has not committed",
         );
         let dlq_depth = gauges(&mut registry, "sealtrail_dlq_depth", "Records held in the DLQ topic");
         let chain_head_offset = gauges(
@@ -170,6 +179,7 @@ impl Metrics {
             skipped,
             errors,
             consumer_lag,
+            group_lag,
             dlq_depth,
             chain_head_offset,
             last_checkpoint,
@@ -229,6 +239,11 @@ impl Metrics {
             self.0.consumer_lag.get_or_create(&labels).set(*lag);
         }
         lags.iter().map(|(_, lag)| lag).sum()
+    }
+
+    pub fn group_lag(&self, topic: &str, lag: i64) {
+        let labels = vec![("component", self.0.component.to_owned()), ("topic", topic.to_owned())];
+        self.0.group_lag.get_or_create(&labels).set(lag);
     }
 
     pub fn dlq_depth(&self, topic: &str, depth: i64) {

@@ -20,7 +20,8 @@ use sealtrail_core::sealer::{
 };
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_kafka::{
-    CommittedOffsets, KafkaError, PartitionReader, RebalanceWatch, WatermarkProbe, leave_group, rejoin, trace_context,
+    CommittedOffsets, GroupLagProbe, KafkaError, PartitionReader, RebalanceWatch, WatermarkProbe, leave_group, rejoin,
+    trace_context,
 };
 use sealtrail_runtime::keys::{self, KeyError};
 use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
@@ -430,6 +431,7 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
 
     let mut work = Loop {
         probe: WatermarkProbe::new(&shared.config.kafka, Duration::from_secs(2))?,
+        group_lag: GroupLagProbe::new(&shared.config.kafka, &shared.config.group, Duration::from_secs(2))?,
         last_record: Instant::now(),
         shared: &shared,
         registry,
@@ -528,6 +530,8 @@ struct Loop<'a> {
     shared: &'a Shared,
     /// Reads high watermarks on a connection of its own, so a stalled fetch cannot hide the lag.
     probe: WatermarkProbe,
+    /// The whole group's lag, which also counts partitions no live member owns.
+    group_lag: GroupLagProbe,
     /// When the last raw record arrived, to tell a stalled fetch from an idle topic.
     last_record: Instant,
     registry: &'a RegistryClient,
@@ -589,6 +593,10 @@ impl Loop<'_> {
                     last_lag = Some(Instant::now());
                     let lag = self.lag();
                     self.stats.set_lag(lag);
+                    let raw = &shared.config.raw_topic;
+                    if let Some(group_lag) = self.group_lag.lag(&self.probe, raw) {
+                        shared.config.metrics.group_lag(raw, group_lag);
+                    }
                     dlq_depth(&self.probe, shared);
                 }
                 self.stats.report_if_due();

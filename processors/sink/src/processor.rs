@@ -11,7 +11,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_kafka::{
-    CommittedOffsets, KafkaSettings, RebalanceWatch, WatermarkProbe, leave_group, rejoin, trace_context,
+    CommittedOffsets, GroupLagProbe, KafkaSettings, RebalanceWatch, WatermarkProbe, leave_group, rejoin, trace_context,
 };
 use sealtrail_runtime::{AuditStage, ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
 use tokio::runtime::Handle;
@@ -413,6 +413,9 @@ pub fn run(
     // High watermarks on a connection of their own: a stalled fetch cannot hide the lag.
     let mut probe = WatermarkProbe::new(&shared.config.kafka, Duration::from_secs(2))
         .map_err(|e| SinkError::Client(e.to_string()))?;
+    // The whole group's lag, which also counts partitions no live member owns.
+    let group_lag = GroupLagProbe::new(&shared.config.kafka, &shared.config.group, Duration::from_secs(2))
+        .map_err(|e| SinkError::Client(e.to_string()))?;
     let outcome = loop {
         if let Some(error) = lock(&shared.failure).take() {
             break Err(error);
@@ -448,6 +451,10 @@ pub fn run(
                 last_lag = Some(Instant::now());
                 let lag = lag(&mut probe, &shared, &mut stats);
                 stats.set_lag(lag);
+                let sealed = &shared.config.sealed_topic;
+                if let Some(whole) = group_lag.lag(&probe, sealed) {
+                    shared.config.metrics.group_lag(sealed, whole);
+                }
             }
             stats.report_if_due();
         }
