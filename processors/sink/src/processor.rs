@@ -161,11 +161,15 @@ impl Shared {
                 // Commit from the rewound position on, so a restart mid-way carries on re-projecting.
                 batch.last_offset = resume - 1;
             }
-            if let Some(committed) = committed.get(partition).filter(|offset| *offset > stored_until) {
-                // Offsets are committed only after their rows are stored: ClickHouse lost its newest rows.
+            // Reading from `stored_until` (the older of the two tables' newest rows) is the normal
+            // case: a batch inserts its events before its checkpoints, and the tail of a partition
+            // is often events only. ClickHouse lost rows only if the group committed past the
+            // newest row of either table, since offsets are committed after their rows are stored.
+            let newest_stored = stored.0.max(stored.1) + 1;
+            if let Some(committed) = committed.get(partition).filter(|offset| *offset > newest_stored) {
                 tracing::warn!(
                     partition,
-                    from = stored_until,
+                    from = newest_stored,
                     until = committed,
                     "ClickHouse holds less than the group committed; restoring the missing rows"
                 );
