@@ -237,6 +237,16 @@ pub struct Processor {
     metrics_url: String,
 }
 
+/// A processor a failing test leaves behind must not keep running against a stack that is gone.
+impl Drop for Processor {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
 impl Processor {
     /// Starts `sealtrail <name>` (seal or sink) on `stack` in consumer group `group`, with its
     /// metrics on a free port and `env` on top.
