@@ -45,7 +45,6 @@ pub struct RebalanceWatch {
     revoked_since_assigned: bool,
     rejoin_due: bool,
     last_rejoin: Option<Instant>,
-    rejoins: u64,
 }
 
 impl RebalanceWatch {
@@ -88,15 +87,9 @@ impl RebalanceWatch {
         if self.rejoin_due && rested {
             self.rejoin_due = false;
             self.last_rejoin = Some(now);
-            self.rejoins += 1;
             return true;
         }
         false
-    }
-
-    /// How many rejoins this member made.
-    pub fn rejoins(&self) -> u64 {
-        self.rejoins
     }
 }
 
@@ -159,7 +152,6 @@ mod tests {
         let now = Instant::now();
         assert!(watch.take_rejoin(now));
         assert!(!watch.take_rejoin(now), "asked once");
-        assert_eq!(watch.rejoins(), 1);
     }
 
     #[test]

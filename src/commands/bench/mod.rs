@@ -85,31 +85,37 @@ async fn scaling(args: &BenchArgs) -> anyhow::Result<()> {
     let registry = &args.registry.schema_registry_url;
     let drained = scaling::measure_scaling(&kafka, registry, args.e2e_events, args.rounds).await?;
     let hot = scaling::measure_hot_tenant(&kafka, registry, args.e2e_events, args.rounds).await?;
-    let rates =
-        |drains: &[scaling::Drain], pick: fn(&scaling::Drain) -> f64| -> Vec<f64> { drains.iter().map(pick).collect() };
-    for (label, pick) in [
-        (
-            "whole drain, joining the group included",
-            (|d: &scaling::Drain| d.whole) as fn(&scaling::Drain) -> f64,
-        ),
-        ("steady, from 10% to 90% committed", |d: &scaling::Drain| d.steady),
-    ] {
-        let (one, two) = (rates(&drained.one, pick), rates(&drained.two, pick));
-        let (one_median, two_median) = (median(&mut one.clone()), median(&mut two.clone()));
-        println!(
-            "backlog of {} events on 4 partitions, {label}: 1 seal instance median {one_median:.0} events/s (rounds: {}); 2 instances in one group median {two_median:.0} events/s (rounds: {}); ratio 2 / 1: {:.2}",
-            args.e2e_events,
-            list(&one),
-            list(&two),
-            two_median / one_median
-        );
-    }
+    let whole = |drains: &[scaling::Drain]| drains.iter().map(|d| d.whole).collect::<Vec<_>>();
+    let steady = |drains: &[scaling::Drain]| drains.iter().map(|d| d.steady).collect::<Vec<_>>();
+    let backlog = args.e2e_events;
+    print_scaling(
+        backlog,
+        "whole drain, joining the group included",
+        &whole(&drained.one),
+        &whole(&drained.two),
+    );
+    print_scaling(
+        backlog,
+        "steady, from 10% to 90% committed",
+        &steady(&drained.one),
+        &steady(&drained.two),
+    );
     let hot_median = median(&mut hot.clone());
     println!(
         "one tenant on one partition (one chain), 1 seal instance: median {hot_median:.0} events/s (rounds: {})",
         list(&hot)
     );
     Ok(())
+}
+
+fn print_scaling(backlog: u64, label: &str, one: &[f64], two: &[f64]) {
+    let (one_median, two_median) = (median(&mut one.to_vec()), median(&mut two.to_vec()));
+    println!(
+        "backlog of {backlog} events on 4 partitions, {label}: 1 seal instance median {one_median:.0} events/s (rounds: {}); 2 instances in one group median {two_median:.0} events/s (rounds: {}); ratio 2 / 1: {:.2}",
+        list(one),
+        list(two),
+        two_median / one_median
+    );
 }
 
 fn list(rounds: &[f64]) -> String {
