@@ -52,6 +52,8 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     /// The export processor: run queued export jobs; with --tenant, write one signed export to a directory.
     Export(commands::export::ExportArgs),
+    /// Move to new topics with another partition count, continuing every chain (see `--status`).
+    Reshard(commands::reshard::ReshardArgs),
     /// The dead-letter queue: list, show and replay rejected records.
     Dlq(commands::dlq::DlqArgs),
     /// A consumer group's offsets: `describe` (committed, end, lag), `reset` to replay.
@@ -125,6 +127,7 @@ fn main() -> std::process::ExitCode {
             Command::Retention(args) => commands::retention::run(args).await,
             Command::Offsets(args) => commands::offsets::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Reshard(args) => commands::reshard::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Export(args) => commands::export::run(args).await,
             Command::VerifyExport(args) => commands::verify_export::run(&args),

@@ -90,6 +90,9 @@ pub struct TopicArgs {
     /// Where rejected records go, with their reason.
     #[arg(long, env = "DLQ_TOPIC", default_value = "audit-events-dlq")]
     pub dlq_topic: String,
+    /// Where `sealtrail reshard` records every change of partition layout (one partition).
+    #[arg(long, env = "LAYOUT_TOPIC", default_value = "audit-events-layouts")]
+    pub layout_topic: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -42,8 +42,14 @@ pub enum ExportError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
-    #[error("tenant {tenant} has events in several sealed partitions ({partitions:?}); its chain must live in one")]
-    SplitTenant { tenant: String, partitions: Vec<u32> },
+    #[error(
+        "tenant {tenant} has events in several sealed partitions ({partitions:?}) of layout epoch {epoch}; within an epoch its chain must live in one"
+    )]
+    SplitTenant {
+        tenant: String,
+        epoch: u32,
+        partitions: Vec<u32>,
+    },
     #[error("{0}")]
     Inconsistent(String),
     #[error("the scope is refused: {0}")]
@@ -69,6 +75,7 @@ struct Seq {
 
 /// A checkpoint's entries (their sealed offsets, in order) with every entry's audit path.
 pub(crate) struct Window {
+    pub epoch: u32,
     pub number: u64,
     pub offsets: Vec<u64>,
     pub proofs: Vec<Vec<Digest>>,
@@ -88,10 +95,7 @@ pub async fn write_export(
     let window = scope.window().map_err(|e| ExportError::Scope(e.message))?;
     std::fs::create_dir_all(&request.out_dir).map_err(write_error(&request.out_dir))?;
     let client = clickhouse.client();
-    let window_filter = " AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') \
-                         AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')";
-    let checkpoints =
-        partition_checkpoints(&client, &request.tenant, window_filter, (window.from_ms, window.to_ms)).await?;
+    let checkpoints = segment_checkpoints(&client, &request.tenant).await?;
     // The export is the stretch of the chain from the window's first to its last event: events
     // arrive out of time order, so the stretch may hold events outside the window, which become
     // witness lines, and the chain stays gap-free.
@@ -197,7 +201,7 @@ fn signed_manifest(
         chain: writer.chain,
         checkpoints: checkpoints
             .iter()
-            .filter(|c| used.contains(&c.number))
+            .filter(|c| used.contains(&(c.layout_epoch, c.number)))
             .map(|c| manifest_checkpoint(c, &request.tenant))
             .collect::<Result<_, _>>()?,
     };
@@ -274,16 +278,19 @@ impl LineWriter<'_> {
             return self
                 .witness(
                     (row.seq, &row.prev_hash, &row.hash),
-                    (row.sealed_partition, row.sealed_offset),
+                    (row.layout_epoch, row.sealed_partition, row.sealed_offset),
                     "out_of_scope",
                 )
                 .await;
         }
-        let proof = self.prover.proof_for(row.seq, row.sealed_offset).await?;
+        let proof = self
+            .prover
+            .proof_for(row.seq, (row.layout_epoch, row.sealed_offset))
+            .await?;
         self.count += 1;
         self.write(
             (row.seq, &row.prev_hash, &row.hash),
-            (row.sealed_partition, row.sealed_offset),
+            (row.layout_epoch, row.sealed_partition, row.sealed_offset),
             LineBody::Entry(&entry),
             proof,
         )
@@ -295,14 +302,19 @@ impl LineWriter<'_> {
         }
         self.witness(
             (stone.seq, &stone.prev_hash, &stone.hash),
-            (stone.sealed_partition, stone.sealed_offset),
+            (stone.layout_epoch, stone.sealed_partition, stone.sealed_offset),
             &format!("purged:{}", stone.policy_id),
         )
         .await
     }
 
-    async fn witness(&mut self, chain: (u64, &str, &str), place: (u32, u64), reason: &str) -> Result<(), ExportError> {
-        let proof = self.prover.proof_for(chain.0, place.1).await?;
+    async fn witness(
+        &mut self,
+        chain: (u64, &str, &str),
+        place: (u32, u32, u64),
+        reason: &str,
+    ) -> Result<(), ExportError> {
+        let proof = self.prover.proof_for(chain.0, (place.0, place.2)).await?;
         self.omitted += 1;
         self.write(chain, place, LineBody::Omitted(reason), proof)
     }
@@ -310,7 +322,7 @@ impl LineWriter<'_> {
     fn write(
         &mut self,
         (seq, prev_hash, hash): (u64, &str, &str),
-        (sealed_partition, sealed_offset): (u32, u64),
+        (layout_epoch, sealed_partition, sealed_offset): (u32, u32, u64),
         body: LineBody<'_>,
         proof: Option<ProofAt>,
     ) -> Result<(), ExportError> {
@@ -329,6 +341,7 @@ impl LineWriter<'_> {
             seq,
             prev_hash,
             hash,
+            layout_epoch,
             sealed_partition,
             sealed_offset,
             body,
@@ -354,42 +367,53 @@ impl LineWriter<'_> {
     }
 }
 
-/// The checkpoints of the one sealed partition holding the tenant's chain, in order.
-async fn partition_checkpoints(
-    client: &clickhouse::Client,
-    tenant: &str,
-    window_filter: &str,
-    (from_ms, to_ms): (i64, i64),
-) -> Result<Vec<CheckpointRow>, ExportError> {
-    let partitions: Vec<u32> = client
-        .query(&format!(
-            "SELECT DISTINCT sealed_partition FROM ( \
-               SELECT sealed_partition FROM events WHERE tenant_id = {{tenant:String}}{window_filter} \
-               UNION ALL SELECT sealed_partition FROM tombstones WHERE tenant_id = {{tenant:String}}{window_filter})"
-        ))
+/// The checkpoints of every sealed partition holding the tenant's chain, one per layout epoch,
+/// ordered by epoch and then by their place in the partition.
+async fn segment_checkpoints(client: &clickhouse::Client, tenant: &str) -> Result<Vec<CheckpointRow>, ExportError> {
+    let segments: Vec<(u32, u32)> = client
+        .query(
+            "SELECT DISTINCT layout_epoch, sealed_partition FROM ( \
+               SELECT layout_epoch, sealed_partition FROM events WHERE tenant_id = {tenant:String} \
+               UNION ALL SELECT layout_epoch, sealed_partition FROM tombstones WHERE tenant_id = {tenant:String}) \
+             ORDER BY layout_epoch, sealed_partition",
+        )
         .param("tenant", tenant)
-        .param("from", from_ms)
-        .param("to", to_ms)
         .fetch_all()
         .await?;
-    if partitions.len() > 1 {
+    if let Some(pair) = segments.windows(2).find(|pair| pair[0].0 == pair[1].0) {
         return Err(ExportError::SplitTenant {
             tenant: tenant.to_owned(),
-            partitions,
+            epoch: pair[0].0,
+            partitions: segments
+                .iter()
+                .filter(|(epoch, _)| *epoch == pair[0].0)
+                .map(|(_, partition)| *partition)
+                .collect(),
         });
     }
-    Ok(match partitions.first() {
-        Some(partition) => client
-            .query("SELECT ?fields FROM checkpoints WHERE sealed_partition = {partition:UInt32} ORDER BY sealed_offset")
+    let mut checkpoints = Vec::new();
+    for (epoch, partition) in segments {
+        let rows: Vec<CheckpointRow> = client
+            .query(
+                "SELECT ?fields FROM checkpoints WHERE layout_epoch = {epoch:UInt32} \
+                 AND sealed_partition = {partition:UInt32} ORDER BY sealed_offset LIMIT 1 BY sealed_offset",
+            )
+            .param("epoch", epoch)
             .param("partition", partition)
             .fetch_all()
-            .await?,
-        None => Vec::new(),
-    })
+            .await?;
+        checkpoints.extend(rows);
+    }
+    Ok(checkpoints)
 }
+
+/// A checkpoint of the tenant's chain: its layout epoch and its number (in the one partition the
+/// tenant has in that epoch).
+type CheckpointKey = (u32, u64);
 
 /// An event's place in its covering checkpoint's entries tree.
 struct ProofAt {
+    epoch: u32,
     checkpoint: u64,
     leaf_index: usize,
     tree_size: u64,
@@ -403,42 +427,51 @@ struct Prover<'a> {
     window: Option<Window>,
     /// The next checkpoint's window, loading (and its proofs computing) in the background while
     /// the current one is written: the export never waits for a round trip per checkpoint.
-    next: Option<(u64, tokio::task::JoinHandle<Result<Window, ExportError>>)>,
-    /// The checkpoints used, in order.
-    used: Vec<u64>,
+    next: Option<(CheckpointKey, tokio::task::JoinHandle<Result<Window, ExportError>>)>,
+    /// The checkpoints used (layout epoch, number), in order.
+    used: Vec<CheckpointKey>,
 }
 
 impl Prover<'_> {
     /// Where the event's audit path is (see [`Self::path`]); `None` when no checkpoint covers the
-    /// event yet.
-    async fn proof_for(&mut self, seq: u64, sealed_offset: u64) -> Result<Option<ProofAt>, ExportError> {
-        let covering = self.checkpoints.partition_point(|c| c.sealed_offset <= sealed_offset);
-        let Some(checkpoint) = self.checkpoints.get(covering) else {
+    /// event yet. `place` is the event's layout epoch and sealed offset.
+    async fn proof_for(
+        &mut self,
+        seq: u64,
+        (epoch, sealed_offset): (u32, u64),
+    ) -> Result<Option<ProofAt>, ExportError> {
+        // The epoch's checkpoints are one stretch of the list, in partition order.
+        let start = self.checkpoints.partition_point(|c| c.layout_epoch < epoch);
+        let end = self.checkpoints.partition_point(|c| c.layout_epoch <= epoch);
+        let covering = start + self.checkpoints[start..end].partition_point(|c| c.sealed_offset <= sealed_offset);
+        let Some(checkpoint) = self.checkpoints[..end].get(covering) else {
             return Ok(None);
         };
-        if self.window.as_ref().is_none_or(|w| w.number != checkpoint.number) {
+        let key = (epoch, checkpoint.number);
+        if self.window.as_ref().is_none_or(|w| (w.epoch, w.number) != key) {
             self.window = Some(match self.next.take() {
-                Some((number, loading)) if number == checkpoint.number => loading
+                Some((next, loading)) if next == key => loading
                     .await
                     .map_err(|e| ExportError::Inconsistent(format!("loading a checkpoint's entries failed: {e}")))??,
                 _ => self.load(covering).await?,
             });
-            if covering + 1 < self.checkpoints.len() {
+            if covering + 1 < end {
                 let (client, after) = (self.client.clone(), checkpoint.sealed_offset);
                 let following = self.checkpoints[covering + 1].clone();
-                let number = following.number;
+                let next = (following.layout_epoch, following.number);
                 let loading = tokio::spawn(async move { load_window(&client, &following, Some(after)).await });
-                self.next = Some((number, loading));
+                self.next = Some((next, loading));
             }
         }
         let window = self.window.as_ref().expect("loaded above");
         let index = window.offsets.binary_search(&sealed_offset).map_err(|_| {
             ExportError::Inconsistent(format!("event seq {seq} is missing from its checkpoint's entries"))
         })?;
-        if self.used.last() != Some(&checkpoint.number) {
-            self.used.push(checkpoint.number);
+        if self.used.last() != Some(&key) {
+            self.used.push(key);
         }
         Ok(Some(ProofAt {
+            epoch,
             checkpoint: checkpoint.number,
             leaf_index: index,
             tree_size: window.offsets.len() as u64,
@@ -449,13 +482,17 @@ impl Prover<'_> {
     fn path(&self, at: &ProofAt) -> &[Digest] {
         self.window
             .as_ref()
-            .filter(|window| window.number == at.checkpoint)
+            .filter(|window| (window.epoch, window.number) == (at.epoch, at.checkpoint))
             .and_then(|window| window.proofs.get(at.leaf_index))
             .map_or(&[], Vec::as_slice)
     }
 
     async fn load(&self, index: usize) -> Result<Window, ExportError> {
-        let after = index.checked_sub(1).map(|i| self.checkpoints[i].sealed_offset);
+        let epoch = self.checkpoints[index].layout_epoch;
+        let after = index
+            .checked_sub(1)
+            .filter(|i| self.checkpoints[*i].layout_epoch == epoch)
+            .map(|i| self.checkpoints[i].sealed_offset);
         load_window(self.client, &self.checkpoints[index], after).await
     }
 }
@@ -470,6 +507,7 @@ pub(crate) async fn load_window(
 ) -> Result<Window, ExportError> {
     let leaves: Vec<Leaf> = client
         .query(ENTRY_HASHES_SQL)
+        .param("epoch", checkpoint.layout_epoch)
         .param("partition", checkpoint.sealed_partition)
         .param(
             "after",
@@ -503,6 +541,7 @@ pub(crate) async fn load_window(
         return Err(mismatch());
     }
     Ok(Window {
+        epoch: checkpoint.layout_epoch,
         number: checkpoint.number,
         offsets: leaves.iter().map(|leaf| leaf.sealed_offset).collect(),
         proofs,
@@ -540,6 +579,9 @@ pub(crate) fn manifest_checkpoint(row: &CheckpointRow, tenant: &str) -> Result<M
         source_offset: checkpoint.source_offset,
         dlq_next_offset: checkpoint.dlq_next_offset,
         created_at: checkpoint.created_at,
+        epoch: checkpoint.epoch,
+        partitions: checkpoint.partitions,
+        closes_epoch: checkpoint.closes_epoch,
         key_id: checkpoint.key_id.clone(),
         checkpoint_hash: row.checkpoint_hash.clone(),
         signature: row.signature.clone(),

@@ -9,8 +9,10 @@
 use crate::event::AuditEvent;
 use crate::sealed::{Classification, Redaction};
 
-/// The integrity scheme this module implements.
-pub const SCHEME: u32 = 1;
+/// The scheme number written into every entry. Entries are unchanged since version 1 of the
+/// scheme (version 2 changed only checkpoints, see [`crate::checkpoint::CHECKPOINT_SCHEME`]), so
+/// they keep `"scheme": 1` and every chain sealed before and after the change links alike.
+pub const ENTRY_SCHEME: u32 = 1;
 
 /// Appends canonical JSON to a buffer.
 #[derive(Debug, Default)]
@@ -120,6 +122,12 @@ impl Canonical {
         self.integer(value);
     }
 
+    pub fn field_bool(&mut self, key: &'static str, value: bool) {
+        self.fixed_key(key);
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+        self.needs_comma = true;
+    }
+
     fn string_literal(&mut self, value: &str) {
         self.out.push(b'"');
         let bytes = value.as_bytes();
@@ -222,7 +230,7 @@ pub fn entry(
         c.end_object();
     }
     c.end_array();
-    c.field_int("scheme", i64::from(SCHEME));
+    c.field_int("scheme", i64::from(ENTRY_SCHEME));
     c.field_int("seq", i64::try_from(seq).unwrap_or(i64::MAX));
     c.field_str("tenant_id", tenant_id);
     c.end_object();

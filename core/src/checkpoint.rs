@@ -2,7 +2,7 @@
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 
-use crate::canonical::{Canonical, SCHEME};
+use crate::canonical::Canonical;
 use crate::digest::{Digest, to_hex};
 use crate::merkle;
 use crate::sealed::{Checkpoint, TenantHead};
@@ -10,10 +10,46 @@ use crate::sealed::{Checkpoint, TenantHead};
 pub const CHECKPOINT_TAG: &[u8] = b"sealtrail/v1/checkpoint\0";
 pub const CHECKPOINT_GENESIS_TAG: &[u8] = b"sealtrail/v1/checkpoint-genesis\0";
 pub const TENANT_HEAD_TAG: &[u8] = b"sealtrail/v1/tenant-head\0";
+pub const EPOCH_LINK_TAG: &[u8] = b"sealtrail/v2/epoch-link\0";
+pub const EPOCH_GENESIS_TAG: &[u8] = b"sealtrail/v2/checkpoint-genesis\0";
 
-/// The `prev_checkpoint_hash` of a partition's first checkpoint.
+/// The scheme of the checkpoints made now. Version 2 added the partition layout (`epoch`,
+/// `partitions`, `closes_epoch`) to the signed body; version 1 checkpoints still verify.
+pub const CHECKPOINT_SCHEME: u32 = 2;
+
+/// The `prev_checkpoint_hash` of a partition's first checkpoint in the first layout epoch.
 pub fn genesis(partition: i32) -> Digest {
     Digest::of(&[CHECKPOINT_GENESIS_TAG, partition.to_string().as_bytes()])
+}
+
+/// What ties a layout epoch to the one before it: the `checkpoint_hash`es of the previous epoch's
+/// final checkpoints, one per partition, in partition order.
+pub fn epoch_link(final_checkpoint_hashes: &[Digest]) -> Digest {
+    let mut parts: Vec<&[u8]> = vec![EPOCH_LINK_TAG];
+    parts.extend(final_checkpoint_hashes.iter().map(|hash| hash.0.as_slice()));
+    Digest::of(&parts)
+}
+
+/// The `prev_checkpoint_hash` of a partition's first checkpoint in a later epoch: every partition
+/// of the new layout starts from the whole previous layout's end.
+pub fn epoch_genesis(epoch: u32, partition: i32, link: &Digest) -> Digest {
+    let mut c = Canonical::with_capacity(128);
+    c.begin_object();
+    c.field_int("epoch", i64::from(epoch));
+    c.field_str("link", &link.to_hex());
+    c.field_int("partition", i64::from(partition));
+    c.end_object();
+    Digest::of(&[EPOCH_GENESIS_TAG, &c.into_bytes()])
+}
+
+/// The `prev_checkpoint_hash` a partition's first checkpoint of `epoch` must have; `link` is the
+/// epoch's link to the one before ([`epoch_link`]), which the first epoch does not have.
+pub fn first_prev_hash(epoch: u32, partition: i32, link: Option<&Digest>) -> Option<Digest> {
+    match (epoch, link) {
+        (1, _) => Some(genesis(partition)),
+        (_, Some(link)) => Some(epoch_genesis(epoch, partition, link)),
+        (_, None) => None,
+    }
 }
 
 /// The RFC 6962 leaf data of a tenant head: the tag, then the canonical head object.
@@ -41,17 +77,28 @@ pub fn entries_root(entry_hashes: &[Digest]) -> Digest {
     merkle::root(&leaves)
 }
 
-/// The bytes that are hashed into `checkpoint_hash` and signed: the tag, then the canonical body.
+/// The bytes that are hashed into `checkpoint_hash` and signed: the tag, then the canonical body
+/// (with the layout fields from scheme 2 on).
 pub fn signed_bytes(checkpoint: &Checkpoint) -> Vec<u8> {
+    let layout = checkpoint.scheme >= 2;
     let mut c = Canonical::with_capacity(512);
     c.begin_object();
+    if layout {
+        c.field_bool("closes_epoch", checkpoint.closes_epoch);
+    }
     c.field_int("created_at", checkpoint.created_at);
     c.field_int("dlq_next_offset", checkpoint.dlq_next_offset);
     c.field_str("entries_root", &checkpoint.entries_root.to_hex());
     c.field_int("entry_count", i64::try_from(checkpoint.entry_count).unwrap_or(i64::MAX));
+    if layout {
+        c.field_int("epoch", i64::from(checkpoint.epoch));
+    }
     c.field_str("key_id", &checkpoint.key_id);
     c.field_int("number", i64::try_from(checkpoint.number).unwrap_or(i64::MAX));
     c.field_int("partition", i64::from(checkpoint.partition));
+    if layout {
+        c.field_int("partitions", i64::from(checkpoint.partitions));
+    }
     c.field_str("prev_checkpoint_hash", &checkpoint.prev_checkpoint_hash.to_hex());
     c.field_int("scheme", i64::from(checkpoint.scheme));
     c.field_int("source_offset", checkpoint.source_offset);
@@ -116,7 +163,7 @@ impl CheckpointSigner {
 
     /// Fills `checkpoint_hash`, `key_id` and `signature` of a checkpoint whose other fields are set.
     pub fn sign(&self, checkpoint: &mut Checkpoint) {
-        checkpoint.scheme = SCHEME;
+        checkpoint.scheme = CHECKPOINT_SCHEME;
         checkpoint.key_id.clone_from(&self.key_id);
         let bytes = signed_bytes(checkpoint);
         checkpoint.checkpoint_hash = Digest::of(&[&bytes]);
@@ -183,18 +230,33 @@ pub enum CheckpointProblem {
     },
     #[error("checkpoint {number} of partition {partition}: scheme {scheme} is not supported")]
     UnsupportedScheme { partition: i32, number: u64, scheme: u32 },
+    #[error(
+        "checkpoint {number} of partition {partition}: a scheme 1 checkpoint has no layout, yet it claims epoch {epoch} (the layout fields are not signed in scheme 1)"
+    )]
+    UnsignedLayout { partition: i32, number: u64, epoch: u32 },
 }
 
 /// Checks the signature and hash of a checkpoint against the trusted keys, and that the tenant
 /// heads it carries (if any) are those under its signed root.
 pub fn verify_checkpoint(checkpoint: &Checkpoint, trusted: &[TrustedKey]) -> Result<(), CheckpointProblem> {
     let (partition, number) = (checkpoint.partition, checkpoint.number);
-    if checkpoint.scheme != SCHEME {
-        return Err(CheckpointProblem::UnsupportedScheme {
-            partition,
-            number,
-            scheme: checkpoint.scheme,
-        });
+    match checkpoint.scheme {
+        CHECKPOINT_SCHEME => {}
+        1 if checkpoint.epoch == 1 && checkpoint.partitions == 0 && !checkpoint.closes_epoch => {}
+        1 => {
+            return Err(CheckpointProblem::UnsignedLayout {
+                partition,
+                number,
+                epoch: checkpoint.epoch,
+            });
+        }
+        scheme => {
+            return Err(CheckpointProblem::UnsupportedScheme {
+                partition,
+                number,
+                scheme,
+            });
+        }
     }
     let key = trusted
         .iter()
@@ -237,7 +299,7 @@ mod tests {
 
     fn checkpoint(heads: Vec<TenantHead>) -> Checkpoint {
         Checkpoint {
-            scheme: SCHEME,
+            scheme: CHECKPOINT_SCHEME,
             partition: 2,
             number: 1,
             prev_checkpoint_hash: genesis(2),
@@ -248,6 +310,9 @@ mod tests {
             source_offset: 41,
             dlq_next_offset: 0,
             created_at: 1_763_856_000_000,
+            epoch: 1,
+            partitions: 4,
+            closes_epoch: false,
             key_id: String::new(),
             checkpoint_hash: Digest::default(),
             signature: Vec::new(),
@@ -274,6 +339,21 @@ mod tests {
             verify_checkpoint(&altered, &trusted),
             Err(CheckpointProblem::BadHash { .. })
         ));
+        for change in [
+            |c: &mut Checkpoint| c.epoch = 2,
+            |c: &mut Checkpoint| c.partitions = 8,
+            |c: &mut Checkpoint| c.closes_epoch = true,
+        ] {
+            let mut relaid = signed.clone();
+            change(&mut relaid);
+            assert!(
+                matches!(
+                    verify_checkpoint(&relaid, &trusted),
+                    Err(CheckpointProblem::BadHash { .. })
+                ),
+                "the layout fields are signed"
+            );
+        }
         let mut forged_heads = signed.clone();
         forged_heads.tenant_heads[0].seq = 3;
         assert!(matches!(

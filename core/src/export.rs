@@ -16,7 +16,9 @@ use crate::digest::{Digest, from_hex};
 use crate::merkle;
 use crate::sealed::{Checkpoint, TenantHead};
 
-pub const FORMAT: &str = "sealtrail-export/2";
+pub const FORMAT: &str = "sealtrail-export/3";
+/// Lines without `layout_epoch` (all of the first layout epoch); still verified.
+pub const FORMAT_V2: &str = "sealtrail-export/2";
 /// The first format, without witness lines; still verified.
 pub const FORMAT_V1: &str = "sealtrail-export/1";
 pub const MANIFEST_TAG: &[u8] = b"sealtrail/v1/export-manifest\0";
@@ -78,10 +80,21 @@ pub struct ManifestCheckpoint {
     pub source_offset: i64,
     pub dlq_next_offset: i64,
     pub created_at: i64,
+    /// The layout fields of a scheme 2 checkpoint (absent from scheme 1 ones).
+    #[serde(default = "first_epoch")]
+    pub epoch: u32,
+    #[serde(default)]
+    pub partitions: u32,
+    #[serde(default)]
+    pub closes_epoch: bool,
     pub key_id: String,
     pub checkpoint_hash: String,
     pub signature: String,
     pub tenant_head: HeadProof,
+}
+
+fn first_epoch() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +112,9 @@ pub struct ExportLine {
     pub seq: u64,
     pub prev_hash: String,
     pub hash: String,
+    /// The partition layout epoch of `sealed_partition` (format 3; 1 before).
+    #[serde(default = "first_epoch")]
+    pub layout_epoch: u32,
     pub sealed_partition: u32,
     pub sealed_offset: u64,
     /// The canonical entry (RFC 8785 JSON), exactly the bytes that were hashed, embedded as JSON
@@ -170,9 +186,9 @@ pub fn check_manifest(
     }
     let manifest: Manifest =
         serde_json::from_slice(manifest_json).map_err(|e| ExportProblem::BadManifest(e.to_string()))?;
-    if manifest.format != FORMAT && manifest.format != FORMAT_V1 {
+    if ![FORMAT, FORMAT_V2, FORMAT_V1].contains(&manifest.format.as_str()) {
         return Err(ExportProblem::BadManifest(format!(
-            "format `{}`, expected `{FORMAT}` or `{FORMAT_V1}`",
+            "format `{}`, expected `{FORMAT}`, `{FORMAT_V2}` or `{FORMAT_V1}`",
             manifest.format
         )));
     }
@@ -198,6 +214,9 @@ fn check_checkpoint(tenant_id: &str, entry: &ManifestCheckpoint, trusted: &[Trus
         source_offset: entry.source_offset,
         dlq_next_offset: entry.dlq_next_offset,
         created_at: entry.created_at,
+        epoch: entry.epoch,
+        partitions: entry.partitions,
+        closes_epoch: entry.closes_epoch,
         key_id: entry.key_id.clone(),
         checkpoint_hash: digest(&entry.checkpoint_hash, "checkpoint_hash")?,
         signature: from_hex(&entry.signature).ok_or("signature is not hex")?,
@@ -243,6 +262,7 @@ pub struct LineOut<'a> {
     pub seq: u64,
     pub prev_hash: &'a str,
     pub hash: &'a str,
+    pub layout_epoch: u32,
     pub sealed_partition: u32,
     pub sealed_offset: u64,
     pub body: LineBody<'a>,
@@ -277,8 +297,8 @@ impl LineOut<'_> {
         string(out, self.hash);
         out.extend_from_slice(
             format!(
-                ",\"sealed_partition\":{},\"sealed_offset\":{},",
-                self.sealed_partition, self.sealed_offset
+                ",\"layout_epoch\":{},\"sealed_partition\":{},\"sealed_offset\":{},",
+                self.layout_epoch, self.sealed_partition, self.sealed_offset
             )
             .as_bytes(),
         );
@@ -405,37 +425,7 @@ impl<'m> LineChecker<'m> {
                 if self.covered_tail_started {
                     return Err(fail("a covered event after the unsigned tail began".to_owned()));
                 }
-                let checkpoint = self
-                    .manifest
-                    .checkpoints
-                    .iter()
-                    .find(|c| {
-                        c.number == proof.checkpoint
-                            && c.partition == i32::try_from(parsed.sealed_partition).unwrap_or(-1)
-                    })
-                    .ok_or_else(|| fail(format!("checkpoint {} is not in the manifest", proof.checkpoint)))?;
-                let root = digest(&checkpoint.entries_root, "entries_root").map_err(fail)?;
-                let audit_path = path(&proof.audit_path).map_err(fail)?;
-                if proof.tree_size != checkpoint.entry_count
-                    || !merkle::verify_inclusion(
-                        &merkle::leaf_hash(&hash.0),
-                        proof.leaf_index,
-                        proof.tree_size,
-                        &audit_path,
-                        &root,
-                    )
-                {
-                    return Err(fail(format!(
-                        "not included in the entries root of checkpoint {}",
-                        checkpoint.number
-                    )));
-                }
-                if checkpoint.tenant_head.seq == parsed.seq && checkpoint.tenant_head.hash != parsed.hash {
-                    return Err(fail(format!(
-                        "checkpoint {} signed another hash for this sequence",
-                        checkpoint.number
-                    )));
-                }
+                self.check_proof(&parsed, proof, &hash).map_err(fail)?;
             }
             None => self.covered_tail_started = true,
         }
@@ -444,6 +434,49 @@ impl<'m> LineChecker<'m> {
             self.count += 1;
         } else {
             self.omitted += 1;
+        }
+        Ok(())
+    }
+
+    /// The line's hash is in the entries root of the manifest checkpoint its proof names (in its
+    /// epoch and partition), and that checkpoint signed no other hash for its sequence.
+    fn check_proof(&self, parsed: &ExportLine, proof: &EntryProof, hash: &Digest) -> Result<(), String> {
+        let checkpoint = self
+            .manifest
+            .checkpoints
+            .iter()
+            .find(|c| {
+                c.number == proof.checkpoint
+                    && c.epoch == parsed.layout_epoch
+                    && c.partition == i32::try_from(parsed.sealed_partition).unwrap_or(-1)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "checkpoint {} of partition {} in layout epoch {} is not in the manifest",
+                    proof.checkpoint, parsed.sealed_partition, parsed.layout_epoch
+                )
+            })?;
+        let root = digest(&checkpoint.entries_root, "entries_root")?;
+        let audit_path = path(&proof.audit_path)?;
+        if proof.tree_size != checkpoint.entry_count
+            || !merkle::verify_inclusion(
+                &merkle::leaf_hash(&hash.0),
+                proof.leaf_index,
+                proof.tree_size,
+                &audit_path,
+                &root,
+            )
+        {
+            return Err(format!(
+                "not included in the entries root of checkpoint {}",
+                checkpoint.number
+            ));
+        }
+        if checkpoint.tenant_head.seq == parsed.seq && checkpoint.tenant_head.hash != parsed.hash {
+            return Err(format!(
+                "checkpoint {} signed another hash for this sequence",
+                checkpoint.number
+            ));
         }
         Ok(())
     }
@@ -514,6 +547,7 @@ mod tests {
                 seq,
                 prev_hash: &previous.to_hex(),
                 hash: &hash.to_hex(),
+                layout_epoch: 1,
                 sealed_partition: 0,
                 sealed_offset: seq,
                 body: LineBody::Entry(entry.as_bytes()),

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod event;
 pub mod export;
 pub mod idempotency;
+pub mod layout;
 pub mod merkle;
 pub mod placement;
 pub mod policy;

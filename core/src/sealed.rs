@@ -102,6 +102,14 @@ pub struct Checkpoint {
     pub source_offset: i64,
     pub dlq_next_offset: i64,
     pub created_at: i64,
+    /// The partition layout epoch (scheme 2): 1 for a pipeline's first topics, then one more for
+    /// every `sealtrail reshard`. Scheme 1 checkpoints were all epoch 1.
+    pub epoch: u32,
+    /// The epoch's raw (and sealed) partition count, which placed every tenant (scheme 2; 0 in
+    /// scheme 1 checkpoints, which did not record it).
+    pub partitions: u32,
+    /// The partition's last checkpoint of its epoch: nothing more is sealed in the partition.
+    pub closes_epoch: bool,
     pub key_id: String,
     pub checkpoint_hash: Digest,
     pub signature: Vec<u8>,

@@ -7,18 +7,20 @@
 //! whatever prefix of them survives a crash, recovery continues each chain exactly where it ends.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use foldhash::HashMap;
 
 use crate::avro::Framed;
 use crate::avro::contract::EventReader;
-use crate::canonical::{self, SCHEME};
+use crate::canonical::{self, ENTRY_SCHEME};
 use crate::chain;
 use crate::checkpoint::{self, CheckpointSigner};
 use crate::classify::classify_and_redact;
 use crate::digest::Digest;
 use crate::event::AuditEvent;
 use crate::idempotency::{IdempotencyWindow, Original};
+use crate::layout::Handover;
 use crate::placement;
 use crate::policy::Policy;
 use crate::policy::RedactionMethod;
@@ -66,6 +68,10 @@ pub struct SealerSettings {
     pub partition: i32,
     /// The raw topic's partition count, which decides each key's partition.
     pub partition_count: i32,
+    /// The partition layout epoch being sealed (1 until the first `sealtrail reshard`).
+    pub epoch: u32,
+    /// From the second epoch on: where each tenant's chain ended in the epoch before.
+    pub handover: Option<Arc<Handover>>,
     pub limits: Limits,
     /// A checkpoint is due after this many sealed events.
     pub checkpoint_every: usize,
@@ -121,6 +127,16 @@ pub enum RecoveryError {
         "sealed partition {partition} cannot be continued: {chain_break}; the sealed log has a gap, a fork or an altered event and needs investigation"
     )]
     Broken { partition: i32, chain_break: ChainBreak },
+    #[error(
+        "sealed partition {partition} was sealed in layout epoch {found}, this processor seals epoch {expected}; check RAW_TOPIC and SEALED_TOPIC against `sealtrail reshard --status`"
+    )]
+    WrongEpoch { partition: i32, expected: u32, found: u32 },
+    #[error(
+        "the raw topic has {now} partitions, but partition {partition} was sealed with {then}; adding partitions in place would move tenants to new chains: undo it, or move to new topics with `sealtrail reshard`"
+    )]
+    PartitionsChanged { partition: i32, then: u32, now: i32 },
+    #[error("sealed partition {partition} is in layout epoch {epoch}, which has no handover from the epoch before")]
+    NoHandover { partition: i32, epoch: u32 },
 }
 
 /// The sealing state of one partition.
@@ -136,6 +152,17 @@ pub struct PartitionSealer {
     /// Offsets beyond `handled_through` already handled before a restart.
     handled_ahead: BTreeSet<i64>,
     idempotency: IdempotencyWindow,
+    /// The partition's epoch was closed by a layout change: nothing more is sealed here.
+    closed: bool,
+}
+
+/// The first checkpoint's `prev_checkpoint_hash` of a partition in its epoch.
+fn first_prev_hash(settings: &SealerSettings) -> Option<Digest> {
+    checkpoint::first_prev_hash(
+        settings.epoch,
+        settings.partition,
+        settings.handover.as_ref().map(|h| &h.link),
+    )
 }
 
 impl PartitionSealer {
@@ -150,6 +177,7 @@ impl PartitionSealer {
             last_checkpoint_at: now_ms,
             handled_through: -1,
             handled_ahead: BTreeSet::new(),
+            closed: false,
         }
     }
 
@@ -166,6 +194,28 @@ impl PartitionSealer {
         now_ms: i64,
     ) -> Result<Self, RecoveryError> {
         let partition = settings.partition;
+        if first_prev_hash(&settings).is_none() {
+            return Err(RecoveryError::NoHandover {
+                partition,
+                epoch: settings.epoch,
+            });
+        }
+        if let Some(found) = last_checkpoint {
+            if found.epoch != settings.epoch {
+                return Err(RecoveryError::WrongEpoch {
+                    partition,
+                    expected: settings.epoch,
+                    found: found.epoch,
+                });
+            }
+            if found.partitions != 0 && i64::from(found.partitions) != i64::from(settings.partition_count) {
+                return Err(RecoveryError::PartitionsChanged {
+                    partition,
+                    then: found.partitions,
+                    now: settings.partition_count,
+                });
+            }
+        }
         let mut sealer = Self::new(settings, now_ms);
         for remembered in recent {
             sealer
@@ -184,6 +234,7 @@ impl PartitionSealer {
             }
             sealer.last_checkpoint = Some((checkpoint.number, checkpoint.checkpoint_hash));
             sealer.handled_through = checkpoint.source_offset;
+            sealer.closed = checkpoint.closes_epoch;
         }
         for event in tail {
             let tenant = &event.event.tenant_id;
@@ -252,10 +303,42 @@ impl PartitionSealer {
         }
     }
 
+    /// A tenant new to the partition continues where the previous epoch ended it, if it did.
     fn next_link(&self, tenant: &str) -> (u64, Digest) {
         self.heads
             .get(tenant)
-            .map_or_else(|| (1, chain::genesis(tenant)), |(seq, hash)| (seq + 1, *hash))
+            .copied()
+            .or_else(|| self.settings.handover.as_ref().and_then(|h| h.head(tenant)))
+            .map_or_else(|| (1, chain::genesis(tenant)), |(seq, hash)| (seq + 1, hash))
+    }
+
+    /// Whether a layout change closed the partition.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Closes the partition's epoch at the layout change read at `marker_offset`: returns the
+    /// final checkpoint, covering everything before it, or `None` if this marker (or an earlier
+    /// one) was handled already. The caller has every DLQ record acknowledged, as for
+    /// [`Self::checkpoint`].
+    pub fn close_epoch(
+        &mut self,
+        marker_offset: i64,
+        signer: &CheckpointSigner,
+        dlq_next_offset: i64,
+        now_ms: i64,
+    ) -> Option<Checkpoint> {
+        let seen = marker_offset <= self.handled_through || self.handled_ahead.remove(&marker_offset);
+        self.advance(marker_offset);
+        if seen || self.closed {
+            return None;
+        }
+        let mut last = self.checkpoint(signer, dlq_next_offset, now_ms);
+        last.closes_epoch = true;
+        signer.sign(&mut last);
+        self.last_checkpoint = Some((last.number, last.checkpoint_hash));
+        self.closed = true;
+        Some(last)
     }
 
     /// Validates, classifies, redacts and chains one raw record. Records must come in offset order.
@@ -270,6 +353,15 @@ impl PartitionSealer {
             return Disposition::AlreadyHandled;
         }
         self.advance(record.offset);
+        if self.closed {
+            return Disposition::Rejected(reject(
+                RejectCode::LayoutClosed,
+                format!(
+                    "raw partition {} of layout epoch {} was closed by `sealtrail reshard`; produce to the new layout's raw topic, and move this record there with `sealtrail dlq replay --reason layout_closed`",
+                    self.settings.partition, self.settings.epoch
+                ),
+            ));
+        }
         match self.seal(record, schema, context) {
             Ok(sealed) => Disposition::Sealed(Box::new(sealed)),
             Err(rejection) => Disposition::Rejected(rejection),
@@ -371,7 +463,7 @@ impl PartitionSealer {
             classification,
             redactions,
             seal: Seal {
-                scheme: SCHEME,
+                scheme: ENTRY_SCHEME,
                 tenant_seq: seq,
                 prev_hash,
                 hash,
@@ -407,6 +499,9 @@ impl PartitionSealer {
 
     /// Whether a checkpoint should be written now.
     pub fn checkpoint_due(&self, now_ms: i64, covered_through: i64) -> bool {
+        if self.closed {
+            return false;
+        }
         if self.pending.len() >= self.settings.checkpoint_every {
             return true;
         }
@@ -429,10 +524,11 @@ impl PartitionSealer {
         heads.sort_unstable_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
         let (number, prev) = match self.last_checkpoint {
             Some((number, hash)) => (number + 1, hash),
-            None => (1, checkpoint::genesis(self.settings.partition)),
+            // `recover` refused a later epoch without its handover, and `new` is given one too.
+            None => (1, first_prev_hash(&self.settings).unwrap_or_default()),
         };
         let mut made = Checkpoint {
-            scheme: SCHEME,
+            scheme: checkpoint::CHECKPOINT_SCHEME,
             partition: self.settings.partition,
             number,
             prev_checkpoint_hash: prev,
@@ -443,6 +539,9 @@ impl PartitionSealer {
             source_offset: self.handled_through,
             dlq_next_offset,
             created_at: now_ms,
+            epoch: self.settings.epoch,
+            partitions: u32::try_from(self.settings.partition_count).unwrap_or_default(),
+            closes_epoch: false,
             key_id: String::new(),
             checkpoint_hash: Digest::default(),
             signature: Vec::new(),

@@ -57,6 +57,9 @@ pub enum RejectCode {
     /// The record is not in the raw partition its key belongs to (see [`crate::placement`]);
     /// sealing it would start a second chain for its tenant.
     WrongPartition,
+    /// The record reached a raw partition after `sealtrail reshard` closed it: its layout epoch
+    /// has ended, and its tenant's chain continues in the next layout's topics.
+    LayoutClosed,
 }
 
 impl RejectCode {
@@ -78,6 +81,7 @@ impl RejectCode {
             Self::DuplicateAttribute => "duplicate_attribute",
             Self::Duplicate => "duplicate",
             Self::WrongPartition => "wrong_partition",
+            Self::LayoutClosed => "layout_closed",
         }
     }
 }

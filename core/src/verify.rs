@@ -205,6 +205,12 @@ pub enum CheckpointChainProblem {
     Numbering { partition: i32, previous: u64, found: u64 },
     #[error("partition {partition}: checkpoint {number} does not link to the checkpoint before it")]
     Link { partition: i32, number: u64 },
+    #[error("partition {partition}: checkpoint {number} breaks the partition layout: {reason}")]
+    Layout {
+        partition: i32,
+        number: u64,
+        reason: String,
+    },
     #[error(
         "partition {partition}: checkpoint {number} covers {count} entries whose Merkle root is {computed}, not the signed {signed}"
     )]
@@ -217,20 +223,35 @@ pub enum CheckpointChainProblem {
     },
 }
 
-/// Verifies the signatures of a partition's checkpoints (in number order) and their links.
-/// The first must be number 1 unless `after` gives the checkpoint before it.
+/// Verifies the signatures of one partition's checkpoints of one layout epoch (in number order)
+/// and their links. The first must be number 1 unless `after` gives the checkpoint before it; the
+/// first of an epoch after the first links to `epoch_link` (see [`checkpoint::epoch_link`]).
+/// Nothing may follow a checkpoint that closes the epoch.
 pub fn verify_checkpoints(
     checkpoints: &[Checkpoint],
     trusted: &[TrustedKey],
     after: Option<&Checkpoint>,
+    epoch_link: Option<&Digest>,
 ) -> Result<(), CheckpointChainProblem> {
     let mut previous: Option<&Checkpoint> = after;
     for current in checkpoints {
         checkpoint::verify_checkpoint(current, trusted)?;
         let partition = current.partition;
-        let (expected_number, expected_prev) = match previous {
-            Some(p) => (p.number + 1, p.checkpoint_hash),
-            None => (1, checkpoint::genesis(partition)),
+        let (expected_number, expected_prev) = if let Some(p) = previous {
+            check_same_layout(p, current)?;
+            (p.number + 1, p.checkpoint_hash)
+        } else {
+            let first = checkpoint::first_prev_hash(current.epoch, partition, epoch_link).ok_or_else(|| {
+                CheckpointChainProblem::Layout {
+                    partition,
+                    number: current.number,
+                    reason: format!(
+                        "it starts layout epoch {} and the final checkpoints of the epoch before are not known",
+                        current.epoch
+                    ),
+                }
+            })?;
+            (1, first)
         };
         if current.number != expected_number {
             return Err(CheckpointChainProblem::Numbering {
@@ -246,6 +267,36 @@ pub fn verify_checkpoints(
             });
         }
         previous = Some(current);
+    }
+    Ok(())
+}
+
+/// A checkpoint continues the one before it only in the same partition and layout, and never
+/// after the one that closed the epoch.
+fn check_same_layout(before: &Checkpoint, current: &Checkpoint) -> Result<(), CheckpointChainProblem> {
+    let broken = |reason: String| CheckpointChainProblem::Layout {
+        partition: current.partition,
+        number: current.number,
+        reason,
+    };
+    if before.closes_epoch || before.epoch != current.epoch || before.partition != current.partition {
+        return Err(broken(format!(
+            "it follows checkpoint {} of partition {} in epoch {}{}",
+            before.number,
+            before.partition,
+            before.epoch,
+            if before.closes_epoch {
+                ", which closed the epoch"
+            } else {
+                ""
+            }
+        )));
+    }
+    if before.partitions != 0 && current.partitions != before.partitions {
+        return Err(broken(format!(
+            "it says the layout has {} partitions, the checkpoint before it {}",
+            current.partitions, before.partitions
+        )));
     }
     Ok(())
 }

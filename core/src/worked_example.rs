@@ -56,7 +56,7 @@ pub fn values() -> Vec<(&'static str, String)> {
         hash,
     };
     let mut made = Checkpoint {
-        scheme: 1,
+        scheme: checkpoint::CHECKPOINT_SCHEME,
         partition: 0,
         number: 1,
         prev_checkpoint_hash: checkpoint::genesis(0),
@@ -67,6 +67,9 @@ pub fn values() -> Vec<(&'static str, String)> {
         source_offset: 0,
         dlq_next_offset: 0,
         created_at: 1_763_856_001_000,
+        epoch: 1,
+        partitions: 1,
+        closes_epoch: false,
         key_id: String::new(),
         checkpoint_hash: Digest::default(),
         signature: Vec::new(),
@@ -74,6 +77,8 @@ pub fn values() -> Vec<(&'static str, String)> {
     };
     signer.sign(&mut made);
     let signed_bytes = checkpoint::signed_bytes(&made);
+    // Were this the final checkpoint of a one-partition layout, the next epoch would start here.
+    let link = checkpoint::epoch_link(&[made.checkpoint_hash]);
     vec![
         ("genesis(acme)", genesis.to_hex()),
         ("canonical entry", String::from_utf8(entry).expect("utf-8")),
@@ -91,6 +96,11 @@ pub fn values() -> Vec<(&'static str, String)> {
         ),
         ("checkpoint_hash", made.checkpoint_hash.to_hex()),
         ("signature", to_hex(&made.signature)),
+        ("epoch link", link.to_hex()),
+        (
+            "epoch 2 checkpoint genesis(0)",
+            checkpoint::epoch_genesis(2, 0, &link).to_hex(),
+        ),
     ]
 }
 

@@ -136,6 +136,8 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
             source_topic: "bench".to_owned(),
             partition: 0,
             partition_count: 1,
+            epoch: 1,
+            handover: None,
             limits: Limits::default(),
             checkpoint_every: usize::MAX,
             checkpoint_interval_ms: i64::MAX,
@@ -172,7 +174,7 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
         let Disposition::Sealed(made) = sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) else {
             anyhow::bail!("a demo event was not sealed");
         };
-        rows.push(EventRow::from_sealed(*made, 0, sealed_offset));
+        rows.push(EventRow::from_sealed(*made, 1, 0, sealed_offset));
         sealed_offset += 1;
         done += 1;
         if done.is_multiple_of(1000) || done == events {

@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod offsets;
 pub mod produce;
 pub mod registry;
+pub mod reshard;
 pub mod retention;
 pub mod seal;
 pub mod setup;

@@ -64,6 +64,7 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
         raw_topic: args.topics.raw_topic,
         sealed_topic: args.topics.sealed_topic,
         dlq_topic: args.topics.dlq_topic,
+        layout_topic: args.topics.layout_topic,
         group: args.group,
         instance_id: args.instance_id,
         signing_key: args.keys.signing_key(),

@@ -5,7 +5,7 @@ use sealtrail_runtime::{RegistryClient, StopSignal};
 use sealtrail_sink::SinkConfig;
 
 use super::seal::run_blocking;
-use crate::settings::{ClickHouseArgs, KafkaArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
+use crate::settings::{ClickHouseArgs, KafkaArgs, KeyArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {
@@ -19,6 +19,9 @@ pub struct SinkArgs {
     clickhouse: ClickHouseArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    /// The trusted keys check the layout changes that say which epoch the sealed topic is.
+    #[command(flatten)]
+    keys: KeyArgs,
     /// Consumer group; more instances in the group share the partitions.
     #[arg(long, env = "SINK_GROUP", default_value = "sealtrail-sink")]
     group: String,
@@ -41,9 +44,15 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     wait_for_clickhouse(&clickhouse, Duration::from_secs(60)).await?;
     apply_migrations(&clickhouse).await?;
+    let layout = {
+        let (kafka, topics, trusted) = (kafka.clone(), args.topics.clone(), args.keys.trusted_keys());
+        run_blocking(move || super::reshard::sealed_layout(&kafka, &topics, &trusted)).await??
+    };
+    tracing::info!(sealed = %layout.sealed_topic, epoch = layout.epoch, "the sealed topic's partition layout");
     let config = SinkConfig {
         kafka,
         clickhouse,
+        layout_epoch: layout.epoch,
         sealed_topic: args.topics.sealed_topic,
         group: args.group,
         instance_id: args.instance_id,

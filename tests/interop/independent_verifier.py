@@ -66,7 +66,10 @@ public_key = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"
 key_id = sha256(bytes.fromhex(public_key))[:16]
 body = jcs(
     {
-        "scheme": 1,
+        "scheme": 2,
+        "epoch": 1,
+        "partitions": 1,
+        "closes_epoch": False,
         "partition": 0,
         "number": 1,
         "prev_checkpoint_hash": checkpoint_genesis,
@@ -82,11 +85,30 @@ body = jcs(
 )
 signed = tagged("sealtrail/v1/checkpoint") + body.encode()
 signature = (
-    "0647bbb8ccde1b777ba41a64dcd11c0c4fa235923e3b12aa95ca4952fbb55aa2"
-    "6b40e1dd7b33ff12d5af3cf1be34ba2a0fad6c2ffbacbe6e2786cc3c606aed05"
+    "069698cb3af9b9359ef060c6fc3a8be235bf300c52646201c813508864260b30"
+    "e189fe58e65a451f26c2ea7bc6b01f3666fb5326cf7c07b29ac38aa4ac94c504"
 )
 Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(bytes.fromhex(signature), signed)
 
-for value in [genesis, canonical, entry_hash, entries_root, tenant_heads_root, checkpoint_genesis, key_id, body, sha256(signed)]:
+checkpoint_hash = sha256(signed)
+# Layout epochs: the link from a one-partition epoch 1 ending here, and epoch 2's first prev hash.
+epoch_link = sha256(tagged("sealtrail/v2/epoch-link"), bytes.fromhex(checkpoint_hash))
+epoch_genesis = sha256(
+    tagged("sealtrail/v2/checkpoint-genesis"), jcs({"epoch": 2, "link": epoch_link, "partition": 0}).encode()
+)
+
+for value in [
+    genesis,
+    canonical,
+    entry_hash,
+    entries_root,
+    tenant_heads_root,
+    checkpoint_genesis,
+    key_id,
+    body,
+    checkpoint_hash,
+    epoch_link,
+    epoch_genesis,
+]:
     print(value)
 print("signature verifies")

@@ -58,7 +58,7 @@ fn an_independent_python_verifier_reproduces_the_worked_example() {
     let document = include_str!("../../docs/integrity.md");
     let mut lines = stdout.lines().collect::<Vec<_>>();
     assert_eq!(lines.pop(), Some("signature verifies"));
-    assert_eq!(lines.len(), 9);
+    assert_eq!(lines.len(), 11);
     for value in lines {
         assert!(document.contains(value), "the document shows {value}");
     }

@@ -18,6 +18,7 @@ mod pipeline;
 mod placement;
 mod registry;
 mod replay;
+mod reshard;
 mod sql_fuzz;
 mod telemetry;
 mod workspace_rules;

@@ -68,17 +68,30 @@ pub async fn send_workload_at(
     prefix: &str,
     per_second: Option<u64>,
 ) -> Sent {
-    let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
-        .await
-        .expect("emitter");
-    let mut generator = Generator::new(Workload {
+    let workload = Workload {
         tenants,
         bad_ratio,
         seed: 42,
         now_ms: now_ms(),
         tenant_prefix: prefix.to_owned(),
-    })
-    .keeping_planted();
+    };
+    send_workload_into(stack, RAW, workload, events, per_second).await
+}
+
+/// Sends `events` records of `workload` to the raw topic `raw`, at most `per_second` a second
+/// when given.
+pub async fn send_workload_into(
+    stack: &TestStack,
+    raw: &str,
+    workload: Workload,
+    events: u64,
+    per_second: Option<u64>,
+) -> Sent {
+    let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), raw)
+        .await
+        .expect("emitter");
+    let prefix = workload.tenant_prefix.clone();
+    let mut generator = Generator::new(workload).keeping_planted();
     let mut good = HashMap::new();
     let mut bad: HashMap<&'static str, u64> = HashMap::new();
     let mut in_flight = FuturesUnordered::new();
@@ -112,7 +125,7 @@ pub async fn send_workload_at(
         result.expect("acknowledged by the broker");
     }
     Sent {
-        prefix: prefix.to_owned(),
+        prefix,
         tenants: generator.tenant_ids().to_vec(),
         good,
         bad,
@@ -140,7 +153,7 @@ pub async fn wait_until_stored(stack: &TestStack, prefix: &str, expected: usize)
 }
 
 /// Reads every record of a topic: (headers, key, value).
-fn read_topic(stack: &TestStack, topic: &str) -> Vec<sealtrail_kafka::PartitionRecord> {
+pub fn read_topic(stack: &TestStack, topic: &str) -> Vec<sealtrail_kafka::PartitionRecord> {
     let reader = PartitionReader::new(&stack.kafka(), Duration::from_secs(120)).expect("reader");
     let partitions = reader.partition_count(topic).expect("partitions");
     let mut records = Vec::new();

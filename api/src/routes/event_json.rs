@@ -52,6 +52,7 @@ pub fn event_json(row: &EventRow) -> Value {
             "prev_hash": row.prev_hash,
             "hash": row.hash,
             "key_id": row.key_id,
+            "layout_epoch": row.layout_epoch,
             "sealed_partition": row.sealed_partition,
             "sealed_offset": row.sealed_offset,
             "sealed_at": rfc3339(row.sealed_at),
@@ -63,36 +64,39 @@ pub fn event_json(row: &EventRow) -> Value {
 /// The checkpoint covering one event position; `number` 0 when none covers it yet.
 #[derive(Debug, Clone, Row, Deserialize)]
 pub struct Covering {
+    layout_epoch: u32,
     sealed_partition: u32,
     sealed_offset: u64,
     number: u64,
     checkpoint_hash: String,
 }
 
-/// For each `(sealed_partition, sealed_offset)` that `positions` selects, the first checkpoint
-/// written after it in its partition: the one whose Merkle root covers it (an ASOF join).
+/// For each `(layout_epoch, sealed_partition, sealed_offset)` that `positions` selects, the first
+/// checkpoint written after it in its partition: the one whose Merkle root covers it (an ASOF join).
 pub fn covering_checkpoints_sql(positions: &str) -> String {
     format!(
-        "SELECT e.sealed_partition AS sealed_partition, e.sealed_offset AS sealed_offset, \
-                c.number AS number, c.checkpoint_hash AS checkpoint_hash \
+        "SELECT e.layout_epoch AS layout_epoch, e.sealed_partition AS sealed_partition, \
+                e.sealed_offset AS sealed_offset, c.number AS number, c.checkpoint_hash AS checkpoint_hash \
          FROM ({positions}) AS e \
-         ASOF LEFT JOIN (SELECT sealed_partition, sealed_offset AS checkpoint_offset, number, checkpoint_hash \
+         ASOF LEFT JOIN (SELECT layout_epoch, sealed_partition, sealed_offset AS checkpoint_offset, number, checkpoint_hash \
                          FROM tenant_checkpoints WHERE tenant_id = {{tenant:String}}) AS c \
-         ON e.sealed_partition = c.sealed_partition AND e.sealed_offset < c.checkpoint_offset"
+         ON e.layout_epoch = c.layout_epoch AND e.sealed_partition = c.sealed_partition \
+            AND e.sealed_offset < c.checkpoint_offset"
     )
 }
 
 /// Fills `integrity.checkpoint` of each event from `coverage`; events not covered yet keep
 /// `null`.
 pub fn attach_checkpoints(rows: &[EventRow], coverage: &[Covering], events: &mut [Value]) {
-    let by_position: BTreeMap<(u32, u64), &Covering> = coverage
+    let by_position: BTreeMap<(u32, u32, u64), &Covering> = coverage
         .iter()
         .filter(|c| c.number > 0)
-        .map(|c| ((c.sealed_partition, c.sealed_offset), c))
+        .map(|c| ((c.layout_epoch, c.sealed_partition, c.sealed_offset), c))
         .collect();
     for (row, event) in rows.iter().zip(events.iter_mut()) {
-        if let Some(place) = by_position.get(&(row.sealed_partition, row.sealed_offset)) {
+        if let Some(place) = by_position.get(&(row.layout_epoch, row.sealed_partition, row.sealed_offset)) {
             event["integrity"]["checkpoint"] = json!({
+                "layout_epoch": row.layout_epoch,
                 "partition": row.sealed_partition,
                 "number": place.number,
                 "checkpoint_hash": place.checkpoint_hash,

@@ -156,7 +156,7 @@ async fn list_page(
     let client = &state.tenant_reader(TenantReader::Analyst, &tenant)?;
     let mut rows_query = client.query(&format!("SELECT ?fields {sql}"));
     let mut coverage_query = client.query(&covering_checkpoints_sql(&format!(
-        "SELECT sealed_partition, sealed_offset {sql}"
+        "SELECT layout_epoch, sealed_partition, sealed_offset {sql}"
     )));
     for (name, value) in &params {
         rows_query = rows_query.param(name, value);
@@ -226,7 +226,7 @@ pub async fn one(
         let coverage = state
             .tenant_reader(TenantReader::Analyst, &tenant)?
             .query(&covering_checkpoints_sql(
-                "SELECT sealed_partition, sealed_offset FROM events \
+                "SELECT layout_epoch, sealed_partition, sealed_offset FROM events \
                  WHERE tenant_id = {tenant:String} AND event_id = {event_id:String} LIMIT 1",
             ))
             .param("tenant", &tenant)

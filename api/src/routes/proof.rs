@@ -136,9 +136,11 @@ async fn covering_checkpoint(state: &SharedState, event: &EventRow) -> Result<Ch
     state
         .client
         .query(
-            "SELECT ?fields FROM checkpoints WHERE sealed_partition = {partition:UInt32} \
-             AND sealed_offset > {offset:UInt64} ORDER BY sealed_offset LIMIT 1",
+            "SELECT ?fields FROM checkpoints WHERE layout_epoch = {epoch:UInt32} \
+             AND sealed_partition = {partition:UInt32} AND sealed_offset > {offset:UInt64} \
+             ORDER BY sealed_offset LIMIT 1",
         )
+        .param("epoch", event.layout_epoch)
         .param("partition", event.sealed_partition)
         .param("offset", event.sealed_offset)
         .fetch_optional::<CheckpointRow>()
@@ -158,9 +160,10 @@ async fn previous_checkpoint_offset(state: &SharedState, event: &EventRow) -> Re
     Ok(state
         .client
         .query(
-            "SELECT maxOrNull(sealed_offset) FROM checkpoints WHERE sealed_partition = {partition:UInt32} \
-             AND sealed_offset < {offset:UInt64}",
+            "SELECT maxOrNull(sealed_offset) FROM checkpoints WHERE layout_epoch = {epoch:UInt32} \
+             AND sealed_partition = {partition:UInt32} AND sealed_offset < {offset:UInt64}",
         )
+        .param("epoch", event.layout_epoch)
         .param("partition", event.sealed_partition)
         .param("offset", event.sealed_offset)
         .fetch_one()

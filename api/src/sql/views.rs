@@ -64,7 +64,8 @@ impl View {
             Self::Checkpoints => {
                 "SELECT sealed_partition, number, scheme, prev_checkpoint_hash, entries_root, entry_count, \
                  tenant_heads_root, tenant_count, source_offset, dlq_next_offset, created_at, key_id, checkpoint_hash, signature, \
-                 tenant_heads FROM sealtrail_database.tenant_checkpoints WHERE tenant_id = 'TENANT'"
+                 tenant_heads, layout_epoch, layout_partitions, closes_epoch \
+                 FROM sealtrail_database.tenant_checkpoints WHERE tenant_id = 'TENANT'"
             }
         }
     }

@@ -429,6 +429,9 @@ pub fn encode_sealed_record(record: &SealedRecord, out: &mut Writer) {
                 out.long(i64::try_from(head.seq).unwrap_or(i64::MAX));
                 out.str(&head.hash.to_hex());
             });
+            out.int(i32::try_from(checkpoint.epoch).unwrap_or(i32::MAX));
+            out.int(i32::try_from(checkpoint.partitions).unwrap_or(i32::MAX));
+            out.boolean(checkpoint.closes_epoch);
         }
     }
 }
@@ -496,6 +499,9 @@ pub fn sealed_record_from_val(value: Val<'_>) -> Result<SealedRecord, ShapeError
                 checkpoint_hash,
                 signature,
                 heads,
+                epoch,
+                partitions,
+                closes_epoch,
             ] = record("checkpoint", *inner)?;
             Ok(SealedRecord::Checkpoint(Box::new(Checkpoint {
                 scheme: u32::try_from(long("checkpoint.scheme", &scheme)?)
@@ -511,6 +517,11 @@ pub fn sealed_record_from_val(value: Val<'_>) -> Result<SealedRecord, ShapeError
                 source_offset: long("checkpoint.source_offset", &source_offset)?,
                 dlq_next_offset: long("checkpoint.dlq_next_offset", &dlq_next_offset)?,
                 created_at: long("checkpoint.created_at", &created_at)?,
+                epoch: u32::try_from(long("checkpoint.epoch", &epoch)?)
+                    .map_err(|_| shape("checkpoint.epoch", "out of range"))?,
+                partitions: u32::try_from(long("checkpoint.partitions", &partitions)?)
+                    .map_err(|_| shape("checkpoint.partitions", "out of range"))?,
+                closes_epoch: matches!(closes_epoch, Val::Bool(true)),
                 key_id: string("checkpoint.key_id", key_id)?,
                 checkpoint_hash: digest("checkpoint.checkpoint_hash", checkpoint_hash)?,
                 signature: crate::digest::from_hex(&string("checkpoint.signature", signature)?)

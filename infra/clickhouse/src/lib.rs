@@ -8,6 +8,7 @@ pub mod access;
 mod error;
 mod migrations;
 mod rows;
+mod segments;
 mod settings;
 mod stretch;
 mod verify;

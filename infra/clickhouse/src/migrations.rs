@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_create_retention_policies"),
     migration!(10, "0010_create_retention_runs"),
     migration!(11, "0011_create_tenant_checkpoints"),
+    migration!(12, "0012_add_layout_epochs"),
 ];
 
 /// What `apply_migrations` did with one migration.

@@ -57,6 +57,8 @@ pub struct EventRow {
     pub sealed_offset: u64,
     #[serde(with = "clickhouse::serde::time::datetime64::millis")]
     pub sealed_at: OffsetDateTime,
+    /// The partition layout epoch of `sealed_partition` (see `sealtrail_core::layout`).
+    pub layout_epoch: u32,
 }
 
 /// A row of `checkpoints`.
@@ -79,6 +81,9 @@ pub struct CheckpointRow {
     pub signature: String,
     pub tenant_heads: Vec<(String, u64, String)>,
     pub sealed_offset: u64,
+    pub layout_epoch: u32,
+    pub layout_partitions: u32,
+    pub closes_epoch: bool,
 }
 
 /// A row that does not map back to the model (a column was edited into something invalid).
@@ -107,6 +112,7 @@ pub struct TombstoneRow {
     pub run_id: String,
     #[serde(with = "clickhouse::serde::time::datetime64::millis")]
     pub purged_at: OffsetDateTime,
+    pub layout_epoch: u32,
 }
 
 impl TombstoneRow {
@@ -125,6 +131,7 @@ impl TombstoneRow {
             policy_id: policy_id.to_owned(),
             run_id: run_id.to_owned(),
             purged_at,
+            layout_epoch: row.layout_epoch,
         }
     }
 }
@@ -135,7 +142,9 @@ fn time_of(ms: i64) -> OffsetDateTime {
 
 impl EventRow {
     /// The row of a sealed event; the event's values move into the row, nothing is copied.
-    pub fn from_sealed(sealed: SealedEvent, sealed_partition: i32, sealed_offset: i64) -> Self {
+    /// The row of a sealed event read at `sealed_offset` of `sealed_partition` in layout epoch
+    /// `layout_epoch`.
+    pub fn from_sealed(sealed: SealedEvent, layout_epoch: u32, sealed_partition: i32, sealed_offset: i64) -> Self {
         let SealedEvent {
             event,
             classification,
@@ -191,6 +200,7 @@ impl EventRow {
             sealed_partition: u32::try_from(sealed_partition).unwrap_or_default(),
             sealed_offset: u64::try_from(sealed_offset).unwrap_or_default(),
             sealed_at: time_of(sealed_at),
+            layout_epoch,
         }
     }
 
@@ -323,6 +333,9 @@ impl CheckpointRow {
                 .map(|h| (h.tenant_id.clone(), h.seq, h.hash.to_hex()))
                 .collect(),
             sealed_offset: u64::try_from(sealed_offset).unwrap_or_default(),
+            layout_epoch: checkpoint.epoch,
+            layout_partitions: checkpoint.partitions,
+            closes_epoch: checkpoint.closes_epoch,
         }
     }
 
@@ -345,6 +358,9 @@ impl CheckpointRow {
             source_offset: self.source_offset,
             dlq_next_offset: self.dlq_next_offset,
             created_at: crate::unix_ms(self.created_at),
+            epoch: self.layout_epoch,
+            partitions: self.layout_partitions,
+            closes_epoch: self.closes_epoch,
             key_id: self.key_id.clone(),
             checkpoint_hash: digest(&self.checkpoint_hash, "checkpoint_hash")?,
             signature: from_hex(&self.signature).ok_or_else(|| invalid("signature"))?,

@@ -8,12 +8,13 @@ use sealtrail_core::digest::Digest;
 use sealtrail_core::retention::{APPLIED_ACTION, RETENTION_ACTOR, TOMBSTONES_EVIDENCE, TombstonesDigest};
 use sealtrail_core::sealed::Checkpoint;
 use sealtrail_core::verify::{
-    BreakKind, ChainBreak, ChainStart, CheckpointChainProblem, check_tombstone_link, verify_chain, verify_checkpoints,
-    verify_entries, verify_heads,
+    BreakKind, ChainBreak, ChainStart, CheckpointChainProblem, check_tombstone_link, verify_chain, verify_entries,
+    verify_heads,
 };
 use time::OffsetDateTime;
 
-use crate::{CheckpointRow, ClickHouseSettings, EventRow, RowError, TombstoneRow, chain_stretch, unix_ms};
+use crate::segments::{Segment, load_segment, tenant_segments};
+use crate::{ClickHouseSettings, EventRow, RowError, TombstoneRow, chain_stretch, unix_ms};
 
 /// Events are read in pages of this many rows.
 const PAGE: u64 = 10_000;
@@ -32,7 +33,10 @@ pub struct VerifyRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     pub tenant: String,
+    /// The sealed partition the tenant's chain is in now (in its latest layout epoch).
     pub partition: Option<u32>,
+    /// Every `(layout epoch, sealed partition)` that holds the tenant's events, in chain order.
+    pub segments: Vec<(u32, u32)>,
     /// Events re-hashed and linked.
     pub events: u64,
     pub first_seq: Option<u64>,
@@ -74,8 +78,16 @@ pub enum VerifyFailure {
     Checkpoints(#[from] CheckpointChainProblem),
     #[error(transparent)]
     Row(#[from] RowError),
-    #[error("tenant {tenant} has events in sealed partitions {partitions:?}; a tenant's chain lives in one partition")]
-    SplitTenant { tenant: String, partitions: Vec<u32> },
+    #[error(
+        "tenant {tenant} has events in sealed partitions {partitions:?} of layout epoch {epoch}; within an epoch a tenant's chain lives in one partition"
+    )]
+    SplitTenant {
+        tenant: String,
+        epoch: u32,
+        partitions: Vec<u32>,
+    },
+    #[error("partition layout: {0}")]
+    Layout(String),
     #[error("querying ClickHouse failed: {0}")]
     Query(#[from] clickhouse::error::Error),
     #[error(
@@ -113,17 +125,17 @@ struct SeqHash {
 
 /// The hashes of a sealed partition's entries between two offsets, in offset order: every event
 /// row (a duplicated row stays duplicated, so the count gives it away), and the tombstone of each
-/// purged event whose row is gone. Bound parameters: partition, the lower offset (exclusive, -1 for
-/// none), the upper (exclusive).
+/// purged event whose row is gone. Bound parameters: epoch, partition, the lower offset
+/// (exclusive, -1 for none), the upper (exclusive).
 pub const ENTRY_HASHES_SQL: &str = "SELECT hash, sealed_offset FROM ( \
-     SELECT hash, sealed_offset FROM events WHERE sealed_partition = {partition:UInt32} \
+     SELECT hash, sealed_offset FROM events WHERE layout_epoch = {epoch:UInt32} AND sealed_partition = {partition:UInt32} \
        AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
      UNION ALL \
      SELECT hash, sealed_offset FROM ( \
-       SELECT hash, sealed_offset FROM tombstones WHERE sealed_partition = {partition:UInt32} \
+       SELECT hash, sealed_offset FROM tombstones WHERE layout_epoch = {epoch:UInt32} AND sealed_partition = {partition:UInt32} \
          AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
-         AND sealed_offset NOT IN (SELECT sealed_offset FROM events WHERE sealed_partition = {partition:UInt32} \
-           AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}) \
+         AND sealed_offset NOT IN (SELECT sealed_offset FROM events WHERE layout_epoch = {epoch:UInt32} \
+           AND sealed_partition = {partition:UInt32} AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}) \
        ORDER BY sealed_offset LIMIT 1 BY sealed_offset)) \
      ORDER BY sealed_offset";
 
@@ -139,46 +151,30 @@ pub async fn verify_tenant(
         tenant: tenant.clone(),
         ..VerifyReport::default()
     };
-    let partitions: Vec<u32> = client
-        .query(
-            "SELECT DISTINCT sealed_partition FROM (SELECT sealed_partition FROM events WHERE tenant_id = {tenant:String} \
-             UNION ALL SELECT sealed_partition FROM tombstones WHERE tenant_id = {tenant:String}) ORDER BY sealed_partition",
-        )
-        .param("tenant", tenant)
-        .fetch_all()
-        .await?;
-    let partition = match partitions.as_slice() {
-        [] => return Ok(report),
-        [one] => *one,
-        _ => {
-            return Err(VerifyFailure::SplitTenant {
-                tenant: tenant.clone(),
-                partitions,
-            });
-        }
+    // Every segment of the tenant's chain, and its partition's checkpoints verified from the first.
+    let mut segments: Vec<Segment> = Vec::new();
+    for span in tenant_segments(&client, tenant).await? {
+        segments.push(load_segment(&client, span, trusted).await?);
+    }
+    let Some(latest) = segments.last() else {
+        return Ok(report);
     };
-    report.partition = Some(partition);
-
-    // Every checkpoint of the partition, signatures and links checked from the first.
-    let rows: Vec<CheckpointRow> = client
-        .query("SELECT ?fields FROM checkpoints WHERE sealed_partition = ? ORDER BY number")
-        .bind(partition)
-        .fetch_all()
-        .await?;
-    let checkpoints: Vec<Checkpoint> = rows
+    report.partition = Some(latest.span.sealed_partition);
+    report.segments = segments
         .iter()
-        .map(CheckpointRow::to_checkpoint)
-        .collect::<Result<_, _>>()?;
-    verify_checkpoints(&checkpoints, trusted, None)?;
-    report.checkpoints = checkpoints.len() as u64;
-    let heads: Vec<(usize, u64, Digest)> = checkpoints
+        .map(|s| (s.span.layout_epoch, s.span.sealed_partition))
+        .collect();
+    report.checkpoints = segments.iter().map(|s| s.checkpoints.len() as u64).sum();
+    let heads: Vec<(SignedAt, u64, Digest)> = segments
         .iter()
         .enumerate()
-        .flat_map(|(index, c)| {
-            c.tenant_heads
-                .iter()
-                .filter(|h| &h.tenant_id == tenant)
-                .map(move |h| (index, h.seq, h.hash))
+        .flat_map(|(segment, s)| {
+            s.checkpoints.iter().enumerate().flat_map(move |(index, c)| {
+                c.tenant_heads
+                    .iter()
+                    .filter(move |h| &h.tenant_id == tenant)
+                    .map(move |h| (SignedAt { segment, index }, h.seq, h.hash))
+            })
         })
         .collect();
     report.signed_through = heads.iter().map(|(_, seq, _)| *seq).max().unwrap_or_default();
@@ -219,8 +215,9 @@ pub async fn verify_tenant(
             },
         }));
     }
-    let in_range: Vec<Checkpoint> = checkpoints
+    let in_range: Vec<Checkpoint> = segments
         .iter()
+        .flat_map(|s| s.checkpoints.iter())
         .filter(|c| {
             c.tenant_heads
                 .iter()
@@ -229,7 +226,7 @@ pub async fn verify_tenant(
         .cloned()
         .collect();
     verify_heads(tenant, &in_range, |seq| hashes_at_heads.get(&seq).copied()).map_err(VerifyFailure::Chain)?;
-    verify_covering_entries(&client, &mut report, &rows, &checkpoints, &heads).await?;
+    verify_covering_entries(&client, &mut report, &segments, &heads).await?;
     verify_attestations(&client, &report).await?;
     Ok(report)
 }
@@ -481,33 +478,41 @@ fn link_tombstone(
     Ok(hash)
 }
 
+/// Which checkpoint signed a head: its segment, and its index among the segment's checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SignedAt {
+    segment: usize,
+    index: usize,
+}
+
 /// Recomputes the entries roots of the checkpoints that first cover one of the verified events:
 /// nothing in the partition between those checkpoints was added, removed or moved.
 async fn verify_covering_entries(
     client: &clickhouse::Client,
     report: &mut VerifyReport,
-    rows: &[CheckpointRow],
-    checkpoints: &[Checkpoint],
-    heads: &[(usize, u64, Digest)],
+    segments: &[Segment],
+    heads: &[(SignedAt, u64, Digest)],
 ) -> Result<(), VerifyFailure> {
     let verified_through = report.last_seq.unwrap_or_default();
-    let partition = report.partition.unwrap_or_default();
     let mut previous_head = report.anchored_after;
-    for (index, seq, _) in heads {
+    for (at, seq, _) in heads {
         if *seq <= previous_head || *seq > verified_through {
             continue;
         }
         previous_head = *seq;
-        let lower = if *index == 0 {
+        let segment = &segments[at.segment];
+        let (epoch, partition) = (segment.span.layout_epoch, segment.span.sealed_partition);
+        let lower = if at.index == 0 {
             -1
         } else {
-            i64::try_from(rows[index - 1].sealed_offset).unwrap_or(i64::MAX)
+            i64::try_from(segment.rows[at.index - 1].sealed_offset).unwrap_or(i64::MAX)
         };
         let hashes: Vec<HashRow> = client
             .query(ENTRY_HASHES_SQL)
+            .param("epoch", epoch)
             .param("partition", partition)
             .param("after", lower)
-            .param("before", rows[*index].sealed_offset)
+            .param("before", segment.rows[at.index].sealed_offset)
             .fetch_all()
             .await?;
         let digests: Vec<Digest> = hashes
@@ -515,12 +520,12 @@ async fn verify_covering_entries(
             .map(|h| {
                 Digest::from_hex(&h.hash).ok_or_else(|| RowError {
                     table: "events",
-                    key: format!("partition {partition}"),
+                    key: format!("epoch {epoch} partition {partition}"),
                     column: "hash",
                 })
             })
             .collect::<Result<_, _>>()?;
-        verify_entries(&checkpoints[*index], &digests)?;
+        verify_entries(&segment.checkpoints[at.index], &digests)?;
         report.entries_roots_checked += 1;
     }
     Ok(())

@@ -13,6 +13,8 @@ pub struct SealConfig {
     pub raw_topic: String,
     pub sealed_topic: String,
     pub dlq_topic: String,
+    /// Where `sealtrail reshard` records layout changes; the processor finds its epoch there.
+    pub layout_topic: String,
     pub group: String,
     /// Static group membership (`group.instance.id`): a restarted instance with the same id
     /// takes its partitions back at once, and fences a stale predecessor.

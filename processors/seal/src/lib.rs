@@ -8,6 +8,7 @@
 mod config;
 mod deliveries;
 pub mod dlq;
+pub mod layouts;
 mod processor;
 mod recovery;
 

@@ -14,7 +14,8 @@ use sealtrail_core::avro::Framed;
 use sealtrail_core::avro::Writer;
 use sealtrail_core::avro::contract::{SEALED_RECORD_SCHEMA, encode_sealed_record};
 use sealtrail_core::checkpoint::{CheckpointSigner, TrustedKey};
-use sealtrail_core::sealed::SealedRecord;
+use sealtrail_core::layout::{CONTROL_HEADER, Handover, LAYOUT_CHANGE_CONTROL, Layout, LayoutChange};
+use sealtrail_core::sealed::{Checkpoint, SealedRecord};
 use sealtrail_core::sealer::{
     Disposition, PartitionSealer, RawRecord, RecoveryError, SchemaLookup, SealContext, SealerSettings,
 };
@@ -29,6 +30,7 @@ use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdic
 use crate::SealConfig;
 use crate::deliveries::{Deliveries, Produced};
 use crate::dlq;
+use crate::layouts::{self, LayoutReadError};
 use crate::recovery::{RecoverySources, recover};
 
 /// Why the processor stopped with an error. Every variant is worth a restart except
@@ -61,6 +63,14 @@ pub enum SealError {
     Recovery(Box<RecoveryError>),
     #[error("{0}; exiting so a restart recovers from the sealed topic")]
     Delivery(String),
+    #[error("partition layout: {0}")]
+    Layout(Box<LayoutReadError>),
+}
+
+impl From<LayoutReadError> for SealError {
+    fn from(error: LayoutReadError) -> Self {
+        Self::Layout(Box::new(error))
+    }
 }
 
 /// What a run did.
@@ -92,6 +102,9 @@ struct Shared {
     sealed_schema_id: u32,
     /// The raw topic's partition count at start, which places every tenant.
     raw_partitions: i32,
+    /// The layout epoch this processor seals, and where its chains start if it is not the first.
+    epoch: u32,
+    handover: Option<Arc<Handover>>,
     partitions: Mutex<HashMap<i32, PartitionState>>,
     /// An error met inside a rebalance callback, reported by the loop.
     failure: Mutex<Option<SealError>>,
@@ -116,6 +129,8 @@ impl Shared {
             source_topic: self.config.raw_topic.clone(),
             partition,
             partition_count: self.raw_partitions,
+            epoch: self.epoch,
+            handover: self.handover.clone(),
             limits: self.config.limits,
             checkpoint_every: self.config.checkpoint_every,
             checkpoint_interval_ms: i64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(i64::MAX),
@@ -244,8 +259,7 @@ impl Shared {
     }
 
     /// Writes a checkpoint for `partition` if it is due (or if anything is uncovered and
-    /// `force`). Waits until the partition's DLQ records are acknowledged first, because the
-    /// checkpoint vouches for them.
+    /// `force`). A partition whose epoch is closed gets none: its final checkpoint was its last.
     fn checkpoint_if_pending(&self, partition: i32, force: bool) -> Result<bool, SealError> {
         let due = {
             let partitions = lock(&self.partitions);
@@ -254,7 +268,9 @@ impl Shared {
             };
             let uncovered =
                 state.sealer.pending_entries() > 0 || state.sealer.handled_through() > state.covered_through;
-            if force {
+            if state.sealer.is_closed() {
+                false
+            } else if force {
                 uncovered
             } else {
                 state.sealer.checkpoint_due(now_ms(), state.covered_through)
@@ -263,6 +279,48 @@ impl Shared {
         if !due {
             return Ok(false);
         }
+        let dlq_next = self.settle_dlq(partition)?;
+        let mut partitions = lock(&self.partitions);
+        let Some(state) = partitions.get_mut(&partition) else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let checkpoint = state.sealer.checkpoint(&self.signer, dlq_next, now_ms());
+        state.covered_through = checkpoint.source_offset;
+        drop(partitions);
+        self.publish_checkpoint(partition, checkpoint, started)?;
+        Ok(true)
+    }
+
+    /// Ends the partition's layout epoch at the signed layout change read at `offset`: the final
+    /// checkpoint covers everything before it, and every later record goes to the DLQ.
+    fn close_epoch(&self, partition: i32, offset: i64, change: &LayoutChange) -> Result<(), SealError> {
+        let dlq_next = self.settle_dlq(partition)?;
+        let mut partitions = lock(&self.partitions);
+        let Some(state) = partitions.get_mut(&partition) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let Some(last) = state.sealer.close_epoch(offset, &self.signer, dlq_next, now_ms()) else {
+            return Ok(());
+        };
+        state.covered_through = last.source_offset;
+        drop(partitions);
+        tracing::info!(
+            partition,
+            offset,
+            epoch = last.epoch,
+            checkpoint = last.number,
+            tenants = last.tenant_count,
+            next_raw_topic = %change.to.raw_topic,
+            "raw partition closed by a layout change: its final checkpoint hands every chain to the next layout"
+        );
+        self.publish_checkpoint(partition, last, started)
+    }
+
+    /// Waits until the partition's DLQ records are acknowledged, because a checkpoint vouches for
+    /// them, and returns the offset the next one gets.
+    fn settle_dlq(&self, partition: i32) -> Result<i64, SealError> {
         loop {
             self.check_deliveries()?;
             let pending = self
@@ -278,33 +336,28 @@ impl Shared {
             }
             self.producer.poll(Duration::from_millis(10));
         }
-        let dlq_next = self
+        Ok(self
             .producer
             .context()
             .lock()
             .dlq_next
             .get(&partition)
             .copied()
-            .unwrap_or_default();
-        let mut partitions = lock(&self.partitions);
-        let Some(state) = partitions.get_mut(&partition) else {
-            return Ok(false);
-        };
-        let started = Instant::now();
-        let checkpoint = state.sealer.checkpoint(&self.signer, dlq_next, now_ms());
-        state.covered_through = checkpoint.source_offset;
+            .unwrap_or_default())
+    }
+
+    fn publish_checkpoint(&self, partition: i32, checkpoint: Checkpoint, started: Instant) -> Result<(), SealError> {
         self.config.metrics.last_checkpoint(partition, checkpoint.number);
         let produced = Produced::Checkpoint {
             partition,
             source_offset: checkpoint.source_offset,
         };
         let bytes = self.encode(&SealedRecord::Checkpoint(Box::new(checkpoint)));
-        drop(partitions);
         self.send(&self.config.sealed_topic, partition, b"", &bytes, produced, None)?;
         *lock(&self.checkpoints) += 1;
         self.config.metrics.checkpoint();
         self.config.metrics.batch_duration(started.elapsed().as_secs_f64());
-        Ok(true)
+        Ok(())
     }
 
     fn encode(&self, record: &SealedRecord) -> Vec<u8> {
@@ -410,7 +463,7 @@ impl ConsumerContext for SealContextOf {
 /// Runs the seal processor until `stop` is set (or `stop_after` records are handled), or an
 /// error makes it unsafe to continue.
 pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> Result<SealSummary, SealError> {
-    let (shared, tokenizer) = start(config, registry)?;
+    let (shared, tokenizer) = start(config, registry, stop)?;
     let mut consumer_config = shared.config.kafka.consumer(&shared.config.group);
     consumer_config.set("partition.assignment.strategy", "range");
     // Recovery (which reads back the idempotency window) runs inside the rebalance callback and
@@ -462,7 +515,11 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
 }
 
 /// Loads the keys, checks the topics, registers the sealed schema and creates the producer.
-fn start(config: SealConfig, registry: &RegistryClient) -> Result<(Arc<Shared>, Tokenizer), SealError> {
+fn start(
+    config: SealConfig,
+    registry: &RegistryClient,
+    stop: &StopSignal,
+) -> Result<(Arc<Shared>, Tokenizer), SealError> {
     let signer = keys::load_signer(&config.signing_key)?;
     let tokenizer = Tokenizer::new(&keys::load_tokenization_key(&config.tokenization_key)?).map_err(|reason| {
         SealError::Keys(KeyError::Invalid {
@@ -493,6 +550,23 @@ fn start(config: SealConfig, registry: &RegistryClient) -> Result<(Arc<Shared>, 
             )));
         }
     }
+    let first = Layout {
+        epoch: 1,
+        raw_topic: config.raw_topic.clone(),
+        sealed_topic: config.sealed_topic.clone(),
+        dlq_topic: config.dlq_topic.clone(),
+        partitions: u32::try_from(raw_partitions).unwrap_or(u32::MAX),
+    };
+    let history = layouts::read_history(&reader, &config.layout_topic, first, &trusted)?;
+    let layout = layouts::configured_layout(&history, &config.raw_topic, &config.sealed_topic, &config.dlq_topic)?;
+    if layout.partitions as usize != raw_partitions {
+        return Err(SealError::Topology(format!(
+            "topic {} has {raw_partitions} partitions, but layout epoch {} was made with {}; adding partitions in place would move tenants to new chains: move to new topics with `sealtrail reshard`",
+            config.raw_topic, layout.epoch, layout.partitions
+        )));
+    }
+    let mut sealed_readers = SealedReaders::new(registry.clone());
+    let handover = layouts::wait_for_handover(&reader, &mut sealed_readers, &history, &layout, &trusted, stop)?;
     let sealed_schema_id = registry
         .register(&format!("{}-value", config.sealed_topic), None, SEALED_RECORD_SCHEMA)
         .map_err(SealError::Registry)?;
@@ -508,11 +582,13 @@ fn start(config: SealConfig, registry: &RegistryClient) -> Result<(Arc<Shared>, 
     let shared = Arc::new(Shared {
         producer,
         reader,
-        sealed_readers: Mutex::new(SealedReaders::new(registry.clone())),
+        sealed_readers: Mutex::new(sealed_readers),
         trusted,
         signer,
         sealed_schema_id,
         raw_partitions: i32::try_from(raw_partitions).unwrap_or(i32::MAX),
+        epoch: layout.epoch,
+        handover,
         partitions: Mutex::new(HashMap::new()),
         failure: Mutex::new(None),
         checkpoints: Mutex::new(0),
@@ -635,6 +711,12 @@ impl Loop<'_> {
         let shared = self.shared;
         let partition = message.partition();
         let payload = message.payload();
+        if let Some(change) = self.layout_change(message) {
+            self.summary.records += 1;
+            self.stats.received(1);
+            self.stats.skipped("layout_change");
+            return shared.close_epoch(partition, message.offset(), &change);
+        }
         // Learn what the schema id means before sealing; a registry that cannot be reached is
         // waited for (the record is not bad), a registry that does not know the id rejects it.
         if let Some(framed) = payload.and_then(|bytes| Framed::parse(bytes).ok()) {
@@ -703,6 +785,34 @@ impl Loop<'_> {
             shared.checkpoint_if_pending(partition, false)?;
         }
         Ok(())
+    }
+
+    /// The signed layout change a record carries, if it is one that ends this processor's epoch.
+    /// Anything else marked as a layout change goes down the normal path, to the DLQ.
+    fn layout_change(&mut self, message: &BorrowedMessage<'_>) -> Option<LayoutChange> {
+        use rdkafka::message::Headers as _;
+        let marked = message.headers().is_some_and(|headers| {
+            headers
+                .iter()
+                .any(|h| h.key == CONTROL_HEADER && h.value == Some(LAYOUT_CHANGE_CONTROL))
+        });
+        if !marked {
+            return None;
+        }
+        let shared = self.shared;
+        let problem = match LayoutChange::parse_verified(message.payload().unwrap_or_default(), &shared.trusted) {
+            Ok(change) if change.from.raw_topic == shared.config.raw_topic && change.from.epoch == shared.epoch => {
+                return Some(change);
+            }
+            Ok(change) => format!(
+                "it changes layout epoch {} of {}, this is epoch {} of {}",
+                change.from.epoch, change.from.raw_topic, shared.epoch, shared.config.raw_topic
+            ),
+            Err(error) => error.to_string(),
+        };
+        self.stats.error("bad_layout_change");
+        tracing::warn!(partition = message.partition(), offset = message.offset(), %problem, "a record marked as a layout change is refused and goes to the DLQ");
+        None
     }
 
     /// Sends a sealed event to the sealed topic, or a rejected record to the DLQ.

@@ -41,6 +41,9 @@ pub struct SinkConfig {
     pub kafka: KafkaSettings,
     pub clickhouse: ClickHouseSettings,
     pub sealed_topic: String,
+    /// The partition layout epoch of `sealed_topic` (1 until the first `sealtrail reshard`):
+    /// written on every row, since a later epoch numbers its partitions from 0 again.
+    pub layout_epoch: u32,
     pub group: String,
     /// Static group membership (`group.instance.id`), as for the seal processor.
     pub instance_id: Option<String>,
@@ -65,6 +68,15 @@ pub enum SinkError {
     },
     #[error("cannot learn how far partition {partition} is stored in ClickHouse: {reason}")]
     Position { partition: i32, reason: String },
+    #[error(
+        "sealed partition {partition} offset {offset} is a checkpoint of layout epoch {found}, but the layout history says this topic is epoch {expected}; check SEALED_TOPIC and LAYOUT_TOPIC"
+    )]
+    WrongEpoch {
+        partition: i32,
+        offset: i64,
+        found: u32,
+        expected: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,8 +116,9 @@ impl Shared {
             let query = self
                 .client
                 .query(&format!(
-                    "SELECT count() AS rows, max(sealed_offset) AS max_offset FROM {table} WHERE sealed_partition = ?"
+                    "SELECT count() AS rows, max(sealed_offset) AS max_offset FROM {table} WHERE layout_epoch = ? AND sealed_partition = ?"
                 ))
+                .bind(self.config.layout_epoch)
                 .bind(partition);
             let stored: Stored = bounded(&self.runtime, query.fetch_one()).map_err(|e| e.to_string())?;
             if stored.rows > 0 {
@@ -294,8 +307,9 @@ impl Shared {
         let query = self
             .client
             .query(&format!(
-                "SELECT sealed_offset FROM {table} WHERE sealed_partition = ? AND sealed_offset BETWEEN ? AND ? ORDER BY sealed_offset"
+                "SELECT sealed_offset FROM {table} WHERE layout_epoch = ? AND sealed_partition = ? AND sealed_offset BETWEEN ? AND ? ORDER BY sealed_offset"
             ))
+            .bind(self.config.layout_epoch)
             .bind(partition)
             .bind(from)
             .bind(to);
@@ -510,9 +524,20 @@ fn buffer(
                 )
             });
             batch.traced.extend(span);
-            batch.push_event(offset, EventRow::from_sealed(*event, partition, offset));
+            batch.push_event(
+                offset,
+                EventRow::from_sealed(*event, shared.config.layout_epoch, partition, offset),
+            );
         }
         SealedRecord::Checkpoint(checkpoint) => {
+            if checkpoint.epoch != shared.config.layout_epoch {
+                return Err(SinkError::WrongEpoch {
+                    partition,
+                    offset,
+                    found: checkpoint.epoch,
+                    expected: shared.config.layout_epoch,
+                });
+            }
             batch.push_checkpoint(offset, CheckpointRow::from_checkpoint(&checkpoint, offset));
         }
     }

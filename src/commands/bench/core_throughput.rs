@@ -71,6 +71,8 @@ pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
                 source_topic: "bench".to_owned(),
                 partition: 0,
                 partition_count: 1,
+                epoch: 1,
+                handover: None,
                 limits: Limits::default(),
                 checkpoint_every: usize::MAX,
                 checkpoint_interval_ms: i64::MAX,

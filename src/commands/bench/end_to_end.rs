@@ -173,6 +173,7 @@ pub(super) fn seal_config(
         raw_topic: raw.to_owned(),
         sealed_topic: sealed.to_owned(),
         dlq_topic: dlq.to_owned(),
+        layout_topic: format!("{raw}-layouts"),
         group: group.to_owned(),
         instance_id: None,
         signing_key: keys.join(sealtrail_runtime::keys::SIGNING_KEY_FILE),

@@ -250,6 +250,7 @@ fn pipeline_env(data_dir: &DataDir) -> Vec<(String, String)> {
         ("RAW_TOPIC".to_owned(), topics.raw_topic),
         ("SEALED_TOPIC".to_owned(), topics.sealed_topic),
         ("DLQ_TOPIC".to_owned(), topics.dlq_topic),
+        ("LAYOUT_TOPIC".to_owned(), topics.layout_topic),
         (
             "CLICKHOUSE_DATABASE".to_owned(),
             ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
@@ -283,6 +284,7 @@ fn default_topics() -> TopicArgs {
         raw_topic: "audit-events".to_owned(),
         sealed_topic: "audit-events-sealed".to_owned(),
         dlq_topic: "audit-events-dlq".to_owned(),
+        layout_topic: "audit-events-layouts".to_owned(),
     }
 }
 

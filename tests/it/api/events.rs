@@ -87,6 +87,8 @@ pub(super) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
             source_topic: "raw".to_owned(),
             partition: 0,
             partition_count: 1,
+            epoch: 1,
+            handover: None,
             limits: Limits::default(),
             checkpoint_every: usize::MAX,
             checkpoint_interval_ms: i64::MAX,
@@ -114,7 +116,7 @@ pub(super) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
             key_id: signer.key_id(),
         };
         match sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) {
-            Disposition::Sealed(made) => events.push(EventRow::from_sealed(*made, 0, sealed_offset)),
+            Disposition::Sealed(made) => events.push(EventRow::from_sealed(*made, 1, 0, sealed_offset)),
             other => panic!("event {i} not sealed: {other:?}"),
         }
         sealed_offset += 1;
@@ -362,23 +364,7 @@ async fn an_inclusion_proof_verifies_offline_against_the_signed_checkpoint() {
         let hex = |value: &Value| Digest::from_hex(value.as_str().expect("hex")).expect("digest");
         let path = |value: &Value| value.as_array().expect("path").iter().map(hex).collect::<Vec<_>>();
         let c = &proof["checkpoint"];
-        let checkpoint = Checkpoint {
-            scheme: u32::try_from(c["scheme"].as_u64().expect("scheme")).expect("small"),
-            partition: i32::try_from(c["partition"].as_i64().expect("partition")).expect("small"),
-            number: c["number"].as_u64().expect("number"),
-            prev_checkpoint_hash: hex(&c["prev_checkpoint_hash"]),
-            entries_root: hex(&c["entries_root"]),
-            entry_count: c["entry_count"].as_u64().expect("count"),
-            tenant_heads_root: hex(&c["tenant_heads_root"]),
-            tenant_count: c["tenant_count"].as_u64().expect("count"),
-            source_offset: c["source_offset"].as_i64().expect("offset"),
-            dlq_next_offset: c["dlq_next_offset"].as_i64().expect("offset"),
-            created_at: c["created_at"].as_i64().expect("time"),
-            key_id: c["key_id"].as_str().expect("key").to_owned(),
-            checkpoint_hash: hex(&c["checkpoint_hash"]),
-            signature: from_hex(c["signature"].as_str().expect("signature")).expect("hex"),
-            tenant_heads: Vec::new(),
-        };
+        let checkpoint = checkpoint_from_json(c);
         verify_checkpoint(&checkpoint, &trusted).expect("the checkpoint signature verifies");
         let entry = &proof["entry_inclusion"];
         let leaf = merkle::leaf_hash(&hex(&proof["entry_hash"]).0);
@@ -505,4 +491,29 @@ async fn a_verification_job_passes_then_a_tampered_row_raises_a_signed_incident(
     let records = super::sealed_records(&api.alfa, job["job_id"].as_str().expect("id")).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].action, "integrity.incident");
+}
+
+/// A checkpoint's signed fields as the proof route answers them (without its tenant heads).
+fn checkpoint_from_json(c: &Value) -> Checkpoint {
+    let hex = |value: &Value| Digest::from_hex(value.as_str().expect("hex")).expect("digest");
+    Checkpoint {
+        scheme: u32::try_from(c["scheme"].as_u64().expect("scheme")).expect("small"),
+        partition: i32::try_from(c["partition"].as_i64().expect("partition")).expect("small"),
+        number: c["number"].as_u64().expect("number"),
+        prev_checkpoint_hash: hex(&c["prev_checkpoint_hash"]),
+        entries_root: hex(&c["entries_root"]),
+        entry_count: c["entry_count"].as_u64().expect("count"),
+        tenant_heads_root: hex(&c["tenant_heads_root"]),
+        tenant_count: c["tenant_count"].as_u64().expect("count"),
+        source_offset: c["source_offset"].as_i64().expect("offset"),
+        dlq_next_offset: c["dlq_next_offset"].as_i64().expect("offset"),
+        created_at: c["created_at"].as_i64().expect("time"),
+        epoch: u32::try_from(c["epoch"].as_u64().expect("epoch")).expect("small"),
+        partitions: u32::try_from(c["partitions"].as_u64().expect("partitions")).expect("small"),
+        closes_epoch: c["closes_epoch"].as_bool().expect("closes_epoch"),
+        key_id: c["key_id"].as_str().expect("key").to_owned(),
+        checkpoint_hash: hex(&c["checkpoint_hash"]),
+        signature: from_hex(c["signature"].as_str().expect("signature")).expect("hex"),
+        tenant_heads: Vec::new(),
+    }
 }
