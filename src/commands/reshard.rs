@@ -76,17 +76,13 @@ pub async fn run(args: ReshardArgs) -> anyhow::Result<()> {
 }
 
 fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::Handle) -> anyhow::Result<()> {
-    let trusted = match keys::load_trusted(&args.keys.trusted_keys()) {
-        Ok(found) => found,
-        Err(KeyError::NoTrustedKeys { .. }) => Vec::new(),
-        Err(other) => return Err(other.into()),
-    };
+    let trusted = load_trusted_or_none(&args.keys.trusted_keys())?;
     let mut reading = Reading {
         reader: PartitionReader::new(kafka, Duration::from_secs(30))?,
         sealed: SealedReaders::new(RegistryClient::new(&args.registry.schema_registry_url, runtime.clone())),
         trusted,
     };
-    let history = read_history(&reading, &args.topics)?;
+    let history = read_history(&reading.reader, &reading.trusted, &args.topics)?;
     if args.status {
         return print_status(&mut reading, &history);
     }
@@ -133,17 +129,38 @@ fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::
     summarize(&mut reading, &from, &to)
 }
 
+/// The topics of the newest layout over the first topics `first` (for `sealtrail up`).
+pub fn current_topics(
+    kafka: &KafkaSettings,
+    first: &TopicArgs,
+    trusted_keys: &std::path::Path,
+) -> anyhow::Result<TopicArgs> {
+    let reader = PartitionReader::new(kafka, Duration::from_secs(30))?;
+    let history = read_history(&reader, &load_trusted_or_none(trusted_keys)?, first)?;
+    let current = history.current();
+    Ok(TopicArgs {
+        raw_topic: current.raw_topic.clone(),
+        sealed_topic: current.sealed_topic.clone(),
+        dlq_topic: current.dlq_topic.clone(),
+        layout_topic: first.layout_topic.clone(),
+    })
+}
+
+fn load_trusted_or_none(path: &std::path::Path) -> anyhow::Result<Vec<TrustedKey>> {
+    match keys::load_trusted(path) {
+        Ok(found) => Ok(found),
+        Err(KeyError::NoTrustedKeys { .. }) => Ok(Vec::new()),
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// The layout whose sealed topic is the configured one, for the sink.
 pub fn sealed_layout(
     kafka: &KafkaSettings,
     topics: &TopicArgs,
     trusted_keys: &std::path::Path,
 ) -> anyhow::Result<Layout> {
-    let trusted = match keys::load_trusted(trusted_keys) {
-        Ok(found) => found,
-        Err(KeyError::NoTrustedKeys { .. }) => Vec::new(),
-        Err(other) => return Err(other.into()),
-    };
+    let trusted = load_trusted_or_none(trusted_keys)?;
     let reader = PartitionReader::new(kafka, Duration::from_secs(30))?;
     let partitions = reader.partition_count(&topics.sealed_topic)?;
     let first = Layout {
@@ -165,8 +182,8 @@ pub fn sealed_layout(
 }
 
 /// The history over the configured first topics.
-fn read_history(reading: &Reading, topics: &TopicArgs) -> anyhow::Result<LayoutHistory> {
-    let first_partitions = reading.reader.partition_count(&topics.raw_topic)?;
+fn read_history(reader: &PartitionReader, trusted: &[TrustedKey], topics: &TopicArgs) -> anyhow::Result<LayoutHistory> {
+    let first_partitions = reader.partition_count(&topics.raw_topic)?;
     let first = Layout {
         epoch: 1,
         raw_topic: topics.raw_topic.clone(),
@@ -174,12 +191,7 @@ fn read_history(reading: &Reading, topics: &TopicArgs) -> anyhow::Result<LayoutH
         dlq_topic: topics.dlq_topic.clone(),
         partitions: u32::try_from(first_partitions).unwrap_or(u32::MAX),
     };
-    Ok(layouts::read_history(
-        &reading.reader,
-        &topics.layout_topic,
-        first,
-        &reading.trusted,
-    )?)
+    Ok(layouts::read_history(reader, &topics.layout_topic, first, trusted)?)
 }
 
 /// The signed change from the current layout to one with `--partitions` on new topics.

@@ -213,7 +213,8 @@ async fn rewind_the_sink_over_lost_and_purged_rows(stack: &TestStack, sink: Proc
     client
         .query(
             "INSERT INTO tombstones SELECT tenant_id, seq, event_id, occurred_at, category, prev_hash, hash, \
-             sealed_partition, sealed_offset, 'test-policy', 'test-run', now64(3) FROM events WHERE tenant_id = 'replay-c' AND seq = 2",
+             sealed_partition, sealed_offset, 'test-policy', 'test-run', now64(3), layout_epoch FROM events \
+             WHERE tenant_id = 'replay-c' AND seq = 2",
         )
         .execute()
         .await

@@ -247,5 +247,16 @@ async fn a_running_pipeline_moves_to_more_partitions_without_a_fork_gap_or_dupli
     export_and_verify(&stack, &moved[0]).await;
     new_seal.stop();
     new_sink.stop();
+    let data_dir = stack.data_dir.clone();
+    assert!(stack.stop().success());
+
+    // `sealtrail up` on the same data runs its pipeline on the newest layout.
+    let stack = TestStack::start(&data_dir);
+    assert_eq!(stack.endpoints.get("RAW_TOPIC"), Some(NEW_RAW));
+    assert_eq!(stack.endpoints.get("SEALED_TOPIC"), Some(NEW_SEALED));
+    let more = send_workload_into(&stack, NEW_RAW, workload(&prefix, 4), 300, None).await;
+    let sent = sent.and(more);
+    assert_every_event_once(&stack, &sent).await;
+    assert!(assert_chains(&stack, &sent).await.len() == moved.len());
     assert!(stack.stop().success());
 }

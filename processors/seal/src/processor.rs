@@ -565,6 +565,14 @@ fn start(
             config.raw_topic, layout.epoch, layout.partitions
         )));
     }
+    if let Some(change) = history.change_after(layout.epoch) {
+        tracing::warn!(
+            epoch = layout.epoch,
+            next_raw_topic = %change.to.raw_topic,
+            "this layout has been replaced: its partitions are closed where the change is met, and every record after it goes to the DLQ as layout_closed; run the seal processors of epoch {} once this one is closed",
+            change.to.epoch
+        );
+    }
     let mut sealed_readers = SealedReaders::new(registry.clone());
     let handover = layouts::wait_for_handover(&reader, &mut sealed_readers, &history, &layout, &trusted, stop)?;
     let sealed_schema_id = registry

@@ -19,7 +19,7 @@ const DEMO_TENANTS: usize = 20;
 /// How long the demo waits for the pipeline to store everything before reporting what it has.
 const STORE_WITHIN: Duration = Duration::from_secs(300);
 
-pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, events: u64) -> anyhow::Result<()> {
+pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, raw_topic: &str, events: u64) -> anyhow::Result<()> {
     let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     // A prefix per run keeps this demo's tenants apart from earlier runs on the same data.
     let run = u64::try_from(now_ms / 1000 % 100_000).unwrap_or_default();
@@ -28,7 +28,7 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, events: u64) -> anyh
         "demo: sending {events} audit records for {DEMO_TENANTS} tenants (prefix {prefix}), 1% malformed on purpose"
     );
     let kafka = KafkaSettings::new(&endpoints.kafka_bootstrap);
-    let emitter = AuditEmitter::connect(&kafka, &endpoints.schema_registry_url, "audit-events").await?;
+    let emitter = AuditEmitter::connect(&kafka, &endpoints.schema_registry_url, raw_topic).await?;
     let mut generator = Generator::new(Workload {
         tenants: DEMO_TENANTS,
         bad_ratio: 0.01,

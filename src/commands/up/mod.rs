@@ -138,11 +138,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let access = prepare_engine_access(&data_dir, &args.scoped_databases)?;
     let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports, &access).await;
     let mut metrics_urls = Vec::new();
+    let mut topics = default_topics();
     if let Ok(endpoints) = &started
         && !args.no_pipeline
     {
         match start_pipeline(&mut stack, &data_dir, endpoints, ports.api, &access, args.instances).await {
-            Ok(urls) => metrics_urls = urls,
+            Ok((urls, current)) => {
+                metrics_urls = urls;
+                topics = current;
+            }
             Err(error) => started = Err(error),
         }
     }
@@ -156,7 +160,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.no_pipeline {
         endpoints.extra = vec![reader_password_env(&data_dir)];
     } else {
-        endpoints.extra = pipeline_env(&data_dir);
+        endpoints.extra = pipeline_env(&data_dir, &topics);
         endpoints
             .extra
             .push(("METRICS_URLS".to_owned(), metrics_urls.join(" ")));
@@ -172,7 +176,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     if args.demo
-        && let Err(error) = demo::run(&endpoints, &data_dir, args.demo_events).await
+        && let Err(error) = demo::run(&endpoints, &data_dir, &topics.raw_topic, args.demo_events).await
     {
         eprintln!("demo failed: {error:#}");
     }
@@ -242,9 +246,10 @@ async fn start(
     })
 }
 
-/// The settings the local pipeline's processors share, beyond the endpoints.
-fn pipeline_env(data_dir: &DataDir) -> Vec<(String, String)> {
-    let topics = default_topics();
+/// The settings the local pipeline's processors share, beyond the endpoints; `topics` are the
+/// current layout's (the first topics until a `sealtrail reshard`).
+fn pipeline_env(data_dir: &DataDir, topics: &TopicArgs) -> Vec<(String, String)> {
+    let topics = topics.clone();
     let keys = data_dir.root().join("keys");
     vec![
         ("RAW_TOPIC".to_owned(), topics.raw_topic),
@@ -312,7 +317,7 @@ async fn start_pipeline(
     api_port: u16,
     access: &EngineAccess,
     instances: u16,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<(Vec<String>, TopicArgs)> {
     let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
     // Verifiers of exports and checkpoints take the active public key from here.
     let public_key = keys.trusted.join(format!("{}.pub", keys.key_id));
@@ -332,6 +337,17 @@ async fn start_pipeline(
         &topics::specs(&default_topics(), LOCAL_PARTITIONS, topics::RAW_RETENTION_HOURS),
     )
     .await?;
+    // After a `sealtrail reshard`, the processors run on the newest layout's topics.
+    let topics = {
+        let (kafka, trusted) = (kafka.clone(), keys.trusted.clone());
+        super::seal::run_blocking(move || super::reshard::current_topics(&kafka, &default_topics(), &trusted)).await??
+    };
+    if topics.raw_topic != default_topics().raw_topic {
+        eprintln!(
+            "the pipeline was resharded: its processors run on {} -> {} (DLQ {})",
+            topics.raw_topic, topics.sealed_topic, topics.dlq_topic
+        );
+    }
     let launcher =
         std::env::current_exe().context("cannot locate the sealtrail executable to launch the processors")?;
     let mut env = vec![
@@ -339,7 +355,7 @@ async fn start_pipeline(
         ("SCHEMA_REGISTRY_URL".to_owned(), endpoints.schema_registry_url.clone()),
         ("CLICKHOUSE_URL".to_owned(), endpoints.clickhouse_url.clone()),
     ];
-    env.extend(pipeline_env(data_dir));
+    env.extend(pipeline_env(data_dir, &topics));
     env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
     // Webhooks to loopback and private addresses stay refused here too: the API shares this
     // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
@@ -391,7 +407,7 @@ async fn start_pipeline(
         }
     }
     wait_for_api(&api_url(api_port)).await?;
-    Ok(metrics_urls)
+    Ok((metrics_urls, topics))
 }
 
 fn free_loopback_port() -> anyhow::Result<u16> {
