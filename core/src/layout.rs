@@ -33,6 +33,17 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// A pipeline's first layout: the topics it was set up with, before any layout change.
+    pub fn first(raw_topic: &str, sealed_topic: &str, dlq_topic: &str, partitions: usize) -> Self {
+        Self {
+            epoch: 1,
+            raw_topic: raw_topic.to_owned(),
+            sealed_topic: sealed_topic.to_owned(),
+            dlq_topic: dlq_topic.to_owned(),
+            partitions: u32::try_from(partitions).unwrap_or(u32::MAX),
+        }
+    }
+
     fn write(&self, c: &mut Canonical) {
         c.begin_object();
         c.field_str("dlq_topic", &self.dlq_topic);

@@ -163,13 +163,7 @@ pub fn sealed_layout(
     let trusted = load_trusted_or_none(trusted_keys)?;
     let reader = PartitionReader::new(kafka, Duration::from_secs(30))?;
     let partitions = reader.partition_count(&topics.sealed_topic)?;
-    let first = Layout {
-        epoch: 1,
-        raw_topic: topics.raw_topic.clone(),
-        sealed_topic: topics.sealed_topic.clone(),
-        dlq_topic: topics.dlq_topic.clone(),
-        partitions: u32::try_from(partitions).unwrap_or(u32::MAX),
-    };
+    let first = Layout::first(&topics.raw_topic, &topics.sealed_topic, &topics.dlq_topic, partitions);
     let history = layouts::read_history(&reader, &topics.layout_topic, first, &trusted)?;
     history.by_sealed_topic(&topics.sealed_topic).cloned().with_context(|| {
         format!(
@@ -184,13 +178,12 @@ pub fn sealed_layout(
 /// The history over the configured first topics.
 fn read_history(reader: &PartitionReader, trusted: &[TrustedKey], topics: &TopicArgs) -> anyhow::Result<LayoutHistory> {
     let first_partitions = reader.partition_count(&topics.raw_topic)?;
-    let first = Layout {
-        epoch: 1,
-        raw_topic: topics.raw_topic.clone(),
-        sealed_topic: topics.sealed_topic.clone(),
-        dlq_topic: topics.dlq_topic.clone(),
-        partitions: u32::try_from(first_partitions).unwrap_or(u32::MAX),
-    };
+    let first = Layout::first(
+        &topics.raw_topic,
+        &topics.sealed_topic,
+        &topics.dlq_topic,
+        first_partitions,
+    );
     Ok(layouts::read_history(reader, &topics.layout_topic, first, trusted)?)
 }
 

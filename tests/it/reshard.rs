@@ -154,16 +154,8 @@ async fn export_and_verify(stack: &TestStack, tenant: &str) {
     assert_eq!(epochs, [1, 2].into(), "the export's proofs reach into both layouts");
     let public = keys.join("signing-key.pub");
     std::fs::write(&public, sealtrail_core::digest::to_hex(signer.public_key())).expect("key");
-    let (status, stdout, stderr) = run_sealtrail(
-        &[
-            "verify-export",
-            &out.display().to_string(),
-            "--public-key",
-            &public.display().to_string(),
-        ],
-        &[],
-    );
-    assert!(status.success(), "verify-export: {stdout}{stderr}");
+    let (verified, printed) = crate::api::export::verify_export(&out, &public);
+    assert!(verified, "verify-export: {printed}");
 }
 
 fn new_layout_env() -> Vec<(&'static str, &'static str)> {

@@ -550,13 +550,12 @@ fn start(
             )));
         }
     }
-    let first = Layout {
-        epoch: 1,
-        raw_topic: config.raw_topic.clone(),
-        sealed_topic: config.sealed_topic.clone(),
-        dlq_topic: config.dlq_topic.clone(),
-        partitions: u32::try_from(raw_partitions).unwrap_or(u32::MAX),
-    };
+    let first = Layout::first(
+        &config.raw_topic,
+        &config.sealed_topic,
+        &config.dlq_topic,
+        raw_partitions,
+    );
     let history = layouts::read_history(&reader, &config.layout_topic, first, &trusted)?;
     let layout = layouts::configured_layout(&history, &config.raw_topic, &config.sealed_topic, &config.dlq_topic)?;
     if layout.partitions as usize != raw_partitions {

@@ -13,7 +13,7 @@ use super::events::{seal_events, seal_into_clickhouse};
 use super::{Api, SIGNER_SEED};
 use crate::harness::run_sealtrail;
 
-pub(super) fn verify_export(dir: &Path, key: &Path) -> (bool, String) {
+pub(crate) fn verify_export(dir: &Path, key: &Path) -> (bool, String) {
     let (status, stdout, stderr) = run_sealtrail(
         &[
             "verify-export",

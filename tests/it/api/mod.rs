@@ -1,7 +1,7 @@
 //! The query API against the real ClickHouse, served in process on a free port.
 
 mod events;
-mod export;
+pub(crate) mod export;
 mod export_jobs;
 mod holds;
 mod isolation;
