@@ -1,4 +1,7 @@
-//! Dead-letter records: the original bytes and headers, plus headers that say why and where from.
+//! Dead-letter records: the original bytes and headers, plus headers that say why and where from;
+//! reading them back and replaying them ([`replay`]).
+
+mod replay;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
@@ -14,6 +17,8 @@ pub const REJECTED_AT: &str = "sealtrail.rejected_at";
 /// and how many times it has been replayed. Kept when the record is rejected again.
 pub const REPLAY_OF: &str = "sealtrail.replay.of";
 pub const REPLAY_ATTEMPT: &str = "sealtrail.replay.attempt";
+
+pub use replay::{Rejected, ReplayError, ReplayPlan, ReplaySummary, plan_replay, read_rejected, replay};
 
 /// The headers of a DLQ record: the raw record's own headers (with its replay provenance, if it was
 /// replayed), then sealtrail's.
