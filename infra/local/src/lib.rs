@@ -10,6 +10,7 @@ mod install;
 mod ports;
 mod process;
 mod services;
+mod supervisor;
 
 pub use clickhouse_access::{EngineAccess, prepare_engine_access, stored_reader_password};
 pub use data_dir::{DataDir, DataDirLock, Endpoints};
@@ -18,3 +19,4 @@ pub use install::{CacheDir, Installed, ensure_clickhouse_engine, ensure_python_i
 pub use ports::{PortChoice, PortOverrides, StackPorts};
 pub use process::{ManagedProcess, stop_leftovers};
 pub use services::{start_broker, start_clickhouse};
+pub use supervisor::SupervisedProcessor;

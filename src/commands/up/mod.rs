@@ -9,8 +9,8 @@ use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_kafka::KafkaSettings;
 use sealtrail_local::{
     CacheDir, DataDir, Endpoints, EngineAccess, ManagedProcess, PortChoice, PortOverrides, StackPorts,
-    ensure_clickhouse_engine, ensure_tansu, prepare_engine_access, start_broker, start_clickhouse, stop_leftovers,
-    stored_reader_password,
+    SupervisedProcessor, ensure_clickhouse_engine, ensure_tansu, prepare_engine_access, start_broker, start_clickhouse,
+    stop_leftovers, stored_reader_password,
 };
 use sealtrail_registry::{RegistryService, RegistrySettings};
 use tokio::signal::unix::{SignalKind, signal};
@@ -20,9 +20,6 @@ use crate::commands::topics;
 use crate::settings::TopicArgs;
 
 mod demo;
-mod pipeline;
-
-use pipeline::Processor;
 
 /// Partitions of the pipeline's topics on the local broker.
 const LOCAL_PARTITIONS: i32 = 4;
@@ -87,7 +84,7 @@ pub enum PortsArg {
 struct Stack {
     processes: Vec<ManagedProcess>,
     registry: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
-    processors: Vec<Processor>,
+    processors: Vec<SupervisedProcessor>,
 }
 
 impl Stack {
@@ -401,7 +398,7 @@ async fn start_pipeline(
                 own_env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
                 metrics_urls.push(format!("http://127.0.0.1:{port}/metrics"));
             }
-            let mut processor = Processor::new(name, command, what, &launcher, own_env);
+            let mut processor = SupervisedProcessor::new(name, command, what, &launcher, own_env);
             processor.start(data_dir)?;
             stack.processors.push(processor);
         }
@@ -494,7 +491,7 @@ enum Supervised {
 
 /// The next exit or due restart of a processor; never resolves without processors
 /// (`--no-pipeline`).
-async fn processor_event(processors: &mut [Processor]) -> Supervised {
+async fn processor_event(processors: &mut [SupervisedProcessor]) -> Supervised {
     if processors.is_empty() {
         return std::future::pending().await;
     }

@@ -1,4 +1,5 @@
-//! The pipeline's processors under `up`: started as child processes, restarted when they die.
+//! The pipeline's processors under `sealtrail up`: started as child processes, restarted when
+//! they die.
 //!
 //! They are stateless by design (each rebuilds its state from Kafka and ClickHouse), so a
 //! restart is the whole recovery; the backoff keeps a crash loop from spinning.
@@ -7,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use sealtrail_local::{DataDir, ManagedProcess};
 use tokio::process::Command;
+
+use crate::{DataDir, LocalError, ManagedProcess};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Overrides the first backoff, in milliseconds (tests restart processors many times).
@@ -18,7 +20,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 /// One supervised processor.
-pub struct Processor {
+#[derive(Debug)]
+pub struct SupervisedProcessor {
     /// Its log and pid file name: the subcommand, with the instance number after the first.
     pub name: String,
     command: &'static str,
@@ -32,7 +35,7 @@ pub struct Processor {
     pub restarts: u32,
 }
 
-impl Processor {
+impl SupervisedProcessor {
     pub fn new(
         name: String,
         command: &'static str,
@@ -58,7 +61,7 @@ impl Processor {
         }
     }
 
-    pub fn start(&mut self, data_dir: &DataDir) -> anyhow::Result<()> {
+    pub fn start(&mut self, data_dir: &DataDir) -> Result<(), LocalError> {
         let mut command = Command::new(&self.launcher);
         command.arg(self.command).envs(self.env.iter().map(|(k, v)| (k, v)));
         let process = ManagedProcess::spawn(
