@@ -133,3 +133,9 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+impl From<sealtrail_query::scope::ScopeError> for ApiError {
+    fn from(error: sealtrail_query::scope::ScopeError) -> Self {
+        Self::bad_request(error.field, error.message)
+    }
+}

@@ -13,9 +13,10 @@ pub mod rate_limit;
 pub mod refusals;
 pub mod retention;
 pub mod routes;
-pub mod scope;
 pub mod serve;
 pub mod server;
-pub mod sql;
 pub mod webhook_target;
 pub mod webhooks;
+
+// The SQL check and event scopes are shared with the export processor.
+pub use sealtrail_query::{scope, sql};

@@ -5,8 +5,30 @@
 use sealtrail_clickhouse::{EventRow, unix_ms};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-use crate::extract::parse_time;
+/// What is wrong with a scope: the field (`scope.from`, `scope.actions`, ...) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ScopeError {
+    pub field: String,
+    pub message: String,
+}
+
+fn refuse(field: &str, message: impl Into<String>) -> ScopeError {
+    ScopeError {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// An optional RFC 3339 time of the field `at`.
+fn parse_time(at: &str, value: Option<&str>) -> Result<Option<time::OffsetDateTime>, ScopeError> {
+    value
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| refuse(at, format!("{at} must be an RFC 3339 time such as 2026-11-01T00:00:00Z")))
+        })
+        .transpose()
+}
 
 /// The tenant's events matching every field given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -54,26 +76,26 @@ impl Window {
 impl EventScope {
     /// Refuses a scope that is malformed, or so vague that it reads as a mistake; `filter` only
     /// where SQL filters are allowed.
-    pub fn check(&self, allow_filter: bool) -> Result<(), ApiError> {
+    pub fn check(&self, allow_filter: bool) -> Result<(), ScopeError> {
         let window = self.window()?;
         if window.from_ms >= window.to_ms {
-            return Err(ApiError::bad_request("scope", "scope.from must be before scope.to"));
+            return Err(refuse("scope", "scope.from must be before scope.to"));
         }
         let bad = |list: &[String]| list.iter().find(|a| a.is_empty() || a.len() > 128).cloned();
         if let Some(action) = bad(&self.actions) {
-            return Err(ApiError::bad_request(
+            return Err(refuse(
                 "scope.actions",
                 format!("`{action}` is not an action or namespace"),
             ));
         }
         if let Some(category) = bad(&self.categories) {
-            return Err(ApiError::bad_request(
+            return Err(refuse(
                 "scope.categories",
                 format!("`{category}` is not a category"),
             ));
         }
         if self.filter.is_some() && !allow_filter {
-            return Err(ApiError::bad_request(
+            return Err(refuse(
                 "scope.filter",
                 "a SQL filter is not allowed here",
             ));
@@ -81,7 +103,7 @@ impl EventScope {
         Ok(())
     }
 
-    pub fn window(&self) -> Result<Window, ApiError> {
+    pub fn window(&self) -> Result<Window, ScopeError> {
         Ok(Window {
             from_ms: parse_time("scope.from", self.from.as_deref())?.map_or(Window::ALL.from_ms, unix_ms),
             to_ms: parse_time("scope.to", self.to.as_deref())?.map_or(Window::ALL.to_ms, unix_ms),
@@ -108,7 +130,7 @@ impl EventScope {
 
     /// The scope as a ClickHouse condition over `events` columns, with its parameters (named
     /// `{prefix}_...`); never the SQL filter.
-    pub fn condition(&self, prefix: &str) -> Result<(String, Vec<(String, String)>), ApiError> {
+    pub fn condition(&self, prefix: &str) -> Result<(String, Vec<(String, String)>), ScopeError> {
         let window = self.window()?;
         let mut parts = vec![
             format!("occurred_at >= fromUnixTimestamp64Milli({{{prefix}_from:Int64}}, 'UTC')"),
@@ -189,20 +211,20 @@ mod tests {
         );
         let backwards = scope(r#"{"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}"#).expect("parses");
         assert_eq!(
-            backwards.check(false).expect_err("refused").at.as_deref(),
-            Some("scope")
+            backwards.check(false).expect_err("refused").field,
+            "scope"
         );
         let vague = scope(r#"{"from": "yesterday"}"#).expect("parses");
         assert_eq!(
-            vague.check(false).expect_err("refused").at.as_deref(),
-            Some("scope.from")
+            vague.check(false).expect_err("refused").field,
+            "scope.from"
         );
         assert!(scope(r#"{"colour": "red"}"#).is_err(), "unknown fields are refused");
         let filtered = scope(r#"{"filter": "outcome = 'DENIED'"}"#).expect("parses");
         assert!(filtered.check(true).is_ok());
         assert_eq!(
-            filtered.check(false).expect_err("refused").at.as_deref(),
-            Some("scope.filter")
+            filtered.check(false).expect_err("refused").field,
+            "scope.filter"
         );
     }
 
