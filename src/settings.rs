@@ -143,10 +143,10 @@ impl KeyArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportQueueArgs {
     /// Export jobs, appended by the API and consumed by the export processor.
-    #[arg(long, env = "EXPORT_JOBS_TOPIC", default_value = sealtrail_api::exports::ExportTopics::DEFAULT_JOBS)]
+    #[arg(long, env = "EXPORT_JOBS_TOPIC", default_value = sealtrail_export::ExportTopics::DEFAULT_JOBS)]
     pub export_jobs_topic: String,
     /// Every state of every export job.
-    #[arg(long, env = "EXPORT_STATUS_TOPIC", default_value = sealtrail_api::exports::ExportTopics::DEFAULT_STATUS)]
+    #[arg(long, env = "EXPORT_STATUS_TOPIC", default_value = sealtrail_export::ExportTopics::DEFAULT_STATUS)]
     pub export_status_topic: String,
     /// Where the export processor writes artifacts and the API reads them (shared storage when
     /// they run on different hosts).
@@ -155,8 +155,8 @@ pub struct ExportQueueArgs {
 }
 
 impl ExportQueueArgs {
-    pub fn topics(&self) -> sealtrail_api::exports::ExportTopics {
-        sealtrail_api::exports::ExportTopics {
+    pub fn topics(&self) -> sealtrail_export::ExportTopics {
+        sealtrail_export::ExportTopics {
             jobs: self.export_jobs_topic.clone(),
             status: self.export_status_topic.clone(),
         }

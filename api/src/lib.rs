@@ -4,8 +4,6 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
-pub mod exporter;
-pub mod exports;
 pub mod extract;
 pub mod holds;
 pub mod openapi;

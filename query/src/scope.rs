@@ -24,8 +24,12 @@ fn refuse(field: &str, message: impl Into<String>) -> ScopeError {
 fn parse_time(at: &str, value: Option<&str>) -> Result<Option<time::OffsetDateTime>, ScopeError> {
     value
         .map(|text| {
-            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| refuse(at, format!("{at} must be an RFC 3339 time such as 2026-11-01T00:00:00Z")))
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
+                refuse(
+                    at,
+                    format!("{at} must be an RFC 3339 time such as 2026-11-01T00:00:00Z"),
+                )
+            })
         })
         .transpose()
 }
@@ -89,16 +93,10 @@ impl EventScope {
             ));
         }
         if let Some(category) = bad(&self.categories) {
-            return Err(refuse(
-                "scope.categories",
-                format!("`{category}` is not a category"),
-            ));
+            return Err(refuse("scope.categories", format!("`{category}` is not a category")));
         }
         if self.filter.is_some() && !allow_filter {
-            return Err(refuse(
-                "scope.filter",
-                "a SQL filter is not allowed here",
-            ));
+            return Err(refuse("scope.filter", "a SQL filter is not allowed here"));
         }
         Ok(())
     }
@@ -210,22 +208,13 @@ mod tests {
                 .is_ok()
         );
         let backwards = scope(r#"{"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}"#).expect("parses");
-        assert_eq!(
-            backwards.check(false).expect_err("refused").field,
-            "scope"
-        );
+        assert_eq!(backwards.check(false).expect_err("refused").field, "scope");
         let vague = scope(r#"{"from": "yesterday"}"#).expect("parses");
-        assert_eq!(
-            vague.check(false).expect_err("refused").field,
-            "scope.from"
-        );
+        assert_eq!(vague.check(false).expect_err("refused").field, "scope.from");
         assert!(scope(r#"{"colour": "red"}"#).is_err(), "unknown fields are refused");
         let filtered = scope(r#"{"filter": "outcome = 'DENIED'"}"#).expect("parses");
         assert!(filtered.check(true).is_ok());
-        assert_eq!(
-            filtered.check(false).expect_err("refused").field,
-            "scope.filter"
-        );
+        assert_eq!(filtered.check(false).expect_err("refused").field, "scope.filter");
     }
 
     #[test]

@@ -5,11 +5,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::jwt::JwtVerifier;
-use sealtrail_api::exports::{ExportQuota, ExportsConfig};
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, router};
 use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
+use sealtrail_export::{ExportQuota, ExportsConfig};
 
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_emit::AuditEmitter;

@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sealtrail_api::exporter::{ExportRequest, write_export};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow, apply_migrations, wait_for_clickhouse};
 use sealtrail_core::avro::contract::{EventReader, audit_event_schema, encode_audit_event};
 use sealtrail_core::avro::{Framed, Writer};
@@ -17,6 +16,7 @@ use sealtrail_core::sealer::{Disposition, PartitionSealer, RawRecord, SchemaLook
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_core::validate::Limits;
 use sealtrail_emit::generator::{Generated, Generator, Workload};
+use sealtrail_export::exporter::{ExportRequest, write_export};
 
 use crate::settings::ClickHouseArgs;
 

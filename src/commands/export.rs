@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use sealtrail_api::exporter::{ExportRequest, write_export};
-use sealtrail_api::exports::{ExportStatus, JobState, ProcessorConfig, new_export_id, run_processor};
 use sealtrail_api::scope::EventScope;
+use sealtrail_export::exporter::{ExportRequest, write_export};
+use sealtrail_export::{ExportStatus, JobState, ProcessorConfig, new_export_id, run_processor};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

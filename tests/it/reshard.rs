@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sealtrail_api::exporter::{ExportRequest, write_export};
 use sealtrail_emit::generator::Workload;
+use sealtrail_export::exporter::{ExportRequest, write_export};
 use sealtrail_kafka::PartitionReader;
 
 use crate::harness::{Processor, TestStack, fresh_data_dir, run_sealtrail};

@@ -20,10 +20,10 @@ use super::{Read, ReadRequest, audited};
 use crate::audit::{AccessKind, platform_event};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
-use crate::exports::{ExportBoard, ExportJob, ExportStatus, JobState, SubmitError, new_export_id, tar_stream};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::scope::EventScope;
 use crate::server::SharedState;
+use sealtrail_export::{ExportBoard, ExportJob, ExportStatus, JobState, SubmitError, new_export_id, tar_stream};
 
 const EXPORTERS: &[Role] = &[Role::Compliance, Role::TenantAdmin, Role::PlatformAdmin];
 

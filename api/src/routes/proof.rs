@@ -18,9 +18,9 @@ use super::{Read, ReadRequest, audited};
 use crate::audit::AccessKind;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
-use crate::exporter::{ExportError, load_window, manifest_checkpoint};
 use crate::extract::{ApiQuery, RequestId};
 use crate::server::SharedState;
+use sealtrail_export::exporter::{ExportError, load_window, manifest_checkpoint};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

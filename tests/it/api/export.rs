@@ -4,10 +4,10 @@
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
-use sealtrail_api::exporter::{ExportRequest, write_export};
 use sealtrail_core::checkpoint::CheckpointSigner;
 use sealtrail_core::digest::to_hex;
 use sealtrail_core::export::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, signed_manifest_bytes};
+use sealtrail_export::exporter::{ExportRequest, write_export};
 
 use super::events::{seal_events, seal_into_clickhouse};
 use super::{Api, SIGNER_SEED};

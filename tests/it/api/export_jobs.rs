@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use sealtrail_api::auth::Role;
-use sealtrail_api::exports::{ExportQuota, ProcessorConfig, run_processor};
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_core::checkpoint::CheckpointSigner;
 use sealtrail_core::digest::to_hex;
+use sealtrail_export::{ExportQuota, ProcessorConfig, run_processor};
 use serde_json::{Value, json};
 
 use super::events::seal_into_clickhouse;

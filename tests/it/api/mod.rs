@@ -16,13 +16,13 @@ use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_api::auth::jwt::JwtVerifier;
-use sealtrail_api::exports::{ExportQuota, ExportTopics, ExportsConfig};
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, router};
 use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_emit::AuditEmitter;
+use sealtrail_export::{ExportQuota, ExportTopics, ExportsConfig};
 use serde_json::{Value, json};
 
 use crate::harness::{scoped_database, shared, unique};

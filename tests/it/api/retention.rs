@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::Role;
-use sealtrail_api::exporter::{ExportRequest, write_export};
 use sealtrail_api::retention::{PolicyOutcome, run_once};
 use sealtrail_clickhouse::{VerifyFailure, VerifyReport, VerifyRequest, verify_tenant};
 use sealtrail_core::event::{ActorType, AuditEvent};
 use sealtrail_emit::AuditEmitter;
+use sealtrail_export::exporter::{ExportRequest, write_export};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 

@@ -21,8 +21,8 @@ use sealtrail_core::merkle;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use crate::scope::EventScope;
-use crate::sql;
+use sealtrail_query::scope::EventScope;
+use sealtrail_query::sql;
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -74,7 +74,8 @@ struct Seq {
 }
 
 /// A checkpoint's entries (their sealed offsets, in order) with every entry's audit path.
-pub(crate) struct Window {
+#[derive(Debug)]
+pub struct Window {
     pub epoch: u32,
     pub number: u64,
     pub offsets: Vec<u64>,
@@ -220,7 +221,7 @@ async fn filter_cursor(
     tenant: &str,
     filter: &str,
 ) -> Result<clickhouse::query::RowCursor<Seq>, ExportError> {
-    let rewritten = sql::rewrite(&crate::scope::filter_query(filter), &clickhouse.database)
+    let rewritten = sql::rewrite(&sealtrail_query::scope::filter_query(filter), &clickhouse.database)
         .map_err(|refusal| ExportError::Scope(refusal.reason))?;
     let client = clickhouse
         .tenant_client(TenantReader::Exporter, tenant)
@@ -412,6 +413,7 @@ async fn segment_checkpoints(client: &clickhouse::Client, tenant: &str) -> Resul
 type CheckpointKey = (u32, u64);
 
 /// An event's place in its covering checkpoint's entries tree.
+#[derive(Debug)]
 struct ProofAt {
     epoch: u32,
     checkpoint: u64,
@@ -500,7 +502,7 @@ impl Prover<'_> {
 /// Loads a checkpoint's entries (every event sealed in its partition between the previous
 /// checkpoint, at `after`, and this one, of every tenant), checks them against the signed root, and
 /// makes every entry's audit path.
-pub(crate) async fn load_window(
+pub async fn load_window(
     client: &clickhouse::Client,
     checkpoint: &CheckpointRow,
     after: Option<u64>,
@@ -550,7 +552,7 @@ pub(crate) async fn load_window(
 
 /// A checkpoint as a manifest (and a proof answer) carries it: every signed field, and the
 /// tenant's head with its audit path to the signed tenant heads root.
-pub(crate) fn manifest_checkpoint(row: &CheckpointRow, tenant: &str) -> Result<ManifestCheckpoint, ExportError> {
+pub fn manifest_checkpoint(row: &CheckpointRow, tenant: &str) -> Result<ManifestCheckpoint, ExportError> {
     let checkpoint = row
         .to_checkpoint()
         .map_err(|e| ExportError::Inconsistent(e.to_string()))?;

@@ -17,9 +17,9 @@ use sealtrail_kafka::{KafkaError, read_log_to_end};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use super::board::publish;
-use super::{ExportJob, ExportStatus, ExportSummary, ExportTopics, JobState, Progress, is_export_id};
+use crate::board::publish;
 use crate::exporter::{ExportRequest, write_export};
+use crate::{ExportJob, ExportStatus, ExportSummary, ExportTopics, JobState, Progress, is_export_id};
 
 /// Progress is reported at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -257,7 +257,7 @@ fn done(
 
 /// The lines the export will hold, for progress: the chain stretch its window touches.
 async fn count_lines(clickhouse: &ClickHouseSettings, job: &ExportJob) -> Result<u64, clickhouse::error::Error> {
-    let window = job.scope.window().unwrap_or(crate::scope::Window::ALL);
+    let window = job.scope.window().unwrap_or(sealtrail_query::scope::Window::ALL);
     let stretch =
         sealtrail_clickhouse::chain_stretch(&clickhouse.client(), &job.tenant_id, (window.from_ms, window.to_ms))
             .await?;

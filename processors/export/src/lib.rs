@@ -5,6 +5,7 @@
 
 mod artifact;
 mod board;
+pub mod exporter;
 mod job;
 mod processor;
 

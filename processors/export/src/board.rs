@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sealtrail_kafka::{KafkaError, read_log_to_end};
 
-use super::{ExportJob, ExportStatus, ExportsConfig, JobState};
+use crate::{ExportJob, ExportStatus, ExportsConfig, JobState};
 
 /// How many exports a tenant may have at once and per day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

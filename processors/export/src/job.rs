@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::scope::EventScope;
+use sealtrail_query::scope::EventScope;
 
 /// A queued export, as appended to the jobs topic (key: the tenant).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
