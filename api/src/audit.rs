@@ -10,6 +10,8 @@ use sealtrail_core::event::{AuditEvent, Outcome, OutcomeStatus, Resource};
 use sealtrail_emit::AuditEmitter;
 use sha2::{Digest as _, Sha256};
 
+pub use sealtrail_emit::platform_event;
+
 use crate::auth::Caller;
 use crate::error::ApiError;
 
@@ -89,39 +91,6 @@ impl AccessRecorder {
             tracing::error!(%error, "an API access could not be recorded in the audit trail");
             ApiError::unavailable("the access could not be recorded in the audit trail, so it is not served; try again")
         })
-    }
-}
-
-/// An event the platform itself records in a tenant's trail (a legal hold, an export, a policy, a
-/// retention run, an incident): successful unless the caller says otherwise with struct update.
-pub fn platform_event(
-    tenant: &str,
-    at: time::OffsetDateTime,
-    action: &str,
-    actor: sealtrail_core::event::Actor,
-    (resource_kind, resource_id): (&str, &str),
-    correlation_id: &str,
-    attributes: Vec<(String, String)>,
-) -> AuditEvent {
-    AuditEvent {
-        event_id: ulid::Ulid::new().to_string(),
-        tenant_id: tenant.to_owned(),
-        occurred_at: sealtrail_clickhouse::unix_ms(at),
-        action: action.to_owned(),
-        actor,
-        resource: Resource {
-            kind: resource_kind.to_owned(),
-            id: resource_id.to_owned(),
-            path: None,
-        },
-        outcome: Outcome {
-            status: OutcomeStatus::Success,
-            reason_code: None,
-            reason_text: None,
-        },
-        correlation_id: Some(correlation_id.to_owned()),
-        attributes,
-        ..AuditEvent::default()
     }
 }
 

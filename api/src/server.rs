@@ -20,12 +20,12 @@ use crate::auth::Caller;
 use crate::auth::api_keys::{KeyStore, looks_like_key};
 use crate::auth::jwt::JwtVerifier;
 use crate::error::ApiError;
-use crate::holds::HoldStore;
 use crate::rate_limit::{RateLimit, RateLimiter};
-use crate::retention::PolicyStore;
 use crate::routes;
 use crate::webhooks::{WebhookSettings, Webhooks};
 use sealtrail_export::{ExportBoard, ExportStatus, ExportsConfig, JobState};
+use sealtrail_retention::PolicyStore;
+use sealtrail_retention::holds::HoldStore;
 
 /// What the API needs to serve.
 #[derive(Debug)]

@@ -4,5 +4,7 @@
 
 mod emitter;
 pub mod generator;
+mod platform;
 
 pub use emitter::{AuditEmitter, EmitError, acknowledged};
+pub use platform::platform_event;

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sealtrail_api::audit::AccessRecorder;
-use sealtrail_api::retention::run_once;
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 use sealtrail_core::retention::{RetentionPolicy, parse_policy};
 use sealtrail_emit::AuditEmitter;
+use sealtrail_retention::run_once;
 use time::OffsetDateTime;
 
 use crate::settings::{ClickHouseArgs, KafkaArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
@@ -45,11 +44,9 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     metrics.set_not_ready("waiting for the broker and ClickHouse");
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
-    let recorder = AccessRecorder::new(
-        AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
-            .await
-            .context("retention records every run in the audit trail, and cannot publish to it")?,
-    );
+    let recorder = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
+        .await
+        .context("retention records every run in the audit trail, and cannot publish to it")?;
     let clickhouse = args.clickhouse.settings();
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;

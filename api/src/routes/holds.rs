@@ -19,8 +19,8 @@ use time::format_description::well_known::Rfc3339;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
-use crate::holds::{HoldChange, HoldScope};
 use crate::server::SharedState;
+use sealtrail_retention::holds::{HoldChange, HoldScope};
 
 const PURPOSE_HEADER: &str = "x-purpose";
 const CHANGERS: &[Role] = &[Role::Compliance, Role::PlatformAdmin];

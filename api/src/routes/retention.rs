@@ -16,9 +16,9 @@ use crate::audit::platform_event;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
-use crate::retention::{PolicyChange, is_category};
 use crate::routes::holds::purpose;
 use crate::server::SharedState;
+use sealtrail_retention::{PolicyChange, is_category};
 
 const CHANGERS: &[Role] = &[Role::Compliance, Role::PlatformAdmin];
 /// Ten years and a bit: longer is a mistake, not a policy.

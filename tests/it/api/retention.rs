@@ -5,13 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use sealtrail_api::audit::AccessRecorder;
 use sealtrail_api::auth::Role;
-use sealtrail_api::retention::{PolicyOutcome, run_once};
 use sealtrail_clickhouse::{VerifyFailure, VerifyReport, VerifyRequest, verify_tenant};
 use sealtrail_core::event::{ActorType, AuditEvent};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_export::exporter::{ExportRequest, write_export};
+use sealtrail_retention::{PolicyOutcome, run_once};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -107,7 +106,7 @@ async fn three_day_old_events(emitter: &AuditEmitter, tenant: &str) {
 }
 
 /// The run's outcome for the tenant, once its `policy.applied` event is sealed.
-async fn applied(report: &sealtrail_api::retention::RunReport, tenant: &str) -> PolicyOutcome {
+async fn applied(report: &sealtrail_retention::RunReport, tenant: &str) -> PolicyOutcome {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let mine: Vec<_> = report.outcomes.iter().filter(|o| o.tenant_id == tenant).collect();
     assert_eq!(mine.len(), 1, "{report:?}");
@@ -125,7 +124,7 @@ async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
         .await
         .expect("emitter");
     three_day_old_events(&emitter, &tenant).await;
-    let recorder = AccessRecorder::new(emitter);
+    let recorder = emitter;
     let compliance = api.key(&tenant, Role::Compliance).await;
     let auditor = api.key(&tenant, Role::Auditor).await;
     let put = reqwest::Method::PUT;

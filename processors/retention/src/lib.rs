@@ -11,6 +11,8 @@
 //! event is deleted without a tombstone, and no tombstone stands in a chain without a sealed run
 //! that vouches for it (`sealtrail verify` checks both). Attestations themselves are never purged.
 //! One retention processor should run at a time.
+
+pub mod holds;
 use std::time::Instant;
 
 use clickhouse::{Client, Row};
@@ -23,7 +25,8 @@ use sealtrail_core::retention::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::audit::{AccessRecorder, platform_event};
+use sealtrail_emit::{AuditEmitter, platform_event};
+
 use crate::holds::{HoldChange, HoldScope, HoldStore};
 
 pub use sealtrail_core::retention::RETENTION_ACTOR;
@@ -159,7 +162,7 @@ struct TenantCategory {
 pub async fn run_once(
     client: &Client,
     configured: &[RetentionPolicy],
-    recorder: &AccessRecorder,
+    recorder: &AuditEmitter,
     now: OffsetDateTime,
 ) -> Result<RunReport, RetentionError> {
     let mut policies = configured.to_vec();
@@ -273,7 +276,7 @@ async fn held_condition(
 struct Run<'a> {
     client: &'a Client,
     holds: &'a HoldStore,
-    recorder: &'a AccessRecorder,
+    recorder: &'a AuditEmitter,
     now: OffsetDateTime,
 }
 
@@ -350,12 +353,12 @@ impl Run<'_> {
         };
         // The run is in the trail before anything is deleted.
         self.recorder
-            .publish(&applied_event(&outcome, self.now))
+            .emit(&applied_event(&outcome, self.now))
             .await
             .map_err(|error| RetentionError::Record {
                 tenant: tenant.to_owned(),
                 policy_id: policy.policy_id.clone(),
-                reason: error.message,
+                reason: error.to_string(),
             })?;
         self.record_state(tenant, &run_id, &policy.policy_id, "published", (deleted, &digest))
             .await?;

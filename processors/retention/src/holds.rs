@@ -5,7 +5,7 @@ use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use crate::scope::EventScope;
+pub use sealtrail_query::scope::EventScope;
 
 /// What a hold keeps: the tenant's events matching every field given (no SQL filter).
 pub type HoldScope = EventScope;
