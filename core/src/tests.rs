@@ -628,3 +628,43 @@ fn a_reshard_closes_the_old_partition_and_every_chain_continues_in_the_new_layou
         "nothing follows a checkpoint that closed its epoch"
     );
 }
+
+#[test]
+fn recovery_keeps_a_closed_partition_closed_and_refuses_another_layout() {
+    use crate::sealer::RecoveryError;
+
+    let signer = CheckpointSigner::from_seed(&[9; 32]).expect("key");
+    let mut old = Harness::new();
+    old.seal(0, &sample_event("acme", 0));
+    let last = old.sealer.close_epoch(1, &signer, 0, NOW).expect("closes");
+
+    // A restart after the close: the partition stays closed, the change is not met twice.
+    let mut again = Harness::new();
+    again.sealer = PartitionSealer::recover(settings(), Some(&last), &[], &[], &[], NOW).expect("recovers");
+    assert!(again.sealer.is_closed());
+    assert_eq!(again.sealer.resume_offset(), 2);
+    match again.handle(2, "acme", &encoded(&sample_event("acme", 2))) {
+        Disposition::Rejected(rejection) => assert_eq!(rejection.code, RejectCode::LayoutClosed),
+        other => panic!("a closed partition seals nothing after a restart, got {other:?}"),
+    }
+    assert!(
+        !again.sealer.checkpoint_due(NOW + 60_000, -1),
+        "no checkpoint follows the final one"
+    );
+
+    // The raw topic grew in place: the chains would move, so the partition is not continued.
+    let mut grown = settings();
+    grown.partition_count = 2;
+    assert!(matches!(
+        PartitionSealer::recover(grown, Some(&last), &[], &[], &[], NOW),
+        Err(RecoveryError::PartitionsChanged { then: 1, now: 2, .. })
+    ));
+    // A processor of the next layout pointed at this layout's sealed topic.
+    let mut next = settings();
+    next.epoch = 2;
+    next.handover = None;
+    assert!(matches!(
+        PartitionSealer::recover(next, Some(&last), &[], &[], &[], NOW),
+        Err(RecoveryError::NoHandover { epoch: 2, .. })
+    ));
+}
