@@ -1,22 +1,5 @@
 //! `sealtrail bench-export`: export throughput and memory, next to the raw ClickHouse read rate of
-//! the same rows, in one run.
-//!
-//! The rows are real sealed events: the demo workload for one tenant, sealed in process by the seal
-//! core with a signed checkpoint every 1,000 events, inserted as the sink inserts them.
-
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use indicatif::{ProgressBar, ProgressStyle};
-use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow, apply_migrations, wait_for_clickhouse};
-use sealtrail_core::avro::contract::{EventReader, audit_event_schema, encode_audit_event};
-use sealtrail_core::avro::{Framed, Writer};
-use sealtrail_core::checkpoint::CheckpointSigner;
-use sealtrail_core::policy::Policy;
-use sealtrail_core::sealer::{Disposition, PartitionSealer, RawRecord, SchemaLookup, SealContext, SealerSettings};
-use sealtrail_core::tokenize::Tokenizer;
-use sealtrail_core::validate::Limits;
-use sealtrail_emit::generator::{Generated, Generator, Workload};
-use sealtrail_export::exporter::{ExportRequest, write_export};
+//! the same rows, in one run (the measurement: `sealtrail_bench::export`).
 
 use crate::settings::ClickHouseArgs;
 
@@ -29,173 +12,21 @@ pub struct BenchExportArgs {
     events: u64,
 }
 
-const TENANT: &str = "bench-export";
-const BATCH: usize = 50_000;
-
 pub async fn run(args: BenchExportArgs) -> anyhow::Result<()> {
-    let mut clickhouse = args.clickhouse.settings();
-    wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
-    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    clickhouse.database = format!("bench_export_{run}");
-    apply_migrations(&clickhouse).await?;
-    let signer = CheckpointSigner::from_seed(&[7; 32]).map_err(anyhow::Error::msg)?;
-    fill(&clickhouse, &signer, args.events).await?;
-
-    let started = Instant::now();
-    let mut cursor = clickhouse
-        .client()
-        .query("SELECT ?fields FROM events WHERE tenant_id = {tenant:String} ORDER BY seq")
-        .param("tenant", TENANT)
-        .fetch::<EventRow>()?;
-    let mut read = 0_u64;
-    while cursor.next().await?.is_some() {
-        read += 1;
-    }
-    let raw_rate = read as f64 / started.elapsed().as_secs_f64();
-
-    let out = tempfile_dir(run)?;
-    let baseline = resident_kib();
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
-    let sampler = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                peak.fetch_max(resident_kib(), std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    let started = Instant::now();
-    let request = ExportRequest {
-        export_id: format!("exp_bench_{run}"),
-        tenant: TENANT.to_owned(),
-        scope: sealtrail_api::scope::EventScope::default(),
-        out_dir: out.clone(),
-        max_file_bytes: 64 * 1024 * 1024,
-    };
-    let manifest = write_export(&clickhouse, &signer, &request, |_| {}).await?;
-    let export_rate = manifest.event_count as f64 / started.elapsed().as_secs_f64();
-    sampler.abort();
-    let growth_mib = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(baseline) as f64 / 1024.0;
-    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    let report = sealtrail_bench::export::measure(&args.clickhouse.settings(), args.events).await?;
     println!(
         "{} events of one tenant, {} files ({:.1} MiB compressed), {} checkpoints",
-        manifest.event_count,
-        manifest.files.len(),
-        bytes as f64 / 1024.0 / 1024.0,
-        manifest.checkpoints.len()
+        report.events,
+        report.files,
+        report.compressed_bytes as f64 / 1024.0 / 1024.0,
+        report.checkpoints
     );
-    println!("raw ClickHouse read of the same rows: {raw_rate:.0} events/s");
-    println!("export (read, prove, encode, gzip, hash, sign): {export_rate:.0} events/s");
-    println!("ratio export / raw read: {:.2}", export_rate / raw_rate);
-    println!("resident memory growth during the export: {growth_mib:.1} MiB");
-    std::fs::remove_dir_all(&out).ok();
-    clickhouse
-        .server_client()
-        .query("DROP DATABASE IF EXISTS ?")
-        .bind(clickhouse::sql::Identifier(&clickhouse.database))
-        .execute()
-        .await?;
-    Ok(())
-}
-
-fn tempfile_dir(run: u64) -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("sealtrail-bench-export-{run}"));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-/// Resident set size of this process, in KiB (Linux).
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or_default()
-}
-
-/// Seals `events` demo events for one tenant and inserts them in batches (not timed).
-async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events: u64) -> anyhow::Result<()> {
-    let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
-    let mut generator = Generator::new(Workload {
-        tenants: 1,
-        bad_ratio: 0.0,
-        seed: 3,
-        now_ms,
-        tenant_prefix: String::new(),
-    });
-    let reader = EventReader::for_writer(audit_event_schema())?;
-    let policy = Policy::default_policy();
-    let mut tokenizer = Tokenizer::new(&[42; 32]).map_err(anyhow::Error::msg)?;
-    let mut sealer = PartitionSealer::new(
-        SealerSettings {
-            source_topic: "bench".to_owned(),
-            partition: 0,
-            partition_count: 1,
-            epoch: 1,
-            handover: None,
-            limits: Limits::default(),
-            checkpoint_every: usize::MAX,
-            checkpoint_interval_ms: i64::MAX,
-            idempotency_window_ms: 600_000,
-        },
-        now_ms,
+    println!("raw ClickHouse read of the same rows: {:.0} events/s", report.raw_rate);
+    println!(
+        "export (read, prove, encode, gzip, hash, sign): {:.0} events/s",
+        report.export_rate
     );
-    let bar = ProgressBar::new(events).with_style(ProgressStyle::with_template(
-        "  sealing and inserting {bar:40} {pos}/{len} events",
-    )?);
-    let client = clickhouse.client();
-    let (mut rows, mut checkpoints) = (Vec::with_capacity(BATCH), Vec::new());
-    let mut sealed_offset = 0_i64;
-    let mut done = 0_u64;
-    while done < events {
-        let Generated::Good(mut event) = generator.next_record() else {
-            continue;
-        };
-        TENANT.clone_into(&mut event.tenant_id);
-        let mut writer = Writer::with_capacity(512);
-        encode_audit_event(&event, &mut writer);
-        let framed = Framed::frame(1, &writer.into_bytes());
-        let record = RawRecord {
-            offset: i64::try_from(done)?,
-            key: Some(TENANT.as_bytes()),
-            value: Some(&framed),
-        };
-        let mut context = SealContext {
-            policy: &policy,
-            tokenizer: &mut tokenizer,
-            now_ms,
-            key_id: signer.key_id(),
-        };
-        let Disposition::Sealed(made) = sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) else {
-            anyhow::bail!("a demo event was not sealed");
-        };
-        rows.push(EventRow::from_sealed(*made, 1, 0, sealed_offset));
-        sealed_offset += 1;
-        done += 1;
-        if done.is_multiple_of(1000) || done == events {
-            let checkpoint = sealer.checkpoint(signer, 0, now_ms);
-            checkpoints.push(CheckpointRow::from_checkpoint(&checkpoint, sealed_offset));
-            sealed_offset += 1;
-        }
-        if rows.len() == BATCH || done == events {
-            let mut insert = client.insert::<EventRow>("events").await?;
-            for row in rows.drain(..) {
-                insert.write(&row).await?;
-            }
-            insert.end().await?;
-            bar.set_position(done);
-        }
-    }
-    let mut insert = client.insert::<CheckpointRow>("checkpoints").await?;
-    for row in &checkpoints {
-        insert.write(row).await?;
-    }
-    insert.end().await?;
-    bar.finish_and_clear();
+    println!("ratio export / raw read: {:.2}", report.export_rate / report.raw_rate);
+    println!("resident memory growth during the export: {:.1} MiB", report.growth_mib);
     Ok(())
 }

@@ -14,11 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sealtrail_core::checkpoint::{CheckpointSigner, TrustedKey};
-use sealtrail_core::layout::{CONTROL_HEADER, LAYOUT_CHANGE_CONTROL, Layout, LayoutChange, LayoutHistory};
-use sealtrail_kafka::{KafkaSettings, PartitionReader, TopicSpec, ensure_topics, wait_for_broker};
+use sealtrail_core::layout::{Layout, LayoutChange, LayoutHistory};
+use sealtrail_kafka::{KafkaSettings, PartitionReader, ensure_topics, wait_for_broker};
 use sealtrail_runtime::keys::{self, KeyError};
 use sealtrail_runtime::{RegistryClient, SealedReaders};
 use sealtrail_seal::layouts;
@@ -72,7 +70,7 @@ pub async fn run(args: ReshardArgs) -> anyhow::Result<()> {
     wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     let runtime = tokio::runtime::Handle::current();
     // Reading partitions and the registry blocks, so the command runs on a thread of its own.
-    super::seal::run_blocking(move || reshard(&args, &kafka, &runtime)).await?
+    sealtrail_runtime::run_blocking(move || reshard(&args, &kafka, &runtime)).await?
 }
 
 fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::Handle) -> anyhow::Result<()> {
@@ -102,15 +100,15 @@ fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::
             "resuming the move from layout epoch {} to {}: partitions {open:?} are not closed yet",
             change.from.epoch, change.to.epoch
         );
-        runtime.block_on(mark_partitions(kafka, &change, &open))?;
+        runtime.block_on(layouts::mark_partitions(kafka, &change, &open))?;
         (change.from, change.to, open)
     } else {
         let change = new_change(args, &history, &signer)?;
         change.verify(&reading.trusted)?;
         runtime.block_on(create_topics(kafka, &reading.reader, &change.to))?;
-        runtime.block_on(record_change(kafka, &args.topics.layout_topic, &change))?;
+        runtime.block_on(layouts::record_change(kafka, &args.topics.layout_topic, &change))?;
         let open: Vec<i32> = (0..i32::try_from(change.from.partitions).unwrap_or(i32::MAX)).collect();
-        runtime.block_on(mark_partitions(kafka, &change, &open))?;
+        runtime.block_on(layouts::mark_partitions(kafka, &change, &open))?;
         (change.from, change.to, open)
     };
     println!(
@@ -266,55 +264,6 @@ async fn create_topics(kafka: &KafkaSettings, reader: &PartitionReader, to: &Lay
         );
     }
     Ok(())
-}
-
-/// Appends the change to the layout topic (one partition, kept forever).
-async fn record_change(kafka: &KafkaSettings, layout_topic: &str, change: &LayoutChange) -> anyhow::Result<()> {
-    ensure_topics(
-        kafka,
-        &[TopicSpec::new(layout_topic, 1).with_config("retention.ms", "-1")],
-    )
-    .await?;
-    let producer: FutureProducer = kafka.producer().create().context("creating a Kafka producer")?;
-    let key = change.to.epoch.to_string();
-    let value = change.to_json();
-    producer
-        .send(
-            FutureRecord::to(layout_topic).partition(0).key(&key).payload(&value),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(error, _)| anyhow::anyhow!("recording the layout change in {layout_topic}: {error}"))?;
-    Ok(())
-}
-
-/// Writes the signed change into each open raw partition of the old layout.
-async fn mark_partitions(kafka: &KafkaSettings, change: &LayoutChange, open: &[i32]) -> anyhow::Result<usize> {
-    let producer: FutureProducer = kafka.producer().create().context("creating a Kafka producer")?;
-    let value = change.to_json();
-    for partition in open {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: CONTROL_HEADER,
-            value: Some(LAYOUT_CHANGE_CONTROL),
-        });
-        producer
-            .send(
-                FutureRecord::to(&change.from.raw_topic)
-                    .partition(*partition)
-                    .key("")
-                    .payload(&value)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(error, _)| {
-                anyhow::anyhow!(
-                    "writing the layout change into {} partition {partition}: {error}",
-                    change.from.raw_topic
-                )
-            })?;
-    }
-    Ok(open.len())
 }
 
 fn progress(total: u64, what: &str) -> anyhow::Result<ProgressBar> {

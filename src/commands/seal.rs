@@ -84,23 +84,10 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     let stop = StopSignal::new();
     stop.on_unix_signals();
     let registry = RegistryClient::new(&args.registry.schema_registry_url, tokio::runtime::Handle::current());
-    let summary = run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;
+    let summary = sealtrail_runtime::run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;
     println!(
         "seal stopped: {} records, {} sealed, {} rejected to the DLQ, {} checkpoints",
         summary.records, summary.sealed, summary.rejected, summary.checkpoints
     );
     Ok(())
-}
-
-/// Runs a blocking processor loop on its own thread (it drives async clients through the
-/// runtime handle, which a runtime worker thread must not do).
-pub async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("processor".to_owned())
-        .spawn(move || {
-            sender.send(work()).ok();
-        })
-        .context("cannot start the processor thread")?;
-    receiver.await.context("the processor thread ended without an answer")
 }

@@ -4,8 +4,8 @@ use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 use sealtrail_runtime::{RegistryClient, StopSignal};
 use sealtrail_sink::SinkConfig;
 
-use super::seal::run_blocking;
 use crate::settings::{ClickHouseArgs, KafkaArgs, KeyArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
+use sealtrail_runtime::run_blocking;
 
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {

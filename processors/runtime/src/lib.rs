@@ -2,12 +2,14 @@
 //! registry and the decoders built from it, a stop signal, and the telemetry every component
 //! reports (events in and out, errors, lag).
 
+mod blocking;
 pub mod keys;
 mod metrics;
 mod registry;
 mod stats;
 mod stop;
 
+pub use blocking::{BlockingError, run_blocking};
 pub use metrics::{AuditStage, Metrics};
 pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
 pub use stats::ComponentStats;

@@ -5,10 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use sealtrail_core::checkpoint::TrustedKey;
-use sealtrail_core::layout::{Handover, Layout, LayoutChange, LayoutError, LayoutHistory};
+use sealtrail_core::layout::{
+    CONTROL_HEADER, Handover, LAYOUT_CHANGE_CONTROL, Layout, LayoutChange, LayoutError, LayoutHistory,
+};
 use sealtrail_core::sealed::{Checkpoint, SealedRecord};
-use sealtrail_kafka::{KafkaError, PartitionReader};
+use sealtrail_kafka::{KafkaError, KafkaSettings, PartitionReader, TopicSpec, ensure_topics};
 use sealtrail_runtime::{SealedReaders, StopSignal};
 
 /// Why the layout could not be read.
@@ -35,6 +39,83 @@ pub enum LayoutReadError {
         offset: i64,
         reason: String,
     },
+}
+
+/// Why a layout change could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutWriteError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("cannot create a Kafka producer: {0}")]
+    Producer(rdkafka::error::KafkaError),
+    #[error("writing the layout change into {topic} partition {partition}: {source}")]
+    Send {
+        topic: String,
+        partition: i32,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Appends the change to the layout topic (one partition, kept forever): the history every
+/// processor reads at start.
+pub async fn record_change(
+    kafka: &KafkaSettings,
+    layout_topic: &str,
+    change: &LayoutChange,
+) -> Result<(), LayoutWriteError> {
+    ensure_topics(
+        kafka,
+        &[TopicSpec::new(layout_topic, 1).with_config("retention.ms", "-1")],
+    )
+    .await?;
+    let producer: FutureProducer = kafka.producer().create().map_err(LayoutWriteError::Producer)?;
+    let (key, value) = (change.to.epoch.to_string(), change.to_json());
+    producer
+        .send(
+            FutureRecord::to(layout_topic).partition(0).key(&key).payload(&value),
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map_err(|(source, _)| LayoutWriteError::Send {
+            topic: layout_topic.to_owned(),
+            partition: 0,
+            source,
+        })?;
+    Ok(())
+}
+
+/// Writes the signed change, marked with the control header, into each of the old layout's raw
+/// partitions in `open`: each partition's seal processor meets it in order and closes the
+/// partition there.
+pub async fn mark_partitions(
+    kafka: &KafkaSettings,
+    change: &LayoutChange,
+    open: &[i32],
+) -> Result<(), LayoutWriteError> {
+    let producer: FutureProducer = kafka.producer().create().map_err(LayoutWriteError::Producer)?;
+    let value = change.to_json();
+    for partition in open {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: CONTROL_HEADER,
+            value: Some(LAYOUT_CHANGE_CONTROL),
+        });
+        let record = FutureRecord::to(&change.from.raw_topic)
+            .partition(*partition)
+            .key("")
+            .payload(&value)
+            .headers(headers);
+        producer
+            .send(record, WRITE_TIMEOUT)
+            .await
+            .map_err(|(source, _)| LayoutWriteError::Send {
+                topic: change.from.raw_topic.clone(),
+                partition: *partition,
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Every verified layout change recorded in `layout_topic` (one partition), over `first`: the

@@ -3,11 +3,7 @@
 //!
 //! Figures are medians over rounds: the machine is shared and noisy.
 
-mod core_throughput;
-mod end_to_end;
-mod scaling;
-
-use std::time::Duration;
+use sealtrail_bench::{core_throughput, end_to_end, median, scaling};
 
 use crate::settings::{KafkaArgs, RegistryUrlArgs};
 
@@ -120,18 +116,4 @@ fn print_scaling(backlog: u64, label: &str, one: &[f64], two: &[f64]) {
 
 fn list(rounds: &[f64]) -> String {
     rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
-}
-
-pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        f64::midpoint(values[middle - 1], values[middle])
-    }
-}
-
-pub fn per_second(events: u64, elapsed: Duration) -> f64 {
-    events as f64 / elapsed.as_secs_f64().max(1e-9)
 }

@@ -337,7 +337,8 @@ async fn start_pipeline(
     // After a `sealtrail reshard`, the processors run on the newest layout's topics.
     let topics = {
         let (kafka, trusted) = (kafka.clone(), keys.trusted.clone());
-        super::seal::run_blocking(move || super::reshard::current_topics(&kafka, &default_topics(), &trusted)).await??
+        sealtrail_runtime::run_blocking(move || super::reshard::current_topics(&kafka, &default_topics(), &trusted))
+            .await??
     };
     if topics.raw_topic != default_topics().raw_topic {
         eprintln!(

@@ -16,18 +16,19 @@ use rdkafka::{Offset, TopicPartitionList};
 use sealtrail_kafka::{KafkaSettings, TopicSpec, WatermarkProbe, ensure_topics};
 use sealtrail_runtime::{RegistryClient, StopSignal};
 
-use super::super::seal::run_blocking;
-use super::end_to_end::{fill, seal_config, seal_round};
+use crate::end_to_end::{fill, seal_config, seal_round};
+use sealtrail_runtime::run_blocking;
 
 const PARTITIONS: i32 = 4;
 
 /// Events per second of one drain.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Drain {
     pub whole: f64,
     pub steady: f64,
 }
 
+#[derive(Debug)]
 pub struct ScalingFigures {
     pub one: Vec<Drain>,
     pub two: Vec<Drain>,
@@ -150,8 +151,8 @@ impl Progress {
         let (end, _) = self.first_reaching(100);
         let ((from, low), (to, high)) = (self.first_reaching(10), self.first_reaching(90));
         Drain {
-            whole: super::per_second(self.total, end),
-            steady: super::per_second(high - low, to.saturating_sub(from)),
+            whole: crate::per_second(self.total, end),
+            steady: crate::per_second(high - low, to.saturating_sub(from)),
         }
     }
 }

@@ -13,6 +13,7 @@ use sealtrail_core::validate::Limits;
 use sealtrail_core::{canonical, chain};
 use sealtrail_emit::generator::{Generated, Generator, Workload};
 
+#[derive(Debug)]
 pub struct CoreFigures {
     pub rounds: Vec<f64>,
     pub median: f64,
@@ -22,6 +23,7 @@ pub struct CoreFigures {
 
 /// What the cryptography alone costs per event, measured on the same machine in the same run:
 /// no implementation of the scheme can seal faster than this.
+#[derive(Debug)]
 pub struct CryptoFloor {
     pub mean_entry_bytes: usize,
     pub entry_hash_ns: f64,
@@ -110,11 +112,11 @@ pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
             "only {sealed_count} of {} events sealed",
             records.len()
         );
-        per_round.push(super::per_second(sealed_count, started.elapsed()));
+        per_round.push(crate::per_second(sealed_count, started.elapsed()));
     }
     let mut sorted = per_round.clone();
     Ok(CoreFigures {
-        median: super::median(&mut sorted),
+        median: crate::median(&mut sorted),
         rounds: per_round,
         mean_size,
         floor: crypto_floor(&sample, rounds)?,
@@ -163,8 +165,8 @@ fn crypto_floor(sample: &[Box<SealedEvent>], rounds: usize) -> anyhow::Result<Cr
     }
     Ok(CryptoFloor {
         mean_entry_bytes: entries.iter().map(Vec::len).sum::<usize>() / entries.len(),
-        entry_hash_ns: super::median(&mut hash_rounds),
+        entry_hash_ns: crate::median(&mut hash_rounds),
         tokens_per_event: tokens as f64 / sample.len() as f64,
-        token_ns: super::median(&mut token_rounds),
+        token_ns: crate::median(&mut token_rounds),
     })
 }

@@ -16,10 +16,11 @@ use sealtrail_kafka::{KafkaSettings, TopicSpec, ensure_topics};
 use sealtrail_runtime::{RegistryClient, StopSignal};
 use sealtrail_seal::SealConfig;
 
-use super::super::seal::run_blocking;
+use sealtrail_runtime::run_blocking;
 
 const PARTITIONS: i32 = 4;
 
+#[derive(Debug)]
 pub struct EndToEndFigures {
     pub copy_rounds: Vec<f64>,
     pub seal_rounds: Vec<f64>,
@@ -71,15 +72,15 @@ pub async fn measure(
     std::fs::remove_dir_all(&keys).ok();
     let (mut copy, mut seal) = (copy_rounds.clone(), seal_rounds.clone());
     Ok(EndToEndFigures {
-        copy_median: super::median(&mut copy),
-        seal_median: super::median(&mut seal),
+        copy_median: crate::median(&mut copy),
+        seal_median: crate::median(&mut seal),
         copy_rounds,
         seal_rounds,
     })
 }
 
 /// Produces `events` good events of `tenants` tenants to `topic`, waiting for every acknowledgement.
-pub(super) async fn fill(
+pub async fn fill(
     kafka: &KafkaSettings,
     registry_url: &str,
     topic: &str,
@@ -152,7 +153,7 @@ fn plain_copy(kafka: &KafkaSettings, from: &str, to: &str, group: &str, events: 
         copied += 1;
     }
     producer.flush(Duration::from_secs(60))?;
-    Ok(super::per_second(
+    Ok(crate::per_second(
         copied,
         first.map(|at| at.elapsed()).unwrap_or_default(),
     ))
@@ -160,7 +161,7 @@ fn plain_copy(kafka: &KafkaSettings, from: &str, to: &str, group: &str, events: 
 
 /// The seal processor's configuration for a bench round: the given topics and group, stopping
 /// after the backlog.
-pub(super) fn seal_config(
+pub fn seal_config(
     kafka: &KafkaSettings,
     raw: &str,
     sealed: &str,
@@ -190,11 +191,11 @@ pub(super) fn seal_config(
 }
 
 /// Seals `events` records with `config`, timed from the first record read to the last one acknowledged.
-pub(super) async fn seal_round(registry_url: &str, mut config: SealConfig, events: u64) -> anyhow::Result<f64> {
+pub async fn seal_round(registry_url: &str, mut config: SealConfig, events: u64) -> anyhow::Result<f64> {
     config.stop_after = Some(events);
     let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
     let stop = StopSignal::new();
     let summary = run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;
     anyhow::ensure!(summary.sealed == events, "sealed {} of {events}", summary.sealed);
-    Ok(super::per_second(summary.sealed, summary.busy))
+    Ok(crate::per_second(summary.sealed, summary.busy))
 }
