@@ -6,9 +6,11 @@
 //! DLQ, so a crash, restart or rebalance at any moment leaves no gap, duplicate or fork.
 
 mod config;
+mod consume;
 mod deliveries;
 pub mod dlq;
 pub mod layouts;
+mod outputs;
 mod processor;
 mod recovery;
 

@@ -5,31 +5,22 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError as ClientError;
-use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use sealtrail_core::avro::Framed;
-use sealtrail_core::avro::Writer;
-use sealtrail_core::avro::contract::{SEALED_RECORD_SCHEMA, encode_sealed_record};
+use sealtrail_core::avro::contract::SEALED_RECORD_SCHEMA;
 use sealtrail_core::checkpoint::{CheckpointSigner, TrustedKey};
-use sealtrail_core::layout::{CONTROL_HEADER, Handover, LAYOUT_CHANGE_CONTROL, Layout, LayoutChange};
-use sealtrail_core::sealed::{Checkpoint, SealedRecord};
-use sealtrail_core::sealer::{
-    Disposition, PartitionSealer, RawRecord, RecoveryError, SchemaLookup, SealContext, SealerSettings,
-};
+use sealtrail_core::layout::{Handover, Layout};
+use sealtrail_core::sealer::{PartitionSealer, RecoveryError, SealerSettings};
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_kafka::{
-    CommittedOffsets, GroupLagProbe, KafkaError, PartitionReader, RebalanceWatch, WatermarkProbe, leave_group, rejoin,
-    trace_context,
+    CommittedOffsets, GroupLagProbe, KafkaError, PartitionReader, RebalanceWatch, WatermarkProbe, leave_group,
 };
 use sealtrail_runtime::keys::{self, KeyError};
-use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdict, SealedReaders, StopSignal};
+use sealtrail_runtime::{ComponentStats, RegistryClient, SealedReaders, StopSignal};
 
 use crate::SealConfig;
-use crate::deliveries::{Deliveries, Produced};
-use crate::dlq;
+use crate::deliveries::Deliveries;
 use crate::layouts::{self, LayoutReadError};
 use crate::recovery::{RecoverySources, recover};
 
@@ -84,47 +75,47 @@ pub struct SealSummary {
     pub busy: Duration,
 }
 
-struct PartitionState {
-    sealer: PartitionSealer,
-    covered_through: i64,
+pub(crate) struct PartitionState {
+    pub(crate) sealer: PartitionSealer,
+    pub(crate) covered_through: i64,
     /// After a rewind of the group: the last raw offset read again and recognised as handled.
-    reread_through: i64,
+    pub(crate) reread_through: i64,
 }
 
 /// What the loop and the rebalance callback share.
-struct Shared {
-    config: SealConfig,
-    producer: BaseProducer<Deliveries>,
-    reader: PartitionReader,
-    sealed_readers: Mutex<SealedReaders>,
-    trusted: Vec<TrustedKey>,
-    signer: CheckpointSigner,
-    sealed_schema_id: u32,
+pub(crate) struct Shared {
+    pub(crate) config: SealConfig,
+    pub(crate) producer: BaseProducer<Deliveries>,
+    pub(crate) reader: PartitionReader,
+    pub(crate) sealed_readers: Mutex<SealedReaders>,
+    pub(crate) trusted: Vec<TrustedKey>,
+    pub(crate) signer: CheckpointSigner,
+    pub(crate) sealed_schema_id: u32,
     /// The raw topic's partition count at start, which places every tenant.
-    raw_partitions: i32,
+    pub(crate) raw_partitions: i32,
     /// The layout epoch this processor seals, and where its chains start if it is not the first.
-    epoch: u32,
-    handover: Option<Arc<Handover>>,
-    partitions: Mutex<HashMap<i32, PartitionState>>,
+    pub(crate) epoch: u32,
+    pub(crate) handover: Option<Arc<Handover>>,
+    pub(crate) partitions: Mutex<HashMap<i32, PartitionState>>,
     /// An error met inside a rebalance callback, reported by the loop.
-    failure: Mutex<Option<SealError>>,
-    checkpoints: Mutex<u64>,
+    pub(crate) failure: Mutex<Option<SealError>>,
+    pub(crate) checkpoints: Mutex<u64>,
     /// Tells the loop when the coordinator handed back a stale assignment (see `group_heal`).
-    rebalances: Mutex<RebalanceWatch>,
+    pub(crate) rebalances: Mutex<RebalanceWatch>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Shared {
-    fn settings(&self, partition: i32) -> SealerSettings {
+    pub(crate) fn settings(&self, partition: i32) -> SealerSettings {
         SealerSettings {
             source_topic: self.config.raw_topic.clone(),
             partition,
@@ -138,7 +129,7 @@ impl Shared {
         }
     }
 
-    fn fail(&self, error: SealError) {
+    pub(crate) fn fail(&self, error: SealError) {
         let mut failure = lock(&self.failure);
         if failure.is_none() {
             *failure = Some(error);
@@ -146,7 +137,7 @@ impl Shared {
     }
 
     /// Recovers every newly assigned partition and assigns it at the offset recovery found.
-    fn assign(&self, consumer: &BaseConsumer<SealContextOf>, assigned: &TopicPartitionList) {
+    pub(crate) fn assign(&self, consumer: &BaseConsumer<SealContextOf>, assigned: &TopicPartitionList) {
         let mut positions = TopicPartitionList::new();
         let committed = CommittedOffsets::read(consumer, assigned);
         for element in assigned.elements() {
@@ -227,7 +218,7 @@ impl Shared {
 
     /// Checkpoints and flushes the partitions being taken away, so the next owner starts from a
     /// complete sealed log.
-    fn revoke(&self, consumer: &BaseConsumer<SealContextOf>, revoked: &[i32]) {
+    pub(crate) fn revoke(&self, consumer: &BaseConsumer<SealContextOf>, revoked: &[i32]) {
         for partition in revoked {
             if let Err(error) = self.checkpoint_if_pending(*partition, true) {
                 self.fail(error);
@@ -244,167 +235,9 @@ impl Shared {
         }
     }
 
-    fn check_deliveries(&self) -> Result<(), SealError> {
-        match self.producer.context().lock().failure.clone() {
-            Some(reason) => Err(SealError::Delivery(reason)),
-            None => Ok(()),
-        }
-    }
-
-    fn flush(&self) -> Result<(), SealError> {
-        self.producer
-            .flush(Duration::from_secs(60))
-            .map_err(|e| SealError::Delivery(format!("the producer could not flush: {e}")))?;
-        self.check_deliveries()
-    }
-
-    /// Writes a checkpoint for `partition` if it is due (or if anything is uncovered and
-    /// `force`). A partition whose epoch is closed gets none: its final checkpoint was its last.
-    fn checkpoint_if_pending(&self, partition: i32, force: bool) -> Result<bool, SealError> {
-        let due = {
-            let partitions = lock(&self.partitions);
-            let Some(state) = partitions.get(&partition) else {
-                return Ok(false);
-            };
-            let uncovered =
-                state.sealer.pending_entries() > 0 || state.sealer.handled_through() > state.covered_through;
-            if state.sealer.is_closed() {
-                false
-            } else if force {
-                uncovered
-            } else {
-                state.sealer.checkpoint_due(now_ms(), state.covered_through)
-            }
-        };
-        if !due {
-            return Ok(false);
-        }
-        let dlq_next = self.settle_dlq(partition)?;
-        let mut partitions = lock(&self.partitions);
-        let Some(state) = partitions.get_mut(&partition) else {
-            return Ok(false);
-        };
-        let started = Instant::now();
-        let checkpoint = state.sealer.checkpoint(&self.signer, dlq_next, now_ms());
-        state.covered_through = checkpoint.source_offset;
-        drop(partitions);
-        self.publish_checkpoint(partition, checkpoint, started)?;
-        Ok(true)
-    }
-
-    /// Ends the partition's layout epoch at the signed layout change read at `offset`: the final
-    /// checkpoint covers everything before it, and every later record goes to the DLQ.
-    fn close_epoch(&self, partition: i32, offset: i64, change: &LayoutChange) -> Result<(), SealError> {
-        let dlq_next = self.settle_dlq(partition)?;
-        let mut partitions = lock(&self.partitions);
-        let Some(state) = partitions.get_mut(&partition) else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        let Some(last) = state.sealer.close_epoch(offset, &self.signer, dlq_next, now_ms()) else {
-            return Ok(());
-        };
-        state.covered_through = last.source_offset;
-        drop(partitions);
-        tracing::info!(
-            partition,
-            offset,
-            epoch = last.epoch,
-            checkpoint = last.number,
-            tenants = last.tenant_count,
-            next_raw_topic = %change.to.raw_topic,
-            "raw partition closed by a layout change: its final checkpoint hands every chain to the next layout"
-        );
-        self.publish_checkpoint(partition, last, started)
-    }
-
-    /// Waits until the partition's DLQ records are acknowledged, because a checkpoint vouches for
-    /// them, and returns the offset the next one gets.
-    fn settle_dlq(&self, partition: i32) -> Result<i64, SealError> {
-        loop {
-            self.check_deliveries()?;
-            let pending = self
-                .producer
-                .context()
-                .lock()
-                .dlq_in_flight
-                .get(&partition)
-                .copied()
-                .unwrap_or_default();
-            if pending == 0 {
-                break;
-            }
-            self.producer.poll(Duration::from_millis(10));
-        }
-        Ok(self
-            .producer
-            .context()
-            .lock()
-            .dlq_next
-            .get(&partition)
-            .copied()
-            .unwrap_or_default())
-    }
-
-    fn publish_checkpoint(&self, partition: i32, checkpoint: Checkpoint, started: Instant) -> Result<(), SealError> {
-        self.config.metrics.last_checkpoint(partition, checkpoint.number);
-        let produced = Produced::Checkpoint {
-            partition,
-            source_offset: checkpoint.source_offset,
-        };
-        let bytes = self.encode(&SealedRecord::Checkpoint(Box::new(checkpoint)));
-        self.send(&self.config.sealed_topic, partition, b"", &bytes, produced, None)?;
-        *lock(&self.checkpoints) += 1;
-        self.config.metrics.checkpoint();
-        self.config.metrics.batch_duration(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    fn encode(&self, record: &SealedRecord) -> Vec<u8> {
-        let mut writer = Writer::with_capacity(2048);
-        writer.raw(&[sealtrail_core::avro::MAGIC_BYTE]);
-        writer.raw(&self.sealed_schema_id.to_be_bytes());
-        encode_sealed_record(record, &mut writer);
-        writer.into_bytes()
-    }
-
-    fn send(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &[u8],
-        payload: &[u8],
-        produced: Produced,
-        headers: Option<OwnedHeaders>,
-    ) -> Result<(), SealError> {
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(produced))
-            .partition(partition)
-            .key(key)
-            .payload(payload);
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
-        self.producer.context().sent(produced);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((ClientError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(10));
-                    self.check_deliveries()?;
-                }
-                Err((error, _)) => {
-                    return Err(SealError::Delivery(format!(
-                        "cannot queue a record for {topic}: {error}"
-                    )));
-                }
-            }
-        }
-    }
-
     /// Commits, per partition, what the last acknowledged checkpoint covers, or how far a rewound
     /// group has read again if that is further.
-    fn commit(&self, consumer: &BaseConsumer<SealContextOf>, mode: CommitMode) {
+    pub(crate) fn commit(&self, consumer: &BaseConsumer<SealContextOf>, mode: CommitMode) {
         let committable = self.producer.context().lock().committable.clone();
         let partitions = lock(&self.partitions);
         let mut offsets = TopicPartitionList::new();
@@ -427,8 +260,8 @@ impl Shared {
 }
 
 /// The consumer context: recovery on assignment, checkpoint and flush on revocation.
-struct SealContextOf {
-    shared: Arc<Shared>,
+pub(crate) struct SealContextOf {
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl ClientContext for SealContextOf {}
@@ -482,7 +315,7 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
         .map_err(|e| SealError::Client(e.to_string()))?;
     tracing::info!(raw = %shared.config.raw_topic, sealed = %shared.config.sealed_topic, dlq = %shared.config.dlq_topic, key_id = shared.signer.key_id(), "seal processor started");
 
-    let mut work = Loop {
+    let mut work = crate::consume::Loop {
         probe: WatermarkProbe::new(&shared.config.kafka, Duration::from_secs(2))?,
         group_lag: GroupLagProbe::new(&shared.config.kafka, &shared.config.group, Duration::from_secs(2))?,
         last_record: Instant::now(),
@@ -603,306 +436,4 @@ fn start(
         config,
     });
     Ok((shared, tokenizer))
-}
-
-/// Records waiting this long with none arriving is reported as a stalled fetch.
-const FETCH_STALL_WARNING: Duration = Duration::from_secs(30);
-
-/// The state of the consume loop.
-struct Loop<'a> {
-    shared: &'a Shared,
-    /// Reads high watermarks on a connection of its own, so a stalled fetch cannot hide the lag.
-    probe: WatermarkProbe,
-    /// The whole group's lag, which also counts partitions no live member owns.
-    group_lag: GroupLagProbe,
-    /// When the last raw record arrived, to tell a stalled fetch from an idle topic.
-    last_record: Instant,
-    registry: &'a RegistryClient,
-    stop: &'a StopSignal,
-    tokenizer: Tokenizer,
-    verdicts: HashMap<u32, SchemaVerdict>,
-    stats: ComponentStats,
-    summary: SealSummary,
-    first_record: Option<Instant>,
-}
-
-impl Loop<'_> {
-    fn until_stopped(&mut self, consumer: &BaseConsumer<SealContextOf>) -> Result<(), SealError> {
-        let shared = self.shared;
-        let mut last_housekeeping = Instant::now();
-        let mut last_commit = Instant::now();
-        let mut last_lag: Option<Instant> = None;
-        loop {
-            if let Some(error) = lock(&shared.failure).take() {
-                return Err(error);
-            }
-            if self.stop.is_stopped()
-                || shared
-                    .config
-                    .stop_after
-                    .is_some_and(|limit| self.summary.records >= limit)
-            {
-                return Ok(());
-            }
-            shared.producer.poll(Duration::ZERO);
-            shared.check_deliveries()?;
-            if lock(&shared.rebalances).take_rejoin(Instant::now()) {
-                self.stats.error("stale_assignment");
-                rejoin(consumer, &[&shared.config.raw_topic])?;
-            }
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Err(error)) => {
-                    self.stats.error("consume");
-                    tracing::warn!(%error, "consume error");
-                }
-                Some(Ok(message)) => self.handle(&message)?,
-            }
-            if last_housekeeping.elapsed() >= Duration::from_millis(50) {
-                last_housekeeping = Instant::now();
-                let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
-                for partition in assigned {
-                    shared.checkpoint_if_pending(partition, false)?;
-                }
-                if last_commit.elapsed() >= Duration::from_secs(1) {
-                    last_commit = Instant::now();
-                    shared.commit(consumer, CommitMode::Async);
-                    for (partition, state) in lock(&shared.partitions).iter() {
-                        let handled = state.sealer.handled_through();
-                        shared.config.metrics.chain_head(*partition, handled);
-                    }
-                }
-                if last_lag.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-                    last_lag = Some(Instant::now());
-                    let lag = self.lag();
-                    self.stats.set_lag(lag);
-                    let raw = &shared.config.raw_topic;
-                    if let Some(group_lag) = self.group_lag.lag(&self.probe, raw) {
-                        shared.config.metrics.group_lag(raw, group_lag);
-                    }
-                    dlq_depth(&self.probe, shared);
-                }
-                self.stats.report_if_due();
-            }
-        }
-    }
-
-    /// The raw records not handled yet, per assigned partition (as gauges) and in total, from the
-    /// high watermarks; warns when records wait but none has arrived for a while.
-    fn lag(&mut self) -> i64 {
-        let shared = self.shared;
-        let positions: Vec<(i32, i64)> = lock(&shared.partitions)
-            .iter()
-            .map(|(partition, state)| (*partition, state.sealer.handled_through() + 1))
-            .collect();
-        let topic = &shared.config.raw_topic;
-        let lags = self.probe.lags(topic, positions);
-        if lags.iter().any(|partition| partition.stale) {
-            self.stats.error("watermarks_unavailable");
-        }
-        let pairs: Vec<(i32, i64)> = lags.iter().map(|p| (p.partition, p.lag)).collect();
-        let total = shared.config.metrics.consumer_lags(topic, &pairs);
-        let idle = self.last_record.elapsed();
-        if total > 0 && idle >= FETCH_STALL_WARNING {
-            self.stats.error("fetch_stalled");
-            tracing::warn!(
-                lag = total,
-                idle_s = idle.as_secs(),
-                "raw records are waiting but none has arrived; fetches from the broker may be stalled"
-            );
-        }
-        total
-    }
-
-    fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), SealError> {
-        let shared = self.shared;
-        let partition = message.partition();
-        let payload = message.payload();
-        if let Some(change) = self.layout_change(message) {
-            self.summary.records += 1;
-            self.stats.received(1);
-            self.stats.skipped("layout_change");
-            return shared.close_epoch(partition, message.offset(), &change);
-        }
-        // Learn what the schema id means before sealing; a registry that cannot be reached is
-        // waited for (the record is not bad), a registry that does not know the id rejects it.
-        if let Some(framed) = payload.and_then(|bytes| Framed::parse(bytes).ok()) {
-            let mut backoff = Duration::from_millis(200);
-            while let Err(error) = self.registry.event_reader(&mut self.verdicts, framed.schema_id) {
-                if self.stop.is_stopped() {
-                    return Ok(());
-                }
-                tracing::warn!(%error, retry_in = ?backoff, "schema registry unavailable; retrying");
-                self.stats.error("registry_unavailable");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-        self.summary.records += 1;
-        self.last_record = Instant::now();
-        self.first_record.get_or_insert_with(Instant::now);
-        self.stats.received(1);
-        // Only records that carry a producer's trace context get a span of their own.
-        let span = trace_context::record_span(message.headers(), || {
-            tracing::info_span!(
-                "seal.record",
-                otel.kind = "consumer",
-                partition,
-                offset = message.offset(),
-                tenant = tracing::field::Empty,
-                seq = tracing::field::Empty,
-                outcome = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-            )
-        });
-        let _entered = span.as_ref().map(tracing::Span::enter);
-        let now = now_ms();
-        let mut partitions = lock(&shared.partitions);
-        let Some(assigned) = partitions.get_mut(&partition) else {
-            return Ok(());
-        };
-        let record = RawRecord {
-            offset: message.offset(),
-            key: message.key(),
-            value: payload,
-        };
-        let mut context = SealContext {
-            policy: &shared.config.policy,
-            tokenizer: &mut self.tokenizer,
-            now_ms: now,
-            key_id: shared.signer.key_id(),
-        };
-        let verdicts = &self.verdicts;
-        let disposition = assigned.sealer.handle(
-            &record,
-            |id| match verdicts.get(&id) {
-                Some(SchemaVerdict::Readable(reader)) => SchemaLookup::Found(reader),
-                Some(SchemaVerdict::Incompatible(reason)) => SchemaLookup::Incompatible(reason),
-                Some(SchemaVerdict::Unknown) | None => SchemaLookup::Unknown,
-            },
-            &mut context,
-        );
-        let due = assigned.sealer.pending_entries() >= shared.config.checkpoint_every;
-        if matches!(disposition, Disposition::AlreadyHandled) {
-            assigned.reread_through = message.offset();
-        }
-        drop(partitions);
-        self.publish(message, disposition, span.as_ref(), now)?;
-        if due {
-            shared.checkpoint_if_pending(partition, false)?;
-        }
-        Ok(())
-    }
-
-    /// The signed layout change a record carries, if it is one that ends this processor's epoch.
-    /// Anything else marked as a layout change goes down the normal path, to the DLQ.
-    fn layout_change(&mut self, message: &BorrowedMessage<'_>) -> Option<LayoutChange> {
-        use rdkafka::message::Headers as _;
-        let marked = message.headers().is_some_and(|headers| {
-            headers
-                .iter()
-                .any(|h| h.key == CONTROL_HEADER && h.value == Some(LAYOUT_CHANGE_CONTROL))
-        });
-        if !marked {
-            return None;
-        }
-        let shared = self.shared;
-        let problem = match LayoutChange::parse_verified(message.payload().unwrap_or_default(), &shared.trusted) {
-            Ok(change) if change.from.raw_topic == shared.config.raw_topic && change.from.epoch == shared.epoch => {
-                return Some(change);
-            }
-            Ok(change) => format!(
-                "it changes layout epoch {} of {}, this is epoch {} of {}",
-                change.from.epoch, change.from.raw_topic, shared.epoch, shared.config.raw_topic
-            ),
-            Err(error) => error.to_string(),
-        };
-        self.stats.error("bad_layout_change");
-        tracing::warn!(partition = message.partition(), offset = message.offset(), %problem, "a record marked as a layout change is refused and goes to the DLQ");
-        None
-    }
-
-    /// Sends a sealed event to the sealed topic, or a rejected record to the DLQ.
-    fn publish(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        disposition: Disposition,
-        span: Option<&tracing::Span>,
-        now: i64,
-    ) -> Result<(), SealError> {
-        let shared = self.shared;
-        let partition = message.partition();
-        let payload = message.payload();
-        match disposition {
-            Disposition::Sealed(sealed) => {
-                let tenant = sealed.event.tenant_id.clone();
-                let occurred_at = sealed.event.occurred_at;
-                let headers = span.map(|span| {
-                    span.record("tenant", tenant.as_str());
-                    span.record("seq", sealed.seal.tenant_seq);
-                    span.record("outcome", "sealed");
-                    // The sink continues the trace from the sealed record.
-                    trace_context::inject(span, OwnedHeaders::new())
-                });
-                let bytes = shared.encode(&SealedRecord::Event(sealed));
-                shared.send(
-                    &shared.config.sealed_topic,
-                    partition,
-                    tenant.as_bytes(),
-                    &bytes,
-                    Produced::Sealed { partition },
-                    headers,
-                )?;
-                self.summary.sealed += 1;
-                self.stats.emitted(1);
-                self.stats
-                    .metrics()
-                    .audit_lag(AuditStage::OccurredToSealed, (now - occurred_at) as f64 / 1000.0);
-            }
-            Disposition::Rejected(rejection) => {
-                if let Some(span) = span {
-                    span.record("outcome", rejection.code.as_str());
-                }
-                tracing::info!(partition, offset = message.offset(), reason = rejection.code.as_str(), detail = %rejection.detail, "record rejected to the DLQ");
-                let headers = dlq::headers(
-                    message.headers(),
-                    &rejection,
-                    &shared.config.raw_topic,
-                    partition,
-                    message.offset(),
-                    now,
-                );
-                shared.send(
-                    &shared.config.dlq_topic,
-                    partition,
-                    message.key().unwrap_or_default(),
-                    payload.unwrap_or_default(),
-                    Produced::Rejected { partition },
-                    Some(headers),
-                )?;
-                self.summary.rejected += 1;
-                self.stats.rejected(rejection.code.as_str());
-            }
-            Disposition::AlreadyHandled => {
-                if let Some(span) = span {
-                    span.record("outcome", "already_sealed");
-                }
-                self.stats.skipped("already_sealed");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Records held in the DLQ partitions this instance writes.
-fn dlq_depth(probe: &WatermarkProbe, shared: &Shared) {
-    let assigned: Vec<i32> = lock(&shared.partitions).keys().copied().collect();
-    let mut depth = 0;
-    for partition in assigned {
-        match probe.watermarks(&shared.config.dlq_topic, partition) {
-            Some((low, high)) => depth += (high - low).max(0),
-            None => return,
-        }
-    }
-    shared.config.metrics.dlq_depth(&shared.config.dlq_topic, depth);
 }
