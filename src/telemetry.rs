@@ -106,7 +106,7 @@ pub fn init(args: &TelemetryArgs, service: &'static str) -> Telemetry {
             }))
     });
     if provider.is_some() {
-        sealtrail_kafka::trace_context::enable();
+        sealtrail_telemetry::trace_context::enable();
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let logs = match args.log_format {

@@ -254,7 +254,7 @@ fn request_span(request: &Request, id: &str) -> tracing::Span {
         .to_owned();
     let method = request.method().clone();
     // The caller's traceparent, if any, makes this request part of its trace.
-    sealtrail_kafka::trace_context::request_span(traceparent.as_deref(), tracestate.as_deref(), || {
+    sealtrail_telemetry::trace_context::request_span(traceparent.as_deref(), tracestate.as_deref(), || {
         tracing::info_span!(
             "request",
             otel.kind = "server",

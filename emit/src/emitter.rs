@@ -7,7 +7,8 @@ use sealtrail_core::avro::contract::{AUDIT_EVENT_SCHEMA, encode_audit_event};
 use sealtrail_core::avro::{Framed, Writer};
 use sealtrail_core::event::AuditEvent;
 use sealtrail_core::validate::is_valid_tenant_id;
-use sealtrail_kafka::{KafkaSettings, trace_context};
+use sealtrail_kafka::KafkaSettings;
+use sealtrail_telemetry::trace_context;
 
 /// Why an event could not be emitted.
 #[derive(Debug, thiserror::Error)]

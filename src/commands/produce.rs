@@ -83,7 +83,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             Generated::Good(event) => {
                 *per_tenant.entry(event.tenant_id.clone()).or_default() += 1;
                 // With traces exported, each event starts a trace that seal and sink continue.
-                if sealtrail_kafka::trace_context::is_enabled() {
+                if sealtrail_telemetry::trace_context::is_enabled() {
                     let span = tracing::info_span!("produce.event", otel.kind = "producer", tenant = %event.tenant_id);
                     span.in_scope(|| emitter.enqueue(&event))?
                 } else {

@@ -12,7 +12,6 @@ mod log;
 mod offsets;
 mod partition_reader;
 mod topics;
-pub mod trace_context;
 mod watermarks;
 
 pub use config::KafkaSettings;

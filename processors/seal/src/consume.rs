@@ -11,8 +11,9 @@ use sealtrail_core::layout::{CONTROL_HEADER, LAYOUT_CHANGE_CONTROL, LayoutChange
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_core::sealer::{Disposition, RawRecord, SchemaLookup, SealContext};
 use sealtrail_core::tokenize::Tokenizer;
-use sealtrail_kafka::{GroupLagProbe, WatermarkProbe, rejoin, trace_context};
+use sealtrail_kafka::{GroupLagProbe, WatermarkProbe, rejoin};
 use sealtrail_runtime::{AuditStage, ComponentStats, RegistryClient, SchemaVerdict, StopSignal};
+use sealtrail_telemetry::trace_context;
 
 use crate::deliveries::Produced;
 use crate::dlq;

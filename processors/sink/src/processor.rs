@@ -11,9 +11,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_kafka::{
-    CommittedOffsets, GroupLagProbe, KafkaSettings, RebalanceWatch, WatermarkProbe, leave_group, rejoin, trace_context,
+    CommittedOffsets, GroupLagProbe, KafkaSettings, RebalanceWatch, WatermarkProbe, leave_group, rejoin,
 };
 use sealtrail_runtime::{AuditStage, ComponentStats, Metrics, RegistryClient, SealedReaders, StopSignal};
+use sealtrail_telemetry::trace_context;
 use tokio::runtime::Handle;
 
 use crate::batch::PartitionBatch;

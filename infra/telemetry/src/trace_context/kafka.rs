@@ -1,11 +1,4 @@
-//! W3C trace context in Kafka headers (`traceparent`, `tracestate`), so one trace follows an
-//! event from its producer through seal and sink.
-//!
-//! Records are only traced when tracing is exported ([`enable`], called by the binary when an
-//! OTLP endpoint is configured) and the record carries a `traceparent`: a span per record costs
-//! too much to make one for every untraced record.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! The Kafka carrier: trace context in record headers.
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
@@ -13,18 +6,7 @@ use opentelemetry::trace::TraceContextExt as _;
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-pub const TRACEPARENT: &str = "traceparent";
-
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Turns per-record spans on (once an exporter is installed).
-pub fn enable() {
-    ENABLED.store(true, Ordering::Relaxed);
-}
-
-pub fn is_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
+use super::{TRACEPARENT, child_span, is_enabled};
 
 struct FromHeaders<'a>(Option<&'a BorrowedHeaders>);
 
@@ -69,47 +51,6 @@ pub fn remote_parent(headers: Option<&BorrowedHeaders>) -> Option<Context> {
 /// traced. A `trace_id` field, when `make` declares one, is filled for the log lines.
 pub fn record_span(headers: Option<&BorrowedHeaders>, make: impl FnOnce() -> tracing::Span) -> Option<tracing::Span> {
     child_span(remote_parent(headers)?, make)
-}
-
-/// A span for one HTTP request, child of the caller's span when it sent a valid `traceparent`
-/// (a new trace otherwise). A `trace_id` field, when `make` declares one, is filled.
-pub fn request_span(
-    traceparent: Option<&str>,
-    tracestate: Option<&str>,
-    make: impl FnOnce() -> tracing::Span,
-) -> tracing::Span {
-    let span = make();
-    if !is_enabled() {
-        return span;
-    }
-    let carrier: std::collections::HashMap<String, String> = [("traceparent", traceparent), ("tracestate", tracestate)]
-        .into_iter()
-        .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
-        .collect();
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
-    if parent.span().span_context().is_valid() {
-        span.set_parent(parent).ok();
-    }
-    if let Some(id) = trace_id(&span) {
-        span.record("trace_id", id.as_str());
-    }
-    span
-}
-
-fn child_span(parent: Context, make: impl FnOnce() -> tracing::Span) -> Option<tracing::Span> {
-    let span = make();
-    span.set_parent(parent).ok()?;
-    if let Some(id) = trace_id(&span) {
-        span.record("trace_id", id.as_str());
-    }
-    Some(span)
-}
-
-/// The trace id of `span` (32 hex digits), for log lines; `None` when it is not traced.
-pub fn trace_id(span: &tracing::Span) -> Option<String> {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }
 
 /// `headers` plus the `traceparent` (and `tracestate`) of `span`, so the consumer of the record
