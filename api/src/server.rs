@@ -167,13 +167,8 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         .route("/openapi.json", get(crate::openapi::document))
         .route("/healthz", get(routes::health::live))
         .route("/readyz", get(routes::health::ready))
-        .route(
-            "/metrics",
-            get(move || {
-                let text = exposition.render();
-                async move { ([(header::CONTENT_TYPE, sealtrail_runtime::Metrics::CONTENT_TYPE)], text) }
-            }),
-        )
+        // The same registry and handler as every processor's.
+        .merge(exposition.exposition_router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::refusals::audit_refusals,

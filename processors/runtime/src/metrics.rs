@@ -215,17 +215,41 @@ impl Metrics {
     }
 
     pub fn rejected(&self, reason: &str) {
-        self.0.rejected.get_or_create(&self.labelled("reason", reason)).inc();
+        self.rejected_counter(reason).inc();
     }
 
     pub fn skipped_many(&self, reason: &str, n: u64) {
         if n > 0 {
-            self.0.skipped.get_or_create(&self.labelled("reason", reason)).inc_by(n);
+            self.skipped_counter(reason).inc_by(n);
         }
     }
 
     pub fn error(&self, kind: &str) {
-        self.0.errors.get_or_create(&self.labelled("kind", kind)).inc();
+        self.error_counter(kind).inc();
+    }
+
+    /// The counter of records rejected for `reason`: resolve it once, count on it as often as
+    /// needed (clones share the count).
+    pub fn rejected_counter(&self, reason: &str) -> Counter {
+        self.0.rejected.get_or_create(&self.labelled("reason", reason)).clone()
+    }
+
+    pub fn skipped_counter(&self, reason: &str) -> Counter {
+        self.0.skipped.get_or_create(&self.labelled("reason", reason)).clone()
+    }
+
+    pub fn error_counter(&self, kind: &str) -> Counter {
+        self.0.errors.get_or_create(&self.labelled("kind", kind)).clone()
+    }
+
+    /// Records read from the input so far.
+    pub fn events_in_total(&self) -> u64 {
+        self.0.events_in.get()
+    }
+
+    /// Records written to the output so far.
+    pub fn events_out_total(&self) -> u64 {
+        self.0.events_out.get()
     }
 
     /// Sets the lag gauge of each `(partition, lag)` of `topic`; returns the total.
@@ -331,18 +355,22 @@ impl Metrics {
         }
     }
 
+    /// `/metrics` alone, for a service with health routes of its own (the API).
+    pub fn exposition_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let metrics = self.clone();
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render();
+                async move { ([(CONTENT_TYPE, Self::CONTENT_TYPE)], text) }
+            }),
+        )
+    }
+
     /// `/metrics`, `/healthz` and `/readyz`, to serve alone or merge into a service's router.
     pub fn router(&self) -> Router {
-        let metrics = self.clone();
         let ready = self.clone();
-        Router::new()
-            .route(
-                "/metrics",
-                get(move || {
-                    let text = metrics.render();
-                    async move { ([(CONTENT_TYPE, Self::CONTENT_TYPE)], text) }
-                }),
-            )
+        self.exposition_router()
             .route("/healthz", get(|| async { "ok\n" }))
             .route(
                 "/readyz",
