@@ -67,16 +67,31 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Produced>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, produced: Box<Produced>) {
+        let outcome = match result {
+            Ok(message) => Ok(message.offset()),
+            Err((error, message)) => Err(format!(
+                "{} partition {}: {error}",
+                message.topic(),
+                message.partition()
+            )),
+        };
+        self.record(*produced, outcome);
+    }
+}
+
+impl Deliveries {
+    /// Records one delivery report: the offset the record got, or why it was not acknowledged.
+    fn record(&self, produced: Produced, outcome: Result<i64, String>) {
         let mut state = self.lock();
-        if let Produced::Rejected { partition } = *produced {
+        if let Produced::Rejected { partition } = produced {
             let pending = state.dlq_in_flight.entry(partition).or_default();
             *pending = pending.saturating_sub(1);
         }
-        match result {
-            Ok(message) => match *produced {
+        match outcome {
+            Ok(offset) => match produced {
                 Produced::Rejected { partition } => {
                     let next = state.dlq_next.entry(partition).or_default();
-                    *next = (*next).max(message.offset() + 1);
+                    *next = (*next).max(offset + 1);
                 }
                 Produced::Checkpoint {
                     partition,
@@ -86,16 +101,77 @@ impl ProducerContext for Deliveries {
                 }
                 Produced::Sealed { .. } => {}
             },
-            Err((error, message)) => {
+            Err(reason) => {
                 if state.failure.is_none() {
                     state.failure = Some(format!(
-                        "a {} record for {} partition {} was not acknowledged: {error}",
+                        "a {} record of source partition {} was not acknowledged ({reason})",
                         produced.kind(),
-                        message.topic(),
                         produced.partition()
                     ));
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dlq_records_are_counted_until_acknowledged_and_move_the_next_offset() {
+        let deliveries = Deliveries::default();
+        for _ in 0..3 {
+            deliveries.sent(Produced::Rejected { partition: 1 });
+        }
+        deliveries.sent(Produced::Sealed { partition: 1 });
+        assert_eq!(deliveries.lock().dlq_in_flight[&1], 3);
+        deliveries.record(Produced::Rejected { partition: 1 }, Ok(7));
+        deliveries.record(Produced::Rejected { partition: 1 }, Ok(5));
+        assert_eq!(
+            deliveries.lock().dlq_in_flight[&1],
+            1,
+            "a checkpoint still waits for one"
+        );
+        assert_eq!(
+            deliveries.lock().dlq_next[&1],
+            8,
+            "acknowledgements out of order keep the highest"
+        );
+        deliveries.record(Produced::Rejected { partition: 1 }, Ok(8));
+        assert_eq!(deliveries.lock().dlq_in_flight[&1], 0);
+        assert_eq!(deliveries.lock().dlq_next[&1], 9);
+        assert!(deliveries.lock().failure.is_none());
+    }
+
+    #[test]
+    fn only_an_acknowledged_checkpoint_makes_source_offsets_committable() {
+        let deliveries = Deliveries::default();
+        deliveries.record(Produced::Sealed { partition: 0 }, Ok(41));
+        assert!(
+            deliveries.lock().committable.is_empty(),
+            "a sealed event alone commits nothing"
+        );
+        deliveries.record(
+            Produced::Checkpoint {
+                partition: 0,
+                source_offset: 99,
+            },
+            Ok(42),
+        );
+        assert_eq!(deliveries.lock().committable[&0], 100);
+    }
+
+    #[test]
+    fn the_first_failed_delivery_is_kept_and_stops_the_processor() {
+        let deliveries = Deliveries::default();
+        deliveries.sent(Produced::Rejected { partition: 2 });
+        deliveries.record(Produced::Rejected { partition: 2 }, Err("timed out".into()));
+        deliveries.record(Produced::Sealed { partition: 3 }, Err("later".into()));
+        let state = deliveries.lock();
+        assert_eq!(state.dlq_in_flight[&2], 0, "a failed record is no longer in flight");
+        assert!(state.dlq_next.is_empty(), "nor acknowledged");
+        let failure = state.failure.as_deref().expect("a failure");
+        assert!(failure.contains("DLQ") && failure.contains("timed out"), "{failure}");
     }
 }

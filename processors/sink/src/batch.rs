@@ -135,3 +135,76 @@ impl PartitionBatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sealtrail_core::digest::Digest;
+    use sealtrail_core::event::AuditEvent;
+    use sealtrail_core::sealed::{Classification, Seal, SealedEvent, SourceCoordinates};
+
+    use super::*;
+
+    /// 2025-11-30 and 2025-12-01 (UTC), in milliseconds: two ClickHouse partitions (months).
+    const NOVEMBER: i64 = 1_764_460_800_000;
+    const DECEMBER: i64 = 1_764_547_200_000;
+
+    fn row(offset: u64, occurred_at: i64) -> EventRow {
+        let sealed = SealedEvent {
+            event: AuditEvent {
+                event_id: format!("e{offset}"),
+                tenant_id: "acme".into(),
+                occurred_at,
+                action: "user.login".into(),
+                ..AuditEvent::default()
+            },
+            classification: Classification::default(),
+            redactions: Vec::new(),
+            seal: Seal {
+                scheme: 1,
+                tenant_seq: offset + 1,
+                prev_hash: Digest::default(),
+                hash: Digest::default(),
+                key_id: "k".into(),
+            },
+            source: SourceCoordinates::default(),
+            sealed_at: occurred_at,
+        };
+        EventRow::from_sealed(sealed, 1, 0, i64::try_from(offset).expect("small"))
+    }
+
+    #[test]
+    fn a_rewound_batch_inserts_only_what_clickhouse_lacks() {
+        // ClickHouse holds events through offset 10 and checkpoints through 8.
+        let mut batch = PartitionBatch::new(10, 8);
+        assert_eq!(batch.resume_offset(), 9, "read again from what both tables hold");
+        for offset in 5..=14 {
+            batch.push_event(i64::try_from(offset).expect("small"), row(offset, NOVEMBER));
+        }
+        assert_eq!(batch.events.len(), 4, "11 to 14 are new");
+        assert_eq!(batch.event_candidates.len(), 6, "5 to 10 were read again");
+        assert_eq!(batch.candidate_ranges(), [Some((5, 10)), None]);
+        // ClickHouse still has 5 to 9; 10 was lost: only it is restored.
+        assert_eq!(batch.drop_present_candidates(&[5, 6, 7, 8, 9], &[]), 5);
+        let restored: Vec<u64> = batch.event_candidates.iter().map(|r| r.sealed_offset).collect();
+        assert_eq!(restored, [10]);
+        assert_eq!(batch.last_offset, 14);
+
+        batch.stored();
+        assert!(batch.is_empty());
+        assert_eq!(batch.stored_events_through, 14);
+        assert_eq!(batch.resume_offset(), 9, "checkpoints are still behind");
+    }
+
+    #[test]
+    fn every_insert_stays_within_one_month() {
+        let mut batch = PartitionBatch::new(-1, -1);
+        batch.push_event(0, row(0, NOVEMBER));
+        batch.push_event(1, row(1, DECEMBER));
+        batch.push_event(2, row(2, NOVEMBER));
+        let months = batch.events_by_month();
+        let sizes: Vec<((i32, u8), usize)> = months.iter().map(|(month, rows)| (*month, rows.len())).collect();
+        assert_eq!(sizes, [((2025, 11), 2), ((2025, 12), 1)]);
+        let november: Vec<u64> = months[&(2025, 11)].iter().map(|r| r.sealed_offset).collect();
+        assert_eq!(november, [0, 2], "in offset order");
+    }
+}
