@@ -159,12 +159,14 @@ pub struct LayoutHistory {
 
 impl LayoutHistory {
     /// From the verified changes in the order they were recorded; without any, the pipeline is
-    /// still in its first layout, `first`. A change recorded twice (a repeated reshard) counts once.
+    /// still in its first layout, `first`. A change recorded twice (a repeated reshard) counts once,
+    /// and of two different changes from the same layout (two reshards racing) the first recorded
+    /// wins: the other's topics belong to no layout, so nothing is sealed into them.
     pub fn new(first: Layout, changes: Vec<LayoutChange>) -> Result<Self, LayoutError> {
         let mut layouts = vec![changes.first().map_or(first, |c| c.from.clone())];
         let mut kept: Vec<LayoutChange> = Vec::new();
         for change in changes {
-            if kept.iter().any(|k| k.to == change.to && k.from == change.from) {
+            if kept.iter().any(|k| k.from == change.from) {
                 continue;
             }
             let last = layouts.last().cloned().unwrap_or_else(|| change.from.clone());
@@ -311,7 +313,15 @@ mod tests {
         assert_eq!(history.by_raw_topic("raw.v2").map(|l| l.epoch), Some(2));
         assert_eq!(history.change_after(1), Some(&first));
         let gap = LayoutChange::sign(layout(2, ".x", 4), layout(3, ".v3", 8), 2, &signer);
-        assert!(LayoutHistory::new(layout(1, "", 2), vec![first, gap]).is_err());
+        assert!(LayoutHistory::new(layout(1, "", 2), vec![first.clone(), gap]).is_err());
+        let racing = LayoutChange::sign(layout(1, "", 2), layout(2, ".other", 16), 3, &signer);
+        let history = LayoutHistory::new(layout(1, "", 2), vec![first.clone(), racing]).expect("links");
+        assert_eq!(
+            history.change_after(1),
+            Some(&first),
+            "the first recorded change wins a race"
+        );
+        assert!(history.by_raw_topic("raw.other").is_none());
         assert_eq!(
             LayoutHistory::new(layout(1, "", 2), Vec::new())
                 .expect("empty")

@@ -107,6 +107,17 @@ fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::
         change.verify(&reading.trusted)?;
         runtime.block_on(create_topics(kafka, &reading.reader, &change.to))?;
         runtime.block_on(layouts::record_change(kafka, &args.topics.layout_topic, &change))?;
+        // Another reshard may have recorded its move first: the first one recorded wins.
+        let recorded = read_history(&reading.reader, &reading.trusted, &args.topics)?;
+        if let Some(winner) = recorded.change_after(change.from.epoch)
+            && winner.to != change.to
+        {
+            anyhow::bail!(
+                "another reshard recorded its move first (to {} with {} partitions), so this one is void; run `sealtrail reshard` without --partitions to finish that one",
+                winner.to.raw_topic,
+                winner.to.partitions
+            );
+        }
         let open: Vec<i32> = (0..i32::try_from(change.from.partitions).unwrap_or(i32::MAX)).collect();
         runtime.block_on(layouts::mark_partitions(kafka, &change, &open))?;
         (change.from, change.to, open)
