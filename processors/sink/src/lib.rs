@@ -7,5 +7,6 @@
 
 mod batch;
 mod processor;
+mod store;
 
 pub use processor::{SinkConfig, SinkError, SinkSummary, run};
