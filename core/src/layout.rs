@@ -217,7 +217,8 @@ impl LayoutHistory {
 pub struct Handover {
     pub epoch: u32,
     pub link: Digest,
-    heads: HashMap<String, (u64, Digest)>,
+    /// Each tenant's final seq and hash, and the partition it ended in.
+    heads: HashMap<String, (u64, Digest, i32)>,
 }
 
 impl Handover {
@@ -233,7 +234,9 @@ impl Handover {
                 previous.partitions
             )));
         }
-        let mut heads: HashMap<String, (u64, Digest)> = HashMap::default();
+        // The partition each tenant ended in, to name a fork by partitions: this message reaches
+        // tenants (a verification's first break), so it never names another tenant.
+        let mut heads: HashMap<String, (u64, Digest, i32)> = HashMap::default();
         for (index, last) in finals.iter().enumerate() {
             if usize::try_from(last.partition).ok() != Some(index) || last.epoch != previous.epoch || !last.closes_epoch
             {
@@ -244,10 +247,11 @@ impl Handover {
             }
             verify_checkpoint(last, trusted).map_err(|problem| refuse(problem.to_string()))?;
             for head in &last.tenant_heads {
-                if heads.insert(head.tenant_id.clone(), (head.seq, head.hash)).is_some() {
+                if let Some((_, _, first)) = heads.insert(head.tenant_id.clone(), (head.seq, head.hash, last.partition))
+                {
                     return Err(refuse(format!(
-                        "tenant {} ends in two partitions of epoch {}: its chain forked there",
-                        head.tenant_id, previous.epoch
+                        "a tenant ends in partitions {first} and {} of epoch {}: its chain forked there",
+                        last.partition, previous.epoch
                     )));
                 }
             }
@@ -262,7 +266,7 @@ impl Handover {
 
     /// The tenant's last sequence and hash in the previous epoch.
     pub fn head(&self, tenant: &str) -> Option<(u64, Digest)> {
-        self.heads.get(tenant).copied()
+        self.heads.get(tenant).map(|(seq, hash, _)| (*seq, *hash))
     }
 
     pub fn tenants(&self) -> usize {
@@ -328,6 +332,69 @@ mod tests {
                 .current()
                 .epoch,
             1
+        );
+    }
+}
+
+#[cfg(test)]
+mod handover_tests {
+    use super::*;
+    use crate::checkpoint::{CHECKPOINT_SCHEME, CheckpointSigner};
+    use crate::sealed::TenantHead;
+
+    fn last(partition: i32, tenant: &str, signer: &CheckpointSigner) -> Checkpoint {
+        let heads = vec![TenantHead {
+            tenant_id: tenant.to_owned(),
+            seq: 3,
+            hash: Digest::of(&[tenant.as_bytes()]),
+        }];
+        let mut made = Checkpoint {
+            scheme: CHECKPOINT_SCHEME,
+            partition,
+            number: 1,
+            prev_checkpoint_hash: checkpoint::genesis(partition),
+            entries_root: checkpoint::entries_root(&[]),
+            entry_count: 0,
+            tenant_heads_root: checkpoint::tenant_heads_root(&heads),
+            tenant_count: 1,
+            source_offset: 0,
+            dlq_next_offset: 0,
+            created_at: 0,
+            epoch: 1,
+            partitions: 2,
+            closes_epoch: true,
+            key_id: String::new(),
+            checkpoint_hash: Digest::default(),
+            signature: Vec::new(),
+            tenant_heads: heads,
+        };
+        signer.sign(&mut made);
+        made
+    }
+
+    #[test]
+    fn a_fork_refuses_the_handover_without_naming_the_tenant() {
+        let signer = CheckpointSigner::from_seed(&[7; 32]).expect("key");
+        let trusted = [TrustedKey::new(signer.public_key().to_vec())];
+        let layout = Layout::first("raw", "sealed", "dlq", 2);
+        let handover = Handover::from_finals(
+            &layout,
+            &[last(0, "acme", &signer), last(1, "globex", &signer)],
+            &trusted,
+        )
+        .expect("one partition per tenant");
+        assert_eq!(handover.head("acme").map(|(seq, _)| seq), Some(3));
+        // A verification's first break reaches the tenant verifying: it must not learn another's id.
+        let forked = Handover::from_finals(
+            &layout,
+            &[last(0, "secret-co", &signer), last(1, "secret-co", &signer)],
+            &trusted,
+        )
+        .expect_err("a tenant in two partitions is a fork");
+        let text = forked.to_string();
+        assert!(
+            text.contains("partitions 0 and 1") && !text.contains("secret-co"),
+            "{text}"
         );
     }
 }

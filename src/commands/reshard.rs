@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sealtrail_core::checkpoint::{CheckpointSigner, TrustedKey};
 use sealtrail_core::layout::{Layout, LayoutChange, LayoutHistory};
 use sealtrail_kafka::{KafkaSettings, PartitionReader, ensure_topics, wait_for_broker};
-use sealtrail_runtime::keys::{self, KeyError};
+use sealtrail_runtime::keys;
 use sealtrail_runtime::{RegistryClient, SealedReaders};
 use sealtrail_seal::layouts;
 
@@ -74,7 +74,7 @@ pub async fn run(args: ReshardArgs) -> anyhow::Result<()> {
 }
 
 fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::Handle) -> anyhow::Result<()> {
-    let trusted = load_trusted_or_none(&args.keys.trusted_keys())?;
+    let trusted = keys::load_trusted_or_none(&args.keys.trusted_keys())?;
     let mut reading = Reading {
         reader: PartitionReader::new(kafka, Duration::from_secs(30))?,
         sealed: SealedReaders::new(RegistryClient::new(&args.registry.schema_registry_url, runtime.clone())),
@@ -145,7 +145,7 @@ pub fn current_topics(
     trusted_keys: &std::path::Path,
 ) -> anyhow::Result<TopicArgs> {
     let reader = PartitionReader::new(kafka, Duration::from_secs(30))?;
-    let history = read_history(&reader, &load_trusted_or_none(trusted_keys)?, first)?;
+    let history = read_history(&reader, &keys::load_trusted_or_none(trusted_keys)?, first)?;
     let current = history.current();
     Ok(TopicArgs {
         raw_topic: current.raw_topic.clone(),
@@ -155,25 +155,14 @@ pub fn current_topics(
     })
 }
 
-fn load_trusted_or_none(path: &std::path::Path) -> anyhow::Result<Vec<TrustedKey>> {
-    match keys::load_trusted(path) {
-        Ok(found) => Ok(found),
-        Err(KeyError::NoTrustedKeys { .. }) => Ok(Vec::new()),
-        Err(other) => Err(other.into()),
-    }
-}
-
 /// The layout whose sealed topic is the configured one, for the sink.
 pub fn sealed_layout(
     kafka: &KafkaSettings,
     topics: &TopicArgs,
     trusted_keys: &std::path::Path,
 ) -> anyhow::Result<Layout> {
-    let trusted = load_trusted_or_none(trusted_keys)?;
     let reader = PartitionReader::new(kafka, Duration::from_secs(30))?;
-    let partitions = reader.partition_count(&topics.sealed_topic)?;
-    let first = Layout::first(&topics.raw_topic, &topics.sealed_topic, &topics.dlq_topic, partitions);
-    let history = layouts::read_history(&reader, &topics.layout_topic, first, &trusted)?;
+    let history = read_history(&reader, &keys::load_trusted_or_none(trusted_keys)?, topics)?;
     history.by_sealed_topic(&topics.sealed_topic).cloned().with_context(|| {
         format!(
             "sealed topic {} is in no layout of this pipeline; the current layout (epoch {}) seals into {}: set SEALED_TOPIC to it",

@@ -361,11 +361,7 @@ fn start(
             reason,
         })
     })?;
-    let mut trusted = match keys::load_trusted(&config.trusted_keys) {
-        Ok(keys) => keys,
-        Err(KeyError::NoTrustedKeys { .. }) => Vec::new(),
-        Err(other) => return Err(other.into()),
-    };
+    let mut trusted = keys::load_trusted_or_none(&config.trusted_keys)?;
     let own = TrustedKey::new(signer.public_key().to_vec());
     if !trusted.contains(&own) {
         trusted.push(own);

@@ -26,6 +26,8 @@ const COLUMNS: (&[&str], &[&str]) = (
         "e.seq",
         "number",
         "tenant_heads",
+        "layout_epoch",
+        "closes_epoch",
         "labels",
         "attributes['k']",
         "\"action\"",
