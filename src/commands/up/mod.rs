@@ -1,6 +1,5 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,13 +12,17 @@ use sealtrail_local::{
     stop_leftovers, stored_reader_password,
 };
 use sealtrail_registry::{RegistryService, RegistrySettings};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::commands::topics;
 use crate::settings::TopicArgs;
 
 mod demo;
+mod pipeline;
+mod supervise;
+
+use pipeline::start_pipeline;
+pub use supervise::stop_requested;
+use supervise::supervise;
 
 /// Partitions of the pipeline's topics on the local broker.
 const LOCAL_PARTITIONS: i32 = 4;
@@ -292,233 +295,4 @@ fn default_topics() -> TopicArgs {
 
 fn api_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
-}
-
-/// Static membership for the seal and sink instances: a restarted instance takes its partitions
-/// back at once, under the same id. (Tansu never expires a dead dynamic member, so without it a
-/// killed processor's partitions would stay stuck.)
-fn instance_env(command: &str, instance: u16) -> Vec<(String, String)> {
-    match command {
-        "seal" => vec![("SEAL_INSTANCE_ID".to_owned(), format!("seal-{instance}"))],
-        "sink" => vec![("SINK_INSTANCE_ID".to_owned(), format!("sink-{instance}"))],
-        _ => Vec::new(),
-    }
-}
-
-/// Makes the keys and topics, and starts the seal, sink, export and retention processors and the
-/// API; returns the `/metrics` URLs of all of them.
-async fn start_pipeline(
-    stack: &mut Stack,
-    data_dir: &DataDir,
-    endpoints: &Endpoints,
-    api_port: u16,
-    access: &EngineAccess,
-    instances: u16,
-) -> anyhow::Result<(Vec<String>, TopicArgs)> {
-    let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
-    // Verifiers of exports and checkpoints take the active public key from here.
-    let public_key = keys.trusted.join(format!("{}.pub", keys.key_id));
-    let published = data_dir.root().join("signing-key.pub");
-    std::fs::copy(&public_key, &published)
-        .with_context(|| format!("cannot publish {} as {}", public_key.display(), published.display()))?;
-    if keys.created {
-        eprintln!(
-            "created the checkpoint signing key (key id {}) and tokenization key in {}",
-            keys.key_id,
-            data_dir.root().join("keys").display()
-        );
-    }
-    let kafka = KafkaSettings::new(&endpoints.kafka_bootstrap);
-    sealtrail_kafka::ensure_topics(
-        &kafka,
-        &topics::specs(&default_topics(), LOCAL_PARTITIONS, topics::RAW_RETENTION_HOURS),
-    )
-    .await?;
-    // After a `sealtrail reshard`, the processors run on the newest layout's topics.
-    let topics = {
-        let (kafka, trusted) = (kafka.clone(), keys.trusted.clone());
-        sealtrail_runtime::run_blocking(move || super::reshard::current_topics(&kafka, &default_topics(), &trusted))
-            .await??
-    };
-    if topics.raw_topic != default_topics().raw_topic {
-        eprintln!(
-            "the pipeline was resharded: its processors run on {} -> {} (DLQ {})",
-            topics.raw_topic, topics.sealed_topic, topics.dlq_topic
-        );
-    }
-    let launcher =
-        std::env::current_exe().context("cannot locate the sealtrail executable to launch the processors")?;
-    let mut env = vec![
-        ("KAFKA_BOOTSTRAP".to_owned(), endpoints.kafka_bootstrap.clone()),
-        ("SCHEMA_REGISTRY_URL".to_owned(), endpoints.schema_registry_url.clone()),
-        ("CLICKHOUSE_URL".to_owned(), endpoints.clickhouse_url.clone()),
-    ];
-    env.extend(pipeline_env(data_dir, &topics));
-    env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
-    // Webhooks to loopback and private addresses stay refused here too: the API shares this
-    // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
-    let mut metrics_urls = Vec::new();
-    for (command, what, copies) in [
-        ("seal", "the seal processor", instances),
-        ("sink", "the ClickHouse sink", instances),
-        ("export", "the export processor", 1),
-        ("retention", "the retention processor", 1),
-        ("api", "the query API", 1),
-    ] {
-        for instance in 0..copies {
-            let name = if instance == 0 {
-                command.to_owned()
-            } else {
-                format!("{command}-{instance}")
-            };
-            eprintln!(
-                "starting {what}{}",
-                if copies > 1 {
-                    format!(" {instance}")
-                } else {
-                    String::new()
-                }
-            );
-            let mut own_env = env.clone();
-            own_env.extend(instance_env(command, instance));
-            // Each component logs in to ClickHouse as its own user, with only the grants it needs.
-            if let Some((component, password)) = access
-                .component_passwords
-                .iter()
-                .find(|(component, _)| component.process() == command)
-            {
-                own_env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
-                own_env.push(("CLICKHOUSE_PASSWORD".to_owned(), password.clone()));
-            }
-            if command == "api" {
-                // The API serves /metrics on its own port.
-                metrics_urls.push(format!("{}/metrics", api_url(api_port)));
-            } else {
-                // Kept across restarts of the processor, so the URL in endpoints.env stays right.
-                let port = free_loopback_port()?;
-                own_env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
-                metrics_urls.push(format!("http://127.0.0.1:{port}/metrics"));
-            }
-            let mut processor = SupervisedProcessor::new(name, command, what, &launcher, own_env);
-            processor.start(data_dir)?;
-            stack.processors.push(processor);
-        }
-    }
-    wait_for_api(&api_url(api_port)).await?;
-    Ok((metrics_urls, topics))
-}
-
-fn free_loopback_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("cannot find a free loopback port for a processor's metrics")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.
-async fn wait_for_api(url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let started = std::time::Instant::now();
-    loop {
-        let ready = client
-            .get(format!("{url}/readyz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .is_ok_and(|response| response.status().is_success());
-        if ready {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(90),
-            "the API did not become ready at {url} within 90 s; see its log under the data directory's logs/"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until the stack is asked to stop (`Ok`) or one of its parts fails (`Err`). Processors
-/// that die are restarted; the broker, ClickHouse or the registry dying stops everything.
-async fn supervise(stack: &mut Stack, data_dir: &DataDir, exit_on_stdin_close: bool) -> anyhow::Result<()> {
-    let stdin_closed = async {
-        if !exit_on_stdin_close {
-            return std::future::pending::<()>().await;
-        }
-        // A plain thread, not the runtime's blocking pool: a read blocked on stdin must never
-        // hold up the process's exit.
-        let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let mut buffer = [0_u8; 256];
-            let mut stdin = std::io::stdin().lock();
-            while matches!(std::io::Read::read(&mut stdin, &mut buffer), Ok(read) if read > 0) {}
-            closed.send(()).ok();
-        });
-        on_close.await.ok();
-    };
-    let mut stdin_closed = std::pin::pin!(stdin_closed);
-    let mut stop = std::pin::pin!(stop_requested());
-    loop {
-        let (first, rest) = stack.processes.split_at_mut(1);
-        let broker = &mut first[0];
-        let clickhouse = &mut rest[0];
-        let registry = &mut stack.registry.as_mut().expect("started").1;
-        let event = tokio::select! {
-            () = &mut stop => return Ok(()),
-            () = &mut stdin_closed => return Ok(()),
-            status = broker.exited() => return Err(died(broker.what(), status)),
-            status = clickhouse.exited() => return Err(died(clickhouse.what(), status)),
-            result = &mut *registry => {
-                return Err(anyhow::anyhow!(
-                    "the schema registry stopped unexpectedly ({result:?}); everything was stopped, run `sealtrail up` again"
-                ));
-            }
-            event = processor_event(&mut stack.processors) => event,
-        };
-        match event {
-            Supervised::Exited(index, status) => stack.processors[index].died(status),
-            Supervised::RestartDue(index) => {
-                if let Err(error) = stack.processors[index].start(data_dir) {
-                    tracing::error!(processor = %stack.processors[index].name, %error, "restarting failed; trying again later");
-                    stack.processors[index].died(ExitStatus::default());
-                }
-            }
-        }
-    }
-}
-
-enum Supervised {
-    Exited(usize, ExitStatus),
-    RestartDue(usize),
-}
-
-/// The next exit or due restart of a processor; never resolves without processors
-/// (`--no-pipeline`).
-async fn processor_event(processors: &mut [SupervisedProcessor]) -> Supervised {
-    if processors.is_empty() {
-        return std::future::pending().await;
-    }
-    let events = processors
-        .iter_mut()
-        .enumerate()
-        .map(|(index, processor)| Box::pin(async move { (index, processor.next_event().await) }));
-    let ((index, event), _, _) = futures::future::select_all(events).await;
-    event.map_or(Supervised::RestartDue(index), |status| {
-        Supervised::Exited(index, status)
-    })
-}
-
-fn died(what: &str, status: ExitStatus) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what} exited unexpectedly ({status}); everything was stopped and the data kept, run `sealtrail up` again"
-    )
-}
-
-/// Resolves on Ctrl-C, SIGTERM or SIGHUP.
-pub async fn stop_requested() {
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        _ = hangup.recv() => {}
-    }
 }

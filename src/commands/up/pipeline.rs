@@ -1,0 +1,153 @@
+//! Starting the pipeline on the local stack: keys, topics, and the supervised processors and API.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sealtrail_kafka::KafkaSettings;
+use sealtrail_local::{DataDir, Endpoints, EngineAccess, SupervisedProcessor};
+
+use super::{LOCAL_PARTITIONS, Stack, api_url, default_topics, pipeline_env};
+use crate::commands::{reshard, topics};
+use crate::settings::TopicArgs;
+
+/// Static membership for the seal and sink instances: a restarted instance takes its partitions
+/// back at once, under the same id. (Tansu never expires a dead dynamic member, so without it a
+/// killed processor's partitions would stay stuck.)
+fn instance_env(command: &str, instance: u16) -> Vec<(String, String)> {
+    match command {
+        "seal" => vec![("SEAL_INSTANCE_ID".to_owned(), format!("seal-{instance}"))],
+        "sink" => vec![("SINK_INSTANCE_ID".to_owned(), format!("sink-{instance}"))],
+        _ => Vec::new(),
+    }
+}
+
+/// Makes the keys and topics, and starts the seal, sink, export and retention processors and the
+/// API; returns the `/metrics` URLs of all of them.
+pub(super) async fn start_pipeline(
+    stack: &mut Stack,
+    data_dir: &DataDir,
+    endpoints: &Endpoints,
+    api_port: u16,
+    access: &EngineAccess,
+    instances: u16,
+) -> anyhow::Result<(Vec<String>, TopicArgs)> {
+    let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
+    // Verifiers of exports and checkpoints take the active public key from here.
+    let public_key = keys.trusted.join(format!("{}.pub", keys.key_id));
+    let published = data_dir.root().join("signing-key.pub");
+    std::fs::copy(&public_key, &published)
+        .with_context(|| format!("cannot publish {} as {}", public_key.display(), published.display()))?;
+    if keys.created {
+        eprintln!(
+            "created the checkpoint signing key (key id {}) and tokenization key in {}",
+            keys.key_id,
+            data_dir.root().join("keys").display()
+        );
+    }
+    let kafka = KafkaSettings::new(&endpoints.kafka_bootstrap);
+    sealtrail_kafka::ensure_topics(
+        &kafka,
+        &topics::specs(&default_topics(), LOCAL_PARTITIONS, topics::RAW_RETENTION_HOURS),
+    )
+    .await?;
+    // After a `sealtrail reshard`, the processors run on the newest layout's topics.
+    let topics = {
+        let (kafka, trusted) = (kafka.clone(), keys.trusted.clone());
+        sealtrail_runtime::run_blocking(move || reshard::current_topics(&kafka, &default_topics(), &trusted)).await??
+    };
+    if topics.raw_topic != default_topics().raw_topic {
+        eprintln!(
+            "the pipeline was resharded: its processors run on {} -> {} (DLQ {})",
+            topics.raw_topic, topics.sealed_topic, topics.dlq_topic
+        );
+    }
+    let launcher =
+        std::env::current_exe().context("cannot locate the sealtrail executable to launch the processors")?;
+    let mut env = vec![
+        ("KAFKA_BOOTSTRAP".to_owned(), endpoints.kafka_bootstrap.clone()),
+        ("SCHEMA_REGISTRY_URL".to_owned(), endpoints.schema_registry_url.clone()),
+        ("CLICKHOUSE_URL".to_owned(), endpoints.clickhouse_url.clone()),
+    ];
+    env.extend(pipeline_env(data_dir, &topics));
+    env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
+    // Webhooks to loopback and private addresses stay refused here too: the API shares this
+    // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
+    let mut metrics_urls = Vec::new();
+    for (command, what, copies) in [
+        ("seal", "the seal processor", instances),
+        ("sink", "the ClickHouse sink", instances),
+        ("export", "the export processor", 1),
+        ("retention", "the retention processor", 1),
+        ("api", "the query API", 1),
+    ] {
+        for instance in 0..copies {
+            let name = if instance == 0 {
+                command.to_owned()
+            } else {
+                format!("{command}-{instance}")
+            };
+            eprintln!(
+                "starting {what}{}",
+                if copies > 1 {
+                    format!(" {instance}")
+                } else {
+                    String::new()
+                }
+            );
+            let mut own_env = env.clone();
+            own_env.extend(instance_env(command, instance));
+            // Each component logs in to ClickHouse as its own user, with only the grants it needs.
+            if let Some((component, password)) = access
+                .component_passwords
+                .iter()
+                .find(|(component, _)| component.process() == command)
+            {
+                own_env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
+                own_env.push(("CLICKHOUSE_PASSWORD".to_owned(), password.clone()));
+            }
+            if command == "api" {
+                // The API serves /metrics on its own port.
+                metrics_urls.push(format!("{}/metrics", api_url(api_port)));
+            } else {
+                // Kept across restarts of the processor, so the URL in endpoints.env stays right.
+                let port = free_loopback_port()?;
+                own_env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
+                metrics_urls.push(format!("http://127.0.0.1:{port}/metrics"));
+            }
+            let mut processor = SupervisedProcessor::new(name, command, what, &launcher, own_env);
+            processor.start(data_dir)?;
+            stack.processors.push(processor);
+        }
+    }
+    wait_for_api(&api_url(api_port)).await?;
+    Ok((metrics_urls, topics))
+}
+
+fn free_loopback_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free loopback port for a processor's metrics")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.
+async fn wait_for_api(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        let ready = client
+            .get(format!("{url}/readyz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "the API did not become ready at {url} within 90 s; see its log under the data directory's logs/"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
