@@ -121,9 +121,13 @@ pub fn leave_group<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Result<(),
     Ok(())
 }
 
-/// Leaves the group and joins it again (see the module documentation).
-pub fn rejoin<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[&str]) -> Result<(), KafkaError> {
-    leave_group(consumer)?;
+/// Joins the group again after leaving it (see the module documentation): the `LeaveGroup`
+/// goes out first, so the coordinator moves to a new generation.
+pub fn rejoin_after_leaving<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[&str]) -> Result<(), KafkaError> {
+    let sent_by = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < sent_by {
+        drop(consumer.poll(Duration::from_millis(100)));
+    }
     consumer.subscribe(topics).map_err(|source| KafkaError::Group {
         what: format!("subscribe to {topics:?} again"),
         source,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError as ClientError;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -212,43 +212,6 @@ impl GroupOffsets {
                 .map_err(failed(topic))?;
         }
         self.consumer.commit(&list, CommitMode::Sync).map_err(failed(topic))
-    }
-}
-
-/// A group member's committed offsets, read when partitions are assigned (inside the rebalance
-/// callback): where an operator may have rewound the group to.
-#[derive(Debug, Default)]
-pub struct CommittedOffsets(std::collections::HashMap<i32, i64>);
-
-impl CommittedOffsets {
-    /// Empty when the broker cannot tell: the processor then resumes where its own output says.
-    pub fn read<C: ConsumerContext>(consumer: &BaseConsumer<C>, assigned: &TopicPartitionList) -> Self {
-        match consumer.committed_offsets(assigned.clone(), Duration::from_secs(10)) {
-            Ok(found) => Self(
-                found
-                    .elements()
-                    .iter()
-                    .filter_map(|element| match element.offset() {
-                        Offset::Offset(offset) if offset >= 0 => Some((element.partition(), offset)),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the group's committed offsets; resuming where the processor's own output says");
-                Self::default()
-            }
-        }
-    }
-
-    pub fn get(&self, partition: i32) -> Option<i64> {
-        self.0.get(&partition).copied()
-    }
-
-    /// Where to read `partition` from: `own`, where the processor's own output says it stands,
-    /// or the committed offset when the group was rewound below that.
-    pub fn resume(&self, partition: i32, own: i64) -> i64 {
-        self.get(partition).filter(|committed| *committed < own).unwrap_or(own)
     }
 }
 

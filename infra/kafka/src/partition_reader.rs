@@ -5,25 +5,9 @@ use rdkafka::error::KafkaError as ClientError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use sealtrail_runtime::log::{LogError, PartitionLog, PartitionRecord};
+
 use crate::{KafkaError, KafkaSettings};
-
-/// A record read back from a partition, with its headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionRecord {
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
-impl PartitionRecord {
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_slice())
-    }
-}
 
 /// Reads ranges of single partitions outside any consumer group, blocking: what processors use
 /// to rebuild their state from their own output topics.
@@ -161,5 +145,19 @@ impl PartitionReader {
                 Offset::Offset(offset) if offset >= 0 => Some(offset),
                 _ => None,
             }))
+    }
+}
+
+impl PartitionLog for PartitionReader {
+    fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {
+        Self::watermarks(self, topic, partition).map_err(|error| LogError(error.to_string()))
+    }
+
+    fn read(&self, topic: &str, partition: i32, from: i64, until: i64) -> Result<Vec<PartitionRecord>, LogError> {
+        Self::read(self, topic, partition, from, until).map_err(|error| LogError(error.to_string()))
+    }
+
+    fn offset_for_time(&self, topic: &str, partition: i32, at_ms: i64) -> Result<Option<i64>, LogError> {
+        Self::offset_for_time(self, topic, partition, at_ms).map_err(|error| LogError(error.to_string()))
     }
 }

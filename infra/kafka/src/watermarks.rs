@@ -12,6 +12,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use sealtrail_runtime::driver::PartitionLag;
+
 use crate::{KafkaError, KafkaSettings};
 
 pub struct WatermarkProbe {
@@ -26,16 +28,6 @@ impl std::fmt::Debug for WatermarkProbe {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// What the probe found for one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionLag {
-    pub partition: i32,
-    /// Records between the position and the high watermark.
-    pub lag: i64,
-    /// The high watermark could not be read this time; `lag` uses the last one known.
-    pub stale: bool,
 }
 
 impl WatermarkProbe {

@@ -3,7 +3,9 @@
 //! reports (events in and out, errors, lag).
 
 mod blocking;
+pub mod driver;
 pub mod keys;
+pub mod log;
 mod metrics;
 mod registry;
 mod stats;

@@ -2,7 +2,7 @@
 //! own, with the readers built from them cached per schema id.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id, post_schema};
@@ -17,8 +17,17 @@ use tokio::runtime::Handle;
 #[derive(Clone)]
 pub struct RegistryClient {
     url: String,
-    settings: SrSettings,
-    runtime: Handle,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Remote {
+        settings: SrSettings,
+        runtime: Handle,
+    },
+    /// Schemas registered in this process only, as (subject, schema); the id is the position + 1.
+    Memory(Arc<Mutex<Vec<(String, String)>>>),
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -44,8 +53,18 @@ impl RegistryClient {
     pub fn new(url: &str, runtime: Handle) -> Self {
         Self {
             url: url.to_owned(),
-            settings: SrSettings::new(url.to_owned()),
-            runtime,
+            backend: Backend::Remote {
+                settings: SrSettings::new(url.to_owned()),
+                runtime,
+            },
+        }
+    }
+
+    /// A registry that lives in this process, for processors run without any server (unit tests).
+    pub fn in_memory() -> Self {
+        Self {
+            url: "memory:".to_owned(),
+            backend: Backend::Memory(Arc::default()),
         }
     }
 
@@ -56,7 +75,17 @@ impl RegistryClient {
     /// The schema registered under `id`: `Ok(None)` when the registry does not know it, `Err`
     /// when the registry cannot be asked (worth retrying).
     pub fn schema(&self, id: u32) -> Result<Option<String>, String> {
-        match self.runtime.block_on(get_schema_by_id(id, &self.settings)) {
+        let (settings, runtime) = match &self.backend {
+            Backend::Remote { settings, runtime } => (settings, runtime),
+            Backend::Memory(schemas) => {
+                let schemas = schemas.lock().unwrap_or_else(PoisonError::into_inner);
+                let index = usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
+                return Ok(index
+                    .and_then(|index| schemas.get(index))
+                    .map(|(_, schema)| schema.clone()));
+            }
+        };
+        match runtime.block_on(get_schema_by_id(id, settings)) {
             Ok(registered) => Ok(Some(registered.schema)),
             // The client reports a 404 (Confluent's 40403) only in its message.
             Err(error) if error.error.contains("status 404") => Ok(None),
@@ -66,9 +95,21 @@ impl RegistryClient {
 
     /// Registers `schema` under `subject` (or finds it registered) and returns its id.
     pub fn register(&self, subject: &str, record_name: Option<&str>, schema: &str) -> Result<u32, String> {
+        let (settings, runtime) = match &self.backend {
+            Backend::Remote { settings, runtime } => (settings, runtime),
+            Backend::Memory(schemas) => {
+                let mut schemas = schemas.lock().unwrap_or_else(PoisonError::into_inner);
+                let entry = (subject.to_owned(), schema.to_owned());
+                let index = schemas.iter().position(|known| *known == entry).unwrap_or_else(|| {
+                    schemas.push(entry);
+                    schemas.len() - 1
+                });
+                return u32::try_from(index + 1).map_err(|_| "the memory registry is full".to_owned());
+            }
+        };
         let supplied = SuppliedSchema::new(record_name.map(str::to_owned), SchemaType::Avro, schema.to_owned());
-        self.runtime
-            .block_on(post_schema(&self.settings, subject.to_owned(), supplied))
+        runtime
+            .block_on(post_schema(settings, subject.to_owned(), supplied))
             .map(|registered| registered.id)
             .map_err(|error| format!("cannot register {subject} at {}: {error}", self.url))
     }

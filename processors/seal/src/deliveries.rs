@@ -81,7 +81,7 @@ impl ProducerContext for Deliveries {
 
 impl Deliveries {
     /// Records one delivery report: the offset the record got, or why it was not acknowledged.
-    fn record(&self, produced: Produced, outcome: Result<i64, String>) {
+    pub fn record(&self, produced: Produced, outcome: Result<i64, String>) {
         let mut state = self.lock();
         if let Produced::Rejected { partition } = produced {
             let pending = state.dlq_in_flight.entry(partition).or_default();

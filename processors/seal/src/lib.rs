@@ -10,9 +10,17 @@ mod consume;
 mod deliveries;
 pub mod dlq;
 pub mod layouts;
+pub mod memory;
 mod outputs;
 mod processor;
+mod producer;
 mod recovery;
+mod run;
+#[cfg(test)]
+mod tests;
 
 pub use config::SealConfig;
-pub use processor::{SealError, SealSummary, run};
+pub use deliveries::{Deliveries, Produced};
+pub use processor::{SealError, SealParts, SealProcessor, SealSummary};
+pub use producer::{KafkaOutputs, OutputRecord, Outputs};
+pub use run::run;

@@ -3,73 +3,63 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError as ClientError;
-use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use sealtrail_core::avro::Writer;
 use sealtrail_core::avro::contract::encode_sealed_record;
 use sealtrail_core::layout::LayoutChange;
 use sealtrail_core::sealed::{Checkpoint, SealedRecord};
 
 use crate::deliveries::Produced;
-use crate::processor::{SealError, Shared, lock, now_ms};
+use crate::processor::{SealError, SealProcessor, now_ms};
+use crate::producer::OutputRecord;
 
-impl Shared {
+impl SealProcessor {
     pub(crate) fn check_deliveries(&self) -> Result<(), SealError> {
-        match self.producer.context().lock().failure.clone() {
+        match self.outputs.deliveries().lock().failure.clone() {
             Some(reason) => Err(SealError::Delivery(reason)),
             None => Ok(()),
         }
     }
 
     pub(crate) fn flush(&self) -> Result<(), SealError> {
-        self.producer
+        self.outputs
             .flush(Duration::from_secs(60))
-            .map_err(|e| SealError::Delivery(format!("the producer could not flush: {e}")))?;
+            .map_err(SealError::Delivery)?;
         self.check_deliveries()
     }
 
     /// Writes a checkpoint for `partition` if it is due (or if anything is uncovered and
     /// `force`). A partition whose epoch is closed gets none: its final checkpoint was its last.
-    pub(crate) fn checkpoint_if_pending(&self, partition: i32, force: bool) -> Result<bool, SealError> {
-        let due = {
-            let partitions = lock(&self.partitions);
-            let Some(state) = partitions.get(&partition) else {
-                return Ok(false);
-            };
-            let uncovered =
-                state.sealer.pending_entries() > 0 || state.sealer.handled_through() > state.covered_through;
-            if state.sealer.is_closed() {
-                false
-            } else if force {
-                uncovered
-            } else {
-                state.sealer.checkpoint_due(now_ms(), state.covered_through)
-            }
+    pub(crate) fn checkpoint_if_pending(&mut self, partition: i32, force: bool) -> Result<bool, SealError> {
+        let Some(state) = self.partitions.get(&partition) else {
+            return Ok(false);
+        };
+        let uncovered = state.sealer.pending_entries() > 0 || state.sealer.handled_through() > state.covered_through;
+        let due = if state.sealer.is_closed() {
+            false
+        } else if force {
+            uncovered
+        } else {
+            state.sealer.checkpoint_due(now_ms(), state.covered_through)
         };
         if !due {
             return Ok(false);
         }
         let dlq_next = self.settle_dlq(partition)?;
-        let mut partitions = lock(&self.partitions);
-        let Some(state) = partitions.get_mut(&partition) else {
+        let Some(state) = self.partitions.get_mut(&partition) else {
             return Ok(false);
         };
         let started = Instant::now();
         let checkpoint = state.sealer.checkpoint(&self.signer, dlq_next, now_ms());
         state.covered_through = checkpoint.source_offset;
-        drop(partitions);
         self.publish_checkpoint(partition, checkpoint, started)?;
         Ok(true)
     }
 
     /// Ends the partition's layout epoch at the signed layout change read at `offset`: the final
     /// checkpoint covers everything before it, and every later record goes to the DLQ.
-    pub(crate) fn close_epoch(&self, partition: i32, offset: i64, change: &LayoutChange) -> Result<(), SealError> {
+    pub(crate) fn close_epoch(&mut self, partition: i32, offset: i64, change: &LayoutChange) -> Result<(), SealError> {
         let dlq_next = self.settle_dlq(partition)?;
-        let mut partitions = lock(&self.partitions);
-        let Some(state) = partitions.get_mut(&partition) else {
+        let Some(state) = self.partitions.get_mut(&partition) else {
             return Ok(());
         };
         let started = Instant::now();
@@ -77,7 +67,6 @@ impl Shared {
             return Ok(());
         };
         state.covered_through = last.source_offset;
-        drop(partitions);
         tracing::info!(
             partition,
             offset,
@@ -96,8 +85,8 @@ impl Shared {
         loop {
             self.check_deliveries()?;
             let pending = self
-                .producer
-                .context()
+                .outputs
+                .deliveries()
                 .lock()
                 .dlq_in_flight
                 .get(&partition)
@@ -106,11 +95,11 @@ impl Shared {
             if pending == 0 {
                 break;
             }
-            self.producer.poll(Duration::from_millis(10));
+            self.outputs.poll(Duration::from_millis(10));
         }
         Ok(self
-            .producer
-            .context()
+            .outputs
+            .deliveries()
             .lock()
             .dlq_next
             .get(&partition)
@@ -118,8 +107,8 @@ impl Shared {
             .unwrap_or_default())
     }
 
-    pub(crate) fn publish_checkpoint(
-        &self,
+    fn publish_checkpoint(
+        &mut self,
         partition: i32,
         checkpoint: Checkpoint,
         started: Instant,
@@ -130,8 +119,17 @@ impl Shared {
             source_offset: checkpoint.source_offset,
         };
         let bytes = self.encode(&SealedRecord::Checkpoint(Box::new(checkpoint)));
-        self.send(&self.config.sealed_topic, partition, b"", &bytes, produced, None)?;
-        *lock(&self.checkpoints) += 1;
+        self.send(
+            OutputRecord {
+                topic: &self.config.sealed_topic,
+                partition,
+                key: b"",
+                payload: &bytes,
+                headers: Vec::new(),
+            },
+            produced,
+        )?;
+        self.summary.checkpoints += 1;
         self.config.metrics.checkpoint();
         self.config.metrics.batch_duration(started.elapsed().as_secs_f64());
         Ok(())
@@ -145,37 +143,7 @@ impl Shared {
         writer.into_bytes()
     }
 
-    pub(crate) fn send(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &[u8],
-        payload: &[u8],
-        produced: Produced,
-        headers: Option<OwnedHeaders>,
-    ) -> Result<(), SealError> {
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(produced))
-            .partition(partition)
-            .key(key)
-            .payload(payload);
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
-        self.producer.context().sent(produced);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((ClientError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(10));
-                    self.check_deliveries()?;
-                }
-                Err((error, _)) => {
-                    return Err(SealError::Delivery(format!(
-                        "cannot queue a record for {topic}: {error}"
-                    )));
-                }
-            }
-        }
+    pub(crate) fn send(&self, record: OutputRecord<'_>, produced: Produced) -> Result<(), SealError> {
+        self.outputs.send(record, produced).map_err(SealError::Delivery)
     }
 }

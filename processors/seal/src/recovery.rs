@@ -3,8 +3,8 @@
 use sealtrail_core::checkpoint::{TrustedKey, verify_checkpoint};
 use sealtrail_core::sealed::{Checkpoint, SealedEvent, SealedRecord};
 use sealtrail_core::sealer::{PartitionSealer, RememberedKey, SealerSettings};
-use sealtrail_kafka::{PartitionReader, PartitionRecord};
 use sealtrail_runtime::SealedReaders;
+use sealtrail_runtime::log::{PartitionLog, PartitionRecord};
 
 use crate::dlq;
 use crate::processor::SealError;
@@ -25,9 +25,10 @@ pub struct Recovered {
 const WINDOW_CHUNK: i64 = 5_000;
 
 /// Topics and keys recovery reads with.
-#[derive(Debug)]
+#[allow(missing_debug_implementations, reason = "holds a trait object")]
 pub struct RecoverySources<'a> {
-    pub reader: &'a PartitionReader,
+    /// Reads the sealed and DLQ partitions back.
+    pub log: &'a dyn PartitionLog,
     pub sealed_readers: &'a mut SealedReaders,
     pub trusted: &'a [TrustedKey],
     pub sealed_topic: &'a str,
@@ -41,14 +42,12 @@ pub fn recover(
     now_ms: i64,
 ) -> Result<Recovered, SealError> {
     let partition = settings.partition;
-    let (low, high) = sources.reader.watermarks(sources.sealed_topic, partition)?;
+    let (low, high) = sources.log.watermarks(sources.sealed_topic, partition)?;
 
     // Where the idempotency window starts in the sealed partition, by sealing time.
     let window_from = if settings.idempotency_window_ms > 0 {
         let horizon = now_ms.saturating_sub(settings.idempotency_window_ms);
-        let found = sources
-            .reader
-            .offset_for_time(sources.sealed_topic, partition, horizon)?;
+        let found = sources.log.offset_for_time(sources.sealed_topic, partition, horizon)?;
         Some(found.unwrap_or(high).max(low))
     } else {
         None
@@ -62,7 +61,7 @@ pub fn recover(
         .max(64);
     let (checkpoint, read_from, recent_read, tail) = loop {
         let start = high.saturating_sub(window).max(low);
-        let records = sources.reader.read(sources.sealed_topic, partition, start, high)?;
+        let records = sources.log.read(sources.sealed_topic, partition, start, high)?;
         let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
         let decoded = decode(sources, partition, &records)?;
         let last_checkpoint = decoded.iter().rposition(|r| matches!(r, SealedRecord::Checkpoint(_)));
@@ -93,10 +92,10 @@ pub fn recover(
         })?;
     }
 
-    let (dlq_low, dlq_high) = sources.reader.watermarks(sources.dlq_topic, partition)?;
+    let (dlq_low, dlq_high) = sources.log.watermarks(sources.dlq_topic, partition)?;
     let dlq_from = checkpoint.as_ref().map_or(dlq_low, |c| c.dlq_next_offset).max(dlq_low);
     let rejected: Vec<i64> = sources
-        .reader
+        .log
         .read(sources.dlq_topic, partition, dlq_from, dlq_high)?
         .iter()
         .filter(|record| record.header(dlq::SOURCE_TOPIC) == Some(sources.raw_topic.as_bytes()))
@@ -157,7 +156,7 @@ fn keyed_events(
     let mut start = from;
     while start < until {
         let end = start.saturating_add(WINDOW_CHUNK).min(until);
-        let records = sources.reader.read(sources.sealed_topic, partition, start, end)?;
+        let records = sources.log.read(sources.sealed_topic, partition, start, end)?;
         for record in decode(sources, partition, &records)? {
             if let SealedRecord::Event(event) = record {
                 keyed.extend(RememberedKey::of(&event));

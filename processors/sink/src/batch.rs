@@ -29,6 +29,8 @@ pub struct PartitionBatch {
     pub first_buffered_at: Option<Instant>,
     /// The spans of traced records, ended once their rows are stored.
     pub traced: Vec<tracing::Span>,
+    /// The offset the group may commit: set by each flush the store acknowledged.
+    pub committable: Option<i64>,
 }
 
 impl PartitionBatch {
@@ -43,6 +45,7 @@ impl PartitionBatch {
             last_offset: stored_events_through.min(stored_checkpoints_through),
             first_buffered_at: None,
             traced: Vec::new(),
+            committable: None,
         }
     }
 

@@ -6,7 +6,13 @@
 //! Offsets are committed only after ClickHouse acknowledged the insert.
 
 mod batch;
+mod flush;
 mod processor;
+mod run;
 mod store;
+#[cfg(test)]
+mod tests;
 
-pub use processor::{SinkConfig, SinkError, SinkSummary, run};
+pub use processor::{SinkConfig, SinkError, SinkProcessor, SinkSummary};
+pub use run::run;
+pub use store::{ClickHouseStore, SinkStore, Table};

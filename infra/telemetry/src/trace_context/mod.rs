@@ -16,7 +16,7 @@ pub mod http;
 pub mod kafka;
 
 pub use http::request_span;
-pub use kafka::{inject, record_span, remote_parent};
+pub use kafka::{HeaderPairs, inject, record_span, remote_parent, trace_headers};
 
 pub const TRACEPARENT: &str = "traceparent";
 

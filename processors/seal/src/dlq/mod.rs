@@ -3,8 +3,6 @@
 
 mod replay;
 
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-
 use sealtrail_core::validate::Rejection;
 
 pub const REASON: &str = "sealtrail.reason";
@@ -23,40 +21,27 @@ pub use replay::{Rejected, ReplayError, ReplayPlan, ReplaySummary, plan_replay, 
 /// The headers of a DLQ record: the raw record's own headers (with its replay provenance, if it was
 /// replayed), then sealtrail's.
 pub fn headers(
-    original: Option<&rdkafka::message::BorrowedHeaders>,
+    original: &[(&str, Option<&[u8]>)],
     rejection: &Rejection,
     topic: &str,
     partition: i32,
     offset: i64,
     now_ms: i64,
-) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = original {
-        for header in original
-            .iter()
-            .filter(|h| !h.key.starts_with("sealtrail.") || h.key.starts_with("sealtrail.replay."))
-        {
-            headers = headers.insert(Header {
-                key: header.key,
-                value: header.value,
-            });
-        }
-    }
-    let partition = partition.to_string();
-    let offset = offset.to_string();
-    let now = now_ms.to_string();
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut headers: Vec<(String, Option<Vec<u8>>)> = original
+        .iter()
+        .filter(|(key, _)| !key.starts_with("sealtrail.") || key.starts_with("sealtrail.replay."))
+        .map(|(key, value)| ((*key).to_owned(), value.map(<[u8]>::to_vec)))
+        .collect();
     for (key, value) in [
         (REASON, rejection.code.as_str()),
         (DETAIL, rejection.detail.as_str()),
         (SOURCE_TOPIC, topic),
-        (SOURCE_PARTITION, partition.as_str()),
-        (SOURCE_OFFSET, offset.as_str()),
-        (REJECTED_AT, now.as_str()),
+        (SOURCE_PARTITION, &partition.to_string()),
+        (SOURCE_OFFSET, &offset.to_string()),
+        (REJECTED_AT, &now_ms.to_string()),
     ] {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value),
-        });
+        headers.push((key.to_owned(), Some(value.as_bytes().to_vec())));
     }
     headers
 }

@@ -1,0 +1,417 @@
+//! One loop for every processor that consumes partitioned input in a consumer group.
+//!
+//! The driver owns what all of them share: polling, assignment and revocation, pausing while
+//! a processor waits for something outside, commits, lag and the standard telemetry, and a
+//! clean stop. A processor says what to do on each of those moments ([`PartitionedProcessor`]);
+//! where the records come from is a [`PartitionSource`]: Kafka in production
+//! (`sealtrail_kafka::KafkaSource`) and [`memory::MemorySource`] in unit tests.
+//!
+//! Rebalances reach the processor as events of this loop, never inside a client callback: a
+//! source only queues them, so a recovery that reads for minutes runs on the processor's own
+//! thread, where it can be stopped and measured like any other work.
+
+pub mod memory;
+mod record;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub use record::{Header, InputRecord};
+
+use crate::{ComponentStats, StopSignal};
+
+/// What one poll of a source found.
+#[derive(Debug)]
+pub enum Polled<R> {
+    Nothing,
+    Record(R),
+    /// The group gave this member these partitions; the source waits for [`PartitionSource::assign`].
+    Assigned(Vec<i32>),
+    /// The group takes these partitions away; the source waits for [`PartitionSource::unassign`].
+    Revoked(Vec<i32>),
+    /// Something went wrong around the records; counted as an error of `kind`, and logged.
+    Trouble {
+        kind: &'static str,
+        detail: String,
+    },
+}
+
+/// What a source found for one partition's lag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// Records between the position and the high watermark.
+    pub lag: i64,
+    /// The high watermark could not be read this time; `lag` uses the last one known.
+    pub stale: bool,
+}
+
+/// Where a processor's records come from, and where its progress is committed.
+pub trait PartitionSource {
+    type Record<'a>: InputRecord
+    where
+        Self: 'a;
+
+    fn topic(&self) -> &str;
+    fn poll(&mut self, timeout: Duration) -> Polled<Self::Record<'_>>;
+    /// The group's committed offsets of `partitions` (empty for one the group never committed).
+    fn committed(&mut self, partitions: &[i32]) -> HashMap<i32, i64>;
+    /// Starts reading the assigned partitions at these offsets.
+    fn assign(&mut self, positions: &[(i32, i64)]) -> Result<(), String>;
+    /// Completes a revocation.
+    fn unassign(&mut self) -> Result<(), String>;
+    fn commit(&mut self, offsets: &[(i32, i64)], wait: bool) -> Result<(), String>;
+    /// Stops fetching (or resumes) every assigned partition, staying in the group.
+    fn pause(&mut self, paused: bool);
+    /// Records not read yet per partition, from `positions` (the next offset each will read).
+    fn lags(&mut self, positions: &[(i32, i64)]) -> Vec<PartitionLag>;
+    /// The whole group's lag, counting partitions no live member owns.
+    fn group_lag(&mut self) -> Option<i64>;
+    /// Leaves the group for good, so the partitions move to the other members now.
+    fn leave(&mut self);
+}
+
+/// What a processor may ask of the driver while it handles a moment of the loop.
+pub trait Control {
+    fn stats(&mut self) -> &mut ComponentStats;
+    fn is_stopped(&self) -> bool;
+    /// True while the processor gives its partitions up because it stops for good (not because
+    /// the group moves them): work worth finishing before leaving is finished now.
+    fn is_leaving(&self) -> bool;
+    /// Waits `duration` with every partition paused but the membership kept; returns the
+    /// partitions the group revoked meanwhile (their revocation runs once the caller returns).
+    fn pause_for(&mut self, duration: Duration) -> Vec<i32>;
+}
+
+/// A processor the driver runs: one handler per moment of a consumer's life.
+pub trait PartitionedProcessor {
+    type Error;
+
+    /// Takes on `partitions`, given the group's committed offsets; returns where to read each.
+    fn on_assign(
+        &mut self,
+        partitions: &[i32],
+        committed: &HashMap<i32, i64>,
+        control: &mut dyn Control,
+    ) -> Result<Vec<(i32, i64)>, Self::Error>;
+    fn on_record(&mut self, record: &dyn InputRecord, control: &mut dyn Control) -> Result<(), Self::Error>;
+    /// Periodic work: checkpoints, flushes, timers.
+    fn on_tick(&mut self, control: &mut dyn Control) -> Result<(), Self::Error>;
+    /// Gives `partitions` up: finish what the next owner must find done.
+    fn on_revoke(&mut self, partitions: &[i32], control: &mut dyn Control) -> Result<(), Self::Error>;
+    /// Forgets `partitions`, once the driver has committed what `on_revoke` finished.
+    fn release(&mut self, partitions: &[i32]);
+    /// Per assigned partition, the next offset it will handle (for lag).
+    fn positions(&self) -> Vec<(i32, i64)>;
+    /// Per partition, the offset the group may commit now.
+    fn committable(&self) -> Vec<(i32, i64)>;
+    /// True when the processor has done what it was asked (a benchmark's record count).
+    fn is_done(&self) -> bool {
+        false
+    }
+    /// Extra gauges measured with the lag (a DLQ depth, say).
+    fn report(&mut self, _control: &mut dyn Control) {}
+}
+
+/// How often the driver does what it does besides handling records.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub poll: Duration,
+    pub tick: Duration,
+    pub commit: Duration,
+    pub lag: Duration,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(100),
+            tick: Duration::from_millis(100),
+            commit: Duration::from_secs(1),
+            lag: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where to read `partition` from: `own`, where the processor's own output says it stands, or
+/// the group's committed offset when the group was rewound below that (to do the work again).
+pub fn resume_from<H: std::hash::BuildHasher>(committed: &HashMap<i32, i64, H>, partition: i32, own: i64) -> i64 {
+    committed
+        .get(&partition)
+        .copied()
+        .filter(|committed| *committed < own)
+        .unwrap_or(own)
+}
+
+/// Records waiting this long with none arriving is reported as a stalled fetch.
+const FETCH_STALL_WARNING: Duration = Duration::from_secs(30);
+
+/// Runs `processor` on `source` until `stop` is set, the processor is done, or a handler fails.
+/// On a clean way out every partition is revoked (so the processor finishes its work) and the
+/// last offsets are committed; either way the group is left.
+pub fn run<S, P>(
+    source: &mut S,
+    processor: &mut P,
+    stats: &mut ComponentStats,
+    stop: &StopSignal,
+    cadence: Cadence,
+) -> Result<(), P::Error>
+where
+    S: PartitionSource,
+    P: PartitionedProcessor,
+{
+    let mut driver = Driver {
+        source,
+        stats,
+        stop,
+        assigned: Vec::new(),
+        revoked_while_paused: Vec::new(),
+        committed: HashMap::new(),
+        last_record: Instant::now(),
+        leaving: false,
+    };
+    let mut outcome = driver.until_stopped(processor, cadence);
+    // A processor that failed is in no state to finish anything: what it did not commit is
+    // done again by the next owner.
+    let all = driver.assigned.clone();
+    if outcome.is_ok() && !all.is_empty() {
+        driver.leaving = true;
+        outcome = driver.revoke(processor, &all, false);
+    }
+    driver.source.leave();
+    driver.stats.summary();
+    outcome
+}
+
+struct Driver<'a, S> {
+    source: &'a mut S,
+    stats: &'a mut ComponentStats,
+    stop: &'a StopSignal,
+    assigned: Vec<i32>,
+    /// Revocations a processor's wait met, run when its handler returns.
+    revoked_while_paused: Vec<i32>,
+    /// What was last committed, so an unchanged offset is not committed again.
+    committed: HashMap<i32, i64>,
+    last_record: Instant,
+    leaving: bool,
+}
+
+impl<S: PartitionSource> Control for Driver<'_, S> {
+    fn stats(&mut self) -> &mut ComponentStats {
+        self.stats
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    fn pause_for(&mut self, duration: Duration) -> Vec<i32> {
+        self.source.pause(true);
+        let until = Instant::now() + duration;
+        while Instant::now() < until && !self.stop.is_stopped() {
+            let trouble = match self.source.poll(Duration::from_millis(100).min(duration)) {
+                Polled::Revoked(partitions) => {
+                    self.revoked_while_paused.extend(partitions);
+                    None
+                }
+                Polled::Trouble { kind, detail } => Some((kind, detail)),
+                // A paused source hands out no record, and an assignment comes only after a
+                // revocation has completed, which waits for the caller.
+                Polled::Nothing | Polled::Record(_) | Polled::Assigned(_) => None,
+            };
+            if let Some((kind, detail)) = trouble {
+                self.trouble(kind, &detail);
+            }
+        }
+        self.source.pause(false);
+        self.revoked_while_paused.clone()
+    }
+}
+
+impl<S: PartitionSource> Driver<'_, S> {
+    fn until_stopped<P: PartitionedProcessor>(&mut self, processor: &mut P, cadence: Cadence) -> Result<(), P::Error> {
+        let mut last_tick = Instant::now();
+        let mut last_commit = Instant::now();
+        let mut last_lag: Option<Instant> = None;
+        loop {
+            if self.stop.is_stopped() || processor.is_done() {
+                return Ok(());
+            }
+            self.poll_once(processor, cadence.poll)?;
+            if last_tick.elapsed() >= cadence.tick {
+                last_tick = Instant::now();
+                processor.on_tick(self)?;
+                self.after_handler(processor)?;
+                if last_commit.elapsed() >= cadence.commit {
+                    last_commit = Instant::now();
+                    self.commit(processor, false);
+                }
+                if last_lag.is_none_or(|at| at.elapsed() >= cadence.lag) {
+                    last_lag = Some(Instant::now());
+                    self.measure_lag(processor);
+                    processor.report(self);
+                }
+                self.stats.report_if_due();
+            }
+        }
+    }
+
+    fn poll_once<P: PartitionedProcessor>(&mut self, processor: &mut P, timeout: Duration) -> Result<(), P::Error> {
+        let polled = match self.source.poll(timeout) {
+            Polled::Record(record) => {
+                self.last_record = Instant::now();
+                // `record` borrows the source; the processor gets a control without it.
+                let mut control = RecordControl {
+                    stats: self.stats,
+                    stop: self.stop,
+                };
+                return processor.on_record(&record, &mut control);
+            }
+            Polled::Nothing => Polled::Nothing,
+            Polled::Assigned(partitions) => Polled::Assigned(partitions),
+            Polled::Revoked(partitions) => Polled::Revoked(partitions),
+            Polled::Trouble { kind, detail } => Polled::Trouble { kind, detail },
+        };
+        match polled {
+            Polled::Nothing | Polled::Record(()) => Ok(()),
+            Polled::Assigned(partitions) => self.assign(processor, &partitions),
+            Polled::Revoked(partitions) => self.revoke(processor, &partitions, true),
+            Polled::Trouble { kind, detail } => {
+                self.trouble(kind, &detail);
+                Ok(())
+            }
+        }
+    }
+
+    fn assign<P: PartitionedProcessor>(&mut self, processor: &mut P, partitions: &[i32]) -> Result<(), P::Error> {
+        let committed = self.source.committed(partitions);
+        let positions = processor.on_assign(partitions, &committed, self)?;
+        self.assigned.extend(positions.iter().map(|(partition, _)| *partition));
+        self.assigned.sort_unstable();
+        self.assigned.dedup();
+        if let Err(error) = self.source.assign(&positions) {
+            self.trouble("assign", &error);
+        }
+        self.stats.metrics().set_ready();
+        self.after_handler(processor)
+    }
+
+    fn revoke<P: PartitionedProcessor>(
+        &mut self,
+        processor: &mut P,
+        partitions: &[i32],
+        unassign: bool,
+    ) -> Result<(), P::Error> {
+        let revoking: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| self.assigned.contains(p))
+            .collect();
+        let outcome = processor.on_revoke(&revoking, self);
+        // Whatever the processor finished is committed, even when it failed on the rest.
+        self.commit(processor, true);
+        processor.release(&revoking);
+        self.assigned.retain(|partition| !revoking.contains(partition));
+        self.revoked_while_paused
+            .retain(|partition| !revoking.contains(partition));
+        let topic = self.source.topic().to_owned();
+        for partition in &revoking {
+            self.committed.remove(partition);
+            self.stats.metrics().forget_partition(&topic, *partition);
+        }
+        if unassign && let Err(error) = self.source.unassign() {
+            self.trouble("unassign", &error);
+        }
+        outcome
+    }
+
+    /// Runs the revocations a processor's wait met.
+    fn after_handler<P: PartitionedProcessor>(&mut self, processor: &mut P) -> Result<(), P::Error> {
+        if self.revoked_while_paused.is_empty() {
+            return Ok(());
+        }
+        let revoked = std::mem::take(&mut self.revoked_while_paused);
+        self.revoke(processor, &revoked, true)
+    }
+
+    fn commit<P: PartitionedProcessor>(&mut self, processor: &P, wait: bool) {
+        let changed: Vec<(i32, i64)> = processor
+            .committable()
+            .into_iter()
+            .filter(|(partition, offset)| self.committed.get(partition) != Some(offset))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        match self.source.commit(&changed, wait) {
+            Ok(()) => self.committed.extend(changed),
+            Err(error) => tracing::warn!(
+                %error,
+                topic = self.source.topic(),
+                "committing offsets failed; they are informational, the processor's own output says where it stands"
+            ),
+        }
+    }
+
+    fn measure_lag<P: PartitionedProcessor>(&mut self, processor: &P) {
+        let lags = self.source.lags(&processor.positions());
+        if lags.iter().any(|partition| partition.stale) {
+            self.stats.error("watermarks_unavailable");
+        }
+        let pairs: Vec<(i32, i64)> = lags.iter().map(|p| (p.partition, p.lag)).collect();
+        let topic = self.source.topic().to_owned();
+        let total = self.stats.metrics().consumer_lags(&topic, &pairs);
+        self.stats.set_lag(total);
+        let idle = self.last_record.elapsed();
+        if total > 0 && idle >= FETCH_STALL_WARNING {
+            self.stats.error("fetch_stalled");
+            tracing::warn!(
+                topic = %topic,
+                lag = total,
+                idle_s = idle.as_secs(),
+                "records are waiting but none has arrived; fetches from the broker may be stalled"
+            );
+        }
+        if let Some(whole) = self.source.group_lag() {
+            self.stats.metrics().group_lag(&topic, whole);
+        }
+    }
+
+    fn trouble(&mut self, kind: &'static str, detail: &str) {
+        self.stats.error(kind);
+        tracing::warn!(kind, %detail, topic = self.source.topic(), "consumer trouble");
+    }
+}
+
+/// The control a record handler gets: the source is busy lending the record, so a wait is a
+/// plain sleep (a record handler waits only for something outside, such as the registry).
+struct RecordControl<'a> {
+    stats: &'a mut ComponentStats,
+    stop: &'a StopSignal,
+}
+
+impl Control for RecordControl<'_> {
+    fn stats(&mut self) -> &mut ComponentStats {
+        self.stats
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    fn is_leaving(&self) -> bool {
+        false
+    }
+
+    fn pause_for(&mut self, duration: Duration) -> Vec<i32> {
+        std::thread::sleep(duration);
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests;

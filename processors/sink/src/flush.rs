@@ -1,0 +1,168 @@
+//! Inserting what a partition has buffered: rows read again after a rewind are checked against
+//! the store first, every insert carries a deduplication token kept across its retries, and the
+//! partition's offset becomes committable only once the store acknowledged.
+
+use std::time::{Duration, Instant};
+
+use sealtrail_clickhouse::CheckpointRow;
+use sealtrail_runtime::AuditStage;
+use sealtrail_runtime::driver::Control;
+
+use crate::batch::PartitionBatch;
+use crate::processor::SinkProcessor;
+use crate::store::{SinkStore, Table};
+
+/// Why a retried call gave up.
+enum GaveUp {
+    Stopped,
+    /// The partition was revoked while waiting: its rows are the next owner's.
+    Revoked,
+}
+
+/// Runs `operation` until it succeeds, the sink is stopped or `partition` is revoked, staying in
+/// the group while waiting: the driver keeps the consumer served with every partition paused, so
+/// no record is fetched (and skipped) meanwhile.
+fn retrying<T>(
+    control: &mut dyn Control,
+    partition: i32,
+    what: &str,
+    mut operation: impl FnMut() -> Result<T, String>,
+) -> Result<T, GaveUp> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match operation() {
+            Ok(done) => return Ok(done),
+            Err(error) => {
+                control.stats().error("clickhouse");
+                tracing::warn!(%error, partition, retry_in = ?backoff, "{what} failed; retrying");
+                if control.is_stopped() {
+                    return Err(GaveUp::Stopped);
+                }
+                if control.pause_for(backoff).contains(&partition) {
+                    return Err(GaveUp::Revoked);
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Drops the rows read again that the store holds, or purged (a tombstone stands for the event:
+/// restoring it would undo the retention run); returns how many were dropped.
+fn drop_present_candidates(store: &dyn SinkStore, partition: i32, batch: &mut PartitionBatch) -> Result<usize, String> {
+    let [events, checkpoints] = batch.candidate_ranges();
+    let mut present_events = Vec::new();
+    if let Some(span) = events {
+        present_events = store.stored_offsets(Table::Events, partition, span)?;
+        present_events.extend(store.stored_offsets(Table::Tombstones, partition, span)?);
+        present_events.sort_unstable();
+    }
+    let present_checkpoints = match checkpoints {
+        Some(span) => store.stored_offsets(Table::Checkpoints, partition, span)?,
+        None => Vec::new(),
+    };
+    Ok(batch.drop_present_candidates(&present_events, &present_checkpoints))
+}
+
+/// Inserts a batch, events month by month, then checkpoints, each with a token of its own.
+fn insert(
+    store: &dyn SinkStore,
+    topic: &str,
+    partition: i32,
+    batch: &PartitionBatch,
+    token_suffix: &str,
+) -> Result<(), String> {
+    for ((year, month), rows) in batch.events_by_month() {
+        let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
+        let token = format!("{topic}/{partition}/events/{year}-{month:02}/{first}-{last}{token_suffix}");
+        store.insert_events(&rows, &token)?;
+    }
+    let checkpoints: Vec<&CheckpointRow> = batch.checkpoint_candidates.iter().chain(&batch.checkpoints).collect();
+    if let (Some(first), Some(last)) = (checkpoints.first(), checkpoints.last()) {
+        let token = format!(
+            "{topic}/{partition}/checkpoints/{}-{}{token_suffix}",
+            first.sealed_offset, last.sealed_offset
+        );
+        store.insert_checkpoints(&checkpoints, &token)?;
+    }
+    Ok(())
+}
+
+impl SinkProcessor {
+    /// Inserts the batches that are due (all of them with `everything`).
+    pub(crate) fn flush_due(&mut self, control: &mut dyn Control, everything: bool) {
+        let due: Vec<i32> = self
+            .batches
+            .iter()
+            .filter(|(_, batch)| {
+                everything
+                    || batch.len() >= self.config.batch_rows
+                    || batch
+                        .first_buffered_at
+                        .is_some_and(|at| at.elapsed() >= self.config.batch_wait)
+            })
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in due {
+            if self.flush(partition, control).is_err() {
+                // Stopped, or revoked while waiting: the rest waits for the next owner too.
+                return;
+            }
+        }
+    }
+
+    /// Inserts what `partition` has buffered, retrying (with the same deduplication tokens) until
+    /// the store acknowledges, then makes the partition's offset committable.
+    fn flush(&mut self, partition: i32, control: &mut dyn Control) -> Result<(), GaveUp> {
+        let store = self.store.as_ref();
+        let topic = self.config.sealed_topic.as_str();
+        let Some(batch) = self.batches.get_mut(&partition) else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            batch.committable = Some(batch.last_offset + 1);
+            return Ok(());
+        }
+        let started = Instant::now();
+        if !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty() {
+            let present = retrying(control, partition, "checking rows read again", || {
+                drop_present_candidates(store, partition, batch)
+            })?;
+            control.stats().skipped_many("already_projected", present as u64);
+        }
+        // One token per flush, kept across its retries: a retry whose first attempt landed is
+        // dropped. Not per offset range alone: ClickHouse remembers a token after its rows are
+        // deleted, and rows restored after a loss carry the offsets they had.
+        let token_suffix = format!("/{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
+        retrying(control, partition, "inserting into ClickHouse", || {
+            insert(store, topic, partition, batch, &token_suffix)
+        })?;
+        let restored = batch.event_candidates.len() + batch.checkpoint_candidates.len();
+        if restored > 0 {
+            tracing::info!(
+                partition,
+                restored,
+                "re-projection: restored rows ClickHouse no longer had"
+            );
+        }
+        // Restored rows are old by nature; they would distort the live lag.
+        let now = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
+        let metrics = control.stats().metrics().clone();
+        for row in &batch.events {
+            let lag = now - sealtrail_clickhouse::unix_ms(row.sealed_at);
+            metrics.audit_lag(AuditStage::SealedToQueryable, lag as f64 / 1000.0);
+        }
+        metrics.batch_duration(started.elapsed().as_secs_f64());
+        let events = (batch.events.len() + batch.event_candidates.len()) as u64;
+        let checkpoints = (batch.checkpoints.len() + batch.checkpoint_candidates.len()) as u64;
+        control.stats().emitted(events);
+        batch.stored();
+        batch.committable = Some(batch.last_offset + 1);
+        if events + checkpoints > 0 {
+            self.summary.inserts += 1;
+        }
+        self.summary.events += events;
+        self.summary.checkpoints += checkpoints;
+        Ok(())
+    }
+}

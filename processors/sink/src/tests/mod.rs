@@ -1,0 +1,193 @@
+//! The sink on the driver's memory source, over a sealed topic the seal processor wrote in
+//! memory: crashes at every point, a rewind after ClickHouse lost rows, a revocation in the
+//! middle of a batch, an insert retried after its answer was lost, and a poison record.
+//! tests/it runs the same scenarios against the real broker and ClickHouse.
+
+mod store;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sealtrail_clickhouse::ClickHouseSettings;
+use sealtrail_kafka::KafkaSettings;
+use sealtrail_runtime::driver::memory::{Halt, MemorySource, Rebalance, UntilIdle};
+use sealtrail_runtime::driver::{self, Cadence};
+use sealtrail_runtime::{ComponentStats, Metrics, SealedReaders, StopSignal};
+use sealtrail_seal::memory::{MemoryPipeline, PARTITIONS, SEALED};
+
+use crate::{SinkConfig, SinkError, SinkProcessor};
+use store::MemoryStore;
+
+const GROUP: &str = "sink";
+
+/// A pipeline whose sealed topic holds twelve events over four tenants and their checkpoints.
+fn sealed_pipeline() -> MemoryPipeline {
+    let pipeline = MemoryPipeline::new();
+    for n in 0..12 {
+        pipeline.produce_event(["acme", "globex", "initech", "umbrella"][n % 4], n, None);
+    }
+    pipeline.run_to_end(usize::MAX).expect("sealed");
+    pipeline
+}
+
+fn sealed_offsets(pipeline: &MemoryPipeline) -> usize {
+    (0..PARTITIONS).map(|p| pipeline.log.records(SEALED, p).len()).sum()
+}
+
+fn sink(pipeline: &MemoryPipeline, store: &MemoryStore, batch_rows: usize, batch_wait: Duration) -> SinkProcessor {
+    let config = SinkConfig {
+        kafka: KafkaSettings::new("memory"),
+        clickhouse: ClickHouseSettings::new("memory"),
+        sealed_topic: SEALED.to_owned(),
+        layout_epoch: 1,
+        group: GROUP.to_owned(),
+        instance_id: None,
+        batch_rows,
+        batch_wait,
+        stop_after: None,
+        metrics: Metrics::new("sink"),
+    };
+    SinkProcessor::new(
+        config,
+        Box::new(store.clone()),
+        SealedReaders::new(pipeline.registry.clone()),
+    )
+}
+
+fn run(
+    pipeline: &MemoryPipeline,
+    sink: &mut UntilIdle<SinkProcessor>,
+    script: &[(usize, Rebalance)],
+) -> Result<(), Halt<SinkError>> {
+    let mut source = MemorySource::new(&pipeline.log, SEALED, GROUP);
+    source.rebalance(Rebalance::Assign((0..PARTITIONS).collect()));
+    for (after, rebalance) in script {
+        source.rebalance_after(*after, rebalance.clone());
+    }
+    let quick = Cadence {
+        poll: Duration::ZERO,
+        tick: Duration::ZERO,
+        commit: Duration::ZERO,
+        lag: Duration::from_secs(3600),
+    };
+    let mut stats = ComponentStats::new(Metrics::new("sink"));
+    driver::run(&mut source, sink, &mut stats, &StopSignal::new(), quick)
+}
+
+fn run_to_end(pipeline: &MemoryPipeline, store: &MemoryStore) {
+    let mut sink = UntilIdle::new(sink(pipeline, store, 4, Duration::ZERO));
+    run(pipeline, &mut sink, &[]).expect("the sink runs to the end");
+}
+
+/// Every sealed record is in the store exactly once.
+fn assert_projected_once(pipeline: &MemoryPipeline, store: &MemoryStore, scenario: &str) {
+    let tables = store.tables();
+    let mut rows: HashMap<(u32, u64), usize> = HashMap::new();
+    for row in tables.events.iter().chain(&tables.checkpoints) {
+        *rows.entry(*row).or_default() += 1;
+    }
+    assert_eq!(
+        rows.len(),
+        sealed_offsets(pipeline),
+        "{scenario}: every sealed record stored"
+    );
+    for (row, times) in rows {
+        assert_eq!(
+            times, 1,
+            "{scenario}: sealed partition {} offset {} stored {times} times",
+            row.0, row.1
+        );
+    }
+}
+
+#[test]
+fn a_crash_at_any_point_stores_every_row_once() {
+    let records = sealed_offsets(&sealed_pipeline()) as u64;
+    for crash_after in 0..records {
+        for (batch_rows, wait) in [
+            (1, Duration::ZERO),
+            (4, Duration::ZERO),
+            (1000, Duration::from_secs(3600)),
+        ] {
+            // A fresh pipeline each time: no commit of an earlier round may leak into this one.
+            let pipeline = sealed_pipeline();
+            let store = MemoryStore::default();
+            let mut crashing = UntilIdle::new(sink(&pipeline, &store, batch_rows, wait)).crash_after(crash_after);
+            let crashed = run(&pipeline, &mut crashing, &[]);
+            assert!(
+                matches!(crashed, Err(Halt::Crashed)),
+                "crash point {crash_after}: {crashed:?}"
+            );
+            run_to_end(&pipeline, &store);
+            assert_projected_once(
+                &pipeline,
+                &store,
+                &format!("crash after {crash_after}, batches of {batch_rows}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_rewind_after_clickhouse_lost_rows_restores_them_and_only_them() {
+    let pipeline = sealed_pipeline();
+    let store = MemoryStore::default();
+    run_to_end(&pipeline, &store);
+    {
+        let mut tables = store.tables();
+        tables
+            .events
+            .retain(|(partition, offset)| *partition != 0 || *offset < 2);
+    }
+    pipeline.log.set_committed(GROUP, SEALED, 0, 0);
+    run_to_end(&pipeline, &store);
+    assert_projected_once(&pipeline, &store, "rewind");
+}
+
+#[test]
+fn a_revocation_mid_batch_drops_the_batch_and_the_next_owner_stores_it() {
+    let pipeline = sealed_pipeline();
+    let store = MemoryStore::default();
+    let mut first = UntilIdle::new(sink(&pipeline, &store, 1000, Duration::from_secs(3600)));
+    run(&pipeline, &mut first, &[(3, Rebalance::Revoke(vec![0, 1]))]).expect("runs");
+    assert!(
+        store.tables().events.is_empty(),
+        "nothing committed, nothing inserted: the batch is the next owner's"
+    );
+    run_to_end(&pipeline, &store);
+    assert_projected_once(&pipeline, &store, "revocation");
+}
+
+#[test]
+fn an_insert_whose_answer_was_lost_is_retried_and_lands_once() {
+    let pipeline = sealed_pipeline();
+    let store = MemoryStore::default();
+    store.tables().refuse_next = 2;
+    store.tables().lose_next_answers = 3;
+    run_to_end(&pipeline, &store);
+    assert_projected_once(&pipeline, &store, "lost answers");
+}
+
+#[test]
+fn a_poison_record_stops_the_sink_at_its_offset_and_commits_nothing_past_it() {
+    let pipeline = sealed_pipeline();
+    let poison_at = pipeline
+        .log
+        .append(SEALED, 0, None, Some(b"\x00\x00\x00\x00\x02garbage"), Vec::new(), 0);
+    // A valid record after it, which must not be stored or committed past the poison.
+    let valid = pipeline.log.records(SEALED, 0).remove(0);
+    pipeline
+        .log
+        .append(SEALED, 0, None, valid.value.as_deref(), Vec::new(), 0);
+    let store = MemoryStore::default();
+    let mut sink = UntilIdle::new(sink(&pipeline, &store, 1, Duration::ZERO));
+    let outcome = run(&pipeline, &mut sink, &[]);
+    match outcome {
+        Err(Halt::Failed(SinkError::CorruptSealed { partition, offset, .. })) => {
+            assert_eq!((partition, offset), (0, poison_at));
+        }
+        other => panic!("the poison record must stop the sink, got {other:?}"),
+    }
+    let committed = pipeline.log.committed(GROUP, SEALED, 0).unwrap_or(0);
+    assert!(committed <= poison_at, "committed {committed}, poison at {poison_at}");
+}

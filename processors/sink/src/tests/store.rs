@@ -1,0 +1,107 @@
+//! A store that keeps ClickHouse's promises to the sink in memory: rows as inserted (a row
+//! inserted twice is there twice, as in a `MergeTree`), and an insert whose token was seen
+//! before is dropped, as `insert_deduplication_token` does. Failures are scripted.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sealtrail_clickhouse::{CheckpointRow, EventRow};
+
+use crate::batch::OffsetSpan;
+use crate::store::{SinkStore, Table};
+
+#[derive(Debug, Default)]
+pub struct Tables {
+    /// (partition, sealed offset) of every row, per table, in insert order.
+    pub events: Vec<(u32, u64)>,
+    pub checkpoints: Vec<(u32, u64)>,
+    pub tombstones: Vec<(u32, u64)>,
+    tokens: HashSet<String>,
+    /// The next calls that fail before doing anything.
+    pub refuse_next: usize,
+    /// The next inserts that land but whose answer is lost.
+    pub lose_next_answers: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore(Arc<Mutex<Tables>>);
+
+impl MemoryStore {
+    pub fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn call(&self) -> Result<MutexGuard<'_, Tables>, String> {
+        let mut tables = self.tables();
+        if tables.refuse_next > 0 {
+            tables.refuse_next -= 1;
+            return Err("connection refused".to_owned());
+        }
+        Ok(tables)
+    }
+
+    fn insert(
+        &self,
+        rows: Vec<(u32, u64)>,
+        token: &str,
+        table: fn(&mut Tables) -> &mut Vec<(u32, u64)>,
+    ) -> Result<(), String> {
+        let mut tables = self.call()?;
+        if !tables.tokens.insert(token.to_owned()) {
+            return Ok(());
+        }
+        table(&mut tables).extend(rows);
+        if tables.lose_next_answers > 0 {
+            tables.lose_next_answers -= 1;
+            return Err("the answer was lost".to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn rows_of(tables: &Tables, table: Table) -> &[(u32, u64)] {
+    match table {
+        Table::Events => &tables.events,
+        Table::Checkpoints => &tables.checkpoints,
+        Table::Tombstones => &tables.tombstones,
+    }
+}
+
+impl SinkStore for MemoryStore {
+    fn stored_through(&self, table: Table, partition: i32) -> Result<i64, String> {
+        let tables = self.call()?;
+        Ok(rows_of(&tables, table)
+            .iter()
+            .filter(|(p, _)| i64::from(*p) == i64::from(partition))
+            .map(|(_, offset)| i64::try_from(*offset).unwrap_or(i64::MAX))
+            .max()
+            .unwrap_or(-1))
+    }
+
+    fn stored_offsets(&self, table: Table, partition: i32, (from, to): OffsetSpan) -> Result<Vec<u64>, String> {
+        let tables = self.call()?;
+        let mut offsets: Vec<u64> = rows_of(&tables, table)
+            .iter()
+            .filter(|(p, offset)| i64::from(*p) == i64::from(partition) && (from..=to).contains(offset))
+            .map(|(_, offset)| *offset)
+            .collect();
+        offsets.sort_unstable();
+        Ok(offsets)
+    }
+
+    fn insert_events(&self, rows: &[&EventRow], token: &str) -> Result<(), String> {
+        let rows = rows
+            .iter()
+            .map(|row| (row.sealed_partition, row.sealed_offset))
+            .collect();
+        self.insert(rows, token, |tables| &mut tables.events)
+    }
+
+    fn insert_checkpoints(&self, rows: &[&CheckpointRow], token: &str) -> Result<(), String> {
+        let rows = rows
+            .iter()
+            .map(|row| (row.sealed_partition, row.sealed_offset))
+            .collect();
+        self.insert(rows, token, |tables| &mut tables.checkpoints)
+    }
+}
