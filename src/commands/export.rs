@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sealtrail_api::scope::EventScope;
 use sealtrail_export::exporter::{ExportRequest, write_export};
-use sealtrail_export::{ExportStatus, JobState, ProcessorConfig, new_export_id, run_processor};
+use sealtrail_export::{ProcessorConfig, new_export_id, run_processor};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -74,51 +74,12 @@ async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
     tracing::info!(jobs = %config.topics.jobs, status = %config.topics.status, dir = %config.artifacts_dir.display(), "export processor waiting for jobs");
     metrics.set_ready();
     // A job in progress is finished first; its offset is committed only once it is done.
+    let mut telemetry = sealtrail_runtime::Telemetry::new(metrics.clone());
     run_processor(config, sealtrail_runtime::termination(), |status| {
-        count(&metrics, status);
-        report(status);
+        telemetry.emit(sealtrail_export::JobReported(status));
     })
     .await?;
     Ok(())
-}
-
-/// Jobs in (queued) and out (done, with their lines), failures by kind, job durations.
-fn count(metrics: &sealtrail_runtime::Metrics, status: &ExportStatus) {
-    match (status.state, &status.result) {
-        (JobState::Queued, _) => metrics.events_in(1),
-        (JobState::Done, Some(result)) => {
-            metrics.events_out(result.event_count + result.omitted_count);
-            let took_ms = status.updated_at.saturating_sub(status.requested_at).max(0);
-            metrics.batch_duration(took_ms as f64 / 1000.0);
-        }
-        (JobState::Failed, _) => metrics.error("export_failed"),
-        _ => {}
-    }
-}
-
-/// Every state, as a log line: progress while running, a summary at the end.
-fn report(status: &ExportStatus) {
-    let export = &status.export_id;
-    let tenant = &status.tenant_id;
-    match (status.state, &status.progress, &status.result) {
-        (JobState::Running, Some(progress), _) => {
-            tracing::info!(%export, %tenant, done = progress.done, total = progress.total, "exporting");
-        }
-        (JobState::Done, _, Some(result)) => tracing::info!(
-            %export,
-            %tenant,
-            events = result.event_count,
-            witness_lines = result.omitted_count,
-            files = result.files,
-            bytes = result.bytes,
-            took_ms = status.updated_at - status.requested_at,
-            "export done"
-        ),
-        (JobState::Failed, _, _) => {
-            tracing::error!(%export, %tenant, reason = status.error.as_deref().unwrap_or_default(), "export failed");
-        }
-        _ => {}
-    }
 }
 
 async fn export_once(args: &ExportArgs, tenant: &str, out: &std::path::Path) -> anyhow::Result<()> {

@@ -9,6 +9,8 @@ use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 use sealtrail_core::retention::{RetentionPolicy, parse_policy};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_retention::run_once;
+use sealtrail_runtime::Telemetry;
+use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsSent};
 use time::OffsetDateTime;
 
 use crate::settings::{ClickHouseArgs, KafkaArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
@@ -55,6 +57,7 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     let stop = sealtrail_runtime::termination();
     tokio::pin!(stop);
     metrics.set_ready();
+    let mut telemetry = Telemetry::new(metrics.clone());
     if args.policies.is_empty() {
         tracing::info!("no configured retention policies; only those set through the API apply");
     }
@@ -64,9 +67,13 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
             Ok(report) => {
                 let deleted: u64 = report.outcomes.iter().map(|o| o.deleted).sum();
                 let held: u64 = report.outcomes.iter().map(|o| o.held).sum();
-                metrics.events_out(deleted);
-                for _ in 0..report.failures.len() {
-                    metrics.error("policy_not_applied");
+                telemetry.emit(RecordsSent { count: deleted });
+                for failure in &report.failures {
+                    telemetry.emit(ComponentError {
+                        kind: ErrorKind::PolicyNotApplied,
+                        partition: None,
+                        detail: &failure.to_string(),
+                    });
                 }
                 metrics.batch_duration(started.elapsed().as_secs_f64());
                 let summary = format!(
@@ -91,8 +98,11 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
             }
             Err(error) if args.once => return Err(error.into()),
             Err(error) => {
-                metrics.error("run_failed");
-                tracing::error!(%error, "retention run failed; retrying at the next interval");
+                telemetry.emit(ComponentError {
+                    kind: ErrorKind::RetentionRunFailed,
+                    partition: None,
+                    detail: &error.to_string(),
+                });
             }
         }
         if args.once {

@@ -11,6 +11,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sealtrail_runtime::driver::{Header, InputRecord, PartitionLag, PartitionSource, Polled};
+use sealtrail_runtime::telemetry::events::ErrorKind;
 
 use crate::group_heal::{leave_group, rejoin_after_leaving};
 use crate::{GroupLagProbe, KafkaError, KafkaSettings, RebalanceWatch, WatermarkProbe};
@@ -171,7 +172,7 @@ impl KafkaSource {
             Rebalance::Assigned(partitions) => Polled::Assigned(partitions),
             Rebalance::Revoked(partitions) => Polled::Revoked(partitions),
             Rebalance::Failed(detail) => Polled::Trouble {
-                kind: "rebalance",
+                kind: ErrorKind::Rebalance,
                 detail,
             },
         })
@@ -204,7 +205,7 @@ impl PartitionSource for KafkaSource {
             self.consumer.unsubscribe();
             self.rejoining = true;
             return Polled::Trouble {
-                kind: "stale_assignment",
+                kind: ErrorKind::StaleAssignment,
                 detail: "the coordinator handed back a stale assignment; leaving and joining the group again"
                     .to_owned(),
             };
@@ -219,7 +220,7 @@ impl PartitionSource for KafkaSource {
         match polled {
             None => Polled::Nothing,
             Some(Err(error)) => Polled::Trouble {
-                kind: "consume",
+                kind: ErrorKind::Consume,
                 detail: error.to_string(),
             },
             Some(Ok(message)) if self.paused => {
@@ -238,7 +239,7 @@ impl PartitionSource for KafkaSource {
                     ),
                 };
                 Polled::Trouble {
-                    kind: "fetched_while_paused",
+                    kind: ErrorKind::FetchedWhilePaused,
                     detail,
                 }
             }

@@ -8,11 +8,11 @@ pub mod keys;
 pub mod log;
 mod metrics;
 mod registry;
-mod stats;
 mod stop;
+pub mod telemetry;
 
 pub use blocking::{BlockingError, run_blocking};
 pub use metrics::{AuditStage, Metrics};
 pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
-pub use stats::ComponentStats;
 pub use stop::{StopSignal, termination};
+pub use telemetry::Telemetry;

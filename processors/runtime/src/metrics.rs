@@ -202,6 +202,15 @@ impl Metrics {
         vec![("component", self.0.component.to_owned()), (name, value.to_owned())]
     }
 
+    /// The input counter, for a component to count on without going through `Metrics`.
+    pub fn events_in_counter(&self) -> Counter {
+        self.0.events_in.clone()
+    }
+
+    pub fn events_out_counter(&self) -> Counter {
+        self.0.events_out.clone()
+    }
+
     pub fn events_in(&self, n: u64) {
         self.0.events_in.inc_by(n);
     }

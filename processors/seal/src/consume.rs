@@ -8,6 +8,9 @@ use sealtrail_core::layout::{CONTROL_HEADER, LAYOUT_CHANGE_CONTROL, LayoutChange
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_core::sealer::{Disposition, RawRecord, SchemaLookup, SealContext};
 use sealtrail_runtime::driver::{Control, InputRecord};
+use sealtrail_runtime::telemetry::events::{
+    ComponentError, ErrorKind, RecordRejected, RecordsReceived, RecordsSent, RecordsSkipped, SkipReason,
+};
 use sealtrail_runtime::{AuditStage, SchemaVerdict};
 use sealtrail_telemetry::trace_context;
 
@@ -25,8 +28,12 @@ impl SealProcessor {
         let headers = message.headers();
         if let Some(change) = self.layout_change(message, &headers, control) {
             self.summary.records += 1;
-            control.stats().received(1);
-            control.stats().skipped("layout_change");
+            let telemetry = control.telemetry();
+            telemetry.emit(RecordsReceived { count: 1 });
+            telemetry.emit(RecordsSkipped {
+                reason: SkipReason::LayoutChange,
+                count: 1,
+            });
             return self.close_epoch(partition, message.offset(), &change);
         }
         let payload = message.value();
@@ -38,15 +45,18 @@ impl SealProcessor {
                 if control.is_stopped() {
                     return Ok(());
                 }
-                tracing::warn!(%error, retry_in = ?backoff, "schema registry unavailable; retrying");
-                control.stats().error("registry_unavailable");
+                control.telemetry().emit(ComponentError {
+                    kind: ErrorKind::RegistryUnavailable,
+                    partition: Some(partition),
+                    detail: &format!("{error}; retrying in {backoff:?}"),
+                });
                 control.pause_for(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
         self.summary.records += 1;
         self.first_record.get_or_insert_with(Instant::now);
-        control.stats().received(1);
+        control.telemetry().emit(RecordsReceived { count: 1 });
         // Only records that carry a producer's trace context get a span of their own.
         let span = trace_context::record_span(&headers, || {
             tracing::info_span!(
@@ -121,8 +131,11 @@ impl SealProcessor {
             ),
             Err(error) => error.to_string(),
         };
-        control.stats().error("bad_layout_change");
-        tracing::warn!(partition = message.partition(), offset = message.offset(), %problem, "a record marked as a layout change is refused and goes to the DLQ");
+        control.telemetry().emit(ComponentError {
+            kind: ErrorKind::BadLayoutChange,
+            partition: Some(message.partition()),
+            detail: &format!("offset {}: {problem}", message.offset()),
+        });
         None
     }
 
@@ -163,9 +176,9 @@ impl SealProcessor {
                     Produced::Sealed { partition },
                 )?;
                 self.summary.sealed += 1;
-                control.stats().emitted(1);
-                control
-                    .stats()
+                let telemetry = control.telemetry();
+                telemetry.emit(RecordsSent { count: 1 });
+                telemetry
                     .metrics()
                     .audit_lag(AuditStage::OccurredToSealed, (now - occurred_at) as f64 / 1000.0);
             }
@@ -173,7 +186,6 @@ impl SealProcessor {
                 if let Some(span) = span {
                     span.record("outcome", rejection.code.as_str());
                 }
-                tracing::info!(partition, offset = message.offset(), reason = rejection.code.as_str(), detail = %rejection.detail, "record rejected to the DLQ");
                 let dlq_headers = dlq::headers(
                     headers,
                     &rejection,
@@ -193,13 +205,21 @@ impl SealProcessor {
                     Produced::Rejected { partition },
                 )?;
                 self.summary.rejected += 1;
-                control.stats().rejected(rejection.code.as_str());
+                control.telemetry().emit(RecordRejected {
+                    partition,
+                    offset: message.offset(),
+                    code: rejection.code,
+                    detail: &rejection.detail,
+                });
             }
             Disposition::AlreadyHandled => {
                 if let Some(span) = span {
                     span.record("outcome", "already_sealed");
                 }
-                control.stats().skipped("already_sealed");
+                control.telemetry().emit(RecordsSkipped {
+                    reason: SkipReason::AlreadySealed,
+                    count: 1,
+                });
             }
         }
         Ok(())

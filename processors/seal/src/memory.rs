@@ -19,7 +19,7 @@ use sealtrail_kafka::KafkaSettings;
 use sealtrail_runtime::driver::memory::{Halt, MemoryLog, MemorySource, Rebalance, UntilIdle};
 use sealtrail_runtime::driver::{self, Cadence};
 use sealtrail_runtime::log::PartitionLog;
-use sealtrail_runtime::{ComponentStats, Metrics, RegistryClient, StopSignal};
+use sealtrail_runtime::{Metrics, RegistryClient, StopSignal, Telemetry};
 
 use crate::deliveries::{Deliveries, Produced};
 use crate::producer::{OutputRecord, Outputs};
@@ -259,14 +259,14 @@ impl MemoryPipeline {
         for (after, rebalance) in script {
             source.rebalance_after(*after, rebalance.clone());
         }
-        let mut stats = ComponentStats::new(Metrics::new("seal"));
+        let mut telemetry = Telemetry::new(Metrics::new("seal"));
         let quick = Cadence {
             poll: Duration::ZERO,
             tick: Duration::ZERO,
             commit: Duration::ZERO,
             lag: Duration::from_secs(3600),
         };
-        driver::run(&mut source, processor, &mut stats, &StopSignal::new(), quick)
+        driver::run(&mut source, processor, &mut telemetry, &StopSignal::new(), quick)
     }
 
     /// One instance from start to a drained input, then a clean stop.

@@ -8,7 +8,7 @@ use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_kafka::{KafkaSource, PartitionReader};
 use sealtrail_runtime::driver::{self, Cadence};
 use sealtrail_runtime::keys::{self, KeyError};
-use sealtrail_runtime::{ComponentStats, RegistryClient, SealedReaders, StopSignal};
+use sealtrail_runtime::{RegistryClient, SealedReaders, StopSignal, Telemetry};
 
 use crate::SealConfig;
 use crate::deliveries::Deliveries;
@@ -31,12 +31,12 @@ pub fn run(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> 
         &[("max.poll.interval.ms", "1800000")],
     )?;
     tracing::info!(raw = %config.raw_topic, sealed = %config.sealed_topic, dlq = %config.dlq_topic, key_id = processor.signer.key_id(), "seal processor started");
-    let mut stats = ComponentStats::new(config.metrics.clone());
+    let mut telemetry = Telemetry::new(config.metrics.clone());
     let cadence = Cadence {
         tick: Duration::from_millis(50),
         ..Cadence::default()
     };
-    driver::run(&mut source, &mut processor, &mut stats, stop, cadence)?;
+    driver::run(&mut source, &mut processor, &mut telemetry, stop, cadence)?;
     Ok(processor.summary())
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sealtrail_clickhouse::CheckpointRow;
 use sealtrail_runtime::AuditStage;
 use sealtrail_runtime::driver::Control;
+use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsSent, RecordsSkipped, SkipReason};
 
 use crate::batch::PartitionBatch;
 use crate::processor::SinkProcessor;
@@ -33,8 +34,11 @@ fn retrying<T>(
         match operation() {
             Ok(done) => return Ok(done),
             Err(error) => {
-                control.stats().error("clickhouse");
-                tracing::warn!(%error, partition, retry_in = ?backoff, "{what} failed; retrying");
+                control.telemetry().emit(ComponentError {
+                    kind: ErrorKind::ClickHouse,
+                    partition: Some(partition),
+                    detail: &format!("{what}: {error}; retrying in {backoff:?}"),
+                });
                 if control.is_stopped() {
                     return Err(GaveUp::Stopped);
                 }
@@ -128,7 +132,10 @@ impl SinkProcessor {
             let present = retrying(control, partition, "checking rows read again", || {
                 drop_present_candidates(store, partition, batch)
             })?;
-            control.stats().skipped_many("already_projected", present as u64);
+            control.telemetry().emit(RecordsSkipped {
+                reason: SkipReason::AlreadyProjected,
+                count: present as u64,
+            });
         }
         // One token per flush, kept across its retries: a retry whose first attempt landed is
         // dropped. Not per offset range alone: ClickHouse remembers a token after its rows are
@@ -147,7 +154,7 @@ impl SinkProcessor {
         }
         // Restored rows are old by nature; they would distort the live lag.
         let now = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
-        let metrics = control.stats().metrics().clone();
+        let metrics = control.telemetry().metrics().clone();
         for row in &batch.events {
             let lag = now - sealtrail_clickhouse::unix_ms(row.sealed_at);
             metrics.audit_lag(AuditStage::SealedToQueryable, lag as f64 / 1000.0);
@@ -155,7 +162,7 @@ impl SinkProcessor {
         metrics.batch_duration(started.elapsed().as_secs_f64());
         let events = (batch.events.len() + batch.event_candidates.len()) as u64;
         let checkpoints = (batch.checkpoints.len() + batch.checkpoint_candidates.len()) as u64;
-        control.stats().emitted(events);
+        control.telemetry().emit(RecordsSent { count: events });
         batch.stored();
         batch.committable = Some(batch.last_offset + 1);
         if events + checkpoints > 0 {

@@ -8,6 +8,7 @@ use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_kafka::KafkaSettings;
 use sealtrail_runtime::driver::{Control, InputRecord, PartitionedProcessor, resume_from};
+use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsReceived};
 use sealtrail_runtime::{Metrics, SealedReaders};
 use sealtrail_telemetry::trace_context;
 
@@ -111,12 +112,19 @@ impl SinkProcessor {
             match stored {
                 Ok(stored) => return Ok(stored),
                 Err(reason) if backoff >= Duration::from_secs(30) || control.is_stopped() => {
-                    control.stats().error("clickhouse");
+                    control.telemetry().emit(ComponentError {
+                        kind: ErrorKind::ClickHouse,
+                        partition: Some(partition),
+                        detail: &format!("learning where the partition stands: {reason}; giving up"),
+                    });
                     return Err(SinkError::Position { partition, reason });
                 }
                 Err(reason) => {
-                    control.stats().error("clickhouse");
-                    tracing::warn!(partition, %reason, retry_in = ?backoff, "ClickHouse unavailable at assignment; retrying");
+                    control.telemetry().emit(ComponentError {
+                        kind: ErrorKind::ClickHouse,
+                        partition: Some(partition),
+                        detail: &format!("learning where the partition stands: {reason}; retrying in {backoff:?}"),
+                    });
                     control.pause_for(backoff);
                     backoff *= 2;
                 }
@@ -181,7 +189,7 @@ impl SinkProcessor {
                 reason,
             })?;
         self.summary.records += 1;
-        control.stats().received(1);
+        control.telemetry().emit(RecordsReceived { count: 1 });
         let layout_epoch = self.config.layout_epoch;
         let Some(batch) = self.batches.get_mut(&partition) else {
             return Ok(());

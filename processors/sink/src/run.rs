@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sealtrail_kafka::KafkaSource;
 use sealtrail_runtime::driver::{self, Cadence};
-use sealtrail_runtime::{ComponentStats, RegistryClient, SealedReaders, StopSignal};
+use sealtrail_runtime::{RegistryClient, SealedReaders, StopSignal, Telemetry};
 use tokio::runtime::Handle;
 
 use crate::processor::{SinkConfig, SinkError, SinkProcessor, SinkSummary};
@@ -29,13 +29,13 @@ pub fn run(
     .map_err(|e| SinkError::Client(e.to_string()))?;
     tracing::info!(sealed = %config.sealed_topic, clickhouse = %config.clickhouse.url, "sink started");
     let store = ClickHouseStore::new(&config.clickhouse, runtime, config.layout_epoch);
-    let mut stats = ComponentStats::new(config.metrics.clone());
+    let mut telemetry = Telemetry::new(config.metrics.clone());
     let mut sink = SinkProcessor::new(config, Box::new(store), SealedReaders::new(registry.clone()));
     // Offsets change only when a flush lands; commit them as soon as one has.
     let cadence = Cadence {
         commit: Duration::from_millis(100),
         ..Cadence::default()
     };
-    driver::run(&mut source, &mut sink, &mut stats, stop, cadence)?;
+    driver::run(&mut source, &mut sink, &mut telemetry, stop, cadence)?;
     Ok(sink.summary())
 }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 pub use record::{Header, InputRecord};
 
-use crate::{ComponentStats, StopSignal};
+use crate::StopSignal;
+use crate::telemetry::Telemetry;
+use crate::telemetry::events::{ComponentError, ErrorKind, LagMeasured};
 
 /// What one poll of a source found.
 #[derive(Debug)]
@@ -29,9 +31,9 @@ pub enum Polled<R> {
     Assigned(Vec<i32>),
     /// The group takes these partitions away; the source waits for [`PartitionSource::unassign`].
     Revoked(Vec<i32>),
-    /// Something went wrong around the records; counted as an error of `kind`, and logged.
+    /// Something went wrong around the records; emitted as a [`ComponentError`] of `kind`.
     Trouble {
-        kind: &'static str,
+        kind: ErrorKind,
         detail: String,
     },
 }
@@ -73,7 +75,7 @@ pub trait PartitionSource {
 
 /// What a processor may ask of the driver while it handles a moment of the loop.
 pub trait Control {
-    fn stats(&mut self) -> &mut ComponentStats;
+    fn telemetry(&mut self) -> &mut Telemetry;
     fn is_stopped(&self) -> bool;
     /// True while the processor gives its partitions up because it stops for good (not because
     /// the group moves them): work worth finishing before leaving is finished now.
@@ -152,7 +154,7 @@ const FETCH_STALL_WARNING: Duration = Duration::from_secs(30);
 pub fn run<S, P>(
     source: &mut S,
     processor: &mut P,
-    stats: &mut ComponentStats,
+    telemetry: &mut Telemetry,
     stop: &StopSignal,
     cadence: Cadence,
 ) -> Result<(), P::Error>
@@ -162,7 +164,7 @@ where
 {
     let mut driver = Driver {
         source,
-        stats,
+        telemetry,
         stop,
         assigned: Vec::new(),
         revoked_while_paused: Vec::new(),
@@ -179,13 +181,13 @@ where
         outcome = driver.revoke(processor, &all, false);
     }
     driver.source.leave();
-    driver.stats.summary();
+    driver.telemetry.summary();
     outcome
 }
 
 struct Driver<'a, S> {
     source: &'a mut S,
-    stats: &'a mut ComponentStats,
+    telemetry: &'a mut Telemetry,
     stop: &'a StopSignal,
     assigned: Vec<i32>,
     /// Revocations a processor's wait met, run when its handler returns.
@@ -197,8 +199,8 @@ struct Driver<'a, S> {
 }
 
 impl<S: PartitionSource> Control for Driver<'_, S> {
-    fn stats(&mut self) -> &mut ComponentStats {
-        self.stats
+    fn telemetry(&mut self) -> &mut Telemetry {
+        self.telemetry
     }
 
     fn is_stopped(&self) -> bool {
@@ -255,7 +257,7 @@ impl<S: PartitionSource> Driver<'_, S> {
                     self.measure_lag(processor);
                     processor.report(self);
                 }
-                self.stats.report_if_due();
+                self.telemetry.report_if_due();
             }
         }
     }
@@ -266,7 +268,7 @@ impl<S: PartitionSource> Driver<'_, S> {
                 self.last_record = Instant::now();
                 // `record` borrows the source; the processor gets a control without it.
                 let mut control = RecordControl {
-                    stats: self.stats,
+                    telemetry: self.telemetry,
                     stop: self.stop,
                 };
                 return processor.on_record(&record, &mut control);
@@ -294,9 +296,9 @@ impl<S: PartitionSource> Driver<'_, S> {
         self.assigned.sort_unstable();
         self.assigned.dedup();
         if let Err(error) = self.source.assign(&positions) {
-            self.trouble("assign", &error);
+            self.trouble(ErrorKind::Rebalance, &error);
         }
-        self.stats.metrics().set_ready();
+        self.telemetry.metrics().set_ready();
         self.after_handler(processor)
     }
 
@@ -321,10 +323,10 @@ impl<S: PartitionSource> Driver<'_, S> {
         let topic = self.source.topic().to_owned();
         for partition in &revoking {
             self.committed.remove(partition);
-            self.stats.metrics().forget_partition(&topic, *partition);
+            self.telemetry.metrics().forget_partition(&topic, *partition);
         }
         if unassign && let Err(error) = self.source.unassign() {
-            self.trouble("unassign", &error);
+            self.trouble(ErrorKind::Rebalance, &error);
         }
         outcome
     }
@@ -359,44 +361,43 @@ impl<S: PartitionSource> Driver<'_, S> {
 
     fn measure_lag<P: PartitionedProcessor>(&mut self, processor: &P) {
         let lags = self.source.lags(&processor.positions());
-        if lags.iter().any(|partition| partition.stale) {
-            self.stats.error("watermarks_unavailable");
-        }
-        let pairs: Vec<(i32, i64)> = lags.iter().map(|p| (p.partition, p.lag)).collect();
+        let group = self.source.group_lag();
         let topic = self.source.topic().to_owned();
-        let total = self.stats.metrics().consumer_lags(&topic, &pairs);
-        self.stats.set_lag(total);
+        self.telemetry.emit(LagMeasured {
+            topic: &topic,
+            partitions: &lags,
+            group,
+        });
         let idle = self.last_record.elapsed();
-        if total > 0 && idle >= FETCH_STALL_WARNING {
-            self.stats.error("fetch_stalled");
-            tracing::warn!(
-                topic = %topic,
-                lag = total,
-                idle_s = idle.as_secs(),
-                "records are waiting but none has arrived; fetches from the broker may be stalled"
+        if self.telemetry.lag() > 0 && idle >= FETCH_STALL_WARNING {
+            let detail = format!(
+                "{} records wait in {topic}, none arrived for {} s",
+                self.telemetry.lag(),
+                idle.as_secs()
             );
-        }
-        if let Some(whole) = self.source.group_lag() {
-            self.stats.metrics().group_lag(&topic, whole);
+            self.trouble(ErrorKind::FetchStalled, &detail);
         }
     }
 
-    fn trouble(&mut self, kind: &'static str, detail: &str) {
-        self.stats.error(kind);
-        tracing::warn!(kind, %detail, topic = self.source.topic(), "consumer trouble");
+    fn trouble(&mut self, kind: ErrorKind, detail: &str) {
+        self.telemetry.emit(ComponentError {
+            kind,
+            partition: None,
+            detail,
+        });
     }
 }
 
 /// The control a record handler gets: the source is busy lending the record, so a wait is a
 /// plain sleep (a record handler waits only for something outside, such as the registry).
 struct RecordControl<'a> {
-    stats: &'a mut ComponentStats,
+    telemetry: &'a mut Telemetry,
     stop: &'a StopSignal,
 }
 
 impl Control for RecordControl<'_> {
-    fn stats(&mut self) -> &mut ComponentStats {
-        self.stats
+    fn telemetry(&mut self) -> &mut Telemetry {
+        self.telemetry
     }
 
     fn is_stopped(&self) -> bool {

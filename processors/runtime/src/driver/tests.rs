@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::memory::{MemoryLog, MemorySource, Rebalance};
 use super::*;
-use crate::Metrics;
+use crate::{Metrics, Telemetry};
 
 /// Counts what it is handed, and stops after `limit` records.
 #[derive(Debug, Default)]
@@ -90,8 +90,8 @@ fn log_with(records_per_partition: &[usize]) -> MemoryLog {
     log
 }
 
-fn stats() -> ComponentStats {
-    ComponentStats::new(Metrics::new("test"))
+fn stats() -> Telemetry {
+    Telemetry::new(Metrics::new("test"))
 }
 
 fn quick() -> Cadence {

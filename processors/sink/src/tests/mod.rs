@@ -12,7 +12,7 @@ use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_kafka::KafkaSettings;
 use sealtrail_runtime::driver::memory::{Halt, MemorySource, Rebalance, UntilIdle};
 use sealtrail_runtime::driver::{self, Cadence};
-use sealtrail_runtime::{ComponentStats, Metrics, SealedReaders, StopSignal};
+use sealtrail_runtime::{Metrics, SealedReaders, StopSignal, Telemetry};
 use sealtrail_seal::memory::{MemoryPipeline, PARTITIONS, SEALED};
 
 use crate::{SinkConfig, SinkError, SinkProcessor};
@@ -70,8 +70,8 @@ fn run(
         commit: Duration::ZERO,
         lag: Duration::from_secs(3600),
     };
-    let mut stats = ComponentStats::new(Metrics::new("sink"));
-    driver::run(&mut source, sink, &mut stats, &StopSignal::new(), quick)
+    let mut telemetry = Telemetry::new(Metrics::new("sink"));
+    driver::run(&mut source, sink, &mut telemetry, &StopSignal::new(), quick)
 }
 
 fn run_to_end(pipeline: &MemoryPipeline, store: &MemoryStore) {
