@@ -74,11 +74,7 @@ async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
     tracing::info!(jobs = %config.topics.jobs, status = %config.topics.status, dir = %config.artifacts_dir.display(), "export processor waiting for jobs");
     metrics.set_ready();
     // A job in progress is finished first; its offset is committed only once it is done.
-    let mut telemetry = sealtrail_runtime::Telemetry::new(metrics.clone());
-    run_processor(config, sealtrail_runtime::termination(), |status| {
-        telemetry.emit(sealtrail_export::JobReported(status));
-    })
-    .await?;
+    run_processor(config, metrics, sealtrail_runtime::termination()).await?;
     Ok(())
 }
 

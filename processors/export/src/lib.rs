@@ -13,7 +13,7 @@ mod telemetry;
 pub use artifact::tar_stream;
 pub use board::{ExportBoard, ExportQuota, QuotaExceeded, SubmitError};
 pub use job::{ExportJob, ExportStatus, ExportSummary, JobState, Progress, is_export_id, new_export_id};
-pub use processor::{ProcessorConfig, run_processor};
+pub use processor::{ExportProcessorError, ProcessorConfig, run_processor};
 pub use telemetry::JobReported;
 
 use std::path::PathBuf;

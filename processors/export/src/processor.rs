@@ -1,25 +1,27 @@
 //! The export processor: consumes jobs from the jobs topic (in a consumer group, so several
 //! processors share the work), writes each artifact, and reports every state on the status topic.
 //! A job's offset is committed only after its final state is on the status topic; a job whose
-//! final state is already there (a crash between the two) is not run again.
+//! final state is already there (a crash between the two) is not run again. It runs on the shared
+//! consumer driver, one job per record.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_core::checkpoint::CheckpointSigner;
 use sealtrail_core::digest::to_hex;
-use sealtrail_kafka::{KafkaError, read_log_to_end};
+use sealtrail_kafka::{KafkaError, KafkaSource, read_log_to_end};
+use sealtrail_runtime::driver::{self, Cadence, Control, InputRecord, PartitionedProcessor};
+use sealtrail_runtime::{BlockingError, Metrics, StopSignal, Telemetry, run_blocking};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
+use tokio::runtime::Handle;
 
 use crate::board::publish;
 use crate::exporter::{ExportRequest, write_export};
-use crate::{ExportJob, ExportStatus, ExportSummary, ExportTopics, JobState, Progress, is_export_id};
+use crate::{ExportJob, ExportStatus, ExportSummary, ExportTopics, JobReported, JobState, Progress, is_export_id};
 
 /// Progress is reported at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -55,83 +57,177 @@ fn client_error(kafka: &sealtrail_kafka::KafkaSettings) -> impl Fn(rdkafka::erro
     }
 }
 
-/// Runs until `stop` resolves; `on_state` sees every state published (for progress display).
+/// Why the export processor stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportProcessorError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error(
+        "cannot publish the final state of export {export_id} on the status topic: {reason}; the job runs again after a restart"
+    )]
+    Status { export_id: String, reason: String },
+    #[error(transparent)]
+    Thread(#[from] BlockingError),
+}
+
+/// Runs until `stop` resolves, reporting on `metrics`. A job in progress when it resolves is
+/// abandoned: it is not committed, so it runs again from the start after a restart (its partial
+/// directory is replaced).
 pub async fn run_processor(
     config: ProcessorConfig,
-    stop: impl Future<Output = ()>,
-    mut on_state: impl FnMut(&ExportStatus),
-) -> Result<(), KafkaError> {
+    metrics: Metrics,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ExportProcessorError> {
     sealtrail_kafka::ensure_topics(&config.kafka, &config.topics.specs()).await?;
     let producer: FutureProducer = config.kafka.producer().create().map_err(client_error(&config.kafka))?;
-    // A job may take longer than the default poll interval; the group must not hand it to another
-    // processor meanwhile.
-    let consumer: StreamConsumer = config
-        .kafka
-        .consumer(&config.group)
-        .set("max.poll.interval.ms", "86400000")
-        .create()
-        .map_err(client_error(&config.kafka))?;
-    consumer
-        .subscribe(&[&config.topics.jobs])
-        .map_err(client_error(&config.kafka))?;
     // Jobs that already reached a final state are never run twice.
-    let mut finished: HashSet<String> = read_log_to_end(&config.kafka, &config.topics.status, Duration::from_secs(60))
+    let finished: HashSet<String> = read_log_to_end(&config.kafka, &config.topics.status, Duration::from_secs(60))
         .await?
         .into_iter()
         .filter_map(|record| serde_json::from_slice::<ExportStatus>(record.value.as_deref()?).ok())
         .filter(|status| status.state.is_final())
         .map(|status| status.export_id)
         .collect();
-    tokio::pin!(stop);
-    loop {
-        let message = tokio::select! {
-            () = &mut stop => break,
-            message = consumer.recv() => message,
+    let signal = StopSignal::new();
+    let watcher = {
+        let signal = signal.clone();
+        tokio::spawn(async move {
+            stop.await;
+            signal.stop();
+        })
+    };
+    let runtime = Handle::current();
+    let outcome = run_blocking(move || -> Result<(), ExportProcessorError> {
+        // A job may take longer than the default poll interval; the group must not hand it to
+        // another processor meanwhile.
+        let mut source = KafkaSource::subscribe(
+            &config.kafka,
+            &config.group,
+            &config.topics.jobs,
+            None,
+            &[("max.poll.interval.ms", "86400000")],
+        )?;
+        let mut telemetry = Telemetry::new(metrics);
+        let mut processor = JobProcessor {
+            config,
+            producer,
+            finished,
+            runtime,
+            stop: signal.clone(),
+            next: HashMap::new(),
         };
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "reading the export jobs topic failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        let cadence = Cadence {
+            commit: Duration::ZERO,
+            ..Cadence::default()
+        };
+        let outcome = driver::run(&mut source, &mut processor, &mut telemetry, &signal, cadence);
+        processor.producer.flush(Duration::from_secs(10)).ok();
+        outcome
+    })
+    .await;
+    watcher.abort();
+    outcome?
+}
+
+/// The export processor on the driver: one job per record, run to its end (or to a stop) before
+/// the next; a job's offset becomes committable once its final state is on the status topic.
+struct JobProcessor {
+    config: ProcessorConfig,
+    producer: FutureProducer,
+    finished: HashSet<String>,
+    runtime: Handle,
+    stop: StopSignal,
+    /// Per assigned partition, the offset after the last job handled.
+    next: HashMap<i32, i64>,
+}
+
+impl JobProcessor {
+    /// Runs `job` to its final state; `None` when the processor is stopped first.
+    fn run(&self, job: &ExportJob, telemetry: &mut Telemetry) -> Option<ExportStatus> {
+        let stopped = async {
+            while !self.stop.is_stopped() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         };
-        match message.payload().map(serde_json::from_slice::<ExportJob>) {
-            Some(Ok(job)) if finished.contains(&job.export_id) => {
+        let mut report = |status: &ExportStatus| telemetry.emit(JobReported(status));
+        self.runtime.block_on(async {
+            tokio::select! {
+                status = run_job(&self.config, &self.producer, job, &mut report) => Some(status),
+                () = stopped => None,
+            }
+        })
+    }
+}
+
+impl PartitionedProcessor for JobProcessor {
+    type Error = ExportProcessorError;
+
+    fn on_assign(
+        &mut self,
+        partitions: &[i32],
+        committed: &HashMap<i32, i64>,
+        _control: &mut dyn Control,
+    ) -> Result<Vec<(i32, i64)>, ExportProcessorError> {
+        // A partition the group never committed is read from its start: every job is run once.
+        let positions: Vec<(i32, i64)> = partitions
+            .iter()
+            .map(|partition| (*partition, committed.get(partition).copied().unwrap_or(0)))
+            .collect();
+        self.next.extend(positions.iter().copied());
+        Ok(positions)
+    }
+
+    fn on_record(&mut self, record: &dyn InputRecord, control: &mut dyn Control) -> Result<(), ExportProcessorError> {
+        let offset = record.offset();
+        match record.value().map(serde_json::from_slice::<ExportJob>) {
+            Some(Ok(job)) if self.finished.contains(&job.export_id) => {
                 tracing::info!(export = %job.export_id, "already finished; skipping the job");
             }
             Some(Ok(job)) => {
-                // A stop does not wait for a long job: it is not committed, so it runs again
-                // from the start after a restart (its partial directory is replaced).
-                let status = tokio::select! {
-                    status = run_job(&config, &producer, &job, &mut on_state) => status,
-                    () = &mut stop => {
-                        tracing::warn!(export = %job.export_id, "stopping in the middle of the job; it runs again after a restart");
-                        break;
-                    }
+                let Some(status) = self.run(&job, control.telemetry()) else {
+                    tracing::warn!(export = %job.export_id, "stopping in the middle of the job; it runs again after a restart");
+                    return Ok(());
                 };
-                if publish(&producer, &config.topics.status, &status).await.is_err() {
-                    // Not committed: the job runs again after a restart.
-                    tracing::error!(export = %job.export_id, "cannot publish the final state; stopping");
-                    break;
-                }
-                on_state(&status);
-                finished.insert(job.export_id);
+                self.runtime
+                    .block_on(publish(&self.producer, &self.config.topics.status, &status))
+                    .map_err(|error| ExportProcessorError::Status {
+                        export_id: job.export_id.clone(),
+                        reason: error.to_string(),
+                    })?;
+                control.telemetry().emit(JobReported(&status));
+                self.finished.insert(job.export_id);
             }
             Some(Err(error)) => {
-                tracing::error!(offset = message.offset(), %error, "a record on the export jobs topic is not a job; skipped");
+                tracing::error!(offset, %error, "a record on the export jobs topic is not a job; skipped");
             }
-            None => tracing::error!(
-                offset = message.offset(),
-                "an empty record on the export jobs topic; skipped"
-            ),
+            None => tracing::error!(offset, "an empty record on the export jobs topic; skipped"),
         }
-        if let Err(error) = consumer.commit_message(&message, CommitMode::Sync) {
-            tracing::warn!(%error, "cannot commit the export job offset; the job may be seen again");
+        self.next.insert(record.partition(), offset + 1);
+        Ok(())
+    }
+
+    fn on_tick(&mut self, _control: &mut dyn Control) -> Result<(), ExportProcessorError> {
+        Ok(())
+    }
+
+    /// Jobs run to their end inside `on_record`: nothing is left half done at a revocation.
+    fn on_revoke(&mut self, _partitions: &[i32], _control: &mut dyn Control) -> Result<(), ExportProcessorError> {
+        Ok(())
+    }
+
+    fn release(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            self.next.remove(partition);
         }
     }
-    producer.flush(Duration::from_secs(10)).ok();
-    Ok(())
+
+    fn positions(&self) -> Vec<(i32, i64)> {
+        self.committable()
+    }
+
+    fn committable(&self) -> Vec<(i32, i64)> {
+        self.next.iter().map(|(partition, next)| (*partition, *next)).collect()
+    }
 }
 
 /// Writes one artifact and returns its final state (done or failed, with the reason).
@@ -139,7 +235,7 @@ async fn run_job(
     config: &ProcessorConfig,
     producer: &FutureProducer,
     job: &ExportJob,
-    on_state: &mut impl FnMut(&ExportStatus),
+    on_state: &mut dyn FnMut(&ExportStatus),
 ) -> ExportStatus {
     let queued = ExportStatus::queued(job);
     let failed = |reason: String| ExportStatus {

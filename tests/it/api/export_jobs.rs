@@ -43,7 +43,11 @@ impl Api {
             // Small files, so the artifact spans several.
             max_file_bytes: 4096,
         };
-        tokio::spawn(run_processor(config, std::future::pending(), |_| {}));
+        tokio::spawn(run_processor(
+            config,
+            sealtrail_runtime::Metrics::new("export"),
+            std::future::pending(),
+        ));
     }
 
     /// The export's state once it is final (the deadline only bounds a broken run).
