@@ -18,19 +18,17 @@ pub struct TopicsArgs {
     raw_retention_hours: u64,
 }
 
-/// A week: the raw topic's default retention.
-pub const RAW_RETENTION_HOURS: u64 = 168;
+pub use sealtrail_seal::layouts::reshard::RAW_RETENTION_HOURS;
 
-/// The pipeline's topics (docs/retention.md): raw kept `raw_retention_hours`; sealed and DLQ
-/// kept forever, so the sealed topic outlives the longest retention policy (ClickHouse can always
-/// be rebuilt from it) and no rejected record is lost before it is replayed.
+/// The pipeline's three topics for `topics` (see `sealtrail_seal::layouts::reshard::topic_specs`).
 pub fn specs(topics: &TopicArgs, partitions: i32, raw_retention_hours: u64) -> Vec<TopicSpec> {
-    let raw_ms = raw_retention_hours.saturating_mul(3_600_000).to_string();
-    vec![
-        TopicSpec::new(&topics.raw_topic, partitions).with_config("retention.ms", &raw_ms),
-        TopicSpec::new(&topics.sealed_topic, partitions).with_config("retention.ms", "-1"),
-        TopicSpec::new(&topics.dlq_topic, partitions).with_config("retention.ms", "-1"),
-    ]
+    sealtrail_seal::layouts::reshard::topic_specs(
+        &topics.raw_topic,
+        &topics.sealed_topic,
+        &topics.dlq_topic,
+        partitions,
+        raw_retention_hours,
+    )
 }
 
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ mod error;
 mod migrations;
 mod rows;
 mod segments;
+pub use segments::{FinalCheckpointsError, wait_for_final_checkpoints};
 mod settings;
 mod stretch;
 mod verify;

@@ -138,3 +138,50 @@ async fn epoch_link(
         .map_err(|problem| VerifyFailure::Layout(format!("{problem} (as ClickHouse holds them)")))?;
     Ok(handover.link)
 }
+
+/// Why the final checkpoints of a layout were not all stored in time.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalCheckpointsError {
+    #[error("asking ClickHouse for the final checkpoints: {0}")]
+    Query(#[from] clickhouse::error::Error),
+    #[error(
+        "ClickHouse holds {stored} of {partitions} final checkpoints of layout epoch {epoch} after {waited:?}: is its sink running?"
+    )]
+    TimedOut {
+        stored: u64,
+        partitions: u32,
+        epoch: u32,
+        waited: std::time::Duration,
+    },
+}
+
+/// Waits until ClickHouse holds a final checkpoint for every partition of `layout` (its sink
+/// has stored all of it and may be stopped), telling `on_progress` how many it holds.
+pub async fn wait_for_final_checkpoints(
+    client: &clickhouse::Client,
+    layout: &Layout,
+    timeout: std::time::Duration,
+    on_progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<(), FinalCheckpointsError> {
+    let started = std::time::Instant::now();
+    loop {
+        let stored: u64 = client
+            .query("SELECT uniqExact(sealed_partition) FROM checkpoints WHERE layout_epoch = ? AND closes_epoch")
+            .bind(layout.epoch)
+            .fetch_one()
+            .await?;
+        on_progress(stored);
+        if stored >= u64::from(layout.partitions) {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(FinalCheckpointsError::TimedOut {
+                stored,
+                partitions: layout.partitions,
+                epoch: layout.epoch,
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

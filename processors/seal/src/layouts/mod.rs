@@ -2,6 +2,8 @@
 //! the next (see `sealtrail_core::layout`). The seal processor, the sink and `sealtrail reshard`
 //! all learn their epoch here.
 
+pub mod reshard;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
