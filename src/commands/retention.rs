@@ -8,9 +8,8 @@ use anyhow::Context as _;
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 use sealtrail_core::retention::{RetentionPolicy, parse_policy};
 use sealtrail_emit::AuditEmitter;
-use sealtrail_retention::run_once;
+use sealtrail_retention::{PassReported, run_every, run_once};
 use sealtrail_runtime::Telemetry;
-use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsSent};
 use time::OffsetDateTime;
 
 use crate::settings::{ClickHouseArgs, KafkaArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
@@ -55,63 +54,30 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     let client = clickhouse.client();
     // Installed now, so a stop asked for during a run ends the loop after it.
     let stop = sealtrail_runtime::termination();
-    tokio::pin!(stop);
     metrics.set_ready();
     let mut telemetry = Telemetry::new(metrics.clone());
     if args.policies.is_empty() {
         tracing::info!("no configured retention policies; only those set through the API apply");
     }
-    loop {
-        let started = std::time::Instant::now();
-        match run_once(&client, &args.policies, &recorder, OffsetDateTime::now_utc()).await {
-            Ok(report) => {
-                let deleted: u64 = report.outcomes.iter().map(|o| o.deleted).sum();
-                let held: u64 = report.outcomes.iter().map(|o| o.held).sum();
-                telemetry.emit(RecordsSent { count: deleted });
-                for failure in &report.failures {
-                    telemetry.emit(ComponentError {
-                        kind: ErrorKind::PolicyNotApplied,
-                        partition: None,
-                        detail: &failure.to_string(),
-                    });
-                }
-                metrics.batch_duration(started.elapsed().as_secs_f64());
-                let summary = format!(
-                    "retention pass: {} tenant policies applied, {deleted} events deleted (tombstoned), {held} expired events kept by legal holds, {} tenant policies failed, in {:.1} s",
-                    report.outcomes.len(),
-                    report.failures.len(),
-                    started.elapsed().as_secs_f64()
-                );
-                for failure in &report.failures {
-                    eprintln!("  not applied: {failure}");
-                }
-                if args.once {
-                    println!("{summary}");
-                    anyhow::ensure!(
-                        report.failures.is_empty(),
-                        "{} tenant policies were not applied (above); nothing of theirs was deleted without a tombstone",
-                        report.failures.len()
-                    );
-                } else {
-                    tracing::info!("{summary}");
-                }
-            }
-            Err(error) if args.once => return Err(error.into()),
-            Err(error) => {
-                telemetry.emit(ComponentError {
-                    kind: ErrorKind::RetentionRunFailed,
-                    partition: None,
-                    detail: &error.to_string(),
-                });
-            }
-        }
-        if args.once {
-            return Ok(());
-        }
-        // A failed tenant is retried at the next run; the others are done.
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(args.every)) => {}
-            () = &mut stop => return Ok(()),
-        }
+    if !args.once {
+        let every = Duration::from_secs(args.every);
+        run_every(&client, &args.policies, &recorder, every, stop, &mut telemetry).await;
+        return Ok(());
     }
+    let started = std::time::Instant::now();
+    let report = run_once(&client, &args.policies, &recorder, OffsetDateTime::now_utc()).await?;
+    telemetry.emit(PassReported {
+        report: &report,
+        took: started.elapsed(),
+    });
+    for failure in &report.failures {
+        eprintln!("  not applied: {failure}");
+    }
+    println!("{}", report.summary(started.elapsed()));
+    anyhow::ensure!(
+        report.failures.is_empty(),
+        "{} tenant policies were not applied (above); nothing of theirs was deleted without a tombstone",
+        report.failures.len()
+    );
+    Ok(())
 }

@@ -15,9 +15,11 @@
 pub mod holds;
 mod policies;
 mod run;
+mod schedule;
 
 pub use policies::{PolicyChange, PolicyStore};
 pub use run::run_once;
+pub use schedule::{PassReported, run_every};
 pub use sealtrail_core::retention::RETENTION_ACTOR;
 
 use sealtrail_core::retention::ANY;
