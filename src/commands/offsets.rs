@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sealtrail_kafka::{GroupOffsets, Members, PartitionOffsets, ResetTarget, planned_offset};
+use sealtrail_kafka::{GroupOffsets, PartitionOffsets, ResetTarget};
 use time::OffsetDateTime;
 
 use crate::settings::{KafkaArgs, parse_time};
@@ -165,39 +165,13 @@ fn reset_blocking(
     execute: bool,
 ) -> anyhow::Result<()> {
     let offsets = GroupOffsets::new(kafka, group, TIMEOUT)?;
-    let all = offsets.describe(topic, None)?;
-    if let Some(wanted) = partitions
-        && let Some(missing) = wanted.iter().find(|p| !all.iter().any(|row| row.partition == **p))
-    {
-        anyhow::bail!("topic {topic} has no partition {missing} (it has {})", all.len());
-    }
-    let before: Vec<PartitionOffsets> = all
-        .into_iter()
-        .filter(|row| partitions.is_none_or(|wanted| wanted.contains(&row.partition)))
-        .collect();
-    let by_time = match target {
-        ResetTarget::Datetime(at_ms) => {
-            let numbers: Vec<i32> = before.iter().map(|row| row.partition).collect();
-            offsets.offsets_for_time(topic, &numbers, at_ms)?
-        }
-        _ => Vec::new(),
-    };
-    let plan: Vec<(i32, i64)> = before
-        .iter()
-        .map(|row| {
-            let found = by_time
-                .iter()
-                .find(|(p, _)| *p == row.partition)
-                .and_then(|(_, offset)| *offset);
-            (row.partition, planned_offset(row, target, found))
-        })
-        .collect();
+    let plan = offsets.plan_reset(topic, partitions, target)?;
     println!("group {group}, topic {topic}: {target:?}");
     println!(
         "{:>9} {:>12} {:>12} {:>12} {:>10}",
         "PARTITION", "COMMITTED", "NEW", "END", "NEW LAG"
     );
-    for (row, (_, new)) in before.iter().zip(&plan) {
+    for (row, new) in &plan.moves {
         println!(
             "{:>9} {:>12} {:>12} {:>12} {:>10}",
             row.partition,
@@ -211,26 +185,17 @@ fn reset_blocking(
         println!("dry run: nothing changed; add --execute to apply");
         return Ok(());
     }
-    match offsets.members() {
-        Members::Known(0) => {}
-        Members::Known(live) => anyhow::bail!(
-            "group {group} has {live} live members; stop them (their offsets would overwrite the reset), then run again"
-        ),
-        Members::Unknown(why) => eprintln!(
-            "note: the broker cannot say whether group {group} has live members ({why}); make sure its processors are stopped, or they will overwrite the reset"
-        ),
-    }
-    offsets
-        .commit(topic, &plan)
-        .with_context(|| format!("committing the new offsets of group {group}"))?;
-    let after = offsets.describe(topic, partitions)?;
-    for (row, (partition, new)) in after.iter().zip(&plan) {
-        anyhow::ensure!(
-            row.committed == Some(*new),
-            "partition {partition}: committed {:?} after the reset, not {new}",
-            row.committed
+    let applied = offsets
+        .apply_reset(&plan)
+        .with_context(|| format!("resetting the offsets of group {group}"))?;
+    if let Some(why) = applied.unknown_members {
+        eprintln!(
+            "note: the broker cannot say whether group {group} had live members ({why}); make sure its processors are stopped, or they will overwrite the reset"
         );
     }
-    println!("reset applied: {} partitions of {topic} for group {group}", plan.len());
+    println!(
+        "reset applied: {} partitions of {topic} for group {group}",
+        applied.partitions
+    );
     Ok(())
 }

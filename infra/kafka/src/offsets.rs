@@ -104,6 +104,10 @@ impl GroupOffsets {
         })
     }
 
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
     /// The partitions of `topic` (all, or those listed), with the group's committed offsets.
     pub fn describe(&self, topic: &str, only: Option<&[i32]>) -> Result<Vec<PartitionOffsets>, KafkaError> {
         let metadata = self
