@@ -5,6 +5,8 @@
 mod emitter;
 pub mod generator;
 mod platform;
+mod workload;
 
 pub use emitter::{AuditEmitter, EmitError, acknowledged};
 pub use platform::platform_event;
+pub use workload::{WorkloadSent, send_workload};

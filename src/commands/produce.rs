@@ -1,12 +1,9 @@
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
-use sealtrail_emit::generator::{Generated, Generator, Payload, Workload};
-use sealtrail_emit::{AuditEmitter, acknowledged};
+use sealtrail_emit::generator::{Generator, Workload};
+use sealtrail_emit::{AuditEmitter, send_workload};
 
 use crate::settings::{KafkaArgs, RegistryUrlArgs, TopicArgs};
 
@@ -38,9 +35,6 @@ pub struct ProduceArgs {
     tenant_prefix: String,
 }
 
-/// How many records may wait for their acknowledgement at once.
-const IN_FLIGHT: usize = 20_000;
-
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.bad_ratio),
@@ -66,98 +60,33 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         )
         .context("progress template")?,
     );
-    let started = Instant::now();
-    let mut in_flight = FuturesUnordered::new();
-    let mut per_tenant: BTreeMap<String, u64> = BTreeMap::new();
-    let mut bad: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let (mut acked, mut failed) = (0_u64, 0_u64);
-    let mut first_failure = None;
-    for sent in 0..args.events {
-        if let Some(rate) = args.rate {
-            let due = Duration::from_secs_f64(sent as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        let delivery = match generator.next_record() {
-            Generated::Good(event) => {
-                *per_tenant.entry(event.tenant_id.clone()).or_default() += 1;
-                // With traces exported, each event starts a trace that seal and sink continue.
-                if sealtrail_telemetry::trace_context::is_enabled() {
-                    let span = tracing::info_span!("produce.event", otel.kind = "producer", tenant = %event.tenant_id);
-                    span.in_scope(|| emitter.enqueue(&event))?
-                } else {
-                    emitter.enqueue(&event)?
-                }
-            }
-            Generated::Bad { kind, key, payload } => {
-                *bad.entry(kind.reason()).or_default() += 1;
-                let bytes = match payload {
-                    Payload::Bytes(bytes) => bytes,
-                    Payload::Event(event) => emitter.encode(&event),
-                };
-                emitter.enqueue_raw(key.as_deref(), &bytes)?
-            }
-        };
-        in_flight.push(acknowledged(delivery));
-        while in_flight.len() >= IN_FLIGHT {
-            settle(
-                in_flight.next().await,
-                &mut acked,
-                &mut failed,
-                &mut first_failure,
-                &bar,
-            );
-        }
-    }
-    while let Some(result) = in_flight.next().await {
-        settle(Some(result), &mut acked, &mut failed, &mut first_failure, &bar);
-    }
+    let sent = send_workload(&emitter, &mut generator, args.events, args.rate, || bar.inc(1)).await?;
     bar.finish_and_clear();
 
-    let elapsed = started.elapsed();
-    let bad_total: u64 = bad.values().sum();
+    let elapsed = sent.elapsed.as_secs_f64().max(0.001);
     println!(
-        "sent {} records to {} in {:.1}s ({:.0}/s): {} acknowledged, {failed} failed",
+        "sent {} records to {} in {elapsed:.1}s ({:.0}/s): {} acknowledged, {} failed",
         args.events,
         args.topics.raw_topic,
-        elapsed.as_secs_f64(),
-        acked as f64 / elapsed.as_secs_f64().max(0.001),
-        acked
+        sent.acknowledged as f64 / elapsed,
+        sent.acknowledged,
+        sent.failed
     );
-    println!(
-        "  good events: {} over {} tenants",
-        args.events - bad_total,
-        per_tenant.len()
-    );
-    let mut busiest: Vec<(&String, &u64)> = per_tenant.iter().collect();
+    println!("  good events: {} over {} tenants", sent.good(), sent.per_tenant.len());
+    let mut busiest: Vec<(&String, &u64)> = sent.per_tenant.iter().collect();
     busiest.sort_by(|a, b| b.1.cmp(a.1));
     let top: Vec<String> = busiest.iter().take(5).map(|(t, n)| format!("{t}={n}")).collect();
     println!("  busiest tenants: {}", top.join(", "));
-    if bad_total > 0 {
-        let kinds: Vec<String> = bad.iter().map(|(k, n)| format!("{k}={n}")).collect();
-        println!("  malformed on purpose: {bad_total} ({})", kinds.join(", "));
+    if sent.malformed_total() > 0 {
+        let kinds: Vec<String> = sent.malformed.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        println!(
+            "  malformed on purpose: {} ({})",
+            sent.malformed_total(),
+            kinds.join(", ")
+        );
     }
-    if let Some(failure) = first_failure {
-        anyhow::bail!("{failed} records were not acknowledged; the first: {failure}");
+    if let Some(failure) = sent.first_failure {
+        anyhow::bail!("{} records were not acknowledged; the first: {failure}", sent.failed);
     }
     Ok(())
-}
-
-fn settle(
-    result: Option<Result<(i32, i64), sealtrail_emit::EmitError>>,
-    acked: &mut u64,
-    failed: &mut u64,
-    first_failure: &mut Option<String>,
-    bar: &ProgressBar,
-) {
-    match result {
-        Some(Ok(_)) => *acked += 1,
-        Some(Err(error)) => {
-            *failed += 1;
-            first_failure.get_or_insert_with(|| error.to_string());
-        }
-        None => {}
-    }
-    bar.inc(1);
 }

@@ -4,14 +4,12 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_clickhouse::{ClickHouseSettings, VerifyRequest, verify_tenant};
-use sealtrail_emit::generator::{Generated, Generator, Payload, Workload};
-use sealtrail_emit::{AuditEmitter, acknowledged};
+use sealtrail_emit::generator::{Generator, Workload};
+use sealtrail_emit::{AuditEmitter, send_workload};
 use sealtrail_kafka::KafkaSettings;
 use sealtrail_local::{DataDir, Endpoints};
 
@@ -39,29 +37,15 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, raw_topic: &str, eve
     let bar = ProgressBar::new(events).with_style(ProgressStyle::with_template(
         "  {bar:40} {pos}/{len} acknowledged ({per_sec})",
     )?);
-    let mut in_flight = FuturesUnordered::new();
-    let mut good = 0_u64;
-    for _ in 0..events {
-        let delivery = match generator.next_record() {
-            Generated::Good(event) => {
-                good += 1;
-                emitter.enqueue(&event)?
-            }
-            Generated::Bad { key, payload, .. } => {
-                let bytes = match payload {
-                    Payload::Bytes(bytes) => bytes,
-                    Payload::Event(event) => emitter.encode(&event),
-                };
-                emitter.enqueue_raw(key.as_deref(), &bytes)?
-            }
-        };
-        in_flight.push(acknowledged(delivery));
-    }
-    while let Some(result) = in_flight.next().await {
-        result?;
-        bar.inc(1);
-    }
+    let sent = send_workload(&emitter, &mut generator, events, None, || bar.inc(1)).await?;
     bar.finish_and_clear();
+    if let Some(failure) = &sent.first_failure {
+        anyhow::bail!(
+            "{} demo records were not acknowledged; the first: {failure}",
+            sent.failed
+        );
+    }
+    let good = sent.good();
 
     let clickhouse = ClickHouseSettings::new(&endpoints.clickhouse_url);
     let client = clickhouse.client();
