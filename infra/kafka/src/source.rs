@@ -31,6 +31,8 @@ struct Queueing {
     watch: Mutex<RebalanceWatch>,
     /// Set once the processor is done with its partitions: revocations complete at once.
     leaving: Mutex<bool>,
+    /// Why the broker refused the last commit made without waiting, until the driver asks.
+    commit_failure: Mutex<Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +70,12 @@ impl ConsumerContext for Queueing {
             }
         };
         lock(&self.rebalances).push_back(rebalance);
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            *lock(&self.commit_failure) = Some(error.to_string());
+        }
     }
 }
 
@@ -117,8 +125,24 @@ pub struct KafkaSource {
     /// The whole group's lag, which also counts partitions no live member owns.
     group_lag: GroupLagProbe,
     paused: bool,
-    /// A stale assignment made this member leave; it joins again once its revocation is done.
-    rejoining: bool,
+    membership: Membership,
+}
+
+/// Where the member stands in its group, for leaving and joining again safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    Steady,
+    /// An assignment or a revocation was handed out and waits for `assign` or `unassign`:
+    /// librdkafka waits for that call, and leaving the group meanwhile would strand the member
+    /// outside it (a later `assign` would then be a manual assignment). `then_rejoin` when the
+    /// revocation is the one leaving caused.
+    AwaitingCall {
+        then_rejoin: bool,
+    },
+    /// Left after a stale assignment; joins again once the revocation this causes is done.
+    Leaving,
+    /// Joining again failed; it is tried again at every poll.
+    Resubscribe,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -162,19 +186,51 @@ impl KafkaSource {
             probe: WatermarkProbe::new(settings, Duration::from_secs(2))?,
             group_lag: GroupLagProbe::new(settings, group, Duration::from_secs(2))?,
             paused: false,
-            rejoining: false,
+            membership: Membership::Steady,
         })
     }
 
-    fn next_rebalance(&self) -> Option<Polled<KafkaRecord<'_>>> {
-        let rebalance = lock(&self.consumer.context().rebalances).pop_front()?;
+    /// The membership after handing out a rebalance that waits for `assign` or `unassign`.
+    fn awaiting(&self) -> Membership {
+        Membership::AwaitingCall {
+            then_rejoin: matches!(
+                self.membership,
+                Membership::Leaving | Membership::AwaitingCall { then_rejoin: true }
+            ),
+        }
+    }
+
+    /// Joins the group again after leaving it.
+    fn rejoin(&mut self) -> Result<(), String> {
+        match rejoin_after_leaving(&self.consumer, &[&self.topic]) {
+            Ok(()) => {
+                self.membership = Membership::Steady;
+                Ok(())
+            }
+            Err(error) => {
+                // Tried again at every poll: a member must not stay outside its group.
+                self.membership = Membership::Resubscribe;
+                Err(format!(
+                    "cannot join the group on {} again: {error}; retrying",
+                    self.topic
+                ))
+            }
+        }
+    }
+
+    /// The next queued rebalance, and whether it waits for `assign` or `unassign`.
+    fn next_rebalance(consumer: &BaseConsumer<Queueing>) -> Option<(Polled<KafkaRecord<'static>>, bool)> {
+        let rebalance = lock(&consumer.context().rebalances).pop_front()?;
         Some(match rebalance {
-            Rebalance::Assigned(partitions) => Polled::Assigned(partitions),
-            Rebalance::Revoked(partitions) => Polled::Revoked(partitions),
-            Rebalance::Failed(detail) => Polled::Trouble {
-                kind: ErrorKind::Rebalance,
-                detail,
-            },
+            Rebalance::Assigned(partitions) => (Polled::Assigned(partitions), true),
+            Rebalance::Revoked(partitions) => (Polled::Revoked(partitions), true),
+            Rebalance::Failed(detail) => (
+                Polled::Trouble {
+                    kind: ErrorKind::Rebalance,
+                    detail,
+                },
+                false,
+            ),
         })
     }
 
@@ -196,14 +252,40 @@ impl PartitionSource for KafkaSource {
     }
 
     fn poll(&mut self, timeout: Duration) -> Polled<KafkaRecord<'_>> {
-        if !lock(&self.consumer.context().rebalances).is_empty() {
-            return self.next_rebalance().unwrap_or(Polled::Nothing);
+        if let Some((rebalance, awaiting)) = Self::next_rebalance(&self.consumer) {
+            if awaiting {
+                self.membership = self.awaiting();
+            }
+            return rebalance;
         }
-        if lock(&self.consumer.context().watch).take_rejoin(Instant::now()) {
+        if self.membership == Membership::Resubscribe {
+            return match self.consumer.subscribe(&[&self.topic]) {
+                Ok(()) => {
+                    self.membership = Membership::Steady;
+                    Polled::Nothing
+                }
+                Err(error) => Polled::Trouble {
+                    kind: ErrorKind::Rebalance,
+                    detail: format!("cannot join the group on {} again: {error}; retrying", self.topic),
+                },
+            };
+        }
+        if self.membership == Membership::Steady && lock(&self.consumer.context().watch).take_rejoin(Instant::now()) {
             // Leaving revokes the partitions (queued like any revocation); the member joins
-            // again once that revocation is done (`unassign`).
+            // again once that revocation is done (`unassign`). Without partitions there is no
+            // revocation to wait for.
+            let holds = self.consumer.assignment().map_or(0, |assignment| assignment.count());
             self.consumer.unsubscribe();
-            self.rejoining = true;
+            if holds == 0 {
+                if let Err(error) = self.rejoin() {
+                    return Polled::Trouble {
+                        kind: ErrorKind::Rebalance,
+                        detail: error,
+                    };
+                }
+            } else {
+                self.membership = Membership::Leaving;
+            }
             return Polled::Trouble {
                 kind: ErrorKind::StaleAssignment,
                 detail: "the coordinator handed back a stale assignment; leaving and joining the group again"
@@ -211,11 +293,14 @@ impl PartitionSource for KafkaSource {
             };
         }
         let polled = self.consumer.poll(timeout);
-        if !lock(&self.consumer.context().rebalances).is_empty() {
+        if let Some((rebalance, awaiting)) = Self::next_rebalance(&self.consumer) {
             // A record fetched in the same poll belongs to the assignment being revoked: it was
             // not handled, nothing was committed for it, and its next owner reads it again.
             drop(polled);
-            return self.next_rebalance().unwrap_or(Polled::Nothing);
+            if awaiting {
+                self.membership = self.awaiting();
+            }
+            return rebalance;
         }
         match polled {
             None => Polled::Nothing,
@@ -247,28 +332,26 @@ impl PartitionSource for KafkaSource {
         }
     }
 
-    fn committed(&mut self, partitions: &[i32]) -> HashMap<i32, i64> {
+    fn committed(&mut self, partitions: &[i32]) -> Result<HashMap<i32, i64>, String> {
         let offsets: Vec<(i32, i64)> = partitions.iter().map(|partition| (*partition, 0)).collect();
-        match self
+        let found = self
             .consumer
             .committed_offsets(self.positions(&offsets), Duration::from_secs(10))
-        {
-            Ok(found) => found
-                .elements()
-                .iter()
-                .filter_map(|element| match element.offset() {
-                    Offset::Offset(offset) if offset >= 0 => Some((element.partition(), offset)),
-                    _ => None,
-                })
-                .collect(),
-            Err(error) => {
-                tracing::warn!(%error, topic = %self.topic, "cannot read the group's committed offsets; resuming where the processor's own output says");
-                HashMap::new()
-            }
-        }
+            .map_err(|error| format!("reading the committed offsets of {}: {error}", self.topic))?;
+        Ok(found
+            .elements()
+            .iter()
+            .filter_map(|element| match element.offset() {
+                Offset::Offset(offset) if offset >= 0 => Some((element.partition(), offset)),
+                _ => None,
+            })
+            .collect())
     }
 
     fn assign(&mut self, positions: &[(i32, i64)]) -> Result<(), String> {
+        if matches!(self.membership, Membership::AwaitingCall { .. }) {
+            self.membership = Membership::Steady;
+        }
         self.consumer.assign(&self.positions(positions)).map_err(|error| {
             format!(
                 "cannot assign {} partitions of {}: {error}",
@@ -279,14 +362,16 @@ impl PartitionSource for KafkaSource {
     }
 
     fn unassign(&mut self) -> Result<(), String> {
-        self.consumer
+        let unassigned = self
+            .consumer
             .unassign()
-            .map_err(|error| format!("cannot unassign {}: {error}", self.topic))?;
-        if self.rejoining {
-            self.rejoining = false;
-            rejoin_after_leaving(&self.consumer, &[&self.topic]).map_err(|error| error.to_string())?;
+            .map_err(|error| format!("cannot unassign {}: {error}", self.topic));
+        match self.membership {
+            Membership::AwaitingCall { then_rejoin: true } => self.rejoin()?,
+            Membership::AwaitingCall { then_rejoin: false } => self.membership = Membership::Steady,
+            Membership::Steady | Membership::Leaving | Membership::Resubscribe => {}
         }
-        Ok(())
+        unassigned
     }
 
     fn commit(&mut self, offsets: &[(i32, i64)], wait: bool) -> Result<(), String> {
@@ -294,6 +379,10 @@ impl PartitionSource for KafkaSource {
         self.consumer
             .commit(&self.positions(offsets), mode)
             .map_err(|error| error.to_string())
+    }
+
+    fn take_commit_failure(&mut self) -> Option<String> {
+        lock(&self.consumer.context().commit_failure).take()
     }
 
     fn pause(&mut self, paused: bool) {

@@ -13,7 +13,7 @@ use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_core::checkpoint::CheckpointSigner;
 use sealtrail_core::digest::to_hex;
 use sealtrail_kafka::{KafkaError, KafkaSource, read_log_to_end};
-use sealtrail_runtime::driver::{self, Cadence, Control, InputRecord, PartitionedProcessor};
+use sealtrail_runtime::driver::{self, Cadence, Committed, Control, InputRecord, PartitionedProcessor};
 use sealtrail_runtime::{BlockingError, Metrics, StopSignal, Telemetry, run_blocking};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
@@ -68,6 +68,10 @@ pub enum ExportProcessorError {
     Status { export_id: String, reason: String },
     #[error(transparent)]
     Thread(#[from] BlockingError),
+    #[error(
+        "the export jobs group's committed offsets are unknown ({0}); exiting rather than run finished jobs again, a restart asks again"
+    )]
+    Offsets(String),
 }
 
 /// Runs until `stop` resolves, reporting on `metrics`. A job in progress when it resolves is
@@ -165,13 +169,17 @@ impl PartitionedProcessor for JobProcessor {
     fn on_assign(
         &mut self,
         partitions: &[i32],
-        committed: &HashMap<i32, i64>,
+        committed: &Committed,
         _control: &mut dyn Control,
     ) -> Result<Vec<(i32, i64)>, ExportProcessorError> {
+        // Guessing would run finished jobs again (or skip queued ones): wait for the broker.
+        if let Some(why) = &committed.unknown {
+            return Err(ExportProcessorError::Offsets(why.clone()));
+        }
         // A partition the group never committed is read from its start: every job is run once.
         let positions: Vec<(i32, i64)> = partitions
             .iter()
-            .map(|partition| (*partition, committed.get(partition).copied().unwrap_or(0)))
+            .map(|partition| (*partition, committed.get(*partition).unwrap_or(0)))
             .collect();
         self.next.extend(positions.iter().copied());
         Ok(positions)

@@ -10,7 +10,7 @@ use sealtrail_core::layout::Handover;
 use sealtrail_core::sealer::{PartitionSealer, RecoveryError, SealerSettings};
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_kafka::KafkaError;
-use sealtrail_runtime::driver::{Control, InputRecord, PartitionedProcessor, resume_from};
+use sealtrail_runtime::driver::{Committed, Control, InputRecord, PartitionedProcessor};
 use sealtrail_runtime::keys::KeyError;
 use sealtrail_runtime::log::{LogError, PartitionLog};
 use sealtrail_runtime::{RegistryClient, SchemaVerdict, SealedReaders};
@@ -207,7 +207,7 @@ impl SealProcessor {
     }
 
     /// Rebuilds `partition` from the sealed topic and the DLQ; returns where to read it from.
-    fn recover_partition(&mut self, partition: i32, committed: &HashMap<i32, i64>) -> Result<i64, SealError> {
+    fn recover_partition(&mut self, partition: i32, committed: &Committed) -> Result<i64, SealError> {
         let started = Instant::now();
         let settings = self.settings(partition);
         let mut sources = RecoverySources {
@@ -222,7 +222,7 @@ impl SealProcessor {
         let recovered_at = recovered.sealer.resume_offset();
         // The sealed topic says where sealing stands; a group rewound below that is honoured by
         // reading again from there, every record recognised by its offset.
-        let resume = resume_from(committed, partition, recovered_at);
+        let resume = committed.resume(partition, recovered_at);
         tracing::info!(
             partition,
             resume,
@@ -268,7 +268,7 @@ impl PartitionedProcessor for SealProcessor {
     fn on_assign(
         &mut self,
         partitions: &[i32],
-        committed: &HashMap<i32, i64>,
+        committed: &Committed,
         _control: &mut dyn Control,
     ) -> Result<Vec<(i32, i64)>, SealError> {
         let mut positions = Vec::with_capacity(partitions.len());
@@ -316,8 +316,12 @@ impl PartitionedProcessor for SealProcessor {
     }
 
     fn release(&mut self, partitions: &[i32]) {
+        let mut deliveries = self.outputs.deliveries().lock();
         for partition in partitions {
             self.partitions.remove(partition);
+            // Else a partition that comes back would commit its old offset again, moving the
+            // group backwards (over an operator's rewind, say).
+            deliveries.committable.remove(partition);
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_kafka::KafkaSettings;
-use sealtrail_runtime::driver::{Control, InputRecord, PartitionedProcessor, resume_from};
+use sealtrail_runtime::driver::{Committed, Control, InputRecord, PartitionedProcessor};
 use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsReceived};
 use sealtrail_runtime::{Metrics, SealedReaders};
 use sealtrail_telemetry::trace_context;
@@ -135,7 +135,7 @@ impl SinkProcessor {
     fn assign_partition(
         &mut self,
         partition: i32,
-        committed: &HashMap<i32, i64>,
+        committed: &Committed,
         control: &mut dyn Control,
     ) -> Result<i64, SinkError> {
         let stored = self.stored_through(partition, control)?;
@@ -143,7 +143,7 @@ impl SinkProcessor {
         let stored_until = batch.resume_offset();
         // ClickHouse says where the projection stands; a group rewound below that is read again
         // from there, to restore what ClickHouse lost.
-        let resume = resume_from(committed, partition, stored_until);
+        let resume = committed.resume(partition, stored_until);
         tracing::info!(
             partition,
             resume,
@@ -166,7 +166,7 @@ impl SinkProcessor {
         // often events only. ClickHouse lost rows only if the group committed past the newest
         // row of either table, since offsets are committed after their rows are stored.
         let newest_stored = stored.0.max(stored.1) + 1;
-        if let Some(committed) = committed.get(&partition).filter(|offset| **offset > newest_stored) {
+        if let Some(committed) = committed.get(partition).filter(|offset| *offset > newest_stored) {
             tracing::warn!(
                 partition,
                 from = newest_stored,
@@ -234,7 +234,7 @@ impl PartitionedProcessor for SinkProcessor {
     fn on_assign(
         &mut self,
         partitions: &[i32],
-        committed: &HashMap<i32, i64>,
+        committed: &Committed,
         control: &mut dyn Control,
     ) -> Result<Vec<(i32, i64)>, SinkError> {
         partitions

@@ -174,7 +174,8 @@ impl InputRecord for MemoryRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rebalance {
     Assign(Vec<i32>),
-    Revoke(Vec<i32>),
+    /// Every assigned partition, as in Kafka's eager protocol.
+    Revoke,
 }
 
 /// One member of a consumer group over a [`MemoryLog`] topic. Records come out partition by
@@ -194,8 +195,13 @@ pub struct MemorySource {
     paused: bool,
     /// The partitions of a revocation that waits for `unassign`.
     revoking: Option<Vec<i32>>,
-    /// Every commit, in order, as (partition, offset).
+    /// Every commit the broker took, in order, as (partition, offset).
     pub commits: Vec<(i32, i64)>,
+    /// The next reads of committed offsets that fail, as when a coordinator is still loading.
+    pub fail_committed_reads: u32,
+    /// The next commits made without waiting that the broker refuses after accepting them.
+    pub refuse_commits: u32,
+    commit_failure: Option<String>,
 }
 
 impl MemorySource {
@@ -212,6 +218,9 @@ impl MemorySource {
             paused: false,
             revoking: None,
             commits: Vec::new(),
+            fail_committed_reads: 0,
+            refuse_commits: 0,
+            commit_failure: None,
         }
     }
 
@@ -259,9 +268,11 @@ impl PartitionSource for MemorySource {
         {
             return match rebalance {
                 Rebalance::Assign(partitions) => Polled::Assigned(partitions),
-                Rebalance::Revoke(partitions) => {
-                    self.revoking = Some(partitions.clone());
-                    Polled::Revoked(partitions)
+                // The eager protocol Kafka uses here: a revocation takes every partition.
+                Rebalance::Revoke => {
+                    let all = self.assigned();
+                    self.revoking = Some(all.clone());
+                    Polled::Revoked(all)
                 }
             };
         }
@@ -285,37 +296,48 @@ impl PartitionSource for MemorySource {
         Polled::Nothing
     }
 
-    fn committed(&mut self, partitions: &[i32]) -> HashMap<i32, i64> {
-        partitions
+    fn committed(&mut self, partitions: &[i32]) -> Result<HashMap<i32, i64>, String> {
+        if self.fail_committed_reads > 0 {
+            self.fail_committed_reads -= 1;
+            return Err("the group coordinator is loading".to_owned());
+        }
+        Ok(partitions
             .iter()
             .filter_map(|partition| {
                 self.log
                     .committed(&self.group, &self.topic, *partition)
                     .map(|offset| (*partition, offset))
             })
-            .collect()
+            .collect())
     }
 
+    /// As Kafka's `assign`: the new assignment replaces the old one.
     fn assign(&mut self, positions: &[(i32, i64)]) -> Result<(), String> {
-        for (partition, offset) in positions {
-            self.positions.retain(|(assigned, _)| assigned != partition);
-            self.positions.push((*partition, *offset));
-        }
+        self.positions = positions.to_vec();
         Ok(())
     }
 
     fn unassign(&mut self) -> Result<(), String> {
-        let revoked = self.revoking.take().unwrap_or_default();
-        self.positions.retain(|(partition, _)| !revoked.contains(partition));
+        self.revoking = None;
+        self.positions.clear();
         Ok(())
     }
 
-    fn commit(&mut self, offsets: &[(i32, i64)], _wait: bool) -> Result<(), String> {
+    fn commit(&mut self, offsets: &[(i32, i64)], wait: bool) -> Result<(), String> {
+        if !wait && self.refuse_commits > 0 {
+            self.refuse_commits -= 1;
+            self.commit_failure = Some("REBALANCE_IN_PROGRESS".to_owned());
+            return Ok(());
+        }
         for (partition, offset) in offsets {
             self.log.set_committed(&self.group, &self.topic, *partition, *offset);
             self.commits.push((*partition, *offset));
         }
         Ok(())
+    }
+
+    fn take_commit_failure(&mut self) -> Option<String> {
+        self.commit_failure.take()
     }
 
     fn pause(&mut self, paused: bool) {
@@ -387,7 +409,7 @@ impl<P: super::PartitionedProcessor> super::PartitionedProcessor for UntilIdle<P
     fn on_assign(
         &mut self,
         partitions: &[i32],
-        committed: &HashMap<i32, i64>,
+        committed: &super::Committed,
         control: &mut dyn super::Control,
     ) -> Result<Vec<(i32, i64)>, Self::Error> {
         self.inner

@@ -56,13 +56,20 @@ pub trait PartitionSource {
 
     fn topic(&self) -> &str;
     fn poll(&mut self, timeout: Duration) -> Polled<Self::Record<'_>>;
-    /// The group's committed offsets of `partitions` (empty for one the group never committed).
-    fn committed(&mut self, partitions: &[i32]) -> HashMap<i32, i64>;
+    /// The group's committed offsets of `partitions` (none for one the group never committed);
+    /// an error when the broker cannot say now.
+    fn committed(&mut self, partitions: &[i32]) -> Result<HashMap<i32, i64>, String>;
     /// Starts reading the assigned partitions at these offsets.
     fn assign(&mut self, positions: &[(i32, i64)]) -> Result<(), String>;
     /// Completes a revocation.
     fn unassign(&mut self) -> Result<(), String>;
+    /// Commits `offsets`; without `wait` the broker's answer comes later, and a refusal is
+    /// reported by [`PartitionSource::take_commit_failure`].
     fn commit(&mut self, offsets: &[(i32, i64)], wait: bool) -> Result<(), String>;
+    /// Why an earlier commit without `wait` was refused, once.
+    fn take_commit_failure(&mut self) -> Option<String> {
+        None
+    }
     /// Stops fetching (or resumes) every assigned partition, staying in the group.
     fn pause(&mut self, paused: bool);
     /// Records not read yet per partition, from `positions` (the next offset each will read).
@@ -93,7 +100,7 @@ pub trait PartitionedProcessor {
     fn on_assign(
         &mut self,
         partitions: &[i32],
-        committed: &HashMap<i32, i64>,
+        committed: &Committed,
         control: &mut dyn Control,
     ) -> Result<Vec<(i32, i64)>, Self::Error>;
     fn on_record(&mut self, record: &dyn InputRecord, control: &mut dyn Control) -> Result<(), Self::Error>;
@@ -135,15 +142,41 @@ impl Default for Cadence {
     }
 }
 
-/// Where to read `partition` from: `own`, where the processor's own output says it stands, or
-/// the group's committed offset when the group was rewound below that (to do the work again).
-pub fn resume_from<H: std::hash::BuildHasher>(committed: &HashMap<i32, i64, H>, partition: i32, own: i64) -> i64 {
-    committed
-        .get(&partition)
-        .copied()
-        .filter(|committed| *committed < own)
-        .unwrap_or(own)
+/// The group's committed offsets of newly assigned partitions, as far as the broker could say.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    offsets: HashMap<i32, i64>,
+    /// Why the broker could not say, when it could not: a processor that must not redo work
+    /// refuses to start rather than guess.
+    pub unknown: Option<String>,
 }
+
+impl Committed {
+    pub fn known(offsets: HashMap<i32, i64>) -> Self {
+        Self { offsets, unknown: None }
+    }
+
+    pub fn unknown(why: impl Into<String>) -> Self {
+        Self {
+            offsets: HashMap::new(),
+            unknown: Some(why.into()),
+        }
+    }
+
+    pub fn get(&self, partition: i32) -> Option<i64> {
+        self.offsets.get(&partition).copied()
+    }
+
+    /// Where to read `partition` from: `own`, where the processor's own output says it stands,
+    /// or the committed offset when the group was rewound below that (to do the work again).
+    pub fn resume(&self, partition: i32, own: i64) -> i64 {
+        self.get(partition).filter(|committed| *committed < own).unwrap_or(own)
+    }
+}
+
+/// Tries to read the committed offsets this many times before a processor is told they are
+/// unknown.
+const COMMITTED_ATTEMPTS: u32 = 5;
 
 /// Records waiting this long with none arriving is reported as a stalled fetch.
 const FETCH_STALL_WARNING: Duration = Duration::from_secs(30);
@@ -217,8 +250,9 @@ impl<S: PartitionSource> Control for Driver<'_, S> {
         while Instant::now() < until && !self.stop.is_stopped() {
             let trouble = match self.source.poll(Duration::from_millis(100).min(duration)) {
                 Polled::Revoked(partitions) => {
+                    // The group waits for this member: the caller must give them up now.
                     self.revoked_while_paused.extend(partitions);
-                    None
+                    break;
                 }
                 Polled::Trouble { kind, detail } => Some((kind, detail)),
                 // A paused source hands out no record, and an assignment comes only after a
@@ -290,7 +324,7 @@ impl<S: PartitionSource> Driver<'_, S> {
     }
 
     fn assign<P: PartitionedProcessor>(&mut self, processor: &mut P, partitions: &[i32]) -> Result<(), P::Error> {
-        let committed = self.source.committed(partitions);
+        let committed = self.committed(partitions);
         let positions = processor.on_assign(partitions, &committed, self)?;
         self.assigned.extend(positions.iter().map(|(partition, _)| *partition));
         self.assigned.sort_unstable();
@@ -300,6 +334,30 @@ impl<S: PartitionSource> Driver<'_, S> {
         }
         self.telemetry.metrics().set_ready();
         self.after_handler(processor)
+    }
+
+    /// The committed offsets of `partitions`, asked again a few times when the broker cannot say
+    /// (a coordinator still loading after a restart).
+    fn committed(&mut self, partitions: &[i32]) -> Committed {
+        let mut backoff = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.source.committed(partitions) {
+                Ok(offsets) => return Committed::known(offsets),
+                Err(error) if attempt >= COMMITTED_ATTEMPTS || self.stop.is_stopped() => {
+                    self.trouble(
+                        ErrorKind::Rebalance,
+                        &format!("the group's committed offsets are unknown: {error}"),
+                    );
+                    return Committed::unknown(error);
+                }
+                Err(_) => {
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     fn revoke<P: PartitionedProcessor>(
@@ -340,22 +398,24 @@ impl<S: PartitionSource> Driver<'_, S> {
         self.revoke(processor, &revoked, true)
     }
 
+    /// Commits what changed since the last commit; a waited commit (at a revocation, at the
+    /// stop) commits everything, so an earlier refused one is made good.
     fn commit<P: PartitionedProcessor>(&mut self, processor: &P, wait: bool) {
+        if let Some(refused) = self.source.take_commit_failure() {
+            self.trouble(ErrorKind::Commit, &refused);
+            self.committed.clear();
+        }
         let changed: Vec<(i32, i64)> = processor
             .committable()
             .into_iter()
-            .filter(|(partition, offset)| self.committed.get(partition) != Some(offset))
+            .filter(|(partition, offset)| wait || self.committed.get(partition) != Some(offset))
             .collect();
         if changed.is_empty() {
             return;
         }
         match self.source.commit(&changed, wait) {
             Ok(()) => self.committed.extend(changed),
-            Err(error) => tracing::warn!(
-                %error,
-                topic = self.source.topic(),
-                "committing offsets failed; they are informational, the processor's own output says where it stands"
-            ),
+            Err(error) => self.trouble(ErrorKind::Commit, &error),
         }
     }
 

@@ -16,6 +16,8 @@ struct Tally {
     wait_once: bool,
     met_while_waiting: Vec<i32>,
     fail_at: Option<usize>,
+    /// Whether each assignment came with the committed offsets known.
+    offsets_known: Vec<bool>,
 }
 
 impl PartitionedProcessor for Tally {
@@ -24,12 +26,13 @@ impl PartitionedProcessor for Tally {
     fn on_assign(
         &mut self,
         partitions: &[i32],
-        committed: &HashMap<i32, i64>,
+        committed: &Committed,
         _control: &mut dyn Control,
     ) -> Result<Vec<(i32, i64)>, String> {
+        self.offsets_known.push(committed.unknown.is_none());
         let positions: Vec<(i32, i64)> = partitions
             .iter()
-            .map(|p| (*p, committed.get(p).copied().unwrap_or(0)))
+            .map(|p| (*p, committed.get(*p).unwrap_or(0)))
             .collect();
         self.next.extend(positions.iter().copied());
         Ok(positions)
@@ -145,7 +148,7 @@ fn a_revocation_met_while_paused_runs_after_the_handler() {
         wait_once: true,
         ..Tally::default()
     };
-    source.rebalance(Rebalance::Revoke(vec![0]));
+    source.rebalance(Rebalance::Revoke);
     source.rebalance(Rebalance::Assign(vec![0]));
     run(&mut source, &mut tally, &mut stats(), &StopSignal::new(), quick()).expect("runs");
     assert_eq!(tally.met_while_waiting, vec![0], "the wait reports the revocation");
@@ -171,4 +174,50 @@ fn a_failing_handler_stops_the_run_without_revoking() {
     assert_eq!(outcome, Err("failing at record 2".to_owned()));
     assert!(tally.revoked.is_empty(), "a failed processor finishes nothing");
     assert!(source.assigned().is_empty(), "the group is left");
+}
+
+#[test]
+fn a_commit_the_broker_refused_is_made_again() {
+    let log = log_with(&[3]);
+    let mut source = MemorySource::new(&log, "in", "g");
+    source.rebalance(Rebalance::Assign(vec![0]));
+    source.refuse_commits = 100;
+    let mut tally = Tally {
+        limit: 3,
+        ..Tally::default()
+    };
+    run(&mut source, &mut tally, &mut stats(), &StopSignal::new(), quick()).expect("runs");
+    assert_eq!(
+        log.committed("g", "in", 0),
+        Some(3),
+        "the waited commit at the stop commits what every refused one did not"
+    );
+}
+
+#[test]
+fn committed_offsets_the_broker_cannot_read_are_asked_again_then_said_unknown() {
+    let log = log_with(&[1, 1]);
+    let mut source = MemorySource::new(&log, "in", "g");
+    source.rebalance(Rebalance::Assign(vec![0]));
+    source.fail_committed_reads = 2;
+    let mut tally = Tally {
+        limit: 1,
+        ..Tally::default()
+    };
+    run(&mut source, &mut tally, &mut stats(), &StopSignal::new(), quick()).expect("runs");
+    assert_eq!(tally.offsets_known, vec![true], "two failures, then the answer");
+
+    let mut source = MemorySource::new(&log, "in", "g");
+    source.rebalance(Rebalance::Assign(vec![1]));
+    source.fail_committed_reads = 100;
+    let mut tally = Tally {
+        limit: 1,
+        ..Tally::default()
+    };
+    run(&mut source, &mut tally, &mut stats(), &StopSignal::new(), quick()).expect("runs");
+    assert_eq!(
+        tally.offsets_known,
+        vec![false],
+        "the processor is told they are unknown"
+    );
 }

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Consume,
     /// A rebalance failed or could not be completed.
     Rebalance,
+    /// The broker refused a commit of offsets (they are committed again).
+    Commit,
     /// The coordinator handed back a stale assignment (see `group_heal`).
     StaleAssignment,
     /// A record arrived after the assignment was paused; it is read again later.
@@ -46,6 +48,7 @@ impl ErrorKind {
         match self {
             Self::Consume => "consume",
             Self::Rebalance => "rebalance",
+            Self::Commit => "commit",
             Self::StaleAssignment => "stale_assignment",
             Self::FetchedWhilePaused => "fetched_while_paused",
             Self::WatermarksUnavailable => "watermarks_unavailable",
@@ -68,6 +71,9 @@ impl ErrorKind {
         match self {
             Self::Consume => "consume error",
             Self::Rebalance => "rebalance trouble",
+            Self::Commit => {
+                "committing offsets failed; they are informational, the processor's own output says where it stands, and they are committed again"
+            }
             Self::StaleAssignment => {
                 "the group coordinator handed back a stale assignment; leaving and joining the group again"
             }

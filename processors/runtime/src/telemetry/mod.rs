@@ -167,6 +167,7 @@ mod tests {
         let kinds = [
             ErrorKind::Consume,
             ErrorKind::Rebalance,
+            ErrorKind::Commit,
             ErrorKind::StaleAssignment,
             ErrorKind::FetchedWhilePaused,
             ErrorKind::WatermarksUnavailable,
