@@ -2,7 +2,7 @@
 //! that `endpoints.env` and docker-compose.yml use.
 
 use sealtrail_clickhouse::ClickHouseSettings;
-use sealtrail_kafka::KafkaSettings;
+use sealtrail_kafka::{ClientProperties, KafkaSettings};
 
 #[expect(clippy::struct_field_names, reason = "the field names are the flag names")]
 #[derive(Debug, Clone, clap::Args)]
@@ -10,8 +10,15 @@ pub struct KafkaArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     pub kafka_bootstrap: String,
-    /// Extra librdkafka property for every client (for example `security.protocol=SASL_SSL`); repeatable.
-    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    /// A client properties file in the Confluent convention (`security.protocol`,
+    /// `ssl.ca.location`, `sasl.mechanism`, `sasl.username`, `sasl.password`...); a file holding a
+    /// secret must be readable by its owner only.
+    #[arg(long = "kafka-config", env = "KAFKA_CONFIG_FILE", value_parser = read_client_properties)]
+    pub kafka_config: Option<ClientProperties>,
+    /// Extra librdkafka property for every client (for example `security.protocol=SASL_SSL`);
+    /// repeatable, applied after `--kafka-config`. Secrets are refused here: they would show in
+    /// process listings and environments; put them in the `--kafka-config` file.
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = KafkaOptionParser)]
     pub kafka_options: Vec<(String, String)>,
     /// Replication factor of the topics sealtrail creates.
     #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
@@ -29,7 +36,13 @@ impl KafkaArgs {
     pub fn settings(&self) -> KafkaSettings {
         let mut settings = KafkaSettings::new(&self.kafka_bootstrap);
         settings.replication_factor = self.kafka_replication_factor;
-        settings.extra.clone_from(&self.kafka_options);
+        if let Some(file) = &self.kafka_config {
+            // The file's bootstrap servers give way to the flag and `KAFKA_BOOTSTRAP`.
+            settings
+                .extra
+                .extend(file.kafka.iter().filter(|(key, _)| key != "bootstrap.servers").cloned());
+        }
+        settings.extra.extend(self.kafka_options.iter().cloned());
         settings
     }
 }
@@ -70,11 +83,46 @@ pub fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-01T00:00:00Z: {e}"))
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
-        .filter(|(key, _)| !key.is_empty())
-        .ok_or_else(|| format!("expected key=value, got `{text}`"))
+fn read_client_properties(path: &str) -> Result<ClientProperties, String> {
+    ClientProperties::read(std::path::Path::new(path)).map_err(|error| error.to_string())
+}
+
+/// Parses `--kafka-option key=value`, refusing secrets without echoing them (clap's own errors
+/// repeat the value they refuse).
+#[derive(Debug, Clone, Copy)]
+struct KafkaOptionParser;
+
+impl clap::builder::TypedValueParser for KafkaOptionParser {
+    type Value = (String, String);
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--kafka-option: {message}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not UTF-8".to_owned()))?;
+        let Some((key, value)) = text.split_once('=') else {
+            return Err(refuse("expected key=value".to_owned()));
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(refuse("expected key=value".to_owned()));
+        }
+        if sealtrail_kafka::is_secret_property(key) {
+            return Err(refuse(format!(
+                "{key} is a secret: give it in a client properties file readable by its owner only (--kafka-config FILE or KAFKA_CONFIG_FILE), not on the command line or in KAFKA_OPTIONS"
+            )));
+        }
+        Ok((key.to_owned(), value.trim().to_owned()))
+    }
 }
 
 /// The topics of the pipeline.

@@ -101,3 +101,31 @@ fn down_with_nothing_running_is_not_an_error() {
     assert!(status.success());
     assert!(stdout.contains("nothing runs"), "{stdout}");
 }
+
+#[test]
+fn kafka_secrets_are_refused_on_the_command_line_and_in_files_others_can_read() {
+    let (status, _, stderr) = run_sealtrail(&["topics", "--kafka-option", "sasl.password=hunter2-xyz"], &[]);
+    assert!(!status.success());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("--kafka-config") && stderr.contains("sasl.password"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2-xyz"),
+        "the refusal does not repeat the secret: {stderr}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("client.properties");
+    std::fs::write(&file, "security.protocol=SASL_SSL\nsasl.password=hunter2-xyz\n").expect("written");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("mode");
+    }
+    let path = file.to_str().expect("utf-8");
+    let (status, _, stderr) = run_sealtrail(&["topics", "--kafka-config", path], &[]);
+    assert!(!status.success());
+    assert!(stderr.contains(&format!("chmod 600 {path}")), "{stderr}");
+    assert!(!stderr.contains("hunter2-xyz"), "{stderr}");
+}

@@ -4,12 +4,22 @@ use rdkafka::ClientConfig;
 ///
 /// Extra properties (for example `security.protocol` and SASL settings in production) are taken
 /// as given, so the same binary talks to Tansu locally and to a secured Apache Kafka cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaSettings {
     pub bootstrap: String,
     /// Replication factor of the topics sealtrail creates (1 on a single local broker).
     pub replication_factor: i32,
     pub extra: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap", &self.bootstrap)
+            .field("replication_factor", &self.replication_factor)
+            .field("extra", &crate::client_properties::redacted(&self.extra))
+            .finish()
+    }
 }
 
 impl KafkaSettings {

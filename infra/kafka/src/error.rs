@@ -14,6 +14,10 @@ pub enum KafkaError {
         waited: Duration,
         source: ClientError,
     },
+    #[error(
+        "the Kafka broker at {bootstrap} refused the connection ({reason}); check security.protocol, ssl.ca.location, sasl.mechanism, sasl.username and sasl.password in the client properties file (--kafka-config, KAFKA_CONFIG_FILE)"
+    )]
+    Refused { bootstrap: String, reason: String },
     #[error("cannot create a Kafka client for {bootstrap}: {source}")]
     Client { bootstrap: String, source: ClientError },
     #[error("cannot create topic `{topic}`: {reason}")]

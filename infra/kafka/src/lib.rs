@@ -5,6 +5,7 @@
 //! manual offset commits) and the few administrative operations the stack needs. Everything
 //! here works unchanged against Apache Kafka and against Tansu.
 
+mod client_properties;
 mod config;
 mod error;
 mod group_heal;
@@ -16,6 +17,7 @@ mod source;
 mod topics;
 mod watermarks;
 
+pub use client_properties::{ClientProperties, ClientPropertiesError, is_secret_property, redacted};
 pub use config::KafkaSettings;
 pub use error::KafkaError;
 pub use group_heal::{RebalanceWatch, leave_group};

@@ -31,14 +31,51 @@ impl TopicSpec {
     }
 }
 
-/// Waits until the broker answers a metadata request, or fails after `timeout`.
+/// Remembers the last error librdkafka reported, and its last failure log line (where it names a
+/// connection cut in the handshake), so a refusal can be named; prints neither (refused
+/// connections are expected while a broker starts).
+#[derive(Debug, Default)]
+struct LastError(std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>);
+
+impl LastError {
+    fn set(&self, code: RDKafkaErrorCode, reason: &str) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((code, reason.to_owned()));
+    }
+}
+
+impl rdkafka::ClientContext for LastError {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        if facility == "FAIL" {
+            self.set(RDKafkaErrorCode::BrokerTransportFailure, message);
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown);
+        // "n/n brokers are down" says less than the failure logged before it.
+        if code != RDKafkaErrorCode::AllBrokersDown {
+            self.set(code, reason);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LastError {}
+
+/// True when librdkafka's reason says the broker cut the connection during the handshake, not that
+/// nothing listens.
+fn refused_in_handshake(reason: &str) -> bool {
+    ["security.protocol", "ApiVersion", "SSL", "SASL"]
+        .iter()
+        .any(|sign| reason.contains(sign))
+}
+
+/// Waits until the broker answers a metadata request, or fails after `timeout`. A broker that
+/// refuses the credentials or the TLS handshake fails at once, saying why.
 pub async fn wait_for_broker(settings: &KafkaSettings, timeout: Duration) -> Result<(), KafkaError> {
-    // Refused connections are expected while a broker starts; they are not worth an error log.
-    let consumer: BaseConsumer =
+    let consumer: BaseConsumer<LastError> =
         settings
             .reader()
-            .set("log_level", "0")
-            .create()
+            .create_with_context(LastError::default())
             .map_err(|source| KafkaError::Client {
                 bootstrap: settings.bootstrap.clone(),
                 source,
@@ -49,13 +86,33 @@ pub async fn wait_for_broker(settings: &KafkaSettings, timeout: Duration) -> Res
     let bootstrap = settings.bootstrap.clone();
     tokio::task::spawn_blocking(move || {
         loop {
-            match consumer.fetch_metadata(None, Duration::from_secs(2)) {
+            let attempt = consumer.fetch_metadata(None, Duration::from_secs(2));
+            // Errors reach the context only when the client's queue is served.
+            drop(consumer.poll(Duration::ZERO));
+            let last = consumer
+                .context()
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some((code @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL), reason)) = &last {
+                return Err(KafkaError::Refused {
+                    bootstrap,
+                    reason: format!("{code}: {reason}"),
+                });
+            }
+            match attempt {
                 Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
                 Err(source) if started.elapsed() >= timeout => {
-                    return Err(KafkaError::Unreachable {
-                        bootstrap,
-                        waited: started.elapsed(),
-                        source,
+                    return Err(match last {
+                        // The broker answered but hung up in the handshake: librdkafka names it
+                        // (a plaintext client at a TLS listener is cut off at `ApiVersion`).
+                        Some((_, reason)) if refused_in_handshake(&reason) => KafkaError::Refused { bootstrap, reason },
+                        _ => KafkaError::Unreachable {
+                            bootstrap,
+                            waited: started.elapsed(),
+                            source,
+                        },
                     });
                 }
                 Ok(_) | Err(_) => {}

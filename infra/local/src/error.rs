@@ -44,6 +44,8 @@ pub enum LocalError {
         reason: String,
         log: PathBuf,
     },
+    #[error("cannot make the local certificate authority in {dir}: {reason}")]
+    Certificates { dir: PathBuf, reason: String },
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,

@@ -11,6 +11,8 @@ mod ports;
 mod process;
 mod services;
 mod supervisor;
+mod tls;
+mod tls_proxy;
 
 pub use clickhouse_access::{EngineAccess, prepare_engine_access, stored_reader_password};
 pub use data_dir::{DataDir, DataDirLock, Endpoints};
@@ -20,3 +22,5 @@ pub use ports::{PortChoice, PortOverrides, StackPorts};
 pub use process::{ManagedProcess, stop_leftovers};
 pub use services::{start_broker, start_clickhouse};
 pub use supervisor::SupervisedProcessor;
+pub use tls::{LocalCa, write_private};
+pub use tls_proxy::{TlsFront, server_config};
