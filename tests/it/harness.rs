@@ -222,6 +222,14 @@ pub fn run_sealtrail(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String
 }
 
 /// A name no other test uses, for topics, groups and tables.
+/// A port nothing listens on now, on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     format!(
@@ -251,10 +259,7 @@ impl Processor {
     /// Starts `sealtrail <name>` (seal or sink) on `stack` in consumer group `group`, with its
     /// metrics on a free port and `env` on top.
     pub fn start(stack: &TestStack, name: &str, group: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let log = std::fs::File::options()
             .create(true)
             .append(true)

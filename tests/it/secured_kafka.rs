@@ -12,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sealtrail_kafka::{ClientProperties, KafkaSettings, PartitionReader, TopicSpec, ensure_topics, wait_for_broker};
 use sealtrail_local::{CacheDir, LocalCa, TlsFront, ensure_tansu, server_config, write_private};
 
-use crate::harness::unique;
+use crate::harness::{free_port, unique};
 
 const USER: &str = "sealtrail-seal";
 /// Made up for the test; the scan below checks it reaches no output.
@@ -33,13 +33,6 @@ impl Drop for SecuredBroker {
         self.broker.kill().ok();
         self.broker.wait().ok();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn spawn_broker(tansu: &Path, dir: &Path, port: u16, advertised: u16, authentication: bool) -> Child {
@@ -107,7 +100,7 @@ impl SecuredBroker {
     /// A client properties file (mode 0600) with these settings.
     fn properties(&self, lines: &[String]) -> PathBuf {
         let path = self.dir.path().join(format!("{}.properties", unique("client")));
-        write_private(&path, &(lines.join("\n") + "\n")).expect("written");
+        write_private(&path, (lines.join("\n") + "\n").as_bytes()).expect("written");
         path
     }
 

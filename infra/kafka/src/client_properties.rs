@@ -21,7 +21,8 @@ const SECRET_KEYS: [&str; 7] = [
 
 /// True for a property whose value must never be shown.
 pub fn is_secret_property(key: &str) -> bool {
-    SECRET_KEYS.contains(&key) || key.contains("password") || key.contains("secret")
+    let key = key.trim().to_ascii_lowercase();
+    SECRET_KEYS.contains(&key.as_str()) || key.contains("password") || key.contains("secret")
 }
 
 /// Why a properties file was refused; each says what to do.
@@ -210,6 +211,19 @@ mod tests {
         assert!(
             ClientProperties::parse("sasl.jaas.config=com.sun.security.auth.module.Krb5LoginModule required;").is_err()
         );
+    }
+
+    #[test]
+    fn secrets_are_recognised_whatever_their_case() {
+        for key in [
+            "sasl.password",
+            "SASL.PASSWORD",
+            " Sasl.Jaas.Config",
+            "sasl.oauthbearer.client.secret",
+        ] {
+            assert!(is_secret_property(key), "{key}");
+        }
+        assert!(!is_secret_property("ssl.ca.location"));
     }
 
     #[test]

@@ -4,13 +4,14 @@
 
 use std::fs;
 use std::io::Read as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_clickhouse::access::{AccessConfig, Component, PasswordSource, local_engine_config};
 use sha2::{Digest as _, Sha256};
 
+use crate::private_file::write_private;
 use crate::{DataDir, LocalError};
 
 const ACCESS_DIR: &str = "clickhouse-access";
@@ -99,18 +100,6 @@ fn stored_or_new_password(path: &Path) -> Result<String, LocalError> {
     let password = hex(&random);
     write_private(path, password.as_bytes())?;
     Ok(password)
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), LocalError> {
-    use std::io::Write as _;
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(LocalError::io("write", path))?;
-    file.write_all(contents).map_err(LocalError::io("write", path))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 use crate::LocalError;
+use crate::private_file::write_private;
 
 /// The CA and the server certificate, as PEM files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,27 +53,13 @@ impl LocalCa {
         server_params.distinguished_name.push(DnType::CommonName, "localhost");
         let server_cert = server_params.signed_by(&server_key, &issuer).map_err(failed)?;
 
-        write_private(&dir.join("ca.key"), &ca_key.serialize_pem())?;
-        write_private(&ca.key_file, &server_key.serialize_pem())?;
+        write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
+        write_private(&ca.key_file, server_key.serialize_pem().as_bytes())?;
         std::fs::write(&ca.cert_file, server_cert.pem()).map_err(LocalError::io("write", &ca.cert_file))?;
         // Last: its presence says the set is complete.
         std::fs::write(&ca.ca_file, ca_cert.pem()).map_err(LocalError::io("write", &ca.ca_file))?;
         Ok(ca)
     }
-}
-
-/// Writes `text` to a file only its owner may read.
-pub fn write_private(path: &Path, text: &str) -> Result<(), LocalError> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(LocalError::io("create", path))?;
-    file.write_all(text.as_bytes()).map_err(LocalError::io("write", path))
 }
 
 #[cfg(test)]

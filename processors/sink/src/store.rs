@@ -86,6 +86,27 @@ impl ClickHouseStore {
     }
 }
 
+impl ClickHouseStore {
+    /// Inserts `rows` into `table` in one insert, deduplicated by `token`.
+    fn insert_rows<R>(&self, table: &str, rows: &[&R], token: &str) -> Result<(), String>
+    where
+        R: clickhouse::RowWrite + for<'v> clickhouse::Row<Value<'v> = R> + Sync,
+    {
+        self.bounded(async {
+            let mut insert = self
+                .client
+                .insert::<R>(table)
+                .await?
+                .with_setting("insert_deduplicate", "1")
+                .with_setting("insert_deduplication_token", token);
+            for row in rows {
+                insert.write(*row).await?;
+            }
+            insert.end().await
+        })
+    }
+}
+
 impl SinkStore for ClickHouseStore {
     fn stored_through(&self, table: Table, partition: i32) -> Result<i64, String> {
         let query = self
@@ -119,32 +140,10 @@ impl SinkStore for ClickHouseStore {
     }
 
     fn insert_events(&self, rows: &[&EventRow], token: &str) -> Result<(), String> {
-        self.bounded(async {
-            let mut insert = self
-                .client
-                .insert::<EventRow>("events")
-                .await?
-                .with_setting("insert_deduplicate", "1")
-                .with_setting("insert_deduplication_token", token);
-            for row in rows {
-                insert.write(*row).await?;
-            }
-            insert.end().await
-        })
+        self.insert_rows("events", rows, token)
     }
 
     fn insert_checkpoints(&self, rows: &[&CheckpointRow], token: &str) -> Result<(), String> {
-        self.bounded(async {
-            let mut insert = self
-                .client
-                .insert::<CheckpointRow>("checkpoints")
-                .await?
-                .with_setting("insert_deduplicate", "1")
-                .with_setting("insert_deduplication_token", token);
-            for row in rows {
-                insert.write(*row).await?;
-            }
-            insert.end().await
-        })
+        self.insert_rows("checkpoints", rows, token)
     }
 }

@@ -195,8 +195,6 @@ pub struct MemorySource {
     paused: bool,
     /// The partitions of a revocation that waits for `unassign`.
     revoking: Option<Vec<i32>>,
-    /// Every commit the broker took, in order, as (partition, offset).
-    pub commits: Vec<(i32, i64)>,
     /// The next reads of committed offsets that fail, as when a coordinator is still loading.
     pub fail_committed_reads: u32,
     /// The next commits made without waiting that the broker refuses after accepting them.
@@ -217,7 +215,6 @@ impl MemorySource {
             next_turn: 0,
             paused: false,
             revoking: None,
-            commits: Vec::new(),
             fail_committed_reads: 0,
             refuse_commits: 0,
             commit_failure: None,
@@ -237,15 +234,6 @@ impl MemorySource {
     /// The partitions assigned now.
     pub fn assigned(&self) -> Vec<i32> {
         self.positions.iter().map(|(partition, _)| *partition).collect()
-    }
-
-    /// True when every assigned partition has been read to its end.
-    pub fn drained(&self) -> bool {
-        self.positions.iter().all(|(partition, next)| {
-            self.log
-                .watermarks(&self.topic, *partition)
-                .is_ok_and(|(_, high)| *next >= high)
-        })
     }
 }
 
@@ -331,7 +319,6 @@ impl PartitionSource for MemorySource {
         }
         for (partition, offset) in offsets {
             self.log.set_committed(&self.group, &self.topic, *partition, *offset);
-            self.commits.push((*partition, *offset));
         }
         Ok(())
     }
