@@ -1,6 +1,8 @@
 //! Connection settings shared by the commands, read from flags or the same environment variables
 //! that `endpoints.env` and docker-compose.yml use.
 
+use std::path::{Path, PathBuf};
+
 use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_kafka::{ClientProperties, KafkaSettings};
 
@@ -58,22 +60,91 @@ pub struct ClickHouseArgs {
     pub clickhouse_database: String,
     #[arg(long, env = "CLICKHOUSE_USER")]
     pub clickhouse_user: Option<String>,
-    #[arg(long, env = "CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    /// File holding the password of --clickhouse-user, readable by its owner only.
+    #[arg(long, env = "CLICKHOUSE_PASSWORD_FILE")]
+    pub clickhouse_password_file: Option<PathBuf>,
+    /// The password itself; prefer --clickhouse-password-file (an environment is easier to leak).
+    #[arg(
+        long,
+        env = "CLICKHOUSE_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "clickhouse_password_file"
+    )]
     pub clickhouse_password: Option<String>,
-    /// Password of the tenant-bound read-only ClickHouse users (`sealtrail_analyst`,
-    /// `sealtrail_exporter`) that analysts' SQL and export filters run as.
-    #[arg(long, env = "CLICKHOUSE_READER_PASSWORD", hide_env_values = true)]
+    /// File holding the password of the tenant-bound read-only ClickHouse users
+    /// (`sealtrail_analyst`, `sealtrail_exporter`) that analysts' SQL and export filters run as.
+    #[arg(long, env = "CLICKHOUSE_READER_PASSWORD_FILE")]
+    pub clickhouse_reader_password_file: Option<PathBuf>,
+    /// The readers' password itself; prefer --clickhouse-reader-password-file.
+    #[arg(
+        long,
+        env = "CLICKHOUSE_READER_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "clickhouse_reader_password_file"
+    )]
     pub clickhouse_reader_password: Option<String>,
+    /// CA certificate (PEM) an `https://` ClickHouse's certificate must chain to, besides the
+    /// system's roots.
+    #[arg(long, env = "SEALTRAIL_CA_FILE")]
+    pub clickhouse_ca_file: Option<PathBuf>,
 }
 
 impl ClickHouseArgs {
-    pub fn settings(&self) -> ClickHouseSettings {
+    /// The settings, with the password files read (refused when others may read them) and the CA
+    /// checked.
+    pub fn settings(&self) -> anyhow::Result<ClickHouseSettings> {
         let mut settings = ClickHouseSettings::new(&self.clickhouse_url);
         settings.database.clone_from(&self.clickhouse_database);
         settings.user.clone_from(&self.clickhouse_user);
-        settings.password.clone_from(&self.clickhouse_password);
-        settings.reader_password.clone_from(&self.clickhouse_reader_password);
-        settings
+        settings.password = secret(
+            self.clickhouse_password.as_ref(),
+            self.clickhouse_password_file.as_deref(),
+            "ClickHouse password",
+        )?;
+        settings.reader_password = secret(
+            self.clickhouse_reader_password.as_ref(),
+            self.clickhouse_reader_password_file.as_deref(),
+            "ClickHouse readers' password",
+        )?;
+        settings.trust = sealtrail_http::TrustSettings {
+            ca_file: self.clickhouse_ca_file.clone(),
+        };
+        settings.check_trust()?;
+        Ok(settings)
+    }
+}
+
+/// A secret given directly or, better, in a file.
+fn secret(given: Option<&String>, file: Option<&Path>, what: &'static str) -> anyhow::Result<Option<String>> {
+    match (given, file) {
+        (Some(secret), _) => Ok(Some(secret.clone())),
+        (None, Some(path)) => Ok(Some(sealtrail_http::secret_file::read_secret(path, what)?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// TLS for a server (the API, the registry): its certificate and key files, read again whenever
+/// they change.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerTlsArgs {
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); plain HTTP without it.
+    #[arg(long = "tls-cert", env = "TLS_CERT_FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert, readable by its owner only.
+    #[arg(long = "tls-key", env = "TLS_KEY_FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServerTlsArgs {
+    pub fn load(&self) -> anyhow::Result<Option<sealtrail_http::ServerTls>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let files = sealtrail_http::ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        Ok(Some(sealtrail_http::ServerTls::load(&files)?))
     }
 }
 
@@ -84,7 +155,7 @@ pub fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
 }
 
 fn read_client_properties(path: &str) -> Result<ClientProperties, String> {
-    ClientProperties::read(std::path::Path::new(path)).map_err(|error| error.to_string())
+    ClientProperties::read(Path::new(path)).map_err(|error| error.to_string())
 }
 
 /// Parses `--kafka-option key=value`, refusing secrets without echoing them (clap's own errors
@@ -148,6 +219,33 @@ pub struct RegistryUrlArgs {
     /// The Confluent-compatible schema registry.
     #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
     pub schema_registry_url: String,
+    /// Client properties with the registry's credentials, in Confluent's convention
+    /// (`basic.auth.credentials.source=USER_INFO`, `basic.auth.user.info=user:password`); may be
+    /// the same file as --kafka-config.
+    #[arg(long = "schema-registry-config", env = "SCHEMA_REGISTRY_CONFIG_FILE", value_parser = read_client_properties)]
+    pub schema_registry_config: Option<ClientProperties>,
+    /// CA certificate (PEM) an `https://` registry's certificate must chain to, besides the
+    /// system's roots.
+    #[arg(long, env = "SEALTRAIL_CA_FILE")]
+    pub schema_registry_ca_file: Option<PathBuf>,
+}
+
+impl RegistryUrlArgs {
+    pub fn connection(&self) -> anyhow::Result<sealtrail_runtime::RegistryConnection> {
+        let mut connection = sealtrail_runtime::RegistryConnection::new(&self.schema_registry_url);
+        connection.trust.ca_file.clone_from(&self.schema_registry_ca_file);
+        if let Some(properties) = &self.schema_registry_config
+            && let Some(user_info) = properties.registry_user_info()
+        {
+            connection.credentials = Some(
+                sealtrail_runtime::BasicCredentials::parse_user_info(user_info)
+                    .ok_or_else(|| anyhow::anyhow!("basic.auth.user.info must be user:password"))?,
+            );
+        }
+        // Read the CA now: a wrong path is reported at start.
+        connection.sr_settings().map_err(anyhow::Error::msg)?;
+        Ok(connection)
+    }
 }
 
 /// Key files (see `sealtrail keys init`).
@@ -155,32 +253,32 @@ pub struct RegistryUrlArgs {
 pub struct KeyArgs {
     /// Directory holding the key files; the individual flags override its files.
     #[arg(long, env = "SEALTRAIL_KEY_DIR", default_value = ".sealtrail/keys")]
-    pub key_dir: std::path::PathBuf,
+    pub key_dir: PathBuf,
     /// Ed25519 PKCS#8 key that signs checkpoints.
     #[arg(long, env = "SEALTRAIL_SIGNING_KEY")]
-    pub signing_key: Option<std::path::PathBuf>,
+    pub signing_key: Option<PathBuf>,
     /// Master key for per-tenant tokenization (64+ hex characters).
     #[arg(long, env = "SEALTRAIL_TOKENIZATION_KEY", hide_env_values = true)]
-    pub tokenization_key: Option<std::path::PathBuf>,
+    pub tokenization_key: Option<PathBuf>,
     /// Public keys trusted to sign checkpoints: a `.pub` file or a directory of them.
     #[arg(long, env = "SEALTRAIL_TRUSTED_KEYS")]
-    pub trusted_keys: Option<std::path::PathBuf>,
+    pub trusted_keys: Option<PathBuf>,
 }
 
 impl KeyArgs {
-    pub fn signing_key(&self) -> std::path::PathBuf {
+    pub fn signing_key(&self) -> PathBuf {
         self.signing_key
             .clone()
             .unwrap_or_else(|| self.key_dir.join(sealtrail_runtime::keys::SIGNING_KEY_FILE))
     }
 
-    pub fn tokenization_key(&self) -> std::path::PathBuf {
+    pub fn tokenization_key(&self) -> PathBuf {
         self.tokenization_key
             .clone()
             .unwrap_or_else(|| self.key_dir.join(sealtrail_runtime::keys::TOKENIZATION_KEY_FILE))
     }
 
-    pub fn trusted_keys(&self) -> std::path::PathBuf {
+    pub fn trusted_keys(&self) -> PathBuf {
         self.trusted_keys
             .clone()
             .unwrap_or_else(|| self.key_dir.join(sealtrail_runtime::keys::TRUSTED_DIR))
@@ -199,7 +297,7 @@ pub struct ExportQueueArgs {
     /// Where the export processor writes artifacts and the API reads them (shared storage when
     /// they run on different hosts).
     #[arg(long, env = "SEALTRAIL_ARTIFACTS_DIR", default_value = ".sealtrail/exports")]
-    pub artifacts_dir: std::path::PathBuf,
+    pub artifacts_dir: PathBuf,
 }
 
 impl ExportQueueArgs {

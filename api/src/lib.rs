@@ -9,10 +9,11 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod refusals;
 pub mod routes;
-pub mod serve;
 pub mod server;
 pub mod webhook_target;
 pub mod webhooks;
+
+pub use sealtrail_http::serve;
 
 // The SQL check and event scopes are shared with the export processor.
 pub use sealtrail_query::{scope, sql};

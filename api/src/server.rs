@@ -342,8 +342,8 @@ async fn authenticate(state: &SharedState, has_header: bool, credential: Option<
             .authenticate(credential)
             .await
             .map_err(|e| ApiError::unavailable(format!("cannot check the API key: {e}")))?
-            .ok_or_else(|| ApiError::unauthorized("the API key is unknown, revoked or malformed"))
+            .ok_or_else(|| ApiError::unauthorized("the API key is unknown, revoked, expired or malformed"))
     } else {
-        state.jwt.verify(credential).map_err(ApiError::unauthorized)
+        state.jwt.verify(credential).await.map_err(ApiError::unauthorized)
     }
 }

@@ -37,6 +37,9 @@ pub struct WebhookSettings {
     pub first_backoff: Duration,
     /// Loopback and private addresses are refused as targets unless allowed (local stacks, tests).
     pub allow_private_targets: bool,
+    /// What an `https://` receiver's certificate must chain to: the system's roots, and a private
+    /// CA when given.
+    pub trust: sealtrail_http::TrustSettings,
 }
 
 impl Default for WebhookSettings {
@@ -46,6 +49,7 @@ impl Default for WebhookSettings {
             attempts: 6,
             first_backoff: Duration::from_secs(1),
             allow_private_targets: false,
+            trust: sealtrail_http::TrustSettings::default(),
         }
     }
 }
@@ -96,7 +100,7 @@ impl Webhooks {
     pub fn new(client: Client, settings: WebhookSettings) -> Self {
         Self {
             client,
-            http: http_client().build().unwrap_or_default(),
+            http: http_client(&settings.trust).build().unwrap_or_default(),
             settings,
         }
     }
@@ -227,7 +231,7 @@ impl Webhooks {
         let Some((host, addresses)) = &target.pinned else {
             return self.http.clone();
         };
-        http_client()
+        http_client(&self.settings.trust)
             .resolve_to_addrs(host, addresses)
             .build()
             .unwrap_or_else(|_| self.http.clone())
@@ -240,9 +244,18 @@ impl Webhooks {
     }
 }
 
-/// Deliveries time out, and never follow a redirect (which could point inside).
-fn http_client() -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+/// Deliveries verify the receiver's certificate, time out, and never follow a redirect (which
+/// could point inside).
+fn http_client(trust: &sealtrail_http::TrustSettings) -> reqwest::ClientBuilder {
+    trust
+        .http_client()
+        .unwrap_or_else(|error| {
+            // The API checks the CA at start; a file removed since leaves only the system's roots.
+            tracing::error!(%error, "cannot read the CA webhook receivers are trusted with");
+            sealtrail_http::TrustSettings::default()
+                .http_client()
+                .unwrap_or_else(|_| reqwest::Client::builder())
+        })
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
 }

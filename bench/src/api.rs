@@ -2,6 +2,7 @@
 //! (authentication, rate limiting, tenant rewrite, and the audit record of every read, which waits
 //! for Kafka's acknowledgement), next to the same query sent to ClickHouse directly.
 
+use sealtrail_runtime::RegistryConnection;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -24,7 +25,7 @@ pub struct ApiBench {
     pub clickhouse: ClickHouseSettings,
     pub kafka: KafkaSettings,
     pub kafka_connect_timeout: Duration,
-    pub registry_url: String,
+    pub registry: RegistryConnection,
     /// Rows in the benchmark's events table.
     pub rows: u64,
     /// Tenants the rows are spread over.
@@ -179,7 +180,7 @@ async fn start_api(args: &ApiBench, clickhouse: &ClickHouseSettings, run: u64) -
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka_connect_timeout).await?;
     let audit_topic = format!("bench-api-audit-{run}");
     sealtrail_kafka::ensure_topics(&kafka, &[sealtrail_kafka::TopicSpec::new(&audit_topic, 4)]).await?;
-    let emitter = AuditEmitter::connect(&kafka, &args.registry_url, &audit_topic).await?;
+    let emitter = AuditEmitter::connect(&kafka, &args.registry, &audit_topic).await?;
     let app = router(ApiConfig {
         metrics: sealtrail_runtime::Metrics::new("api"),
         clickhouse: clickhouse.clone(),
@@ -197,7 +198,7 @@ async fn start_api(args: &ApiBench, clickhouse: &ClickHouseSettings, run: u64) -
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(sealtrail_api::serve::serve(listener, app, std::future::pending()));
+    tokio::spawn(sealtrail_api::serve::serve(listener, app, None, std::future::pending()));
 
     Ok(url)
 }

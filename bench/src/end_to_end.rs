@@ -1,5 +1,6 @@
 //! The seal processor on the broker, next to a plain copy of the same topic.
 
+use sealtrail_runtime::RegistryConnection;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -30,7 +31,7 @@ pub struct EndToEndFigures {
 
 pub async fn measure(
     kafka: &KafkaSettings,
-    registry_url: &str,
+    registry: &RegistryConnection,
     events: u64,
     rounds: usize,
 ) -> anyhow::Result<EndToEndFigures> {
@@ -38,7 +39,7 @@ pub async fn measure(
     let raw = format!("bench-raw-{run}");
     ensure_topics(kafka, &[TopicSpec::new(&raw, PARTITIONS)]).await?;
     eprintln!("bench: producing {events} events to {raw} (not timed)");
-    fill(kafka, registry_url, &raw, events, 50).await?;
+    fill(kafka, registry, &raw, events, 50).await?;
 
     let keys = std::env::temp_dir().join(format!("sealtrail-bench-keys-{run}"));
     sealtrail_runtime::keys::init_key_dir(&keys)?;
@@ -55,7 +56,7 @@ pub async fn measure(
                 )
                 .await?;
                 let config = seal_config(kafka, &raw, &sealed, &dlq, &keys, &format!("bench-seal-{run}-{round}"));
-                let rate = seal_round(registry_url, config, events).await?;
+                let rate = seal_round(registry, config, events).await?;
                 eprintln!("bench: round {} seal {rate:.0} events/s", round + 1);
                 seal_rounds.push(rate);
             } else {
@@ -82,12 +83,12 @@ pub async fn measure(
 /// Produces `events` good events of `tenants` tenants to `topic`, waiting for every acknowledgement.
 pub async fn fill(
     kafka: &KafkaSettings,
-    registry_url: &str,
+    registry: &RegistryConnection,
     topic: &str,
     events: u64,
     tenants: usize,
 ) -> anyhow::Result<()> {
-    let emitter = AuditEmitter::connect(kafka, registry_url, topic).await?;
+    let emitter = AuditEmitter::connect(kafka, registry, topic).await?;
     let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     let mut generator = Generator::new(Workload {
         tenants,
@@ -191,9 +192,9 @@ pub fn seal_config(
 }
 
 /// Seals `events` records with `config`, timed from the first record read to the last one acknowledged.
-pub async fn seal_round(registry_url: &str, mut config: SealConfig, events: u64) -> anyhow::Result<f64> {
+pub async fn seal_round(registry: &RegistryConnection, mut config: SealConfig, events: u64) -> anyhow::Result<f64> {
     config.stop_after = Some(events);
-    let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
+    let registry = RegistryClient::new(registry, tokio::runtime::Handle::current()).map_err(anyhow::Error::msg)?;
     let stop = StopSignal::new();
     let summary = run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;
     anyhow::ensure!(summary.sealed == events, "sealed {} of {events}", summary.sealed);

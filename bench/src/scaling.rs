@@ -8,6 +8,7 @@
 //! Hot tenant: one tenant's events on a one-partition raw topic, sealed by one instance: a chain
 //! is sealed by one partition's owner, so this is the ceiling of a single tenant.
 
+use sealtrail_runtime::RegistryConnection;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -38,7 +39,7 @@ pub struct ScalingFigures {
 /// (alternating which goes first); events per second, per round.
 pub async fn measure_scaling(
     kafka: &KafkaSettings,
-    registry_url: &str,
+    registry: &RegistryConnection,
     events: u64,
     rounds: usize,
 ) -> anyhow::Result<ScalingFigures> {
@@ -46,7 +47,7 @@ pub async fn measure_scaling(
     let raw = format!("bench-scaling-raw-{run}");
     ensure_topics(kafka, &[TopicSpec::new(&raw, PARTITIONS)]).await?;
     eprintln!("bench: producing {events} events to {raw} (not timed)");
-    fill(kafka, registry_url, &raw, events, 50).await?;
+    fill(kafka, registry, &raw, events, 50).await?;
     let keys = std::env::temp_dir().join(format!("sealtrail-bench-scaling-keys-{run}"));
     sealtrail_runtime::keys::init_key_dir(&keys)?;
     let mut figures = ScalingFigures {
@@ -57,7 +58,7 @@ pub async fn measure_scaling(
         let order = if round % 2 == 0 { [1, 2] } else { [2, 1] };
         for instances in order {
             let name = format!("{run}-{round}-{instances}");
-            let rate = drain(kafka, registry_url, &raw, &keys, instances, &name).await?;
+            let rate = drain(kafka, registry, &raw, &keys, instances, &name).await?;
             eprintln!(
                 "bench: round {} {instances} instance(s): whole drain {:.0} events/s, steady {:.0} events/s",
                 round + 1,
@@ -79,7 +80,7 @@ pub async fn measure_scaling(
 /// raw record.
 async fn drain(
     kafka: &KafkaSettings,
-    registry_url: &str,
+    registry: &RegistryConnection,
     raw: &str,
     keys: &std::path::Path,
     instances: usize,
@@ -104,7 +105,7 @@ async fn drain(
         config.stop_after = None;
         // Commits follow checkpoints; frequent ones keep the end of the drain precise.
         config.checkpoint_interval = Duration::from_millis(200);
-        let registry = RegistryClient::new(registry_url, tokio::runtime::Handle::current());
+        let registry = RegistryClient::new(registry, tokio::runtime::Handle::current()).map_err(anyhow::Error::msg)?;
         let stop = stop.clone();
         // Spawned, so every instance starts now rather than when its result is awaited.
         running.push(tokio::spawn(run_blocking(move || {
@@ -214,7 +215,7 @@ fn wait_until_committed(
 /// Seals one tenant's `events` on a one-partition raw topic, `rounds` times; events per second.
 pub async fn measure_hot_tenant(
     kafka: &KafkaSettings,
-    registry_url: &str,
+    registry: &RegistryConnection,
     events: u64,
     rounds: usize,
 ) -> anyhow::Result<Vec<f64>> {
@@ -222,7 +223,7 @@ pub async fn measure_hot_tenant(
     let raw = format!("bench-hot-raw-{run}");
     ensure_topics(kafka, &[TopicSpec::new(&raw, 1)]).await?;
     eprintln!("bench: producing {events} events of one tenant to {raw} (not timed)");
-    fill(kafka, registry_url, &raw, events, 1).await?;
+    fill(kafka, registry, &raw, events, 1).await?;
     let keys = std::env::temp_dir().join(format!("sealtrail-bench-hot-keys-{run}"));
     sealtrail_runtime::keys::init_key_dir(&keys)?;
     let mut rates = Vec::new();
@@ -231,7 +232,7 @@ pub async fn measure_hot_tenant(
         let (sealed, dlq) = (format!("bench-hot-sealed-{name}"), format!("bench-hot-dlq-{name}"));
         ensure_topics(kafka, &[TopicSpec::new(&sealed, 1), TopicSpec::new(&dlq, 1)]).await?;
         let config = seal_config(kafka, &raw, &sealed, &dlq, &keys, &format!("bench-seal-{name}"));
-        let rate = seal_round(registry_url, config, events).await?;
+        let rate = seal_round(registry, config, events).await?;
         eprintln!(
             "bench: round {} one tenant, one partition {rate:.0} events/s",
             round + 1

@@ -1,13 +1,14 @@
 use std::time::Duration;
 
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
+use schema_registry_converter::async_impl::schema_registry::post_schema;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use sealtrail_core::avro::contract::{AUDIT_EVENT_SCHEMA, encode_audit_event};
 use sealtrail_core::avro::{Framed, Writer};
 use sealtrail_core::event::AuditEvent;
 use sealtrail_core::validate::is_valid_tenant_id;
 use sealtrail_kafka::KafkaSettings;
+use sealtrail_runtime::RegistryConnection;
 use sealtrail_telemetry::trace_context;
 
 /// Why an event could not be emitted.
@@ -50,15 +51,15 @@ impl std::fmt::Debug for AuditEmitter {
 
 impl AuditEmitter {
     /// Registers the contract (or finds it registered) and creates the producer.
-    pub async fn connect(kafka: &KafkaSettings, registry_url: &str, topic: &str) -> Result<Self, EmitError> {
-        Self::connect_with_schema(kafka, registry_url, topic, AUDIT_EVENT_SCHEMA).await
+    pub async fn connect(kafka: &KafkaSettings, registry: &RegistryConnection, topic: &str) -> Result<Self, EmitError> {
+        Self::connect_with_schema(kafka, registry, topic, AUDIT_EVENT_SCHEMA).await
     }
 
     /// Like `connect`, with another version of the contract (for producers built against an
     /// older or newer schema).
     pub async fn connect_with_schema(
         kafka: &KafkaSettings,
-        registry_url: &str,
+        registry: &RegistryConnection,
         topic: &str,
         schema: &str,
     ) -> Result<Self, EmitError> {
@@ -68,13 +69,15 @@ impl AuditEmitter {
             SchemaType::Avro,
             schema.to_owned(),
         );
-        let registered = post_schema(&SrSettings::new(registry_url.to_owned()), subject.clone(), supplied)
+        let refused = |reason: String| EmitError::Registry {
+            subject: subject.clone(),
+            registry: registry.url.clone(),
+            reason,
+        };
+        let settings = registry.sr_settings().map_err(refused)?;
+        let registered = post_schema(&settings, subject.clone(), supplied)
             .await
-            .map_err(|e| EmitError::Registry {
-                subject,
-                registry: registry_url.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| refused(e.to_string()))?;
         let producer: FutureProducer = kafka.producer().create().map_err(|e| EmitError::Producer {
             bootstrap: kafka.bootstrap.clone(),
             reason: e.to_string(),

@@ -16,4 +16,5 @@ mod state_tests;
 
 pub use compatibility::CompatibilityLevel;
 pub use error::RegistryError;
+pub use http::access::{AccessFileError, RegistryAccess, RegistryRole};
 pub use service::{RegistryService, RegistrySettings};

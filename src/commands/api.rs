@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sealtrail_api::audit::AccessRecorder;
-use sealtrail_api::auth::jwt::JwtVerifier;
+use sealtrail_api::auth::jwt::{ClaimNames, JwtVerifier};
+use sealtrail_api::auth::oidc::{OidcSettings, OidcVerifier};
 use sealtrail_api::rate_limit::RateLimit;
 use sealtrail_api::server::{ApiConfig, router};
 use sealtrail_api::webhooks::WebhookSettings;
@@ -14,7 +15,7 @@ use sealtrail_export::{ExportQuota, ExportsConfig};
 use sealtrail_core::tokenize::Tokenizer;
 use sealtrail_emit::AuditEmitter;
 
-use crate::settings::{ClickHouseArgs, ExportQueueArgs, KafkaArgs, KeyArgs, RegistryUrlArgs, TopicArgs};
+use crate::settings::{ClickHouseArgs, ExportQueueArgs, KafkaArgs, KeyArgs, RegistryUrlArgs, ServerTlsArgs, TopicArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
@@ -41,6 +42,8 @@ pub struct ApiArgs {
     /// Address to serve on.
     #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
     /// File holding the shared secret of HS256 bearer tokens (at least 32 bytes).
     #[arg(long, env = "SEALTRAIL_JWT_HS256_SECRET_FILE")]
     jwt_hs256_secret_file: Option<PathBuf>,
@@ -56,6 +59,27 @@ pub struct ApiArgs {
     /// Let webhooks target loopback and private addresses (local stacks only).
     #[arg(long, env = "SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE")]
     webhooks_allow_private: bool,
+    /// A CA (PEM) the API's outgoing HTTPS (webhook receivers, the OIDC provider) may chain to,
+    /// besides the system's roots.
+    #[arg(long, env = "SEALTRAIL_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// An OpenID Connect issuer whose tokens are accepted (its keys found by discovery);
+    /// requires --oidc-audience.
+    #[arg(long, env = "SEALTRAIL_OIDC_ISSUER", requires = "oidc_audience")]
+    oidc_issuer: Option<String>,
+    /// The audience (`aud`) the issuer's tokens must be for: this API's client id there.
+    #[arg(long, env = "SEALTRAIL_OIDC_AUDIENCE")]
+    oidc_audience: Option<String>,
+    /// The issuer's JWKS URL, when it publishes no discovery document.
+    #[arg(long, env = "SEALTRAIL_OIDC_JWKS_URL")]
+    oidc_jwks_url: Option<String>,
+    /// The claim (or dotted path, such as `realm_access.roles`) naming the tenant in a JWT.
+    #[arg(long, env = "SEALTRAIL_JWT_TENANT_CLAIM", default_value = "tenant")]
+    jwt_tenant_claim: String,
+    /// The claim (or dotted path) listing the sealtrail roles in a JWT: an array, or one
+    /// space-separated string.
+    #[arg(long, env = "SEALTRAIL_JWT_ROLES_CLAIM", default_value = "roles")]
+    jwt_roles_claim: String,
 }
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
@@ -70,7 +94,28 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     };
     let hs256 = read(&args.jwt_hs256_secret_file)?;
     let rs256 = read(&args.jwt_rs256_public_key)?;
-    let jwt = JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?;
+    // Before anything connects: a bad certificate is a misconfiguration to report at once.
+    let tls = args.tls.load()?;
+    let outbound_trust = sealtrail_http::TrustSettings {
+        ca_file: args.ca_file.clone(),
+    };
+    outbound_trust.client_config()?;
+    let mut jwt =
+        JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?.with_claims(ClaimNames {
+            tenant: args.jwt_tenant_claim.clone(),
+            roles: args.jwt_roles_claim.clone(),
+        });
+    if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
+        let oidc = OidcVerifier::connect(OidcSettings {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            jwks_url: args.oidc_jwks_url.clone(),
+            trust: outbound_trust.clone(),
+        })
+        .await?;
+        tracing::info!(?oidc, "accepting the OIDC issuer's tokens");
+        jwt = jwt.with_oidc(oidc);
+    }
     let tokenization_key = args.keys.tokenization_key();
     // The tokenization master key also derives the webhook secrets, under its own tag.
     let master_key = if tokenization_key.exists() {
@@ -86,7 +131,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
-    let emitter = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
+    let emitter = AuditEmitter::connect(&kafka, &args.registry.connection()?, &args.topics.raw_topic)
         .await
         .context("the API records every read in the audit trail, and cannot publish to it")?;
     let trusted_keys = match sealtrail_runtime::keys::load_trusted(&args.keys.trusted_keys()) {
@@ -96,7 +141,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             Vec::new()
         }
     };
-    let clickhouse = args.clickhouse.settings();
+    let clickhouse = args.clickhouse.settings()?;
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;
     let app = router(ApiConfig {
@@ -114,6 +159,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         webhooks: WebhookSettings {
             key: master_key,
             allow_private_targets: args.webhooks_allow_private,
+            trust: outbound_trust,
             ..WebhookSettings::default()
         },
         exports: Some(ExportsConfig {
@@ -131,7 +177,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}; is another API running there?", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "API serving");
-    sealtrail_api::serve::serve(listener, app, sealtrail_runtime::termination()).await?;
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "API serving");
+    sealtrail_api::serve::serve(listener, app, tls, sealtrail_runtime::termination()).await?;
     Ok(())
 }

@@ -29,10 +29,10 @@ pub struct BenchApiArgs {
 
 pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
     let report = measure(ApiBench {
-        clickhouse: args.clickhouse.settings(),
+        clickhouse: args.clickhouse.settings()?,
         kafka: args.kafka.settings(),
         kafka_connect_timeout: args.kafka.connect_timeout(),
-        registry_url: args.registry.schema_registry_url.clone(),
+        registry: args.registry.connection()?,
         rows: args.rows,
         tenants: args.tenants,
         requests: args.requests,

@@ -13,7 +13,7 @@ pub struct BenchExportArgs {
 }
 
 pub async fn run(args: BenchExportArgs) -> anyhow::Result<()> {
-    let report = sealtrail_bench::export::measure(&args.clickhouse.settings(), args.events).await?;
+    let report = sealtrail_bench::export::measure(&args.clickhouse.settings()?, args.events).await?;
     println!(
         "{} events of one tenant, {} files ({:.1} MiB compressed), {} checkpoints",
         report.events,

@@ -39,7 +39,7 @@ pub fn run(args: &ClickHouseAccessArgs) -> anyhow::Result<()> {
             .iter()
             .map(|component| (*component, PasswordSource::FromEnv(component.password_env())))
             .collect(),
-        define_default_admin: false,
+        default_admin: None,
     }
     .users_xml();
     match &args.out {

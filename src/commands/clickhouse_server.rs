@@ -18,6 +18,10 @@ pub struct ClickHouseServerArgs {
     /// The main configuration file (users and access control).
     #[arg(long)]
     config_file: Option<PathBuf>,
+    /// The password of the administrator (`sealtrail_admin`), which the launcher logs in as to let running
+    /// inserts finish before stopping.
+    #[arg(long)]
+    admin_password_file: Option<PathBuf>,
 }
 
 /// Serves until a stop signal; returns only when the engine could not start.
@@ -28,6 +32,7 @@ pub fn run(args: &ClickHouseServerArgs) -> ExitCode {
         http_port: args.http_port,
         tcp_port: args.tcp_port,
         config_file: args.config_file.clone(),
+        admin_password_file: args.admin_password_file.clone(),
     });
     eprintln!("clickhouse-server: {}", reason.trim());
     // The engine may have left threads and static state behind; leave without running its

@@ -67,7 +67,7 @@ async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
         group: args.group.clone(),
         topics: args.queue.topics(),
         artifacts_dir,
-        clickhouse: args.clickhouse.settings(),
+        clickhouse: args.clickhouse.settings()?,
         signer,
         max_file_bytes: args.max_file_mib.max(1) * 1024 * 1024,
     };
@@ -80,7 +80,7 @@ async fn process_jobs(args: ExportArgs) -> anyhow::Result<()> {
 
 async fn export_once(args: &ExportArgs, tenant: &str, out: &std::path::Path) -> anyhow::Result<()> {
     let signer = sealtrail_runtime::keys::load_signer(&args.keys.signing_key())?;
-    let clickhouse = args.clickhouse.settings();
+    let clickhouse = args.clickhouse.settings()?;
     let rfc3339 = |at: Option<OffsetDateTime>| at.and_then(|at| at.format(&Rfc3339).ok());
     let scope = EventScope {
         from: rfc3339(args.from),

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sealtrail_api::auth::Role;
@@ -35,6 +36,9 @@ enum KeysCommand {
         /// What the key is for (shown in lists).
         #[arg(long, default_value = "")]
         label: String,
+        /// Days until the key is refused; 0 for a key that never expires.
+        #[arg(long, default_value_t = 90)]
+        expires_in_days: u32,
     },
     /// List API keys (never their secrets), of one tenant or all.
     List {
@@ -49,6 +53,32 @@ enum KeysCommand {
         clickhouse: ClickHouseArgs,
         key_id: String,
     },
+    /// Issue the successor of an API key (same tenant, role and label; printed once, alone on the
+    /// last line) and let the old key work only for an overlap while its users switch.
+    Rotate {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        key_id: String,
+        /// Hours the old key keeps working.
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u32,
+        /// Days until the new key is refused; 0 for a key that never expires.
+        #[arg(long, default_value_t = 90)]
+        expires_in_days: u32,
+    },
+}
+
+fn days(days: u32) -> Option<Duration> {
+    (days > 0).then(|| Duration::from_secs(u64::from(days) * 86_400))
+}
+
+fn shown(at: Option<time::OffsetDateTime>) -> String {
+    at.and_then(|at| at.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn expiry(at: Option<time::OffsetDateTime>) -> String {
+    at.map_or_else(|| "never".to_owned(), |at| shown(Some(at)))
 }
 
 fn parse_role(name: &str) -> Result<Role, String> {
@@ -66,12 +96,17 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             tenant,
             role,
             label,
+            expires_in_days,
         } => {
             let store = key_store(&clickhouse).await?;
-            let issued = store.create(&tenant, role, &label).await?;
+            let expires_at = days(expires_in_days).map(|lifetime| time::OffsetDateTime::now_utc() + lifetime);
+            let issued = store.create_expiring(&tenant, role, &label, expires_at).await?;
             println!(
-                "API key {} for tenant {} with role {} (keep it: it is shown only now)",
-                issued.stored.key_id, issued.stored.tenant_id, issued.stored.role
+                "API key {} for tenant {} with role {}, expires {} (keep it: it is shown only now)",
+                issued.stored.key_id,
+                issued.stored.tenant_id,
+                issued.stored.role,
+                expiry(issued.stored.expires_at)
             );
             println!("{}", issued.key);
             Ok(())
@@ -79,29 +114,32 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
         KeysCommand::List { clickhouse, tenant } => {
             let store = key_store(&clickhouse).await?;
             let keys = store.list(tenant.as_deref()).await?;
+            let usage = store.usage().await?;
+            let now = time::OffsetDateTime::now_utc();
             println!(
-                "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  label",
-                "key id", "tenant", "role", "created", "revoked"
+                "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {:<24}  {:<24}  label",
+                "key id", "tenant", "role", "created", "expires", "revoked", "last used"
             );
             for key in &keys {
-                let revoked = key
-                    .revoked_at
-                    .and_then(|at| at.format(&Rfc3339).ok())
-                    .unwrap_or_else(|| "-".to_owned());
                 println!(
-                    "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {}",
+                    "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {:<24}  {:<24}  {}",
                     key.key_id,
                     key.tenant_id,
                     key.role,
-                    key.created_at.format(&Rfc3339).unwrap_or_default(),
-                    revoked,
+                    shown(Some(key.created_at)),
+                    shown(key.expires_at),
+                    shown(key.revoked_at),
+                    shown(usage.get(&key.key_id).copied()),
                     key.label
                 );
             }
             println!(
-                "{} keys, {} revoked",
+                "{} keys, {} revoked, {} expired",
                 keys.len(),
-                keys.iter().filter(|k| k.revoked_at.is_some()).count()
+                keys.iter().filter(|k| k.revoked_at.is_some()).count(),
+                keys.iter()
+                    .filter(|k| k.revoked_at.is_none() && k.is_dead_at(now))
+                    .count()
             );
             Ok(())
         }
@@ -111,11 +149,33 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             println!("API key {} of tenant {} is revoked", key.key_id, key.tenant_id);
             Ok(())
         }
+        KeysCommand::Rotate {
+            clickhouse,
+            key_id,
+            overlap_hours,
+            expires_in_days,
+        } => {
+            let store = key_store(&clickhouse).await?;
+            let overlap = Duration::from_secs(u64::from(overlap_hours) * 3600);
+            let (issued, old) = store.rotate(&key_id, overlap, days(expires_in_days)).await?;
+            println!(
+                "API key {} replaces {} (tenant {}, role {}); {} works until {}, the new key expires {} (keep it: it is shown only now)",
+                issued.stored.key_id,
+                old.key_id,
+                old.tenant_id,
+                old.role,
+                old.key_id,
+                shown(old.expires_at),
+                expiry(issued.stored.expires_at)
+            );
+            println!("{}", issued.key);
+            Ok(())
+        }
     }
 }
 
 async fn key_store(args: &ClickHouseArgs) -> anyhow::Result<KeyStore> {
-    let settings = args.settings();
+    let settings = args.settings()?;
     apply_migrations(&settings)
         .await
         .with_context(|| format!("cannot prepare ClickHouse at {} for API keys", settings.url))?;

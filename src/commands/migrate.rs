@@ -11,7 +11,7 @@ pub struct MigrateArgs {
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    let settings = args.clickhouse.settings();
+    let settings = args.clickhouse.settings()?;
     wait_for_clickhouse(&settings, Duration::from_secs(10)).await?;
     let report = apply_migrations(&settings).await?;
     let applied = report.iter().filter(|m| m.newly_applied).count();

@@ -44,7 +44,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.tenants > 0, "--tenants must be at least 1");
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
-    let emitter = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic).await?;
+    let emitter = AuditEmitter::connect(&kafka, &args.registry.connection()?, &args.topics.raw_topic).await?;
     let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     let mut generator = Generator::new(Workload {
         tenants: args.tenants,

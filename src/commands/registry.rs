@@ -1,10 +1,11 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use sealtrail_kafka::wait_for_broker;
-use sealtrail_registry::{RegistryService, RegistrySettings};
+use sealtrail_registry::{RegistryAccess, RegistryService, RegistrySettings};
 
-use crate::settings::KafkaArgs;
+use crate::settings::{KafkaArgs, ServerTlsArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct RegistryArgs {
@@ -16,9 +17,24 @@ pub struct RegistryArgs {
     /// Topic that holds the registry's log.
     #[arg(long, env = "SCHEMA_REGISTRY_TOPIC", default_value = RegistrySettings::DEFAULT_TOPIC)]
     topic: String,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
+    /// The users allowed in, one `<user> <read|write> sha256:<hex of the password>` per line,
+    /// readable by its owner only; without it the registry is open to anyone who reaches it.
+    #[arg(long, env = "SCHEMA_REGISTRY_USERS_FILE")]
+    users_file: Option<PathBuf>,
 }
 
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
+    let tls = args.tls.load()?;
+    let access = match &args.users_file {
+        Some(path) => RegistryAccess::parse(&sealtrail_http::secret_file::read_secret(path, "registry users")?)
+            .with_context(|| format!("in {}", path.display()))?,
+        None => {
+            tracing::warn!("no --users-file: the registry accepts anyone who reaches it");
+            RegistryAccess::default()
+        }
+    };
     let kafka = args.kafka.settings();
     wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     let mut settings = RegistrySettings::new(kafka);
@@ -27,9 +43,13 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}; free the port or pass --listen", args.listen))?;
-    tracing::info!(listen = %args.listen, "schema registry serving");
-    axum::serve(listener, registry.router())
-        .with_graceful_shutdown(super::up::stop_requested())
-        .await
-        .context("the schema registry server failed")
+    tracing::info!(listen = %args.listen, tls = tls.is_some(), "schema registry serving");
+    sealtrail_http::serve::serve(
+        listener,
+        registry.guarded_router(access),
+        tls,
+        super::up::stop_requested(),
+    )
+    .await
+    .context("the schema registry server failed")
 }

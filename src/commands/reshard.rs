@@ -69,7 +69,7 @@ fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::
     let mut resharder = Resharder::new(
         kafka,
         pipeline_topics(&args.topics),
-        RegistryClient::new(&args.registry.schema_registry_url, runtime.clone()),
+        RegistryClient::new(&args.registry.connection()?, runtime.clone()).map_err(anyhow::Error::msg)?,
         keys::load_trusted_or_none(&args.keys.trusted_keys())?,
         runtime.clone(),
     )?;
@@ -109,7 +109,7 @@ fn reshard(args: &ReshardArgs, kafka: &KafkaSettings, runtime: &tokio::runtime::
         u64::from(from.partitions),
         "final checkpoints stored in ClickHouse by the sink",
     )?;
-    let client = args.clickhouse.settings().client();
+    let client = args.clickhouse.settings()?.client();
     runtime.block_on(sealtrail_clickhouse::wait_for_final_checkpoints(
         &client,
         from,

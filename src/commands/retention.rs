@@ -45,10 +45,10 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
     metrics.set_not_ready("waiting for the broker and ClickHouse");
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
-    let recorder = AuditEmitter::connect(&kafka, &args.registry.schema_registry_url, &args.topics.raw_topic)
+    let recorder = AuditEmitter::connect(&kafka, &args.registry.connection()?, &args.topics.raw_topic)
         .await
         .context("retention records every run in the audit trail, and cannot publish to it")?;
-    let clickhouse = args.clickhouse.settings();
+    let clickhouse = args.clickhouse.settings()?;
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     apply_migrations(&clickhouse).await?;
     let client = clickhouse.client();

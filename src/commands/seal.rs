@@ -83,7 +83,8 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     };
     let stop = StopSignal::new();
     stop.on_unix_signals();
-    let registry = RegistryClient::new(&args.registry.schema_registry_url, tokio::runtime::Handle::current());
+    let registry = RegistryClient::new(&args.registry.connection()?, tokio::runtime::Handle::current())
+        .map_err(anyhow::Error::msg)?;
     let summary = sealtrail_runtime::run_blocking(move || sealtrail_seal::run(config, &registry, &stop)).await??;
     println!(
         "seal stopped: {} records, {} sealed, {} rejected to the DLQ, {} checkpoints",

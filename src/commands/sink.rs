@@ -40,7 +40,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
     let metrics = args.metrics.start("sink").await?;
     metrics.set_not_ready("waiting for the broker, ClickHouse and a partition assignment");
     let kafka = args.kafka.settings();
-    let clickhouse = args.clickhouse.settings();
+    let clickhouse = args.clickhouse.settings()?;
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
     wait_for_clickhouse(&clickhouse, Duration::from_secs(60)).await?;
     apply_migrations(&clickhouse).await?;
@@ -64,7 +64,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
     let stop = StopSignal::new();
     stop.on_unix_signals();
     let runtime = tokio::runtime::Handle::current();
-    let registry = RegistryClient::new(&args.registry.schema_registry_url, runtime.clone());
+    let registry = RegistryClient::new(&args.registry.connection()?, runtime.clone()).map_err(anyhow::Error::msg)?;
     let summary = run_blocking(move || sealtrail_sink::run(config, &registry, runtime, &stop)).await??;
     println!(
         "sink stopped: {} sealed records read; {} events and {} checkpoints inserted in {} inserts",

@@ -2,8 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sealtrail_clickhouse::ClickHouseSettings;
-use sealtrail_kafka::{KafkaSettings, wait_for_broker};
+use sealtrail_kafka::wait_for_broker;
 use sealtrail_local::{DataDir, Endpoints};
 
 #[derive(Debug, clap::Args)]
@@ -26,15 +25,22 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::open(&args.data_dir)?;
     let supervisor = data_dir.running_supervisor()?;
 
-    let kafka = wait_for_broker(&KafkaSettings::new(&endpoints.kafka_bootstrap), Duration::from_secs(3)).await;
-    let clickhouse: Result<String, String> = ClickHouseSettings::new(&endpoints.clickhouse_url)
+    let kafka = wait_for_broker(&endpoints.kafka()?, Duration::from_secs(3)).await;
+    let clickhouse: Result<String, String> = endpoints
+        .clickhouse()?
         .server_client()
         .query("SELECT version()")
         .fetch_one::<String>()
         .await
         .map_err(|e| e.to_string());
-    let registry = reqwest::Client::new()
-        .get(format!("{}/subjects", endpoints.schema_registry_url))
+    let registry_access = endpoints.registry()?;
+    let mut registry_request = endpoints
+        .http_client()?
+        .get(format!("{}/subjects", endpoints.schema_registry_url));
+    if let Some(credentials) = &registry_access.credentials {
+        registry_request = registry_request.basic_auth(&credentials.user, Some(&credentials.password));
+    }
+    let registry = registry_request
         .timeout(Duration::from_secs(3))
         .send()
         .await

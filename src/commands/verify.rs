@@ -33,7 +33,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         from: args.from,
         to: args.to,
     };
-    let report = verify_tenant(&args.clickhouse.settings(), &request, &trusted)
+    let report = verify_tenant(&args.clickhouse.settings()?, &request, &trusted)
         .await
         .with_context(|| format!("verification of tenant {} FAILED", args.tenant))?;
     if report.events == 0 && report.purged == 0 {

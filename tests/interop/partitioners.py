@@ -2,13 +2,17 @@
 names ("default" leaves librdkafka's own default, `consistent_random`), the way a real producer
 would, and prints where each record landed: "<key> <partition>" per record, then "ok <count>".
 
-Input file: one record per line, "<partitioner>\t<key>\t<value as hex>"."""
+Input file: one record per line, "<partitioner>\t<key>\t<value as hex>". An optional fourth
+argument names a Confluent client properties file with the security settings."""
 
 import sys
 
 from confluent_kafka import Producer
 
+import client_properties
+
 bootstrap, topic, path = sys.argv[1], sys.argv[2], sys.argv[3]
+security = client_properties.load(sys.argv[4] if len(sys.argv) > 4 else None)
 
 batches = {}
 with open(path, encoding="utf-8") as lines:
@@ -18,7 +22,7 @@ with open(path, encoding="utf-8") as lines:
 
 landed = []
 for partitioner, records in batches.items():
-    config = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"}
+    config = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", **security}
     if partitioner != "default":
         config["partitioner"] = partitioner
     producer = Producer(config)

@@ -10,7 +10,7 @@ use sealtrail_core::event::AuditEvent;
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;
 
-use crate::harness::{TestStack, fresh_data_dir, run_sealtrail};
+use crate::harness::{TestStack, fresh_data_dir};
 use crate::pipeline::{DLQ, RAW};
 
 /// The contract with one more optional field at the end: a compatible schema the registry does
@@ -37,7 +37,7 @@ fn dlq_records(stack: &TestStack) -> Vec<sealtrail_kafka::PartitionRecord> {
 #[tokio::test]
 async fn a_record_with_a_late_schema_is_replayed_from_the_dlq_and_sealed_once() {
     let stack = TestStack::start(&fresh_data_dir("dlq"));
-    let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
+    let emitter = AuditEmitter::connect(&stack.kafka(), &stack.registry(), RAW)
         .await
         .expect("emitter");
     // The next id the registry gives; the record names it before it exists.
@@ -67,7 +67,7 @@ async fn a_record_with_a_late_schema_is_replayed_from_the_dlq_and_sealed_once() 
         assert!(started.elapsed() < Duration::from_secs(900), "never rejected");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let registered = AuditEmitter::connect_with_schema(&stack.kafka(), stack.registry_url(), RAW, &later_schema())
+    let registered = AuditEmitter::connect_with_schema(&stack.kafka(), &stack.registry(), RAW, &later_schema())
         .await
         .expect("the late schema registers");
     assert_eq!(registered.schema_id(), late_id);
@@ -77,7 +77,7 @@ async fn a_record_with_a_late_schema_is_replayed_from_the_dlq_and_sealed_once() 
         let mut all = vec!["dlq"];
         all.extend_from_slice(args);
         all.extend(["--kafka-bootstrap", bootstrap.as_str()]);
-        run_sealtrail(&all, &[])
+        stack.sealtrail(&all, &[])
     };
     let (status, listed, stderr) = dlq(&["list"]);
     assert!(

@@ -34,9 +34,8 @@ async fn kill_9_of_the_broker_loses_no_acknowledged_message() {
         }
     }
     assert_eq!(acknowledged.len(), 2000);
-    let registry = reqwest::Client::new();
-    let registered = registry
-        .post(format!("{}/subjects/durable-value/versions", stack.registry_url()))
+    let registered = stack
+        .registry_request(reqwest::Method::POST, "/subjects/durable-value/versions")
         .body(r#"{"schema":"{\"type\":\"record\",\"name\":\"D\",\"fields\":[{\"name\":\"a\",\"type\":\"string\"}]}"}"#)
         .send()
         .await
@@ -68,11 +67,8 @@ async fn kill_9_of_the_broker_loses_no_acknowledged_message() {
     acknowledged.sort();
     assert_eq!(seen, acknowledged);
     // A new client: pooled connections to the stopped registry are gone.
-    let schema = reqwest::Client::new()
-        .get(format!(
-            "{}/subjects/durable-value/versions/latest",
-            restarted.registry_url()
-        ))
+    let schema = restarted
+        .registry_request(reqwest::Method::GET, "/subjects/durable-value/versions/latest")
         .send()
         .await
         .expect("lookup");

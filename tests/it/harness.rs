@@ -143,33 +143,70 @@ impl TestStack {
 
     /// For a stack started with `--no-pipeline`: the keys and topics `up` would make.
     pub fn init_keys_and_topics(&self) {
-        let stack = self;
         let keys = self.data_dir.join("keys").display().to_string();
-        let bootstrap = &stack.endpoints.kafka_bootstrap;
+        let bootstrap = &self.endpoints.kafka_bootstrap;
         for args in [
             vec!["keys", "init", "--dir", keys.as_str()],
             vec!["topics", "--kafka-bootstrap", bootstrap.as_str()],
         ] {
-            let (status, stdout, stderr) = run_sealtrail(&args, &[]);
+            let (status, stdout, stderr) = self.sealtrail(&args, &[]);
             assert!(status.success(), "{args:?}: {stdout}{stderr}");
         }
     }
 
+    /// The broker, as the operator (endpoints.env's `KAFKA_CONFIG_FILE`).
     pub fn kafka(&self) -> KafkaSettings {
-        KafkaSettings::new(&self.endpoints.kafka_bootstrap)
+        self.endpoints.kafka().expect("the operator's Kafka client properties")
     }
 
+    /// ClickHouse as its administrator, with the readers' password.
     pub fn clickhouse(&self) -> ClickHouseSettings {
-        let mut settings = ClickHouseSettings::new(&self.endpoints.clickhouse_url);
-        settings.reader_password = self
-            .endpoints
-            .get(sealtrail_clickhouse::access::READER_PASSWORD_ENV)
-            .map(str::to_owned);
-        settings
+        self.endpoints
+            .clickhouse()
+            .expect("the operator's ClickHouse credentials")
     }
 
     pub fn registry_url(&self) -> &str {
         &self.endpoints.schema_registry_url
+    }
+
+    /// The registry with the operator's credentials.
+    pub fn registry(&self) -> sealtrail_runtime::RegistryConnection {
+        self.endpoints.registry().expect("the operator's registry credentials")
+    }
+
+    /// An HTTP client trusting the stack's CA (for the API and the registry).
+    pub fn http(&self) -> reqwest::Client {
+        self.endpoints.http_client().expect("an HTTP client")
+    }
+
+    /// A request to the registry with the operator's credentials.
+    pub fn registry_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http().request(method, format!("{}{path}", self.registry_url()));
+        match self.registry().credentials {
+            Some(credentials) => request.basic_auth(credentials.user, Some(credentials.password)),
+            None => request,
+        }
+    }
+
+    /// Everything endpoints.env sets, as `set -a; . endpoints.env` would give a command.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.endpoints
+            .to_env()
+            .lines()
+            .filter_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                Some((key.to_owned(), value.trim_matches('"').to_owned()))
+            })
+            .collect()
+    }
+
+    /// Runs `sealtrail <args>` configured by this stack's endpoints.env, with `env` on top.
+    pub fn sealtrail(&self, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+        let mut all: Vec<(String, String)> = self.env();
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let borrowed: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_sealtrail(args, &borrowed)
     }
 
     /// The key directory `up` made for the pipeline.
@@ -267,6 +304,7 @@ impl Processor {
             .expect("log file");
         let child = Command::new(SEALTRAIL)
             .arg(name)
+            .envs(stack.env())
             .env("KAFKA_BOOTSTRAP", &stack.endpoints.kafka_bootstrap)
             .env("SCHEMA_REGISTRY_URL", stack.registry_url())
             .env("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)

@@ -57,7 +57,7 @@ async fn sum_over_processors(stack: &TestStack, sample: &str) -> u64 {
         .to_owned();
     let mut total = 0;
     for url in urls.split_whitespace() {
-        let Ok(response) = reqwest::get(url).await else {
+        let Ok(response) = stack.http().get(url).send().await else {
             continue; // a processor being restarted
         };
         let text = response.text().await.unwrap_or_default();

@@ -10,7 +10,7 @@ use sealtrail_core::verify::BreakKind;
 use sealtrail_emit::AuditEmitter;
 use sealtrail_emit::generator::{Generated, Generator, Workload};
 
-use crate::harness::{run_sealtrail, shared};
+use crate::harness::shared;
 use crate::pipeline::{RAW, assert_outcome, now_ms, prefix, send_workload, wait_until_stored};
 
 async fn verify(tenant: &str) -> Result<u64, VerifyFailure> {
@@ -109,7 +109,7 @@ async fn editing_deleting_inserting_or_reordering_one_row_fails_verify_at_that_r
 
     // The command says the same, and fails.
     let keys = stack.data_dir.join("keys/trusted");
-    let (status, _, stderr) = run_sealtrail(
+    let (status, _, stderr) = stack.sealtrail(
         &[
             "verify",
             "--tenant",
@@ -132,10 +132,10 @@ async fn two_producer_versions_live_at_once_both_flow_end_to_end() {
     let prefix = prefix("versions");
     let v1_text = include_str!("../../schemas/history/audit-event.v1.avsc");
     let v1 = Schema::parse_str(v1_text).expect("v1 parses");
-    let current = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
+    let current = AuditEmitter::connect(&stack.kafka(), &stack.registry(), RAW)
         .await
         .expect("current producer");
-    let old = AuditEmitter::connect_with_schema(&stack.kafka(), stack.registry_url(), RAW, v1_text)
+    let old = AuditEmitter::connect_with_schema(&stack.kafka(), &stack.registry(), RAW, v1_text)
         .await
         .expect("a v1 producer registers alongside");
     assert_ne!(old.schema_id(), current.schema_id());

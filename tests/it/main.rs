@@ -19,7 +19,7 @@ mod placement;
 mod registry;
 mod replay;
 mod reshard;
-mod secured_kafka;
+mod secured_stack;
 mod sql_fuzz;
 mod telemetry;
 mod workspace_rules;

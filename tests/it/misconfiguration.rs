@@ -129,3 +129,46 @@ fn kafka_secrets_are_refused_on_the_command_line_and_in_files_others_can_read() 
     assert!(stderr.contains(&format!("chmod 600 {path}")), "{stderr}");
     assert!(!stderr.contains("hunter2-xyz"), "{stderr}");
 }
+
+/// A password file or a TLS key others may read is refused before anything connects, with the
+/// fix, and without showing what it holds.
+#[test]
+fn password_files_and_tls_keys_others_can_read_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let password = dir.path().join("clickhouse.password");
+    std::fs::write(&password, "s3cret-4a7e\n").expect("written");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).expect("mode");
+    let path = password.to_str().expect("utf-8");
+    let (status, _, stderr) = run_sealtrail(
+        &[
+            "migrate",
+            "--clickhouse-user",
+            "sealtrail_admin",
+            "--clickhouse-password-file",
+            path,
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &[&format!("chmod 600 {path}")]);
+    assert!(!stderr.contains("s3cret-4a7e"), "{stderr}");
+
+    let ca = sealtrail_local::LocalCa::ensure(&dir.path().join("tls")).expect("a CA");
+    std::fs::set_permissions(&ca.key_file, std::fs::Permissions::from_mode(0o640)).expect("mode");
+    let (status, _, stderr) = run_sealtrail(
+        &[
+            "api",
+            "--tls-cert",
+            ca.cert_file.to_str().expect("utf-8"),
+            "--tls-key",
+            ca.key_file.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["chmod 600", "server.key"]);
+    let (status, _, stderr) = run_sealtrail(&["api", "--tls-cert", ca.cert_file.to_str().expect("utf-8")], &[]);
+    assert!(!status.success(), "a certificate without its key is refused");
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sealtrail_kafka::{GroupOffsets, TopicSpec, ensure_topics};
 
-use crate::harness::{run_sealtrail, shared, unique};
+use crate::harness::{shared, unique};
 
 const PER_PARTITION: i64 = 10;
 /// Record timestamps: the first half of each partition an hour before the second.
@@ -53,7 +53,7 @@ async fn offsets_are_described_and_reset_like_kafkas_own_tool() {
     let sealtrail = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend(["--group", &group, "--kafka-bootstrap", &bootstrap]);
-        run_sealtrail(&all, &[])
+        stack.sealtrail(&all, &[])
     };
     let (status, described, stderr) = sealtrail(&["offsets", "describe", "--topic", &topic]);
     assert!(status.success(), "{stderr}");

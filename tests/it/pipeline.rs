@@ -87,7 +87,7 @@ pub async fn send_workload_into(
     events: u64,
     per_second: Option<u64>,
 ) -> Sent {
-    let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), raw)
+    let emitter = AuditEmitter::connect(&stack.kafka(), &stack.registry(), raw)
         .await
         .expect("emitter");
     let prefix = workload.tenant_prefix.clone();

@@ -14,7 +14,7 @@ use sealtrail_core::placement::partition_for_key;
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;
 
-use crate::harness::{TestStack, run_sealtrail, shared, unique};
+use crate::harness::{TestStack, shared, unique};
 use crate::interop::python_with_confluent_kafka;
 use crate::pipeline::{DLQ, RAW, now_ms, verify_once_signed};
 
@@ -105,7 +105,7 @@ async fn stored_per_tenant(stack: &TestStack, prefix: &str) -> HashMap<String, (
 /// Produces half of each tenant's events through librdkafka's default partitioner and half through
 /// murmur2, with Python's confluent-kafka; returns how many landed outside their key's partition.
 async fn produce_with_python(stack: &TestStack, tenants: &[String], partitions: i32) -> usize {
-    let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
+    let emitter = AuditEmitter::connect(&stack.kafka(), &stack.registry(), RAW)
         .await
         .expect("emitter");
     let mut lines = String::new();
@@ -128,6 +128,12 @@ async fn produce_with_python(stack: &TestStack, tenants: &[String], partitions: 
         .arg(&stack.endpoints.kafka_bootstrap)
         .arg(RAW)
         .arg(&input)
+        .arg(
+            stack
+                .endpoints
+                .get("KAFKA_CONFIG_FILE")
+                .expect("the stack's client properties"),
+        )
         .output()
         .expect("run the Python producer");
     std::fs::remove_file(&input).ok();
@@ -233,7 +239,7 @@ async fn pythons_default_partitioner_cannot_fork_a_chain_and_replay_puts_records
     }
 
     let bootstrap = stack.endpoints.kafka_bootstrap.as_str();
-    let (status, replayed, stderr) = run_sealtrail(
+    let (status, replayed, stderr) = stack.sealtrail(
         &[
             "dlq",
             "replay",

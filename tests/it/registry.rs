@@ -8,13 +8,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 use sealtrail_kafka::{TopicSpec, ensure_topics};
 use sealtrail_registry::{RegistryService, RegistrySettings};
 use serde_json::{Value as Json, json};
 
-use crate::harness::{shared, unique};
+use crate::harness::{TestStack, shared, unique};
 
 const V1: &str = r#"{"type":"record","name":"AuditProbe","namespace":"sealtrail.test","fields":[
     {"name":"tenant_id","type":"string"},{"name":"action","type":"string"}]}"#;
@@ -28,13 +27,25 @@ const V3_REQUIRED_FIELD: &str = r#"{"type":"record","name":"AuditProbe","namespa
 struct Registry {
     http: reqwest::Client,
     url: String,
+    credentials: Option<sealtrail_runtime::BasicCredentials>,
 }
 
 impl Registry {
-    fn new(url: &str) -> Self {
+    /// The stack's registry, with the operator's credentials.
+    fn new(stack: &TestStack) -> Self {
+        Self {
+            http: stack.http(),
+            url: stack.registry_url().to_owned(),
+            credentials: stack.registry().credentials,
+        }
+    }
+
+    /// An open registry this test serves itself.
+    fn plain(url: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
             url: url.to_owned(),
+            credentials: None,
         }
     }
 
@@ -43,6 +54,9 @@ impl Registry {
             .http
             .request(method, format!("{}{path}", self.url))
             .header("Accept", "application/vnd.schemaregistry.v1+json");
+        if let Some(credentials) = &self.credentials {
+            request = request.basic_auth(&credentials.user, Some(&credentials.password));
+        }
         if let Some(body) = body {
             request = request
                 .header("Content-Type", "application/vnd.schemaregistry.v1+json")
@@ -75,7 +89,7 @@ impl Registry {
 
 #[tokio::test]
 async fn subjects_versions_ids_and_lookups_follow_confluents_api() {
-    let registry = Registry::new(shared().registry_url());
+    let registry = Registry::new(shared());
     let subject = format!("{}-value", unique("probe"));
 
     let (status, body) = registry.get("/config").await;
@@ -155,7 +169,7 @@ async fn subjects_versions_ids_and_lookups_follow_confluents_api() {
 
 #[tokio::test]
 async fn an_incompatible_schema_is_refused_with_409_naming_the_field() {
-    let registry = Registry::new(shared().registry_url());
+    let registry = Registry::new(shared());
     let subject = format!("{}-value", unique("compat"));
     registry
         .post(&format!("/subjects/{subject}/versions"), json!({ "schema": V1 }))
@@ -222,7 +236,7 @@ async fn an_incompatible_schema_is_refused_with_409_naming_the_field() {
 
 #[tokio::test]
 async fn soft_and_permanent_deletes_follow_confluents_rules() {
-    let registry = Registry::new(shared().registry_url());
+    let registry = Registry::new(shared());
     let subject = format!("{}-value", unique("deletes"));
     let (_, body) = registry
         .post(&format!("/subjects/{subject}/versions"), json!({ "schema": V1 }))
@@ -274,8 +288,9 @@ async fn a_confluent_wire_format_record_round_trips_through_kafka() {
     ensure_topics(&stack.kafka(), &[TopicSpec::new(&topic, 2)])
         .await
         .expect("topic");
-    let encoder = AvroEncoder::new(SrSettings::new(stack.registry_url().to_owned()));
-    let decoder = AvroDecoder::new(SrSettings::new(stack.registry_url().to_owned()));
+    let settings = stack.registry().sr_settings().expect("registry settings");
+    let encoder = AvroEncoder::new(settings.clone());
+    let decoder = AvroDecoder::new(settings);
     let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
         topic.clone(),
         false,
@@ -292,7 +307,7 @@ async fn a_confluent_wire_format_record_round_trips_through_kafka() {
     let bytes = encoder.encode(fields.clone(), strategy).await.expect("encode");
     assert_eq!(bytes[0], 0, "Confluent magic byte");
     let id = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
-    let (_, registered) = Registry::new(stack.registry_url())
+    let (_, registered) = Registry::new(stack)
         .get(&format!("/subjects/{topic}-value/versions/latest"))
         .await;
     assert_eq!(
@@ -333,7 +348,7 @@ async fn a_registry_restarted_on_its_topic_rebuilds_the_same_state() {
     let subject = "restart-value";
     let first = RegistryService::start(&settings).await.expect("first registry");
     let first_url = serve(first).await;
-    let registry = Registry::new(&first_url);
+    let registry = Registry::plain(&first_url);
     registry
         .post(&format!("/subjects/{subject}/versions"), json!({ "schema": V1 }))
         .await;
@@ -349,7 +364,7 @@ async fn a_registry_restarted_on_its_topic_rebuilds_the_same_state() {
     registry.delete(&format!("/subjects/{subject}/versions/1")).await;
 
     let second = RegistryService::start(&settings).await.expect("second registry");
-    let rebuilt = Registry::new(&serve(second).await);
+    let rebuilt = Registry::plain(&serve(second).await);
     for path in [
         format!("/subjects/{subject}/versions"),
         format!("/subjects/{subject}/versions?deleted=true"),

@@ -15,7 +15,7 @@ use sealtrail_core::event::{ActorType, AuditEvent};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::{GroupOffsets, PartitionReader, PartitionRecord};
 
-use crate::harness::{Processor, TestStack, fresh_data_dir, run_sealtrail};
+use crate::harness::{Processor, TestStack, fresh_data_dir};
 use crate::pipeline::{DLQ, RAW, SEALED, now_ms};
 
 const SEAL_GROUP: &str = "replay-seal";
@@ -90,7 +90,7 @@ async fn count(stack: &TestStack, sql: &str) -> u64 {
 }
 
 fn rewind(stack: &TestStack, group: &str, topic: &str) {
-    let (status, stdout, stderr) = run_sealtrail(
+    let (status, stdout, stderr) = stack.sealtrail(
         &[
             "offsets",
             "reset",
@@ -110,7 +110,7 @@ fn rewind(stack: &TestStack, group: &str, topic: &str) {
 
 fn verify(stack: &TestStack, tenant: &str) {
     let keys = stack.data_dir.join("keys/trusted");
-    let (status, stdout, stderr) = run_sealtrail(
+    let (status, stdout, stderr) = stack.sealtrail(
         &[
             "verify",
             "--tenant",
@@ -131,7 +131,7 @@ async fn rewinds_and_retries_never_seal_or_project_anything_twice() {
     let stack = TestStack::try_start(&data_dir, &["--no-pipeline"]).unwrap_or_else(|failure| panic!("{failure}"));
     stack.init_keys_and_topics();
     let reader = PartitionReader::new(&stack.kafka(), Duration::from_secs(60)).expect("reader");
-    let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
+    let emitter = AuditEmitter::connect(&stack.kafka(), &stack.registry(), RAW)
         .await
         .expect("emitter");
     let tenants = ["replay-a", "replay-b", "replay-c"];

@@ -14,7 +14,7 @@ use sealtrail_emit::generator::Workload;
 use sealtrail_export::exporter::{ExportRequest, write_export};
 use sealtrail_kafka::PartitionReader;
 
-use crate::harness::{Processor, TestStack, fresh_data_dir, run_sealtrail};
+use crate::harness::{Processor, TestStack, fresh_data_dir};
 use crate::pipeline::{DLQ, RAW, Sent, now_ms, prefix, read_topic, send_workload_into, verify_once_signed};
 
 const NEW_RAW: &str = "audit-events.epoch-2";
@@ -44,7 +44,7 @@ fn reasons(stack: &TestStack, topic: &str) -> HashMap<String, u64> {
 
 fn reshard(stack: &TestStack) -> String {
     let keys = stack.data_dir.join("keys");
-    let (status, stdout, stderr) = run_sealtrail(
+    let (status, stdout, stderr) = stack.sealtrail(
         &["reshard", "--partitions", "8", "--timeout-secs", "600"],
         &[
             ("KAFKA_BOOTSTRAP", stack.endpoints.kafka_bootstrap.as_str()),
@@ -209,7 +209,7 @@ async fn a_running_pipeline_moves_to_more_partitions_without_a_fork_gap_or_dupli
     let new_seal = Processor::start(&stack, "seal", "reshard-seal", &new_layout_env());
     let new_sink = Processor::start(&stack, "sink", "reshard-sink", &new_layout_env());
     let after = send_workload_into(&stack, NEW_RAW, workload(&prefix, 3), 2_000, None).await;
-    let (status, replayed, stderr) = run_sealtrail(
+    let (status, replayed, stderr) = stack.sealtrail(
         &["dlq", "replay", "--reason", "layout_closed"],
         &[
             ("KAFKA_BOOTSTRAP", stack.endpoints.kafka_bootstrap.as_str()),

@@ -126,7 +126,7 @@ async fn one_trace_follows_an_event_from_its_producer_through_seal_and_sink() {
     ];
     let seal = Processor::start(&stack, "seal", "traced-seal", &env);
     let sink = Processor::start(&stack, "sink", "traced-sink", &env);
-    let emitter = AuditEmitter::connect(&stack.kafka(), stack.registry_url(), RAW)
+    let emitter = AuditEmitter::connect(&stack.kafka(), &stack.registry(), RAW)
         .await
         .expect("emitter");
 

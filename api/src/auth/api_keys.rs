@@ -1,5 +1,11 @@
 //! API keys: `stk_<key id>_<secret>`. The key id is public (lists, logs, the audit trail); only the
-//! SHA-256 of the secret is stored, so the table of keys grants nothing to whoever reads it.
+//! SHA-256 of the secret is stored, so the table of keys grants nothing to whoever reads it. A key
+//! may expire; `rotate` issues its successor and lets the old key live on for an overlap only.
+//! When each key was last used is kept (at most once a minute per key).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use clickhouse::{Client, Row};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -11,6 +17,8 @@ use super::{Caller, Role};
 use sealtrail_core::digest::to_hex;
 
 const PREFIX: &str = "stk_";
+/// How often a key's last use is written, at most.
+const USAGE_EVERY: Duration = Duration::from_secs(60);
 const KEY_ID_BYTES: usize = 8;
 const SECRET_BYTES: usize = 32;
 
@@ -23,6 +31,8 @@ pub enum KeyError {
     InvalidTenant(String),
     #[error("no API key with id {0}")]
     UnknownKey(String),
+    #[error("the API key {0} is revoked or expired; create a new one with `sealtrail keys create`")]
+    Dead(String),
     #[error("ClickHouse refused the key operation: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
 }
@@ -40,6 +50,23 @@ pub struct StoredKey {
     #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
     pub revoked_at: Option<OffsetDateTime>,
     pub version: u64,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl StoredKey {
+    /// Whether the key is refused at `now`: revoked, or past its expiry.
+    pub fn is_dead_at(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_some() || self.expires_at.is_some_and(|expiry| expiry <= now)
+    }
+}
+
+/// A key's last use.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct KeyUsage {
+    pub key_id: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub last_used_at: OffsetDateTime,
 }
 
 /// A newly created key: the only moment its secret exists outside the caller's hands.
@@ -76,6 +103,8 @@ fn now_ms() -> (OffsetDateTime, u64) {
 #[derive(Clone)]
 pub struct KeyStore {
     client: Client,
+    /// When each key's use was last written.
+    usage_written: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -87,10 +116,25 @@ impl std::fmt::Debug for KeyStore {
 impl KeyStore {
     /// `client` is bound to sealtrail's database.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            usage_written: Arc::default(),
+        }
     }
 
+    /// Issues a key that never expires.
     pub async fn create(&self, tenant_id: &str, role: Role, label: &str) -> Result<IssuedKey, KeyError> {
+        self.create_expiring(tenant_id, role, label, None).await
+    }
+
+    /// Issues a key refused from `expires_at` on.
+    pub async fn create_expiring(
+        &self,
+        tenant_id: &str,
+        role: Role,
+        label: &str,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<IssuedKey, KeyError> {
         if !sealtrail_core::validate::is_valid_tenant_id(tenant_id) {
             return Err(KeyError::InvalidTenant(tenant_id.to_owned()));
         }
@@ -110,6 +154,7 @@ impl KeyStore {
             created_at,
             revoked_at: None,
             version,
+            expires_at,
         };
         self.write(&stored).await?;
         Ok(IssuedKey {
@@ -142,6 +187,72 @@ impl KeyStore {
         Ok(stored)
     }
 
+    /// Issues the successor of `key_id` (same tenant, role and label, expiring `lifetime` from now
+    /// when given) and makes the old key expire after `overlap`, so its users can switch. Returns
+    /// the new key and the old one as changed.
+    pub async fn rotate(
+        &self,
+        key_id: &str,
+        overlap: Duration,
+        lifetime: Option<Duration>,
+    ) -> Result<(IssuedKey, StoredKey), KeyError> {
+        let mut old = self
+            .find(key_id)
+            .await?
+            .ok_or_else(|| KeyError::UnknownKey(key_id.to_owned()))?;
+        let (now, version) = now_ms();
+        if old.is_dead_at(now) {
+            return Err(KeyError::Dead(key_id.to_owned()));
+        }
+        let role = Role::from_name(&old.role).ok_or_else(|| KeyError::UnknownKey(key_id.to_owned()))?;
+        let expires_at = lifetime.map(|lifetime| now + lifetime);
+        let issued = self
+            .create_expiring(&old.tenant_id, role, &old.label, expires_at)
+            .await?;
+        let overlap_ends = now + overlap;
+        old.expires_at = Some(old.expires_at.map_or(overlap_ends, |expiry| expiry.min(overlap_ends)));
+        old.version = version.max(old.version + 1);
+        self.write(&old).await?;
+        Ok((issued, old))
+    }
+
+    /// When each key was last used.
+    pub async fn usage(&self) -> Result<HashMap<String, OffsetDateTime>, KeyError> {
+        let rows = self
+            .client
+            .query("SELECT ?fields FROM api_key_usage FINAL")
+            .fetch_all::<KeyUsage>()
+            .await?;
+        Ok(rows.into_iter().map(|row| (row.key_id, row.last_used_at)).collect())
+    }
+
+    /// Writes that `key_id` was used now, unless it was written less than a minute ago. In the
+    /// background: a request does not wait for it, and a failure only loses a timestamp.
+    fn note_use(&self, key_id: &str) {
+        {
+            let mut written = self.usage_written.lock().unwrap_or_else(PoisonError::into_inner);
+            if written.get(key_id).is_some_and(|at| at.elapsed() < USAGE_EVERY) {
+                return;
+            }
+            written.insert(key_id.to_owned(), Instant::now());
+        }
+        let client = self.client.clone();
+        let usage = KeyUsage {
+            key_id: key_id.to_owned(),
+            last_used_at: OffsetDateTime::now_utc(),
+        };
+        tokio::spawn(async move {
+            let written = async {
+                let mut insert = client.insert::<KeyUsage>("api_key_usage").await?;
+                insert.write(&usage).await?;
+                insert.end().await
+            };
+            if let Err(error) = written.await {
+                tracing::warn!(key_id = %usage.key_id, %error, "cannot record an API key's use");
+            }
+        });
+    }
+
     /// The caller a presented key stands for, if it is a live key with the right secret.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, KeyError> {
         let Some((key_id, secret)) = split(presented) else {
@@ -151,12 +262,13 @@ impl KeyStore {
             return Ok(None);
         };
         // Both sides are digests of secrets: comparing them leaks nothing an attacker can use.
-        if stored.revoked_at.is_some() || stored.secret_sha256 != secret_digest(secret) {
+        if stored.is_dead_at(OffsetDateTime::now_utc()) || stored.secret_sha256 != secret_digest(secret) {
             return Ok(None);
         }
         let Some(role) = Role::from_name(&stored.role) else {
             return Ok(None);
         };
+        self.note_use(&stored.key_id);
         Ok(Some(Caller {
             subject: format!("key:{}", stored.key_id),
             tenant: stored.tenant_id,

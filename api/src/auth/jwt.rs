@@ -1,28 +1,45 @@
-//! JWT bearer tokens from an identity provider: HS256 with a shared secret or RS256 with the
-//! provider's public key. The token names the tenant and the roles; `exp` is required.
+//! JWT bearer tokens: from an OpenID Connect provider (its published keys, see `oidc`), or signed
+//! with a key the API was started with (HS256 with a shared secret, RS256 with a public key). The
+//! token names the tenant and the roles, in claims whose names are configurable; `exp` and `sub`
+//! are required.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
 
+use super::oidc::OidcVerifier;
 use super::{Caller, Role};
 
-/// The claims sealtrail reads.
-#[derive(Debug, Deserialize)]
-struct Claims {
-    sub: String,
-    tenant: String,
-    #[serde(default)]
-    roles: Vec<String>,
+/// Where the tenant and the roles are in a token: claim names, or dotted paths into nested
+/// claims (`realm_access.roles` for Keycloak).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    pub tenant: String,
+    pub roles: String,
 }
 
-/// Verifies tokens with the keys the API was started with.
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            tenant: "tenant".to_owned(),
+            roles: "roles".to_owned(),
+        }
+    }
+}
+
+/// Verifies tokens with the keys the API was started with and, when configured, an OIDC
+/// provider's.
 pub struct JwtVerifier {
     keys: Vec<(DecodingKey, Validation)>,
+    oidc: Option<OidcVerifier>,
+    claims: ClaimNames,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtVerifier").field("keys", &self.keys.len()).finish()
+        f.debug_struct("JwtVerifier")
+            .field("keys", &self.keys.len())
+            .field("oidc", &self.oidc)
+            .field("claims", &self.claims)
+            .finish()
     }
 }
 
@@ -48,22 +65,52 @@ impl JwtVerifier {
             let key = DecodingKey::from_rsa_pem(pem).map_err(JwtKeyError::BadRsaKey)?;
             keys.push((key, validation(Algorithm::RS256)));
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            oidc: None,
+            claims: ClaimNames::default(),
+        })
     }
 
-    /// The caller a token stands for, or why it is refused (expired, wrongly signed, malformed).
-    pub fn verify(&self, token: &str) -> Result<Caller, String> {
-        if self.keys.is_empty() {
-            return Err("bearer tokens are not accepted: the API was started without JWT keys".to_owned());
+    /// Also accepts tokens of this OIDC provider.
+    #[must_use]
+    pub fn with_oidc(mut self, oidc: OidcVerifier) -> Self {
+        self.oidc = Some(oidc);
+        self
+    }
+
+    /// Reads the tenant and the roles from these claims.
+    #[must_use]
+    pub fn with_claims(mut self, claims: ClaimNames) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// The caller a token stands for, or why it is refused (expired, wrongly signed, malformed,
+    /// from another issuer or for another audience).
+    pub async fn verify(&self, token: &str) -> Result<Caller, String> {
+        if self.keys.is_empty() && self.oidc.is_none() {
+            return Err(
+                "bearer tokens are not accepted: the API was started without JWT keys or an OIDC issuer".to_owned(),
+            );
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let mut last_error = format!("no configured key verifies {:?} tokens", header.alg);
+        if let Some(oidc) = &self.oidc
+            && OidcVerifier::accepts(header.alg)
+            && header.kid.is_some()
+        {
+            match oidc.claims(token, &header).await {
+                Ok(claims) => return caller_of(&claims, &self.claims),
+                Err(error) => last_error = error,
+            }
+        }
         for (key, validation) in &self.keys {
             if !validation.algorithms.contains(&header.alg) {
                 continue;
             }
-            match jsonwebtoken::decode::<Claims>(token, key, validation) {
-                Ok(data) => return caller_of(data.claims),
+            match jsonwebtoken::decode::<serde_json::Value>(token, key, validation) {
+                Ok(data) => return caller_of(&data.claims, &self.claims),
                 Err(error) => last_error = describe(&error),
             }
         }
@@ -78,31 +125,48 @@ fn validation(algorithm: Algorithm) -> Validation {
     validation
 }
 
-fn describe(error: &jsonwebtoken::errors::Error) -> String {
+pub(super) fn describe(error: &jsonwebtoken::errors::Error) -> String {
     use jsonwebtoken::errors::ErrorKind;
     match error.kind() {
         ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
         ErrorKind::InvalidSignature => "the token's signature does not verify".to_owned(),
         ErrorKind::ImmatureSignature => "the token is not valid yet".to_owned(),
         ErrorKind::MissingRequiredClaim(claim) => format!("the token has no `{claim}` claim"),
+        ErrorKind::InvalidIssuer => "the token comes from another issuer".to_owned(),
+        ErrorKind::InvalidAudience => "the token is for another audience".to_owned(),
         _ => format!("the token is refused: {error}"),
     }
 }
 
-fn caller_of(claims: Claims) -> Result<Caller, String> {
-    if !sealtrail_core::validate::is_valid_tenant_id(&claims.tenant) {
-        return Err(format!(
-            "the token's tenant `{}` is not a valid tenant id",
-            claims.tenant
-        ));
+/// The claim at a dotted `path`.
+fn claim<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(claims, |value, name| value.get(name))
+}
+
+fn caller_of(claims: &serde_json::Value, names: &ClaimNames) -> Result<Caller, String> {
+    let subject = claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| "the token has no `sub` claim".to_owned())?;
+    let tenant = claim(claims, &names.tenant)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("the token has no `{}` claim naming the tenant", names.tenant))?;
+    if !sealtrail_core::validate::is_valid_tenant_id(tenant) {
+        return Err(format!("the token's tenant `{tenant}` is not a valid tenant id"));
     }
-    let roles: Vec<Role> = claims.roles.iter().filter_map(|name| Role::from_name(name)).collect();
+    // An array of names, or one space-separated string (OAuth's `scope` style).
+    let role_names: Vec<&str> = match claim(claims, &names.roles) {
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(serde_json::Value::as_str).collect(),
+        Some(serde_json::Value::String(text)) => text.split_whitespace().collect(),
+        _ => Vec::new(),
+    };
+    let roles: Vec<Role> = role_names.into_iter().filter_map(Role::from_name).collect();
     if roles.is_empty() {
-        return Err("the token carries no sealtrail role".to_owned());
+        return Err(format!("the token carries no sealtrail role in `{}`", names.roles));
     }
     Ok(Caller {
-        subject: format!("jwt:{}", claims.sub),
-        tenant: claims.tenant,
+        subject: format!("jwt:{subject}"),
+        tenant: tenant.to_owned(),
         roles,
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod jwt;
+pub mod oidc;
 
 use std::fmt;
 

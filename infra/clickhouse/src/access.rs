@@ -137,6 +137,7 @@ impl Component {
                 ("SELECT", "tombstones"),
                 ("SELECT", "retention_runs"),
                 ("SELECT, INSERT", "api_keys"),
+                ("SELECT, INSERT", "api_key_usage"),
                 ("SELECT, INSERT", "legal_holds"),
                 ("SELECT, INSERT", "webhooks"),
                 ("SELECT, INSERT", "webhook_deliveries"),
@@ -177,10 +178,14 @@ pub struct AccessConfig {
     pub password: PasswordSource,
     /// Each component user's password: `FromEnv(component.password_env())` on a server.
     pub component_passwords: Vec<(Component, PasswordSource)>,
-    /// Also define the `default` user as the administrator (the local engine, whose users all
-    /// come from this file); a server keeps its own.
-    pub define_default_admin: bool,
+    /// Also define `ADMIN_USER` with this password, and the `default` user the embedded engine
+    /// runs its own serving query as (it cannot log in with a password) with only what that
+    /// query needs: the local engine, whose users all come from this file. A server keeps its own.
+    pub default_admin: Option<PasswordSource>,
 }
+
+/// The local engine's administrator, for operators (`migrate`, `keys`, `verify`).
+pub const ADMIN_USER: &str = "sealtrail_admin";
 
 impl AccessConfig {
     /// The users file (`<clickhouse><profiles>...<users>...</clickhouse>`).
@@ -188,17 +193,26 @@ impl AccessConfig {
         let mut xml = String::from(
             "<?xml version=\"1.0\"?>\n<!-- Written by sealtrail (infra/clickhouse/src/access.rs); docs/security.md explains it. -->\n<clickhouse>\n  <profiles>\n",
         );
-        if self.define_default_admin {
+        if self.default_admin.is_some() {
             xml.push_str("    <default></default>\n");
         }
         for reader in TenantReader::ALL {
             profile(&mut xml, reader);
         }
         xml.push_str("  </profiles>\n  <users>\n");
-        if self.define_default_admin {
+        if let Some(password) = &self.default_admin {
+            // Without a password (the engine's serving query logs in as it), so with nothing but
+            // what that query does: start listeners and count rows of `numbers`.
             xml.push_str(
                 "    <default>\n      <password></password>\n      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\n      \
-                 <profile>default</profile>\n      <quota>default</quota>\n      <access_management>1</access_management>\n    </default>\n",
+                 <profile>default</profile>\n      <quota>default</quota>\n      <grants><query>GRANT SYSTEM LISTEN ON *.*</query>\
+                 <query>GRANT SELECT ON system.numbers</query><query>GRANT CREATE TEMPORARY TABLE ON *.*</query></grants>\n    </default>\n",
+            );
+            let _ = writeln!(xml, "    <{ADMIN_USER}>");
+            self.credentials(&mut xml, password);
+            let _ = writeln!(
+                xml,
+                "      <profile>default</profile>\n      <quota>default</quota>\n      <access_management>1</access_management>\n    </{ADMIN_USER}>"
             );
         }
         for reader in TenantReader::ALL {
@@ -378,7 +392,7 @@ mod tests {
             networks: vec!["127.0.0.1".to_owned()],
             password: PasswordSource::FromEnv("SEALTRAIL_CLICKHOUSE_READER_PASSWORD".to_owned()),
             component_passwords: Vec::new(),
-            define_default_admin: false,
+            default_admin: None,
         }
     }
 
@@ -432,7 +446,7 @@ mod tests {
                 .iter()
                 .map(|c| (*c, PasswordSource::FromEnv(c.password_env())))
                 .collect(),
-            define_default_admin: false,
+            default_admin: None,
         }
         .users_xml();
         let checked_in = include_str!("../users.d/sealtrail.xml");

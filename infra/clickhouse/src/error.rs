@@ -3,6 +3,8 @@ use std::time::Duration;
 /// Failures of the ClickHouse adapter, each naming what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum ClickHouseError {
+    #[error("ClickHouse over HTTPS: {0}; set SEALTRAIL_CA_FILE to the CA that signed its certificate")]
+    Tls(String),
     #[error(
         "ClickHouse at {url} did not answer /ping within {waited:?} ({reason}); is it running? \
          (`sealtrail up` starts a local one)"

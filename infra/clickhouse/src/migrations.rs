@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_create_retention_runs"),
     migration!(11, "0011_create_tenant_checkpoints"),
     migration!(12, "0012_add_layout_epochs"),
+    migration!(13, "0013_add_api_key_expiry_and_usage"),
 ];
 
 /// What `apply_migrations` did with one migration.

@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
+use sealtrail_http::TrustSettings;
 
 use crate::ClickHouseError;
 
@@ -15,6 +16,8 @@ pub struct ClickHouseSettings {
     pub password: Option<String>,
     /// The password of the tenant-bound read-only users (`access::TenantReader`).
     pub reader_password: Option<String>,
+    /// What an `https://` URL's certificate must chain to.
+    pub trust: TrustSettings,
 }
 
 impl ClickHouseSettings {
@@ -29,7 +32,26 @@ impl ClickHouseSettings {
             user: None,
             password: None,
             reader_password: None,
+            trust: TrustSettings::default(),
         }
+    }
+
+    /// Whether the URL asks for TLS.
+    pub fn is_https(&self) -> bool {
+        self.url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }
+
+    /// Reads the trusted CA now, so a missing or unreadable file is reported at start rather than
+    /// as failed connections later.
+    pub fn check_trust(&self) -> Result<(), ClickHouseError> {
+        if self.is_https() {
+            self.trust
+                .client_config()
+                .map_err(|error| ClickHouseError::Tls(error.to_string()))?;
+        }
+        Ok(())
     }
 
     /// A client bound to sealtrail's database, with row validation on so a mismatch between a Rust
@@ -70,10 +92,44 @@ impl ClickHouseSettings {
         } else {
             clickhouse::Compression::Lz4
         };
-        Client::default()
+        self.transport()
             .with_url(&self.url)
             .with_validation(true)
             .with_compression(compression)
+    }
+}
+
+impl ClickHouseSettings {
+    /// Plain HTTP, or HTTPS verified against `trust` (rustls, HTTP/1.1, the crate's own pool
+    /// timings).
+    fn transport(&self) -> Client {
+        if !self.is_https() {
+            return Client::default();
+        }
+        let config = self.trust.client_config().unwrap_or_else(|error| {
+            // `check_trust` reports this at start; here the connections fail their handshake.
+            tracing::error!(%error, "cannot read the CA that ClickHouse's certificate must chain to");
+            std::sync::Arc::new(
+                rustls::ClientConfig::builder_with_provider(sealtrail_http::crypto_provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default protocol versions")
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        });
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(std::sync::Arc::unwrap_or_clone(config))
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        Client::with_http_client(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build(connector),
+        )
     }
 }
 

@@ -22,7 +22,10 @@ const SECRET_KEYS: [&str; 7] = [
 /// True for a property whose value must never be shown.
 pub fn is_secret_property(key: &str) -> bool {
     let key = key.trim().to_ascii_lowercase();
-    SECRET_KEYS.contains(&key.as_str()) || key.contains("password") || key.contains("secret")
+    SECRET_KEYS.contains(&key.as_str())
+        || key.contains("password")
+        || key.contains("secret")
+        || key.ends_with("basic.auth.user.info")
 }
 
 /// Why a properties file was refused; each says what to do.
@@ -76,6 +79,15 @@ pub fn redacted(properties: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 impl ClientProperties {
+    /// The registry credentials, `user:password` (Confluent's `basic.auth.user.info`, with or
+    /// without the `schema.registry.` prefix).
+    pub fn registry_user_info(&self) -> Option<&str> {
+        self.registry
+            .iter()
+            .find(|(key, _)| key == "basic.auth.user.info" || key == "schema.registry.basic.auth.user.info")
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Reads and checks `path`.
     pub fn read(path: &Path) -> Result<Self, ClientPropertiesError> {
         let text = std::fs::read_to_string(path).map_err(|source| ClientPropertiesError::Read {
@@ -146,30 +158,19 @@ fn jaas_credentials(config: &str) -> Option<(String, String)> {
 }
 
 /// Refuses a file holding `key` that other users may read.
-#[cfg(unix)]
 fn check_private(path: &Path, key: &str) -> Result<(), ClientPropertiesError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
-        .map_err(|source| ClientPropertiesError::Read {
-            path: path.to_owned(),
-            source,
-        })?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ClientPropertiesError::Exposed {
+    match sealtrail_http::secret_file::exposed_mode(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(mode)) => Err(ClientPropertiesError::Exposed {
             path: path.to_owned(),
             key: key.to_owned(),
             mode,
-        });
+        }),
+        Err(source) => Err(ClientPropertiesError::Read {
+            path: path.to_owned(),
+            source,
+        }),
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path, _key: &str) -> Result<(), ClientPropertiesError> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub struct EngineServerConfig {
     /// The main configuration (users, access control); without one the engine has a single
     /// password-less `default` user that may do anything.
     pub config_file: Option<PathBuf>,
+    /// The administrator's (`ADMIN_USER`) password, which the launcher logs in with to see
+    /// running inserts.
+    pub admin_password_file: Option<PathBuf>,
 }
 
 type QueryCmdline = unsafe extern "C" fn(c_int, *mut *mut c_char) -> *mut c_void;
@@ -46,12 +49,17 @@ pub fn serve(config: &EngineServerConfig) -> String {
         return format!("cannot block stop signals: {error}");
     }
     let http_port = config.http_port;
+    let admin_password = config
+        .admin_password_file
+        .as_deref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_owned());
     std::thread::spawn(move || {
         let signal = stop_signals
             .wait()
             .map_or_else(|e| e.to_string(), |s| s.as_str().to_owned());
         eprintln!("clickhouse-server: {signal} received; letting running inserts finish, then stopping");
-        wait_for_running_inserts(http_port);
+        wait_for_running_inserts(http_port, admin_password.as_deref());
         exit_now(0);
     });
 
@@ -59,6 +67,7 @@ pub fn serve(config: &EngineServerConfig) -> String {
     if let Some(config_file) = &config.config_file {
         args.push(format!("--config-file={}", config_file.display()));
     }
+
     args.extend([
         format!("--path={}", with_trailing_slash(&config.data_dir)),
         format!("--http_port={}", config.http_port),
@@ -133,11 +142,12 @@ fn with_trailing_slash(path: &Path) -> String {
 ///
 /// Nothing else needs flushing: the engine writes an insert's data part before acknowledging it,
 /// and in this embedded mode the `async_insert` queue is not used (such inserts run synchronously).
-fn wait_for_running_inserts(http_port: u16) {
+fn wait_for_running_inserts(http_port: u16, admin_password: Option<&str>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         match query_over_http(
             http_port,
+            admin_password,
             "SELECT count() FROM system.processes WHERE query_kind = 'Insert'",
         ) {
             Ok(count) if count.trim() == "0" => return,
@@ -152,9 +162,15 @@ fn wait_for_running_inserts(http_port: u16) {
 }
 
 /// A minimal HTTP/1.1 request to the engine itself: the launcher has no HTTP client of its own.
-fn query_over_http(http_port: u16, query: &str) -> std::io::Result<String> {
+fn query_over_http(http_port: u16, admin_password: Option<&str>, query: &str) -> std::io::Result<String> {
+    let credentials = admin_password.map_or_else(String::new, |password| {
+        format!(
+            "X-ClickHouse-User: {}\r\nX-ClickHouse-Key: {password}\r\n",
+            sealtrail_clickhouse::access::ADMIN_USER
+        )
+    });
     let request = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{query}",
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n{credentials}Content-Length: {}\r\nConnection: close\r\n\r\n{query}",
         query.len()
     );
     let mut stream = TcpStream::connect(("127.0.0.1", http_port))?;

@@ -46,6 +46,8 @@ pub enum LocalError {
     },
     #[error("cannot make the local certificate authority in {dir}: {reason}")]
     Certificates { dir: PathBuf, reason: String },
+    #[error("cannot set up {what}: {reason}")]
+    Credentials { what: String, reason: String },
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,

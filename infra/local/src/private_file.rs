@@ -18,3 +18,31 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), LocalError> {
     let mut file = options.open(path).map_err(LocalError::io("create", path))?;
     file.write_all(contents).map_err(LocalError::io("write", path))
 }
+
+/// The secret in `path`, or a new random one (48 hex digits) written there readable by its owner
+/// only. Kept across starts: clients were told it.
+pub fn stored_or_new_secret(path: &Path) -> Result<String, LocalError> {
+    use std::io::Read as _;
+    if let Ok(existing) = std::fs::read_to_string(path)
+        && existing.trim().len() >= 32
+    {
+        return Ok(existing.trim().to_owned());
+    }
+    let mut random = [0_u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut source| source.read_exact(&mut random))
+        .map_err(LocalError::io("read", Path::new("/dev/urandom")))?;
+    let secret = hex(&random);
+    write_private(path, secret.as_bytes())?;
+    Ok(secret)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+}

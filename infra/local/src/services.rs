@@ -7,10 +7,14 @@ use sealtrail_clickhouse::{ClickHouseSettings, wait_for_clickhouse};
 use sealtrail_kafka::{KafkaSettings, wait_for_broker};
 use tokio::process::Command;
 
-use crate::{DataDir, LocalError, ManagedProcess};
+use crate::clickhouse_access::ADMIN_USER;
+use crate::stack_security::{StackIdentity, StackSecurity};
+use crate::{DataDir, EngineAccess, LocalError, ManagedProcess, TlsFront};
 
 const BROKER_READY_WITHIN: Duration = Duration::from_secs(60);
 const CLICKHOUSE_READY_WITHIN: Duration = Duration::from_secs(120);
+/// Names the SCRAM users made on the broker, so they are made once per data directory.
+const SCRAM_USERS_MARKER: &str = "scram-users";
 /// Tansu reads these from the environment; a stray value would override the flags given here.
 const TANSU_ENV: [&str; 8] = [
     "CLUSTER_ID",
@@ -23,22 +27,37 @@ const TANSU_ENV: [&str; 8] = [
     "KAFKA_LISTENER_URL",
 ];
 
-/// Starts Tansu on `127.0.0.1:port` with durable SQLite storage in the data directory, and waits
-/// until it answers metadata requests.
-pub async fn start_broker(data_dir: &DataDir, tansu: &Path, port: u16) -> Result<ManagedProcess, LocalError> {
-    data_dir.check_broker_storage()?;
-    let url = format!("tcp://127.0.0.1:{port}");
+/// A running service and, on the secured stack, the TLS front clients reach it through.
+#[derive(Debug)]
+pub struct Served {
+    pub process: ManagedProcess,
+    pub front: Option<TlsFront>,
+}
+
+fn tansu_command(data_dir: &DataDir, tansu: &Path, port: u16, advertised: u16, authentication: bool) -> Command {
     let mut command = Command::new(tansu);
     command
         .arg("broker")
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
+        .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{advertised}")])
         // Relative to the working directory, which is why the broker starts in its own folder.
         .args(["--storage-engine", "sqlite://tansu.db"])
         .args(["--cluster-id", "sealtrail-local"])
         .current_dir(data_dir.kafka_dir());
+    if authentication {
+        command.arg("--authentication");
+    }
     for variable in TANSU_ENV {
         command.env_remove(variable);
     }
+    command
+}
+
+async fn spawn_broker(
+    data_dir: &DataDir,
+    command: Command,
+    ready: &KafkaSettings,
+) -> Result<ManagedProcess, LocalError> {
     let mut broker = ManagedProcess::spawn(
         "the Kafka broker (Tansu)",
         "tansu",
@@ -46,26 +65,138 @@ pub async fn start_broker(data_dir: &DataDir, tansu: &Path, port: u16) -> Result
         &data_dir.run_dir(),
         &data_dir.logs_dir(),
     )?;
-    let settings = KafkaSettings::new(format!("127.0.0.1:{port}"));
     tokio::select! {
         status = broker.exited() => Err(broker.start_failure(status)),
-        ready = wait_for_broker(&settings, BROKER_READY_WITHIN) => match ready {
+        ready = wait_for_broker(ready, BROKER_READY_WITHIN) => match ready {
             Ok(()) => Ok(broker),
             Err(error) => Err(not_ready(broker, BROKER_READY_WITHIN, &error).await),
         },
     }
 }
 
+/// Starts Tansu on `127.0.0.1:port` with durable SQLite storage in the data directory, and waits
+/// until it answers metadata requests.
+pub async fn start_broker(data_dir: &DataDir, tansu: &Path, port: u16) -> Result<ManagedProcess, LocalError> {
+    data_dir.check_broker_storage()?;
+    let command = tansu_command(data_dir, tansu, port, port, false);
+    spawn_broker(data_dir, command, &KafkaSettings::new(format!("127.0.0.1:{port}"))).await
+}
+
+/// Starts Tansu requiring SCRAM, behind a TLS front on `127.0.0.1:port` (Tansu 0.6 serves no TLS
+/// itself); the broker listens on a loopback port of its own, which also requires SCRAM. The
+/// SCRAM users are made on the first start, by a broker that requires nothing and that only
+/// this process knows the port of.
+pub async fn start_secured_broker(
+    data_dir: &DataDir,
+    tansu: &Path,
+    port: u16,
+    security: &StackSecurity,
+) -> Result<Served, LocalError> {
+    data_dir.check_broker_storage()?;
+    let inner_port = free_loopback_port()?;
+    ensure_scram_users(data_dir, tansu, inner_port, security).await?;
+    let front = TlsFront::start(
+        ("the Kafka broker's TLS listener", "--kafka-port"),
+        ([127, 0, 0, 1], port).into(),
+        ([127, 0, 0, 1], inner_port).into(),
+        &security.server_tls()?,
+    )
+    .await?;
+    let command = tansu_command(data_dir, tansu, inner_port, port, true);
+    let ready = security.kafka_settings(&format!("127.0.0.1:{port}"), StackIdentity::Operator)?;
+    let process = spawn_broker(data_dir, command, &ready).await?;
+    Ok(Served {
+        process,
+        front: Some(front),
+    })
+}
+
+async fn ensure_scram_users(
+    data_dir: &DataDir,
+    tansu: &Path,
+    port: u16,
+    security: &StackSecurity,
+) -> Result<(), LocalError> {
+    let marker = data_dir.kafka_dir().join(SCRAM_USERS_MARKER);
+    let wanted: String = security.kafka_users().map(|(user, _)| user + "\n").collect();
+    if std::fs::read_to_string(&marker).is_ok_and(|made| made == wanted) {
+        return Ok(());
+    }
+    let command = tansu_command(data_dir, tansu, port, port, false);
+    let open = spawn_broker(data_dir, command, &KafkaSettings::new(format!("127.0.0.1:{port}"))).await?;
+    let mut made = Ok(());
+    for (user, password) in security.kafka_users() {
+        // The password is an argument of this short-lived command (docs/security.md says so).
+        let output = Command::new(tansu)
+            .args(["user", "create", "--broker", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--mechanism", "scram512", &user, password])
+            .output()
+            .await
+            .map_err(LocalError::io("run", tansu));
+        match output {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => {
+                made = Err(LocalError::Credentials {
+                    what: format!("the broker's SCRAM user {user}"),
+                    reason: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                });
+                break;
+            }
+            Err(error) => {
+                made = Err(error);
+                break;
+            }
+        }
+    }
+    open.stop(Duration::from_secs(10)).await;
+    made?;
+    std::fs::write(&marker, wanted).map_err(LocalError::io("write", &marker))
+}
+
+fn free_loopback_port() -> Result<u16, LocalError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(LocalError::io("find a free port on", "127.0.0.1"))
+}
+
+/// The administrator's settings for the engine at `url`.
+pub fn admin_settings(
+    url: String,
+    access: &EngineAccess,
+    security: Option<&StackSecurity>,
+) -> Result<ClickHouseSettings, LocalError> {
+    let mut settings = ClickHouseSettings::new(url);
+    settings.user = Some(ADMIN_USER.to_owned());
+    settings.password = Some(
+        sealtrail_http::secret_file::read_secret(&access.admin_password_file, "ClickHouse administrator password")
+            .map_err(|error| LocalError::Credentials {
+                what: "ClickHouse's administrator".to_owned(),
+                reason: error.to_string(),
+            })?,
+    );
+    if let Some(security) = security {
+        settings.trust = sealtrail_http::TrustSettings::with_ca(&security.ca.ca_file);
+    }
+    Ok(settings)
+}
+
 /// Starts the ClickHouse launcher (`launcher clickhouse-server ...`, a separate process) serving
-/// the data directory's ClickHouse data, and waits until it answers queries.
+/// the data directory's ClickHouse data on `http_port`, over TLS through a front when `security`
+/// is given (the engine serves only plain HTTP), and waits until it answers the administrator.
 pub async fn start_clickhouse(
     data_dir: &DataDir,
     launcher: &Path,
     library: &Path,
-    http_port: u16,
-    tcp_port: u16,
-    config_file: &Path,
-) -> Result<ManagedProcess, LocalError> {
+    (http_port, tcp_port): (u16, u16),
+    access: &EngineAccess,
+    security: Option<&StackSecurity>,
+) -> Result<Served, LocalError> {
+    let engine_port = if security.is_some() {
+        free_loopback_port()?
+    } else {
+        http_port
+    };
     let mut command = Command::new(launcher);
     command
         .arg("clickhouse-server")
@@ -75,13 +206,27 @@ pub async fn start_clickhouse(
         .arg(data_dir.clickhouse_dir())
         .args([
             "--http-port",
-            &http_port.to_string(),
+            &engine_port.to_string(),
             "--tcp-port",
             &tcp_port.to_string(),
         ])
         .arg("--config-file")
-        .arg(config_file)
+        .arg(&access.config_file)
+        .arg("--admin-password-file")
+        .arg(&access.admin_password_file)
         .current_dir(data_dir.clickhouse_dir());
+    let front = match security {
+        None => None,
+        Some(security) => Some(
+            TlsFront::start(
+                ("ClickHouse's HTTPS listener", "--clickhouse-port"),
+                ([127, 0, 0, 1], http_port).into(),
+                ([127, 0, 0, 1], engine_port).into(),
+                &security.server_tls()?,
+            )
+            .await?,
+        ),
+    };
     let mut clickhouse = ManagedProcess::spawn(
         "ClickHouse",
         "clickhouse",
@@ -89,11 +234,12 @@ pub async fn start_clickhouse(
         &data_dir.run_dir(),
         &data_dir.logs_dir(),
     )?;
-    let settings = ClickHouseSettings::new(format!("http://127.0.0.1:{http_port}"));
+    let scheme = if security.is_some() { "https" } else { "http" };
+    let settings = admin_settings(format!("{scheme}://127.0.0.1:{http_port}"), access, security)?;
     tokio::select! {
         status = clickhouse.exited() => Err(clickhouse.start_failure(status)),
         ready = wait_for_clickhouse(&settings, CLICKHOUSE_READY_WITHIN) => match ready {
-            Ok(()) => Ok(clickhouse),
+            Ok(()) => Ok(Served { process: clickhouse, front }),
             Err(error) => Err(not_ready(clickhouse, CLICKHOUSE_READY_WITHIN, &error).await),
         },
     }

@@ -1,19 +1,15 @@
-//! A TLS front for a service that speaks only plaintext: Tansu 0.6 takes `--cert` and `--key`
+//! A TLS front for a service that speaks only plaintext. Tansu 0.6 takes `--cert` and `--key`
 //! but never uses them (its acceptor is built and dropped; every connection is served as plain
-//! TCP), so the local stack terminates TLS here, with the local CA's server certificate, and
-//! forwards each connection to the broker on loopback. Clients see a TLS listener; SASL runs
-//! through the tunnel to the broker, which checks the credentials.
+//! TCP), and the embedded ClickHouse engine serves only plain HTTP (`SYSTEM START LISTEN HTTPS`
+//! is refused), so the local stack terminates TLS here, with the local CA's server certificate,
+//! and forwards each connection to the service on loopback. Clients see a TLS listener; SASL and
+//! passwords run through the tunnel to the service, which checks them.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 
+use sealtrail_http::ServerTls;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::LocalError;
 
@@ -30,45 +26,24 @@ impl Drop for TlsFront {
     }
 }
 
-fn failed(what: &str, path: &Path, reason: impl std::fmt::Display) -> LocalError {
-    LocalError::Certificates {
-        dir: path.to_owned(),
-        reason: format!("{what}: {reason}"),
-    }
-}
-
-/// The server configuration of the certificate chain in `cert` and the key in `key` (PEM).
-pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, LocalError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| failed("cannot read the certificate", cert, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| failed("cannot read the certificate", cert, e))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| failed("cannot read the key", key, e))?;
-    // ring: the provider the workspace already builds (aws-lc-rs would add a C build); loopback
-    // TLS to a local broker does not need its post-quantum key exchange.
-    #[expect(
-        deprecated,
-        reason = "ring's provider lacks post-quantum key exchange, not needed on loopback"
-    )]
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
-        .map_err(|e| failed("the certificate and key do not make a TLS configuration", cert, e))
-}
-
 impl TlsFront {
-    /// Listens on `listen` (port 0 picks one) and forwards every TLS connection to `upstream`.
-    pub async fn start(listen: SocketAddr, upstream: SocketAddr, config: ServerConfig) -> Result<Self, LocalError> {
+    /// Listens on `listen` (port 0 picks one) and forwards every TLS connection to `upstream`;
+    /// `what` and `flag` name the service and its port flag when `listen` is taken.
+    pub async fn start(
+        (what, flag): (&'static str, &'static str),
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        tls: &ServerTls,
+    ) -> Result<Self, LocalError> {
         let listener = TcpListener::bind(listen).await.map_err(|_| LocalError::PortTaken {
-            what: "the TLS front of the broker",
+            what,
             port: listen.port(),
-            flag: "--kafka-port",
+            flag,
         })?;
         let address = listener
             .local_addr()
             .map_err(LocalError::io("read the address of", "the TLS listener"))?;
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = tls.acceptor();
         let task = tokio::spawn(async move {
             while let Ok((client, peer)) = listener.accept().await {
                 let acceptor = acceptor.clone();

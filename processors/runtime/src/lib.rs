@@ -8,11 +8,13 @@ pub mod keys;
 pub mod log;
 mod metrics;
 mod registry;
+mod registry_connection;
 mod stop;
 pub mod telemetry;
 
 pub use blocking::{BlockingError, run_blocking};
 pub use metrics::{AuditStage, Metrics};
 pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
+pub use registry_connection::{BasicCredentials, RegistryConnection};
 pub use stop::{StopSignal, termination};
 pub use telemetry::Telemetry;

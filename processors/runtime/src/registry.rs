@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id, post_schema};
+
+use crate::RegistryConnection;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use sealtrail_core::avro::contract::{EventReader, sealed_record_from_val, sealed_record_schema};
 use sealtrail_core::avro::{Framed, Plan, compile, decode_all};
@@ -49,15 +51,16 @@ pub enum SchemaVerdict {
 }
 
 impl RegistryClient {
-    /// Must not be called from inside `runtime`'s worker threads (it blocks on it).
-    pub fn new(url: &str, runtime: Handle) -> Self {
-        Self {
-            url: url.to_owned(),
+    /// Must not be called from inside `runtime`'s worker threads (it blocks on it); fails when
+    /// the connection's CA cannot be read.
+    pub fn new(connection: &RegistryConnection, runtime: Handle) -> Result<Self, String> {
+        Ok(Self {
+            url: connection.url.clone(),
             backend: Backend::Remote {
-                settings: SrSettings::new(url.to_owned()),
+                settings: connection.sr_settings()?,
                 runtime,
             },
-        }
+        })
     }
 
     /// A registry that lives in this process, for processors run without any server (unit tests).

@@ -1,5 +1,6 @@
 //! Confluent Schema Registry's REST API (the subset clients use) over [`RegistryService`].
 
+pub mod access;
 mod compatibility;
 mod config;
 mod reply;
@@ -15,6 +16,14 @@ use crate::RegistryService;
 use reply::{Reply, not_found};
 
 impl RegistryService {
+    /// The HTTP routes behind `access`'s credentials check.
+    pub fn guarded_router(self: Arc<Self>, access: access::RegistryAccess) -> Router {
+        self.router().layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            access::require_credentials,
+        ))
+    }
+
     /// The HTTP routes, ready to be served by axum.
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()

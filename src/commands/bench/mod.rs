@@ -60,7 +60,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
-    let e2e = end_to_end::measure(&kafka, &args.registry.schema_registry_url, args.e2e_events, args.rounds).await?;
+    let e2e = end_to_end::measure(&kafka, &args.registry.connection()?, args.e2e_events, args.rounds).await?;
     println!(
         "plain copy (consume -> produce, idempotent, acks=all): median {:.0} events/s (rounds: {})",
         e2e.copy_median,
@@ -78,7 +78,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn scaling(args: &BenchArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.settings();
     sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
-    let registry = &args.registry.schema_registry_url;
+    let registry = &args.registry.connection()?;
     let drained = scaling::measure_scaling(&kafka, registry, args.e2e_events, args.rounds).await?;
     let hot = scaling::measure_hot_tenant(&kafka, registry, args.e2e_events, args.rounds).await?;
     let whole = |drains: &[scaling::Drain]| drains.iter().map(|d| d.whole).collect::<Vec<_>>();

@@ -10,7 +10,6 @@ use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_clickhouse::{ClickHouseSettings, VerifyRequest, verify_tenant};
 use sealtrail_emit::generator::{Generator, Workload};
 use sealtrail_emit::{AuditEmitter, send_workload};
-use sealtrail_kafka::KafkaSettings;
 use sealtrail_local::{DataDir, Endpoints};
 
 const DEMO_TENANTS: usize = 20;
@@ -25,8 +24,8 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, raw_topic: &str, eve
     eprintln!(
         "demo: sending {events} audit records for {DEMO_TENANTS} tenants (prefix {prefix}), 1% malformed on purpose"
     );
-    let kafka = KafkaSettings::new(&endpoints.kafka_bootstrap);
-    let emitter = AuditEmitter::connect(&kafka, &endpoints.schema_registry_url, raw_topic).await?;
+    let kafka = endpoints.kafka()?;
+    let emitter = AuditEmitter::connect(&kafka, &endpoints.registry()?, raw_topic).await?;
     let mut generator = Generator::new(Workload {
         tenants: DEMO_TENANTS,
         bad_ratio: 0.01,
@@ -47,7 +46,7 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, raw_topic: &str, eve
     }
     let good = sent.good();
 
-    let clickhouse = ClickHouseSettings::new(&endpoints.clickhouse_url);
+    let clickhouse = endpoints.clickhouse()?;
     let client = clickhouse.client();
     let started = Instant::now();
     let stored = loop {
@@ -92,13 +91,14 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, raw_topic: &str, eve
     let tenant = &generator.tenant_ids()[0];
     eprintln!("demo: {verified} tenant chains verified from ClickHouse; try `sealtrail verify --tenant {tenant}`");
     if let Some(api_url) = &endpoints.api_url {
-        demo_api(api_url, &clickhouse, tenant, data_dir).await?;
+        demo_api(endpoints, api_url, &clickhouse, tenant, data_dir).await?;
     }
     Ok(())
 }
 
 /// An auditor key to try the API with, and an export run through it.
 async fn demo_api(
+    endpoints: &Endpoints,
     api_url: &str,
     clickhouse: &ClickHouseSettings,
     tenant: &str,
@@ -109,21 +109,31 @@ async fn demo_api(
         .create(tenant, Role::Auditor, "demo")
         .await
         .context("creating the demo API key")?;
+    // The stack's own CA, which curl does not know.
+    let cacert = endpoints
+        .get("SEALTRAIL_CA_FILE")
+        .map(|ca| format!("--cacert {ca} "))
+        .unwrap_or_default();
     eprintln!(
-        "demo: the API serves {api_url}; an auditor key for tenant {tenant}, shown once:\n  {}\n  try: curl -s -H 'Authorization: Bearer {}' '{api_url}/v1/events?limit=3'",
+        "demo: the API serves {api_url}; an auditor key for tenant {tenant}, shown once:\n  {}\n  try: curl -s {cacert}-H 'Authorization: Bearer {}' '{api_url}/v1/events?limit=3'",
         key.key, key.key
     );
     let compliance = keys
         .create(tenant, Role::Compliance, "demo export")
         .await
         .context("creating the demo compliance key")?;
-    demo_export(api_url, &compliance.key, tenant, data_dir).await
+    demo_export(&endpoints.http_client()?, api_url, &compliance.key, tenant, data_dir).await
 }
 
 /// An eDiscovery export through the API, as compliance would run it: queued, followed to the end,
 /// downloaded, and left for `verify-export`.
-async fn demo_export(api_url: &str, key: &str, tenant: &str, data_dir: &DataDir) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+async fn demo_export(
+    http: &reqwest::Client,
+    api_url: &str,
+    key: &str,
+    tenant: &str,
+    data_dir: &DataDir,
+) -> anyhow::Result<()> {
     let queued: serde_json::Value = http
         .post(format!("{api_url}/v1/exports"))
         .bearer_auth(key)

@@ -3,15 +3,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sealtrail_clickhouse::access::READER_PASSWORD_ENV;
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_kafka::KafkaSettings;
 use sealtrail_local::{
-    CacheDir, DataDir, Endpoints, EngineAccess, ManagedProcess, PortChoice, PortOverrides, StackPorts,
-    SupervisedProcessor, ensure_clickhouse_engine, ensure_tansu, prepare_engine_access, start_broker, start_clickhouse,
-    stop_leftovers, stored_reader_password,
+    ADMIN_USER, CacheDir, DataDir, Endpoints, EngineAccess, ManagedProcess, PortChoice, PortOverrides, StackIdentity,
+    StackPorts, StackSecurity, SupervisedProcessor, TlsFront, admin_settings, ensure_clickhouse_engine, ensure_tansu,
+    prepare_engine_access, start_broker, start_clickhouse, start_secured_broker, stop_leftovers,
 };
-use sealtrail_registry::{RegistryService, RegistrySettings};
+use sealtrail_registry::{RegistryAccess, RegistryService, RegistrySettings};
 use tokio::task::JoinHandle;
 
 use crate::settings::TopicArgs;
@@ -75,6 +74,11 @@ pub struct UpArgs {
     /// (at most the raw topic's partition count: more would sit idle).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4))]
     pub instances: u16,
+    /// Plain TCP and HTTP everywhere, no Kafka or registry credentials: for quick experiments on
+    /// a machine nobody else uses. By default every hop runs TLS with the data directory's CA,
+    /// and every component has credentials of its own.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -86,6 +90,8 @@ pub enum PortsArg {
 /// What is running, in start order; stopped in reverse.
 struct Stack {
     processes: Vec<ManagedProcess>,
+    /// The TLS listeners in front of the broker and ClickHouse.
+    fronts: Vec<TlsFront>,
     registry: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
     processors: Vec<SupervisedProcessor>,
 }
@@ -104,6 +110,56 @@ impl Stack {
             let status = process.stop(STOP_GRACE).await;
             tracing::info!(what, %status, "stopped");
         }
+        self.fronts.clear();
+    }
+}
+
+/// How the stack is secured, and what its components and operators are told.
+struct Security<'a> {
+    stack: Option<&'a StackSecurity>,
+    access: &'a EngineAccess,
+}
+
+impl Security<'_> {
+    fn scheme(&self) -> &'static str {
+        if self.stack.is_some() { "https" } else { "http" }
+    }
+
+    /// What clients of the stack trust.
+    fn trust(&self) -> sealtrail_http::TrustSettings {
+        self.stack
+            .map(|secured| sealtrail_http::TrustSettings::with_ca(&secured.ca.ca_file))
+            .unwrap_or_default()
+    }
+
+    /// The settings `identity` runs with: file names, never secrets.
+    fn env(&self, identity: StackIdentity) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "CLICKHOUSE_READER_PASSWORD_FILE".to_owned(),
+            self.access.reader_password_file.display().to_string(),
+        )];
+        if let Some(stack) = self.stack {
+            let properties = stack.client_properties(identity).display().to_string();
+            env.extend([
+                ("SEALTRAIL_CA_FILE".to_owned(), stack.ca.ca_file.display().to_string()),
+                ("KAFKA_CONFIG_FILE".to_owned(), properties.clone()),
+                ("SCHEMA_REGISTRY_CONFIG_FILE".to_owned(), properties),
+            ]);
+        }
+        env
+    }
+
+    /// What endpoints.env adds for operators: the above, and ClickHouse's administrator.
+    fn operator_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env(StackIdentity::Operator);
+        env.extend([
+            ("CLICKHOUSE_USER".to_owned(), ADMIN_USER.to_owned()),
+            (
+                "CLICKHOUSE_PASSWORD_FILE".to_owned(),
+                self.access.admin_password_file.display().to_string(),
+            ),
+        ]);
+        env
     }
 }
 
@@ -132,17 +188,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut stack = Stack {
         processes: Vec::new(),
+        fronts: Vec::new(),
         registry: None,
         processors: Vec::new(),
     };
     let access = prepare_engine_access(&data_dir, &args.scoped_databases)?;
-    let mut started = start(&mut stack, &data_dir, &tansu.path, &engine.path, ports, &access).await;
+    let stack_security = if args.insecure {
+        None
+    } else {
+        Some(StackSecurity::prepare(&data_dir)?)
+    };
+    let security = Security {
+        stack: stack_security.as_ref(),
+        access: &access,
+    };
+    let mut started = start(&mut stack, &data_dir, (&tansu.path, &engine.path), ports, &security).await;
     let mut metrics_urls = Vec::new();
     let mut topics = default_topics();
     if let Ok(endpoints) = &started
         && !args.no_pipeline
     {
-        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api, &access, args.instances).await {
+        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api, &security, args.instances).await {
             Ok((urls, current)) => {
                 metrics_urls = urls;
                 topics = current;
@@ -157,14 +223,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(error);
         }
     };
-    if args.no_pipeline {
-        endpoints.extra = vec![reader_password_env(&data_dir)];
-    } else {
-        endpoints.extra = pipeline_env(&data_dir, &topics);
+    endpoints.extra = security.operator_env();
+    if !args.no_pipeline {
+        endpoints.extra.extend(pipeline_env(&data_dir, &topics));
         endpoints
             .extra
             .push(("METRICS_URLS".to_owned(), metrics_urls.join(" ")));
-        endpoints.api_url = Some(api_url(ports.api));
+        endpoints.api_url = Some(api_url(&security, ports.api));
     }
     endpoints.write(&data_dir.endpoints_file())?;
     println!("{}", endpoints.to_env().trim_end());
@@ -192,55 +257,84 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 async fn start(
     stack: &mut Stack,
     data_dir: &DataDir,
-    tansu: &std::path::Path,
-    engine: &std::path::Path,
+    (tansu, engine): (&std::path::Path, &std::path::Path),
     ports: StackPorts,
-    access: &EngineAccess,
+    security: &Security<'_>,
 ) -> anyhow::Result<Endpoints> {
+    let tls = if security.stack.is_some() {
+        ", TLS and SCRAM"
+    } else {
+        ""
+    };
     eprintln!(
-        "starting the Kafka broker (Tansu, SQLite storage) on 127.0.0.1:{}",
+        "starting the Kafka broker (Tansu, SQLite storage{tls}) on 127.0.0.1:{}",
         ports.kafka
     );
-    stack.processes.push(start_broker(data_dir, tansu, ports.kafka).await?);
+    let bootstrap = format!("127.0.0.1:{}", ports.kafka);
+    let kafka = match security.stack {
+        None => {
+            stack.processes.push(start_broker(data_dir, tansu, ports.kafka).await?);
+            KafkaSettings::new(&bootstrap)
+        }
+        Some(secured) => {
+            let served = start_secured_broker(data_dir, tansu, ports.kafka, secured).await?;
+            stack.processes.push(served.process);
+            stack.fronts.extend(served.front);
+            secured.kafka_settings(&bootstrap, StackIdentity::Registry)?
+        }
+    };
 
-    eprintln!("starting ClickHouse on 127.0.0.1:{} (HTTP)", ports.clickhouse_http);
-    let launcher = std::env::current_exe().context("cannot locate the sealtrail executable to launch ClickHouse")?;
-    stack.processes.push(
-        start_clickhouse(
-            data_dir,
-            &launcher,
-            engine,
-            ports.clickhouse_http,
-            ports.clickhouse_tcp,
-            &access.config_file,
-        )
-        .await?,
+    let scheme = security.scheme();
+    eprintln!(
+        "starting ClickHouse on 127.0.0.1:{} ({})",
+        ports.clickhouse_http,
+        scheme.to_uppercase()
     );
-    let clickhouse = ClickHouseSettings::new(format!("http://127.0.0.1:{}", ports.clickhouse_http));
+    let launcher = std::env::current_exe().context("cannot locate the sealtrail executable to launch ClickHouse")?;
+    let served = start_clickhouse(
+        data_dir,
+        &launcher,
+        engine,
+        (ports.clickhouse_http, ports.clickhouse_tcp),
+        security.access,
+        security.stack,
+    )
+    .await?;
+    stack.processes.push(served.process);
+    stack.fronts.extend(served.front);
+    let clickhouse_url = format!("{scheme}://127.0.0.1:{}", ports.clickhouse_http);
+    let clickhouse = admin_settings(clickhouse_url.clone(), security.access, security.stack)?;
     let migrations = apply_migrations(&clickhouse).await?;
     tracing::info!(migrations = migrations.len(), "ClickHouse schema up to date");
 
-    eprintln!("starting the schema registry on 127.0.0.1:{}", ports.registry);
-    let kafka = KafkaSettings::new(format!("127.0.0.1:{}", ports.kafka));
-    let registry = RegistryService::start(&RegistrySettings::new(kafka.clone())).await?;
+    eprintln!(
+        "starting the schema registry on 127.0.0.1:{} ({})",
+        ports.registry,
+        scheme.to_uppercase()
+    );
+    let registry = RegistryService::start(&RegistrySettings::new(kafka)).await?;
+    let (router, tls) = match security.stack {
+        None => (registry.router(), None),
+        Some(secured) => {
+            let users = sealtrail_http::secret_file::read_secret(&secured.registry_users_file(), "registry users")?;
+            let access = RegistryAccess::parse(&users)?;
+            (registry.guarded_router(access), Some(secured.server_tls()?))
+        }
+    };
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.registry));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} for the schema registry; pass --registry-port"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, registry.router())
-            .with_graceful_shutdown(async {
-                stopped.await.ok();
-            })
-            .await
-    });
+    let server = tokio::spawn(sealtrail_http::serve::serve(listener, router, tls, async {
+        stopped.await.ok();
+    }));
     stack.registry = Some((stop, server));
 
     Ok(Endpoints {
-        kafka_bootstrap: kafka.bootstrap,
-        schema_registry_url: format!("http://{address}"),
-        clickhouse_url: clickhouse.url,
+        kafka_bootstrap: bootstrap,
+        schema_registry_url: format!("{scheme}://{address}"),
+        clickhouse_url,
         api_url: None,
         extra: Vec::new(),
     })
@@ -261,7 +355,6 @@ fn pipeline_env(data_dir: &DataDir, topics: &TopicArgs) -> Vec<(String, String)>
             ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
         ),
         ("SEALTRAIL_KEY_DIR".to_owned(), keys.display().to_string()),
-        reader_password_env(data_dir),
         // The processors' consumer groups, for `sealtrail offsets describe|reset --group`.
         ("SEAL_GROUP".to_owned(), "sealtrail-seal".to_owned()),
         ("SINK_GROUP".to_owned(), "sealtrail-sink".to_owned()),
@@ -277,13 +370,6 @@ fn pipeline_env(data_dir: &DataDir, topics: &TopicArgs) -> Vec<(String, String)>
     ]
 }
 
-/// `CLICKHOUSE_READER_PASSWORD`: what the API and the export processor log in to ClickHouse with
-/// as the tenant-bound readers.
-fn reader_password_env(data_dir: &DataDir) -> (String, String) {
-    let password = stored_reader_password(data_dir).unwrap_or_default();
-    (READER_PASSWORD_ENV.to_owned(), password)
-}
-
 fn default_topics() -> TopicArgs {
     TopicArgs {
         raw_topic: "audit-events".to_owned(),
@@ -293,6 +379,6 @@ fn default_topics() -> TopicArgs {
     }
 }
 
-fn api_url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
+fn api_url(security: &Security<'_>, port: u16) -> String {
+    format!("{}://127.0.0.1:{port}", security.scheme())
 }

@@ -4,10 +4,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sealtrail_kafka::KafkaSettings;
-use sealtrail_local::{DataDir, Endpoints, EngineAccess, SupervisedProcessor};
+use sealtrail_local::{DataDir, Endpoints, StackIdentity, SupervisedProcessor};
 
-use super::{LOCAL_PARTITIONS, Stack, api_url, default_topics, pipeline_env};
+use super::{LOCAL_PARTITIONS, Security, Stack, api_url, default_topics, pipeline_env};
 use crate::commands::{reshard, topics};
 use crate::settings::TopicArgs;
 
@@ -29,7 +28,7 @@ pub(super) async fn start_pipeline(
     data_dir: &DataDir,
     endpoints: &Endpoints,
     api_port: u16,
-    access: &EngineAccess,
+    security: &Security<'_>,
     instances: u16,
 ) -> anyhow::Result<(Vec<String>, TopicArgs)> {
     let keys = sealtrail_runtime::keys::init_key_dir(&data_dir.root().join("keys"))?;
@@ -45,7 +44,10 @@ pub(super) async fn start_pipeline(
             data_dir.root().join("keys").display()
         );
     }
-    let kafka = KafkaSettings::new(&endpoints.kafka_bootstrap);
+    let kafka = match security.stack {
+        Some(secured) => secured.kafka_settings(&endpoints.kafka_bootstrap, StackIdentity::Operator)?,
+        None => sealtrail_kafka::KafkaSettings::new(&endpoints.kafka_bootstrap),
+    };
     sealtrail_kafka::ensure_topics(
         &kafka,
         &topics::specs(&default_topics(), LOCAL_PARTITIONS, topics::RAW_RETENTION_HOURS),
@@ -97,18 +99,30 @@ pub(super) async fn start_pipeline(
             );
             let mut own_env = env.clone();
             own_env.extend(instance_env(command, instance));
+            if let Some(identity) = StackIdentity::of_command(command) {
+                own_env.extend(security.env(identity));
+            }
             // Each component logs in to ClickHouse as its own user, with only the grants it needs.
-            if let Some((component, password)) = access
-                .component_passwords
+            if let Some((component, password_file)) = security
+                .access
+                .component_password_files
                 .iter()
                 .find(|(component, _)| component.process() == command)
             {
                 own_env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
-                own_env.push(("CLICKHOUSE_PASSWORD".to_owned(), password.clone()));
+                own_env.push((
+                    "CLICKHOUSE_PASSWORD_FILE".to_owned(),
+                    password_file.display().to_string(),
+                ));
             }
             if command == "api" {
+                if let Some(secured) = security.stack {
+                    let files = secured.server_files();
+                    own_env.push(("TLS_CERT_FILE".to_owned(), files.cert.display().to_string()));
+                    own_env.push(("TLS_KEY_FILE".to_owned(), files.key.display().to_string()));
+                }
                 // The API serves /metrics on its own port.
-                metrics_urls.push(format!("{}/metrics", api_url(api_port)));
+                metrics_urls.push(format!("{}/metrics", api_url(security, api_port)));
             } else {
                 // Kept across restarts of the processor, so the URL in endpoints.env stays right.
                 let port = free_loopback_port()?;
@@ -120,7 +134,7 @@ pub(super) async fn start_pipeline(
             stack.processors.push(processor);
         }
     }
-    wait_for_api(&api_url(api_port)).await?;
+    wait_for_api(&api_url(security, api_port), &security.trust()).await?;
     Ok((metrics_urls, topics))
 }
 
@@ -131,8 +145,8 @@ fn free_loopback_port() -> anyhow::Result<u16> {
 }
 
 /// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.
-async fn wait_for_api(url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+async fn wait_for_api(url: &str, trust: &sealtrail_http::TrustSettings) -> anyhow::Result<()> {
+    let client = trust.http_client()?.build()?;
     let started = std::time::Instant::now();
     loop {
         let ready = client

@@ -175,7 +175,7 @@ async fn holds_refuse_raw_personal_data_and_say_what_they_cover() {
 /// Deliveries a receiver kept: the signature header and the body.
 type Kept = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
-/// A webhook receiver that fails its first delivery, then keeps what it is sent.
+/// A webhook receiver (HTTPS) that fails its first delivery, then keeps what it is sent.
 pub(super) struct Receiver {
     pub(super) url: String,
     received: Kept,
@@ -205,9 +205,21 @@ impl Receiver {
                 }
             }),
         );
+        // Over HTTPS, with a certificate of the stack's CA, which the API is told to trust.
+        let tls_dir = crate::harness::shared().data_dir.join("tls");
+        let tls = sealtrail_http::ServerTls::load(&sealtrail_http::ServerTlsFiles {
+            cert: tls_dir.join("server.pem"),
+            key: tls_dir.join("server.key"),
+        })
+        .expect("the stack's server certificate");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("https://{}/hook", listener.local_addr().expect("address"));
+        tokio::spawn(sealtrail_http::serve::serve(
+            listener,
+            app,
+            Some(tls),
+            std::future::pending(),
+        ));
         Self { url, received }
     }
 

@@ -202,10 +202,10 @@ async fn hostile_sql_sent_straight_through_the_analyst_connection_sees_only_the_
         );
     }
     // With no tenant header at all, nothing is readable.
-    let unbound = clickhouse::Client::default()
-        .with_url(&api.settings.url)
-        .with_user(TenantReader::Analyst.user())
-        .with_password(api.settings.reader_password.clone().expect("password"));
+    let mut unbound = api.settings.clone();
+    unbound.user = Some(TenantReader::Analyst.user().to_owned());
+    unbound.password = Some(api.settings.reader_password.clone().expect("password"));
+    let unbound = unbound.server_client();
     let count = unbound
         .query(&format!("SELECT count() FROM {database}.events"))
         .fetch_one::<u64>()
@@ -252,11 +252,11 @@ async fn each_component_user_may_touch_only_its_own_tables() {
                 .join(format!("{}.password", component.user())),
         )
         .expect("up made the component's password");
-        clickhouse::Client::default()
-            .with_url(&stack.endpoints.clickhouse_url)
-            .with_user(component.user())
-            .with_password(password.trim())
-            .with_database("sealtrail")
+        let mut settings = stack.clickhouse();
+        settings.user = Some(component.user().to_owned());
+        settings.password = Some(password.trim().to_owned());
+        settings.database = "sealtrail".to_owned();
+        settings.client()
     };
     let denied = |result: Result<(), clickhouse::error::Error>, what: &str| {
         let error = result.expect_err(what).to_string();

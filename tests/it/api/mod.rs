@@ -5,6 +5,7 @@ pub(crate) mod export;
 mod export_jobs;
 mod holds;
 mod isolation;
+mod oidc;
 mod query;
 mod refusals;
 mod retention;
@@ -126,7 +127,7 @@ impl Api {
             jwt,
             tokenizer: Some(Tokenizer::new(&TOKENIZATION_KEY).expect("tokenizer")),
             recorder: AccessRecorder::new(
-                AuditEmitter::connect(&stack.kafka(), stack.registry_url(), &raw_topic())
+                AuditEmitter::connect(&stack.kafka(), &stack.registry(), &raw_topic())
                     .await
                     .expect("emitter"),
             ),
@@ -142,6 +143,7 @@ impl Api {
                 attempts: 4,
                 first_backoff: std::time::Duration::from_millis(50),
                 allow_private_targets: allow_private_webhooks,
+                trust: stack.endpoints.trust(),
             },
             exports: Some(exports.clone()),
         })
@@ -149,7 +151,7 @@ impl Api {
         .expect("router");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(sealtrail_api::serve::serve(listener, app, std::future::pending()));
+        tokio::spawn(sealtrail_api::serve::serve(listener, app, None, std::future::pending()));
         Self {
             url,
             exports,

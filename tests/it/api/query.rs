@@ -387,17 +387,17 @@ async fn up_serves_the_api_and_keys_come_from_the_command_line() {
     let stack = shared();
     let api_url = stack.endpoints.api_url.clone().expect("up writes API_URL");
     let tenant = crate::harness::unique("cli");
-    let (status, stdout, stderr) = crate::harness::run_sealtrail(
+    let (status, stdout, stderr) = stack.sealtrail(
         &[
             "keys", "create", "--tenant", &tenant, "--role", "auditor", "--label", "test",
         ],
-        &[("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)],
+        &[],
     );
     assert!(status.success(), "{stderr}");
     let key = stdout.lines().last().expect("a last line").to_owned();
     assert!(key.starts_with("stk_"), "the key alone on the last line: {stdout}");
 
-    let http = reqwest::Client::new();
+    let http = stack.http();
     let response = http
         .get(format!("{api_url}/v1/events?limit=5"))
         .bearer_auth(&key)
@@ -409,19 +409,13 @@ async fn up_serves_the_api_and_keys_come_from_the_command_line() {
     assert_eq!(body["events"], json!([]), "a new tenant has no events yet");
 
     let key_id = key.split('_').nth(1).expect("key id");
-    let (status, stdout, stderr) = crate::harness::run_sealtrail(
-        &["keys", "list", "--tenant", &tenant],
-        &[("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)],
-    );
+    let (status, stdout, stderr) = stack.sealtrail(&["keys", "list", "--tenant", &tenant], &[]);
     assert!(status.success(), "{stderr}");
     assert!(
         stdout.contains(key_id) && !stdout.contains(&key),
         "lists the id, never the secret: {stdout}"
     );
-    let (status, _, stderr) = crate::harness::run_sealtrail(
-        &["keys", "revoke", key_id],
-        &[("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)],
-    );
+    let (status, _, stderr) = stack.sealtrail(&["keys", "revoke", key_id], &[]);
     assert!(status.success(), "{stderr}");
     let response = http
         .get(format!("{api_url}/v1/events"))
@@ -492,4 +486,101 @@ fn up_publishes_the_active_signing_key() {
         sealtrail_core::digest::to_hex(&trusted[0].public_key),
         "the published key is a trusted one"
     );
+}
+
+/// Keys expire, rotate with an overlap, and show when they were last used.
+#[tokio::test]
+async fn keys_expire_rotate_with_an_overlap_and_record_their_last_use() {
+    let stack = shared();
+    let api_url = stack.endpoints.api_url.clone().expect("up writes API_URL");
+    let http = stack.http();
+    let status_with = |key: String| {
+        let (http, url) = (http.clone(), format!("{api_url}/v1/events?limit=1"));
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    let tenant = crate::harness::unique("rotate");
+    let store = sealtrail_api::auth::api_keys::KeyStore::new(stack.clickhouse().client());
+    let expired = store
+        .create_expiring(
+            &tenant,
+            Role::Auditor,
+            "expired",
+            Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1)),
+        )
+        .await
+        .expect("created");
+    assert_eq!(status_with(expired.key).await, 401, "an expired key is refused");
+
+    let (status, stdout, stderr) = stack.sealtrail(
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            &tenant,
+            "--role",
+            "auditor",
+            "--expires-in-days",
+            "30",
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("expires 20"), "the expiry is said: {stdout}");
+    let first = stdout.lines().last().expect("the key").to_owned();
+    assert_eq!(status_with(first.clone()).await, 200);
+    let first_id = first.split('_').nth(1).expect("key id").to_owned();
+
+    let (status, stdout, stderr) = stack.sealtrail(&["keys", "rotate", &first_id], &[]);
+    assert!(status.success(), "{stderr}");
+    let second = stdout.lines().last().expect("the new key").to_owned();
+    assert!(second.starts_with("stk_") && second != first, "{stdout}");
+    assert_eq!(status_with(second.clone()).await, 200, "the successor works");
+    assert_eq!(
+        status_with(first.clone()).await,
+        200,
+        "the old key works during the overlap"
+    );
+
+    let second_id = second.split('_').nth(1).expect("key id").to_owned();
+    let (status, stdout, stderr) = stack.sealtrail(&["keys", "rotate", &second_id, "--overlap-hours", "0"], &[]);
+    assert!(status.success(), "{stderr}");
+    let third = stdout.lines().last().expect("the new key").to_owned();
+    assert_eq!(
+        status_with(second).await,
+        401,
+        "no overlap: the replaced key is refused at once"
+    );
+    assert_eq!(status_with(third).await, 200);
+
+    // The use of the first key was recorded (in the background, so give it a moment).
+    let started = std::time::Instant::now();
+    loop {
+        let (status, listed, stderr) = stack.sealtrail(&["keys", "list", "--tenant", &tenant], &[]);
+        assert!(status.success(), "{stderr}");
+        let row = listed
+            .lines()
+            .find(|line| line.starts_with(&first_id))
+            .expect("listed")
+            .to_owned();
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        // key id, tenant, role, created, expires, revoked, last used
+        if columns[6] != "-" {
+            assert!(columns[6].starts_with("20"), "{row}");
+            assert!(listed.contains("expired"), "{listed}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no last use recorded: {row}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -120,7 +120,7 @@ async fn applied(report: &sealtrail_retention::RunReport, tenant: &str) -> Polic
 async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
     let api = Api::on_pipeline().await;
     let tenant = unique("retained");
-    let emitter = AuditEmitter::connect(&shared().kafka(), shared().registry_url(), &raw_topic())
+    let emitter = AuditEmitter::connect(&shared().kafka(), &shared().registry(), &raw_topic())
         .await
         .expect("emitter");
     three_day_old_events(&emitter, &tenant).await;

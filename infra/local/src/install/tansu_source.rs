@@ -9,6 +9,13 @@
 //! query to 4,096 records past the fetch offset and answer each partition of a request with one
 //! query's records; the consumer simply fetches again, and a fetch's cost no longer grows with the
 //! backlog. tests/it/backlog.rs keeps the reproduction.
+//!
+//! A third patch is for SASL: Tansu 0.6.0 gives every authenticated session a 60 s lifetime, so
+//! librdkafka re-authenticates each connection after about 54 s (KIP-368), but Tansu's handshake
+//! refuses a second handshake on a connection ("Unsupported SASL mechanism"): every client drops
+//! and reopens its connections once a minute, logging an authentication error each time. The
+//! patch gives sessions no lifetime (0, Kafka's default `connections.max.reauth.ms`), so a
+//! connection authenticates once.
 
 use std::path::{Path, PathBuf};
 
@@ -19,10 +26,10 @@ use crate::LocalError;
 
 pub const TANSU_VERSION: &str = "0.6.0";
 /// Names the patched build; a change of patches must change it, so caches rebuild.
-pub const PATCH_LEVEL: &str = "sealtrail.2";
+pub const PATCH_LEVEL: &str = "sealtrail.3";
 
 /// The crates fetched from crates.io: name and the SHA-256 of its `.crate` file.
-const CRATES: [(&str, &str); 2] = [
+const CRATES: [(&str, &str); 3] = [
     (
         "tansu",
         "4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d",
@@ -30,6 +37,10 @@ const CRATES: [(&str, &str); 2] = [
     (
         "tansu-storage",
         "720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d",
+    ),
+    (
+        "tansu-auth",
+        "6b4f1474de47fc4ef5bd6486f11955ba4c22b697ec330e35007c3a4090d4f34a",
     ),
 ];
 
@@ -40,7 +51,7 @@ struct Patch {
     patched: &'static str,
 }
 
-const PATCHES: [Patch; 2] = [
+const PATCHES: [Patch; 3] = [
     Patch {
         krate: "tansu-storage",
         file: "src/sql/record_fetch.sql",
@@ -56,14 +67,23 @@ const PATCHES: [Patch; 2] = [
         original: "                batches.append(&mut fetched);\n",
         patched: "                batches.append(&mut fetched);\n                break;\n",
     },
+    Patch {
+        krate: "tansu-auth",
+        file: "src/authenticate.rs",
+        original: "session_lifetime_ms: Some(60_000),",
+        patched: "session_lifetime_ms: Some(0),",
+    },
 ];
+
+/// The crates the broker is built against in their patched form.
+const PATCHED_CRATES: [&str; 2] = ["tansu-storage", "tansu-auth"];
 
 fn failed(reason: String) -> LocalError {
     LocalError::Install { what: "Tansu", reason }
 }
 
 /// Downloads, checks and unpacks the crates into `dir`, applies the patches, and points the
-/// broker's manifest at the patched storage crate. Returns the broker crate's directory.
+/// broker's manifest at the patched crates. Returns the broker crate's directory.
 pub async fn prepare(dir: &Path) -> Result<PathBuf, LocalError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(LocalError::io("clear", dir))?;
@@ -121,9 +141,10 @@ pub async fn prepare(dir: &Path) -> Result<PathBuf, LocalError> {
     let broker = dir.join(format!("tansu-{TANSU_VERSION}"));
     let manifest = broker.join("Cargo.toml");
     let mut text = std::fs::read_to_string(&manifest).map_err(LocalError::io("read", &manifest))?;
-    text.push_str("\n[patch.crates-io]\ntansu-storage = { path = \"../tansu-storage-");
-    text.push_str(TANSU_VERSION);
-    text.push_str("\" }\n");
+    text.push_str("\n[patch.crates-io]\n");
+    for krate in PATCHED_CRATES {
+        text.push_str(&format!("{krate} = {{ path = \"../{krate}-{TANSU_VERSION}\" }}\n"));
+    }
     std::fs::write(&manifest, text).map_err(LocalError::io("write", &manifest))?;
     Ok(broker)
 }

@@ -1,7 +1,8 @@
-//! Serving the router over TCP with the limits a public endpoint needs, which `axum::serve` does
-//! not set: a client must send its request headers within `HEADER_READ_TIMEOUT` (a connection
-//! that dribbles them is closed), and every request knows the peer address it came from (failed
-//! credentials are rate limited per address).
+//! Serving a router over TCP, with TLS when configured, and the limits a public endpoint needs,
+//! which `axum::serve` does not set: a client must finish its TLS handshake and send its request
+//! headers within `HEADER_READ_TIMEOUT` (a connection that dribbles them is closed), and every
+//! request knows the peer address it came from (failed credentials are rate limited per address).
+//! Over TLS, every response carries HSTS, so a browser never falls back to plain HTTP.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,6 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::HeaderValue;
+use axum::http::header::STRICT_TRANSPORT_SECURITY;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -17,11 +20,25 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-/// How long a client has to send a request's headers.
+use crate::ServerTls;
+
+/// How long a client has to finish its TLS handshake, and then to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+/// Two years, the preload lists' minimum: browsers that once reached the server over TLS keep
+/// using TLS.
+const HSTS: &str = "max-age=63072000";
+
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown` completes, then
+/// lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tls.as_ref().map(ServerTls::http_acceptor);
+    let secure = acceptor.is_some();
     let (stopping, stopped) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -44,9 +61,33 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
+            })
+            .map_response(move |mut response: axum::response::Response| {
+                if secure {
+                    response
+                        .headers_mut()
+                        .insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+                }
+                response
             });
         let mut stopped = stopped.clone();
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
+            let stream: Box<dyn Connection> = match acceptor {
+                None => Box::new(stream),
+                // A client that does not speak TLS, or does not trust the certificate, ends here.
+                Some(acceptor) => match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, %peer, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake not finished in time");
+                        return;
+                    }
+                },
+            };
             let mut builder = Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -75,6 +116,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
     while connections.join_next().await.is_some() {}
     Ok(())
 }
+
+/// A plain or TLS connection.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
 
 /// The peer address of a request, when it came through [`serve`].
 pub fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {

@@ -1,0 +1,16 @@
+//! HTTP with TLS for every hop of sealtrail: clients that trust the system's roots plus a CA the
+//! operator names (`SEALTRAIL_CA_FILE`), and servers (the API, the registry) that serve TLS from
+//! certificate and key files reloaded when they change, so a renewed certificate needs no restart;
+//! and files holding secrets, refused when others may read them.
+
+mod client;
+mod error;
+mod provider;
+pub mod secret_file;
+pub mod serve;
+mod server;
+
+pub use client::{TrustSettings, client_config};
+pub use error::TlsError;
+pub use provider::crypto_provider;
+pub use server::{ServerTls, ServerTlsFiles};
