@@ -47,7 +47,7 @@ enum Command {
     /// Project sealed events and checkpoints into ClickHouse.
     Sink(commands::sink::SinkArgs),
     /// Serve the HTTP API: tenant-isolated SQL over the sealed events.
-    Api(commands::api::ApiArgs),
+    Api(Box<commands::api::ApiArgs>),
     /// Verify a tenant's trail from ClickHouse: chain, checkpoint signatures and links.
     Verify(commands::verify::VerifyArgs),
     /// The export processor: run queued export jobs; with --tenant, write one signed export to a directory.
@@ -119,7 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::ClickhouseAccess(args) => commands::clickhouse_access::run(&args),
             Command::Topics(args) => commands::topics::run(args).await,
             Command::Keys(args) => commands::keys::run(args).await,
-            Command::Api(args) => commands::api::run(args).await,
+            Command::Api(args) => commands::api::run(*args).await,
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Seal(args) => commands::seal::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,

@@ -214,6 +214,7 @@ pub struct TopicArgs {
     pub layout_topic: String,
 }
 
+#[expect(clippy::struct_field_names, reason = "the field names are the flag names")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryUrlArgs {
     /// The Confluent-compatible schema registry.

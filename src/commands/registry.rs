@@ -27,13 +27,12 @@ pub struct RegistryArgs {
 
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let tls = args.tls.load()?;
-    let access = match &args.users_file {
-        Some(path) => RegistryAccess::parse(&sealtrail_http::secret_file::read_secret(path, "registry users")?)
-            .with_context(|| format!("in {}", path.display()))?,
-        None => {
-            tracing::warn!("no --users-file: the registry accepts anyone who reaches it");
-            RegistryAccess::default()
-        }
+    let access = if let Some(path) = &args.users_file {
+        RegistryAccess::parse(&sealtrail_http::secret_file::read_secret(path, "registry users")?)
+            .with_context(|| format!("in {}", path.display()))?
+    } else {
+        tracing::warn!("no --users-file: the registry accepts anyone who reaches it");
+        RegistryAccess::default()
     };
     let kafka = args.kafka.settings();
     wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;

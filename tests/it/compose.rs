@@ -222,3 +222,187 @@ fn the_metric_contract_is_what_the_components_expose() {
         assert!(exposed(&format!("{name}_bucket")), "{name} is not exposed:\n{text}");
     }
 }
+
+/// A service's environment as `(name, value)` pairs, in either form Compose accepts: a map, or a
+/// list of `NAME=value`.
+fn environment(service: &Value) -> Vec<(String, String)> {
+    match &service["environment"] {
+        Value::Mapping(variables) => variables
+            .iter()
+            .map(|(name, value)| (scalar(name), scalar(value)))
+            .collect(),
+        Value::Sequence(entries) => entries
+            .iter()
+            .map(|entry| {
+                let entry = scalar(entry);
+                let (name, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+                (name.to_owned(), value.to_owned())
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => serde_yaml_ng::to_string(other)
+            .expect("a YAML scalar")
+            .trim()
+            .to_owned(),
+    }
+}
+
+fn variable<'a>(environment: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    environment
+        .iter()
+        .find(|(variable, _)| variable == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn mounts(service: &Value) -> Vec<&str> {
+    service["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// Like the local stack (docs/security.md, "Connections and secrets, hop by hop"): secrets are
+/// files in the sealtrail-secrets volume (infra/docker/make-secrets.sh), named by path, never
+/// values in docker-compose.yml.
+#[test]
+fn compose_names_secret_files_and_holds_no_secret() {
+    assert!(!read("docker-compose.yml").contains("change-me"));
+    let compose = compose();
+    for (name, service) in compose["services"].as_mapping().expect("map") {
+        let name = name.as_str().unwrap_or_default();
+        let environment = environment(service);
+        for (variable, value) in &environment {
+            let upper = variable.to_ascii_uppercase();
+            if upper.contains("PASSWORD") || upper.contains("SECRET") {
+                assert!(
+                    value.starts_with('/'),
+                    "{name}: {variable} must name a file holding the secret (a `..._FILE` variable), not hold it"
+                );
+            }
+            assert!(
+                !value.to_ascii_lowercase().contains("password="),
+                "{name}: {variable} holds a password (a JAAS line?): read it from a file instead"
+            );
+        }
+        // A service told of files in the volume has it mounted, read-only but for the one that
+        // writes it.
+        if environment.iter().any(|(_, value)| value.starts_with("/secrets/")) {
+            let expected = if name == "sealtrail-secrets" {
+                "sealtrail-secrets:/secrets"
+            } else {
+                "sealtrail-secrets:/secrets:ro"
+            };
+            assert!(mounts(service).contains(&expected), "{name} mounts {expected}");
+        }
+    }
+    assert!(
+        compose["volumes"]
+            .as_mapping()
+            .is_some_and(|volumes| volumes.contains_key("sealtrail-secrets"))
+    );
+    let script = read("infra/docker/make-secrets.sh");
+    assert!(script.starts_with("#!/bin/sh\n") && script.contains("umask 077"));
+}
+
+#[test]
+fn kafka_takes_clients_over_tls_with_scram_only() {
+    let compose = compose();
+    let kafka = environment(&compose["services"]["kafka"]);
+    let setting = |name: &str| variable(&kafka, name).unwrap_or_else(|| panic!("kafka sets {name}"));
+    let protocols: Vec<(&str, &str)> = setting("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP")
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .collect();
+    let protocol = |listener: &str| {
+        protocols
+            .iter()
+            .find(|(name, _)| *name == listener)
+            .map(|(_, protocol)| *protocol)
+    };
+    let listeners = |list: &str| {
+        setting(list)
+            .split(',')
+            .map(|listener| listener.split_once("://").expect("NAME://host:port"))
+            .collect::<Vec<_>>()
+    };
+    // Every listener clients are told about is TLS with SASL, the sealtrail services' among them.
+    let advertised = listeners("KAFKA_ADVERTISED_LISTENERS");
+    for &(name, address) in &advertised {
+        assert_eq!(protocol(name), Some("SASL_SSL"), "the listener {name} at {address}");
+    }
+    let bootstrap = variable(&environment(&compose["services"]["sealtrail-seal"]), "KAFKA_BOOTSTRAP")
+        .expect("the seal's KAFKA_BOOTSTRAP")
+        .to_owned();
+    assert!(
+        advertised.iter().any(|(_, address)| *address == bootstrap),
+        "KAFKA_BOOTSTRAP {bootstrap} is an advertised listener"
+    );
+    // Any other (the controller's) listens on loopback only.
+    for (name, address) in listeners("KAFKA_LISTENERS") {
+        if protocol(name) != Some("SASL_SSL") {
+            assert!(
+                address.starts_with("127.0.0.1:") || address.starts_with("localhost:"),
+                "the {name} listener at {address} is not TLS with SASL, so on loopback only"
+            );
+        }
+    }
+    assert_eq!(setting("KAFKA_SASL_ENABLED_MECHANISMS"), "SCRAM-SHA-512");
+    assert_eq!(setting("KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"), "SCRAM-SHA-512");
+}
+
+#[test]
+fn every_http_hop_of_the_compose_stack_is_https() {
+    let compose = compose();
+    let services = &compose["services"];
+    for (name, service) in services.as_mapping().expect("map") {
+        let name = name.as_str().unwrap_or_default();
+        if !name.starts_with("sealtrail-") {
+            continue;
+        }
+        let environment = environment(service);
+        for url in ["CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL"] {
+            let value = variable(&environment, url).unwrap_or_default();
+            assert!(value.starts_with("https://"), "{name}: {url} is {value}");
+        }
+        for file in ["SEALTRAIL_CA_FILE", "KAFKA_CONFIG_FILE", "SCHEMA_REGISTRY_CONFIG_FILE"] {
+            assert!(
+                variable(&environment, file).is_some_and(|path| path.starts_with("/secrets/")),
+                "{name}: {file} names a file of the secrets volume"
+            );
+        }
+    }
+    let api = environment(&services["sealtrail-api"]);
+    for file in ["TLS_CERT_FILE", "TLS_KEY_FILE"] {
+        assert!(
+            variable(&api, file).is_some_and(|path| path.starts_with("/secrets/")),
+            "the API serves HTTPS: {file}"
+        );
+    }
+    let registry = environment(&services["schema-registry"]);
+    let listeners = variable(&registry, "SCHEMA_REGISTRY_LISTENERS").unwrap_or_default();
+    assert!(
+        listeners.split(',').all(|listener| listener.starts_with("https://")),
+        "{listeners}"
+    );
+    assert_eq!(
+        variable(&registry, "SCHEMA_REGISTRY_AUTHENTICATION_METHOD"),
+        Some("BASIC")
+    );
+    let clickhouse = mounts(&services["clickhouse"]);
+    assert!(
+        clickhouse
+            .iter()
+            .any(|mount| mount.starts_with("./infra/clickhouse/config.d/tls.xml:"))
+    );
+    let tls = read("infra/clickhouse/config.d/tls.xml");
+    assert!(tls.contains("<https_port>8443</https_port>") && tls.contains("<http_port remove=\"1\"/>"));
+}

@@ -45,11 +45,12 @@ fn pythons_confluent_kafka_creates_produces_and_consumes() {
     assert_eq!(stdout.trim(), "ok 50");
 }
 
-/// A service written in Python, configured like any Confluent client with SASL_SSL, SCRAM and the
+/// A service written in Python, configured like any Confluent client with `SASL_SSL`, SCRAM and the
 /// stack's CA, produces audit records to the secured broker; the pipeline seals them, they are
 /// queryable in ClickHouse, and their chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_producer_over_sasl_ssl_feeds_the_sealed_pipeline() {
+    use std::fmt::Write as _;
     use std::io::Write as _;
 
     use sealtrail_emit::AuditEmitter;
@@ -84,12 +85,11 @@ async fn a_python_producer_over_sasl_ssl_feeds_the_sealed_pipeline() {
         let Generated::Good(event) = generator.next_record() else {
             panic!("a workload without malformed records");
         };
-        let hex: String = emitter
-            .encode(&event)
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        lines.push_str(&format!("{}\t{hex}\n", event.tenant_id));
+        let _ = write!(lines, "{}\t", event.tenant_id);
+        for byte in emitter.encode(&event) {
+            let _ = write!(lines, "{byte:02x}");
+        }
+        lines.push('\n');
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/produce_framed.py");
     let mut child = Command::new(python_with_confluent_kafka())

@@ -126,13 +126,13 @@ fn password_of(stack: &TestStack, user: &str) -> String {
 }
 
 async fn clickhouse_error(settings: &ClickHouseSettings) -> String {
-    settings
+    let error = settings
         .server_client()
         .query("SELECT count() FROM sealtrail.events")
         .fetch_one::<u64>()
         .await
-        .expect_err("refused")
-        .to_string()
+        .expect_err("refused");
+    sealtrail_http::error_chain(&error)
 }
 
 #[tokio::test]

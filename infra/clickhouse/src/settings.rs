@@ -140,7 +140,7 @@ pub async fn wait_for_clickhouse(settings: &ClickHouseSettings, timeout: Duratio
     loop {
         let attempt = match tokio::time::timeout(PROBE_TIMEOUT, client.query("SELECT 1").fetch_one::<u8>()).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Err(error)) => Err(sealtrail_http::error_chain(&error)),
             Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
         };
         match attempt {

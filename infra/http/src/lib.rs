@@ -14,3 +14,19 @@ pub use client::{TrustSettings, client_config};
 pub use error::TlsError;
 pub use provider::crypto_provider;
 pub use server::{ServerTls, ServerTlsFiles};
+
+/// An error with every cause under it (`a: b: c`): HTTP clients report a failed TLS handshake as
+/// "client error (connect)", and say why only in the causes.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
+}

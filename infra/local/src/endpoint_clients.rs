@@ -13,7 +13,7 @@ use sealtrail_runtime::{BasicCredentials, RegistryConnection};
 
 use crate::{Endpoints, LocalError};
 
-fn refused(what: &str, reason: impl ToString) -> LocalError {
+fn refused(what: &str, reason: impl std::fmt::Display) -> LocalError {
     LocalError::Credentials {
         what: what.to_owned(),
         reason: reason.to_string(),
@@ -30,7 +30,7 @@ impl Endpoints {
 
     fn properties(&self, variable: &str) -> Result<Option<ClientProperties>, LocalError> {
         self.get(variable)
-            .map(|path| ClientProperties::read(Path::new(path)).map_err(|error| refused(variable, error)))
+            .map(|path| ClientProperties::read(Path::new(path)).map_err(|error| refused(variable, &error)))
             .transpose()
     }
 
@@ -69,7 +69,7 @@ impl Endpoints {
         settings.user = self.get("CLICKHOUSE_USER").map(str::to_owned);
         let secret = |variable: &str, what: &'static str| {
             self.get(variable)
-                .map(|path| read_secret(Path::new(path), what).map_err(|error| refused(what, error)))
+                .map(|path| read_secret(Path::new(path), what).map_err(|error| refused(what, &error)))
                 .transpose()
         };
         settings.password = secret("CLICKHOUSE_PASSWORD_FILE", "ClickHouse password")?;
@@ -82,8 +82,8 @@ impl Endpoints {
     pub fn http_client(&self) -> Result<reqwest::Client, LocalError> {
         self.trust()
             .http_client()
-            .map_err(|error| refused("an HTTP client", error))?
+            .map_err(|error| refused("an HTTP client", &error))?
             .build()
-            .map_err(|error| refused("an HTTP client", error))
+            .map_err(|error| refused("an HTTP client", &error))
     }
 }

@@ -83,10 +83,13 @@ impl RegistryAccess {
             RegistryRole::Read => "read",
             RegistryRole::Write => "write",
         };
-        let digest: String = Sha256::digest(password.as_bytes())
+        let digest = Sha256::digest(password.as_bytes())
             .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+            .fold(String::with_capacity(64), |mut text, byte| {
+                use std::fmt::Write as _;
+                let _ = write!(text, "{byte:02x}");
+                text
+            });
         format!("{name} {role} sha256:{digest}")
     }
 

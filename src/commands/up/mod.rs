@@ -326,10 +326,10 @@ async fn start(
         .await
         .with_context(|| format!("cannot listen on {address} for the schema registry; pass --registry-port"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(sealtrail_http::serve::serve(listener, router, tls, async {
+    let registry_server = tokio::spawn(sealtrail_http::serve::serve(listener, router, tls, async {
         stopped.await.ok();
     }));
-    stack.registry = Some((stop, server));
+    stack.registry = Some((stop, registry_server));
 
     Ok(Endpoints {
         kafka_bootstrap: bootstrap,

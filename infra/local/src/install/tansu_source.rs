@@ -143,7 +143,8 @@ pub async fn prepare(dir: &Path) -> Result<PathBuf, LocalError> {
     let mut text = std::fs::read_to_string(&manifest).map_err(LocalError::io("read", &manifest))?;
     text.push_str("\n[patch.crates-io]\n");
     for krate in PATCHED_CRATES {
-        text.push_str(&format!("{krate} = {{ path = \"../{krate}-{TANSU_VERSION}\" }}\n"));
+        use std::fmt::Write as _;
+        let _ = writeln!(text, "{krate} = {{ path = \"../{krate}-{TANSU_VERSION}\" }}");
     }
     std::fs::write(&manifest, text).map_err(LocalError::io("write", &manifest))?;
     Ok(broker)
