@@ -50,7 +50,7 @@ impl KafkaArgs {
 }
 
 #[expect(clippy::struct_field_names, reason = "the field names are the flag names")]
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct ClickHouseArgs {
     /// ClickHouse HTTP interface.
     #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
@@ -87,6 +87,23 @@ pub struct ClickHouseArgs {
     /// system's roots.
     #[arg(long, env = "SEALTRAIL_CA_FILE")]
     pub clickhouse_ca_file: Option<PathBuf>,
+}
+
+/// Passwords given directly never show in debug output.
+impl std::fmt::Debug for ClickHouseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ClickHouseArgs")
+            .field("clickhouse_url", &self.clickhouse_url)
+            .field("clickhouse_database", &self.clickhouse_database)
+            .field("clickhouse_user", &self.clickhouse_user)
+            .field("clickhouse_password_file", &self.clickhouse_password_file)
+            .field("clickhouse_password", &hidden(&self.clickhouse_password))
+            .field("clickhouse_reader_password_file", &self.clickhouse_reader_password_file)
+            .field("clickhouse_reader_password", &hidden(&self.clickhouse_reader_password))
+            .field("clickhouse_ca_file", &self.clickhouse_ca_file)
+            .finish()
+    }
 }
 
 impl ClickHouseArgs {
@@ -136,15 +153,20 @@ pub struct ServerTlsArgs {
 }
 
 impl ServerTlsArgs {
-    pub fn load(&self) -> anyhow::Result<Option<sealtrail_http::ServerTls>> {
+    /// The server's TLS, asking clients for a certificate of `client_ca` when given.
+    pub fn load(&self, client_ca: Option<&Path>) -> anyhow::Result<Option<sealtrail_http::ServerTls>> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            anyhow::ensure!(
+                client_ca.is_none(),
+                "a client CA needs TLS: give --tls-cert and --tls-key too"
+            );
             return Ok(None);
         };
         let files = sealtrail_http::ServerTlsFiles {
             cert: cert.clone(),
             key: key.clone(),
         };
-        Ok(Some(sealtrail_http::ServerTls::load(&files)?))
+        Ok(Some(sealtrail_http::ServerTls::load_with_client_ca(&files, client_ca)?))
     }
 }
 

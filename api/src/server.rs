@@ -18,12 +18,14 @@ use sealtrail_core::tokenize::Tokenizer;
 use crate::audit::AccessRecorder;
 use crate::auth::Caller;
 use crate::auth::api_keys::{KeyStore, looks_like_key};
+use crate::auth::client_certs::ClientIdentities;
 use crate::auth::jwt::JwtVerifier;
 use crate::error::ApiError;
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::routes;
 use crate::webhooks::{WebhookSettings, Webhooks};
 use sealtrail_export::{ExportBoard, ExportStatus, ExportsConfig, JobState};
+use sealtrail_http::ClientCertificate;
 use sealtrail_retention::PolicyStore;
 use sealtrail_retention::holds::HoldStore;
 
@@ -45,6 +47,8 @@ pub struct ApiConfig {
     pub exports: Option<ExportsConfig>,
     /// Request durations by route and status, served on `/metrics`.
     pub metrics: sealtrail_runtime::Metrics,
+    /// Machine callers identified by a client certificate.
+    pub client_identities: ClientIdentities,
 }
 
 #[derive(Debug)]
@@ -54,6 +58,7 @@ pub struct AppState {
     pub client: clickhouse::Client,
     pub keys: KeyStore,
     pub jwt: JwtVerifier,
+    client_identities: ClientIdentities,
     tokenizer: Option<Mutex<Tokenizer>>,
     pub recorder: AccessRecorder,
     pub holds: HoldStore,
@@ -134,6 +139,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,
         jwt: config.jwt,
+        client_identities: config.client_identities,
         tokenizer: config.tokenizer.map(Mutex::new),
         recorder: config.recorder,
         rate_limiter: RateLimiter::new(config.rate_limit),
@@ -305,7 +311,8 @@ impl FromRequestParts<SharedState> for Caller {
                 .has_room(bucket)
                 .map_err(ApiError::too_many_requests)?;
         }
-        let authenticated = authenticate(state, header.is_some(), credential).await;
+        let certificate = parts.extensions.get::<ClientCertificate>();
+        let authenticated = authenticate(state, header.is_some(), credential, certificate).await;
         let caller = match authenticated {
             Ok(caller) => caller,
             Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
@@ -330,8 +337,23 @@ impl FromRequestParts<SharedState> for Caller {
     }
 }
 
-async fn authenticate(state: &SharedState, has_header: bool, credential: Option<&str>) -> Result<Caller, ApiError> {
+async fn authenticate(
+    state: &SharedState,
+    has_header: bool,
+    credential: Option<&str>,
+    certificate: Option<&ClientCertificate>,
+) -> Result<Caller, ApiError> {
     if !has_header {
+        // A machine caller's client certificate (checked against the client CA at the handshake)
+        // stands in for a bearer credential, when its name is mapped.
+        if let Some(certificate) = certificate {
+            return state.client_identities.caller(certificate).ok_or_else(|| {
+                ApiError::unauthorized(format!(
+                    "the client certificate `{}` is not mapped to a tenant; send `Authorization: Bearer <API key or JWT>`",
+                    certificate.common_name
+                ))
+            });
+        }
         return Err(ApiError::unauthorized("send `Authorization: Bearer <API key or JWT>`"));
     }
     let credential = credential

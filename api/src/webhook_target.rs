@@ -17,6 +17,10 @@ pub enum TargetRefusal {
     NotAUrl(String),
     #[error("the URL must be http(s)://host/...")]
     NotHttp,
+    #[error(
+        "webhooks are delivered over https:// only: over http:// the payload and its signature would travel in cleartext"
+    )]
+    PlainHttp,
     #[error("`{host}` does not resolve: {reason}")]
     Unresolvable { host: String, reason: String },
     #[error("webhooks may not target loopback, private, link-local or other internal addresses ({0} is one)")]
@@ -37,6 +41,10 @@ pub async fn check(url: &str, allow_internal: bool) -> Result<CheckedTarget, Tar
     let parsed = reqwest::Url::parse(url).map_err(|e| TargetRefusal::NotAUrl(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(TargetRefusal::NotHttp);
+    }
+    // Plain HTTP only where internal targets are allowed too (a local stack, tests).
+    if parsed.scheme() == "http" && !allow_internal {
+        return Err(TargetRefusal::PlainHttp);
     }
     let port = parsed.port_or_known_default().unwrap_or(443);
     let (addresses, name) = match parsed.host() {
@@ -167,12 +175,12 @@ mod tests {
     #[tokio::test]
     async fn urls_are_checked_by_what_they_resolve_to() {
         for url in [
-            "http://127.0.0.1:9000/hook",
-            "http://localhost/hook",
-            "http://[::ffff:7f00:1]/hook",
-            "http://169.254.169.254/latest/meta-data/",
-            "http://2130706433/hook",
-            "http://0x7f.1/hook",
+            "https://127.0.0.1:9000/hook",
+            "https://localhost/hook",
+            "https://[::ffff:7f00:1]/hook",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://2130706433/hook",
+            "https://0x7f.1/hook",
         ] {
             assert!(
                 matches!(check(url, false).await, Err(TargetRefusal::Internal(_))),
@@ -182,6 +190,10 @@ mod tests {
         assert!(matches!(
             check("ftp://example.com/x", false).await,
             Err(TargetRefusal::NotHttp)
+        ));
+        assert!(matches!(
+            check("http://93.184.215.14/hook", false).await,
+            Err(TargetRefusal::PlainHttp)
         ));
         assert!(matches!(
             check("not a url", false).await,

@@ -269,17 +269,24 @@ mod tests {
         let client = Client::default();
         let strict = Webhooks::new(client.clone(), WebhookSettings::default());
         for url in [
-            "http://127.0.0.1:9000/hook",
-            "http://localhost/hook",
-            "http://10.1.2.3/hook",
-            "http://[::1]/hook",
-            "http://[::ffff:127.0.0.1]/hook",
-            "http://169.254.169.254/latest/meta-data/",
-            "ftp://example.com/hook",
-            "not a url",
+            "https://127.0.0.1:9000/hook",
+            "https://localhost/hook",
+            "https://10.1.2.3/hook",
+            "https://[::1]/hook",
+            "https://[::ffff:127.0.0.1]/hook",
+            "https://169.254.169.254/latest/meta-data/",
         ] {
+            let refused = strict.check_target(url).await.expect_err(url).to_string();
+            assert!(refused.contains("internal addresses"), "{url}: {refused}");
+        }
+        for url in ["http://93.184.215.14/hook", "ftp://example.com/hook", "not a url"] {
             assert!(strict.check_target(url).await.is_err(), "{url}");
         }
+        let plain = strict
+            .check_target("http://93.184.215.14/hook")
+            .await
+            .expect_err("plain");
+        assert!(plain.to_string().contains("https:// only"), "{plain}");
         let local = Webhooks::new(
             client,
             WebhookSettings {

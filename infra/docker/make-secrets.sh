@@ -11,20 +11,41 @@
 #   make-secrets.sh clickhouse        their environment, read here from the volume, so that none is
 #                                     written in docker-compose.yml
 #
+# One directory per service, holding only what that service needs, mode 0700 and owned by the
+# user that service runs as; docker-compose.yml mounts each service's directory alone (a volume
+# subpath, read-only), with public/ (the CA certificate): no service but sealtrail-secrets sees
+# another's files or .init/. The sealtrail services all run as one user, so the mounts, not the
+# owners, keep them apart.
+#
+#   .init/             the CA's key and every key and password: this script's alone
+#   public/            ca.pem, the CA every client trusts (0644)
+#   kafka/ schema-registry/ clickhouse/ grafana/   each server's key, certificate and passwords
+#   seal/ sink/ api/ export/ retention/            each component's client properties
+#                      (<name>.properties: Kafka and the registry), its ClickHouse password
+#                      (clickhouse-<name>.password), the readers' one for api/ and export/, and
+#                      the API's certificate and key
+#   operator/          operator.properties: the operator's Kafka and registry login (topics)
+#   admin/             clickhouse-admin.password: ClickHouse's administrator (migrations, API
+#                      key commands)
+#
 # Kept across runs: the CA, the keys and the passwords (clients, and Kafka's storage, were given
 # them). A certificate is made again, with the same key, when it is missing, expires within 30
 # days or does not come from the CA. Every other file is written again from them. To rotate a
 # password, delete its file under .init/ and run this again (and for a Kafka password, change the
 # SCRAM credential with kafka-configs: docs/security.md); to start over, delete this volume and
 # the kafka-data volume together.
+#
+# With SEALTRAIL_KEYS_VOLUME set (docker-compose.yml: the sealtrail-keys volume), that directory
+# is given to the sealtrail user, so that `sealtrail keys init` need not run as root.
 set -eu
 umask 077
 
 SECRETS_DIR=${SECRETS_DIR:-/secrets}
-# What only this script reads: the CA's key, every key and password.
+# What only this script reads: the CA's key and certificate, every key and password.
 STATE=$SECRETS_DIR/.init
-# The CA every client trusts (SEALTRAIL_CA_FILE, ssl.ca.location, Java's PEM truststores).
-CA=$SECRETS_DIR/ca.pem
+# The CA every client trusts (SEALTRAIL_CA_FILE, ssl.ca.location, Java's PEM truststores), the
+# one file any service may mount besides its own directory.
+CA=$SECRETS_DIR/public/ca.pem
 
 # The users the images run as, each owning the directory of its own files.
 KAFKA_UID=${KAFKA_UID:-1000}          # apache/kafka: appuser
@@ -72,23 +93,32 @@ put() {
 	mv -f "$put_new" "$3"
 }
 
-# directory OWNER NAME: $SECRETS_DIR/NAME, which only OWNER may enter.
+# directory OWNER NAME: $SECRETS_DIR/NAME, the directory of one service, which only OWNER may
+# enter.
 directory() {
 	mkdir -p "$SECRETS_DIR/$2"
 	chown "$1" "$SECRETS_DIR/$2"
 	chmod 700 "$SECRETS_DIR/$2"
 }
 
+# The CA: its key and certificate in $STATE, the certificate also in public/ for everyone.
 make_ca() {
-	if [ -s "$STATE/ca.key" ] && [ -s "$CA" ]; then
-		return
+	# Before the per-service directories, the certificate was $SECRETS_DIR/ca.pem: kept, with
+	# every certificate it signed.
+	if [ ! -s "$STATE/ca.crt" ] && [ -s "$SECRETS_DIR/ca.pem" ]; then
+		mv -f "$SECRETS_DIR/ca.pem" "$STATE/ca.crt"
 	fi
-	echo "make-secrets: a new CA"
-	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$STATE/ca.key"
-	openssl req -x509 -new -key "$STATE/ca.key" -sha256 -days 3650 -subj "/CN=sealtrail compose CA" \
-		-config "$STATE/openssl.cnf" -extensions v3_ca -out "$CA.new"
-	chmod 644 "$CA.new"
-	mv -f "$CA.new" "$CA"
+	if [ ! -s "$STATE/ca.key" ] || [ ! -s "$STATE/ca.crt" ]; then
+		echo "make-secrets: a new CA"
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$STATE/ca.key"
+		openssl req -x509 -new -key "$STATE/ca.key" -sha256 -days 3650 -subj "/CN=sealtrail compose CA" \
+			-config "$STATE/openssl.cnf" -extensions v3_ca -out "$STATE/ca.crt.new"
+		mv -f "$STATE/ca.crt.new" "$STATE/ca.crt"
+	fi
+	mkdir -p "$SECRETS_DIR/public"
+	chown 0 "$SECRETS_DIR/public"
+	chmod 755 "$SECRETS_DIR/public"
+	put 0 644 "$CA" <"$STATE/ca.crt"
 }
 
 # certificate NAME: the key ($STATE/NAME.key, PKCS#8) and certificate ($STATE/NAME.crt) of the
@@ -97,7 +127,7 @@ certificate() {
 	certificate_key=$STATE/$1.key
 	certificate_file=$STATE/$1.crt
 	if [ -s "$certificate_key" ] && [ -s "$certificate_file" ] &&
-		openssl verify -CAfile "$CA" "$certificate_file" >/dev/null 2>&1 &&
+		openssl verify -CAfile "$STATE/ca.crt" "$certificate_file" >/dev/null 2>&1 &&
 		openssl x509 -checkend 2592000 -noout -in "$certificate_file" >/dev/null; then
 		return
 	fi
@@ -115,10 +145,17 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
 	openssl req -new -key "$certificate_key" -subj "/CN=$1" -config "$STATE/openssl.cnf" -out "$STATE/$1.csr"
-	openssl x509 -req -in "$STATE/$1.csr" -CA "$CA" -CAkey "$STATE/ca.key" -set_serial "0x$(random_hex 16)" \
+	openssl x509 -req -in "$STATE/$1.csr" -CA "$STATE/ca.crt" -CAkey "$STATE/ca.key" -set_serial "0x$(random_hex 16)" \
 		-days 825 -sha256 -extfile "$STATE/$1.ext" -extensions server -out "$certificate_file.new"
 	mv -f "$certificate_file.new" "$certificate_file"
 	rm -f "$STATE/$1.csr" "$STATE/$1.ext"
+}
+
+# clickhouse_password_file DIRECTORY USER: the password of the ClickHouse user USER for the
+# sealtrail service of DIRECTORY, as DIRECTORY/clickhouse-USER.password.
+clickhouse_password_file() {
+	clickhouse_password=$(password "clickhouse.$2")
+	printf '%s' "$clickhouse_password" | put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/$1/clickhouse-$2.password"
 }
 
 scram_line() {
@@ -233,13 +270,15 @@ EOF
 	grafana_password=$(password "grafana.admin")
 	printf '%s' "$grafana_password" | put "$GRAFANA_UID" 600 "$SECRETS_DIR/grafana/admin.password"
 
-	# The sealtrail services: each identity's client properties (Kafka and the registry, the
-	# Confluent convention, as `sealtrail up` writes them), ClickHouse passwords, the API's TLS.
-	directory "$SEALTRAIL_UID" sealtrail
+	# The sealtrail services, a directory each, named after its identity: the identity's client
+	# properties (Kafka and the registry, the Confluent convention, as `sealtrail up` writes them),
+	# its own ClickHouse user's password, the tenant-bound readers' password for the components
+	# that use them (the API's queries, the export processor's filters), and the API's TLS.
 	for identity in $IDENTITIES; do
 		name=${identity%%:*}
 		kafka_password=$(password "kafka.sealtrail-$name")
 		registry_password=$(password "registry.$name")
+		directory "$SEALTRAIL_UID" "$name"
 		{
 			echo "# $name's client properties (infra/docker/make-secrets.sh): Kafka over TLS with SCRAM, and the registry."
 			echo "security.protocol=SASL_SSL"
@@ -249,14 +288,31 @@ EOF
 			echo "sasl.password=$kafka_password"
 			echo "basic.auth.credentials.source=USER_INFO"
 			echo "basic.auth.user.info=$name:$registry_password"
-		} | put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/sealtrail/$name.properties"
+		} | put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/$name/$name.properties"
+		case " $CLICKHOUSE_USERS " in
+		*" $name "*) clickhouse_password_file "$name" "$name" ;;
+		esac
 	done
-	for user in admin $CLICKHOUSE_USERS; do
-		clickhouse_password=$(password "clickhouse.$user")
-		printf '%s' "$clickhouse_password" | put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/sealtrail/clickhouse-$user.password"
+	for name in api export; do
+		clickhouse_password_file "$name" reader
 	done
-	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/sealtrail/api.crt" <"$STATE/sealtrail-api.crt"
-	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/sealtrail/api.key" <"$STATE/sealtrail-api.key"
+	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/api.crt" <"$STATE/sealtrail-api.crt"
+	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/api.key" <"$STATE/sealtrail-api.key"
+	# ClickHouse's administrator, apart from the operator's Kafka login: only migrations (and the
+	# operators' API key commands) need it.
+	directory "$SEALTRAIL_UID" admin
+	clickhouse_password_file admin admin
+	# What the layout before these directories left: every identity's files in one directory, and
+	# the CA's certificate at the top (moved to .init/ by make_ca).
+	rm -rf "$SECRETS_DIR/sealtrail"
+
+	# The key volume, for `sealtrail keys init` as the sealtrail user (it is created owned by
+	# root); earlier runs of that command as root left root's files in it.
+	if [ -n "${SEALTRAIL_KEYS_VOLUME:-}" ]; then
+		[ -d "$SEALTRAIL_KEYS_VOLUME" ] || fail "SEALTRAIL_KEYS_VOLUME: no directory $SEALTRAIL_KEYS_VOLUME"
+		chown -R "$SEALTRAIL_UID" "$SEALTRAIL_KEYS_VOLUME"
+		chmod 700 "$SEALTRAIL_KEYS_VOLUME"
+	fi
 	echo "make-secrets: $SECRETS_DIR is ready"
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sealtrail_api::audit::AccessRecorder;
+use sealtrail_api::auth::client_certs::ClientIdentities;
 use sealtrail_api::auth::jwt::{ClaimNames, JwtVerifier};
 use sealtrail_api::auth::oidc::{OidcSettings, OidcVerifier};
 use sealtrail_api::rate_limit::RateLimit;
@@ -44,6 +45,14 @@ pub struct ApiArgs {
     listen: SocketAddr,
     #[command(flatten)]
     tls: ServerTlsArgs,
+    /// CA (PEM) of machine callers' client certificates: the API asks for one, and a caller whose
+    /// certificate chains to it and is named in --tls-client-identities needs no bearer credential.
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", requires = "tls_client_identities")]
+    tls_client_ca: Option<PathBuf>,
+    /// The tenant and roles of each client certificate's common name: one
+    /// `<common name> <tenant> <role>[,<role>...]` per line.
+    #[arg(long, env = "TLS_CLIENT_IDENTITIES_FILE", requires = "tls_client_ca")]
+    tls_client_identities: Option<PathBuf>,
     /// File holding the shared secret of HS256 bearer tokens (at least 32 bytes).
     #[arg(long, env = "SEALTRAIL_JWT_HS256_SECRET_FILE")]
     jwt_hs256_secret_file: Option<PathBuf>,
@@ -87,35 +96,13 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         args.rate_limit_per_second > 0.0 && args.rate_limit_burst > 0,
         "--rate-limit-per-second and --rate-limit-burst must be positive"
     );
-    let read = |path: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
-        path.as_ref()
-            .map(|path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display())))
-            .transpose()
-    };
-    let hs256 = read(&args.jwt_hs256_secret_file)?;
-    let rs256 = read(&args.jwt_rs256_public_key)?;
-    // Before anything connects: a bad certificate is a misconfiguration to report at once.
-    let tls = args.tls.load()?;
+    // Before anything connects: a bad certificate or key is a misconfiguration to report at once.
+    let tls = args.tls.load(args.tls_client_ca.as_deref())?;
     let outbound_trust = sealtrail_http::TrustSettings {
         ca_file: args.ca_file.clone(),
     };
     outbound_trust.client_config()?;
-    let mut jwt =
-        JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?.with_claims(ClaimNames {
-            tenant: args.jwt_tenant_claim.clone(),
-            roles: args.jwt_roles_claim.clone(),
-        });
-    if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
-        let oidc = OidcVerifier::connect(OidcSettings {
-            issuer: issuer.clone(),
-            audience: audience.clone(),
-            jwks_url: args.oidc_jwks_url.clone(),
-            trust: outbound_trust.clone(),
-        })
-        .await?;
-        tracing::info!(?oidc, "accepting the OIDC issuer's tokens");
-        jwt = jwt.with_oidc(oidc);
-    }
+    let (jwt, client_identities) = callers(&args, &outbound_trust).await?;
     let tokenization_key = args.keys.tokenization_key();
     // The tokenization master key also derives the webhook secrets, under its own tag.
     let master_key = if tokenization_key.exists() {
@@ -147,6 +134,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let app = router(ApiConfig {
         // Served on the API's own port, next to its /healthz and /readyz.
         metrics: sealtrail_runtime::Metrics::new("api"),
+        client_identities,
         clickhouse,
         jwt,
         tokenizer,
@@ -180,4 +168,47 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "API serving");
     sealtrail_api::serve::serve(listener, app, tls, sealtrail_runtime::termination()).await?;
     Ok(())
+}
+
+/// Who may call: the JWT verifier (configured keys, an OIDC issuer) and the machine callers of
+/// client certificates.
+async fn callers(
+    args: &ApiArgs,
+    outbound_trust: &sealtrail_http::TrustSettings,
+) -> anyhow::Result<(JwtVerifier, ClientIdentities)> {
+    // The HS256 secret signs tokens: refused when others may read its file.
+    let hs256 = args
+        .jwt_hs256_secret_file
+        .as_ref()
+        .map(|path| sealtrail_http::secret_file::read_secret(path, "JWT HS256 secret").map(String::into_bytes))
+        .transpose()?;
+    let rs256 = args
+        .jwt_rs256_public_key
+        .as_ref()
+        .map(|path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display())))
+        .transpose()?;
+    let client_identities = match &args.tls_client_identities {
+        None => ClientIdentities::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            ClientIdentities::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+    };
+    let mut jwt =
+        JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?.with_claims(ClaimNames {
+            tenant: args.jwt_tenant_claim.clone(),
+            roles: args.jwt_roles_claim.clone(),
+        });
+    if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
+        let oidc = OidcVerifier::connect(OidcSettings {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            jwks_url: args.oidc_jwks_url.clone(),
+            trust: outbound_trust.clone(),
+        })
+        .await?;
+        tracing::info!(?oidc, "accepting the OIDC issuer's tokens");
+        jwt = jwt.with_oidc(oidc);
+    }
+    Ok((jwt, client_identities))
 }

@@ -99,7 +99,15 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             expires_in_days,
         } => {
             let store = key_store(&clickhouse).await?;
-            let expires_at = days(expires_in_days).map(|lifetime| time::OffsetDateTime::now_utc() + lifetime);
+            let expires_at = match days(expires_in_days) {
+                None => None,
+                Some(lifetime) => Some(
+                    time::Duration::try_from(lifetime)
+                        .ok()
+                        .and_then(|lifetime| time::OffsetDateTime::now_utc().checked_add(lifetime))
+                        .context("--expires-in-days ends after the year 9999; give fewer days")?,
+                ),
+            };
             let issued = store.create_expiring(&tenant, role, &label, expires_at).await?;
             println!(
                 "API key {} for tenant {} with role {}, expires {} (keep it: it is shown only now)",

@@ -26,7 +26,7 @@ pub struct RegistryArgs {
 }
 
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
-    let tls = args.tls.load()?;
+    let tls = args.tls.load(None)?;
     let access = if let Some(path) = &args.users_file {
         RegistryAccess::parse(&sealtrail_http::secret_file::read_secret(path, "registry users")?)
             .with_context(|| format!("in {}", path.display()))?

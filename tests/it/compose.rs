@@ -293,16 +293,6 @@ fn compose_names_secret_files_and_holds_no_secret() {
                 "{name}: {variable} holds a password (a JAAS line?): read it from a file instead"
             );
         }
-        // A service told of files in the volume has it mounted, read-only but for the one that
-        // writes it.
-        if environment.iter().any(|(_, value)| value.starts_with("/secrets/")) {
-            let expected = if name == "sealtrail-secrets" {
-                "sealtrail-secrets:/secrets"
-            } else {
-                "sealtrail-secrets:/secrets:ro"
-            };
-            assert!(mounts(service).contains(&expected), "{name} mounts {expected}");
-        }
     }
     assert!(
         compose["volumes"]
@@ -311,6 +301,210 @@ fn compose_names_secret_files_and_holds_no_secret() {
     );
     let script = read("infra/docker/make-secrets.sh");
     assert!(script.starts_with("#!/bin/sh\n") && script.contains("umask 077"));
+}
+
+/// The secrets volume: a directory per service (infra/docker/make-secrets.sh).
+const SECRETS_VOLUME: &str = "sealtrail-secrets";
+/// The one service that mounts the whole volume, CA's key included: it writes every directory.
+const SECRETS_WRITER: &str = "sealtrail-secrets";
+/// The writer's own directory of the volume: the CA's key, every key and password.
+const CA_KEY_DIRECTORY: &str = ".init";
+/// The directory of public material (the CA certificate), which any service may mount.
+const PUBLIC_DIRECTORY: &str = "public";
+/// The directories of the secrets volume each service mounts besides `public`: its own, never
+/// another's. A service not listed here mounts nothing of the volume.
+const SECRET_DIRECTORIES: [(&str, &[&str]); 12] = [
+    ("kafka", &["kafka"]),
+    ("schema-registry", &["schema-registry"]),
+    ("clickhouse", &["clickhouse"]),
+    ("grafana", &["grafana"]),
+    // ClickHouse's administrator only (no Kafka login): `sealtrail migrate` and operators' commands.
+    ("sealtrail-migrate", &["admin"]),
+    // The operator's Kafka login only.
+    ("sealtrail-topics", &["operator"]),
+    // `sealtrail keys init` needs no credential.
+    ("sealtrail-keys", &[]),
+    ("sealtrail-seal", &["seal"]),
+    ("sealtrail-sink", &["sink"]),
+    ("sealtrail-api", &["api"]),
+    ("sealtrail-export", &["export"]),
+    ("sealtrail-retention", &["retention"]),
+];
+/// Services whose command takes no Kafka or registry settings: the shared environment names the
+/// operator's client file, which they neither read nor mount.
+const WITHOUT_KAFKA: [&str; 2] = ["sealtrail-migrate", "sealtrail-keys"];
+const KAFKA_FILES: [&str; 2] = ["KAFKA_CONFIG_FILE", "SCHEMA_REGISTRY_CONFIG_FILE"];
+
+/// A mount of the secrets volume.
+#[derive(Debug)]
+struct SecretsMount {
+    target: String,
+    /// The directory of the volume mounted; `None` for the whole volume.
+    subpath: Option<String>,
+    read_only: bool,
+}
+
+/// A service's mounts of the secrets volume, in the short (`VOLUME:TARGET[:MODE]`) or the long
+/// syntax.
+fn secrets_mounts(service: &Value) -> Vec<SecretsMount> {
+    let mut found = Vec::new();
+    for mount in service["volumes"].as_sequence().into_iter().flatten() {
+        if let Some(short) = mount.as_str() {
+            let mut parts = short.split(':');
+            if parts.next() != Some(SECRETS_VOLUME) {
+                continue;
+            }
+            let target = parts.next().unwrap_or_default().to_owned();
+            let read_only = parts
+                .next()
+                .is_some_and(|mode| mode.split(',').any(|option| option == "ro"));
+            found.push(SecretsMount {
+                target,
+                subpath: None,
+                read_only,
+            });
+        } else if mount["source"].as_str() == Some(SECRETS_VOLUME) {
+            assert_eq!(mount["type"].as_str(), Some("volume"), "{mount:?}");
+            found.push(SecretsMount {
+                target: mount["target"].as_str().unwrap_or_default().to_owned(),
+                subpath: mount["volume"]["subpath"].as_str().map(str::to_owned),
+                read_only: mount["read_only"].as_bool() == Some(true),
+            });
+        }
+    }
+    found
+}
+
+/// Whether the service `name` waits for `dependency`, directly or through others.
+fn starts_after(services: &Value, name: &str, dependency: &str) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut pending = vec![name];
+    while let Some(current) = pending.pop() {
+        let direct: Vec<&str> = match &services[current]["depends_on"] {
+            Value::Mapping(dependencies) => dependencies.keys().filter_map(Value::as_str).collect(),
+            Value::Sequence(dependencies) => dependencies.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for next in direct {
+            if next == dependency {
+                return true;
+            }
+            if !seen.contains(&next) {
+                seen.push(next);
+                pending.push(next);
+            }
+        }
+    }
+    false
+}
+
+/// docs/security.md: a compromised component reads no other's credentials. The volume holds a
+/// directory per service; every service but the one that writes them mounts only its own
+/// directories (volume subpaths, read-only) and `public`: never the volume's root, the CA's key
+/// or another service's passwords.
+#[test]
+fn each_service_mounts_only_its_own_secrets() {
+    let compose = compose();
+    let services = &compose["services"];
+    let map = services.as_mapping().expect("map");
+    for (name, _) in SECRET_DIRECTORIES {
+        assert!(map.contains_key(name), "{name} is deployed");
+    }
+    for (name, service) in map {
+        let name = name.as_str().unwrap_or_default();
+        let mounts = secrets_mounts(service);
+        if name == SECRETS_WRITER {
+            assert!(
+                mounts
+                    .iter()
+                    .any(|mount| mount.subpath.is_none() && mount.target == "/secrets" && !mount.read_only),
+                "{name} mounts the whole volume at /secrets, to write it: {mounts:?}"
+            );
+            continue;
+        }
+        let own = SECRET_DIRECTORIES
+            .iter()
+            .find(|(service, _)| *service == name)
+            .map(|(_, directories)| *directories);
+        if name.starts_with("sealtrail-") {
+            assert!(own.is_some(), "{name}: SECRET_DIRECTORIES lists what it may mount");
+        }
+        for mount in &mounts {
+            let Some(subpath) = mount.subpath.as_deref() else {
+                panic!(
+                    "{name} mounts the whole secrets volume at {} (the CA's key, every service's credentials): mount its own directory, `volume: {{ subpath: ... }}`",
+                    mount.target
+                );
+            };
+            let top_level = !subpath.is_empty() && !subpath.starts_with('.') && !subpath.contains('/');
+            assert!(
+                top_level && subpath != CA_KEY_DIRECTORY,
+                "{name} mounts {subpath:?}: only a service's top-level directory, never {CA_KEY_DIRECTORY}"
+            );
+            let own =
+                own.unwrap_or_else(|| panic!("{name} mounts {subpath} but SECRET_DIRECTORIES lists nothing for it"));
+            assert!(
+                subpath == PUBLIC_DIRECTORY || own.contains(&subpath),
+                "{name} mounts {subpath}: only its own {own:?} and {PUBLIC_DIRECTORY}"
+            );
+            assert!(mount.read_only, "{name} mounts {subpath} read-only");
+            // The same paths as in the volume: the properties files name /secrets/public/ca.pem.
+            assert_eq!(
+                mount.target,
+                format!("/secrets/{subpath}"),
+                "{name}: where {subpath} is mounted"
+            );
+        }
+        for directory in own.unwrap_or_default() {
+            assert!(
+                mounts.iter().any(|mount| mount.subpath.as_deref() == Some(*directory)),
+                "{name} mounts its directory {directory}"
+            );
+        }
+        // Docker refuses a subpath that does not exist: the directories are there once the
+        // writer has run.
+        if !mounts.is_empty() {
+            assert!(
+                starts_after(services, name, SECRETS_WRITER),
+                "{name} starts after {SECRETS_WRITER}"
+            );
+        }
+    }
+    let script = read("infra/docker/make-secrets.sh");
+    assert!(script.contains(&format!("STATE=$SECRETS_DIR/{CA_KEY_DIRECTORY}\n")));
+    assert!(script.contains("\"$STATE/ca.key\""));
+    assert!(script.contains(&format!("CA=$SECRETS_DIR/{PUBLIC_DIRECTORY}/ca.pem\n")));
+}
+
+/// Every file of the secrets volume a service is told of is in what it mounts of the volume.
+#[test]
+fn every_secret_file_a_service_is_told_of_is_mounted() {
+    let compose = compose();
+    let mut told = 0;
+    for (name, service) in compose["services"].as_mapping().expect("map") {
+        let name = name.as_str().unwrap_or_default();
+        let targets: Vec<String> = secrets_mounts(service).into_iter().map(|mount| mount.target).collect();
+        for (variable, value) in environment(service) {
+            if WITHOUT_KAFKA.contains(&name) && KAFKA_FILES.contains(&variable.as_str()) {
+                continue;
+            }
+            let paths = value
+                .split(|c: char| c.is_whitespace() || c == '=')
+                .filter(|word| word.starts_with("/secrets/"));
+            for path in paths {
+                told += 1;
+                let mounted = |target: &String| {
+                    path.strip_prefix(target.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+                };
+                assert!(
+                    targets.iter().any(mounted),
+                    "{name}: {variable} names {path}, which it does not mount (it mounts {targets:?})"
+                );
+            }
+        }
+    }
+    assert!(told > 0, "the services are told of their secret files");
 }
 
 #[test]

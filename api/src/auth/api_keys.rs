@@ -33,6 +33,8 @@ pub enum KeyError {
     UnknownKey(String),
     #[error("the API key {0} is revoked or expired; create a new one with `sealtrail keys create`")]
     Dead(String),
+    #[error("that lifetime ends after the year 9999; give fewer days")]
+    TooLong,
     #[error("ClickHouse refused the key operation: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
 }
@@ -205,11 +207,20 @@ impl KeyStore {
             return Err(KeyError::Dead(key_id.to_owned()));
         }
         let role = Role::from_name(&old.role).ok_or_else(|| KeyError::UnknownKey(key_id.to_owned()))?;
-        let expires_at = lifetime.map(|lifetime| now + lifetime);
+        let later = |span: Duration| now.checked_add(time::Duration::try_from(span).ok()?);
+        let expires_at = match lifetime {
+            None => None,
+            Some(lifetime) => Some(later(lifetime).ok_or(KeyError::TooLong)?),
+        };
+        let overlap_ends = later(overlap).ok_or(KeyError::TooLong)?;
         let issued = self
             .create_expiring(&old.tenant_id, role, &old.label, expires_at)
             .await?;
-        let overlap_ends = now + overlap;
+        // Read again just before writing: a revocation that landed meanwhile must stay (the
+        // table has no compare-and-set; this narrows the window to one round trip).
+        if let Some(latest) = self.find(key_id).await? {
+            old = latest;
+        }
         old.expires_at = Some(old.expires_at.map_or(overlap_ends, |expiry| expiry.min(overlap_ends)));
         old.version = version.max(old.version + 1);
         self.write(&old).await?;

@@ -138,9 +138,12 @@ pub(super) fn describe(error: &jsonwebtoken::errors::Error) -> String {
     }
 }
 
-/// The claim at a dotted `path`.
+/// The claim named `path`, or else the nested claim at the dotted `path` (a namespaced claim
+/// such as `https://example.com/tenant` is a name with dots in it).
 fn claim<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    path.split('.').try_fold(claims, |value, name| value.get(name))
+    claims
+        .get(path)
+        .or_else(|| path.split('.').try_fold(claims, |value, name| value.get(name)))
 }
 
 fn caller_of(claims: &serde_json::Value, names: &ClaimNames) -> Result<Caller, String> {

@@ -1,6 +1,7 @@
 //! Who is calling: an API key or a JWT bearer token, each naming one tenant and its roles.
 
 pub mod api_keys;
+pub mod client_certs;
 pub mod jwt;
 pub mod oidc;
 

@@ -17,7 +17,10 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
 const REFRESH_EVERY: Duration = Duration::from_secs(600);
-const MISS_REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// At most one fetch of the keys in this time, whatever tokens arrive.
+const REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// A discovery document or key set larger than this is refused.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 /// Clock skew tolerated between the provider and this server.
 pub const LEEWAY_SECS: u64 = 60;
 const ASYMMETRIC: [Algorithm; 9] = [
@@ -71,9 +74,11 @@ pub struct OidcVerifier {
     settings: OidcSettings,
     jwks_url: String,
     http: reqwest::Client,
+    /// The `iss` tokens must carry: the provider's own spelling, from its discovery document.
+    issuer: String,
     keys: RwLock<KeySet>,
-    /// When the keys were last fetched because a token named an unknown one.
-    last_miss_fetch: Mutex<Option<Instant>>,
+    /// When the keys were last asked for; held while a fetch runs, so there is one at a time.
+    last_fetch: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for OidcVerifier {
@@ -91,16 +96,28 @@ struct Discovery {
     jwks_uri: String,
 }
 
-fn is_loopback_http(url: &str) -> bool {
-    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|prefix| url.starts_with(prefix))
+/// Whether `url` is https, or plain http to this machine (a provider in a test or a local
+/// stack); the keys decide every tenant and role, so they never travel in cleartext elsewhere.
+fn is_safe_url(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => true,
+        "http" => {
+            matches!(
+                parsed.host(),
+                Some(url::Host::Domain("localhost") | url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+            ) || parsed.host() == Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+        }
+        _ => false,
+    }
 }
 
 impl OidcVerifier {
     /// Finds the provider's keys (discovery, then the JWKS) and fails at start when it cannot.
     pub async fn connect(settings: OidcSettings) -> Result<Self, OidcError> {
-        if !settings.issuer.starts_with("https://") && !is_loopback_http(&settings.issuer) {
+        if !is_safe_url(&settings.issuer) {
             return Err(OidcError::NotHttps {
                 issuer: settings.issuer.clone(),
             });
@@ -111,6 +128,8 @@ impl OidcVerifier {
             .and_then(|builder| {
                 builder
                     .timeout(Duration::from_secs(10))
+                    // A redirect could lead to a plain-http or internal address.
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(|e| sealtrail_http::TlsError::Client(e.to_string()))
             })
@@ -118,17 +137,22 @@ impl OidcVerifier {
                 url: settings.issuer.clone(),
                 reason: error.to_string(),
             })?;
-        let jwks_url = match &settings.jwks_url {
-            Some(url) => url.clone(),
+        let (issuer, jwks_url) = match &settings.jwks_url {
+            Some(url) => (settings.issuer.clone(), url.clone()),
             None => discover(&http, &settings.issuer).await?,
         };
+        if !is_safe_url(&jwks_url) {
+            return Err(OidcError::NotHttps { issuer: jwks_url });
+        }
         let keys = fetch_keys(&http, &jwks_url).await?;
         Ok(Self {
             settings,
             jwks_url,
             http,
+            issuer,
             keys: RwLock::new(keys),
-            last_miss_fetch: Mutex::new(None),
+            // The first unknown key may be fetched at once (the provider may rotate right away).
+            last_fetch: Mutex::new(Instant::now().checked_sub(REFETCH_AFTER).unwrap_or_else(Instant::now)),
         })
     }
 
@@ -157,7 +181,7 @@ impl OidcVerifier {
             ));
         }
         let mut validation = Validation::new(algorithm);
-        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.settings.audience]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.validate_nbf = true;
@@ -167,29 +191,31 @@ impl OidcVerifier {
             .map_err(|error| super::jwt::describe(&error))
     }
 
-    /// The key `kid`, fetching the key set again when it is old or lacks it.
+    /// The key `kid`, fetching the key set again when it is old or lacks it: one fetch at a time
+    /// (concurrent callers wait for it and use its keys), at most one per `REFETCH_AFTER` (a
+    /// stream of made-up key ids, or a provider that is down, must not become a stream of
+    /// requests), and a known key keeps working while the provider cannot be reached.
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), String> {
-        {
+        let (cached, stale) = {
             let keys = self.keys.read().await;
-            if keys.fetched.elapsed() < REFRESH_EVERY
-                && let Some(found) = keys.keys.get(kid)
-            {
-                return Ok(found.clone());
-            }
+            (keys.keys.get(kid).cloned(), keys.fetched.elapsed() >= REFRESH_EVERY)
+        };
+        if let Some(found) = &cached
+            && !stale
+        {
+            return Ok(found.clone());
         }
-        let stale = self.keys.read().await.fetched.elapsed() >= REFRESH_EVERY;
-        if !stale {
-            // An unknown key: the provider may have rotated. Ask again, but not on every token
-            // (a stream of made-up key ids must not become a stream of requests to the provider).
-            let mut last = self.last_miss_fetch.lock().await;
-            if last.is_some_and(|at| at.elapsed() < MISS_REFETCH_AFTER) {
-                return Err(format!("the identity provider has no key `{kid}`"));
+        {
+            let mut last_fetch = self.last_fetch.lock().await;
+            if last_fetch.elapsed() >= REFETCH_AFTER {
+                *last_fetch = Instant::now();
+                match fetch_keys(&self.http, &self.jwks_url).await {
+                    Ok(fresh) => *self.keys.write().await = fresh,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot refresh the identity provider's keys; using the ones held");
+                    }
+                }
             }
-            *last = Some(Instant::now());
-        }
-        match fetch_keys(&self.http, &self.jwks_url).await {
-            Ok(fresh) => *self.keys.write().await = fresh,
-            Err(error) => tracing::warn!(%error, "cannot refresh the identity provider's keys; using the ones held"),
         }
         self.keys
             .read()
@@ -197,6 +223,7 @@ impl OidcVerifier {
             .keys
             .get(kid)
             .cloned()
+            .or(cached)
             .ok_or_else(|| format!("the identity provider has no key `{kid}`"))
     }
 }
@@ -215,14 +242,26 @@ async fn get_json<T: serde::de::DeserializeOwned>(
             url: url.to_owned(),
             reason: error.to_string(),
         })?;
-    response.json::<T>().await.map_err(|error| OidcError::Invalid {
+    let invalid = |reason: String| OidcError::Invalid {
         what,
         url: url.to_owned(),
-        reason: error.to_string(),
-    })
+        reason,
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(invalid(format!("larger than {MAX_DOCUMENT_BYTES} bytes")));
+    }
+    let body = response.bytes().await.map_err(|error| invalid(error.to_string()))?;
+    if body.len() > MAX_DOCUMENT_BYTES {
+        return Err(invalid(format!("larger than {MAX_DOCUMENT_BYTES} bytes")));
+    }
+    serde_json::from_slice(&body).map_err(|error| invalid(error.to_string()))
 }
 
-async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, OidcError> {
+/// The provider's own spelling of its issuer, and its JWKS URL.
+async fn discover(http: &reqwest::Client, issuer: &str) -> Result<(String, String), OidcError> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let discovery: Discovery = get_json(http, &url, "discovery document").await?;
     if discovery.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
@@ -232,7 +271,7 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, OidcEr
             reason: format!("it names the issuer {}, not {issuer}", discovery.issuer),
         });
     }
-    Ok(discovery.jwks_uri)
+    Ok((discovery.issuer, discovery.jwks_uri))
 }
 
 async fn fetch_keys(http: &reqwest::Client, url: &str) -> Result<KeySet, OidcError> {

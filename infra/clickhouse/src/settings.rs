@@ -8,7 +8,7 @@ use crate::ClickHouseError;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to reach ClickHouse over HTTP and which database holds sealtrail's tables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClickHouseSettings {
     pub url: String,
     pub database: String,
@@ -18,6 +18,21 @@ pub struct ClickHouseSettings {
     pub reader_password: Option<String>,
     /// What an `https://` URL's certificate must chain to.
     pub trust: TrustSettings,
+}
+
+/// Passwords never show in debug output or logs.
+impl std::fmt::Debug for ClickHouseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ClickHouseSettings")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("reader_password", &hidden(&self.reader_password))
+            .field("trust", &self.trust)
+            .finish()
+    }
 }
 
 impl ClickHouseSettings {

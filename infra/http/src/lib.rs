@@ -4,6 +4,7 @@
 //! and files holding secrets, refused when others may read them.
 
 mod client;
+mod client_certificate;
 mod error;
 mod provider;
 pub mod secret_file;
@@ -11,6 +12,7 @@ pub mod serve;
 mod server;
 
 pub use client::{TrustSettings, client_config};
+pub use client_certificate::ClientCertificate;
 pub use error::TlsError;
 pub use provider::crypto_provider;
 pub use server::{ServerTls, ServerTlsFiles};

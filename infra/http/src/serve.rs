@@ -20,7 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use crate::ServerTls;
+use crate::{ClientCertificate, ServerTls};
 
 /// How long a client has to finish its TLS handshake, and then to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,29 +55,23 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = router
-            .clone()
-            .map_request(move |request: axum::http::Request<Incoming>| {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            })
-            .map_response(move |mut response: axum::response::Response| {
-                if secure {
-                    response
-                        .headers_mut()
-                        .insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
-                }
-                response
-            });
+        let router = router.clone();
         let mut stopped = stopped.clone();
         let acceptor = acceptor.clone();
         connections.spawn(async move {
-            let stream: Box<dyn Connection> = match acceptor {
-                None => Box::new(stream),
+            let (stream, client_certificate): (Box<dyn Connection>, Option<ClientCertificate>) = match acceptor {
+                None => (Box::new(stream), None),
                 // A client that does not speak TLS, or does not trust the certificate, ends here.
                 Some(acceptor) => match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Ok(tls)) => {
+                        let certificate = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|leaf| ClientCertificate::from_der(leaf));
+                        (Box::new(tls), certificate)
+                    }
                     Ok(Err(error)) => {
                         tracing::debug!(%error, %peer, "TLS handshake refused");
                         return;
@@ -88,12 +82,34 @@ pub async fn serve(
                     }
                 },
             };
+            let service = router
+                .map_request(move |request: axum::http::Request<Incoming>| {
+                    let mut request = request.map(Body::new);
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    if let Some(certificate) = &client_certificate {
+                        request.extensions_mut().insert(certificate.clone());
+                    }
+                    request
+                })
+                .map_response(move |mut response: axum::response::Response| {
+                    if secure {
+                        response
+                            .headers_mut()
+                            .insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+                    }
+                    response
+                });
             let mut builder = Builder::new(TokioExecutor::new());
             builder
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            builder.http2().timer(TokioTimer::new());
+            // An HTTP/2 peer that stops answering pings is dropped.
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(10));
             let connection =
                 builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(connection);

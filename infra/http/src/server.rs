@@ -37,6 +37,14 @@ impl ServerTls {
     /// Reads the files (refusing a key others can read) and, on a Tokio runtime, keeps watching
     /// them for as long as this or an acceptor from it lives.
     pub fn load(files: &ServerTlsFiles) -> Result<Self, TlsError> {
+        Self::load_with_client_ca(files, None)
+    }
+
+    /// Like `load`, also asking clients for a certificate: one that chains to the CA in
+    /// `client_ca` identifies its caller (`ClientCertificate`); a client without one is still
+    /// served (it authenticates otherwise), a client with a certificate of another CA is refused
+    /// at the handshake.
+    pub fn load_with_client_ca(files: &ServerTlsFiles, client_ca: Option<&Path>) -> Result<Self, TlsError> {
         let certificate = Arc::new(ReloadingCertificate {
             current: RwLock::new(read_certified_key(files)?),
             files: files.clone(),
@@ -47,9 +55,29 @@ impl ServerTls {
             .map_err(|error| TlsError::Invalid {
                 path: files.cert.clone(),
                 reason: error.to_string(),
-            })?
-            .with_no_client_auth()
-            .with_cert_resolver(certificate.clone());
+            })?;
+        let config = match client_ca {
+            None => config.with_no_client_auth(),
+            Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for certificate in read_certificates(path, "client CA certificate")? {
+                    roots.add(certificate).map_err(|error| TlsError::Invalid {
+                        path: path.to_owned(),
+                        reason: error.to_string(),
+                    })?;
+                }
+                let verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+                        .allow_unauthenticated()
+                        .build()
+                        .map_err(|error| TlsError::Invalid {
+                            path: path.to_owned(),
+                            reason: error.to_string(),
+                        })?;
+                config.with_client_cert_verifier(verifier)
+            }
+        }
+        .with_cert_resolver(certificate.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(watch(Arc::downgrade(&certificate)));
         }

@@ -13,7 +13,7 @@ use crate::{DataDir, EngineAccess, LocalError, ManagedProcess, TlsFront};
 
 const BROKER_READY_WITHIN: Duration = Duration::from_secs(60);
 const CLICKHOUSE_READY_WITHIN: Duration = Duration::from_secs(120);
-/// Names the SCRAM users made on the broker, so they are made once per data directory.
+/// The SCRAM users made on the broker, with digests of their passwords, so each is made once.
 const SCRAM_USERS_MARKER: &str = "scram-users";
 /// Tansu reads these from the environment; a stray value would override the flags given here.
 const TANSU_ENV: [&str; 8] = [
@@ -111,46 +111,71 @@ pub async fn start_secured_broker(
     })
 }
 
+/// Makes the SCRAM users the broker lacks, or whose password changed. The marker keeps one
+/// `<user> <SHA-256 of the password>` line per user the broker was given, so a password file
+/// made again (deleted, or rotated on purpose) is given to the broker at the next start.
 async fn ensure_scram_users(
     data_dir: &DataDir,
     tansu: &Path,
     port: u16,
     security: &StackSecurity,
 ) -> Result<(), LocalError> {
+    use sha2::{Digest as _, Sha256};
     let marker = data_dir.kafka_dir().join(SCRAM_USERS_MARKER);
-    let wanted: String = security.kafka_users().map(|(user, _)| user + "\n").collect();
-    if std::fs::read_to_string(&marker).is_ok_and(|made| made == wanted) {
+    let made = std::fs::read_to_string(&marker).unwrap_or_default();
+    let line = |user: &str, password: &str| {
+        format!(
+            "{user} {}",
+            crate::private_file::hex(&Sha256::digest(password.as_bytes()))
+        )
+    };
+    let missing: Vec<(String, &str)> = security
+        .kafka_users()
+        .filter(|(user, password)| !made.lines().any(|known| known == line(user, password)))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let command = tansu_command(data_dir, tansu, port, port, false);
     let open = spawn_broker(data_dir, command, &KafkaSettings::new(format!("127.0.0.1:{port}"))).await?;
-    let mut made = Ok(());
-    for (user, password) in security.kafka_users() {
+    let mut outcome = Ok(());
+    let mut recorded: Vec<String> = made
+        .lines()
+        .filter(|known| {
+            !missing
+                .iter()
+                .any(|(user, _)| known.split(' ').next() == Some(user.as_str()))
+        })
+        .map(str::to_owned)
+        .collect();
+    for (user, password) in &missing {
         // The password is an argument of this short-lived command (docs/security.md says so).
         let output = Command::new(tansu)
             .args(["user", "create", "--broker", &format!("tcp://127.0.0.1:{port}")])
-            .args(["--mechanism", "scram512", &user, password])
+            .args(["--mechanism", "scram512", user, password])
             .output()
             .await
             .map_err(LocalError::io("run", tansu));
         match output {
-            Ok(output) if output.status.success() => {}
+            Ok(output) if output.status.success() => recorded.push(line(user, password)),
             Ok(output) => {
-                made = Err(LocalError::Credentials {
+                outcome = Err(LocalError::Credentials {
                     what: format!("the broker's SCRAM user {user}"),
                     reason: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
                 });
                 break;
             }
             Err(error) => {
-                made = Err(error);
+                outcome = Err(error);
                 break;
             }
         }
     }
     open.stop(Duration::from_secs(10)).await;
-    made?;
-    std::fs::write(&marker, wanted).map_err(LocalError::io("write", &marker))
+    // What was made is recorded even when a later user failed, so the next start makes only the rest.
+    let text = recorded.join("\n") + "\n";
+    crate::private_file::write_private(&marker, text.as_bytes())?;
+    outcome
 }
 
 fn free_loopback_port() -> Result<u16, LocalError> {

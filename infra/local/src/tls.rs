@@ -33,6 +33,11 @@ impl LocalCa {
             return Ok(ca);
         }
         std::fs::create_dir_all(dir).map_err(LocalError::io("create", dir))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(LocalError::io("protect", dir))?;
+        }
         let failed = |reason: rcgen::Error| LocalError::Certificates {
             dir: dir.to_owned(),
             reason: reason.to_string(),

@@ -13,6 +13,9 @@ use tokio::task::JoinHandle;
 
 use crate::LocalError;
 
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running TLS front; dropping it stops accepting.
 #[derive(Debug)]
 pub struct TlsFront {
@@ -45,16 +48,27 @@ impl TlsFront {
             .map_err(LocalError::io("read the address of", "the TLS listener"))?;
         let acceptor = tls.acceptor();
         let task = tokio::spawn(async move {
-            while let Ok((client, peer)) = listener.accept().await {
+            loop {
+                let (client, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: pause and go on accepting.
+                        tracing::warn!(%error, "the TLS front cannot accept a connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // A client that does not speak TLS (or distrusts the certificate) ends here;
                     // it sees the connection closed, and librdkafka names the likely cause.
-                    let Ok(mut tls) = acceptor.accept(client).await else {
-                        tracing::debug!(%peer, "TLS handshake refused");
+                    let handshake = tokio::time::timeout(HANDSHAKE_WITHIN, acceptor.accept(client));
+                    let Ok(Ok(mut tls)) = handshake.await else {
+                        tracing::debug!(%peer, "TLS handshake refused or not finished in time");
                         return;
                     };
-                    let Ok(mut broker) = TcpStream::connect(upstream).await else {
+                    let connected = tokio::time::timeout(HANDSHAKE_WITHIN, TcpStream::connect(upstream)).await;
+                    let Ok(Ok(mut broker)) = connected else {
                         tracing::warn!(%upstream, "the service behind the TLS front is unreachable");
                         return;
                     };

@@ -1,5 +1,6 @@
 //! The query API against the real ClickHouse, served in process on a free port.
 
+mod client_certs;
 mod events;
 pub(crate) mod export;
 mod export_jobs;
@@ -77,7 +78,7 @@ impl Api {
     pub async fn configured(rate_limit: RateLimit, quota: ExportQuota) -> Self {
         let mut settings: ClickHouseSettings = shared().clickhouse();
         settings.database = scoped_database();
-        Self::over(settings, rate_limit, quota, true).await
+        Self::over(settings, rate_limit, quota, true, None).await
     }
 
     /// An API over a fresh database (ten rows per tenant) that refuses webhooks to this machine
@@ -85,7 +86,7 @@ impl Api {
     pub async fn strict_webhooks() -> Self {
         let mut settings: ClickHouseSettings = shared().clickhouse();
         settings.database = scoped_database();
-        let api = Self::over(settings, RateLimit::default(), ExportQuota::default(), false).await;
+        let api = Self::over(settings, RateLimit::default(), ExportQuota::default(), false, None).await;
         seed(&api.settings, &api.alfa, &api.bravo).await;
         api
     }
@@ -96,7 +97,25 @@ impl Api {
             per_second: 1000.0,
             burst: 1000,
         };
-        Self::over(shared().clickhouse(), rate_limit, ExportQuota::default(), true).await
+        Self::over(shared().clickhouse(), rate_limit, ExportQuota::default(), true, None).await
+    }
+
+    /// An API over a fresh, empty database, served over `tls`, taking the machine callers
+    /// `identities` names by their client certificates.
+    pub async fn with_client_certificates(
+        tls: sealtrail_http::ServerTls,
+        identities: sealtrail_api::auth::client_certs::ClientIdentities,
+    ) -> Self {
+        let mut settings: ClickHouseSettings = shared().clickhouse();
+        settings.database = scoped_database();
+        Self::over(
+            settings,
+            RateLimit::default(),
+            ExportQuota::default(),
+            true,
+            Some((tls, identities)),
+        )
+        .await
     }
 
     /// `allow_private_webhooks`: the test webhook receivers listen on this machine.
@@ -105,7 +124,15 @@ impl Api {
         rate_limit: RateLimit,
         quota: ExportQuota,
         allow_private_webhooks: bool,
+        mtls: Option<(
+            sealtrail_http::ServerTls,
+            sealtrail_api::auth::client_certs::ClientIdentities,
+        )>,
     ) -> Self {
+        let (tls, client_identities) = mtls.map_or(
+            (None, sealtrail_api::auth::client_certs::ClientIdentities::default()),
+            |(tls, identities)| (Some(tls), identities),
+        );
         let stack = shared();
         apply_migrations(&settings).await.expect("migrations");
         let alfa = unique("alfa");
@@ -123,6 +150,7 @@ impl Api {
         };
         let app = router(ApiConfig {
             metrics: sealtrail_runtime::Metrics::new("api"),
+            client_identities,
             clickhouse: settings.clone(),
             jwt,
             tokenizer: Some(Tokenizer::new(&TOKENIZATION_KEY).expect("tokenizer")),
@@ -150,8 +178,9 @@ impl Api {
         .await
         .expect("router");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(sealtrail_api::serve::serve(listener, app, None, std::future::pending()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().expect("address"));
+        tokio::spawn(sealtrail_api::serve::serve(listener, app, tls, std::future::pending()));
         Self {
             url,
             exports,
