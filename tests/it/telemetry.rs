@@ -175,6 +175,15 @@ async fn one_trace_follows_an_event_from_its_producer_through_seal_and_sink() {
     assert_eq!(sink_span.parent_id, seal_span.id, "sink continues the seal span");
     let bodies = received.lock().expect("lock").bodies.join("\n");
     assert!(!bodies.contains(PERSON), "raw personal data reached the traces");
+    // Nor did any password or key of the stack (the processors run secured, with its files).
+    let secrets = crate::secured_stack::secrets_of(&stack);
+    assert!(!secrets.is_empty());
+    for secret in &secrets {
+        assert!(
+            !bodies.contains(secret.as_str()),
+            "a secret of the stack reached the traces"
+        );
+    }
     assert!(
         bodies.contains("\"future_timestamp\""),
         "the rejection reason is on the span"
