@@ -6,6 +6,7 @@
 mod client;
 mod client_certificate;
 mod error;
+mod first_bytes;
 mod provider;
 pub mod secret_file;
 pub mod serve;

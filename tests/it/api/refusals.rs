@@ -150,6 +150,22 @@ async fn a_client_that_dribbles_its_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_connects_and_says_nothing_is_disconnected() {
+    let api = Api::start().await;
+    let address = api.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let started = Instant::now();
+    let mut buffer = Vec::new();
+    // Before any byte the server cannot tell HTTP/1 from HTTP/2; it still does not wait for ever.
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut buffer)).await;
+    assert!(read.is_ok(), "still open after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= sealtrail_api::serve::HEADER_READ_TIMEOUT / 2,
+        "closed at once"
+    );
+}
+
+#[tokio::test]
 async fn webhooks_cannot_target_clickhouse_or_anything_inside() {
     let api = Api::strict_webhooks().await;
     let admin = api.key(&api.alfa, Role::TenantAdmin).await;
