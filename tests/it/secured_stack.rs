@@ -426,3 +426,108 @@ async fn an_insecure_stack_is_plaintext_and_needs_no_credentials() {
         .expect("the administrator logs in");
     assert!(stack.stop().success());
 }
+
+/// An outsider who reaches ClickHouse's HTTPS port with no credentials lands on the engine's own
+/// `default` user, which can read no table and reach no file, URL, remote server or script, even
+/// one planted in the engine's scripts folder.
+#[tokio::test]
+async fn clickhouse_gives_a_caller_without_credentials_nothing_to_read_or_run() {
+    let stack = shared();
+    let mut anonymous = stack.clickhouse();
+    anonymous.user = None;
+    anonymous.password = None;
+    let scripts = stack.data_dir.join("clickhouse/user_scripts");
+    std::fs::create_dir_all(&scripts).expect("scripts folder");
+    let script = scripts.join(format!("{}.sh", unique("probe")));
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").expect("script");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    }
+    let script_name = script.file_name().expect("name").to_string_lossy().into_owned();
+    for query in [
+        "SELECT count() FROM sealtrail.events".to_owned(),
+        "SELECT count() FROM sealtrail.api_keys".to_owned(),
+        "SELECT name FROM system.users".to_owned(),
+        "SELECT count() FROM system.processes".to_owned(),
+        "SELECT * FROM file('/etc/passwd', 'LineAsString')".to_owned(),
+        "SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')".to_owned(),
+        "SELECT count() FROM remote('127.0.0.1', sealtrail.events)".to_owned(),
+        format!("SELECT * FROM executable('{script_name}', 'LineAsString', 'x String')"),
+        "CREATE TEMPORARY TABLE t (a UInt8)".to_owned(),
+        "CREATE DATABASE intruder".to_owned(),
+        "CREATE USER intruder IDENTIFIED BY 'x'".to_owned(),
+    ] {
+        let refused = anonymous
+            .server_client()
+            .query(&query)
+            .execute()
+            .await
+            .expect_err(&query)
+            .to_string();
+        assert!(
+            refused.contains("ACCESS_DENIED") || refused.contains("Not enough privileges"),
+            "{query}: {refused}"
+        );
+    }
+    std::fs::remove_file(&script).ok();
+}
+
+/// A registry reader that tries to write by other spellings of a write (an encoded slash, doubled
+/// slashes, other methods, a lower-case auth scheme) changes nothing.
+#[tokio::test]
+async fn a_registry_reader_cannot_write_by_any_spelling() {
+    let stack = shared();
+    let url = stack.registry_url().to_owned();
+    let http = stack.http();
+    let (reader, password) = registry_login(stack, "sink");
+    let subject = format!("{}-value", unique("sneaky"));
+    let schema =
+        serde_json::json!({"schema": r#"{"type":"record","name":"Sneaky","fields":[{"name":"a","type":"string"}]}"#});
+    let attempts = [
+        (reqwest::Method::POST, format!("{url}/subjects/{subject}/versions")),
+        (reqwest::Method::POST, format!("{url}/subjects/{subject}%2Fversions")),
+        (reqwest::Method::POST, format!("{url}//subjects/{subject}/versions")),
+        (reqwest::Method::POST, format!("{url}/subjects/{subject}/versions/")),
+        (reqwest::Method::PUT, format!("{url}/subjects/{subject}/versions")),
+        (reqwest::Method::PUT, format!("{url}/config/{subject}")),
+        (reqwest::Method::DELETE, format!("{url}/subjects/{subject}")),
+        (reqwest::Method::PATCH, format!("{url}/config")),
+    ];
+    for (method, target) in attempts {
+        let response = http
+            .request(method.clone(), &target)
+            .basic_auth(&reader, Some(&password))
+            .json(&schema)
+            .send()
+            .await
+            .expect("answers");
+        // A lookup of the encoded subject may answer 404; nothing may succeed at writing.
+        let status = response.status().as_u16();
+        assert!((403..=405).contains(&status), "{method} {target}: {status}");
+    }
+    for header in [
+        format!("basic {}", "c2luazp3cm9uZw=="),
+        "Basic !!!not-base64!!!".to_owned(),
+        format!("Basic {}", "A".repeat(8192)),
+        "Bearer anything".to_owned(),
+    ] {
+        let response = http
+            .post(format!("{url}/subjects/{subject}/versions"))
+            .header("authorization", header)
+            .json(&schema)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status().as_u16(), 401);
+    }
+    let listed: Vec<String> = stack
+        .registry_request(reqwest::Method::GET, "/subjects")
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(!listed.iter().any(|name| name.starts_with(&subject)), "{listed:?}");
+}

@@ -206,7 +206,7 @@ impl AccessConfig {
             xml.push_str(
                 "    <default>\n      <password></password>\n      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\n      \
                  <profile>default</profile>\n      <quota>default</quota>\n      <grants><query>GRANT SYSTEM LISTEN ON *.*</query>\
-                 <query>GRANT SELECT ON system.numbers</query><query>GRANT CREATE TEMPORARY TABLE ON *.*</query></grants>\n    </default>\n",
+                 <query>GRANT SELECT ON system.numbers</query></grants>\n    </default>\n",
             );
             let _ = writeln!(xml, "    <{ADMIN_USER}>");
             self.credentials(&mut xml, password);

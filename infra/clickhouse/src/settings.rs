@@ -1,3 +1,4 @@
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
@@ -6,6 +7,9 @@ use sealtrail_http::TrustSettings;
 use crate::ClickHouseError;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client over HTTPS, and the TLS configuration it was made with.
+type HttpsTransport = (Arc<rustls::ClientConfig>, Client);
 
 /// How to reach ClickHouse over HTTP and which database holds sealtrail's tables.
 #[derive(Clone)]
@@ -18,6 +22,10 @@ pub struct ClickHouseSettings {
     pub reader_password: Option<String>,
     /// What an `https://` URL's certificate must chain to.
     pub trust: TrustSettings,
+    /// The HTTPS transport made for `trust`, shared by the clients of these settings and their
+    /// clones: one connection pool, so requests reuse connections instead of each paying a TLS
+    /// handshake. Made again when `trust` leads to another TLS configuration.
+    https: Arc<Mutex<Option<HttpsTransport>>>,
 }
 
 /// Passwords never show in debug output or logs.
@@ -31,7 +39,7 @@ impl std::fmt::Debug for ClickHouseSettings {
             .field("password", &hidden(&self.password))
             .field("reader_password", &hidden(&self.reader_password))
             .field("trust", &self.trust)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,6 +56,7 @@ impl ClickHouseSettings {
             password: None,
             reader_password: None,
             trust: TrustSettings::default(),
+            https: Arc::default(),
         }
     }
 
@@ -124,7 +133,7 @@ impl ClickHouseSettings {
         let config = self.trust.client_config().unwrap_or_else(|error| {
             // `check_trust` reports this at start; here the connections fail their handshake.
             tracing::error!(%error, "cannot read the CA that ClickHouse's certificate must chain to");
-            std::sync::Arc::new(
+            Arc::new(
                 rustls::ClientConfig::builder_with_provider(sealtrail_http::crypto_provider())
                     .with_safe_default_protocol_versions()
                     .expect("ring supports the default protocol versions")
@@ -132,19 +141,27 @@ impl ClickHouseSettings {
                     .with_no_client_auth(),
             )
         });
+        let mut made = self.https.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((for_config, client)) = made.as_ref()
+            && Arc::ptr_eq(for_config, &config)
+        {
+            return client.clone();
+        }
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
         http.set_keepalive(Some(Duration::from_secs(60)));
         http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(std::sync::Arc::unwrap_or_clone(config))
+            .with_tls_config(rustls::ClientConfig::clone(&config))
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        Client::with_http_client(
+        let client = Client::with_http_client(
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(2))
                 .build(connector),
-        )
+        );
+        *made = Some((config, client.clone()));
+        client
     }
 }
 

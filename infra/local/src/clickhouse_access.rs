@@ -10,7 +10,9 @@ use sealtrail_clickhouse::ClickHouseSettings;
 use sealtrail_clickhouse::access::{AccessConfig, Component, PasswordSource, local_engine_config};
 use sha2::{Digest as _, Sha256};
 
-use crate::private_file::{hex, stored_or_new_secret, write_private};
+use sealtrail_core::digest::to_hex;
+
+use crate::private_file::{stored_or_new_secret, write_private};
 use crate::{DataDir, LocalError};
 
 const ACCESS_DIR: &str = "clickhouse-access";
@@ -57,7 +59,7 @@ pub fn prepare_engine_access(data_dir: &DataDir, extra_databases: &[String]) -> 
         component_passwords.push((component, stored_or_new_secret(&file)?));
         component_password_files.push((component, file));
     }
-    let digest = |password: &str| PasswordSource::Sha256Hex(hex(&Sha256::digest(password.as_bytes())));
+    let digest = |password: &str| PasswordSource::Sha256Hex(to_hex(&Sha256::digest(password.as_bytes())));
     let mut databases = vec![
         ClickHouseSettings::DEFAULT_DATABASE.to_owned(),
         ClickHouseSettings::BENCH_DATABASE.to_owned(),

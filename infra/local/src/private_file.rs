@@ -32,17 +32,7 @@ pub fn stored_or_new_secret(path: &Path) -> Result<String, LocalError> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut source| source.read_exact(&mut random))
         .map_err(LocalError::io("read", Path::new("/dev/urandom")))?;
-    let secret = hex(&random);
+    let secret = sealtrail_core::digest::to_hex(&random);
     write_private(path, secret.as_bytes())?;
     Ok(secret)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
 }

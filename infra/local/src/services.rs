@@ -126,7 +126,7 @@ async fn ensure_scram_users(
     let line = |user: &str, password: &str| {
         format!(
             "{user} {}",
-            crate::private_file::hex(&Sha256::digest(password.as_bytes()))
+            sealtrail_core::digest::to_hex(&Sha256::digest(password.as_bytes()))
         )
     };
     let missing: Vec<(String, &str)> = security

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
@@ -83,13 +83,7 @@ impl RegistryAccess {
             RegistryRole::Read => "read",
             RegistryRole::Write => "write",
         };
-        let digest = Sha256::digest(password.as_bytes())
-            .iter()
-            .fold(String::with_capacity(64), |mut text, byte| {
-                use std::fmt::Write as _;
-                let _ = write!(text, "{byte:02x}");
-                text
-            });
+        let digest = sealtrail_core::digest::to_hex(&Sha256::digest(password.as_bytes()));
         format!("{name} {role} sha256:{digest}")
     }
 
@@ -126,12 +120,14 @@ fn decode_hex(text: &str) -> Option<[u8; 32]> {
     Some(digest)
 }
 
-/// Whether a request changes the registry.
-fn writes(method: &Method, path: &str) -> bool {
-    match *method {
-        Method::GET | Method::HEAD | Method::OPTIONS => false,
-        // A lookup (`POST /subjects/{s}`) and compatibility checks change nothing.
-        Method::POST => !(path.starts_with("/compatibility/") || path.matches('/').count() == 2),
+/// Whether a request to the route `route` (its template, as matched: never the raw path, whose
+/// encodings and dot segments a client chooses) changes the registry; a request that matched no
+/// route counts as a write.
+fn writes(method: &Method, route: Option<&str>) -> bool {
+    match (method, route) {
+        (&Method::GET | &Method::HEAD | &Method::OPTIONS, Some(_)) => false,
+        // A lookup and the compatibility checks change nothing.
+        (&Method::POST, Some(route)) => !(route == "/subjects/{subject}" || route.starts_with("/compatibility/")),
         _ => true,
     }
 }
@@ -153,7 +149,8 @@ pub async fn require_credentials(State(access): State<Arc<RegistryAccess>>, requ
         );
         return response;
     };
-    if role == RegistryRole::Read && writes(request.method(), request.uri().path()) {
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if role == RegistryRole::Read && writes(request.method(), route) {
         tracing::warn!(
             user = name,
             path = request.uri().path(),
@@ -213,15 +210,16 @@ mod tests {
 
     #[test]
     fn lookups_and_checks_read_while_registering_and_deleting_write() {
-        assert!(!writes(&Method::POST, "/subjects/a-value"));
+        assert!(!writes(&Method::POST, Some("/subjects/{subject}")));
         assert!(!writes(
             &Method::POST,
-            "/compatibility/subjects/a-value/versions/latest"
+            Some("/compatibility/subjects/{subject}/versions/{version}")
         ));
-        assert!(writes(&Method::POST, "/subjects/a-value/versions"));
-        assert!(writes(&Method::DELETE, "/subjects/a-value"));
-        assert!(writes(&Method::PUT, "/config"));
-        assert!(!writes(&Method::GET, "/subjects"));
+        assert!(writes(&Method::POST, Some("/subjects/{subject}/versions")));
+        assert!(writes(&Method::DELETE, Some("/subjects/{subject}")));
+        assert!(writes(&Method::PUT, Some("/config")));
+        assert!(!writes(&Method::GET, Some("/subjects")));
+        assert!(writes(&Method::POST, None), "an unmatched request is no reader's");
     }
 
     #[test]

@@ -18,7 +18,9 @@ use reply::{Reply, not_found};
 impl RegistryService {
     /// The HTTP routes behind `access`'s credentials check.
     pub fn guarded_router(self: Arc<Self>, access: access::RegistryAccess) -> Router {
-        self.router().layer(axum::middleware::from_fn_with_state(
+        // A route layer: it runs once a route has matched, so it judges the route, not the raw
+        // path. A path that matches no route answers 404 without it (there is nothing there).
+        self.router().route_layer(axum::middleware::from_fn_with_state(
             Arc::new(access),
             access::require_credentials,
         ))

@@ -6,6 +6,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use sealtrail_api::auth::Role;
@@ -157,6 +158,19 @@ async fn tokens_of_the_configured_issuer_and_audience_are_accepted_within_their_
     .expect("token");
     let error = jwt.verify(&forged).await.expect_err("refused");
     assert!(error.contains("HS256"), "{error}");
+
+    // Nor an unsigned one (`alg: none`), nor one whose key id is a path or a stranger's.
+    let encode_part = |value: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+    let claims_part = encode_part(&claims(&issuer, audience, &tenant));
+    for header in [
+        json!({"alg": "none", "kid": "k1"}),
+        json!({"alg": "ES256", "kid": "../../k1"}),
+        json!({"alg": "ES256", "kid": "k1", "jku": "https://evil.example.com/keys"}),
+    ] {
+        let unsigned = format!("{}.{claims_part}.", encode_part(&header));
+        let error = jwt.verify(&unsigned).await.expect_err("refused");
+        assert!(!error.is_empty(), "{header}");
+    }
 }
 
 #[tokio::test]

@@ -101,7 +101,7 @@ pub async fn prepare(dir: &Path) -> Result<PathBuf, LocalError> {
             .bytes()
             .await
             .map_err(|e| failed(format!("cannot download {url}: {e}")))?;
-        let actual = hex(&Sha256::digest(&bytes));
+        let actual = sealtrail_core::digest::to_hex(&Sha256::digest(&bytes));
         if actual != checksum {
             return Err(failed(format!(
                 "{url} has SHA-256 {actual}, not the pinned {checksum}; refusing to build it"
@@ -148,14 +148,4 @@ pub async fn prepare(dir: &Path) -> Result<PathBuf, LocalError> {
     }
     std::fs::write(&manifest, text).map_err(LocalError::io("write", &manifest))?;
     Ok(broker)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            use std::fmt::Write as _;
-            write!(out, "{byte:02x}").ok();
-            out
-        })
 }
