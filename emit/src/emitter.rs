@@ -7,6 +7,7 @@ use sealtrail_core::avro::contract::{AUDIT_EVENT_SCHEMA, encode_audit_event};
 use sealtrail_core::avro::{Framed, Writer};
 use sealtrail_core::event::AuditEvent;
 use sealtrail_core::validate::is_valid_tenant_id;
+use sealtrail_kafka::KafkaContext;
 use sealtrail_kafka::KafkaSettings;
 use sealtrail_runtime::RegistryConnection;
 use sealtrail_telemetry::trace_context;
@@ -35,7 +36,7 @@ pub enum EmitError {
 /// same partition; the producer is idempotent with `acks=all`, so an acknowledged event is durable
 /// and never duplicated by retries.
 pub struct AuditEmitter {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     topic: String,
     schema_id: u32,
 }
@@ -78,10 +79,11 @@ impl AuditEmitter {
         let registered = post_schema(&settings, subject.clone(), supplied)
             .await
             .map_err(|e| refused(e.to_string()))?;
-        let producer: FutureProducer = kafka.producer().create().map_err(|e| EmitError::Producer {
-            bootstrap: kafka.bootstrap.clone(),
-            reason: e.to_string(),
-        })?;
+        let producer: FutureProducer<KafkaContext> =
+            kafka.create(&kafka.producer()).map_err(|e| EmitError::Producer {
+                bootstrap: kafka.bootstrap.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             producer,
             topic: topic.to_owned(),

@@ -1,3 +1,4 @@
+use sealtrail_kafka::KafkaContext;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub enum RegistryStartError {
 /// so what clients are told is always what a restart will rebuild. One instance writes the log.
 pub struct RegistryService {
     state: RwLock<RegistryState>,
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     topic: String,
 }
 
@@ -92,14 +93,14 @@ impl RegistryService {
             }
         }
         tracing::info!(topic = %settings.topic, records = records.len(), "schema registry state rebuilt");
-        let producer: FutureProducer = settings
-            .kafka
-            .producer()
-            .create()
-            .map_err(|source| KafkaError::Client {
-                bootstrap: settings.kafka.bootstrap.clone(),
-                source,
-            })?;
+        let producer: FutureProducer<KafkaContext> =
+            settings
+                .kafka
+                .create(&settings.kafka.producer())
+                .map_err(|source| KafkaError::Client {
+                    bootstrap: settings.kafka.bootstrap.clone(),
+                    source,
+                })?;
         Ok(Arc::new(Self {
             state: RwLock::new(state),
             producer,

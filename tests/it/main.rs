@@ -11,6 +11,7 @@ mod harness;
 mod instances;
 mod integrity;
 mod interop;
+mod kafka_oauth;
 mod kafka_roundtrip;
 mod misconfiguration;
 mod offsets;

@@ -130,6 +130,28 @@ fn kafka_secrets_are_refused_on_the_command_line_and_in_files_others_can_read() 
     assert!(!stderr.contains("hunter2-xyz"), "{stderr}");
 }
 
+/// OAUTHBEARER without the OIDC client credentials sealtrail fetches tokens with is refused
+/// before any connection, naming the properties to set.
+#[test]
+fn an_oauthbearer_client_without_client_credentials_names_what_to_set() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("client.properties");
+    sealtrail_local::write_private(
+        &file,
+        b"security.protocol=SASL_SSL\nsasl.mechanism=OAUTHBEARER\nsasl.oauthbearer.method=oidc\n\
+          sasl.oauthbearer.client.id=seal\nsasl.oauthbearer.client.secret=s3cret-xyz\n\
+          sasl.oauthbearer.token.endpoint.url=http://idp.example/token\n",
+    )
+    .expect("written");
+    let (status, _, stderr) = run_sealtrail(&["topics", "--kafka-config", file.to_str().expect("utf-8")], &[]);
+    assert!(!status.success());
+    assert_one_line_error(
+        &stderr,
+        &["sasl.oauthbearer.token.endpoint.url must be an https:// URL"],
+    );
+    assert!(!stderr.contains("s3cret-xyz"), "{stderr}");
+}
+
 /// A password file or a TLS key others may read is refused before anything connects, with the
 /// fix, and without showing what it holds.
 #[test]

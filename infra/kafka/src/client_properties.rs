@@ -25,6 +25,8 @@ pub fn is_secret_property(key: &str) -> bool {
     SECRET_KEYS.contains(&key.as_str())
         || key.contains("password")
         || key.contains("secret")
+        || key.contains("passphrase")
+        || key.ends_with("private.key.pem")
         || key.ends_with("basic.auth.user.info")
 }
 
@@ -221,6 +223,9 @@ mod tests {
             "SASL.PASSWORD",
             " Sasl.Jaas.Config",
             "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.client.credentials.client.secret",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.assertion.private.key.pem",
         ] {
             assert!(is_secret_property(key), "{key}");
         }

@@ -10,6 +10,8 @@ pub struct KafkaSettings {
     /// Replication factor of the topics sealtrail creates (1 on a single local broker).
     pub replication_factor: i32,
     pub extra: Vec<(String, String)>,
+    /// The OAUTHBEARER token source, shared by clones so their clients share tokens.
+    pub(crate) token_cache: crate::oauth::TokenCache,
 }
 
 impl std::fmt::Debug for KafkaSettings {
@@ -18,7 +20,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("bootstrap", &self.bootstrap)
             .field("replication_factor", &self.replication_factor)
             .field("extra", &crate::client_properties::redacted(&self.extra))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -28,6 +30,22 @@ impl KafkaSettings {
             bootstrap: bootstrap.into(),
             replication_factor: 1,
             extra: Vec::new(),
+            token_cache: crate::oauth::TokenCache::default(),
+        }
+    }
+
+    /// The properties that hold this client's credentials, for a message about a refusal.
+    pub fn credential_properties(&self) -> &'static str {
+        let mechanism = self
+            .extra
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "sasl.mechanism" || key == "sasl.mechanisms")
+            .map(|(_, value)| value.trim().to_ascii_uppercase());
+        if mechanism.as_deref() == Some("OAUTHBEARER") {
+            "the sasl.oauthbearer.* settings (is the broker configured for tokens of this provider and scope?)"
+        } else {
+            "sasl.username and sasl.password"
         }
     }
 
@@ -40,7 +58,8 @@ impl KafkaSettings {
             // so a misconfigured address ends in an error instead of a hang.
             .set("socket.connection.setup.timeout.ms", "10000")
             .set("log_level", "3");
-        for (key, value) in &self.extra {
+        // OIDC client credentials are sealtrail's to use (crate::oauth), not librdkafka's.
+        for (key, value) in self.extra.iter().filter(|(key, _)| !crate::oauth::handled_here(key)) {
             config.set(key, value);
         }
         config

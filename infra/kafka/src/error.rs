@@ -15,9 +15,14 @@ pub enum KafkaError {
         source: ClientError,
     },
     #[error(
-        "the Kafka broker at {bootstrap} refused the connection ({reason}); check security.protocol, ssl.ca.location, sasl.mechanism, sasl.username and sasl.password in the client properties file (--kafka-config, KAFKA_CONFIG_FILE)"
+        "the Kafka broker at {bootstrap} refused the connection ({reason}); check security.protocol, ssl.ca.location, sasl.mechanism, {credentials} in the client properties file (--kafka-config, KAFKA_CONFIG_FILE)"
     )]
-    Refused { bootstrap: String, reason: String },
+    Refused {
+        bootstrap: String,
+        reason: String,
+        /// The properties that hold this client's credentials.
+        credentials: &'static str,
+    },
     #[error("cannot create a Kafka client for {bootstrap}: {source}")]
     Client { bootstrap: String, source: ClientError },
     #[error("cannot create topic `{topic}`: {reason}")]

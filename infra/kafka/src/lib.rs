@@ -7,9 +7,11 @@
 
 mod client_properties;
 mod config;
+mod context;
 mod error;
 mod group_heal;
 mod log;
+pub mod oauth;
 mod offsets;
 mod partition_reader;
 mod reset;
@@ -19,6 +21,7 @@ mod watermarks;
 
 pub use client_properties::{ClientProperties, ClientPropertiesError, is_secret_property, redacted};
 pub use config::KafkaSettings;
+pub use context::{KafkaClient, KafkaContext};
 pub use error::KafkaError;
 pub use group_heal::{RebalanceWatch, leave_group};
 pub use log::{LogRecord, read_log_to_end};

@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+use crate::KafkaContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as KafkaClientError;
 use rdkafka::message::Message;
@@ -39,10 +40,8 @@ fn read_blocking(settings: &KafkaSettings, topic: &str, timeout: Duration) -> Re
         source,
     };
     // Partition EOF events end the read even where the high watermark sits past a control record.
-    let consumer: BaseConsumer = settings
-        .reader()
-        .set("enable.partition.eof", "true")
-        .create()
+    let consumer: BaseConsumer<KafkaContext> = settings
+        .create(settings.reader().set("enable.partition.eof", "true"))
         .map_err(read_error)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))

@@ -3,6 +3,7 @@
 //! (Tansu cannot list or describe groups on SQLite storage, so whether a group has live members is
 //! known only where the broker can tell.)
 
+use crate::KafkaContext;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -70,7 +71,7 @@ pub enum Members {
 
 /// Reads and moves one group's offsets; never joins the group.
 pub struct GroupOffsets {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaContext>,
     group: String,
     timeout: Duration,
 }
@@ -93,10 +94,12 @@ fn failed(topic: &str) -> impl Fn(ClientError) -> KafkaError {
 
 impl GroupOffsets {
     pub fn new(settings: &KafkaSettings, group: &str, timeout: Duration) -> Result<Self, KafkaError> {
-        let consumer = settings.consumer(group).create().map_err(|source| KafkaError::Client {
-            bootstrap: settings.bootstrap.clone(),
-            source,
-        })?;
+        let consumer = settings
+            .create(&settings.consumer(group))
+            .map_err(|source| KafkaError::Client {
+                bootstrap: settings.bootstrap.clone(),
+                source,
+            })?;
         Ok(Self {
             consumer,
             group: group.to_owned(),

@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+use crate::KafkaContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as ClientError;
 use rdkafka::message::{Headers, Message};
@@ -12,7 +13,7 @@ use crate::{KafkaError, KafkaSettings};
 /// Reads ranges of single partitions outside any consumer group, blocking: what processors use
 /// to rebuild their state from their own output topics.
 pub struct PartitionReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaContext>,
     timeout: Duration,
 }
 
@@ -27,9 +28,7 @@ impl std::fmt::Debug for PartitionReader {
 impl PartitionReader {
     pub fn new(settings: &KafkaSettings, timeout: Duration) -> Result<Self, KafkaError> {
         let consumer = settings
-            .reader()
-            .set("enable.partition.eof", "true")
-            .create()
+            .create(settings.reader().set("enable.partition.eof", "true"))
             .map_err(|source| KafkaError::Client {
                 bootstrap: settings.bootstrap.clone(),
                 source,
@@ -39,6 +38,7 @@ impl PartitionReader {
 
     /// The first offset still stored and the offset the next record will get.
     pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+        crate::context::serve_events(&self.consumer);
         self.consumer
             .fetch_watermarks(topic, partition, self.timeout)
             .map_err(|source| KafkaError::Read {
@@ -49,6 +49,7 @@ impl PartitionReader {
 
     /// The number of partitions of a topic (0 if it does not exist).
     pub fn partition_count(&self, topic: &str) -> Result<usize, KafkaError> {
+        crate::context::serve_events(&self.consumer);
         let metadata = self
             .consumer
             .fetch_metadata(Some(topic), self.timeout)

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
@@ -14,6 +15,7 @@ use sealtrail_runtime::driver::{Header, InputRecord, PartitionLag, PartitionSour
 use sealtrail_runtime::telemetry::events::ErrorKind;
 
 use crate::group_heal::{leave_group, rejoin_after_leaving};
+use crate::oauth::OAuthTokens;
 use crate::{GroupLagProbe, KafkaError, KafkaSettings, RebalanceWatch, WatermarkProbe};
 
 /// A rebalance as the callback saw it.
@@ -33,6 +35,7 @@ struct Queueing {
     leaving: Mutex<bool>,
     /// Why the broker refused the last commit made without waiting, until the driver asks.
     commit_failure: Mutex<Option<String>>,
+    tokens: OAuthTokens,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,7 +49,13 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
         .collect()
 }
 
-impl ClientContext for Queueing {}
+impl ClientContext for Queueing {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.tokens.generate()
+    }
+}
 
 impl ConsumerContext for Queueing {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -175,7 +184,11 @@ impl KafkaSource {
             bootstrap: settings.bootstrap.clone(),
             source,
         };
-        let consumer: BaseConsumer<Queueing> = config.create_with_context(Queueing::default()).map_err(client)?;
+        let context = Queueing {
+            tokens: settings.oauth_tokens().map_err(client)?,
+            ..Queueing::default()
+        };
+        let consumer: BaseConsumer<Queueing> = settings.create_with_context(&config, context).map_err(client)?;
         consumer.subscribe(&[topic]).map_err(|source| KafkaError::Group {
             what: format!("subscribe to {topic}"),
             source,

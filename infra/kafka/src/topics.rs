@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
+use crate::KafkaContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -35,15 +35,27 @@ impl TopicSpec {
 /// connection cut in the handshake), so a refusal can be named; prints neither (refused
 /// connections are expected while a broker starts).
 #[derive(Debug, Default)]
-struct LastError(std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>);
+struct LastError {
+    last: std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>,
+    tokens: crate::oauth::OAuthTokens,
+}
 
 impl LastError {
     fn set(&self, code: RDKafkaErrorCode, reason: &str) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((code, reason.to_owned()));
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((code, reason.to_owned()));
     }
 }
 
 impl rdkafka::ClientContext for LastError {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.tokens.generate()
+    }
+
     fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         if facility == "FAIL" {
             self.set(RDKafkaErrorCode::BrokerTransportFailure, message);
@@ -72,18 +84,22 @@ fn refused_in_handshake(reason: &str) -> bool {
 /// Waits until the broker answers a metadata request, or fails after `timeout`. A broker that
 /// refuses the credentials or the TLS handshake fails at once, saying why.
 pub async fn wait_for_broker(settings: &KafkaSettings, timeout: Duration) -> Result<(), KafkaError> {
-    let consumer: BaseConsumer<LastError> =
-        settings
-            .reader()
-            .create_with_context(LastError::default())
-            .map_err(|source| KafkaError::Client {
-                bootstrap: settings.bootstrap.clone(),
-                source,
-            })?;
+    let client = |source| KafkaError::Client {
+        bootstrap: settings.bootstrap.clone(),
+        source,
+    };
+    let context = LastError {
+        tokens: settings.oauth_tokens().map_err(client)?,
+        ..LastError::default()
+    };
+    let consumer: BaseConsumer<LastError> = settings
+        .create_with_context(&settings.reader(), context)
+        .map_err(client)?;
     let started = Instant::now();
     // librdkafka's metadata call blocks, so it runs off the async workers; each attempt is short
     // so the overall deadline is honoured even while the broker is still starting.
     let bootstrap = settings.bootstrap.clone();
+    let credentials = settings.credential_properties();
     tokio::task::spawn_blocking(move || {
         loop {
             let attempt = consumer.fetch_metadata(None, Duration::from_secs(2));
@@ -91,7 +107,7 @@ pub async fn wait_for_broker(settings: &KafkaSettings, timeout: Duration) -> Res
             drop(consumer.poll(Duration::ZERO));
             let last = consumer
                 .context()
-                .0
+                .last
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
@@ -99,6 +115,7 @@ pub async fn wait_for_broker(settings: &KafkaSettings, timeout: Duration) -> Res
                 return Err(KafkaError::Refused {
                     bootstrap,
                     reason: format!("{code}: {reason}"),
+                    credentials,
                 });
             }
             match attempt {
@@ -107,7 +124,11 @@ pub async fn wait_for_broker(settings: &KafkaSettings, timeout: Duration) -> Res
                     return Err(match last {
                         // The broker answered but hung up in the handshake: librdkafka names it
                         // (a plaintext client at a TLS listener is cut off at `ApiVersion`).
-                        Some((_, reason)) if refused_in_handshake(&reason) => KafkaError::Refused { bootstrap, reason },
+                        Some((_, reason)) if refused_in_handshake(&reason) => KafkaError::Refused {
+                            bootstrap,
+                            reason,
+                            credentials,
+                        },
                         _ => KafkaError::Unreachable {
                             bootstrap,
                             waited: started.elapsed(),
@@ -126,7 +147,7 @@ pub async fn wait_for_broker(settings: &KafkaSettings, timeout: Duration) -> Res
 
 /// Creates the topics that do not exist yet; existing topics are left as they are.
 pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = settings.base().create().map_err(|source| KafkaError::Client {
+    let admin: AdminClient<KafkaContext> = settings.create(&settings.base()).map_err(|source| KafkaError::Client {
         bootstrap: settings.bootstrap.clone(),
         source,
     })?;

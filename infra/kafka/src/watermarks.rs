@@ -6,6 +6,7 @@
 //! from it showed 0. This client never fetches, so its answers come as fast as the broker gives
 //! them, and a partition it cannot answer for keeps its last known high watermark.
 
+use crate::KafkaContext;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use sealtrail_runtime::driver::PartitionLag;
 use crate::{KafkaError, KafkaSettings};
 
 pub struct WatermarkProbe {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<KafkaContext>,
     timeout: Duration,
     last_known: HashMap<(String, i32), i64>,
 }
@@ -32,10 +33,12 @@ impl std::fmt::Debug for WatermarkProbe {
 
 impl WatermarkProbe {
     pub fn new(settings: &KafkaSettings, timeout: Duration) -> Result<Self, KafkaError> {
-        let consumer = settings.reader().create().map_err(|source| KafkaError::Client {
-            bootstrap: settings.bootstrap.clone(),
-            source,
-        })?;
+        let consumer = settings
+            .create(&settings.reader())
+            .map_err(|source| KafkaError::Client {
+                bootstrap: settings.bootstrap.clone(),
+                source,
+            })?;
         Ok(Self {
             consumer,
             timeout,
@@ -45,12 +48,14 @@ impl WatermarkProbe {
 
     /// The first offset still stored and the next offset of `partition`, if the broker answers.
     pub fn watermarks(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        crate::context::serve_events(&self.consumer);
         self.consumer.fetch_watermarks(topic, partition, self.timeout).ok()
     }
 
     /// The lag of each `(partition, next offset to handle)` from the partition's high watermark.
     /// A partition whose watermark was never read is left out.
     pub fn lags(&mut self, topic: &str, positions: impl IntoIterator<Item = (i32, i64)>) -> Vec<PartitionLag> {
+        crate::context::serve_events(&self.consumer);
         let mut lags = Vec::new();
         for (partition, next) in positions {
             let key = (topic.to_owned(), partition);
@@ -82,7 +87,7 @@ impl WatermarkProbe {
 /// a wedged group) every member reports 0 while this grows.
 pub struct GroupLagProbe {
     /// Has the group's id but never subscribes: it only asks the coordinator for commits.
-    observer: BaseConsumer,
+    observer: BaseConsumer<KafkaContext>,
     timeout: Duration,
 }
 
@@ -96,16 +101,19 @@ impl std::fmt::Debug for GroupLagProbe {
 
 impl GroupLagProbe {
     pub fn new(settings: &KafkaSettings, group: &str, timeout: Duration) -> Result<Self, KafkaError> {
-        let observer = settings.consumer(group).create().map_err(|source| KafkaError::Client {
-            bootstrap: settings.bootstrap.clone(),
-            source,
-        })?;
+        let observer = settings
+            .create(&settings.consumer(group))
+            .map_err(|source| KafkaError::Client {
+                bootstrap: settings.bootstrap.clone(),
+                source,
+            })?;
         Ok(Self { observer, timeout })
     }
 
     /// The group's lag on every partition of `topic`, from `watermarks`; `None` if the broker did
     /// not answer. A partition without a commit counts every record it stores.
     pub fn lag(&self, watermarks: &WatermarkProbe, topic: &str) -> Option<i64> {
+        crate::context::serve_events(&self.observer);
         let metadata = self.observer.fetch_metadata(Some(topic), self.timeout).ok()?;
         let mut asked = TopicPartitionList::new();
         for partition in metadata

@@ -1,6 +1,7 @@
 //! The API's view of export jobs: every job's newest state, rebuilt from the status topic at start
 //! and followed afterwards, so it survives restarts and agrees with the processor.
 
+use sealtrail_kafka::KafkaContext;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -55,7 +56,7 @@ pub const JOBS_KEPT_MS: i64 = 7 * 86_400_000;
 #[derive(Clone)]
 pub struct ExportBoard {
     states: States,
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     config: ExportsConfig,
 }
 
@@ -75,10 +76,14 @@ impl ExportBoard {
         on_final: impl Fn(ExportStatus) + Send + 'static,
     ) -> Result<Self, KafkaError> {
         sealtrail_kafka::ensure_topics(&config.kafka, &config.topics.specs()).await?;
-        let producer: FutureProducer = config.kafka.producer().create().map_err(|source| KafkaError::Client {
-            bootstrap: config.kafka.bootstrap.clone(),
-            source,
-        })?;
+        let producer: FutureProducer<KafkaContext> =
+            config
+                .kafka
+                .create(&config.kafka.producer())
+                .map_err(|source| KafkaError::Client {
+                    bootstrap: config.kafka.bootstrap.clone(),
+                    source,
+                })?;
         let states: States = Arc::default();
         let history = read_log_to_end(&config.kafka, &config.topics.status, Duration::from_secs(60)).await?;
         let mut next_offset = Offset::Beginning;
@@ -88,10 +93,14 @@ impl ExportBoard {
                 apply(&states, status);
             }
         }
-        let consumer: BaseConsumer = config.kafka.reader().create().map_err(|source| KafkaError::Client {
-            bootstrap: config.kafka.bootstrap.clone(),
-            source,
-        })?;
+        let consumer: BaseConsumer<KafkaContext> =
+            config
+                .kafka
+                .create(&config.kafka.reader())
+                .map_err(|source| KafkaError::Client {
+                    bootstrap: config.kafka.bootstrap.clone(),
+                    source,
+                })?;
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(&config.topics.status, 0, next_offset)
@@ -212,7 +221,11 @@ pub enum SubmitError {
     Kafka(String),
 }
 
-pub(super) async fn publish(producer: &FutureProducer, topic: &str, status: &ExportStatus) -> Result<(), SubmitError> {
+pub(super) async fn publish(
+    producer: &FutureProducer<KafkaContext>,
+    topic: &str,
+    status: &ExportStatus,
+) -> Result<(), SubmitError> {
     let payload = serde_json::to_vec(status).unwrap_or_default();
     producer
         .send(
@@ -239,7 +252,7 @@ fn apply(board: &Mutex<HashMap<String, ExportStatus>>, status: ExportStatus) -> 
 }
 
 fn follow(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<KafkaContext>,
     board: &Weak<Mutex<HashMap<String, ExportStatus>>>,
     on_final: &dyn Fn(ExportStatus),
 ) {

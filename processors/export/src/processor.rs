@@ -4,6 +4,7 @@
 //! final state is already there (a crash between the two) is not run again. It runs on the shared
 //! consumer driver, one job per record.
 
+use sealtrail_kafka::KafkaContext;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -83,7 +84,10 @@ pub async fn run_processor(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ExportProcessorError> {
     sealtrail_kafka::ensure_topics(&config.kafka, &config.topics.specs()).await?;
-    let producer: FutureProducer = config.kafka.producer().create().map_err(client_error(&config.kafka))?;
+    let producer: FutureProducer<KafkaContext> = config
+        .kafka
+        .create(&config.kafka.producer())
+        .map_err(client_error(&config.kafka))?;
     // Jobs that already reached a final state are never run twice.
     let finished: HashSet<String> = read_log_to_end(&config.kafka, &config.topics.status, Duration::from_secs(60))
         .await?
@@ -137,7 +141,7 @@ pub async fn run_processor(
 /// the next; a job's offset becomes committable once its final state is on the status topic.
 struct JobProcessor {
     config: ProcessorConfig,
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     finished: HashSet<String>,
     runtime: Handle,
     stop: StopSignal,
@@ -241,7 +245,7 @@ impl PartitionedProcessor for JobProcessor {
 /// Writes one artifact and returns its final state (done or failed, with the reason).
 async fn run_job(
     config: &ProcessorConfig,
-    producer: &FutureProducer,
+    producer: &FutureProducer<KafkaContext>,
     job: &ExportJob,
     on_state: &mut dyn FnMut(&ExportStatus),
 ) -> ExportStatus {

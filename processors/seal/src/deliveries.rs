@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rdkafka::ClientContext;
+use rdkafka::client::OAuthToken;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
+use sealtrail_kafka::oauth::OAuthTokens;
 
 /// What a produced record was, reported back with its delivery.
 #[derive(Debug, Clone, Copy)]
@@ -46,9 +48,17 @@ pub struct DeliveryState {
 #[derive(Debug, Default)]
 pub struct Deliveries {
     pub state: Mutex<DeliveryState>,
+    tokens: OAuthTokens,
 }
 
 impl Deliveries {
+    pub fn new(tokens: OAuthTokens) -> Self {
+        Self {
+            state: Mutex::default(),
+            tokens,
+        }
+    }
+
     pub fn lock(&self) -> std::sync::MutexGuard<'_, DeliveryState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -61,7 +71,13 @@ impl Deliveries {
     }
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.tokens.generate()
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Produced>;

@@ -88,14 +88,19 @@ fn start(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> Re
     }
     let mut sealed_readers = SealedReaders::new(registry.clone());
     let handover = layouts::wait_for_handover(&reader, &mut sealed_readers, &history, &layout, &trusted, stop)?;
-    let producer = config
-        .kafka
-        .producer()
+    let mut producer_config = config.kafka.producer();
+    producer_config
         // A record that cannot be delivered must stop the processor rather than leave a hole.
         .set("enable.gapless.guarantee", "true")
         .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "200000")
-        .create_with_context(Deliveries::default())
+        .set("queue.buffering.max.messages", "200000");
+    let tokens = config
+        .kafka
+        .oauth_tokens()
+        .map_err(|e| SealError::Client(e.to_string()))?;
+    let producer = config
+        .kafka
+        .create_with_context(&producer_config, Deliveries::new(tokens))
         .map_err(|e| SealError::Client(e.to_string()))?;
     let probe = PartitionReader::new(&config.kafka, Duration::from_secs(2))?;
     SealProcessor::new(SealParts {

@@ -9,6 +9,7 @@
 //! partition its key belongs to in the target raw topic, which is how a `wrong_partition` or
 //! `layout_closed` record reaches its tenant's chain.
 
+use sealtrail_kafka::KafkaContext;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -164,7 +165,7 @@ pub async fn replay(
     raw_topic: &str,
     mut progress: impl FnMut(),
 ) -> Result<ReplaySummary, ReplayError> {
-    let producer: FutureProducer = kafka.producer().create().map_err(ReplayError::Producer)?;
+    let producer: FutureProducer<KafkaContext> = kafka.create(&kafka.producer()).map_err(ReplayError::Producer)?;
     let raw_partitions = {
         let (kafka, topic) = (kafka.clone(), raw_topic.to_owned());
         tokio::task::spawn_blocking(move || PartitionReader::new(&kafka, TIMEOUT)?.partition_count(&topic))

@@ -4,6 +4,7 @@
 
 pub mod reshard;
 
+use sealtrail_kafka::KafkaContext;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,7 @@ pub async fn record_change(
         &[TopicSpec::new(layout_topic, 1).with_config("retention.ms", "-1")],
     )
     .await?;
-    let producer: FutureProducer = kafka.producer().create().map_err(LayoutWriteError::Producer)?;
+    let producer: FutureProducer<KafkaContext> = kafka.create(&kafka.producer()).map_err(LayoutWriteError::Producer)?;
     let (key, value) = (change.to.epoch.to_string(), change.to_json());
     producer
         .send(
@@ -96,7 +97,7 @@ pub async fn mark_partitions(
     change: &LayoutChange,
     open: &[i32],
 ) -> Result<(), LayoutWriteError> {
-    let producer: FutureProducer = kafka.producer().create().map_err(LayoutWriteError::Producer)?;
+    let producer: FutureProducer<KafkaContext> = kafka.create(&kafka.producer()).map_err(LayoutWriteError::Producer)?;
     let value = change.to_json();
     for partition in open {
         let headers = OwnedHeaders::new().insert(Header {
