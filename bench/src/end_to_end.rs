@@ -13,7 +13,7 @@ use sealtrail_core::policy::Policy;
 use sealtrail_core::validate::Limits;
 use sealtrail_emit::generator::{Generated, Generator, Workload};
 use sealtrail_emit::{AuditEmitter, acknowledged};
-use sealtrail_kafka::{KafkaSettings, TopicSpec, ensure_topics};
+use sealtrail_kafka::{KafkaContext, KafkaSettings, TopicSpec, ensure_topics};
 use sealtrail_runtime::{RegistryClient, StopSignal};
 use sealtrail_seal::SealConfig;
 
@@ -115,13 +115,15 @@ pub async fn fill(
 /// Consumes `from` and produces every record unchanged to the same partition of `to`, with the
 /// seal's producer guarantees; timed from the first record read to the last acknowledged.
 fn plain_copy(kafka: &KafkaSettings, from: &str, to: &str, group: &str, events: u64) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = kafka.consumer(group).create().context("consumer")?;
+    let consumer: BaseConsumer<KafkaContext> = kafka.create(&kafka.consumer(group)).context("consumer")?;
     consumer.subscribe(&[from]).context("subscribe")?;
-    let producer: BaseProducer = kafka
-        .producer()
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "200000")
-        .create()
+    let producer: BaseProducer<KafkaContext> = kafka
+        .create(
+            kafka
+                .producer()
+                .set("batch.num.messages", "10000")
+                .set("queue.buffering.max.messages", "200000"),
+        )
         .context("producer")?;
     let mut copied = 0_u64;
     let mut first = None;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use sealtrail_kafka::{KafkaSettings, TopicSpec, WatermarkProbe, ensure_topics};
+use sealtrail_kafka::{KafkaContext, KafkaSettings, TopicSpec, WatermarkProbe, ensure_topics};
 use sealtrail_runtime::{RegistryClient, StopSignal};
 
 use crate::end_to_end::{fill, seal_config, seal_round};
@@ -169,7 +169,7 @@ fn wait_until_committed(
 ) -> anyhow::Result<Progress> {
     let probe = WatermarkProbe::new(kafka, Duration::from_secs(10))?;
     // Not a member: it only asks the group's committed offsets.
-    let observer: BaseConsumer = kafka.consumer(group).create().context("observer consumer")?;
+    let observer: BaseConsumer<KafkaContext> = kafka.create(&kafka.consumer(group)).context("observer consumer")?;
     let mut ends = TopicPartitionList::new();
     let mut progress = Progress {
         total: 0,

@@ -131,9 +131,14 @@ impl ClientProperties {
                 properties.registry.push((key.to_owned(), value.to_owned()));
             } else if key == "sasl.jaas.config" {
                 let (username, password) = jaas_credentials(value).ok_or_else(|| {
+                    let instead = if value.contains("OAuthBearerLoginModule") {
+                        "for OAUTHBEARER give sasl.oauthbearer.method=oidc, sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret and sasl.oauthbearer.token.endpoint.url instead"
+                    } else {
+                        "give sasl.username and sasl.password instead"
+                    };
                     (
                         index + 1,
-                        "sasl.jaas.config is understood for PLAIN and SCRAM login modules with username and password; give sasl.username and sasl.password instead".to_owned(),
+                        format!("sasl.jaas.config is understood for PLAIN and SCRAM login modules with username and password; {instead}"),
                     )
                 })?;
                 properties.kafka.push(("sasl.username".to_owned(), username));

@@ -36,13 +36,7 @@ impl KafkaSettings {
 
     /// The properties that hold this client's credentials, for a message about a refusal.
     pub fn credential_properties(&self) -> &'static str {
-        let mechanism = self
-            .extra
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "sasl.mechanism" || key == "sasl.mechanisms")
-            .map(|(_, value)| value.trim().to_ascii_uppercase());
-        if mechanism.as_deref() == Some("OAUTHBEARER") {
+        if crate::oauth::mechanism(&self.extra).is_some_and(|name| name.eq_ignore_ascii_case("OAUTHBEARER")) {
             "the sasl.oauthbearer.* settings (is the broker configured for tokens of this provider and scope?)"
         } else {
             "sasl.username and sasl.password"

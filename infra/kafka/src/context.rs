@@ -33,6 +33,18 @@ impl ClientContext for KafkaContext {
     }
 }
 
+/// A client context that answers librdkafka's token refreshes (`ENABLE_REFRESH_OAUTH_TOKEN` and
+/// `generate_oauth_token` from these tokens): the only kind `KafkaSettings` makes clients with.
+pub trait RefreshesTokens: ClientContext {
+    fn oauth_tokens(&self) -> &OAuthTokens;
+}
+
+impl RefreshesTokens for KafkaContext {
+    fn oauth_tokens(&self) -> &OAuthTokens {
+        &self.tokens
+    }
+}
+
 impl ConsumerContext for KafkaContext {}
 
 impl ProducerContext for KafkaContext {
@@ -49,7 +61,11 @@ impl ProducerContext for KafkaContext {
 /// librdkafka's token refreshes; a record it might return is dropped, and read again by whoever
 /// assigns it (these consumers commit nothing).
 pub(crate) fn serve_events<C: ConsumerContext>(consumer: &BaseConsumer<C>) {
-    drop(consumer.poll(std::time::Duration::ZERO));
+    for _ in 0..16 {
+        if consumer.poll(std::time::Duration::ZERO).is_none() {
+            break;
+        }
+    }
 }
 
 /// A librdkafka client of any kind, for setting its first token.
@@ -96,16 +112,22 @@ impl KafkaSettings {
         self.create_with_context(config, context)
     }
 
-    /// A client of `config` with `context`, which must answer token refreshes with
-    /// `self.oauth_tokens()`; its first token is set before it is returned.
+    /// A client of `config` with `context`, made with `self.oauth_tokens()`; its first token is
+    /// set before it is returned. (An admin client never polls the queue librdkafka asks for
+    /// refreshes on, so it keeps its first token: sealtrail makes one per operation.)
     pub fn create_with_context<T, C>(&self, config: &ClientConfig, context: C) -> KafkaResult<T>
     where
-        C: ClientContext,
+        C: RefreshesTokens,
         T: FromClientConfigAndContext<C> + KafkaClient,
     {
         let creation = |reason: String| rdkafka::error::KafkaError::ClientCreation(reason);
-        let first_token = self
-            .oauth_tokens()?
+        if self.oauth_tokens()?.source().is_some() != context.oauth_tokens().source().is_some() {
+            return Err(creation(
+                "a Kafka client context was made without these settings' OAUTHBEARER tokens".to_owned(),
+            ));
+        }
+        let first_token = context
+            .oauth_tokens()
             .first_token()
             .map_err(|error| creation(error.to_string()))?;
         let client = T::from_config_and_context(config, context)?;

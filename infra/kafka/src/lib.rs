@@ -21,7 +21,7 @@ mod watermarks;
 
 pub use client_properties::{ClientProperties, ClientPropertiesError, is_secret_property, redacted};
 pub use config::KafkaSettings;
-pub use context::{KafkaClient, KafkaContext};
+pub use context::{KafkaClient, KafkaContext, RefreshesTokens};
 pub use error::KafkaError;
 pub use group_heal::{RebalanceWatch, leave_group};
 pub use log::{LogRecord, read_log_to_end};

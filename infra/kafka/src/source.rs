@@ -57,6 +57,12 @@ impl ClientContext for Queueing {
     }
 }
 
+impl crate::RefreshesTokens for Queueing {
+    fn oauth_tokens(&self) -> &OAuthTokens {
+        &self.tokens
+    }
+}
+
 impl ConsumerContext for Queueing {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         if *lock(&self.leaving) {

@@ -73,6 +73,12 @@ impl rdkafka::ClientContext for LastError {
 
 impl rdkafka::consumer::ConsumerContext for LastError {}
 
+impl crate::RefreshesTokens for LastError {
+    fn oauth_tokens(&self) -> &crate::oauth::OAuthTokens {
+        &self.tokens
+    }
+}
+
 /// True when librdkafka's reason says the broker cut the connection during the handshake, not that
 /// nothing listens.
 fn refused_in_handshake(reason: &str) -> bool {

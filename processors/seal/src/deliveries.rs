@@ -79,6 +79,12 @@ impl ClientContext for Deliveries {
     }
 }
 
+impl sealtrail_kafka::RefreshesTokens for Deliveries {
+    fn oauth_tokens(&self) -> &OAuthTokens {
+        &self.tokens
+    }
+}
+
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Produced>;
 

@@ -85,6 +85,23 @@ fn value<'a>(properties: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
+/// The SASL mechanism, from `sasl.mechanism` or its alias `sasl.mechanisms`, whichever comes
+/// last (as librdkafka takes it).
+pub fn mechanism(properties: &[(String, String)]) -> Option<&str> {
+    properties
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "sasl.mechanism" || name == "sasl.mechanisms")
+        .map(|(_, value)| value.trim())
+}
+
+/// A CA file for the token endpoint: librdkafka's `probe` and CA directories mean the system's
+/// roots, which every client trusts anyway.
+fn ca_file(location: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(location);
+    (location != "probe" && !path.is_dir()).then_some(path)
+}
+
 fn either<'a>(properties: &'a [(String, String)], key: &'static str, alias: &str) -> Result<&'a str, OAuthConfigError> {
     value(properties, key)
         .or_else(|| value(properties, alias))
@@ -94,8 +111,7 @@ fn either<'a>(properties: &'a [(String, String)], key: &'static str, alias: &str
 /// The client credentials of `properties` when they choose `sasl.mechanism=OAUTHBEARER`;
 /// `None` for any other mechanism.
 pub fn client_credentials(properties: &[(String, String)]) -> Result<Option<ClientCredentials>, OAuthConfigError> {
-    let mechanism = value(properties, "sasl.mechanism").or_else(|| value(properties, "sasl.mechanisms"));
-    if !mechanism.is_some_and(|name| name.eq_ignore_ascii_case("OAUTHBEARER")) {
+    if !mechanism(properties).is_some_and(|name| name.eq_ignore_ascii_case("OAUTHBEARER")) {
         return Ok(None);
     }
     if value(properties, "enable.sasl.oauthbearer.unsecure.jwt").is_some_and(|flag| flag.eq_ignore_ascii_case("true")) {
@@ -135,12 +151,14 @@ pub fn client_credentials(properties: &[(String, String)]) -> Result<Option<Clie
         // A private deployment's provider is usually signed by the CA that signs its brokers.
         ca_file: value(properties, "https.ca.location")
             .or_else(|| value(properties, "ssl.ca.location"))
-            .map(PathBuf::from),
+            .and_then(ca_file),
     }))
 }
 
 fn refuse_unsupported(properties: &[(String, String)]) -> Result<(), OAuthConfigError> {
-    if value(properties, "sasl.oauthbearer.grant.type").is_some_and(|grant| grant != "client_credentials") {
+    if value(properties, "sasl.oauthbearer.grant.type")
+        .is_some_and(|grant| !grant.eq_ignore_ascii_case("client_credentials"))
+    {
         return Err(OAuthConfigError::Unsupported {
             key: "sasl.oauthbearer.grant.type",
             why: "only client_credentials is implemented",
@@ -149,10 +167,12 @@ fn refuse_unsupported(properties: &[(String, String)]) -> Result<(), OAuthConfig
     if value(properties, "sasl.oauthbearer.extensions").is_some() {
         return Err(OAuthConfigError::Unsupported {
             key: "sasl.oauthbearer.extensions",
-            why: "rdkafka hands librdkafka no SASL extensions",
+            why: "rdkafka 0.39 hands librdkafka no SASL extensions (Confluent Cloud's logicalCluster and identityPoolId are such extensions)",
         });
     }
-    if value(properties, "sasl.oauthbearer.metadata.authentication.type").is_some_and(|kind| kind != "none") {
+    if value(properties, "sasl.oauthbearer.metadata.authentication.type")
+        .is_some_and(|kind| !kind.eq_ignore_ascii_case("none"))
+    {
         return Err(OAuthConfigError::Unsupported {
             key: "sasl.oauthbearer.metadata.authentication.type",
             why: "give the provider's token endpoint and client credentials instead",
@@ -210,6 +230,24 @@ mod tests {
             .expect("valid")
             .expect("OAUTHBEARER");
         assert_eq!(own_ca.ca_file, Some(PathBuf::from("/etc/idp-ca.pem")));
+    }
+
+    #[test]
+    fn a_probe_or_a_directory_means_the_systems_roots() {
+        let dir = std::env::temp_dir();
+        for location in ["probe", dir.to_str().expect("utf-8")] {
+            let credentials = client_credentials(&oidc(&[("ssl.ca.location", location)]))
+                .expect("valid")
+                .expect("OAUTHBEARER");
+            assert_eq!(credentials.ca_file, None, "{location}");
+        }
+    }
+
+    #[test]
+    fn the_last_of_mechanism_and_mechanisms_counts() {
+        let mut later_scram = oidc(&[]);
+        later_scram.push(("sasl.mechanisms".to_owned(), "SCRAM-SHA-512".to_owned()));
+        assert_eq!(client_credentials(&later_scram), Ok(None));
     }
 
     #[test]

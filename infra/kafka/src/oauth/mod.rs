@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rdkafka::ClientContext;
 use rdkafka::client::{Client, OAuthToken};
 
-pub use credentials::{ClientCredentials, OAuthConfigError, client_credentials, handled_here};
+pub use credentials::{ClientCredentials, OAuthConfigError, client_credentials, handled_here, mechanism};
 pub use source::{TokenError, TokenSource};
 pub use token::IssuedToken;
 

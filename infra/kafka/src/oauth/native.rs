@@ -22,6 +22,7 @@ pub(crate) fn set_token<C: ClientContext>(client: &Client<C>, token: &IssuedToke
     let value = CString::new(token.value.as_str()).map_err(|_| "the token holds a NUL byte".to_owned())?;
     let principal =
         CString::new(token.principal.as_str()).map_err(|_| "the token's principal holds a NUL byte".to_owned())?;
+    // librdkafka's reason text may quote the token, so only its error code is reported.
     let mut reason = [0 as c_char; 512];
     // SAFETY: the client pointer is valid while `client` is borrowed; librdkafka copies the
     // strings, reads no extensions (null, 0) and writes at most `reason.len()` bytes, NUL
@@ -38,10 +39,8 @@ pub(crate) fn set_token<C: ClientContext>(client: &Client<C>, token: &IssuedToke
             reason.len(),
         )
     };
-    if RDKafkaErrorCode::from(code) == RDKafkaErrorCode::NoError {
-        return Ok(());
+    match RDKafkaErrorCode::from(code) {
+        RDKafkaErrorCode::NoError => Ok(()),
+        refused => Err(refused.to_string()),
     }
-    // SAFETY: librdkafka wrote a NUL-terminated string into `reason` (still zeroed otherwise).
-    let reason = unsafe { std::ffi::CStr::from_ptr(reason.as_ptr()) };
-    Err(reason.to_string_lossy().into_owned())
 }

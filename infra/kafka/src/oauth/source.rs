@@ -2,7 +2,7 @@
 //! the process.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sealtrail_http::TrustSettings;
 
@@ -13,9 +13,12 @@ use super::token::{IssuedToken, TokenResponseError, error_summary, parse_token_r
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest answer read: a token response is a few kilobytes.
 const MAX_RESPONSE: usize = 1 << 20;
+/// How long a failed request is remembered: the clients of a process asking meanwhile get its
+/// error (or the previous token, while it lives) instead of each waiting on the provider again.
+const FAILURE_REMEMBERED: Duration = Duration::from_secs(5);
 
 /// Why no token could be had; none repeats the client secret or a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     #[error(
         "the OIDC token endpoint {endpoint} refused the client credentials of `{client_id}` (HTTP {status}{summary}); check sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret and sasl.oauthbearer.scope in the client properties file"
@@ -41,7 +44,13 @@ pub enum TokenError {
 #[derive(Debug)]
 pub struct TokenSource {
     credentials: ClientCredentials,
-    cached: Mutex<Option<IssuedToken>>,
+    state: Mutex<Cached>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    token: Option<IssuedToken>,
+    failure: Option<(Instant, TokenError)>,
 }
 
 fn now_ms() -> i64 {
@@ -54,7 +63,7 @@ impl TokenSource {
     pub fn new(credentials: ClientCredentials) -> Self {
         Self {
             credentials,
-            cached: Mutex::new(None),
+            state: Mutex::default(),
         }
     }
 
@@ -63,20 +72,39 @@ impl TokenSource {
     }
 
     /// A token with more than half its life ahead, fetched when the cached one is older. The lock
-    /// is held while fetching, so clients starting together make one request.
+    /// is held while fetching, so clients starting together make one request. When the provider
+    /// fails, the previous token is used for as long as it lives, and the failure is remembered
+    /// for a few seconds so that the other clients do not each wait on the provider again.
     pub fn token(&self) -> Result<IssuedToken, TokenError> {
-        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(token) = cached.as_ref().filter(|token| token.is_fresh_at(now_ms())) {
+        let mut cached = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = now_ms();
+        if let Some(token) = cached.token.as_ref().filter(|token| token.is_fresh_at(now)) {
             return Ok(token.clone());
         }
-        let token = self.fetch()?;
+        let unexpired = cached.token.clone().filter(|token| token.expires_at_ms > now);
+        if let Some((when, error)) = &cached.failure
+            && when.elapsed() < FAILURE_REMEMBERED
+        {
+            return unexpired.ok_or_else(|| error.clone());
+        }
+        let token = match self.fetch() {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(%error, "no new OAUTHBEARER token");
+                cached.failure = Some((Instant::now(), error.clone()));
+                return unexpired.ok_or(error);
+            }
+        };
         tracing::debug!(
             endpoint = %self.credentials.token_endpoint,
             principal = %token.principal,
             lifetime_ms = token.expires_at_ms - token.issued_at_ms,
             "fetched an OAUTHBEARER token"
         );
-        *cached = Some(token.clone());
+        *cached = Cached {
+            token: Some(token.clone()),
+            failure: None,
+        };
         Ok(token)
     }
 
@@ -126,14 +154,12 @@ impl TokenSource {
         if let Some(scope) = &credentials.scope {
             form.append_pair("scope", scope);
         }
-        // RFC 6749 section 2.3.1: the id and secret are form-encoded before Basic encoding.
-        let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+        // The id and secret go into Basic auth as given, as librdkafka and Kafka's Java client
+        // send them (RFC 6749 would form-encode them first; providers take both for plain ids
+        // and secrets, and a secret holding `~` or `+` only as given).
         let mut response = client
             .post(&credentials.token_endpoint)
-            .basic_auth(
-                encode(&credentials.client_id),
-                Some(encode(credentials.client_secret())),
-            )
+            .basic_auth(&credentials.client_id, Some(credentials.client_secret()))
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(reqwest::header::ACCEPT, "application/json")
             .body(form.finish())

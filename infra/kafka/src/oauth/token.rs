@@ -42,6 +42,8 @@ pub enum TokenResponseError {
     NotJson(String),
     #[error("the answer holds no access_token")]
     NoAccessToken,
+    #[error("the access_token is not an RFC 6750 bearer token (letters, digits and -._~+/ then =)")]
+    NotBearerSyntax,
     #[error("the token type is `{0}`, not Bearer")]
     NotBearer(String),
     #[error("the answer gives neither expires_in nor a JWT `exp`, so the token's lifetime is unknown")]
@@ -50,11 +52,43 @@ pub enum TokenResponseError {
     Expired,
 }
 
+/// The longest lifetime taken from an answer: a longer one is treated as this, so a provider's
+/// mistake cannot overflow librdkafka's arithmetic or keep a token for ever.
+const MAX_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+
 #[derive(serde::Deserialize)]
 struct TokenResponse {
     access_token: Option<String>,
     token_type: Option<String>,
-    expires_in: Option<f64>,
+    expires_in: Option<Seconds>,
+}
+
+/// `expires_in` as a number, or as the string some providers send ("3599").
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Number(f64),
+    Text(String),
+}
+
+impl Seconds {
+    fn value(&self) -> Option<f64> {
+        match self {
+            Self::Number(seconds) => Some(*seconds),
+            Self::Text(text) => text.trim().parse().ok(),
+        }
+        .filter(|seconds: &f64| seconds.is_finite())
+    }
+}
+
+/// RFC 6750's `b64token`: what a bearer token may hold. Anything else (a control character in
+/// particular) would be refused by librdkafka, which repeats the token in its refusal.
+fn is_bearer_syntax(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
 }
 
 /// The claims of a JWT access token that matter here; its signature is the broker's to check.
@@ -78,7 +112,7 @@ fn jwt_claims(token: &str) -> Claims {
 
 #[expect(
     clippy::cast_possible_truncation,
-    reason = "seconds of a token's life fit in milliseconds"
+    reason = "an `as` cast saturates, and the result is capped at MAX_LIFETIME_MS by the caller"
 )]
 fn millis(seconds: f64) -> i64 {
     (seconds * 1000.0).round() as i64
@@ -92,18 +126,22 @@ pub fn parse_token_response(body: &[u8], client_id: &str, now_ms: i64) -> Result
         .access_token
         .filter(|token| !token.is_empty())
         .ok_or(TokenResponseError::NoAccessToken)?;
+    if !is_bearer_syntax(&value) {
+        return Err(TokenResponseError::NotBearerSyntax);
+    }
     if let Some(kind) = response.token_type.filter(|kind| !kind.eq_ignore_ascii_case("bearer")) {
         return Err(TokenResponseError::NotBearer(kind));
     }
     let claims = jwt_claims(&value);
-    let expires_at_ms = match (response.expires_in, claims.exp) {
-        (Some(seconds), _) => now_ms + millis(seconds),
+    let expires_at_ms = match (response.expires_in.as_ref().and_then(Seconds::value), claims.exp) {
+        (Some(seconds), _) => now_ms.saturating_add(millis(seconds)),
         (None, Some(exp)) => millis(exp),
         (None, None) => return Err(TokenResponseError::NoLifetime),
     };
     if expires_at_ms <= now_ms {
         return Err(TokenResponseError::Expired);
     }
+    let expires_at_ms = expires_at_ms.min(now_ms.saturating_add(MAX_LIFETIME_MS));
     Ok(IssuedToken {
         value,
         principal: claims
@@ -163,6 +201,28 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(by_exp.expires_at_ms, 2_000_000);
+    }
+
+    #[test]
+    fn a_string_lifetime_is_read_and_a_huge_one_capped() {
+        let text = parse_token_response(br#"{"access_token":"abc","expires_in":"3599"}"#, "seal", 0).expect("valid");
+        assert_eq!(text.expires_at_ms, 3_599_000);
+        let huge = parse_token_response(br#"{"access_token":"abc","expires_in":1e300}"#, "seal", 5).expect("valid");
+        assert_eq!(huge.expires_at_ms, 5 + MAX_LIFETIME_MS);
+    }
+
+    #[test]
+    fn a_token_outside_the_bearer_syntax_is_refused_without_being_shown() {
+        for body in [
+            r#"{"access_token":"abc\u0001def","expires_in":60}"#,
+            r#"{"access_token":"has space","expires_in":60}"#,
+            r#"{"access_token":"===","expires_in":60}"#,
+        ] {
+            let error = parse_token_response(body.as_bytes(), "seal", 0).expect_err(body);
+            assert_eq!(error, TokenResponseError::NotBearerSyntax);
+            assert!(!error.to_string().contains("def") && !error.to_string().contains("space"));
+        }
+        assert!(parse_token_response(br#"{"access_token":"a-b.c_d~e+f/g==","expires_in":60}"#, "seal", 0).is_ok());
     }
 
     #[test]
