@@ -75,6 +75,11 @@ impl AccessRecorder {
         Self { emitter }
     }
 
+    /// The producer of the raw topic, shared with the ingest route.
+    pub fn emitter(&self) -> &AuditEmitter {
+        &self.emitter
+    }
+
     /// Publishes any audit event the API makes (a legal hold's change, say) and waits for Kafka to
     /// acknowledge it.
     pub async fn publish(&self, event: &AuditEvent) -> Result<(), ApiError> {

@@ -13,6 +13,7 @@ use crate::routes;
         description = "Tenant-isolated access to a tamper-evident audit trail. Every read is itself recorded in the audit trail."
     ),
     paths(
+        routes::ingest::ingest_events,
         routes::query::run,
         routes::events::list,
         routes::events::one,
@@ -50,7 +51,16 @@ use crate::routes;
         crate::scope::EventScope,
         routes::webhooks::WebhookRequest,
         routes::verifications::VerificationRequest,
-        crate::error::ErrorBody
+        crate::error::ErrorBody,
+        sealtrail_ingest::EventJson,
+        sealtrail_ingest::event_json::ActorJson,
+        sealtrail_ingest::event_json::ResourceJson,
+        sealtrail_ingest::event_json::OutcomeJson,
+        sealtrail_ingest::event_json::EvidenceJson,
+        sealtrail_ingest::event_json::ChangeJson,
+        sealtrail_ingest::IngestAnswer,
+        sealtrail_ingest::EventResult,
+        sealtrail_ingest::EventStatus
     )),
     modifiers(&BearerCredential),
     security(("bearer" = []))

@@ -148,6 +148,10 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
     let metrics = config.metrics.clone();
     let exposition = config.metrics;
     Ok(Router::new()
+        .route(
+            "/v1/ingest/events",
+            post(routes::ingest::ingest_events).layer(axum::extract::DefaultBodyLimit::max(routes::ingest::BODY_LIMIT)),
+        )
         .route("/v1/query", post(routes::query::run))
         .route("/v1/events", get(routes::events::list))
         .route("/v1/events/{event_id}", get(routes::events::one))

@@ -125,15 +125,34 @@ impl AuditEmitter {
     /// The record carries the current span's trace context (`traceparent`) when traces are
     /// exported, so the seal and sink spans of the event join the caller's trace.
     pub fn enqueue_raw(&self, key: Option<&[u8]>, payload: &[u8]) -> Result<DeliveryFuture, EmitError> {
+        self.enqueue_with_headers(key, payload, &[])
+    }
+
+    /// Queues framed bytes with Kafka headers of the caller's (an ingest request's
+    /// `traceparent` and idempotency key); without a `traceparent` among them, the current
+    /// span's is added when traces are exported.
+    pub fn enqueue_with_headers(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<DeliveryFuture, EmitError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
         }
-        if trace_context::is_enabled() {
-            record = record.headers(trace_context::inject(
-                &tracing::Span::current(),
-                rdkafka::message::OwnedHeaders::new(),
-            ));
+        let mut owned = rdkafka::message::OwnedHeaders::new();
+        for (name, value) in headers {
+            owned = owned.insert(rdkafka::message::Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
+        }
+        if trace_context::is_enabled() && !headers.iter().any(|(name, _)| *name == "traceparent") {
+            owned = trace_context::inject(&tracing::Span::current(), owned);
+        }
+        if !headers.is_empty() || trace_context::is_enabled() {
+            record = record.headers(owned);
         }
         let mut pending = record;
         // The local queue is full: let in-flight records drain, then retry.

@@ -27,15 +27,19 @@ pub enum Role {
     Sre,
     /// Everything, for any tenant.
     PlatformAdmin,
+    /// Writes the tenant's audit events through the ingest edge (`POST /v1/ingest/events`), and
+    /// nothing else: it reads nothing, not even what it wrote.
+    Producer,
 }
 
 impl Role {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Auditor,
         Self::TenantAdmin,
         Self::Compliance,
         Self::Sre,
         Self::PlatformAdmin,
+        Self::Producer,
     ];
 
     /// The roles that may read audit content.
@@ -48,6 +52,7 @@ impl Role {
             Self::Compliance => "compliance",
             Self::Sre => "sre",
             Self::PlatformAdmin => "platform_admin",
+            Self::Producer => "producer",
         }
     }
 

@@ -5,6 +5,7 @@ pub mod events;
 pub mod exports;
 pub mod health;
 pub mod holds;
+pub mod ingest;
 pub mod keys;
 pub mod proof;
 pub mod query;

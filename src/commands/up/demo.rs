@@ -118,11 +118,48 @@ async fn demo_api(
         "demo: the API serves {api_url}; an auditor key for tenant {tenant}, shown once:\n  {}\n  try: curl -s {cacert}-H 'Authorization: Bearer {}' '{api_url}/v1/events?limit=3'",
         key.key, key.key
     );
+    let producer = keys
+        .create(tenant, Role::Producer, "demo ingest")
+        .await
+        .context("creating the demo producer key")?;
+    demo_ingest(&endpoints.http_client()?, api_url, &producer.key, tenant).await?;
     let compliance = keys
         .create(tenant, Role::Compliance, "demo export")
         .await
         .context("creating the demo compliance key")?;
     demo_export(&endpoints.http_client()?, api_url, &compliance.key, tenant, data_dir).await
+}
+
+/// Three events over the ingest edge, as a service without a Kafka client sends them.
+async fn demo_ingest(http: &reqwest::Client, api_url: &str, key: &str, tenant: &str) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let events: Vec<serde_json::Value> = ["user.login", "configuration.changed", "user.logout"]
+        .iter()
+        .map(|action| {
+            serde_json::json!({
+                "event_id": ulid::Ulid::new().to_string(), "tenant_id": tenant,
+                "occurred_at": sealtrail_clickhouse::unix_ms(now), "action": action,
+                "actor": {"id": "backoffice-php", "type": "SERVICE"},
+                "resource": {"type": "account", "id": "acct-demo"}, "outcome": {"status": "SUCCESS"}
+            })
+        })
+        .collect();
+    let answer: serde_json::Value = http
+        .post(format!("{api_url}/v1/ingest/events"))
+        .bearer_auth(key)
+        .header("x-tenant-id", tenant)
+        .json(&events)
+        .send()
+        .await?
+        .error_for_status()
+        .context("sending the demo events to the ingest edge")?
+        .json()
+        .await?;
+    eprintln!(
+        "demo: the ingest edge ({api_url}/v1/ingest/events) took {} events over HTTPS, each acknowledged by Kafka before the answer",
+        answer["accepted"]
+    );
+    Ok(())
 }
 
 /// An eDiscovery export through the API, as compliance would run it: queued, followed to the end,

@@ -230,6 +230,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .extra
             .push(("METRICS_URLS".to_owned(), metrics_urls.join(" ")));
         endpoints.api_url = Some(api_url(&security, ports.api));
+        // The ingest edge is served by the API for now (docs/ingest.md).
+        endpoints
+            .extra
+            .push(("INGEST_URL".to_owned(), api_url(&security, ports.api)));
     }
     endpoints.write(&data_dir.endpoints_file())?;
     println!("{}", endpoints.to_env().trim_end());

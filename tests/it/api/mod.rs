@@ -5,6 +5,7 @@ mod events;
 pub(crate) mod export;
 mod export_jobs;
 mod holds;
+mod ingest;
 mod isolation;
 mod oidc;
 mod query;

@@ -359,6 +359,7 @@ async fn the_openapi_document_describes_every_route() {
         "{document}"
     );
     for path in [
+        "/v1/ingest/events",
         "/v1/query",
         "/v1/events",
         "/v1/events/{event_id}",
