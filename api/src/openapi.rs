@@ -87,7 +87,7 @@ impl Modify for BearerCredential {
     }
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
+#[utoipa::path(get, path = "/openapi.json", operation_id = "get_openapi_document", tag = "operations", responses((status = 200, description = "This document")))]
 /// This document.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

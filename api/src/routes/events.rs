@@ -91,6 +91,7 @@ impl EventFilters {
 #[utoipa::path(
     get,
     path = "/v1/events",
+    operation_id = "list_events",
     tag = "events",
     params(EventFilters),
     responses(
@@ -202,6 +203,7 @@ async fn list_page(
 #[utoipa::path(
     get,
     path = "/v1/events/{event_id}",
+    operation_id = "get_event",
     tag = "events",
     params(("event_id" = String, Path, description = "The event's ULID"), TenantScope),
     responses(

@@ -57,6 +57,7 @@ fn now_ms() -> i64 {
 #[utoipa::path(
     post,
     path = "/v1/exports",
+    operation_id = "request_export",
     tag = "exports",
     request_body = ExportRequestBody,
     responses(
@@ -126,6 +127,7 @@ pub async fn request(
 #[utoipa::path(
     get,
     path = "/v1/exports",
+    operation_id = "list_exports",
     tag = "exports",
     params(ExportListing),
     responses((status = 200, description = "The tenant's exports, newest first"))
@@ -185,6 +187,7 @@ fn owned(state: &SharedState, caller: &Caller, export_id: &str) -> Result<Export
 #[utoipa::path(
     get,
     path = "/v1/exports/{export_id}",
+    operation_id = "get_export",
     tag = "exports",
     params(("export_id" = String, Path)),
     responses(
@@ -216,6 +219,7 @@ pub async fn get(
 #[utoipa::path(
     get,
     path = "/v1/exports/{export_id}/artifact",
+    operation_id = "download_export_artifact",
     tag = "exports",
     params(("export_id" = String, Path)),
     responses(

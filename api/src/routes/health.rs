@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::server::SharedState;
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "check_liveness", tag = "operations", responses((status = 200, description = "The process answers")))]
 /// The process answers.
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -16,6 +16,7 @@ pub async fn live() -> Json<Value> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "check_readiness",
     tag = "operations",
     responses((status = 200, description = "Ready"), (status = 503, description = "ClickHouse does not answer", body = crate::error::ErrorBody))
 )]

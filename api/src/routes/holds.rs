@@ -70,6 +70,7 @@ pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, ApiError> {
 #[utoipa::path(
     post,
     path = "/v1/legal-holds",
+    operation_id = "apply_legal_hold",
     tag = "legal holds",
     request_body = HoldRequest,
     params(("X-Purpose" = String, Header, description = "Why the hold is placed")),
@@ -146,6 +147,7 @@ fn refuse_personal_data(scope: &HoldScope) -> Result<(), ApiError> {
 #[utoipa::path(
     post,
     path = "/v1/legal-holds/{hold_id}/release",
+    operation_id = "release_legal_hold",
     tag = "legal holds",
     request_body = ReleaseRequest,
     params(("hold_id" = String, Path), ("X-Purpose" = String, Header, description = "Why the hold is released")),
@@ -195,6 +197,7 @@ pub async fn release(
 #[utoipa::path(
     get,
     path = "/v1/legal-holds",
+    operation_id = "list_legal_holds",
     tag = "legal holds",
     params(HoldListing),
     responses((status = 200, description = "The tenant's holds, each with its whole history"))

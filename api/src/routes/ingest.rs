@@ -89,6 +89,7 @@ fn format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 #[utoipa::path(
     post,
     path = "/v1/ingest/events",
+    operation_id = "ingest_events",
     tag = "ingest",
     request_body(
         content = Vec<sealtrail_ingest::EventJson>,

@@ -12,6 +12,7 @@ use crate::server::SharedState;
 #[utoipa::path(
     get,
     path = "/v1/integrity/keys",
+    operation_id = "list_signing_keys",
     tag = "integrity",
     security(()),
     responses((status = 200, description = "`{keys: [{key_id, algorithm, public_key (hex, raw 32 bytes), active}]}`; `active` marks the key of the newest checkpoint"))

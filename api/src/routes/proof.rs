@@ -35,6 +35,7 @@ pub struct ProofRequest {
 #[utoipa::path(
     get,
     path = "/v1/integrity/proof",
+    operation_id = "get_inclusion_proof",
     tag = "integrity",
     params(ProofRequest),
     responses(

@@ -30,6 +30,7 @@ const NDJSON: &str = "application/x-ndjson";
 #[utoipa::path(
     post,
     path = "/v1/query",
+    operation_id = "run_query",
     tag = "query",
     request_body = QueryRequest,
     responses(

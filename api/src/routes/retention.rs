@@ -43,6 +43,7 @@ pub struct PolicyListing {
 #[utoipa::path(
     get,
     path = "/v1/retention-policies",
+    operation_id = "list_retention_policies",
     tag = "retention",
     params(PolicyListing),
     responses((status = 200, description = "The tenant's policies in force"))
@@ -64,6 +65,7 @@ pub async fn list(
 #[utoipa::path(
     put,
     path = "/v1/retention-policies/{category}",
+    operation_id = "set_retention_policy",
     tag = "retention",
     request_body = PolicyRequest,
     params(("category" = String, Path, description = "An event category, or * for every other"), ("X-Purpose" = String, Header)),
@@ -101,6 +103,7 @@ pub async fn set(
 #[utoipa::path(
     delete,
     path = "/v1/retention-policies/{category}",
+    operation_id = "remove_retention_policy",
     tag = "retention",
     params(("category" = String, Path), ("X-Purpose" = String, Header)),
     responses(

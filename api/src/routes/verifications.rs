@@ -55,6 +55,7 @@ struct JobState {
 #[utoipa::path(
     post,
     path = "/v1/integrity/verifications",
+    operation_id = "start_verification",
     tag = "integrity",
     request_body = VerificationRequest,
     responses(
@@ -91,6 +92,7 @@ pub async fn start(
 #[utoipa::path(
     get,
     path = "/v1/integrity/verifications/{job_id}",
+    operation_id = "get_verification",
     tag = "integrity",
     params(("job_id" = String, Path), JobScope),
     responses(

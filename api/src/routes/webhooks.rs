@@ -35,6 +35,7 @@ pub struct WebhookScope {
 #[utoipa::path(
     post,
     path = "/v1/webhooks",
+    operation_id = "register_webhook",
     tag = "webhooks",
     request_body = WebhookRequest,
     responses(
@@ -83,7 +84,7 @@ pub async fn register(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(WebhookScope), responses((status = 200, description = "The tenant's endpoints (no secrets)")))]
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks", params(WebhookScope), responses((status = 200, description = "The tenant's endpoints (no secrets)")))]
 /// The tenant's endpoints.
 pub async fn list(
     State(state): State<SharedState>,
@@ -103,6 +104,7 @@ pub async fn list(
 #[utoipa::path(
     delete,
     path = "/v1/webhooks/{webhook_id}",
+    operation_id = "remove_webhook",
     tag = "webhooks",
     params(("webhook_id" = String, Path), WebhookScope),
     responses((status = 204, description = "Removed"), (status = 404, description = "No such endpoint in the tenant", body = ErrorBody))

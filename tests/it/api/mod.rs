@@ -8,6 +8,7 @@ mod holds;
 mod ingest;
 mod isolation;
 mod oidc;
+mod openapi;
 mod query;
 mod refusals;
 mod retention;

@@ -95,8 +95,10 @@ fn imports_pinned(python: &PathBuf) -> Result<(), String> {
     let mut script = String::from("import importlib, importlib.metadata as m\n");
     for (name, version) in pins() {
         let module = match name {
-            "confluent-kafka" => "confluent_kafka",
-            other => other,
+            "PyYAML" => "yaml".to_owned(),
+            "python-dotenv" => "dotenv".to_owned(),
+            "rpds-py" => "rpds".to_owned(),
+            other => other.replace('-', "_"),
         };
         let _ = writeln!(
             script,

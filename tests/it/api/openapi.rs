@@ -1,0 +1,77 @@
+//! The OpenAPI document clients are generated from: valid for a standard validator
+//! (openapi-spec-validator, from PyPI), with one descriptive operationId per operation and a tag
+//! on each, so generators make one method per route.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::Api;
+use crate::interop::python_with_confluent_kafka;
+
+async fn document(api: &Api) -> Value {
+    api.http
+        .get(format!("{}/openapi.json", api.url))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+fn operations(document: &Value) -> Vec<(String, &Value)> {
+    let mut found = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                found.push((format!("{} {path}", method.to_uppercase()), operation));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_standard_validator_accepts_the_document() {
+    let api = Api::empty().await;
+    let document = document(&api).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, document.to_string()).expect("written");
+    let output = Command::new(python_with_confluent_kafka())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/validate_openapi.py"
+        ))
+        .arg(&file)
+        .output()
+        .expect("run the validator");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("0 errors"), "{printed}");
+}
+
+#[tokio::test]
+async fn every_operation_has_its_own_descriptive_id_and_a_tag() {
+    let api = Api::empty().await;
+    let document = document(&api).await;
+    let mut ids: HashMap<String, Vec<String>> = HashMap::new();
+    for (route, operation) in operations(&document) {
+        let id = operation["operationId"].as_str().unwrap_or_default().to_owned();
+        assert!(id.contains('_'), "{route}: `{id}` does not say what it does");
+        assert!(
+            operation["tags"].as_array().is_some_and(|tags| !tags.is_empty()),
+            "{route} has no tag"
+        );
+        ids.entry(id).or_default().push(route);
+    }
+    let clashes: Vec<_> = ids.iter().filter(|(_, routes)| routes.len() > 1).collect();
+    assert!(clashes.is_empty(), "operationIds used more than once: {clashes:?}");
+    assert!(ids.len() >= 20, "{ids:?}");
+}
