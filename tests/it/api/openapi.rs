@@ -1,6 +1,6 @@
-//! The OpenAPI document clients are generated from: valid for a standard validator
-//! (openapi-spec-validator, from PyPI), with one descriptive operationId per operation and a tag
-//! on each, so generators make one method per route.
+//! The `OpenAPI` document clients are generated from: valid for a standard validator
+//! (`openapi-spec-validator`, from `PyPI`), with one descriptive `operationId` per operation and
+//! a tag on each, so generators make one method per route.
 
 use std::collections::HashMap;
 use std::process::Command;
