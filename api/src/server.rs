@@ -49,6 +49,8 @@ pub struct ApiConfig {
     pub metrics: sealtrail_runtime::Metrics,
     /// Machine callers identified by a client certificate.
     pub client_identities: ClientIdentities,
+    /// The ingest edge's limits.
+    pub ingest: routes::ingest::IngestSettings,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ pub struct AppState {
     pub webhooks: Webhooks,
     pub trusted_keys: Vec<TrustedKey>,
     pub exports: Option<ExportBoard>,
+    pub ingest: routes::ingest::Ingest,
     rate_limiter: RateLimiter,
     /// Failed credentials, per client address and per API key id.
     failed_credentials: RateLimiter,
@@ -135,6 +138,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         policies: PolicyStore::new(client.clone()),
         webhooks,
         exports,
+        ingest: routes::ingest::Ingest::new(&config.ingest),
         client,
         trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,

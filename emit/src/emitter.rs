@@ -29,6 +29,14 @@ pub enum EmitError {
     NotAcknowledged(String),
 }
 
+/// Why a record was not queued.
+#[derive(Debug)]
+pub enum Enqueue {
+    /// The producer's local queue is full: Kafka is slower than the records come.
+    QueueFull,
+    Failed(EmitError),
+}
+
 /// Publishes audit events to a raw topic, as services do.
 ///
 /// Events are encoded with the contract schema registered under `<topic>-value`
@@ -128,15 +136,34 @@ impl AuditEmitter {
         self.enqueue_with_headers(key, payload, &[])
     }
 
-    /// Queues framed bytes with Kafka headers of the caller's (an ingest request's
-    /// `traceparent` and idempotency key); without a `traceparent` among them, the current
-    /// span's is added when traces are exported.
+    /// Queues framed bytes with Kafka headers of the caller's; waits (blocking the thread) while
+    /// the local queue is full.
     pub fn enqueue_with_headers(
         &self,
         key: Option<&[u8]>,
         payload: &[u8],
         headers: &[(&str, &str)],
     ) -> Result<DeliveryFuture, EmitError> {
+        loop {
+            match self.try_enqueue(key, payload, headers) {
+                Ok(delivery) => return Ok(delivery),
+                // The producer's own thread delivers in the background; give it a moment.
+                Err(Enqueue::QueueFull) => std::thread::sleep(Duration::from_millis(5)),
+                Err(Enqueue::Failed(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// Queues framed bytes with Kafka headers of the caller's (an ingest request's
+    /// `traceparent` and idempotency key), or says the local queue is full, without waiting:
+    /// for async callers, which must not block their thread. Without a `traceparent` among the
+    /// headers, the current span's is added when traces are exported.
+    pub fn try_enqueue(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<DeliveryFuture, Enqueue> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
@@ -154,21 +181,12 @@ impl AuditEmitter {
         if !headers.is_empty() || trace_context::is_enabled() {
             record = record.headers(owned);
         }
-        let mut pending = record;
-        // The local queue is full: let in-flight records drain, then retry.
-        loop {
-            match self.producer.send_result(pending) {
-                Ok(delivery) => return Ok(delivery),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    back,
-                )) => {
-                    pending = back;
-                    // The producer's own thread delivers in the background; give it a moment.
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((error, _)) => return Err(EmitError::NotAcknowledged(error.to_string())),
+        match self.producer.send_result(record) {
+            Ok(delivery) => Ok(delivery),
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                Err(Enqueue::QueueFull)
             }
+            Err((error, _)) => Err(Enqueue::Failed(EmitError::NotAcknowledged(error.to_string()))),
         }
     }
 

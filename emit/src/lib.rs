@@ -7,6 +7,6 @@ pub mod generator;
 mod platform;
 mod workload;
 
-pub use emitter::{AuditEmitter, EmitError, acknowledged};
+pub use emitter::{AuditEmitter, EmitError, Enqueue, acknowledged};
 pub use platform::platform_event;
 pub use workload::{WorkloadSent, send_workload};

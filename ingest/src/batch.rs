@@ -1,6 +1,8 @@
 //! A request's body as events: one JSON object, a JSON array of them, or NDJSON (one per line),
 //! each read on its own so that one bad event does not refuse the others.
 
+use serde_json::value::RawValue;
+
 use crate::event_json::{EventJson, ShapeError};
 
 /// The most events one request may carry; larger batches are refused whole (413), never cut.
@@ -54,34 +56,52 @@ impl std::fmt::Display for BodyError {
     }
 }
 
-/// The events of `body`, each parsed or refused with the reason.
-pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Vec<Result<EventJson, ShapeError>>, BodyError> {
-    let values: Vec<Result<serde_json::Value, ShapeError>> = match format {
-        BodyFormat::Json => match serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))? {
-            serde_json::Value::Array(items) => items.into_iter().map(Ok).collect(),
-            object @ serde_json::Value::Object(_) => vec![Ok(object)],
-            _ => return Err(BodyError::NotJson("neither an object nor an array".to_owned())),
-        },
-        BodyFormat::NdJson => {
-            let text = std::str::from_utf8(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
-            text.lines()
-                .enumerate()
-                .filter(|(_, line)| !line.trim().is_empty())
-                .map(|(number, line)| {
-                    serde_json::from_str(line).map_err(|e| ShapeError(format!("line {} is not JSON: {e}", number + 1)))
-                })
-                .collect()
+/// The events of `body`, each parsed or refused with the reason. Each event is read from its own
+/// text (never through a map that would sort its attributes and keep one of two equal names),
+/// and one whose text is longer than `max_event_bytes` is refused before it is parsed.
+pub fn parse_body(
+    body: &[u8],
+    format: BodyFormat,
+    max_event_bytes: usize,
+) -> Result<Vec<Result<EventJson, ShapeError>>, BodyError> {
+    let text = std::str::from_utf8(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+    // Each event's text, with its line number in NDJSON.
+    let items: Vec<(Option<usize>, &str)> = match format {
+        BodyFormat::Json if text.trim_start().starts_with('[') => {
+            let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
+            elements.into_iter().map(|raw| (None, raw.get())).collect()
         }
+        BodyFormat::Json if text.trim_start().starts_with('{') => vec![(None, text)],
+        BodyFormat::Json => return Err(BodyError::NotJson("neither an object nor an array".to_owned())),
+        BodyFormat::NdJson => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(number, line)| (Some(number + 1), line))
+            .collect(),
     };
-    if values.is_empty() {
+    if items.is_empty() {
         return Err(BodyError::Empty);
     }
-    if values.len() > MAX_EVENTS_PER_REQUEST {
-        return Err(BodyError::TooMany(values.len()));
+    if items.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(BodyError::TooMany(items.len()));
     }
-    Ok(values
+    Ok(items
         .into_iter()
-        .map(|value| value.and_then(|value| serde_json::from_value(value).map_err(|e| ShapeError(e.to_string()))))
+        .map(|(line, raw)| {
+            let parsed = if raw.len() > max_event_bytes {
+                Err(ShapeError(format!(
+                    "the event's JSON is {} bytes; at most {max_event_bytes}",
+                    raw.len()
+                )))
+            } else {
+                EventJson::parse(raw)
+            };
+            parsed.map_err(|error| match line {
+                Some(line) => ShapeError(format!("line {line}: {}", error.0)),
+                None => error,
+            })
+        })
         .collect())
 }
 
@@ -93,37 +113,67 @@ mod tests {
 
     #[test]
     fn an_object_an_array_and_ndjson_are_read_event_by_event() {
-        assert_eq!(parse_body(EVENT.as_bytes(), BodyFormat::Json).expect("one").len(), 1);
+        assert_eq!(
+            parse_body(EVENT.as_bytes(), BodyFormat::Json, 1 << 16)
+                .expect("one")
+                .len(),
+            1
+        );
         let array = format!("[{EVENT},{{\"event_id\":1}},{EVENT}]");
-        let parsed = parse_body(array.as_bytes(), BodyFormat::Json).expect("three");
+        let parsed = parse_body(array.as_bytes(), BodyFormat::Json, 1 << 16).expect("three");
         assert!(parsed[0].is_ok() && parsed[1].is_err() && parsed[2].is_ok());
         let lines = format!("{EVENT}\n\nnot json\n{EVENT}\n");
-        let parsed = parse_body(lines.as_bytes(), BodyFormat::NdJson).expect("three");
+        let parsed = parse_body(lines.as_bytes(), BodyFormat::NdJson, 1 << 16).expect("three");
         assert_eq!(parsed.len(), 3);
         assert!(
             parsed[1]
                 .as_ref()
                 .expect_err("bad line")
                 .0
-                .starts_with("line 3 is not JSON")
+                .starts_with("line 3: is not JSON")
         );
     }
 
     #[test]
     fn bodies_that_hold_no_events_or_too_many_are_refused_whole() {
         assert!(matches!(
-            parse_body(b"nope", BodyFormat::Json),
+            parse_body(b"nope", BodyFormat::Json, 100),
             Err(BodyError::NotJson(_))
         ));
         assert!(matches!(
-            parse_body(b"42", BodyFormat::Json),
+            parse_body(b"42", BodyFormat::Json, 100),
             Err(BodyError::NotJson(_))
         ));
-        assert_eq!(parse_body(b"[]", BodyFormat::Json).err(), Some(BodyError::Empty));
+        assert_eq!(parse_body(b"[]", BodyFormat::Json, 100).err(), Some(BodyError::Empty));
         let many = format!("[{}]", vec![EVENT; MAX_EVENTS_PER_REQUEST + 1].join(","));
         assert_eq!(
-            parse_body(many.as_bytes(), BodyFormat::Json).err(),
+            parse_body(many.as_bytes(), BodyFormat::Json, 1 << 16).err(),
             Some(BodyError::TooMany(MAX_EVENTS_PER_REQUEST + 1))
+        );
+    }
+
+    #[test]
+    fn attributes_keep_their_order_and_a_repeated_name_in_every_layout() {
+        let repeated = EVENT.replace(r#""outcome""#, r#""attributes":{"b":"1","a":"2","b":"3"},"outcome""#);
+        for (body, format) in [
+            (repeated.clone(), BodyFormat::Json),
+            (format!("[{repeated}]"), BodyFormat::Json),
+            (format!("{repeated}\n"), BodyFormat::NdJson),
+        ] {
+            let parsed = parse_body(body.as_bytes(), format, 1 << 16).expect("read");
+            let event = parsed[0].clone().expect("valid").into_event().expect("event");
+            let names: Vec<&str> = event.attributes.iter().map(|(name, _)| name.as_str()).collect();
+            assert_eq!(names, ["b", "a", "b"], "{format:?}");
+        }
+    }
+
+    #[test]
+    fn an_event_longer_than_the_limit_is_refused_unread() {
+        let parsed = parse_body(format!("[{EVENT},{EVENT}]").as_bytes(), BodyFormat::Json, 100).expect("read");
+        assert!(
+            parsed
+                .iter()
+                .all(|item| item.as_ref().is_err_and(|e| e.0.contains("bytes")))
         );
     }
 

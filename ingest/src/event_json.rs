@@ -49,12 +49,13 @@ pub struct EventJson {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub policy_version: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub evidence: Vec<EvidenceJson>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub changes: Vec<ChangeJson>,
-    /// Free-form string details; a name given twice is refused (`duplicate_attribute`).
-    #[serde(default)]
+    /// Free-form string details, kept in the order written; a name given twice is refused
+    /// (`duplicate_attribute`).
+    #[serde(default, deserialize_with = "null_as_empty")]
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub attributes: Attributes,
     #[serde(default)]
@@ -114,6 +115,15 @@ pub struct ChangeJson {
     pub before: Option<String>,
     #[serde(default)]
     pub after: Option<String>,
+}
+
+/// `null` read as the contract's default (an empty array or map), as for an absent field.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// `occurred_at`: milliseconds since the epoch, or RFC 3339.
@@ -176,6 +186,34 @@ impl Timestamp {
 }
 
 impl EventJson {
+    /// One event's JSON text. A refusal names the field and what is wrong with it, never the
+    /// value found there, which may be personal data.
+    pub fn parse(text: &str) -> Result<Self, ShapeError> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let parsed: Self = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let at = error.path().to_string();
+            let inner = error.inner();
+            let what = if inner.is_syntax() || inner.is_eof() {
+                format!("is not JSON (line {}, column {})", inner.line(), inner.column())
+            } else {
+                let message = inner.to_string();
+                // serde names missing and unknown fields without quoting any value.
+                match ["missing field", "unknown field"]
+                    .iter()
+                    .find(|kind| message.starts_with(*kind))
+                {
+                    Some(_) => message.split(" at line").next().unwrap_or_default().to_owned(),
+                    None => "has a value of the wrong type or form".to_owned(),
+                }
+            };
+            ShapeError(if at == "." { what } else { format!("{at}: {what}") })
+        })?;
+        deserializer
+            .end()
+            .map_err(|_| ShapeError("text follows the event's JSON".to_owned()))?;
+        Ok(parsed)
+    }
+
     /// The event of the contract this JSON describes.
     pub fn into_event(self) -> Result<AuditEvent, ShapeError> {
         let kind = match self.actor.kind.as_deref() {
@@ -250,8 +288,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<AuditEvent, String> {
-        let event: EventJson = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        event.into_event().map_err(|e| e.0)
+        EventJson::parse(json).map_err(|e| e.0)?.into_event().map_err(|e| e.0)
     }
 
     const MINIMAL: &str = r#"{"event_id":"01JE5W7J6ZK8Q3V4M2N9P0R1ST","tenant_id":"acme","occurred_at":1765016130123,
@@ -281,6 +318,26 @@ mod tests {
                 ("b".into(), "3".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_wrong_value_is_named_by_its_field_never_quoted() {
+        let wrong = MINIMAL.replace(r#""actor":{"id":"u1"}"#, r#""actor":"alice@example.com""#);
+        let refused = parse(&wrong).expect_err("wrong type");
+        assert!(refused.starts_with("actor: "), "{refused}");
+        assert!(!refused.contains("alice"), "{refused}");
+        let missing = MINIMAL.replace(r#""action":"user.login","#, "");
+        assert!(parse(&missing).expect_err("missing").contains("missing field `action`"));
+    }
+
+    #[test]
+    fn null_lists_and_maps_are_empty() {
+        let nulls = MINIMAL.replace(
+            r#""outcome""#,
+            r#""evidence":null,"changes":null,"attributes":null,"outcome""#,
+        );
+        let event = parse(&nulls).expect("valid");
+        assert!(event.evidence.is_empty() && event.changes.is_empty() && event.attributes.is_empty());
     }
 
     #[test]

@@ -22,6 +22,11 @@ use crate::settings::{ClickHouseArgs, ExportQueueArgs, KafkaArgs, KeyArgs, Regis
 pub struct ApiArgs {
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
+    /// The seal processor's largest raw record: the ingest edge refuses larger events (as
+    /// `oversized`) rather than accept what the seal would send to the DLQ. Keep it equal to the
+    /// seal's.
+    #[arg(long, env = "SEAL_MAX_RECORD_BYTES", default_value_t = 64 * 1024)]
+    max_record_bytes: usize,
     /// The tokenization key is read from here, to look up tokenized values for analysts.
     #[command(flatten)]
     keys: KeyArgs,
@@ -134,6 +139,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let app = router(ApiConfig {
         // Served on the API's own port, next to its /healthz and /readyz.
         metrics: sealtrail_runtime::Metrics::new("api"),
+        ingest: sealtrail_api::routes::ingest::IngestSettings {
+            max_record_bytes: args.max_record_bytes,
+            ..sealtrail_api::routes::ingest::IngestSettings::default()
+        },
         client_identities,
         clickhouse,
         jwt,

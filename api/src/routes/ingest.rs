@@ -8,15 +8,21 @@
 //! rejected with the DLQ's reason code. 200 when all were accepted, 207 otherwise; never a
 //! silent drop. Only the `producer` role writes here, and only for its own tenant.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
+use sealtrail_core::event::AuditEvent;
 use sealtrail_core::validate::Limits;
-use sealtrail_emit::acknowledged;
+use sealtrail_emit::{Enqueue, acknowledged};
 use sealtrail_ingest::{
     BodyError, BodyFormat, EventResult, IngestAnswer, Refusal, RequestContext, TraceParent, parse_body, prepare,
 };
+use tokio::sync::Semaphore;
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
@@ -24,6 +30,53 @@ use crate::server::SharedState;
 
 /// The largest request body: a full batch of large events fits.
 pub const BODY_LIMIT: usize = 8 << 20;
+/// How long an event waits for room in the producer's queue before it is answered
+/// `not_acknowledged`.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// The seal processor checks an event's age when it seals it, which may be a while after the
+/// edge accepted it: the edge refuses events this much younger than the seal's limit already.
+const AGE_MARGIN_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The ingest edge's limits.
+#[derive(Debug)]
+pub struct IngestSettings {
+    /// The seal processor's largest raw record (`SEAL_MAX_RECORD_BYTES`): the edge must refuse
+    /// what the seal would send to the DLQ.
+    pub max_record_bytes: usize,
+    /// Request bytes being worked on at once, across every request; beyond, 503 with
+    /// `Retry-After` rather than unbounded memory while Kafka is slow.
+    pub max_in_flight_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: Limits::default().max_record_bytes,
+            max_in_flight_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The edge's state: its limits and the budget of bytes in flight.
+#[derive(Debug)]
+pub struct Ingest {
+    limits: Limits,
+    in_flight: Semaphore,
+}
+
+impl Ingest {
+    pub fn new(settings: &IngestSettings) -> Self {
+        let defaults = Limits::default();
+        Self {
+            limits: Limits {
+                max_record_bytes: settings.max_record_bytes,
+                max_age_ms: defaults.max_age_ms - AGE_MARGIN_MS,
+                ..defaults
+            },
+            in_flight: Semaphore::new(settings.max_in_flight_bytes.min(Semaphore::MAX_PERMITS)),
+        }
+    }
+}
 const WRITERS: &[Role] = &[Role::Producer];
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
@@ -47,7 +100,7 @@ fn tenant(headers: &HeaderMap, caller: &Caller) -> Result<String, ApiError> {
     Ok(tenant.to_owned())
 }
 
-fn request_context(headers: &HeaderMap, tenant: String, batch_size: usize) -> Result<RequestContext, ApiError> {
+fn request_context(headers: &HeaderMap, tenant: String) -> Result<RequestContext, ApiError> {
     let idempotency_key = header_text(headers, "x-idempotency-key").map(str::to_owned);
     if idempotency_key
         .as_ref()
@@ -71,7 +124,7 @@ fn request_context(headers: &HeaderMap, tenant: String, batch_size: usize) -> Re
         tenant,
         idempotency_key,
         trace,
-        batch_size,
+        batch_size: 0,
     })
 }
 
@@ -97,7 +150,7 @@ fn format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     ),
     params(
         ("X-Tenant-Id" = String, Header, description = "The tenant of every event; must be the credential's"),
-        ("X-Idempotency-Key" = Option<String>, Header, description = "Makes retries recognisable: an event without its own idempotency_key gets this key (with /<index> in a batch)"),
+        ("X-Idempotency-Key" = Option<String>, Header, description = "Makes retries recognisable: an event without its own idempotency_key gets this key (with /<event_id> in a batch)"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context, carried into the events that name no trace and into their Kafka headers"),
     ),
     responses(
@@ -107,6 +160,7 @@ fn format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         (status = 403, description = "Not a producer credential, or X-Tenant-Id names another tenant", body = ErrorBody),
         (status = 413, description = "More than 1,000 events or 8 MiB", body = ErrorBody),
         (status = 415, description = "Neither JSON nor NDJSON", body = ErrorBody),
+        (status = 503, description = "The edge is at its in-flight limit while Kafka catches up; retry after Retry-After", body = ErrorBody),
     )
 )]
 /// Publishes audit events and answers, per event, once Kafka has acknowledged them.
@@ -114,70 +168,64 @@ pub async fn ingest_events(
     State(state): State<SharedState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
     caller.require(WRITERS)?;
     let tenant = tenant(&headers, &caller)?;
     let format = format(&headers)?;
-    let items = parse_body(&body, format).map_err(|error| match error {
+    let mut request = request_context(&headers, tenant)?;
+    let body = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body could not be read whole ({rejection}); at most {BODY_LIMIT} bytes per request"),
+        )
+    })?;
+    let ingest = &state.ingest;
+    let permits = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    let _in_flight = ingest.in_flight.try_acquire_many(permits).map_err(|_| ApiError {
+        retry_after: Some(1),
+        ..ApiError::unavailable("the ingest edge is at its limit of bytes in flight while Kafka catches up; retry")
+    })?;
+    // An event's JSON may be larger than its Avro record, but not by much more than this.
+    let items = parse_body(&body, format, ingest.limits.max_record_bytes * 4).map_err(|error| match error {
         BodyError::TooMany(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", error.to_string()),
         BodyError::NotJson(_) | BodyError::Empty => ApiError::bad_request("body", error.to_string()),
     })?;
-    let request = request_context(&headers, tenant, items.len())?;
-    let limits = Limits::default();
+    request.batch_size = items.len();
     let now_ms = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
-    let emitter = state.recorder.emitter();
     let mut results = Vec::with_capacity(items.len());
+    let mut keys_seen: HashMap<String, usize> = HashMap::new();
     let mut in_flight = Vec::new();
+    let producer = caller.log_name();
     for (index, item) in items.into_iter().enumerate() {
         let event_id = item.as_ref().ok().map(|json| json.event_id.clone());
-        let event = match item {
-            Ok(json) => prepare(json, index, &request, now_ms, &limits),
-            Err(error) => Err(Refusal::invalid_json(&error.0)),
+        let prepared = item
+            .map_err(|error| Refusal::invalid_json(&error.0))
+            .and_then(|json| prepare(json, &request, now_ms, &ingest.limits))
+            .and_then(|event| once_per_request(event, index, &mut keys_seen));
+        let outcome = match prepared {
+            Ok(event) => send(&state, &request, &producer, &event)
+                .await
+                .map(|delivery| (event.event_id, delivery)),
+            Err(refusal) => Err(refusal),
         };
-        let event = match event {
-            Ok(event) => event,
-            Err(refusal) => {
-                results.push(EventResult::rejected(index, event_id, refusal));
-                continue;
-            }
-        };
-        let payload = emitter.encode(&event);
-        if payload.len() > limits.max_record_bytes {
-            let refusal = Refusal {
-                reason: "oversized",
-                detail: format!(
-                    "the encoded event is {} bytes; at most {}",
-                    payload.len(),
-                    limits.max_record_bytes
-                ),
-            };
-            results.push(EventResult::rejected(index, event_id, refusal));
-            continue;
-        }
-        let mut kafka_headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(key) = &event.idempotency_key {
-            kafka_headers.push(("idempotency-key", key));
-        }
-        if let Some(trace) = &request.trace {
-            kafka_headers.push(("traceparent", &trace.header));
-        }
-        match emitter.enqueue_with_headers(Some(request.tenant.as_bytes()), &payload, &kafka_headers) {
-            Ok(delivery) => in_flight.push((index, event.event_id, delivery)),
-            Err(error) => results.push(EventResult::rejected(index, event_id, not_acknowledged(&error))),
+        match outcome {
+            Ok((event_id, delivery)) => in_flight.push((index, event_id, delivery)),
+            Err(refusal) => results.push(EventResult::rejected(index, event_id, refusal)),
         }
     }
     for (index, event_id, delivery) in in_flight {
         results.push(match acknowledged(delivery).await {
             Ok((partition, offset)) => EventResult::accepted(index, event_id, partition, offset),
-            Err(error) => EventResult::rejected(index, Some(event_id), not_acknowledged(&error)),
+            Err(error) => EventResult::rejected(index, Some(event_id), not_acknowledged(&error.to_string())),
         });
     }
     results.sort_by_key(|result| result.index);
     let answer = IngestAnswer::new(results);
     tracing::info!(
         tenant = %request.tenant,
-        caller = %caller.log_name(),
+        caller = %producer,
         accepted = answer.accepted,
         rejected = answer.rejected,
         "ingested"
@@ -190,12 +238,66 @@ pub async fn ingest_events(
     Ok((status, Json(answer)))
 }
 
-/// Kafka did not take the event: safe to send again (with its idempotency key, a retry of an
-/// event that was stored after all is recognised by the seal processor).
-fn not_acknowledged(error: &sealtrail_emit::EmitError) -> Refusal {
+/// Refuses a second event of the request with the same idempotency key: the seal processor
+/// would take it for a retry of the first and send it to the DLQ.
+fn once_per_request(event: AuditEvent, index: usize, seen: &mut HashMap<String, usize>) -> Result<AuditEvent, Refusal> {
+    if let Some(key) = &event.idempotency_key {
+        if let Some(first) = seen.get(key) {
+            return Err(Refusal {
+                reason: "duplicate",
+                detail: format!("the event at index {first} of this request has the same idempotency_key"),
+            });
+        }
+        seen.insert(key.clone(), index);
+    }
+    Ok(event)
+}
+
+/// Encodes and queues one event, waiting (without blocking the thread) while the producer's
+/// queue is full, up to `QUEUE_WAIT`.
+async fn send(
+    state: &SharedState,
+    request: &RequestContext,
+    producer: &str,
+    event: &AuditEvent,
+) -> Result<rdkafka::producer::DeliveryFuture, Refusal> {
+    let emitter = state.recorder.emitter();
+    let payload = emitter.encode(event);
+    let limit = state.ingest.limits.max_record_bytes;
+    if payload.len() > limit {
+        return Err(Refusal {
+            reason: "oversized",
+            detail: format!("the encoded event is {} bytes; at most {limit}", payload.len()),
+        });
+    }
+    // Which credential wrote the record, for whoever reads the raw topic.
+    let mut kafka_headers: Vec<(&str, &str)> = vec![("sealtrail.producer", producer)];
+    if let Some(key) = &event.idempotency_key {
+        kafka_headers.push(("idempotency-key", key));
+    }
+    if let Some(trace) = &request.trace {
+        kafka_headers.push(("traceparent", &trace.header));
+    }
+    let started = Instant::now();
+    loop {
+        match emitter.try_enqueue(Some(request.tenant.as_bytes()), &payload, &kafka_headers) {
+            Ok(delivery) => return Ok(delivery),
+            Err(Enqueue::QueueFull) if started.elapsed() < QUEUE_WAIT => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(Enqueue::QueueFull) => return Err(not_acknowledged("the producer's queue stayed full")),
+            Err(Enqueue::Failed(error)) => return Err(not_acknowledged(&error.to_string())),
+        }
+    }
+}
+
+/// Kafka did not take the event: safe to send again with an idempotency key (a retry of an event
+/// that was stored after all is recognised by the seal processor); without one, a retry after a
+/// timeout may be sealed twice.
+fn not_acknowledged(error: &str) -> Refusal {
     tracing::warn!(%error, "an ingested event was not acknowledged by Kafka");
     Refusal {
         reason: "not_acknowledged",
-        detail: "Kafka did not acknowledge the event; send it again".to_owned(),
+        detail: "Kafka did not acknowledge the event; send it again (with an idempotency key, a retry is never sealed twice)".to_owned(),
     }
 }

@@ -198,7 +198,13 @@ async fn events_over_rest_are_sealed_queryable_and_written_as_a_kafka_producer_w
     .await;
     assert_eq!(batch.status, 200, "{}", batch.body);
     let second = raw_record(&batch.body["results"][1]);
-    assert_eq!(second.header("idempotency-key"), Some(b"req-42/1".as_slice()));
+    let second_key = format!("req-42/{}", array[1]["event_id"].as_str().expect("id"));
+    assert_eq!(second.header("idempotency-key"), Some(second_key.as_bytes()));
+    assert!(
+        second
+            .header("sealtrail.producer")
+            .is_some_and(|who| who.starts_with(b"key:"))
+    );
     assert_eq!(second.header("traceparent"), Some(TRACEPARENT.as_bytes()));
 
     let lines = format!(
@@ -236,7 +242,7 @@ async fn events_over_rest_are_sealed_queryable_and_written_as_a_kafka_producer_w
         .expect("json");
     let logout = &events["events"][0];
     assert_eq!(logout["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{events}");
-    assert_eq!(logout["idempotency_key"], "req-42/1", "{events}");
+    assert_eq!(logout["idempotency_key"], second_key.as_str(), "{events}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,16 +257,26 @@ async fn a_batch_with_bad_events_seals_the_good_ones_and_names_each_refusal() {
     let future = json!(now_ms() + 3_600_000);
     let mut ahead = small_event(&tenant, "user.login");
     ahead["occurred_at"] = future;
-    let batch = json!([
+    let mut reserved = small_event(&tenant, "audit.events.read");
+    reserved["actor"]["id"] = json!("someone");
+    let mut first_keyed = small_event(&tenant, "user.login");
+    first_keyed["idempotency_key"] = json!("k-1");
+    let mut second_keyed = small_event(&tenant, "user.login");
+    second_keyed["idempotency_key"] = json!("k-1");
+    // A name given twice, which `json!` cannot write.
+    let repeated = small_event(&tenant, "user.login").to_string().replacen(
+        "\"outcome\"",
+        "\"attributes\":{\"ip\":\"a\",\"ip\":\"b\"},\"outcome\"",
+        1,
+    );
+    let batch = format!(
+        "[{},{bad_id},{},{no_action},{ahead},{},{reserved},{first_keyed},{second_keyed},{repeated}]",
         small_event(&tenant, "user.login"),
-        bad_id,
         small_event(&unique("other"), "user.login"),
-        no_action,
-        ahead,
         small_event(&tenant, "user.logout"),
-    ]);
+    );
 
-    let answer = send(&api, &producer, &tenant, "application/json", batch.to_string(), &[]).await;
+    let answer = send(&api, &producer, &tenant, "application/json", batch, &[]).await;
 
     assert_eq!(answer.status, 207, "{}", answer.body);
     let reasons: Vec<Option<&str>> = answer.body["results"]
@@ -277,7 +293,11 @@ async fn a_batch_with_bad_events_seals_the_good_ones_and_names_each_refusal() {
             Some("key_mismatch"),
             Some("invalid_json"),
             Some("future_timestamp"),
-            None
+            None,
+            Some("invalid_action"),
+            None,
+            Some("duplicate"),
+            Some("duplicate_attribute"),
         ],
         "{}",
         answer.body
@@ -291,9 +311,9 @@ async fn a_batch_with_bad_events_seals_the_good_ones_and_names_each_refusal() {
     );
     let mut accepted = accepted_ids(&answer.body);
     accepted.sort();
-    assert_eq!(accepted.len(), 2);
+    assert_eq!(accepted.len(), 3);
     // Exactly the accepted events are sealed: none of them went to the DLQ instead.
-    assert_eq!(stored(&api, &tenant, 2).await, accepted);
+    assert_eq!(stored(&api, &tenant, 3).await, accepted);
 }
 
 #[tokio::test]

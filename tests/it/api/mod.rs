@@ -152,6 +152,7 @@ impl Api {
         };
         let app = router(ApiConfig {
             metrics: sealtrail_runtime::Metrics::new("api"),
+            ingest: sealtrail_api::routes::ingest::IngestSettings::default(),
             client_identities,
             clickhouse: settings.clone(),
             jwt,
