@@ -138,7 +138,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         policies: PolicyStore::new(client.clone()),
         webhooks,
         exports,
-        ingest: routes::ingest::Ingest::new(&config.ingest),
+        ingest: routes::ingest::Ingest::new(&config.ingest, config.metrics.clone()),
         client,
         trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,

@@ -22,7 +22,10 @@ use sealtrail_emit::{Enqueue, acknowledged};
 use sealtrail_ingest::{
     BodyError, BodyFormat, EventResult, IngestAnswer, Refusal, RequestContext, TraceParent, parse_body, prepare,
 };
+use sealtrail_runtime::Metrics;
 use tokio::sync::Semaphore;
+
+use crate::ingest_quota::{OverQuota, QuotaSettings, TenantQuotas};
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
@@ -46,6 +49,8 @@ pub struct IngestSettings {
     /// Request bytes being worked on at once, across every request; beyond, 503 with
     /// `Retry-After` rather than unbounded memory while Kafka is slow.
     pub max_in_flight_bytes: usize,
+    /// Events per second and burst, per tenant.
+    pub quotas: QuotaSettings,
 }
 
 impl Default for IngestSettings {
@@ -53,6 +58,7 @@ impl Default for IngestSettings {
         Self {
             max_record_bytes: Limits::default().max_record_bytes,
             max_in_flight_bytes: 64 << 20,
+            quotas: QuotaSettings::default(),
         }
     }
 }
@@ -62,10 +68,12 @@ impl Default for IngestSettings {
 pub struct Ingest {
     limits: Limits,
     in_flight: Semaphore,
+    quotas: TenantQuotas,
+    metrics: Metrics,
 }
 
 impl Ingest {
-    pub fn new(settings: &IngestSettings) -> Self {
+    pub fn new(settings: &IngestSettings, metrics: Metrics) -> Self {
         let defaults = Limits::default();
         Self {
             limits: Limits {
@@ -74,6 +82,8 @@ impl Ingest {
                 ..defaults
             },
             in_flight: Semaphore::new(settings.max_in_flight_bytes.min(Semaphore::MAX_PERMITS)),
+            quotas: TenantQuotas::new(settings.quotas.clone()),
+            metrics,
         }
     }
 }
@@ -160,6 +170,7 @@ fn format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         (status = 403, description = "Not a producer credential, or X-Tenant-Id names another tenant", body = ErrorBody),
         (status = 413, description = "More than 1,000 events or 8 MiB", body = ErrorBody),
         (status = 415, description = "Neither JSON nor NDJSON", body = ErrorBody),
+        (status = 429, description = "The tenant is over its ingest quota; retry after Retry-After", body = ErrorBody),
         (status = 503, description = "The edge is at its in-flight limit while Kafka catches up; retry after Retry-After", body = ErrorBody),
     )
 )]
@@ -193,6 +204,7 @@ pub async fn ingest_events(
         BodyError::NotJson(_) | BodyError::Empty => ApiError::bad_request("body", error.to_string()),
     })?;
     request.batch_size = items.len();
+    take_quota(ingest, &request.tenant, items.len())?;
     let now_ms = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
     let mut results = Vec::with_capacity(items.len());
     let mut keys_seen: HashMap<String, usize> = HashMap::new();
@@ -211,18 +223,27 @@ pub async fn ingest_events(
             Err(refusal) => Err(refusal),
         };
         match outcome {
-            Ok((event_id, delivery)) => in_flight.push((index, event_id, delivery)),
+            Ok((event_id, delivery)) => in_flight.push((index, event_id, delivery, Instant::now())),
             Err(refusal) => results.push(EventResult::rejected(index, event_id, refusal)),
         }
     }
-    for (index, event_id, delivery) in in_flight {
+    for (index, event_id, delivery, queued) in in_flight {
         results.push(match acknowledged(delivery).await {
-            Ok((partition, offset)) => EventResult::accepted(index, event_id, partition, offset),
+            Ok((partition, offset)) => {
+                ingest.metrics.produce_ack(queued.elapsed().as_secs_f64());
+                EventResult::accepted(index, event_id, partition, offset)
+            }
             Err(error) => EventResult::rejected(index, Some(event_id), not_acknowledged(&error.to_string())),
         });
     }
     results.sort_by_key(|result| result.index);
+    for result in &results {
+        if let Some(reason) = &result.reason {
+            ingest.metrics.rejected(reason);
+        }
+    }
     let answer = IngestAnswer::new(results);
+    ingest.metrics.events_out(answer.accepted as u64);
     tracing::info!(
         tenant = %request.tenant,
         caller = %producer,
@@ -236,6 +257,33 @@ pub async fn ingest_events(
         StatusCode::MULTI_STATUS
     };
     Ok((status, Json(answer)))
+}
+
+/// Takes the request's events from its tenant's quota, or answers 429 (413 for a request that
+/// can never fit).
+fn take_quota(ingest: &Ingest, tenant: &str, events: usize) -> Result<(), ApiError> {
+    let count = u32::try_from(events).unwrap_or(u32::MAX);
+    ingest.quotas.take(tenant, count).map_err(|over| {
+        ingest.metrics.throttled(tenant, u64::from(count));
+        match over {
+            OverQuota::Wait(wait) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                ApiError {
+                    retry_after: Some(seconds.max(1)),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "quota_exceeded",
+                        format!("tenant {tenant} is over its ingest quota; retry in {} s", seconds.max(1)),
+                    )
+                }
+            }
+            OverQuota::LargerThanBurst(burst) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_over_quota",
+                format!("the request holds {events} events, more than tenant {tenant}'s burst of {burst}; send smaller batches"),
+            ),
+        }
+    })
 }
 
 /// Refuses a second event of the request with the same idempotency key: the seal processor

@@ -30,6 +30,25 @@ fn audit_lag_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
+/// `sealtrail_up` and `sealtrail_build_info` of the component.
+fn register_identity(registry: &mut Registry, component: &'static str) {
+    let up = gauges(registry, "sealtrail_up", "1 while the component runs");
+    up.get_or_create(&vec![("component", component.to_owned())]).set(1);
+    let build = gauges(registry, "sealtrail_build_info", "The running version");
+    build
+        .get_or_create(&vec![
+            ("component", component.to_owned()),
+            ("version", env!("CARGO_PKG_VERSION").to_owned()),
+        ])
+        .set(1);
+}
+
+fn histograms(registry: &mut Registry, name: &str, help: &str, make: fn() -> Histogram) -> Histograms {
+    let family: Histograms = Family::new_with_constructor(make);
+    registry.register(name, help, family.clone());
+    family
+}
+
 fn counters(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
     let family = Family::<Labels, Counter>::default();
     registry.register(name, help, family.clone());
@@ -78,6 +97,8 @@ struct Inner {
     /// One histogram per stage, resolved once: observed for every event.
     audit_lag: [Histogram; 2],
     http_duration: Histograms,
+    throttled: Family<Labels, Counter>,
+    produce_ack: Histogram,
     ready: AtomicBool,
     not_ready_because: Mutex<String>,
 }
@@ -141,33 +162,36 @@ impl Metrics {
             "sealtrail_last_checkpoint",
             "The number of the last checkpoint written, per partition",
         );
-        let batch_durations: Histograms = Family::new_with_constructor(duration_histogram);
-        registry.register(
+        let batch_durations = histograms(
+            &mut registry,
             "sealtrail_batch_duration_seconds",
             "Time to handle one batch (a produced batch for seal, an insert for sink, a job step for export)",
-            batch_durations.clone(),
+            duration_histogram,
         );
-        let audit_lag: Histograms = Family::new_with_constructor(audit_lag_histogram);
-        registry.register(
+        let audit_lag = histograms(
+            &mut registry,
             "sealtrail_audit_lag_seconds",
             "occurred_to_sealed: from the event's time to its sealing; sealed_to_queryable: from sealing to insertion in ClickHouse",
-            audit_lag.clone(),
+            audit_lag_histogram,
         );
-        let http_duration: Histograms = Family::new_with_constructor(duration_histogram);
-        registry.register(
+        let http_duration = histograms(
+            &mut registry,
             "sealtrail_http_request_duration_seconds",
             "API requests by route, method and status",
-            http_duration.clone(),
+            duration_histogram,
         );
-        let up = gauges(&mut registry, "sealtrail_up", "1 while the component runs");
-        up.get_or_create(&of_component()).set(1);
-        let build = gauges(&mut registry, "sealtrail_build_info", "The running version");
-        build
-            .get_or_create(&vec![
-                ("component", component.to_owned()),
-                ("version", env!("CARGO_PKG_VERSION").to_owned()),
-            ])
-            .set(1);
+        let throttled = counters(
+            &mut registry,
+            "sealtrail_events_throttled",
+            "Events refused (429) because their tenant was over its ingest quota, by tenant",
+        );
+        let produce_acks = histograms(
+            &mut registry,
+            "sealtrail_produce_ack_seconds",
+            "From queueing a record to Kafka's acknowledgement (acks=all), for records a caller waits on",
+            duration_histogram,
+        );
+        register_identity(&mut registry, component);
         Self(Arc::new(Inner {
             component,
             events_in: events_in.get_or_create(&of_component()).clone(),
@@ -189,6 +213,8 @@ impl Metrics {
                     .clone()
             }),
             http_duration,
+            throttled,
+            produce_ack: produce_acks.get_or_create(&of_component()).clone(),
             ready: AtomicBool::new(false),
             not_ready_because: Mutex::new("starting".to_owned()),
         }))
@@ -231,6 +257,19 @@ impl Metrics {
         if n > 0 {
             self.skipped_counter(reason).inc_by(n);
         }
+    }
+
+    /// `n` events of `tenant` refused for its quota.
+    pub fn throttled(&self, tenant: &str, n: u64) {
+        self.0
+            .throttled
+            .get_or_create(&self.labelled("tenant", tenant))
+            .inc_by(n);
+    }
+
+    /// One record's time from being queued to Kafka's acknowledgement.
+    pub fn produce_ack(&self, seconds: f64) {
+        self.0.produce_ack.observe(seconds);
     }
 
     pub fn error(&self, kind: &str) {

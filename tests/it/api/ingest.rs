@@ -7,6 +7,9 @@
 use std::time::{Duration, Instant};
 
 use sealtrail_api::auth::Role;
+use sealtrail_api::ingest_quota::QuotaSettings;
+use sealtrail_api::rate_limit::RateLimit;
+use sealtrail_api::routes::ingest::IngestSettings;
 use sealtrail_core::event::{Actor, ActorType, AuditEvent, Change, Evidence, Outcome, OutcomeStatus, Resource};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;
@@ -369,4 +372,73 @@ async fn only_a_producer_writes_only_for_its_tenant_and_reads_nothing() {
     )
     .await;
     assert_eq!(bad_trace.status, 400, "{}", bad_trace.body);
+}
+
+#[tokio::test]
+async fn a_flooding_tenant_gets_429_while_another_keeps_its_quota() {
+    // Five events at once per tenant, refilled at one per 1,000 s: nothing refills during the test.
+    let api = Api::with_ingest(IngestSettings {
+        quotas: QuotaSettings {
+            default: RateLimit {
+                per_second: 0.001,
+                burst: 5,
+            },
+            tenants: std::collections::HashMap::new(),
+        },
+        ..IngestSettings::default()
+    })
+    .await;
+    let batch = |tenant: &str, n: usize| {
+        let events: Vec<Value> = (0..n).map(|_| small_event(tenant, "user.login")).collect();
+        Value::Array(events).to_string()
+    };
+    let hot = api.key(&api.alfa, Role::Producer).await;
+    let calm = api.key(&api.bravo, Role::Producer).await;
+
+    let first = send(&api, &hot, &api.alfa, "application/json", batch(&api.alfa, 5), &[]).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let response = api
+        .http
+        .post(format!("{}/v1/ingest/events", api.url))
+        .bearer_auth(&hot)
+        .header("x-tenant-id", &api.alfa)
+        .header("content-type", "application/json")
+        .body(batch(&api.alfa, 1))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+
+    let other = send(&api, &calm, &api.bravo, "application/json", batch(&api.bravo, 5), &[]).await;
+    assert_eq!(other.status, 200, "another tenant keeps its quota: {}", other.body);
+    let too_big = send(&api, &calm, &api.bravo, "application/json", batch(&api.bravo, 6), &[]).await;
+    assert_eq!(too_big.status, 413, "{}", too_big.body);
+    assert_eq!(too_big.body["error"]["code"], "batch_over_quota", "{}", too_big.body);
+
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let throttled = format!(
+        "sealtrail_events_throttled_total{{component=\"api\",tenant=\"{}\"}} 1",
+        api.alfa
+    );
+    assert!(metrics.contains(&throttled), "{throttled} in {metrics}");
+    assert!(
+        metrics.contains("sealtrail_produce_ack_seconds_count{component=\"api\"} 10"),
+        "{metrics}"
+    );
 }

@@ -120,6 +120,17 @@ impl Api {
         .await
     }
 
+    /// An API over a fresh, empty database, with these ingest limits.
+    pub async fn with_ingest(ingest: sealtrail_api::routes::ingest::IngestSettings) -> Self {
+        let mut settings: ClickHouseSettings = shared().clickhouse();
+        settings.database = scoped_database();
+        let rate_limit = RateLimit {
+            per_second: 1000.0,
+            burst: 1000,
+        };
+        Self::over_with(settings, rate_limit, ExportQuota::default(), true, None, ingest).await
+    }
+
     /// `allow_private_webhooks`: the test webhook receivers listen on this machine.
     async fn over(
         settings: ClickHouseSettings,
@@ -130,6 +141,21 @@ impl Api {
             sealtrail_http::ServerTls,
             sealtrail_api::auth::client_certs::ClientIdentities,
         )>,
+    ) -> Self {
+        let ingest = sealtrail_api::routes::ingest::IngestSettings::default();
+        Self::over_with(settings, rate_limit, quota, allow_private_webhooks, mtls, ingest).await
+    }
+
+    async fn over_with(
+        settings: ClickHouseSettings,
+        rate_limit: RateLimit,
+        quota: ExportQuota,
+        allow_private_webhooks: bool,
+        mtls: Option<(
+            sealtrail_http::ServerTls,
+            sealtrail_api::auth::client_certs::ClientIdentities,
+        )>,
+        ingest: sealtrail_api::routes::ingest::IngestSettings,
     ) -> Self {
         let (tls, client_identities) = mtls.map_or(
             (None, sealtrail_api::auth::client_certs::ClientIdentities::default()),
@@ -152,7 +178,7 @@ impl Api {
         };
         let app = router(ApiConfig {
             metrics: sealtrail_runtime::Metrics::new("api"),
-            ingest: sealtrail_api::routes::ingest::IngestSettings::default(),
+            ingest,
             client_identities,
             clickhouse: settings.clone(),
             jwt,
