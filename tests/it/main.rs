@@ -20,6 +20,7 @@ mod placement;
 mod registry;
 mod replay;
 mod reshard;
+mod sdk;
 mod secured_stack;
 mod sql_fuzz;
 mod telemetry;

@@ -1,0 +1,148 @@
+//! The Python SDK (sdk/python), installed with pip from the repository, against the stack's own
+//! ingest edge over HTTPS: its events are sealed once each and verify, the edge's refusals reach
+//! the caller with their reasons, the connection is HTTP/2, and events left queued when the
+//! program exits are delivered by its exit hook.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{TestStack, shared, unique};
+use crate::interop::python_with_confluent_kafka;
+use crate::pipeline::verify_once_signed;
+
+/// Copies `from` into `to`, files and folders.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("read") {
+        let entry = entry.expect("entry");
+        let path = entry.path();
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+/// Installs the SDK with pip into `dir`, as a user would from the repository (from a copy: a
+/// build writes into its source folder, and tests run at once).
+fn install_sdk(dir: &Path) -> PathBuf {
+    let source = dir.join("sdk");
+    copy_tree(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/python")), &source);
+    let target = dir.join("site");
+    let output = Command::new(python_with_confluent_kafka())
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+        ])
+        .args(["--no-build-isolation", "--no-index", "--target"])
+        .arg(&target)
+        .arg(&source)
+        .output()
+        .expect("run pip");
+    assert!(
+        output.status.success(),
+        "pip install sdk/python: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target
+}
+
+fn producer_key(stack: &TestStack, tenant: &str) -> String {
+    let (status, stdout, stderr) = stack.sealtrail(
+        &[
+            "keys", "create", "--tenant", tenant, "--role", "producer", "--label", "sdk",
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    stdout.lines().last().expect("the key").to_owned()
+}
+
+fn run_sdk(stack: &TestStack, site: &Path, tenant: &str, mode: &str, count: usize) -> Value {
+    let output = Command::new(python_with_confluent_kafka())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sdk_send.py"))
+        .args([mode, &count.to_string()])
+        .env("PYTHONPATH", site)
+        .env("SEALTRAIL_URL", stack.endpoints.api_url.as_deref().expect("API_URL"))
+        .env("SEALTRAIL_KEY", producer_key(stack, tenant))
+        .env("SEALTRAIL_TENANT", tenant)
+        .env("SEALTRAIL_CA", stack.endpoints.get("SEALTRAIL_CA_FILE").expect("CA"))
+        .output()
+        .expect("run the SDK");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script's JSON")
+}
+
+async fn stored(stack: &TestStack, tenant: &str, expected: usize) -> Vec<String> {
+    let client = stack.clickhouse().client();
+    let started = Instant::now();
+    loop {
+        let mut ids: Vec<String> = client
+            .query("SELECT event_id FROM events WHERE tenant_id = ?")
+            .bind(tenant)
+            .fetch_all()
+            .await
+            .expect("events");
+        if ids.len() >= expected || started.elapsed() > Duration::from_secs(600) {
+            ids.sort();
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn ids(answer: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = answer["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|id| id.as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_batches_over_http2_and_its_events_are_sealed_once() {
+    let stack = shared();
+    let dir = tempfile::tempdir().expect("dir");
+    let site = install_sdk(dir.path());
+    let tenant = unique("sdk");
+
+    let answer = run_sdk(stack, &site, &tenant, "send", 30);
+
+    assert_eq!(answer["accepted"], 30, "{answer}");
+    assert_eq!(answer["http_version"], "HTTP/2", "{answer}");
+    let bad = answer["bad"].as_str().expect("id");
+    let reserved = answer["reserved"].as_str().expect("id");
+    assert_eq!(answer["rejected"][bad], "invalid_action", "{answer}");
+    assert_eq!(answer["rejected"][reserved], "invalid_action", "{answer}");
+    assert_eq!(stored(stack, &tenant, 30).await, ids(&answer));
+    let report = verify_once_signed(stack, &tenant).await;
+    assert_eq!(report.events, 30, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_queued_when_the_program_exits_are_delivered() {
+    let stack = shared();
+    let dir = tempfile::tempdir().expect("dir");
+    let site = install_sdk(dir.path());
+    let tenant = unique("sdk-exit");
+
+    let answer = run_sdk(stack, &site, &tenant, "exit", 25);
+
+    assert_eq!(stored(stack, &tenant, 25).await, ids(&answer));
+}
