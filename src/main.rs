@@ -48,6 +48,9 @@ enum Command {
     Sink(commands::sink::SinkArgs),
     /// Serve the HTTP API: tenant-isolated SQL over the sealed events.
     Api(Box<commands::api::ApiArgs>),
+    /// Serve the ingest edge alone (`POST /v1/ingest/events`, health, metrics): writes scaled
+    /// apart from reads; the same settings as `api`.
+    Ingest(Box<commands::api::ApiArgs>),
     /// Verify a tenant's trail from ClickHouse: chain, checkpoint signatures and links.
     Verify(commands::verify::VerifyArgs),
     /// The export processor: run queued export jobs; with --tenant, write one signed export to a directory.
@@ -84,6 +87,7 @@ impl Command {
             Self::Seal(_) => "sealtrail-seal",
             Self::Sink(_) => "sealtrail-sink",
             Self::Api(_) => "sealtrail-api",
+            Self::Ingest(_) => "sealtrail-ingest",
             Self::Export(_) => "sealtrail-export",
             Self::Retention(_) => "sealtrail-retention",
             Self::Produce(_) => "sealtrail-produce",
@@ -119,7 +123,8 @@ fn main() -> std::process::ExitCode {
             Command::ClickhouseAccess(args) => commands::clickhouse_access::run(&args),
             Command::Topics(args) => commands::topics::run(args).await,
             Command::Keys(args) => commands::keys::run(args).await,
-            Command::Api(args) => commands::api::run(*args).await,
+            Command::Api(args) => commands::api::run(*args, sealtrail_api::server::ServedRoutes::All).await,
+            Command::Ingest(args) => commands::api::run(*args, sealtrail_api::server::ServedRoutes::Ingest).await,
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Seal(args) => commands::seal::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,

@@ -51,6 +51,18 @@ pub struct ApiConfig {
     pub client_identities: ClientIdentities,
     /// The ingest edge's limits.
     pub ingest: routes::ingest::IngestSettings,
+    /// Everything, or the ingest edge alone.
+    pub routes: ServedRoutes,
+}
+
+/// Which routes a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServedRoutes {
+    #[default]
+    All,
+    /// `sealtrail ingest`: `POST /v1/ingest/events`, the `OpenAPI` document, health and metrics;
+    /// writes scale apart from reads.
+    Ingest,
 }
 
 #[derive(Debug)]
@@ -151,11 +163,33 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
     });
     let metrics = config.metrics.clone();
     let exposition = config.metrics;
-    Ok(Router::new()
-        .route(
-            "/v1/ingest/events",
-            post(routes::ingest::ingest_events).layer(axum::extract::DefaultBodyLimit::max(routes::ingest::BODY_LIMIT)),
-        )
+    let mut app = Router::new().route(
+        "/v1/ingest/events",
+        post(routes::ingest::ingest_events).layer(axum::extract::DefaultBodyLimit::max(routes::ingest::BODY_LIMIT)),
+    );
+    if config.routes == ServedRoutes::All {
+        app = app.merge(reading_routes());
+    }
+    Ok(app
+        .route("/openapi.json", get(crate::openapi::document))
+        .route("/healthz", get(routes::health::live))
+        .route("/readyz", get(routes::health::ready))
+        // The same registry and handler as every processor's.
+        .merge(exposition.exposition_router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::refusals::audit_refusals,
+        ))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            observe(metrics.clone(), request, next)
+        }))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state))
+}
+
+/// Everything but the ingest edge: reads, exports, holds, retention, webhooks.
+fn reading_routes() -> Router<SharedState> {
+    Router::new()
         .route("/v1/query", post(routes::query::run))
         .route("/v1/events", get(routes::events::list))
         .route("/v1/events/{event_id}", get(routes::events::one))
@@ -178,20 +212,6 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
             post(routes::webhooks::register).get(routes::webhooks::list),
         )
         .route("/v1/webhooks/{webhook_id}", delete(routes::webhooks::remove))
-        .route("/openapi.json", get(crate::openapi::document))
-        .route("/healthz", get(routes::health::live))
-        .route("/readyz", get(routes::health::ready))
-        // The same registry and handler as every processor's.
-        .merge(exposition.exposition_router())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::refusals::audit_refusals,
-        ))
-        .layer(middleware::from_fn(move |request: Request, next: Next| {
-            observe(metrics.clone(), request, next)
-        }))
-        .layer(middleware::from_fn(request_id))
-        .with_state(state))
 }
 
 /// `export.completed` (or `export.failed`) to the tenant's webhooks.

@@ -8,7 +8,7 @@ use sealtrail_api::auth::client_certs::ClientIdentities;
 use sealtrail_api::auth::jwt::{ClaimNames, JwtVerifier};
 use sealtrail_api::auth::oidc::{OidcSettings, OidcVerifier};
 use sealtrail_api::rate_limit::RateLimit;
-use sealtrail_api::server::{ApiConfig, router};
+use sealtrail_api::server::{ApiConfig, ServedRoutes, router};
 use sealtrail_api::webhooks::WebhookSettings;
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 use sealtrail_export::{ExportQuota, ExportsConfig};
@@ -104,7 +104,7 @@ pub struct ApiArgs {
     jwt_roles_claim: String,
 }
 
-pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
+pub async fn run(args: ApiArgs, routes: ServedRoutes) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.rate_limit_per_second > 0.0 && args.rate_limit_burst > 0,
         "--rate-limit-per-second and --rate-limit-burst must be positive"
@@ -171,7 +171,8 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
             trust: outbound_trust,
             ..WebhookSettings::default()
         },
-        exports: Some(ExportsConfig {
+        // The ingest edge serves no exports.
+        exports: (routes == ServedRoutes::All).then(|| ExportsConfig {
             kafka,
             topics: args.exports.topics(),
             artifacts_dir: args.exports.artifacts_dir.clone(),
@@ -180,6 +181,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
                 max_per_day: args.export_max_per_day.max(1),
             },
         }),
+        routes,
     })
     .await
     .context("cannot start the API")?;

@@ -1,7 +1,8 @@
 //! The Python SDK (sdk/python), installed with pip from the repository, against the stack's own
-//! ingest edge over HTTPS: its events are sealed once each and verify, the edge's refusals reach
-//! the caller with their reasons, the connection is HTTP/2, and events left queued when the
-//! program exits are delivered by its exit hook.
+//! ingest edge (`sealtrail ingest`, started by `up` at `INGEST_URL`) over HTTPS: its events are
+//! sealed once each and verify, the edge's refusals reach the caller with their reasons, the
+//! connection is HTTP/2, and events left queued when the program exits are delivered by its exit
+//! hook. The edge serves no reads.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,7 +72,7 @@ fn run_sdk(stack: &TestStack, site: &Path, tenant: &str, mode: &str, count: usiz
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sdk_send.py"))
         .args([mode, &count.to_string()])
         .env("PYTHONPATH", site)
-        .env("SEALTRAIL_URL", stack.endpoints.api_url.as_deref().expect("API_URL"))
+        .env("SEALTRAIL_URL", stack.endpoints.get("INGEST_URL").expect("up writes INGEST_URL"))
         .env("SEALTRAIL_KEY", producer_key(stack, tenant))
         .env("SEALTRAIL_TENANT", tenant)
         .env("SEALTRAIL_CA", stack.endpoints.get("SEALTRAIL_CA_FILE").expect("CA"))
@@ -145,4 +146,32 @@ async fn events_queued_when_the_program_exits_are_delivered() {
     let answer = run_sdk(stack, &site, &tenant, "exit", 25);
 
     assert_eq!(stored(stack, &tenant, 25).await, ids(&answer));
+}
+
+#[tokio::test]
+async fn the_ingest_edge_serves_writes_health_and_metrics_but_no_reads() {
+    let stack = shared();
+    let edge = stack.endpoints.get("INGEST_URL").expect("up writes INGEST_URL");
+    assert_ne!(Some(edge), stack.endpoints.api_url.as_deref(), "a process of its own");
+    let http = stack.http();
+    let status = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{edge}{path}");
+        async move { http.get(url).send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(status("/healthz").await, 200);
+    assert_eq!(status("/readyz").await, 200);
+    assert_eq!(status("/metrics").await, 200);
+    for read in ["/v1/events", "/v1/query", "/v1/exports", "/v1/legal-holds"] {
+        assert_eq!(status(read).await, 404, "{read} on the ingest edge");
+    }
+    let unauthenticated = http
+        .post(format!("{edge}/v1/ingest/events"))
+        .body("[]")
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16();
+    assert_eq!(unauthenticated, 401);
 }

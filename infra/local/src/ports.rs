@@ -25,10 +25,17 @@ pub struct StackPorts {
     /// Files recorded before the API existed have no entry: it then gets the standard port.
     #[serde(default = "standard_api_port")]
     pub api: u16,
+    /// Likewise for the ingest edge.
+    #[serde(default = "standard_ingest_port")]
+    pub ingest: u16,
 }
 
 fn standard_api_port() -> u16 {
     StackPorts::STANDARD.api
+}
+
+fn standard_ingest_port() -> u16 {
+    StackPorts::STANDARD.ingest
 }
 
 /// Ports named on the command line; they win over recorded and standard ones.
@@ -39,6 +46,7 @@ pub struct PortOverrides {
     pub clickhouse_tcp: Option<u16>,
     pub registry: Option<u16>,
     pub api: Option<u16>,
+    pub ingest: Option<u16>,
 }
 
 impl StackPorts {
@@ -48,6 +56,7 @@ impl StackPorts {
         clickhouse_tcp: 9000,
         registry: 8081,
         api: 8080,
+        ingest: 8090,
     };
 
     /// Decides the ports for a start on `data_dir` and records them there.
@@ -66,7 +75,7 @@ impl StackPorts {
             (None, PortChoice::Standard) => Self::STANDARD,
             (None, PortChoice::Auto) => Self::free()?,
         };
-        let slots: [(&'static str, &'static str, u16, Option<u16>); 5] = [
+        let slots: [(&'static str, &'static str, u16, Option<u16>); 6] = [
             ("the Kafka broker", "--kafka-port", base.kafka, overrides.kafka),
             (
                 "ClickHouse HTTP",
@@ -87,8 +96,9 @@ impl StackPorts {
                 overrides.registry,
             ),
             ("the API", "--api-port", base.api, overrides.api),
+            ("the ingest edge", "--ingest-port", base.ingest, overrides.ingest),
         ];
-        let mut chosen = [0_u16; 5];
+        let mut chosen = [0_u16; 6];
         for (index, (what, flag, base_port, override_port)) in slots.into_iter().enumerate() {
             let wanted = override_port.unwrap_or(base_port);
             let free = is_free(wanted) && !chosen[..index].contains(&wanted);
@@ -110,6 +120,7 @@ impl StackPorts {
             clickhouse_tcp: chosen[2],
             registry: chosen[3],
             api: chosen[4],
+            ingest: chosen[5],
         };
         let text = serde_json::to_string_pretty(&ports).expect("ports serialize");
         std::fs::write(&path, text).map_err(LocalError::io("write", &path))?;
@@ -117,8 +128,8 @@ impl StackPorts {
     }
 
     fn free() -> Result<Self, LocalError> {
-        let mut taken = Vec::with_capacity(5);
-        for _ in 0..5 {
+        let mut taken = Vec::with_capacity(6);
+        for _ in 0..6 {
             taken.push(free_port(&taken)?);
         }
         Ok(Self {
@@ -127,6 +138,7 @@ impl StackPorts {
             clickhouse_tcp: taken[2],
             registry: taken[3],
             api: taken[4],
+            ingest: taken[5],
         })
     }
 }
@@ -161,7 +173,7 @@ mod tests {
         let recorded: StackPorts =
             serde_json::from_str(r#"{"kafka": 1, "clickhouse_http": 2, "clickhouse_tcp": 3, "registry": 4}"#)
                 .expect("old file parses");
-        assert_eq!(recorded.api, 8080);
+        assert_eq!((recorded.api, recorded.ingest), (8080, 8090));
     }
 
     #[test]
@@ -188,10 +200,11 @@ mod tests {
             first.clickhouse_tcp,
             first.registry,
             first.api,
+            first.ingest,
         ];
         let mut distinct = all.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        assert_eq!(distinct.len(), 5, "{all:?}");
+        assert_eq!(distinct.len(), 6, "{all:?}");
     }
 }

@@ -49,6 +49,8 @@ pub struct UpArgs {
     pub registry_port: Option<u16>,
     #[arg(long)]
     pub api_port: Option<u16>,
+    #[arg(long)]
+    pub ingest_port: Option<u16>,
     /// Fail instead of installing missing components.
     #[arg(long)]
     pub no_install: bool,
@@ -183,6 +185,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         clickhouse_tcp: args.clickhouse_tcp_port,
         registry: args.registry_port,
         api: args.api_port,
+        ingest: args.ingest_port,
     };
     let ports = StackPorts::resolve(&data_dir, choice, overrides)?;
 
@@ -208,7 +211,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Ok(endpoints) = &started
         && !args.no_pipeline
     {
-        match start_pipeline(&mut stack, &data_dir, endpoints, ports.api, &security, args.instances).await {
+        match start_pipeline(&mut stack, &data_dir, endpoints, ports, &security, args.instances).await {
             Ok((urls, current)) => {
                 metrics_urls = urls;
                 topics = current;
@@ -230,10 +233,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .extra
             .push(("METRICS_URLS".to_owned(), metrics_urls.join(" ")));
         endpoints.api_url = Some(api_url(&security, ports.api));
-        // The ingest edge is served by the API for now (docs/ingest.md).
         endpoints
             .extra
-            .push(("INGEST_URL".to_owned(), api_url(&security, ports.api)));
+            .push(("INGEST_URL".to_owned(), api_url(&security, ports.ingest)));
     }
     endpoints.write(&data_dir.endpoints_file())?;
     println!("{}", endpoints.to_env().trim_end());

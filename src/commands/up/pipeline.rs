@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sealtrail_local::{DataDir, Endpoints, StackIdentity, SupervisedProcessor};
+use sealtrail_local::{DataDir, Endpoints, StackIdentity, StackPorts, SupervisedProcessor};
 
 use super::{LOCAL_PARTITIONS, Security, Stack, api_url, default_topics, pipeline_env};
 use crate::commands::{reshard, topics};
@@ -21,13 +21,58 @@ fn instance_env(command: &str, instance: u16) -> Vec<(String, String)> {
     }
 }
 
-/// Makes the keys and topics, and starts the seal, sink, export and retention processors and the
-/// API; returns the `/metrics` URLs of all of them.
+/// The environment of one process of the pipeline, and the URL of its `/metrics`.
+fn process_env(
+    command: &str,
+    instance: u16,
+    common: &[(String, String)],
+    security: &Security<'_>,
+    ports: StackPorts,
+) -> anyhow::Result<(Vec<(String, String)>, String)> {
+    let mut env = common.to_vec();
+    env.extend(instance_env(command, instance));
+    // The ingest edge is the API's other face: its credentials are the API's.
+    let identity_of = if command == "ingest" { "api" } else { command };
+    if let Some(identity) = StackIdentity::of_command(identity_of) {
+        env.extend(security.env(identity));
+    }
+    // Each component logs in to ClickHouse as its own user, with only the grants it needs.
+    if let Some((component, password_file)) = security
+        .access
+        .component_password_files
+        .iter()
+        .find(|(component, _)| component.process() == identity_of)
+    {
+        env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
+        env.push((
+            "CLICKHOUSE_PASSWORD_FILE".to_owned(),
+            password_file.display().to_string(),
+        ));
+    }
+    if identity_of != "api" {
+        // Kept across restarts of the processor, so the URL in endpoints.env stays right.
+        let port = free_loopback_port()?;
+        env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
+        return Ok((env, format!("http://127.0.0.1:{port}/metrics")));
+    }
+    let port = if command == "api" { ports.api } else { ports.ingest };
+    env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{port}")));
+    if let Some(secured) = security.stack {
+        let files = secured.server_files();
+        env.push(("TLS_CERT_FILE".to_owned(), files.cert.display().to_string()));
+        env.push(("TLS_KEY_FILE".to_owned(), files.key.display().to_string()));
+    }
+    // The API and the edge serve /metrics on their own ports.
+    Ok((env, format!("{}/metrics", api_url(security, port))))
+}
+
+/// Makes the keys and topics, and starts the seal, sink, export and retention processors, the
+/// API and the ingest edge; returns the `/metrics` URLs of all of them.
 pub(super) async fn start_pipeline(
     stack: &mut Stack,
     data_dir: &DataDir,
     endpoints: &Endpoints,
-    api_port: u16,
+    ports: StackPorts,
     security: &Security<'_>,
     instances: u16,
 ) -> anyhow::Result<(Vec<String>, TopicArgs)> {
@@ -72,7 +117,6 @@ pub(super) async fn start_pipeline(
         ("CLICKHOUSE_URL".to_owned(), endpoints.clickhouse_url.clone()),
     ];
     env.extend(pipeline_env(data_dir, &topics));
-    env.push(("API_LISTEN".to_owned(), format!("127.0.0.1:{api_port}")));
     // Webhooks to loopback and private addresses stay refused here too: the API shares this
     // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
     let mut metrics_urls = Vec::new();
@@ -82,6 +126,7 @@ pub(super) async fn start_pipeline(
         ("export", "the export processor", 1),
         ("retention", "the retention processor", 1),
         ("api", "the query API", 1),
+        ("ingest", "the ingest edge", 1),
     ] {
         for instance in 0..copies {
             let name = if instance == 0 {
@@ -97,44 +142,15 @@ pub(super) async fn start_pipeline(
                     String::new()
                 }
             );
-            let mut own_env = env.clone();
-            own_env.extend(instance_env(command, instance));
-            if let Some(identity) = StackIdentity::of_command(command) {
-                own_env.extend(security.env(identity));
-            }
-            // Each component logs in to ClickHouse as its own user, with only the grants it needs.
-            if let Some((component, password_file)) = security
-                .access
-                .component_password_files
-                .iter()
-                .find(|(component, _)| component.process() == command)
-            {
-                own_env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
-                own_env.push((
-                    "CLICKHOUSE_PASSWORD_FILE".to_owned(),
-                    password_file.display().to_string(),
-                ));
-            }
-            if command == "api" {
-                if let Some(secured) = security.stack {
-                    let files = secured.server_files();
-                    own_env.push(("TLS_CERT_FILE".to_owned(), files.cert.display().to_string()));
-                    own_env.push(("TLS_KEY_FILE".to_owned(), files.key.display().to_string()));
-                }
-                // The API serves /metrics on its own port.
-                metrics_urls.push(format!("{}/metrics", api_url(security, api_port)));
-            } else {
-                // Kept across restarts of the processor, so the URL in endpoints.env stays right.
-                let port = free_loopback_port()?;
-                own_env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
-                metrics_urls.push(format!("http://127.0.0.1:{port}/metrics"));
-            }
+            let (own_env, metrics_url) = process_env(command, instance, &env, security, ports)?;
+            metrics_urls.push(metrics_url);
             let mut processor = SupervisedProcessor::new(name, command, what, &launcher, own_env);
             processor.start(data_dir)?;
             stack.processors.push(processor);
         }
     }
-    wait_for_api(&api_url(security, api_port), &security.trust()).await?;
+    wait_for_api(&api_url(security, ports.api), &security.trust()).await?;
+    wait_for_api(&api_url(security, ports.ingest), &security.trust()).await?;
     Ok((metrics_urls, topics))
 }
 

@@ -178,6 +178,7 @@ impl Api {
         };
         let app = router(ApiConfig {
             metrics: sealtrail_runtime::Metrics::new("api"),
+            routes: sealtrail_api::server::ServedRoutes::All,
             ingest,
             client_identities,
             clickhouse: settings.clone(),
