@@ -125,7 +125,8 @@ pub enum StartError {
 
 /// Follows the export states and builds the router.
 pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
-    if config.clickhouse.reader_password.is_none() {
+    // The readers run analysts' SQL and export filters: the ingest edge serves neither.
+    if config.routes == ServedRoutes::All && config.clickhouse.reader_password.is_none() {
         return Err(StartError::NoReaderPassword);
     }
     let client = config.clickhouse.client();

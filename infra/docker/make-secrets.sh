@@ -183,7 +183,7 @@ keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 EOF
 	make_ca
-	for server in kafka schema-registry clickhouse sealtrail-api; do
+	for server in kafka schema-registry clickhouse sealtrail-api sealtrail-ingest; do
 		certificate "$server"
 	done
 
@@ -298,6 +298,9 @@ EOF
 	done
 	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/api.crt" <"$STATE/sealtrail-api.crt"
 	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/api.key" <"$STATE/sealtrail-api.key"
+	# The ingest edge runs as the API's identity, with a certificate of its own name.
+	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/ingest.crt" <"$STATE/sealtrail-ingest.crt"
+	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/ingest.key" <"$STATE/sealtrail-ingest.key"
 	# ClickHouse's administrator, apart from the operator's Kafka login: only migrations (and the
 	# operators' API key commands) need it.
 	directory "$SEALTRAIL_UID" admin

@@ -79,6 +79,7 @@ fn sealtrail_services_are_built_here_and_configured_like_the_local_stack() {
         "sealtrail-seal",
         "sealtrail-sink",
         "sealtrail-api",
+        "sealtrail-ingest",
         "sealtrail-migrate",
         "sealtrail-topics",
     ] {
@@ -134,6 +135,7 @@ fn prometheus_scrapes_every_component_that_serves_metrics() {
     let processors = [
         "sealtrail-api",
         "sealtrail-export",
+        "sealtrail-ingest",
         "sealtrail-retention",
         "sealtrail-seal",
         "sealtrail-sink",
@@ -313,7 +315,7 @@ const CA_KEY_DIRECTORY: &str = ".init";
 const PUBLIC_DIRECTORY: &str = "public";
 /// The directories of the secrets volume each service mounts besides `public`: its own, never
 /// another's. A service not listed here mounts nothing of the volume.
-const SECRET_DIRECTORIES: [(&str, &[&str]); 12] = [
+const SECRET_DIRECTORIES: [(&str, &[&str]); 13] = [
     ("kafka", &["kafka"]),
     ("schema-registry", &["schema-registry"]),
     ("clickhouse", &["clickhouse"]),
@@ -327,6 +329,8 @@ const SECRET_DIRECTORIES: [(&str, &[&str]); 12] = [
     ("sealtrail-seal", &["seal"]),
     ("sealtrail-sink", &["sink"]),
     ("sealtrail-api", &["api"]),
+    // The ingest edge runs as the API's identity.
+    ("sealtrail-ingest", &["api"]),
     ("sealtrail-export", &["export"]),
     ("sealtrail-retention", &["retention"]),
 ];

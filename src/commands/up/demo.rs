@@ -122,7 +122,8 @@ async fn demo_api(
         .create(tenant, Role::Producer, "demo ingest")
         .await
         .context("creating the demo producer key")?;
-    demo_ingest(&endpoints.http_client()?, api_url, &producer.key, tenant).await?;
+    let ingest_url = endpoints.get("INGEST_URL").unwrap_or(api_url);
+    demo_ingest(&endpoints.http_client()?, ingest_url, &producer.key, tenant).await?;
     let compliance = keys
         .create(tenant, Role::Compliance, "demo export")
         .await
