@@ -71,6 +71,8 @@ enum Command {
     BenchExport(commands::bench_export::BenchExportArgs),
     /// Measure query API latency (p50, p99) on a large generated table.
     BenchApi(commands::bench_api::BenchApiArgs),
+    /// Events per second through the ingest edge next to direct Kafka produce of the same events.
+    BenchIngest(commands::bench_ingest::BenchIngestArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
     /// Write the ClickHouse users file (grants, row policies, limits) of the tenant-bound readers.
@@ -137,6 +139,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => commands::export::run(args).await,
             Command::VerifyExport(args) => commands::verify_export::run(&args),
             Command::BenchApi(args) => commands::bench_api::run(args).await,
+            Command::BenchIngest(args) => commands::bench_ingest::run(args).await,
             Command::BenchExport(args) => commands::bench_export::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }

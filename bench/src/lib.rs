@@ -8,6 +8,7 @@ pub mod api;
 pub mod core_throughput;
 pub mod end_to_end;
 pub mod export;
+pub mod ingest;
 pub mod scaling;
 
 use std::time::Duration;

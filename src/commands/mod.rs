@@ -2,6 +2,7 @@ pub mod api;
 pub mod bench;
 pub mod bench_api;
 pub mod bench_export;
+pub mod bench_ingest;
 pub mod clickhouse_access;
 pub mod clickhouse_server;
 pub mod dlq;

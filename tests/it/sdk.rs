@@ -72,7 +72,10 @@ fn run_sdk(stack: &TestStack, site: &Path, tenant: &str, mode: &str, count: usiz
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sdk_send.py"))
         .args([mode, &count.to_string()])
         .env("PYTHONPATH", site)
-        .env("SEALTRAIL_URL", stack.endpoints.get("INGEST_URL").expect("up writes INGEST_URL"))
+        .env(
+            "SEALTRAIL_URL",
+            stack.endpoints.get("INGEST_URL").expect("up writes INGEST_URL"),
+        )
         .env("SEALTRAIL_KEY", producer_key(stack, tenant))
         .env("SEALTRAIL_TENANT", tenant)
         .env("SEALTRAIL_CA", stack.endpoints.get("SEALTRAIL_CA_FILE").expect("CA"))
