@@ -351,3 +351,49 @@ impl Processor {
             .unwrap_or(0)
     }
 }
+
+/// Serves the app `make` builds for its own base URL over HTTPS, on a free loopback port with the
+/// shared stack's server certificate (which the stack's CA signs), as an outside service the
+/// stack talks to would; that base URL.
+pub async fn serve_https_as_the_stack(make: impl FnOnce(&str) -> axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("address"));
+    let app = make(&url);
+    let tls_dir = shared().data_dir.join("tls");
+    let tls = sealtrail_http::ServerTls::load(&sealtrail_http::ServerTlsFiles {
+        cert: tls_dir.join("server.pem"),
+        key: tls_dir.join("server.key"),
+    })
+    .expect("the stack's certificate");
+    tokio::spawn(sealtrail_http::serve::serve(
+        listener,
+        app,
+        Some(tls),
+        std::future::pending(),
+    ));
+    url
+}
+
+/// The sorted ids of `tenant`'s events in `clickhouse`, once there are `expected` of them (the
+/// deadline only bounds a broken run).
+pub async fn stored_event_ids(
+    clickhouse: &ClickHouseSettings,
+    tenant: &str,
+    expected: usize,
+) -> Vec<String> {
+    let client = clickhouse.client();
+    let started = std::time::Instant::now();
+    loop {
+        let mut ids: Vec<String> = client
+            .query("SELECT event_id FROM events WHERE tenant_id = ?")
+            .bind(tenant)
+            .fetch_all()
+            .await
+            .expect("events");
+        if ids.len() >= expected || started.elapsed() > std::time::Duration::from_secs(600) {
+            ids.sort();
+            return ids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}

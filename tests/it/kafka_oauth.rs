@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use sealtrail_kafka::{ClientProperties, KafkaContext, KafkaSettings, wait_for_broker};
 use sealtrail_local::{LocalCa, write_private};
 
-use crate::harness::{TestStack, shared, unique};
+use crate::harness::{TestStack, serve_https_as_the_stack, shared, unique};
 
 const CLIENT_SECRET: &str = "client-secret-7f3a9c";
 
@@ -41,20 +41,7 @@ async fn token_endpoint(status: StatusCode, body: String) -> (String, Requests) 
             async move { (status, [("content-type", "application/json")], body) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("https://{}/oauth2/token", listener.local_addr().expect("address"));
-    let tls_dir = shared().data_dir.join("tls");
-    let tls = sealtrail_http::ServerTls::load(&sealtrail_http::ServerTlsFiles {
-        cert: tls_dir.join("server.pem"),
-        key: tls_dir.join("server.key"),
-    })
-    .expect("the stack's certificate");
-    tokio::spawn(sealtrail_http::serve::serve(
-        listener,
-        app,
-        Some(tls),
-        std::future::pending(),
-    ));
+    let url = format!("{}/oauth2/token", serve_https_as_the_stack(|_| app).await);
     (url, requests)
 }
 

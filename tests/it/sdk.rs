@@ -6,11 +6,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{TestStack, shared, unique};
+use crate::harness::{TestStack, shared, stored_event_ids, unique};
 use crate::interop::python_with_confluent_kafka;
 use crate::pipeline::verify_once_signed;
 
@@ -91,21 +90,7 @@ fn run_sdk(stack: &TestStack, site: &Path, tenant: &str, mode: &str, count: usiz
 }
 
 async fn stored(stack: &TestStack, tenant: &str, expected: usize) -> Vec<String> {
-    let client = stack.clickhouse().client();
-    let started = Instant::now();
-    loop {
-        let mut ids: Vec<String> = client
-            .query("SELECT event_id FROM events WHERE tenant_id = ?")
-            .bind(tenant)
-            .fetch_all()
-            .await
-            .expect("events");
-        if ids.len() >= expected || started.elapsed() > Duration::from_secs(600) {
-            ids.sort();
-            return ids;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    stored_event_ids(&stack.clickhouse(), tenant, expected).await
 }
 
 fn ids(answer: &Value) -> Vec<String> {

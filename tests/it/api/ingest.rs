@@ -4,7 +4,7 @@
 //! a partial success naming each refusal; and only a producer credential writes, only for its own
 //! tenant, and reads nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sealtrail_api::auth::Role;
 use sealtrail_api::ingest_quota::QuotaSettings;
@@ -16,7 +16,7 @@ use sealtrail_kafka::PartitionReader;
 use serde_json::{Value, json};
 
 use super::{Api, raw_topic};
-use crate::harness::{shared, unique};
+use crate::harness::{shared, stored_event_ids, unique};
 use crate::pipeline::verify_once_signed;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -139,22 +139,7 @@ fn raw_record(result: &Value) -> sealtrail_kafka::PartitionRecord {
 
 /// The event ids stored for `tenant`, once there are `expected` of them.
 async fn stored(api: &Api, tenant: &str, expected: usize) -> Vec<String> {
-    let started = Instant::now();
-    loop {
-        let mut ids: Vec<String> = api
-            .settings
-            .client()
-            .query("SELECT event_id FROM events WHERE tenant_id = ?")
-            .bind(tenant)
-            .fetch_all()
-            .await
-            .expect("events");
-        if ids.len() >= expected || started.elapsed() > Duration::from_secs(600) {
-            ids.sort();
-            return ids;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    stored_event_ids(&api.settings, tenant, expected).await
 }
 
 fn accepted_ids(answer: &Value) -> Vec<String> {

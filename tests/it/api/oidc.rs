@@ -14,7 +14,7 @@ use sealtrail_api::auth::jwt::{ClaimNames, JwtVerifier};
 use sealtrail_api::auth::oidc::{OidcSettings, OidcVerifier};
 use serde_json::{Value, json};
 
-use crate::harness::{shared, unique};
+use crate::harness::{serve_https_as_the_stack, shared, unique};
 
 /// A signing key of the provider: ES256, made for the test.
 struct ProviderKey {
@@ -46,37 +46,25 @@ impl ProviderKey {
 
 /// An identity provider over HTTPS (the stack's certificate), publishing `keys`.
 async fn provider(keys: Arc<RwLock<JwkSet>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let issuer = format!("https://{}", listener.local_addr().expect("address"));
-    let discovery = json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/keys") });
-    let app = axum::Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            axum::routing::get(move || {
-                let discovery = discovery.clone();
-                async move { axum::Json(discovery) }
-            }),
-        )
-        .route(
-            "/keys",
-            axum::routing::get(move || {
-                let set = keys.read().expect("lock").clone();
-                async move { axum::Json(set) }
-            }),
-        );
-    let tls_dir = shared().data_dir.join("tls");
-    let tls = sealtrail_http::ServerTls::load(&sealtrail_http::ServerTlsFiles {
-        cert: tls_dir.join("server.pem"),
-        key: tls_dir.join("server.key"),
+    serve_https_as_the_stack(|issuer| {
+        let discovery = json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/keys") });
+        axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let discovery = discovery.clone();
+                    async move { axum::Json(discovery) }
+                }),
+            )
+            .route(
+                "/keys",
+                axum::routing::get(move || {
+                    let set = keys.read().expect("lock").clone();
+                    async move { axum::Json(set) }
+                }),
+            )
     })
-    .expect("the stack's certificate");
-    tokio::spawn(sealtrail_http::serve::serve(
-        listener,
-        app,
-        Some(tls),
-        std::future::pending(),
-    ));
-    issuer
+    .await
 }
 
 fn now() -> i64 {
