@@ -4,6 +4,7 @@
 action only sealtrail writes, flushes, and prints what was accepted and refused as JSON.
 `exit N`: emits N events, prints their ids, and exits without flushing: the SDK's exit hook must
 deliver them.
+`retry N`: emits N events, flushes, and prints what was accepted and how many retries it took.
 """
 
 import json
@@ -29,6 +30,12 @@ def main() -> int:
     ids = [client.emit(event("billing.refund.posted")) for _ in range(count)]
     if mode == "exit":
         print(json.dumps({"ids": ids}), flush=True)
+        return 0
+    if mode == "retry":
+        if not client.flush(timeout=120):
+            print("flush timed out", file=sys.stderr)
+            return 1
+        print(json.dumps({"ids": ids, "accepted": client.stats.accepted, "retries": client.stats.retries}))
         return 0
     bad = client.emit(event("Not An Action"))
     reserved = client.emit(event("audit.events.read"))

@@ -376,11 +376,7 @@ pub async fn serve_https_as_the_stack(make: impl FnOnce(&str) -> axum::Router) -
 
 /// The sorted ids of `tenant`'s events in `clickhouse`, once there are `expected` of them (the
 /// deadline only bounds a broken run).
-pub async fn stored_event_ids(
-    clickhouse: &ClickHouseSettings,
-    tenant: &str,
-    expected: usize,
-) -> Vec<String> {
+pub async fn stored_event_ids(clickhouse: &ClickHouseSettings, tenant: &str, expected: usize) -> Vec<String> {
     let client = clickhouse.client();
     let started = std::time::Instant::now();
     loop {

@@ -6,10 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-use crate::harness::{TestStack, shared, stored_event_ids, unique};
+use crate::harness::{TestStack, serve_https_as_the_stack, shared, stored_event_ids, unique};
 use crate::interop::python_with_confluent_kafka;
 use crate::pipeline::verify_once_signed;
 
@@ -67,14 +69,16 @@ fn producer_key(stack: &TestStack, tenant: &str) -> String {
 }
 
 fn run_sdk(stack: &TestStack, site: &Path, tenant: &str, mode: &str, count: usize) -> Value {
+    let edge = stack.endpoints.get("INGEST_URL").expect("up writes INGEST_URL");
+    run_sdk_at(stack, edge, site, tenant, mode, count)
+}
+
+fn run_sdk_at(stack: &TestStack, url: &str, site: &Path, tenant: &str, mode: &str, count: usize) -> Value {
     let output = Command::new(python_with_confluent_kafka())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sdk_send.py"))
         .args([mode, &count.to_string()])
         .env("PYTHONPATH", site)
-        .env(
-            "SEALTRAIL_URL",
-            stack.endpoints.get("INGEST_URL").expect("up writes INGEST_URL"),
-        )
+        .env("SEALTRAIL_URL", url)
         .env("SEALTRAIL_KEY", producer_key(stack, tenant))
         .env("SEALTRAIL_TENANT", tenant)
         .env("SEALTRAIL_CA", stack.endpoints.get("SEALTRAIL_CA_FILE").expect("CA"))
@@ -162,4 +166,65 @@ async fn the_ingest_edge_serves_writes_health_and_metrics_but_no_reads() {
         .status()
         .as_u16();
     assert_eq!(unauthenticated, 401);
+}
+
+/// A front of the edge that answers its first request 503 with `Retry-After: 1`, as an edge at
+/// its in-flight limit does, and forwards every later one to the real edge; the requests it saw.
+async fn edge_busy_once(stack: &TestStack) -> (String, Arc<AtomicUsize>) {
+    let edge = stack
+        .endpoints
+        .get("INGEST_URL")
+        .expect("up writes INGEST_URL")
+        .to_owned();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let http = stack.http();
+    let forward = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+        let (counter, http, edge) = (counter.clone(), http.clone(), edge.clone());
+        async move {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                let busy = r#"{"error":{"code":"unavailable","message":"busy"}}"#;
+                return (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "1")],
+                    busy.to_owned(),
+                );
+            }
+            let mut request = http.post(format!("{edge}/v1/ingest/events")).body(body);
+            for name in ["authorization", "x-tenant-id", "content-type"] {
+                if let Some(value) = headers.get(name) {
+                    request = request.header(name, value);
+                }
+            }
+            let answer = request.send().await.expect("the edge answers");
+            let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).expect("a status");
+            (status, [("retry-after", "0")], answer.text().await.expect("a body"))
+        }
+    };
+    let url =
+        serve_https_as_the_stack(|_| axum::Router::new().route("/v1/ingest/events", axum::routing::post(forward)))
+            .await;
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_edge_is_retried_after_its_retry_after_and_nothing_is_lost() {
+    let stack = shared();
+    let dir = tempfile::tempdir().expect("dir");
+    let site = install_sdk(dir.path());
+    let tenant = unique("sdk-retry");
+    let (front, seen) = edge_busy_once(stack).await;
+
+    let (site, tenant_for_sdk) = (site.clone(), tenant.clone());
+    let answer = tokio::task::spawn_blocking(move || run_sdk_at(shared(), &front, &site, &tenant_for_sdk, "retry", 12))
+        .await
+        .expect("the SDK ran");
+
+    assert_eq!(answer["accepted"], 12, "{answer}");
+    assert!(
+        answer["retries"].as_u64().is_some_and(|retries| retries >= 1),
+        "{answer}"
+    );
+    assert!(seen.load(Ordering::SeqCst) >= 2, "the refused batch was sent again");
+    assert_eq!(stored(stack, &tenant, 12).await, ids(&answer));
 }
