@@ -1,6 +1,8 @@
 //! A request's body as events: one JSON object, a JSON array of them, or NDJSON (one per line),
 //! each read on its own so that one bad event does not refuse the others.
 
+use serde::Deserialize;
+use serde::de::{SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::event_json::{EventJson, ShapeError};
@@ -48,11 +50,40 @@ impl std::fmt::Display for BodyError {
         match self {
             Self::NotJson(reason) => write!(f, "the body is not a JSON event, array of events or NDJSON: {reason}"),
             Self::Empty => f.write_str("the body holds no event"),
-            Self::TooMany(count) => write!(
+            Self::TooMany(_) => write!(
                 f,
-                "the body holds {count} events; at most {MAX_EVENTS_PER_REQUEST} per request, send the rest in another"
+                "the body holds more than {MAX_EVENTS_PER_REQUEST} events; send at most {MAX_EVENTS_PER_REQUEST} per request"
             ),
         }
+    }
+}
+
+const TOO_MANY: &str = "more events than a request may hold";
+
+/// A JSON array's elements, each left as text, read no further than one past the limit: a body of
+/// millions of tiny elements is refused without building them all.
+struct Bounded<'a>(Vec<&'a RawValue>);
+
+impl<'de> Deserialize<'de> for Bounded<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Elements;
+        impl<'de> Visitor<'de> for Elements {
+            type Value = Bounded<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bounded<'de>, A::Error> {
+                let mut elements = Vec::new();
+                while let Some(element) = seq.next_element::<&'de RawValue>()? {
+                    if elements.len() == MAX_EVENTS_PER_REQUEST {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                    elements.push(element);
+                }
+                Ok(Bounded(elements))
+            }
+        }
+        deserializer.deserialize_seq(Elements)
     }
 }
 
@@ -68,7 +99,13 @@ pub fn parse_body(
     // Each event's text, with its line number in NDJSON.
     let items: Vec<(Option<usize>, &str)> = match format {
         BodyFormat::Json if text.trim_start().starts_with('[') => {
-            let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
+            let elements = match serde_json::from_str::<Bounded<'_>>(text) {
+                Ok(Bounded(elements)) => elements,
+                Err(error) if error.to_string().starts_with(TOO_MANY) => {
+                    return Err(BodyError::TooMany(MAX_EVENTS_PER_REQUEST + 1));
+                }
+                Err(error) => return Err(BodyError::NotJson(error.to_string())),
+            };
             elements.into_iter().map(|raw| (None, raw.get())).collect()
         }
         BodyFormat::Json if text.trim_start().starts_with('{') => vec![(None, text)],
@@ -78,6 +115,8 @@ pub fn parse_body(
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
             .map(|(number, line)| (Some(number + 1), line))
+            // One past the limit is enough to refuse the body.
+            .take(MAX_EVENTS_PER_REQUEST + 1)
             .collect(),
     };
     if items.is_empty() {
@@ -175,6 +214,19 @@ mod tests {
                 .iter()
                 .all(|item| item.as_ref().is_err_and(|e| e.0.contains("bytes")))
         );
+    }
+
+    #[test]
+    fn millions_of_tiny_elements_are_refused_after_the_first_thousand() {
+        let array = format!("[{}{{}}]", "{},".repeat(2_000_000));
+        let lines = "{}\n".repeat(2_000_000);
+        for (body, format) in [(array, BodyFormat::Json), (lines, BodyFormat::NdJson)] {
+            assert_eq!(
+                parse_body(body.as_bytes(), format, 100).err(),
+                Some(BodyError::TooMany(MAX_EVENTS_PER_REQUEST + 1)),
+                "{format:?}"
+            );
+        }
     }
 
     #[test]

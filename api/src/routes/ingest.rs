@@ -90,17 +90,22 @@ impl Ingest {
 const WRITERS: &[Role] = &[Role::Producer];
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
-fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
+/// A header's text; one that is present but not visible ASCII is refused, never taken as absent
+/// (an idempotency key dropped that way would let a retry be sealed twice).
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request(name, format!("the {name} header must be visible ASCII")))?
+        .trim();
+    Ok((!text.is_empty()).then_some(text))
 }
 
 /// The request's `X-Tenant-Id`, which must be the credential's tenant.
 fn tenant(headers: &HeaderMap, caller: &Caller) -> Result<String, ApiError> {
-    let tenant = header_text(headers, "x-tenant-id")
+    let tenant = header_text(headers, "x-tenant-id")?
         .ok_or_else(|| ApiError::bad_request("X-Tenant-Id", "name the tenant the events belong to in X-Tenant-Id"))?;
     if tenant != caller.tenant {
         return Err(ApiError::forbidden(
@@ -111,7 +116,7 @@ fn tenant(headers: &HeaderMap, caller: &Caller) -> Result<String, ApiError> {
 }
 
 fn request_context(headers: &HeaderMap, tenant: String) -> Result<RequestContext, ApiError> {
-    let idempotency_key = header_text(headers, "x-idempotency-key").map(str::to_owned);
+    let idempotency_key = header_text(headers, "x-idempotency-key")?.map(str::to_owned);
     if idempotency_key
         .as_ref()
         .is_some_and(|key| key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control))
@@ -121,7 +126,7 @@ fn request_context(headers: &HeaderMap, tenant: String) -> Result<RequestContext
             format!("X-Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} printable characters"),
         ));
     }
-    let trace = match header_text(headers, "traceparent") {
+    let trace = match header_text(headers, "traceparent")? {
         None => None,
         Some(value) => Some(TraceParent::parse(value).ok_or_else(|| {
             ApiError::bad_request(
@@ -139,7 +144,7 @@ fn request_context(headers: &HeaderMap, tenant: String) -> Result<RequestContext
 }
 
 fn format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
-    let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or("application/json");
+    let content_type = header_text(headers, header::CONTENT_TYPE.as_str())?.unwrap_or("application/json");
     BodyFormat::of(content_type).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -357,6 +357,25 @@ async fn only_a_producer_writes_only_for_its_tenant_and_reads_nothing() {
     )
     .await;
     assert_eq!(bad_trace.status, 400, "{}", bad_trace.body);
+    // An idempotency key that is not ASCII is refused, not taken as absent (which would let a
+    // retry be sealed twice).
+    let not_ascii = api
+        .http
+        .post(format!("{}/v1/ingest/events", api.url))
+        .bearer_auth(&producer)
+        .header("x-tenant-id", &api.alfa)
+        .header("content-type", "application/json")
+        .header(
+            "x-idempotency-key",
+            reqwest::header::HeaderValue::from_bytes("clé-1".as_bytes()).expect("a header value"),
+        )
+        .body(small_event(&api.alfa, "user.login").to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(not_ascii.status().as_u16(), 400);
+    let refusal: Value = not_ascii.json().await.expect("json");
+    assert_eq!(refusal["error"]["at"], "x-idempotency-key", "{refusal}");
 }
 
 #[tokio::test]
