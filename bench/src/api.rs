@@ -199,11 +199,7 @@ async fn start_api(args: &ApiBench, clickhouse: &ClickHouseSettings, run: u64) -
         exports: None,
     })
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(sealtrail_api::serve::serve(listener, app, None, std::future::pending()));
-
-    Ok(url)
+    serve_in_process(app).await
 }
 
 /// Generates the rows inside ClickHouse: tenant `n % tenants` with a skew (low-numbered tenants
@@ -255,6 +251,31 @@ pub struct Latencies {
     pub count: usize,
 }
 
+impl Latencies {
+    /// The percentiles of `samples`, in milliseconds.
+    pub fn of(mut samples: Vec<f64>) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let at = |quantile: f64| {
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a small index")]
+            let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
+            samples.get(index).copied().unwrap_or_default()
+        };
+        Self {
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            count: samples.len(),
+        }
+    }
+}
+
+/// Serves `app` in process on a free loopback port; its URL.
+pub async fn serve_in_process(app: axum::Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(sealtrail_api::serve::serve(listener, app, None, std::future::pending()));
+    Ok(url)
+}
+
 async fn time_requests<F, Fut>(what: &str, count: usize, request: F) -> anyhow::Result<Latencies>
 where
     F: Fn() -> Fut,
@@ -275,15 +296,5 @@ where
         bar.inc(1);
     }
     bar.finish_and_clear();
-    samples.sort_by(f64::total_cmp);
-    let at = |quantile: f64| {
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a small index")]
-        let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
-        samples[index]
-    };
-    Ok(Latencies {
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        count,
-    })
+    Ok(Latencies::of(samples))
 }

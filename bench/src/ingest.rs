@@ -22,7 +22,7 @@ use sealtrail_kafka::KafkaSettings;
 use sealtrail_runtime::RegistryConnection;
 use serde_json::{Value, json};
 
-use crate::api::Latencies;
+use crate::api::{Latencies, serve_in_process};
 
 /// What to measure, and where.
 #[derive(Debug, Clone)]
@@ -86,20 +86,6 @@ fn event_json(event: &AuditEvent) -> Value {
         "outcome": {"status": "SUCCESS"}, "correlation_id": event.correlation_id,
         "attributes": {"amount": event.attributes[0].1, "currency": "EUR"}
     })
-}
-
-fn percentiles(mut samples: Vec<f64>) -> Latencies {
-    samples.sort_by(f64::total_cmp);
-    let at = |quantile: f64| {
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a small index")]
-        let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
-        samples.get(index).copied().unwrap_or_default()
-    };
-    Latencies {
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        count: samples.len(),
-    }
 }
 
 fn bar(what: &str, len: usize) -> anyhow::Result<ProgressBar> {
@@ -171,10 +157,7 @@ async fn serve_edge(args: &IngestBench, clickhouse: &ClickHouseSettings, topic: 
         exports: None,
     })
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(sealtrail_api::serve::serve(listener, app, None, std::future::pending()));
-    Ok(url)
+    serve_in_process(app).await
 }
 
 /// Batches of `args.batch` events, `args.concurrency` requests at once, tenants in turn.
@@ -223,7 +206,7 @@ async fn rest(
     progress.finish_and_clear();
     let samples = samples.into_iter().collect::<anyhow::Result<Vec<f64>>>()?;
     #[expect(clippy::cast_precision_loss, reason = "event counts are far below 2^52")]
-    Ok((args.events as f64 / elapsed, percentiles(samples)))
+    Ok((args.events as f64 / elapsed, Latencies::of(samples)))
 }
 
 /// The same number of events, queued to Kafka as fast as the producer takes them.
@@ -256,5 +239,5 @@ async fn direct(
     let elapsed = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
     #[expect(clippy::cast_precision_loss, reason = "event counts are far below 2^52")]
-    Ok((args.events as f64 / elapsed, percentiles(samples)))
+    Ok((args.events as f64 / elapsed, Latencies::of(samples)))
 }
