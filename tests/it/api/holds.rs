@@ -302,14 +302,23 @@ async fn hold_changes_reach_signed_webhooks_that_refuse_replays_and_alterations(
         sealtrail_core::webhook::verify(secret.as_bytes(), &signature, &altered, now, 300),
         Err(sealtrail_core::webhook::WebhookError::Mismatch)
     );
-    // The failed first attempt and the retry are both logged.
-    let statuses: Vec<u16> = api
-        .settings
-        .client()
-        .query("SELECT status FROM webhook_deliveries WHERE tenant_id = {tenant:String} ORDER BY attempt")
-        .param("tenant", &api.alfa)
-        .fetch_all()
-        .await
-        .expect("deliveries");
+    // The failed first attempt and the retry are both logged. The retry's outcome is written
+    // after the receiver has the delivery, so it is waited for (the deadline only bounds a
+    // broken run).
+    let started = std::time::Instant::now();
+    let statuses = loop {
+        let statuses: Vec<u16> = api
+            .settings
+            .client()
+            .query("SELECT status FROM webhook_deliveries WHERE tenant_id = {tenant:String} ORDER BY attempt")
+            .param("tenant", &api.alfa)
+            .fetch_all()
+            .await
+            .expect("deliveries");
+        if statuses.len() >= 2 || started.elapsed() > std::time::Duration::from_secs(60) {
+            break statuses;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(statuses, [500, 200]);
 }
