@@ -27,6 +27,8 @@ pub enum EmitError {
     InvalidTenant(String),
     #[error("Kafka did not acknowledge the event: {0}")]
     NotAcknowledged(String),
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
 }
 
 /// Why a record was not queued.
@@ -72,6 +74,18 @@ impl AuditEmitter {
         topic: &str,
         schema: &str,
     ) -> Result<Self, EmitError> {
+        Self::connect_with(kafka, registry, topic, schema, &kafka.producer()).await
+    }
+
+    /// Like `connect_with_schema`, with a producer configuration of the caller's (the durable
+    /// emitter's shorter delivery timeout).
+    pub async fn connect_with(
+        kafka: &KafkaSettings,
+        registry: &RegistryConnection,
+        topic: &str,
+        schema: &str,
+        producer: &rdkafka::ClientConfig,
+    ) -> Result<Self, EmitError> {
         let subject = format!("{topic}-value");
         let supplied = SuppliedSchema::new(
             Some("io.sealtrail.audit.AuditEvent".to_owned()),
@@ -88,7 +102,7 @@ impl AuditEmitter {
             .await
             .map_err(|e| refused(e.to_string()))?;
         let producer: FutureProducer<KafkaContext> =
-            kafka.create(&kafka.producer()).map_err(|e| EmitError::Producer {
+            kafka.create(producer).map_err(|e| EmitError::Producer {
                 bootstrap: kafka.bootstrap.clone(),
                 reason: e.to_string(),
             })?;

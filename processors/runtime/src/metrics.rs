@@ -99,6 +99,7 @@ struct Inner {
     http_duration: Histograms,
     throttled: Family<Labels, Counter>,
     produce_ack: Histogram,
+    outbox: [Gauge<f64, std::sync::atomic::AtomicU64>; 3],
     ready: AtomicBool,
     not_ready_because: Mutex<String>,
 }
@@ -191,6 +192,19 @@ impl Metrics {
             "From queueing a record to Kafka's acknowledgement (acks=all), for records a caller waits on",
             duration_histogram,
         );
+        let outbox = [
+            ("sealtrail_outbox_records", "Events the durable outbox holds that Kafka has not acknowledged"),
+            ("sealtrail_outbox_bytes", "Bytes the durable outbox takes on disk"),
+            (
+                "sealtrail_outbox_oldest_age_seconds",
+                "How long the oldest event not yet acknowledged has been in the outbox (0 when empty)",
+            ),
+        ]
+        .map(|(name, help)| {
+            let family = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+            registry.register(name, help, family.clone());
+            family.get_or_create(&of_component()).clone()
+        });
         register_identity(&mut registry, component);
         Self(Arc::new(Inner {
             component,
@@ -215,6 +229,7 @@ impl Metrics {
             http_duration,
             throttled,
             produce_ack: produce_acks.get_or_create(&of_component()).clone(),
+            outbox,
             ready: AtomicBool::new(false),
             not_ready_because: Mutex::new("starting".to_owned()),
         }))
@@ -270,6 +285,14 @@ impl Metrics {
     /// One record's time from being queued to Kafka's acknowledgement.
     pub fn produce_ack(&self, seconds: f64) {
         self.0.produce_ack.observe(seconds);
+    }
+
+    /// What the durable outbox holds: records, bytes on disk, age of the oldest in seconds.
+    pub fn outbox(&self, records: u64, bytes: u64, oldest_age_seconds: f64) {
+        let [held, size, age] = &self.0.outbox;
+        held.set(records as f64);
+        size.set(bytes as f64);
+        age.set(oldest_age_seconds);
     }
 
     pub fn error(&self, kind: &str) {
