@@ -12,4 +12,4 @@ mod workload;
 pub use emitter::{AuditEmitter, EmitError, Enqueue, acknowledged};
 pub use outbox::{Accepted, DurableEmitter, OutboxSettings};
 pub use platform::platform_event;
-pub use workload::{WorkloadSent, send_workload};
+pub use workload::{Destination, Settled, WorkloadSent, send_workload};

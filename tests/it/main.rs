@@ -15,6 +15,7 @@ mod kafka_oauth;
 mod kafka_roundtrip;
 mod misconfiguration;
 mod offsets;
+mod outbox;
 mod pipeline;
 mod placement;
 mod registry;

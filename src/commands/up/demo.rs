@@ -9,7 +9,7 @@ use sealtrail_api::auth::Role;
 use sealtrail_api::auth::api_keys::KeyStore;
 use sealtrail_clickhouse::{ClickHouseSettings, VerifyRequest, verify_tenant};
 use sealtrail_emit::generator::{Generator, Workload};
-use sealtrail_emit::{AuditEmitter, send_workload};
+use sealtrail_emit::{AuditEmitter, Destination, send_workload};
 use sealtrail_local::{DataDir, Endpoints};
 
 const DEMO_TENANTS: usize = 20;
@@ -36,7 +36,7 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, raw_topic: &str, eve
     let bar = ProgressBar::new(events).with_style(ProgressStyle::with_template(
         "  {bar:40} {pos}/{len} acknowledged ({per_sec})",
     )?);
-    let sent = send_workload(&emitter, &mut generator, events, None, || bar.inc(1)).await?;
+    let sent = send_workload(Destination::Kafka(&emitter), &mut generator, events, None, |_| bar.inc(1)).await?;
     bar.finish_and_clear();
     if let Some(failure) = &sent.first_failure {
         anyhow::bail!(
