@@ -5,7 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
-pub mod ingest_quota;
+pub mod ingest;
 pub mod openapi;
 pub mod rate_limit;
 pub mod refusals;

@@ -50,7 +50,7 @@ pub struct ApiConfig {
     /// Machine callers identified by a client certificate.
     pub client_identities: ClientIdentities,
     /// The ingest edge's limits.
-    pub ingest: routes::ingest::IngestSettings,
+    pub ingest: crate::ingest::IngestSettings,
     /// Everything, or the ingest edge alone.
     pub routes: ServedRoutes,
 }
@@ -80,7 +80,7 @@ pub struct AppState {
     pub webhooks: Webhooks,
     pub trusted_keys: Vec<TrustedKey>,
     pub exports: Option<ExportBoard>,
-    pub ingest: routes::ingest::Ingest,
+    pub ingest: crate::ingest::Ingest,
     rate_limiter: RateLimiter,
     /// Failed credentials, per client address and per API key id.
     failed_credentials: RateLimiter,
@@ -151,7 +151,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         policies: PolicyStore::new(client.clone()),
         webhooks,
         exports,
-        ingest: routes::ingest::Ingest::new(&config.ingest, config.metrics.clone()),
+        ingest: crate::ingest::Ingest::new(&config.ingest, config.metrics.clone()),
         client,
         trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,
@@ -166,8 +166,9 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
     let exposition = config.metrics;
     let mut app = Router::new().route(
         "/v1/ingest/events",
-        post(routes::ingest::ingest_events).layer(axum::extract::DefaultBodyLimit::max(routes::ingest::BODY_LIMIT)),
+        post(routes::ingest::ingest_events).layer(axum::extract::DefaultBodyLimit::max(crate::ingest::BODY_LIMIT)),
     );
+    app = app.merge(crate::ingest::grpc::routes(&state));
     if config.routes == ServedRoutes::All {
         app = app.merge(reading_routes());
     }

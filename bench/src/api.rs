@@ -184,7 +184,7 @@ async fn start_api(args: &ApiBench, clickhouse: &ClickHouseSettings, run: u64) -
     let app = router(ApiConfig {
         metrics: sealtrail_runtime::Metrics::new("api"),
         routes: sealtrail_api::server::ServedRoutes::All,
-        ingest: sealtrail_api::routes::ingest::IngestSettings::default(),
+        ingest: sealtrail_api::ingest::IngestSettings::default(),
         client_identities: sealtrail_api::auth::client_certs::ClientIdentities::default(),
         clickhouse: clickhouse.clone(),
         jwt: JwtVerifier::new(None, None)?,

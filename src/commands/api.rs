@@ -29,11 +29,11 @@ pub struct ApiArgs {
     max_record_bytes: usize,
     /// Events per second and burst each tenant may send to the ingest edge, `PER_SECOND:BURST`;
     /// beyond, 429 with `Retry-After`.
-    #[arg(long, env = "INGEST_QUOTA", default_value = "2000:10000", value_parser = sealtrail_api::ingest_quota::parse_rate)]
+    #[arg(long, env = "INGEST_QUOTA", default_value = "2000:10000", value_parser = sealtrail_api::ingest::quota::parse_rate)]
     ingest_quota: RateLimit,
     /// A tenant's own ingest quota, `TENANT=PER_SECOND:BURST`; repeatable (comma-separated in
     /// the environment).
-    #[arg(long = "ingest-tenant-quota", env = "INGEST_TENANT_QUOTAS", value_delimiter = ',', value_parser = sealtrail_api::ingest_quota::parse_tenant_rate)]
+    #[arg(long = "ingest-tenant-quota", env = "INGEST_TENANT_QUOTAS", value_delimiter = ',', value_parser = sealtrail_api::ingest::quota::parse_tenant_rate)]
     ingest_tenant_quotas: Vec<(String, RateLimit)>,
     /// The tokenization key is read from here, to look up tokenized values for analysts.
     #[command(flatten)]
@@ -147,13 +147,13 @@ pub async fn run(args: ApiArgs, routes: ServedRoutes) -> anyhow::Result<()> {
     let app = router(ApiConfig {
         // Served on the API's own port, next to its /healthz and /readyz.
         metrics: sealtrail_runtime::Metrics::new("api"),
-        ingest: sealtrail_api::routes::ingest::IngestSettings {
+        ingest: sealtrail_api::ingest::IngestSettings {
             max_record_bytes: args.max_record_bytes,
-            quotas: sealtrail_api::ingest_quota::QuotaSettings {
+            quotas: sealtrail_api::ingest::quota::QuotaSettings {
                 default: args.ingest_quota,
                 tenants: args.ingest_tenant_quotas.iter().cloned().collect(),
             },
-            ..sealtrail_api::routes::ingest::IngestSettings::default()
+            ..sealtrail_api::ingest::IngestSettings::default()
         },
         client_identities,
         clickhouse,

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use sealtrail_api::auth::Role;
-use sealtrail_api::ingest_quota::QuotaSettings;
+use sealtrail_api::ingest::quota::QuotaSettings;
 use sealtrail_api::rate_limit::RateLimit;
-use sealtrail_api::routes::ingest::IngestSettings;
+use sealtrail_api::ingest::IngestSettings;
 use sealtrail_core::event::{Actor, ActorType, AuditEvent, Change, Evidence, Outcome, OutcomeStatus, Resource};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;
@@ -26,7 +26,7 @@ fn now_ms() -> i64 {
 }
 
 /// A complete event: every field of the contract set, as a producer's JSON.
-fn full_event(tenant: &str, occurred_at: i64) -> (AuditEvent, Value) {
+pub(super) fn full_event(tenant: &str, occurred_at: i64) -> (AuditEvent, Value) {
     let event = AuditEvent {
         event_id: ulid::Ulid::new().to_string(),
         tenant_id: tenant.to_owned(),

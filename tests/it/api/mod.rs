@@ -6,6 +6,7 @@ pub(crate) mod export;
 mod export_jobs;
 mod holds;
 mod ingest;
+mod ingest_grpc;
 mod isolation;
 mod oidc;
 mod openapi;
@@ -121,7 +122,7 @@ impl Api {
     }
 
     /// An API over a fresh, empty database, with these ingest limits.
-    pub async fn with_ingest(ingest: sealtrail_api::routes::ingest::IngestSettings) -> Self {
+    pub async fn with_ingest(ingest: sealtrail_api::ingest::IngestSettings) -> Self {
         let mut settings: ClickHouseSettings = shared().clickhouse();
         settings.database = scoped_database();
         let rate_limit = RateLimit {
@@ -142,7 +143,7 @@ impl Api {
             sealtrail_api::auth::client_certs::ClientIdentities,
         )>,
     ) -> Self {
-        let ingest = sealtrail_api::routes::ingest::IngestSettings::default();
+        let ingest = sealtrail_api::ingest::IngestSettings::default();
         Self::over_with(settings, rate_limit, quota, allow_private_webhooks, mtls, ingest).await
     }
 
@@ -155,7 +156,7 @@ impl Api {
             sealtrail_http::ServerTls,
             sealtrail_api::auth::client_certs::ClientIdentities,
         )>,
-        ingest: sealtrail_api::routes::ingest::IngestSettings,
+        ingest: sealtrail_api::ingest::IngestSettings,
     ) -> Self {
         let (tls, client_identities) = mtls.map_or(
             (None, sealtrail_api::auth::client_certs::ClientIdentities::default()),
