@@ -236,6 +236,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         endpoints
             .extra
             .push(("INGEST_URL".to_owned(), api_url(&security, ports.ingest)));
+        // gRPC is served on the same port (HTTP/2); tools such as grpcurl take host:port.
+        endpoints
+            .extra
+            .push(("INGEST_GRPC".to_owned(), format!("127.0.0.1:{}", ports.ingest)));
     }
     endpoints.write(&data_dir.endpoints_file())?;
     println!("{}", endpoints.to_env().trim_end());
