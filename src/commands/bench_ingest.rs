@@ -16,10 +16,10 @@ pub struct BenchIngestArgs {
     /// Events sent each way.
     #[arg(long, default_value_t = 50_000)]
     events: usize,
-    /// Events per REST request.
+    /// Events per REST request (and per gRPC batch).
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// REST requests in flight at once.
+    /// REST requests (and gRPC unary calls, and streams) in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Tenants the events are spread over.
@@ -49,12 +49,28 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         report.rest_latency.count
     );
     println!(
+        "through the edge (gRPC streams, batches of {}, {} streams): {:.0} events/s",
+        args.batch,
+        args.concurrency.min(args.tenants),
+        report.grpc_stream_per_second
+    );
+    println!(
+        "through the edge (gRPC unary, batches of {}, {} in flight): {:.0} events/s; per call p50 {:.1} ms, p99 {:.1} ms",
+        args.batch,
+        args.concurrency,
+        report.grpc_unary_per_second,
+        report.grpc_latency.p50_ms,
+        report.grpc_latency.p99_ms
+    );
+    println!(
         "direct Kafka produce: {:.0} events/s; per event p50 {:.1} ms, p99 {:.1} ms",
         report.direct_per_second, report.direct_latency.p50_ms, report.direct_latency.p99_ms
     );
     println!(
-        "edge / direct: {:.2} (target: at least 0.5)",
-        report.rest_per_second / report.direct_per_second
+        "edge / direct: REST {:.2}, gRPC stream {:.2}, gRPC unary {:.2} (target: at least 0.5)",
+        report.rest_per_second / report.direct_per_second,
+        report.grpc_stream_per_second / report.direct_per_second,
+        report.grpc_unary_per_second / report.direct_per_second
     );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Events per second through the ingest edge (`sealtrail bench-ingest`): REST batches of 100
-//! through the real route (authentication, quotas, the seal's validation, encoding, Kafka's
-//! acknowledgement before the answer), next to the same kind of events produced to Kafka directly
-//! with the same producer, in the same run, with acknowledgement latency percentiles.
+//! and gRPC streams through the real edge (authentication, quotas, the seal's validation,
+//! encoding, Kafka's acknowledgement before the answer), next to the same kind of events produced
+//! to Kafka directly with the same producer, in the same run, with acknowledgement latency
+//! percentiles.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,8 @@ use sealtrail_runtime::RegistryConnection;
 use serde_json::{Value, json};
 
 use crate::api::{Latencies, serve_in_process};
+
+mod grpc;
 
 /// What to measure, and where.
 #[derive(Debug, Clone)]
@@ -47,12 +50,18 @@ pub struct IngestReport {
     pub rest_per_second: f64,
     /// Per request: from sending the batch to the answer (every event acknowledged).
     pub rest_latency: Latencies,
+    /// `concurrency` gRPC streams at once, each carrying its share of the events in batches.
+    pub grpc_stream_per_second: f64,
+    /// Per batch: from sending it to its acknowledgement (measured with unary calls, one batch
+    /// each, `concurrency` at once).
+    pub grpc_unary_per_second: f64,
+    pub grpc_latency: Latencies,
     pub direct_per_second: f64,
     /// Per event: from queueing it to its acknowledgement.
     pub direct_latency: Latencies,
 }
 
-fn event(tenant: &str, index: usize, now_ms: i64) -> AuditEvent {
+pub(crate) fn event(tenant: &str, index: usize, now_ms: i64) -> AuditEvent {
     AuditEvent {
         event_id: ulid::Ulid::new().to_string(),
         tenant_id: tenant.to_owned(),
@@ -88,7 +97,7 @@ fn event_json(event: &AuditEvent) -> Value {
     })
 }
 
-fn bar(what: &str, len: usize) -> anyhow::Result<ProgressBar> {
+pub(crate) fn bar(what: &str, len: usize) -> anyhow::Result<ProgressBar> {
     Ok(
         ProgressBar::new(len as u64).with_style(ProgressStyle::with_template(&format!(
             "  {what} {{bar:30}} {{pos}}/{{len}} events"
@@ -120,11 +129,16 @@ pub async fn measure(args: IngestBench) -> anyhow::Result<IngestReport> {
     }
     let now_ms = sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc());
     let (rest_per_second, rest_latency) = rest(&args, &url, &credentials, now_ms).await?;
+    let grpc_stream_per_second = grpc::streams(&args, &url, &credentials, now_ms).await?;
+    let (grpc_unary_per_second, grpc_latency) = grpc::unary(&args, &url, &credentials, now_ms).await?;
     let emitter = AuditEmitter::connect(&args.kafka, &args.registry, &topic).await?;
     let (direct_per_second, direct_latency) = direct(&args, &emitter, &credentials, now_ms).await?;
     Ok(IngestReport {
         rest_per_second,
         rest_latency,
+        grpc_stream_per_second,
+        grpc_unary_per_second,
+        grpc_latency,
         direct_per_second,
         direct_latency,
     })
