@@ -163,6 +163,7 @@ mod tests {
             subject: "key:00aa".to_owned(),
             tenant: "acme".to_owned(),
             roles: vec![Role::Auditor],
+            platform_tenants: Vec::new(),
         };
         let sql = "SELECT * FROM events WHERE actor_id = 'alice@example.com'";
         let event = access_event(&Access {

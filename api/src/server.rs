@@ -146,7 +146,12 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         None => None,
     };
     let state = Arc::new(AppState {
-        keys: KeyStore::new(client.clone()),
+        keys: match config.routes {
+            ServedRoutes::All => KeyStore::new(client.clone()),
+            ServedRoutes::Ingest => {
+                KeyStore::new(client.clone()).remembering(crate::auth::api_keys::EDGE_KEY_CACHE_TTL)
+            }
+        },
         holds: HoldStore::new(client.clone()),
         policies: PolicyStore::new(client.clone()),
         webhooks,

@@ -102,6 +102,10 @@ pub struct ApiArgs {
     /// space-separated string.
     #[arg(long, env = "SEALTRAIL_JWT_ROLES_CLAIM", default_value = "roles")]
     jwt_roles_claim: String,
+    /// The claim (or dotted path) listing a platform producer's other tenants in a JWT (an
+    /// array; read only from tokens with the `producer` role).
+    #[arg(long, env = "SEALTRAIL_JWT_TENANTS_CLAIM", default_value = "tenants")]
+    jwt_tenants_claim: String,
 }
 
 pub async fn run(args: ApiArgs, routes: ServedRoutes) -> anyhow::Result<()> {
@@ -221,6 +225,7 @@ async fn callers(
         JwtVerifier::new(hs256.as_deref().map(<[u8]>::trim_ascii), rs256.as_deref())?.with_claims(ClaimNames {
             tenant: args.jwt_tenant_claim.clone(),
             roles: args.jwt_roles_claim.clone(),
+            platform_tenants: args.jwt_tenants_claim.clone(),
         });
     if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
         let oidc = OidcVerifier::connect(OidcSettings {

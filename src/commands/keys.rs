@@ -30,9 +30,13 @@ enum KeysCommand {
         clickhouse: ClickHouseArgs,
         #[arg(long)]
         tenant: String,
-        /// One of: auditor, `tenant_admin`, compliance, sre, `platform_admin`.
+        /// One of: auditor, `tenant_admin`, compliance, sre, `platform_admin`, producer.
         #[arg(long, value_parser = parse_role)]
         role: Role,
+        /// For a producer: more tenants it writes events for (a platform producer), comma
+        /// separated; it still reads nothing.
+        #[arg(long = "also-tenant", value_delimiter = ',')]
+        also_tenants: Vec<String>,
         /// What the key is for (shown in lists).
         #[arg(long, default_value = "")]
         label: String,
@@ -95,6 +99,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             clickhouse,
             tenant,
             role,
+            also_tenants,
             label,
             expires_in_days,
         } => {
@@ -108,9 +113,16 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                         .context("--expires-in-days ends after the year 9999; give fewer days")?,
                 ),
             };
-            let issued = store.create_expiring(&tenant, role, &label, expires_at).await?;
+            let issued = store
+                .create_bound(&tenant, &also_tenants, role, &label, expires_at)
+                .await?;
+            let also = if issued.stored.platform_tenants.is_empty() {
+                String::new()
+            } else {
+                format!(" (and writing for {})", issued.stored.platform_tenants.join(", "))
+            };
             println!(
-                "API key {} for tenant {} with role {}, expires {} (keep it: it is shown only now)",
+                "API key {} for tenant {}{also} with role {}, expires {} (keep it: it is shown only now)",
                 issued.stored.key_id,
                 issued.stored.tenant_id,
                 issued.stored.role,
@@ -138,7 +150,11 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                     shown(key.expires_at),
                     shown(key.revoked_at),
                     shown(usage.get(&key.key_id).copied()),
-                    key.label
+                    if key.platform_tenants.is_empty() {
+                        key.label.clone()
+                    } else {
+                        format!("{} (also writes for {})", key.label, key.platform_tenants.join(", "))
+                    }
                 );
             }
             println!(

@@ -19,6 +19,12 @@ use sealtrail_core::digest::to_hex;
 const PREFIX: &str = "stk_";
 /// How often a key's last use is written, at most.
 const USAGE_EVERY: Duration = Duration::from_secs(60);
+/// How long the ingest edge uses a key's row before reading it again: a revocation or rotation
+/// takes effect there within this long (expiry is checked on every use). The API remembers
+/// nothing: there a revocation takes effect at once.
+pub const EDGE_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Rows kept at most; beyond, the stale ones are dropped.
+const KEY_CACHE_ROWS: usize = 10_000;
 const KEY_ID_BYTES: usize = 8;
 const SECRET_BYTES: usize = 32;
 
@@ -35,6 +41,10 @@ pub enum KeyError {
     Dead(String),
     #[error("that lifetime ends after the year 9999; give fewer days")]
     TooLong,
+    #[error("only a producer key may be bound to more tenants (the role was {0})")]
+    TenantsNeedProducer(&'static str),
+    #[error("a platform producer is bound to at most {0} tenants")]
+    TooManyTenants(usize),
     #[error("ClickHouse refused the key operation: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
 }
@@ -54,6 +64,8 @@ pub struct StoredKey {
     pub version: u64,
     #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// A platform producer's other tenants (see `Caller::platform_tenants`).
+    pub platform_tenants: Vec<String>,
 }
 
 impl StoredKey {
@@ -107,6 +119,9 @@ pub struct KeyStore {
     client: Client,
     /// When each key's use was last written.
     usage_written: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Rows read for authentication, with when they were read, kept for `remember_for`.
+    recent: Arc<Mutex<HashMap<String, (StoredKey, Instant)>>>,
+    remember_for: Option<Duration>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -121,7 +136,17 @@ impl KeyStore {
         Self {
             client,
             usage_written: Arc::default(),
+            recent: Arc::default(),
+            remember_for: None,
         }
+    }
+
+    /// A store that authenticates a key from the row it read up to `ttl` ago (the ingest edge,
+    /// see `EDGE_KEY_CACHE_TTL`).
+    #[must_use]
+    pub fn remembering(mut self, ttl: Duration) -> Self {
+        self.remember_for = Some(ttl);
+        self
     }
 
     /// Issues a key that never expires.
@@ -137,9 +162,35 @@ impl KeyStore {
         label: &str,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<IssuedKey, KeyError> {
-        if !sealtrail_core::validate::is_valid_tenant_id(tenant_id) {
-            return Err(KeyError::InvalidTenant(tenant_id.to_owned()));
+        self.create_bound(tenant_id, &[], role, label, expires_at).await
+    }
+
+    /// Issues a key for `tenant_id` which, for a producer, also writes for `platform_tenants` (a
+    /// platform producer, such as a gateway in front of many tenants' services).
+    pub async fn create_bound(
+        &self,
+        tenant_id: &str,
+        platform_tenants: &[String],
+        role: Role,
+        label: &str,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<IssuedKey, KeyError> {
+        if let Some(invalid) = std::iter::once(tenant_id)
+            .chain(platform_tenants.iter().map(String::as_str))
+            .find(|tenant| !sealtrail_core::validate::is_valid_tenant_id(tenant))
+        {
+            return Err(KeyError::InvalidTenant(invalid.to_owned()));
         }
+        if !platform_tenants.is_empty() && role != Role::Producer {
+            return Err(KeyError::TenantsNeedProducer(role.name()));
+        }
+        if platform_tenants.len() > super::jwt::MAX_PLATFORM_TENANTS {
+            return Err(KeyError::TooManyTenants(super::jwt::MAX_PLATFORM_TENANTS));
+        }
+        let mut platform_tenants: Vec<String> =
+            platform_tenants.iter().filter(|tenant| *tenant != tenant_id).cloned().collect();
+        platform_tenants.sort();
+        platform_tenants.dedup();
         let random = SystemRandom::new();
         let mut key_id = [0_u8; KEY_ID_BYTES];
         let mut secret = [0_u8; SECRET_BYTES];
@@ -157,6 +208,7 @@ impl KeyStore {
             revoked_at: None,
             version,
             expires_at,
+            platform_tenants,
         };
         self.write(&stored).await?;
         Ok(IssuedKey {
@@ -186,6 +238,7 @@ impl KeyStore {
             stored.version = version.max(stored.version + 1);
             self.write(&stored).await?;
         }
+        self.forget(key_id);
         Ok(stored)
     }
 
@@ -214,7 +267,7 @@ impl KeyStore {
         };
         let overlap_ends = later(overlap).ok_or(KeyError::TooLong)?;
         let issued = self
-            .create_expiring(&old.tenant_id, role, &old.label, expires_at)
+            .create_bound(&old.tenant_id, &old.platform_tenants, role, &old.label, expires_at)
             .await?;
         // Read again just before writing: a revocation that landed meanwhile must stay (the
         // table has no compare-and-set; this narrows the window to one round trip).
@@ -224,6 +277,7 @@ impl KeyStore {
         old.expires_at = Some(old.expires_at.map_or(overlap_ends, |expiry| expiry.min(overlap_ends)));
         old.version = version.max(old.version + 1);
         self.write(&old).await?;
+        self.forget(key_id);
         Ok((issued, old))
     }
 
@@ -269,7 +323,7 @@ impl KeyStore {
         let Some((key_id, secret)) = split(presented) else {
             return Ok(None);
         };
-        let Some(stored) = self.find(key_id).await? else {
+        let Some(stored) = self.find_recent(key_id).await? else {
             return Ok(None);
         };
         // Both sides are digests of secrets: comparing them leaks nothing an attacker can use.
@@ -284,7 +338,44 @@ impl KeyStore {
             subject: format!("key:{}", stored.key_id),
             tenant: stored.tenant_id,
             roles: vec![role],
+            // Only a producer's binding means anything; a row edited by hand grants no more.
+            platform_tenants: if role == Role::Producer {
+                stored.platform_tenants
+            } else {
+                Vec::new()
+            },
         }))
+    }
+
+    /// The key's row as read within `remember_for`, or read now: every request of a busy
+    /// producer would otherwise wait for ClickHouse. Unknown ids are not remembered (the
+    /// failed-credential limit bounds how often they are looked up).
+    async fn find_recent(&self, key_id: &str) -> Result<Option<StoredKey>, KeyError> {
+        let Some(ttl) = self.remember_for else {
+            return self.find(key_id).await;
+        };
+        {
+            let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((stored, read_at)) = recent.get(key_id)
+                && read_at.elapsed() < ttl
+            {
+                return Ok(Some(stored.clone()));
+            }
+        }
+        let found = self.find(key_id).await?;
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        match &found {
+            Some(stored) => {
+                if recent.len() >= KEY_CACHE_ROWS {
+                    recent.retain(|_, (_, read_at)| read_at.elapsed() < ttl);
+                }
+                recent.insert(key_id.to_owned(), (stored.clone(), Instant::now()));
+            }
+            None => {
+                recent.remove(key_id);
+            }
+        }
+        Ok(found)
     }
 
     async fn find(&self, key_id: &str) -> Result<Option<StoredKey>, KeyError> {
@@ -294,6 +385,14 @@ impl KeyStore {
             .param("key_id", key_id)
             .fetch_optional::<StoredKey>()
             .await?)
+    }
+
+    /// Drops what this process remembers of a key it just changed.
+    fn forget(&self, key_id: &str) {
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key_id);
     }
 
     async fn write(&self, key: &StoredKey) -> Result<(), KeyError> {

@@ -67,6 +67,7 @@ impl ClientIdentities {
             subject: format!("cert:{}", certificate.common_name),
             tenant: tenant.clone(),
             roles: roles.clone(),
+            platform_tenants: Vec::new(),
         })
     }
 }

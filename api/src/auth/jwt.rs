@@ -14,6 +14,9 @@ use super::{Caller, Role};
 pub struct ClaimNames {
     pub tenant: String,
     pub roles: String,
+    /// A platform producer's other tenants: an array of tenant ids, read only from tokens with
+    /// the `producer` role.
+    pub platform_tenants: String,
 }
 
 impl Default for ClaimNames {
@@ -21,8 +24,41 @@ impl Default for ClaimNames {
         Self {
             tenant: "tenant".to_owned(),
             roles: "roles".to_owned(),
+            platform_tenants: "tenants".to_owned(),
         }
     }
+}
+
+/// The most tenants one platform producer may be bound to.
+pub const MAX_PLATFORM_TENANTS: usize = 1000;
+
+/// A platform producer's other tenants from its token: an array of valid tenant ids.
+fn platform_tenants(claims: &serde_json::Value, names: &ClaimNames, roles: &[Role]) -> Result<Vec<String>, String> {
+    if !roles.contains(&Role::Producer) {
+        return Ok(Vec::new());
+    }
+    let Some(value) = claim(claims, &names.platform_tenants) else {
+        return Ok(Vec::new());
+    };
+    let items = value
+        .as_array()
+        .filter(|items| items.len() <= MAX_PLATFORM_TENANTS)
+        .ok_or_else(|| {
+            format!(
+                "the token's `{}` claim must be an array of at most {MAX_PLATFORM_TENANTS} tenant ids",
+                names.platform_tenants
+            )
+        })?;
+    items
+        .iter()
+        .map(|item| match item.as_str() {
+            Some(tenant) if sealtrail_core::validate::is_valid_tenant_id(tenant) => Ok(tenant.to_owned()),
+            _ => Err(format!(
+                "the token's `{}` claim holds something that is not a valid tenant id",
+                names.platform_tenants
+            )),
+        })
+        .collect()
 }
 
 /// Verifies tokens with the keys the API was started with and, when configured, an OIDC
@@ -170,6 +206,7 @@ fn caller_of(claims: &serde_json::Value, names: &ClaimNames) -> Result<Caller, S
     Ok(Caller {
         subject: format!("jwt:{subject}"),
         tenant: tenant.to_owned(),
+        platform_tenants: platform_tenants(claims, names, &roles)?,
         roles,
     })
 }

@@ -75,6 +75,9 @@ pub struct Caller {
     pub subject: String,
     pub tenant: String,
     pub roles: Vec<Role>,
+    /// A platform producer's other tenants: it writes events for `tenant` and these (empty for
+    /// every other credential; no read right comes with them).
+    pub platform_tenants: Vec<String>,
 }
 
 impl Caller {
@@ -104,6 +107,12 @@ impl Caller {
             }
             None => self.subject.clone(),
         }
+    }
+
+    /// Whether the caller may write `tenant`'s events: its own tenant, or one a platform producer
+    /// is bound to.
+    pub fn writes_for(&self, tenant: &str) -> bool {
+        tenant == self.tenant || self.platform_tenants.iter().any(|bound| bound == tenant)
     }
 
     /// Refuses with 403 unless the caller holds one of `allowed`.

@@ -102,7 +102,7 @@ pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Opti
 pub(crate) fn tenant(headers: &HeaderMap, caller: &Caller) -> Result<String, ApiError> {
     let tenant = header_text(headers, "x-tenant-id")?
         .ok_or_else(|| ApiError::bad_request("X-Tenant-Id", "name the tenant the events belong to in X-Tenant-Id"))?;
-    if tenant != caller.tenant {
+    if !caller.writes_for(tenant) {
         return Err(ApiError::forbidden(
             "X-Tenant-Id names a tenant this credential may not write for",
         ));

@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_create_tenant_checkpoints"),
     migration!(12, "0012_add_layout_epochs"),
     migration!(13, "0013_add_api_key_expiry_and_usage"),
+    migration!(14, "0014_add_api_key_platform_tenants"),
 ];
 
 /// What `apply_migrations` did with one migration.

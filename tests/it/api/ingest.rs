@@ -379,6 +379,65 @@ async fn only_a_producer_writes_only_for_its_tenant_and_reads_nothing() {
 }
 
 #[tokio::test]
+async fn a_platform_producer_writes_for_its_bound_tenants_only_and_reads_none_of_them() {
+    let api = Api::empty().await;
+    let charlie = unique("charlie");
+    let outsider = unique("outsider");
+    let bound = vec![api.bravo.clone(), charlie.clone()];
+    let key = api
+        .keys
+        .create_bound(&api.alfa, &bound, Role::Producer, "gateway", None)
+        .await
+        .expect("a platform producer key")
+        .key;
+    let expires = super::now() + 300;
+    let claims = json!({"sub": "gateway@idp", "tenant": api.alfa, "roles": ["producer"],
+                        "tenants": bound, "exp": expires});
+    let secret = jsonwebtoken::EncodingKey::from_secret(super::HS256_SECRET);
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &secret).expect("token");
+    for credential in [&key, &token] {
+        for tenant in [&api.alfa, &api.bravo, &charlie] {
+            let event = small_event(tenant, "user.login").to_string();
+            let sent = send(&api, credential, tenant, "application/json", event, &[]).await;
+            assert_eq!(sent.status, 200, "{tenant}: {}", sent.body);
+        }
+        let event = small_event(&outsider, "user.login").to_string();
+        let refused = send(&api, credential, &outsider, "application/json", event, &[]).await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        for tenant in [&api.alfa, &api.bravo] {
+            let status = api
+                .http
+                .get(format!("{}/v1/events?tenant={tenant}", api.url))
+                .bearer_auth(credential)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16();
+            assert_eq!(status, 403, "a platform producer reads {tenant}");
+        }
+    }
+    // Only a producer is bound to more tenants, by a key or by a token.
+    let refused = api
+        .keys
+        .create_bound(&api.alfa, &bound, Role::Auditor, "no", None)
+        .await
+        .expect_err("an auditor bound to more tenants");
+    assert!(refused.to_string().contains("only a producer key"), "{refused}");
+    let claims = json!({"sub": "reader@idp", "tenant": api.alfa, "roles": ["auditor"],
+                        "tenants": [api.bravo], "exp": expires});
+    let auditor = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &secret).expect("token");
+    let event = small_event(&api.bravo, "user.login").to_string();
+    let sent = send(&api, &auditor, &api.bravo, "application/json", event, &[]).await;
+    assert_eq!(sent.status, 403, "{}", sent.body);
+    // The claim gives a reader nothing, and takes nothing away either.
+    let (status, body) = api
+        .query(Some(&auditor), json!({"sql": "SELECT count() FROM events"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn a_flooding_tenant_gets_429_while_another_keeps_its_quota() {
     // Five events at once per tenant, refilled at one per 1,000 s: nothing refills during the test.
     let api = Api::with_ingest(IngestSettings {

@@ -198,6 +198,7 @@ async fn tenant_and_roles_come_from_configured_nested_claims() {
     let names = ClaimNames {
         tenant: "org.id".to_owned(),
         roles: "realm_access.roles".to_owned(),
+        ..ClaimNames::default()
     };
     let jwt = verifier(&issuer, "api", names).await;
     let tenant = unique("nested");
