@@ -98,6 +98,11 @@ fn imports_pinned(python: &PathBuf) -> Result<(), String> {
             "PyYAML" => "yaml".to_owned(),
             "python-dotenv" => "dotenv".to_owned(),
             "rpds-py" => "rpds".to_owned(),
+            "Jinja2" => "jinja2".to_owned(),
+            "MarkupSafe" => "markupsafe".to_owned(),
+            "Pygments" => "pygments".to_owned(),
+            "markdown-it-py" => "markdown_it".to_owned(),
+            "python-dateutil" => "dateutil".to_owned(),
             other => other.replace('-', "_"),
         };
         let _ = writeln!(
