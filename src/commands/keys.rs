@@ -72,6 +72,44 @@ enum KeysCommand {
     },
 }
 
+/// `keys list`: every key of one tenant or all, with its state and last use.
+async fn list(clickhouse: &ClickHouseArgs, tenant: Option<&str>) -> anyhow::Result<()> {
+    let store = key_store(clickhouse).await?;
+    let keys = store.list(tenant).await?;
+    let usage = store.usage().await?;
+    let now = time::OffsetDateTime::now_utc();
+    println!(
+        "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {:<24}  {:<24}  label",
+        "key id", "tenant", "role", "created", "expires", "revoked", "last used"
+    );
+    for key in &keys {
+        println!(
+            "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {:<24}  {:<24}  {}",
+            key.key_id,
+            key.tenant_id,
+            key.role,
+            shown(Some(key.created_at)),
+            shown(key.expires_at),
+            shown(key.revoked_at),
+            shown(usage.get(&key.key_id).copied()),
+            if key.platform_tenants.is_empty() {
+                key.label.clone()
+            } else {
+                format!("{} (also writes for {})", key.label, key.platform_tenants.join(", "))
+            }
+        );
+    }
+    println!(
+        "{} keys, {} revoked, {} expired",
+        keys.len(),
+        keys.iter().filter(|k| k.revoked_at.is_some()).count(),
+        keys.iter()
+            .filter(|k| k.revoked_at.is_none() && k.is_dead_at(now))
+            .count()
+    );
+    Ok(())
+}
+
 fn days(days: u32) -> Option<Duration> {
     (days > 0).then(|| Duration::from_secs(u64::from(days) * 86_400))
 }
@@ -131,42 +169,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
             println!("{}", issued.key);
             Ok(())
         }
-        KeysCommand::List { clickhouse, tenant } => {
-            let store = key_store(&clickhouse).await?;
-            let keys = store.list(tenant.as_deref()).await?;
-            let usage = store.usage().await?;
-            let now = time::OffsetDateTime::now_utc();
-            println!(
-                "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {:<24}  {:<24}  label",
-                "key id", "tenant", "role", "created", "expires", "revoked", "last used"
-            );
-            for key in &keys {
-                println!(
-                    "{:<16}  {:<24}  {:<14}  {:<24}  {:<24}  {:<24}  {:<24}  {}",
-                    key.key_id,
-                    key.tenant_id,
-                    key.role,
-                    shown(Some(key.created_at)),
-                    shown(key.expires_at),
-                    shown(key.revoked_at),
-                    shown(usage.get(&key.key_id).copied()),
-                    if key.platform_tenants.is_empty() {
-                        key.label.clone()
-                    } else {
-                        format!("{} (also writes for {})", key.label, key.platform_tenants.join(", "))
-                    }
-                );
-            }
-            println!(
-                "{} keys, {} revoked, {} expired",
-                keys.len(),
-                keys.iter().filter(|k| k.revoked_at.is_some()).count(),
-                keys.iter()
-                    .filter(|k| k.revoked_at.is_none() && k.is_dead_at(now))
-                    .count()
-            );
-            Ok(())
-        }
+        KeysCommand::List { clickhouse, tenant } => list(&clickhouse, tenant.as_deref()).await,
         KeysCommand::Revoke { clickhouse, key_id } => {
             let store = key_store(&clickhouse).await?;
             let key = store.revoke(&key_id).await?;

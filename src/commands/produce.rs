@@ -104,16 +104,22 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     // With an outbox, a broker that is down at start is what the outbox is for.
     let durable = match &outbox {
         Some(settings) => Some(
-            DurableEmitter::connect(&kafka, &registry, &args.topics.raw_topic, settings, Some(metrics.clone())).await?,
+            DurableEmitter::connect(
+                &kafka,
+                &registry,
+                &args.topics.raw_topic,
+                settings,
+                Some(metrics.clone()),
+            )
+            .await?,
         ),
         None => None,
     };
-    let direct = match &durable {
-        Some(_) => None,
-        None => {
-            sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
-            Some(AuditEmitter::connect(&kafka, &registry, &args.topics.raw_topic).await?)
-        }
+    let direct = if durable.is_some() {
+        None
+    } else {
+        sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+        Some(AuditEmitter::connect(&kafka, &registry, &args.topics.raw_topic).await?)
     };
     let destination = match (&durable, &direct) {
         (Some(durable), _) => Destination::Durable(durable),

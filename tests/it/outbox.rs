@@ -70,7 +70,16 @@ async fn events_the_emitter_acknowledged_are_sealed_once_after_the_broker_and_th
     let prefix = format!("{}-", unique("ob"));
     let metrics_port = free_port();
     let mut producer = Command::new(SEALTRAIL)
-        .args(["produce", "--events", "1000000", "--rate", "150", "--tenants", "3", "--tenant-prefix"])
+        .args([
+            "produce",
+            "--events",
+            "1000000",
+            "--rate",
+            "150",
+            "--tenants",
+            "3",
+            "--tenant-prefix",
+        ])
         .arg(&prefix)
         .arg("--outbox")
         .arg(&outbox)
@@ -85,7 +94,10 @@ async fn events_the_emitter_acknowledged_are_sealed_once_after_the_broker_and_th
         .expect("start the producer");
     wait_for_acknowledged(&ids_file, 150, &mut producer);
     let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
-    assert_eq!(metric(&metrics, "sealtrail_outbox_records").await, 0.0, "Kafka acknowledges");
+    assert!(
+        metric(&metrics, "sealtrail_outbox_records").await < 0.5,
+        "Kafka acknowledges: the outbox is empty"
+    );
 
     kill(Pid::from_raw(stack.child_pid("tansu")), Signal::SIGKILL).expect("kill -9 the broker");
     let (status, _) = stack.wait_for_exit();
@@ -103,7 +115,15 @@ async fn events_the_emitter_acknowledged_are_sealed_once_after_the_broker_and_th
     let restarted = TestStack::start(&data_dir);
     let outbox_arg = outbox.display().to_string();
     let (status, stdout, stderr) = restarted.sealtrail(
-        &["produce", "--events", "0", "--outbox", &outbox_arg, "--outbox-drain-timeout", "240"],
+        &[
+            "produce",
+            "--events",
+            "0",
+            "--outbox",
+            &outbox_arg,
+            "--outbox-drain-timeout",
+            "240",
+        ],
         &[],
     );
     assert!(status.success(), "{stdout}{stderr}");
@@ -111,7 +131,11 @@ async fn events_the_emitter_acknowledged_are_sealed_once_after_the_broker_and_th
 
     let stored = stored_counts(&restarted, &prefix, told.len()).await;
     let missing: Vec<&String> = told.iter().filter(|id| !stored.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged events were lost: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events were lost: {missing:?}",
+        missing.len()
+    );
     let doubled: Vec<(&String, &u64)> = stored.iter().filter(|(_, count)| **count != 1).collect();
     assert!(doubled.is_empty(), "events sealed more than once: {doubled:?}");
     assert!(restarted.stop().success());

@@ -187,8 +187,11 @@ impl KeyStore {
         if platform_tenants.len() > super::jwt::MAX_PLATFORM_TENANTS {
             return Err(KeyError::TooManyTenants(super::jwt::MAX_PLATFORM_TENANTS));
         }
-        let mut platform_tenants: Vec<String> =
-            platform_tenants.iter().filter(|tenant| *tenant != tenant_id).cloned().collect();
+        let mut platform_tenants: Vec<String> = platform_tenants
+            .iter()
+            .filter(|tenant| *tenant != tenant_id)
+            .cloned()
+            .collect();
         platform_tenants.sort();
         platform_tenants.dedup();
         let random = SystemRandom::new();

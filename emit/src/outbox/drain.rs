@@ -37,7 +37,10 @@ pub async fn run(shared: Arc<Shared>, emitter: Arc<AuditEmitter>) {
         let records = match batch {
             None => {
                 if sent_since_empty > 0 {
-                    tracing::info!(records = sent_since_empty, "the outbox is drained; events go straight to Kafka again");
+                    tracing::info!(
+                        records = sent_since_empty,
+                        "the outbox is drained; events go straight to Kafka again"
+                    );
                     sent_since_empty = 0;
                 }
                 tokio::time::timeout(REPORT_EVERY, shared.arrived.notified()).await.ok();

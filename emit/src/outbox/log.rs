@@ -46,7 +46,9 @@ pub enum OutboxError {
         offset: u64,
         why: &'static str,
     },
-    #[error("the outbox {dir} is full ({max_bytes} bytes): Kafka has been unreachable for too long; the event was not accepted")]
+    #[error(
+        "the outbox {dir} is full ({max_bytes} bytes): Kafka has been unreachable for too long; the event was not accepted"
+    )]
     Full { dir: PathBuf, max_bytes: u64 },
     #[error("the outbox {dir} failed earlier ({reason}) and takes no more records; restart the process")]
     Broken { dir: PathBuf, reason: String },
@@ -209,7 +211,11 @@ impl OutboxLog {
 
     /// Appends `records` and fsyncs them: each gets its sequence number, or the reason it was not
     /// taken (the outbox is full). Returns an error for all when the disk fails.
-    pub fn append(&mut self, records: &[OutboxRecord], now_ms: i64) -> Result<Vec<Result<u64, OutboxError>>, OutboxError> {
+    pub fn append(
+        &mut self,
+        records: &[OutboxRecord],
+        now_ms: i64,
+    ) -> Result<Vec<Result<u64, OutboxError>>, OutboxError> {
         if let Some(reason) = &self.broken {
             return Err(OutboxError::Broken {
                 dir: self.dir.clone(),
@@ -230,7 +236,11 @@ impl OutboxLog {
         self.segments.back().map_or(0, |segment| segment.first_sequence)
     }
 
-    fn write_all(&mut self, records: &[OutboxRecord], now_ms: i64) -> Result<Vec<Result<u64, OutboxError>>, OutboxError> {
+    fn write_all(
+        &mut self,
+        records: &[OutboxRecord],
+        now_ms: i64,
+    ) -> Result<Vec<Result<u64, OutboxError>>, OutboxError> {
         let mut taken = Vec::with_capacity(records.len());
         for record in records {
             let frame = record::encode(self.next_sequence, now_ms, record);
@@ -241,7 +251,11 @@ impl OutboxLog {
                 }));
                 continue;
             }
-            if self.segments.back().is_some_and(|last| last.bytes >= self.limits.segment_bytes) {
+            if self
+                .segments
+                .back()
+                .is_some_and(|last| last.bytes >= self.limits.segment_bytes)
+            {
                 self.roll()?;
             }
             let path = segment_path(&self.dir, self.last_segment());
@@ -360,7 +374,10 @@ impl OutboxLog {
 
     /// When the record at `position` entered the outbox.
     fn peek_enqueued_ms(&self, position: Position) -> Option<i64> {
-        let index = self.segments.iter().position(|s| s.first_sequence == position.segment)?;
+        let index = self
+            .segments
+            .iter()
+            .position(|s| s.first_sequence == position.segment)?;
         let (segment, offset) = match &self.segments[index] {
             segment if position.offset < segment.bytes => (segment, position.offset),
             _ => (self.segments.get(index + 1)?, 0),
@@ -392,7 +409,9 @@ fn read_record(reader: &mut BufReader<File>, path: &Path, offset: u64) -> Result
     reader.read_exact(&mut frame).map_err(io("read", path))?;
     let length = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
     frame.resize(FRAME_HEADER + length, 0);
-    reader.read_exact(&mut frame[FRAME_HEADER..]).map_err(io("read", path))?;
+    reader
+        .read_exact(&mut frame[FRAME_HEADER..])
+        .map_err(io("read", path))?;
     match record::decode(&frame) {
         Ok((stored, used)) => Ok((stored, used as u64)),
         Err(Damage::Torn) => Err(damaged(path, offset, "record cut short")),
@@ -441,7 +460,11 @@ fn list_segments(dir: &Path) -> Result<VecDeque<Segment>, OutboxError> {
     for entry in std::fs::read_dir(dir).map_err(io("list", dir))? {
         let entry = entry.map_err(io("list", dir))?;
         let name = entry.file_name();
-        let Some(first) = name.to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok()) else {
+        let Some(first) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse().ok())
+        else {
             continue;
         };
         let bytes = entry.metadata().map_err(io("inspect", &entry.path()))?.len();

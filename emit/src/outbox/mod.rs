@@ -218,7 +218,10 @@ impl DurableEmitter {
     pub async fn send(&self, record: OutboxRecord) -> Result<Accepted, EmitError> {
         if !self.shared.spilling.load(Ordering::Acquire) {
             let headers: Vec<(&str, &str)> = record.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-            match self.emitter.try_enqueue(record.key.as_deref(), &record.payload, &headers) {
+            match self
+                .emitter
+                .try_enqueue(record.key.as_deref(), &record.payload, &headers)
+            {
                 Ok(delivery) => match delivery.await {
                     Ok(Ok(delivered)) => {
                         return Ok(Accepted::Kafka {
@@ -238,7 +241,10 @@ impl DurableEmitter {
                 Err(Enqueue::Failed(error)) => return Err(error),
             }
         }
-        self.writer.append(record).await.map(|sequence| Accepted::Outbox { sequence })
+        self.writer
+            .append(record)
+            .await
+            .map(|sequence| Accepted::Outbox { sequence })
     }
 
     /// Waits until the outbox is empty or `timeout` passes; returns what it still holds.

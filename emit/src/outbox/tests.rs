@@ -53,7 +53,14 @@ impl Scratch {
 fn segment_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .expect("list")
-        .filter(|entry| entry.as_ref().expect("entry").file_name().to_string_lossy().ends_with(".log"))
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
         .count()
 }
 
@@ -104,16 +111,22 @@ fn draining_everything_deletes_all_but_the_last_segment() {
 #[test]
 fn a_torn_tail_is_cut_and_damage_in_the_middle_is_refused() {
     let dir = Scratch::new();
-    let mut log = OutboxLog::open(&dir.path(), LogLimits {
-        max_bytes: 1 << 20,
-        segment_bytes: 1 << 20,
-    })
+    let mut log = OutboxLog::open(
+        &dir.path(),
+        LogLimits {
+            max_bytes: 1 << 20,
+            segment_bytes: 1 << 20,
+        },
+    )
     .expect("open");
     appended(&mut log, 0..3);
     drop(log);
     let segment = dir.path().join(format!("{:020}.log", 0));
     let whole = std::fs::metadata(&segment).expect("segment").len();
-    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).expect("open segment");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .expect("open segment");
     file.write_all(&[0, 0, 1, 0, 9, 9]).expect("a write cut short");
     drop(file);
 
@@ -126,20 +139,20 @@ fn a_torn_tail_is_cut_and_damage_in_the_middle_is_refused() {
     bytes[20] ^= 0xff;
     std::fs::write(&segment, bytes).expect("damage");
     let refused = OutboxLog::open(&dir.path(), ROOMY).expect_err("damage is never skipped");
-    assert!(
-        matches!(refused, OutboxError::Damaged { offset: 0, .. }),
-        "{refused}"
-    );
+    assert!(matches!(refused, OutboxError::Damaged { offset: 0, .. }), "{refused}");
     assert!(refused.to_string().contains("move the outbox aside"), "{refused}");
 }
 
 #[test]
 fn a_full_outbox_refuses_the_record_that_does_not_fit_and_takes_the_rest() {
     let dir = Scratch::new();
-    let mut log = OutboxLog::open(&dir.path(), LogLimits {
-        max_bytes: 200,
-        segment_bytes: 100,
-    })
+    let mut log = OutboxLog::open(
+        &dir.path(),
+        LogLimits {
+            max_bytes: 200,
+            segment_bytes: 100,
+        },
+    )
     .expect("open");
     let big = OutboxRecord {
         key: None,

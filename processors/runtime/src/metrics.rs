@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// 0.5 ms to about 16 s: a batch, an insert, a request.
 fn duration_histogram() -> Histogram {
@@ -61,6 +62,26 @@ fn gauges(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gau
     family
 }
 
+/// The durable outbox's gauges: records held, bytes on disk, age of the oldest in seconds.
+fn outbox_gauges(registry: &mut Registry, component: &'static str) -> [FloatGauge; 3] {
+    [
+        (
+            "sealtrail_outbox_records",
+            "Events the durable outbox holds that Kafka has not acknowledged",
+        ),
+        ("sealtrail_outbox_bytes", "Bytes the durable outbox takes on disk"),
+        (
+            "sealtrail_outbox_oldest_age_seconds",
+            "How long the oldest event not yet acknowledged has been in the outbox (0 when empty)",
+        ),
+    ]
+    .map(|(name, help)| {
+        let family = Family::<Labels, FloatGauge>::default();
+        registry.register(name, help, family.clone());
+        family.get_or_create(&vec![("component", component.to_owned())]).clone()
+    })
+}
+
 /// Where audit lag is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditStage {
@@ -99,7 +120,7 @@ struct Inner {
     http_duration: Histograms,
     throttled: Family<Labels, Counter>,
     produce_ack: Histogram,
-    outbox: [Gauge<f64, std::sync::atomic::AtomicU64>; 3],
+    outbox: [FloatGauge; 3],
     ready: AtomicBool,
     not_ready_because: Mutex<String>,
 }
@@ -192,19 +213,7 @@ impl Metrics {
             "From queueing a record to Kafka's acknowledgement (acks=all), for records a caller waits on",
             duration_histogram,
         );
-        let outbox = [
-            ("sealtrail_outbox_records", "Events the durable outbox holds that Kafka has not acknowledged"),
-            ("sealtrail_outbox_bytes", "Bytes the durable outbox takes on disk"),
-            (
-                "sealtrail_outbox_oldest_age_seconds",
-                "How long the oldest event not yet acknowledged has been in the outbox (0 when empty)",
-            ),
-        ]
-        .map(|(name, help)| {
-            let family = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-            registry.register(name, help, family.clone());
-            family.get_or_create(&of_component()).clone()
-        });
+        let outbox = outbox_gauges(&mut registry, component);
         register_identity(&mut registry, component);
         Self(Arc::new(Inner {
             component,

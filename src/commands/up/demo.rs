@@ -36,7 +36,10 @@ pub async fn run(endpoints: &Endpoints, data_dir: &DataDir, raw_topic: &str, eve
     let bar = ProgressBar::new(events).with_style(ProgressStyle::with_template(
         "  {bar:40} {pos}/{len} acknowledged ({per_sec})",
     )?);
-    let sent = send_workload(Destination::Kafka(&emitter), &mut generator, events, None, |_| bar.inc(1)).await?;
+    let sent = send_workload(Destination::Kafka(&emitter), &mut generator, events, None, |_| {
+        bar.inc(1);
+    })
+    .await?;
     bar.finish_and_clear();
     if let Some(failure) = &sent.first_failure {
         anyhow::bail!(

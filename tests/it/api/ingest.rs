@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use sealtrail_api::auth::Role;
+use sealtrail_api::ingest::IngestSettings;
 use sealtrail_api::ingest::quota::QuotaSettings;
 use sealtrail_api::rate_limit::RateLimit;
-use sealtrail_api::ingest::IngestSettings;
 use sealtrail_core::event::{Actor, ActorType, AuditEvent, Change, Evidence, Outcome, OutcomeStatus, Resource};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;

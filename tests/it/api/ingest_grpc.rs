@@ -10,6 +10,9 @@ use sealtrail_core::event::{ActorType, AuditEvent, OutcomeStatus};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;
 use tonic::transport::Channel;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 use super::{Api, raw_topic};
 use crate::harness::{shared, stored_event_ids, unique};
@@ -168,7 +171,14 @@ async fn events_over_grpc_are_sealed_verified_and_written_as_a_kafka_producer_wr
     let (event, _) = super::ingest::full_event(&tenant, now_ms() - 60_000);
 
     let unary = ingest
-        .send_events(call(pb::EventBatch { events: vec![message(&event)] }, &producer, &tenant, &[]))
+        .send_events(call(
+            pb::EventBatch {
+                events: vec![message(&event)],
+            },
+            &producer,
+            &tenant,
+            &[],
+        ))
         .await
         .expect("unary call")
         .into_inner();
@@ -217,7 +227,11 @@ async fn events_over_grpc_are_sealed_verified_and_written_as_a_kafka_producer_wr
 
     let mut sent: Vec<String> = accepted(&unary).into_iter().chain(accepted(&streamed)).collect();
     sent.sort();
-    assert_eq!(stored_event_ids(&api.settings, &tenant, 4).await, sent, "sealed once each");
+    assert_eq!(
+        stored_event_ids(&api.settings, &tenant, 4).await,
+        sent,
+        "sealed once each"
+    );
     let report = verify_once_signed(shared(), &tenant).await;
     assert_eq!(report.events, 4, "{report:?}");
 }
@@ -257,7 +271,11 @@ async fn grpc_refuses_what_rest_refuses_and_serves_health_and_reflection() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().starts_with("too_many_events"), "{refused:?}");
 
-    let channel = Channel::from_shared(api.url.clone()).expect("url").connect().await.expect("connect");
+    let channel = Channel::from_shared(api.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let serving = health
         .check(tonic_health::pb::HealthCheckRequest {
@@ -266,11 +284,11 @@ async fn grpc_refuses_what_rest_refuses_and_serves_health_and_reflection() {
         .await
         .expect("health")
         .into_inner();
-    assert_eq!(serving.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    assert_eq!(
+        serving.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
 
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     let mut reflection = ServerReflectionClient::new(channel);
     let ask = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),

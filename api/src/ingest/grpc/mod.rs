@@ -45,7 +45,14 @@ pub struct IngestService {
 /// An API refusal as a gRPC status: the code that means the same, the message with the API's
 /// error code in front, and `retry-after` when the caller should wait.
 fn status(error: ApiError) -> Status {
-    let code = match error.status {
+    let ApiError {
+        status: http,
+        code: api_code,
+        mut message,
+        retry_after,
+        ..
+    } = error;
+    let code = match http {
         StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             tonic::Code::InvalidArgument
         }
@@ -55,8 +62,9 @@ fn status(error: ApiError) -> Status {
         StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
         _ => tonic::Code::Internal,
     };
-    let mut status = Status::new(code, format!("{}: {}", error.code, error.message));
-    if let Some(seconds) = error.retry_after
+    message.insert_str(0, &format!("{api_code}: "));
+    let mut status = Status::new(code, message);
+    if let Some(seconds) = retry_after
         && let Ok(value) = seconds.to_string().parse()
     {
         status.metadata_mut().insert("retry-after", value);
@@ -149,7 +157,9 @@ impl pb::ingest_server::Ingest for IngestService {
                 ));
             }
             let first_index = results.len();
-            let batch_results = self.batch(&caller, &context, batch, first_index, &mut keys_seen).await?;
+            let batch_results = self
+                .batch(&caller, &context, batch, first_index, &mut keys_seen)
+                .await?;
             results.extend(batch_results);
         }
         Ok(tonic::Response::new(convert::answer(answer(results))))
@@ -179,7 +189,9 @@ pub fn routes(state: &SharedState) -> Router<SharedState> {
         reporter
             .set_service_status(SERVICE, tonic_health::ServingStatus::Serving)
             .await;
-        reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
     });
     let reflection = || {
         tonic_reflection::server::Builder::configure()
