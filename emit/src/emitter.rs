@@ -112,6 +112,25 @@ impl AuditEmitter {
         })
     }
 
+    /// An emitter for a contract registered earlier under `schema_id`, without asking the registry
+    /// (the durable emitter, started while the registry is down, with the id its outbox kept).
+    pub fn with_registered_schema(
+        kafka: &KafkaSettings,
+        topic: &str,
+        schema_id: u32,
+        producer: &rdkafka::ClientConfig,
+    ) -> Result<Self, EmitError> {
+        let producer: FutureProducer<KafkaContext> = kafka.create(producer).map_err(|e| EmitError::Producer {
+            bootstrap: kafka.bootstrap.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+            schema_id,
+        })
+    }
+
     pub fn schema_id(&self) -> u32 {
         self.schema_id
     }

@@ -62,7 +62,7 @@ BROKER_USER=kafka-broker
 REGISTRY_KAFKA_USER=schema-registry
 # The ClickHouse users of infra/clickhouse/users.d/sealtrail.xml, whose passwords it reads from
 # CLICKHOUSE_<NAME>_PASSWORD; the administrator (sealtrail_admin) is defined by its SHA-256 only.
-CLICKHOUSE_USERS="reader sink api export retention"
+CLICKHOUSE_USERS="reader sink api export retention ingest"
 CLICKHOUSE_ADMIN=sealtrail_admin
 
 fail() {
@@ -296,6 +296,9 @@ EOF
 	for name in api export; do
 		clickhouse_password_file "$name" reader
 	done
+	# The ingest edge runs with the API's directory (its Kafka and registry identity), and logs in
+	# to ClickHouse as its own user, which reads API keys only.
+	clickhouse_password_file api ingest
 	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/api.crt" <"$STATE/sealtrail-api.crt"
 	put "$SEALTRAIL_UID" 600 "$SECRETS_DIR/api/api.key" <"$STATE/sealtrail-api.key"
 	# The ingest edge runs as the API's identity, with a certificate of its own name.

@@ -71,17 +71,37 @@ impl EventResult {
         }
     }
 
+    /// A rejected event's result. The id and detail echo what the caller sent, so both are cut
+    /// to a bounded length: a request of huge bad ids must not make a huge answer.
     pub fn rejected(index: usize, event_id: Option<String>, refusal: Refusal) -> Self {
         Self {
             index,
-            event_id,
+            event_id: event_id.map(|id| bounded(id, MAX_ECHOED_ID)),
             status: EventStatus::Rejected,
             partition: None,
             offset: None,
             reason: Some(refusal.reason.to_owned()),
-            detail: Some(refusal.detail),
+            detail: Some(bounded(refusal.detail, MAX_ECHOED_DETAIL)),
         }
     }
+}
+
+/// The longest event id a rejected result repeats (a ULID is 26 characters).
+const MAX_ECHOED_ID: usize = 128;
+/// The longest detail a rejected result carries.
+const MAX_ECHOED_DETAIL: usize = 512;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
 }
 
 /// The answer to a request: 200 when every event was accepted, 207 when some (or all) were

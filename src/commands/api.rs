@@ -103,9 +103,9 @@ pub struct ApiArgs {
     #[arg(long, env = "SEALTRAIL_JWT_ROLES_CLAIM", default_value = "roles")]
     jwt_roles_claim: String,
     /// The claim (or dotted path) listing a platform producer's other tenants in a JWT (an
-    /// array; read only from tokens with the `producer` role).
-    #[arg(long, env = "SEALTRAIL_JWT_TENANTS_CLAIM", default_value = "tenants")]
-    jwt_tenants_claim: String,
+    /// array; read only from tokens with the `producer` role). Not read unless given.
+    #[arg(long, env = "SEALTRAIL_JWT_TENANTS_CLAIM")]
+    jwt_tenants_claim: Option<String>,
 }
 
 pub async fn run(args: ApiArgs, routes: ServedRoutes) -> anyhow::Result<()> {
@@ -150,7 +150,7 @@ pub async fn run(args: ApiArgs, routes: ServedRoutes) -> anyhow::Result<()> {
     apply_migrations(&clickhouse).await?;
     let app = router(ApiConfig {
         // Served on the API's own port, next to its /healthz and /readyz.
-        metrics: sealtrail_runtime::Metrics::new("api"),
+        metrics: sealtrail_runtime::Metrics::new(if routes == ServedRoutes::Ingest { "ingest" } else { "api" }),
         ingest: sealtrail_api::ingest::IngestSettings {
             max_record_bytes: args.max_record_bytes,
             quotas: sealtrail_api::ingest::quota::QuotaSettings {

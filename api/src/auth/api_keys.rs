@@ -223,7 +223,7 @@ impl KeyStore {
     pub async fn list(&self, tenant_id: Option<&str>) -> Result<Vec<StoredKey>, KeyError> {
         let keys = self
             .client
-            .query("SELECT ?fields FROM api_keys FINAL WHERE {tenant:String} = '' OR tenant_id = {tenant:String} ORDER BY created_at")
+            .query("SELECT ?fields FROM api_keys FINAL WHERE {tenant:String} = '' OR tenant_id = {tenant:String} OR has(platform_tenants, {tenant:String}) ORDER BY created_at")
             .param("tenant", tenant_id.unwrap_or_default())
             .fetch_all::<StoredKey>()
             .await?;
@@ -365,6 +365,8 @@ impl KeyStore {
                 return Ok(Some(stored.clone()));
             }
         }
+        // Stamped before the read: a row read by a slow query counts as that old, never fresher.
+        let asked_at = Instant::now();
         let found = self.find(key_id).await?;
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         match &found {
@@ -372,7 +374,13 @@ impl KeyStore {
                 if recent.len() >= KEY_CACHE_ROWS {
                     recent.retain(|_, (_, read_at)| read_at.elapsed() < ttl);
                 }
-                recent.insert(key_id.to_owned(), (stored.clone(), Instant::now()));
+                // A newer version read meanwhile by another request stays.
+                let newer_kept = recent
+                    .get(key_id)
+                    .is_some_and(|(kept, _)| kept.version > stored.version);
+                if !newer_kept {
+                    recent.insert(key_id.to_owned(), (stored.clone(), asked_at));
+                }
             }
             None => {
                 recent.remove(key_id);

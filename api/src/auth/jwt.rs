@@ -15,8 +15,9 @@ pub struct ClaimNames {
     pub tenant: String,
     pub roles: String,
     /// A platform producer's other tenants: an array of tenant ids, read only from tokens with
-    /// the `producer` role.
-    pub platform_tenants: String,
+    /// the `producer` role. None by default: a provider's own `tenants` claim (a membership list,
+    /// say) must not turn into write rights unless the operator says so.
+    pub platform_tenants: Option<String>,
 }
 
 impl Default for ClaimNames {
@@ -24,7 +25,7 @@ impl Default for ClaimNames {
         Self {
             tenant: "tenant".to_owned(),
             roles: "roles".to_owned(),
-            platform_tenants: "tenants".to_owned(),
+            platform_tenants: None,
         }
     }
 }
@@ -34,28 +35,24 @@ pub const MAX_PLATFORM_TENANTS: usize = 1000;
 
 /// A platform producer's other tenants from its token: an array of valid tenant ids.
 fn platform_tenants(claims: &serde_json::Value, names: &ClaimNames, roles: &[Role]) -> Result<Vec<String>, String> {
-    if !roles.contains(&Role::Producer) {
+    let Some(name) = names.platform_tenants.as_deref().filter(|_| roles.contains(&Role::Producer)) else {
         return Ok(Vec::new());
-    }
-    let Some(value) = claim(claims, &names.platform_tenants) else {
+    };
+    let Some(value) = claim(claims, name) else {
         return Ok(Vec::new());
     };
     let items = value
         .as_array()
         .filter(|items| items.len() <= MAX_PLATFORM_TENANTS)
         .ok_or_else(|| {
-            format!(
-                "the token's `{}` claim must be an array of at most {MAX_PLATFORM_TENANTS} tenant ids",
-                names.platform_tenants
-            )
+            format!("the token's `{name}` claim must be an array of at most {MAX_PLATFORM_TENANTS} tenant ids")
         })?;
     items
         .iter()
         .map(|item| match item.as_str() {
             Some(tenant) if sealtrail_core::validate::is_valid_tenant_id(tenant) => Ok(tenant.to_owned()),
             _ => Err(format!(
-                "the token's `{}` claim holds something that is not a valid tenant id",
-                names.platform_tenants
+                "the token's `{name}` claim holds something that is not a valid tenant id"
             )),
         })
         .collect()

@@ -138,6 +138,10 @@ pub(crate) fn request_context(headers: &HeaderMap, tenant: String) -> Result<Req
     })
 }
 
+/// The idempotency keys of a request (or a whole gRPC stream) so far, by digest (a key may be
+/// long; a digest is 32 bytes), with the index of the event that had each.
+pub(crate) type KeysSeen = HashMap<sealtrail_core::digest::Digest, usize>;
+
 /// Reserves `bytes` of the in-flight budget for a request, or answers 503 with `Retry-After`.
 pub(crate) fn reserve(ingest: &Ingest, bytes: usize) -> Result<SemaphorePermit<'_>, ApiError> {
     let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
@@ -157,7 +161,7 @@ pub(crate) async fn publish(
     request: &RequestContext,
     items: Vec<Result<EventJson, Refusal>>,
     first_index: usize,
-    keys_seen: &mut HashMap<String, usize>,
+    keys_seen: &mut KeysSeen,
 ) -> Result<Vec<EventResult>, ApiError> {
     let ingest = &state.ingest;
     take_quota(ingest, &request.tenant, items.len())?;
@@ -251,15 +255,16 @@ fn take_quota(ingest: &Ingest, tenant: &str, events: usize) -> Result<(), ApiErr
 
 /// Refuses a second event of the request with the same idempotency key: the seal processor
 /// would take it for a retry of the first and send it to the DLQ.
-fn once_per_request(event: AuditEvent, index: usize, seen: &mut HashMap<String, usize>) -> Result<AuditEvent, Refusal> {
+fn once_per_request(event: AuditEvent, index: usize, seen: &mut KeysSeen) -> Result<AuditEvent, Refusal> {
     if let Some(key) = &event.idempotency_key {
-        if let Some(first) = seen.get(key) {
+        let key = sealtrail_core::digest::Digest::of(&[key.as_bytes()]);
+        if let Some(first) = seen.get(&key) {
             return Err(Refusal {
                 reason: "duplicate",
                 detail: format!("the event at index {first} of this request has the same idempotency_key"),
             });
         }
-        seen.insert(key.clone(), index);
+        seen.insert(key, index);
     }
     Ok(event)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use rdkafka::producer::DeliveryFuture;
 
-use super::log::Position;
+use super::log::{OutboxLog, OutboxStats, Position};
 use super::record::Stored;
 use super::{Shared, is_permanent};
 use crate::{AuditEmitter, Enqueue};
@@ -20,22 +20,48 @@ const LAST_BACKOFF: Duration = Duration::from_secs(15);
 /// How often the age of the oldest record is reported while nothing else happens.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
+/// What to do with the log next, decided under its lock (off the runtime's threads: the log's
+/// calls read files and fsync).
+enum Next {
+    /// Everything is acknowledged: wait for records to arrive.
+    Idle(OutboxStats),
+    Send(Vec<(Stored, Position)>),
+    /// Handed out, not yet acknowledged: nothing to send until a rewind.
+    Stalled,
+    Failed(String),
+}
+
+/// Runs `work` on the log on a blocking thread.
+async fn with_log<T: Send + 'static>(shared: &Arc<Shared>, work: impl FnOnce(&mut OutboxLog) -> T + Send + 'static) -> T {
+    let shared = Arc::clone(shared);
+    let joined = tokio::task::spawn_blocking(move || work(&mut shared.log())).await;
+    joined.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+}
+
 /// Drains for as long as the emitter lives.
 pub async fn run(shared: Arc<Shared>, emitter: Arc<AuditEmitter>) {
     let mut backoff = FIRST_BACKOFF;
     let mut sent_since_empty = 0_u64;
     loop {
-        let batch = {
-            let mut log = shared.log();
+        let gate = Arc::clone(&shared);
+        let next = with_log(&shared, move |log| {
             if log.is_drained() {
-                shared.spilling.store(false, Ordering::Release);
-                None
-            } else {
-                Some(log.next_unsent(BATCH))
+                gate.spilling.store(false, Ordering::Release);
+                return Next::Idle(log.stats());
             }
-        };
-        let records = match batch {
-            None => {
+            match log.next_unsent(BATCH) {
+                Ok(records) if records.is_empty() => {
+                    log.rewind();
+                    Next::Stalled
+                }
+                Ok(records) => Next::Send(records),
+                Err(error) => Next::Failed(error.to_string()),
+            }
+        })
+        .await;
+        let records = match next {
+            Next::Idle(stats) => {
+                shared.report(stats);
                 if sent_since_empty > 0 {
                     tracing::info!(
                         records = sent_since_empty,
@@ -46,32 +72,22 @@ pub async fn run(shared: Arc<Shared>, emitter: Arc<AuditEmitter>) {
                 tokio::time::timeout(REPORT_EVERY, shared.arrived.notified()).await.ok();
                 continue;
             }
-            Some(Err(error)) => {
+            Next::Stalled => {
+                tokio::time::sleep(FIRST_BACKOFF).await;
+                continue;
+            }
+            Next::Failed(error) => {
                 tracing::error!(%error, "cannot read the outbox; retrying");
                 tokio::time::sleep(LAST_BACKOFF).await;
                 continue;
             }
-            Some(Ok(records)) => records,
+            Next::Send(records) => records,
         };
         let outcome = send_batch(&emitter, records).await;
-        let stats = {
-            let mut log = shared.log();
-            let kept = outcome.refused.iter().try_for_each(|stored| log.set_aside(stored));
-            if let Err(error) = &kept {
-                tracing::error!(%error, "cannot set aside a record Kafka refused; it stays in the outbox");
-            } else if let Some(position) = outcome.drained_to
-                && let Err(error) = log.mark_drained(position)
-            {
-                tracing::error!(%error, "cannot record what the outbox sent; it will be sent again");
-            }
-            if outcome.failure.is_some() || kept.is_err() {
-                log.rewind();
-            }
-            log.stats()
-        };
-        shared.report(stats);
         sent_since_empty += outcome.acknowledged;
-        match outcome.failure {
+        let (stats, failure) = with_log(&shared, move |log| settle(log, outcome)).await;
+        shared.report(stats);
+        match failure {
             Some(failure) => {
                 tracing::warn!(
                     outbox_records = stats.records,
@@ -87,10 +103,34 @@ pub async fn run(shared: Arc<Shared>, emitter: Arc<AuditEmitter>) {
     }
 }
 
+/// Records what a batch achieved: sets aside what Kafka refused for good, moves the cursor past
+/// what it acknowledged, and rewinds after any failure (sending, setting aside, or recording),
+/// which the caller backs off from.
+fn settle(log: &mut OutboxLog, outcome: Outcome) -> (OutboxStats, Option<String>) {
+    let mut failure = outcome.failure;
+    let mut drained_to = outcome.drained_to;
+    if let Err(error) = outcome.refused.iter().try_for_each(|stored| log.set_aside(stored)) {
+        // Only what came before the first refused record may be forgotten.
+        drained_to = outcome.clean_to;
+        failure.get_or_insert(format!("cannot set aside a record Kafka refused: {error}"));
+    }
+    if let Some(position) = drained_to
+        && let Err(error) = log.mark_drained(position)
+    {
+        failure.get_or_insert(format!("cannot record what the outbox sent: {error}"));
+    }
+    if failure.is_some() {
+        log.rewind();
+    }
+    (log.stats(), failure)
+}
+
 /// What sending one batch achieved.
 struct Outcome {
     /// After the last record that was acknowledged with all those before it.
     drained_to: Option<Position>,
+    /// After the last such record before the first one Kafka refused for good.
+    clean_to: Option<Position>,
     acknowledged: u64,
     /// Records Kafka refused for good, to set aside.
     refused: Vec<Stored>,
@@ -116,6 +156,7 @@ async fn send_batch(emitter: &AuditEmitter, records: Vec<(Stored, Position)>) ->
     .await;
     let mut outcome = Outcome {
         drained_to: None,
+        clean_to: None,
         acknowledged: 0,
         refused: Vec::new(),
         failure: None,
@@ -133,6 +174,9 @@ async fn send_batch(emitter: &AuditEmitter, records: Vec<(Stored, Position)>) ->
                     "Kafka refused an outbox record for good; it is set aside"
                 );
                 if outcome.failure.is_none() {
+                    if outcome.refused.is_empty() {
+                        outcome.clean_to = outcome.drained_to;
+                    }
                     outcome.refused.push(stored.clone());
                 }
             }

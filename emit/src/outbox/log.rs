@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::record::{self, Damage, FRAME_HEADER, OutboxRecord, Stored};
 
 const CURSOR: &str = "drained";
-/// Records Kafka refused for good (too large, not authorized), kept for the operator.
+/// Records Kafka refused for good (too large, invalid), kept for the operator.
 pub const REFUSED: &str = "refused.log";
 
 /// Why the outbox cannot take or give records.
@@ -304,7 +304,7 @@ impl OutboxLog {
                 .segments
                 .iter()
                 .position(|segment| segment.first_sequence == self.unsent.segment)
-                .unwrap_or(0);
+                .ok_or_else(|| damaged(&self.dir, self.unsent.offset, "the next record's segment is missing"))?;
             let segment = &self.segments[index];
             if self.unsent.offset >= segment.bytes {
                 match self.segments.get(index + 1) {
@@ -326,7 +326,7 @@ impl OutboxLog {
                 .map_err(io("read", &path))?;
             let mut offset = self.unsent.offset;
             while out.len() < max && offset < segment.bytes {
-                let stored = read_record(&mut reader, &path, offset)?;
+                let stored = read_record(&mut reader, &path, offset, segment.bytes - offset)?;
                 offset += stored.1;
                 let after = Position {
                     sequence: stored.0.sequence + 1,
@@ -384,7 +384,7 @@ impl OutboxLog {
         };
         let mut reader = BufReader::new(File::open(&segment.path).ok()?);
         reader.seek(SeekFrom::Start(offset)).ok()?;
-        read_record(&mut reader, &segment.path, offset)
+        read_record(&mut reader, &segment.path, offset, segment.bytes - offset)
             .ok()
             .map(|(stored, _)| stored.enqueued_ms)
     }
@@ -404,10 +404,15 @@ impl OutboxLog {
     }
 }
 
-fn read_record(reader: &mut BufReader<File>, path: &Path, offset: u64) -> Result<(Stored, u64), OutboxError> {
+/// The record at `offset`, of which `left` bytes remain in its segment.
+fn read_record(reader: &mut BufReader<File>, path: &Path, offset: u64, left: u64) -> Result<(Stored, u64), OutboxError> {
     let mut frame = vec![0; FRAME_HEADER];
     reader.read_exact(&mut frame).map_err(io("read", path))?;
     let length = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    // Checked before allocating: the length comes from disk.
+    if (FRAME_HEADER + length) as u64 > left {
+        return Err(damaged(path, offset, "record cut short"));
+    }
     frame.resize(FRAME_HEADER + length, 0);
     reader
         .read_exact(&mut frame[FRAME_HEADER..])
@@ -478,6 +483,23 @@ fn list_segments(dir: &Path) -> Result<VecDeque<Segment>, OutboxError> {
     Ok(segments.into())
 }
 
+/// Whether damaged bytes at the end of the last segment are an append a power cut left unsynced:
+/// the damaged frame reaches the end of the file, or everything from it on is zeros. A whole record
+/// after the damage would mean real corruption of what was acknowledged.
+fn unsynced_tail(rest: &[u8]) -> bool {
+    let claimed = rest
+        .get(..4)
+        .map_or(0, |head| u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize);
+    FRAME_HEADER + claimed >= rest.len() || rest.iter().all(|byte| *byte == 0)
+}
+
+/// Cuts `path` at `length` (a tail that was never acknowledged).
+fn cut(path: &Path, length: u64) -> Result<(), OutboxError> {
+    let file = OpenOptions::new().write(true).open(path).map_err(io("open", path))?;
+    file.set_len(length).map_err(io("truncate", path))?;
+    file.sync_all().map_err(io("fsync", path))
+}
+
 /// What reading every segment found.
 struct Scan {
     next_sequence: u64,
@@ -518,14 +540,15 @@ fn scan(segments: &mut VecDeque<Segment>, cursor: u64) -> Result<Scan, OutboxErr
                     found.next_sequence += 1;
                     offset += used;
                 }
+                Err(Damage::Corrupt(_)) if index + 1 == count && unsynced_tail(&bytes[offset..]) => {
+                    // A power cut can leave the tail of the last append as zeros or stale bytes:
+                    // it was never fsync'd, so never acknowledged. Cut like a torn write.
+                    cut(&segment.path, offset as u64)?;
+                    break;
+                }
                 Err(Damage::Torn) if index + 1 == count => {
                     // A crash cut this append short: it was never reported written.
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(&segment.path)
-                        .map_err(io("open", &segment.path))?;
-                    file.set_len(offset as u64).map_err(io("truncate", &segment.path))?;
-                    file.sync_all().map_err(io("fsync", &segment.path))?;
+                    cut(&segment.path, offset as u64)?;
                     break;
                 }
                 Err(Damage::Torn) => return Err(damaged(&segment.path, offset as u64, "record cut short")),

@@ -97,21 +97,62 @@ fn now_ms() -> i64 {
         .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Errors that sending again cannot cure: the record itself, or the right to write, is refused.
-/// Everything else (timeouts, brokers down, leaders moving) is worth the outbox.
+/// Errors that sending again cannot cure because the record itself is refused (its size or
+/// form). Everything else is worth the outbox and a retry: timeouts, brokers down, leaders moving,
+/// and also authorization or topic errors, which an operator can fix (an ACL re-applied during a
+/// deploy must not throw the outbox away).
 fn is_permanent(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::MessageSizeTooLarge
                 | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::InvalidMessage
                 | RDKafkaErrorCode::InvalidRecord
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed
-                | RDKafkaErrorCode::InvalidTopic
         )
     )
+}
+
+/// The file in the outbox that keeps the contract's schema id, so a process restarted while the
+/// registry is down can still take events (and drain what it left).
+const SCHEMA_ID_FILE: &str = "schema-id";
+
+/// The emitter, its contract registered; with the schema id the outbox kept when the registry
+/// cannot be reached.
+async fn registered(
+    kafka: &KafkaSettings,
+    registry: &RegistryConnection,
+    topic: &str,
+    dir: &std::path::Path,
+    producer: &rdkafka::ClientConfig,
+) -> Result<AuditEmitter, EmitError> {
+    let kept = dir.join(SCHEMA_ID_FILE);
+    match AuditEmitter::connect_with(kafka, registry, topic, AUDIT_EVENT_SCHEMA, producer).await {
+        Ok(emitter) => {
+            let id = emitter.schema_id().to_string();
+            if std::fs::read_to_string(&kept).ok().as_deref() != Some(id.as_str()) {
+                // Best effort: without it, a start during a registry outage fails as before.
+                if let Err(error) = std::fs::write(&kept, &id) {
+                    tracing::warn!(%error, path = %kept.display(), "cannot keep the schema id in the outbox");
+                }
+            }
+            Ok(emitter)
+        }
+        Err(EmitError::Registry { reason, .. }) => {
+            let id: Option<u32> = std::fs::read_to_string(&kept)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            let Some(id) = id else {
+                return Err(EmitError::Registry {
+                    subject: format!("{topic}-value"),
+                    registry: registry.url.clone(),
+                    reason,
+                });
+            };
+            tracing::warn!(%reason, schema_id = id, "the registry is unreachable; using the schema id the outbox kept");
+            AuditEmitter::with_registered_schema(kafka, topic, id, producer)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// An [`AuditEmitter`] with a durable outbox.
@@ -138,8 +179,9 @@ impl Drop for DurableEmitter {
 }
 
 impl DurableEmitter {
-    /// Registers the contract, creates the producer (its delivery timeout is `spill_after`), opens
-    /// the outbox and starts draining what an earlier run left in it.
+    /// Opens the outbox, registers the contract (with the registry down, uses the schema id the
+    /// outbox kept from an earlier run), creates the producer (its delivery timeout is
+    /// `spill_after`) and starts draining what an earlier run left in the outbox.
     pub async fn connect(
         kafka: &KafkaSettings,
         registry: &RegistryConnection,
@@ -150,7 +192,6 @@ impl DurableEmitter {
         let mut producer = kafka.producer();
         let timeout_ms = settings.spill_after.as_millis().clamp(1, i32::MAX as u128);
         producer.set("message.timeout.ms", timeout_ms.to_string());
-        let emitter = AuditEmitter::connect_with(kafka, registry, topic, AUDIT_EVENT_SCHEMA, &producer).await?;
         let limits = LogLimits {
             max_bytes: settings.max_bytes,
             segment_bytes: OutboxSettings::SEGMENT_BYTES.min(settings.max_bytes / 4).max(1),
@@ -159,6 +200,7 @@ impl DurableEmitter {
         let log = tokio::task::spawn_blocking(move || OutboxLog::open(&dir, limits))
             .await
             .map_err(|error| EmitError::NotAcknowledged(format!("opening the outbox stopped: {error}")))??;
+        let emitter = registered(kafka, registry, topic, &settings.dir, &producer).await?;
         let left = log.stats();
         if left.records > 0 {
             tracing::info!(

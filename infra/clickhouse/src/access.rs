@@ -77,10 +77,13 @@ pub enum Component {
     Export,
     /// Deletes expired events, leaving tombstones.
     Retention,
+    /// The ingest edge: it checks producers' API keys and reads nothing else, so a stolen edge
+    /// credential reads no event.
+    Ingest,
 }
 
 impl Component {
-    pub const ALL: [Self; 4] = [Self::Sink, Self::Api, Self::Export, Self::Retention];
+    pub const ALL: [Self; 5] = [Self::Sink, Self::Api, Self::Export, Self::Retention, Self::Ingest];
 
     pub fn user(self) -> &'static str {
         match self {
@@ -88,6 +91,7 @@ impl Component {
             Self::Api => "sealtrail_api",
             Self::Export => "sealtrail_export",
             Self::Retention => "sealtrail_retention",
+            Self::Ingest => "sealtrail_ingest",
         }
     }
 
@@ -143,6 +147,11 @@ impl Component {
                 ("SELECT, INSERT", "webhook_deliveries"),
                 ("SELECT, INSERT", "verification_jobs"),
                 ("SELECT, INSERT", "retention_policies"),
+            ],
+            Self::Ingest => &[
+                ("SELECT", "schema_migrations"),
+                ("SELECT", "api_keys"),
+                ("SELECT, INSERT", "api_key_usage"),
             ],
         }
     }

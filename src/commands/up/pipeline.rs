@@ -31,7 +31,8 @@ fn process_env(
 ) -> anyhow::Result<(Vec<(String, String)>, String)> {
     let mut env = common.to_vec();
     env.extend(instance_env(command, instance));
-    // The ingest edge is the API's other face: its credentials are the API's.
+    // The ingest edge is the API's other face: its Kafka, registry and TLS identity are the API's,
+    // but it logs in to ClickHouse as its own user, which reads API keys and nothing else.
     let identity_of = if command == "ingest" { "api" } else { command };
     if let Some(identity) = StackIdentity::of_command(identity_of) {
         env.extend(security.env(identity));
@@ -41,7 +42,7 @@ fn process_env(
         .access
         .component_password_files
         .iter()
-        .find(|(component, _)| component.process() == identity_of)
+        .find(|(component, _)| component.process() == command)
     {
         env.push(("CLICKHOUSE_USER".to_owned(), component.user().to_owned()));
         env.push((

@@ -306,3 +306,40 @@ async fn grpc_refuses_what_rest_refuses_and_serves_health_and_reflection() {
     let names: Vec<&str> = services.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"sealtrail.ingest.v1.Ingest"), "{names:?}");
 }
+
+/// A stream authenticates again before each batch: a key revoked while it is open stops it there,
+/// and the answer still says what was accepted before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_during_a_stream_stops_it_and_the_answer_keeps_what_was_accepted() {
+    let api = Api::on_pipeline().await;
+    let tenant = unique("grpc-revoked");
+    let producer = api.key(&tenant, Role::Producer).await;
+    let key_id = producer.split('_').nth(1).expect("key id").to_owned();
+    let mut ingest = client(&api).await;
+    let (batches, receiver) = futures::channel::mpsc::unbounded::<pb::EventBatch>();
+    let first = small(&tenant, "user.login");
+    let first_id = first.event_id.clone();
+    batches
+        .unbounded_send(pb::EventBatch { events: vec![first] })
+        .expect("queued");
+    let request = call(receiver, &producer, &tenant, &[]);
+    let answered = tokio::spawn(async move {
+        ingest
+            .stream_events(request)
+            .await
+            .map(tonic::Response::into_inner)
+    });
+    // Once the first event is stored, the edge has published it and waits for the next batch.
+    assert_eq!(stored_event_ids(&api.settings, &tenant, 1).await, [first_id.clone()]);
+    api.keys.revoke(&key_id).await.expect("revoke");
+    batches
+        .unbounded_send(pb::EventBatch {
+            events: vec![small(&tenant, "user.logout")],
+        })
+        .expect("queued");
+    drop(batches);
+    let answer = answered.await.expect("joined").expect("an answer, not an error");
+    assert_eq!((answer.accepted, answer.rejected), (1, 1), "{answer:?}");
+    assert_eq!(answer.results[0].event_id.as_deref(), Some(first_id.as_str()));
+    assert_eq!(answer.results[1].reason.as_deref(), Some("unauthorized"), "{answer:?}");
+}

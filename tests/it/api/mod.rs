@@ -166,7 +166,13 @@ impl Api {
         apply_migrations(&settings).await.expect("migrations");
         let alfa = unique("alfa");
         let bravo = unique("bravo");
-        let jwt = JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC)).expect("JWT keys");
+        // Platform producers' tenants come from the `tenants` claim here (off by default).
+        let jwt = JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC))
+            .expect("JWT keys")
+            .with_claims(sealtrail_api::auth::jwt::ClaimNames {
+                platform_tenants: Some("tenants".to_owned()),
+                ..sealtrail_api::auth::jwt::ClaimNames::default()
+            });
         let artifacts = tempfile::tempdir().expect("artifacts dir");
         let exports = ExportsConfig {
             kafka: stack.kafka(),

@@ -4,18 +4,21 @@
 
 mod convert;
 
-use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{FromRequestParts as _, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
-use sealtrail_ingest::{MAX_EVENTS_PER_REQUEST, RequestContext};
+use sealtrail_http::ClientCertificate;
+use sealtrail_ingest::{EventResult, MAX_EVENTS_PER_REQUEST, Refusal, RequestContext};
 use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 
-use super::{BODY_LIMIT, WRITERS, answer, publish, request_context, reserve, tenant};
+use super::{KeysSeen, WRITERS, answer, publish, request_context, reserve, tenant};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::server::SharedState;
@@ -28,6 +31,11 @@ pub mod pb {
     /// For server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ingest_descriptor");
 }
+
+/// The largest message: a batch of 1,000 events of 4 KiB. Kept below REST's body limit because a
+/// decoded message takes more memory than its bytes (an empty repeated element is 2 bytes on the
+/// wire and tens in memory).
+pub const MESSAGE_LIMIT: usize = 4 << 20;
 
 /// Events one stream may carry: the answer lists each, and repeated idempotency keys are found
 /// across the whole stream, so both are held until it ends.
@@ -72,10 +80,6 @@ fn status(error: ApiError) -> Status {
     status
 }
 
-fn invalid(code: &'static str, message: String) -> Status {
-    status(ApiError::new(StatusCode::BAD_REQUEST, code, message))
-}
-
 /// One call's caller and request context, from its metadata.
 fn context<T>(request: &tonic::Request<T>) -> Result<(Caller, RequestContext), Status> {
     let caller = request
@@ -90,18 +94,65 @@ fn context<T>(request: &tonic::Request<T>) -> Result<(Caller, RequestContext), S
     Ok((caller, context))
 }
 
+/// What a call presented, kept so a stream authenticates again before each batch: a key revoked,
+/// or a token expired, since the stream began stops it there.
+#[derive(Debug, Clone)]
+struct Presented {
+    authorization: Option<HeaderValue>,
+    certificate: Option<ClientCertificate>,
+    peer: Option<ConnectInfo<SocketAddr>>,
+}
+
+impl Presented {
+    fn of(parts: &Parts) -> Self {
+        Self {
+            authorization: parts.headers.get(AUTHORIZATION).cloned(),
+            certificate: parts.extensions.get::<ClientCertificate>().cloned(),
+            peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().copied(),
+        }
+    }
+
+    /// The caller now, checked as a new request is (failure and rate limits included), still a
+    /// producer that writes for `tenant`.
+    async fn writer_for(&self, state: &SharedState, tenant: &str) -> Result<Caller, ApiError> {
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        if let Some(value) = &self.authorization {
+            parts.headers.insert(AUTHORIZATION, value.clone());
+        }
+        if let Some(certificate) = &self.certificate {
+            parts.extensions.insert(certificate.clone());
+        }
+        if let Some(peer) = self.peer {
+            parts.extensions.insert(peer);
+        }
+        let caller = Caller::from_request_parts(&mut parts, state).await?;
+        caller.require(WRITERS)?;
+        if !caller.writes_for(tenant) {
+            return Err(ApiError::forbidden(
+                "x-tenant-id names a tenant this credential may no longer write for",
+            ));
+        }
+        Ok(caller)
+    }
+}
+
 impl IngestService {
-    /// Publishes one batch of a call, its events numbered from `first_index`.
+    /// Publishes one batch of a call, its events numbered from `first_index`. An event larger
+    /// than the seal's largest record is refused before it is converted.
     async fn batch(
         &self,
         caller: &Caller,
         request: &RequestContext,
         batch: pb::EventBatch,
         first_index: usize,
-        keys_seen: &mut HashMap<String, usize>,
-    ) -> Result<Vec<sealtrail_ingest::EventResult>, Status> {
+        keys_seen: &mut KeysSeen,
+    ) -> Result<Vec<EventResult>, ApiError> {
+        if batch.events.is_empty() {
+            return Err(ApiError::bad_request("events", "the batch holds no event"));
+        }
         if batch.events.len() > MAX_EVENTS_PER_REQUEST {
-            return Err(invalid(
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
                 "too_many_events",
                 format!(
                     "a batch holds {} events; at most {MAX_EVENTS_PER_REQUEST}",
@@ -110,12 +161,39 @@ impl IngestService {
             ));
         }
         let ingest = &self.state.ingest;
-        let _in_flight = reserve(ingest, prost::Message::encoded_len(&batch)).map_err(status)?;
-        let items = batch.events.into_iter().map(convert::event).collect();
-        publish(&self.state, caller, request, items, first_index, keys_seen)
-            .await
-            .map_err(status)
+        let _in_flight = reserve(ingest, prost::Message::encoded_len(&batch))?;
+        let limit = ingest.limits.max_record_bytes;
+        let items = batch
+            .events
+            .into_iter()
+            .map(|event| {
+                let size = prost::Message::encoded_len(&event);
+                if size > limit {
+                    return Err(Refusal {
+                        reason: "oversized",
+                        detail: format!("the event is {size} bytes; at most {limit}"),
+                    });
+                }
+                convert::event(event)
+            })
+            .collect();
+        publish(&self.state, caller, request, items, first_index, keys_seen).await
     }
+}
+
+/// A batch of a stream refused as a whole (quota, in-flight budget, credential, limits): each of
+/// its events is answered with the refusal, so the caller knows exactly what to send again.
+fn refused_batch(first_index: usize, ids: Vec<String>, error: &ApiError) -> Vec<EventResult> {
+    ids.into_iter()
+        .enumerate()
+        .map(|(offset, id)| {
+            let refusal = Refusal {
+                reason: error.code,
+                detail: error.message.clone(),
+            };
+            EventResult::rejected(first_index + offset, Some(id), refusal)
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -126,11 +204,11 @@ impl pb::ingest_server::Ingest for IngestService {
     ) -> Result<tonic::Response<pb::IngestAnswer>, Status> {
         let (caller, mut context) = context(&request)?;
         let batch = request.into_inner();
-        if batch.events.is_empty() {
-            return Err(invalid("empty_batch", "the batch holds no event".to_owned()));
-        }
         context.batch_size = batch.events.len();
-        let results = self.batch(&caller, &context, batch, 0, &mut HashMap::new()).await?;
+        let results = self
+            .batch(&caller, &context, batch, 0, &mut KeysSeen::new())
+            .await
+            .map_err(status)?;
         Ok(tonic::Response::new(convert::answer(answer(results))))
     }
 
@@ -138,41 +216,64 @@ impl pb::ingest_server::Ingest for IngestService {
         &self,
         request: tonic::Request<Streaming<pb::EventBatch>>,
     ) -> Result<tonic::Response<pb::IngestAnswer>, Status> {
-        let (caller, mut context) = context(&request)?;
+        let (_, mut context) = context(&request)?;
+        let presented = request
+            .extensions()
+            .get::<Presented>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("send `authorization: Bearer <API key or JWT>`"))?;
         // Events of a stream get `<key>/<event_id>` from x-idempotency-key, as in a batch.
         context.batch_size = usize::MAX;
         let mut stream = request.into_inner();
         let mut results = Vec::new();
-        let mut keys_seen = HashMap::new();
+        let mut keys_seen = KeysSeen::new();
         while let Some(batch) = stream.message().await? {
-            if results.len() + batch.events.len() > MAX_EVENTS_PER_STREAM {
-                // What was published is in Kafka; the caller learns which from a new stream's
-                // answers only, so refuse before publishing any of this batch.
-                return Err(invalid(
-                    "stream_too_long",
-                    format!(
-                        "a stream carries at most {MAX_EVENTS_PER_STREAM} events; {} were accepted or rejected before this batch: end the stream and start another",
-                        results.len()
-                    ),
-                ));
-            }
             let first_index = results.len();
-            let batch_results = self
-                .batch(&caller, &context, batch, first_index, &mut keys_seen)
-                .await?;
-            results.extend(batch_results);
+            let ids: Vec<String> = batch
+                .events
+                .iter()
+                .map(|event| event.event_id.chars().take(128).collect())
+                .collect();
+            let published = if first_index + batch.events.len() > MAX_EVENTS_PER_STREAM {
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "stream_too_long",
+                    format!("a stream carries at most {MAX_EVENTS_PER_STREAM} events: end it and start another"),
+                ))
+            } else {
+                match presented.writer_for(&self.state, &context.tenant).await {
+                    Ok(caller) => {
+                        self.batch(&caller, &context, batch, first_index, &mut keys_seen)
+                            .await
+                    }
+                    Err(error) => Err(error),
+                }
+            };
+            match published {
+                Ok(answered) => results.extend(answered),
+                Err(error) => {
+                    // What was answered stays answered; this batch is refused whole, and the
+                    // stream ends here with everything the caller needs to resume.
+                    tracing::info!(tenant = %context.tenant, code = error.code, "an ingest stream ended by a refusal");
+                    results.extend(refused_batch(first_index, ids, &error));
+                    break;
+                }
+            }
         }
         Ok(tonic::Response::new(convert::answer(answer(results))))
     }
 }
 
 /// Authenticates a call like a REST request (API key, JWT or client certificate; the same
-/// failure limits) and hands the caller to the service; a refusal is a gRPC status.
+/// failure limits) and hands the caller, and what it presented, to the service; a refusal is a
+/// gRPC status.
 async fn authenticate(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     match Caller::from_request_parts(&mut parts, &state).await {
         Ok(caller) => {
+            let presented = Presented::of(&parts);
             parts.extensions.insert(caller);
+            parts.extensions.insert(presented);
             next.run(Request::from_parts(parts, body)).await
         }
         Err(error) => status(error).into_http::<axum::body::Body>().into_response(),
@@ -183,7 +284,7 @@ async fn authenticate(State(state): State<SharedState>, request: Request, next: 
 /// balancers and tools expect).
 pub fn routes(state: &SharedState) -> Router<SharedState> {
     let service = pb::ingest_server::IngestServer::new(IngestService { state: state.clone() })
-        .max_decoding_message_size(BODY_LIMIT);
+        .max_decoding_message_size(MESSAGE_LIMIT);
     let (reporter, health) = tonic_health::server::health_reporter();
     tokio::spawn(async move {
         reporter
