@@ -150,7 +150,11 @@ pub async fn run(args: ApiArgs, routes: ServedRoutes) -> anyhow::Result<()> {
     apply_migrations(&clickhouse).await?;
     let app = router(ApiConfig {
         // Served on the API's own port, next to its /healthz and /readyz.
-        metrics: sealtrail_runtime::Metrics::new(if routes == ServedRoutes::Ingest { "ingest" } else { "api" }),
+        metrics: sealtrail_runtime::Metrics::new(if routes == ServedRoutes::Ingest {
+            "ingest"
+        } else {
+            "api"
+        }),
         ingest: sealtrail_api::ingest::IngestSettings {
             max_record_bytes: args.max_record_bytes,
             quotas: sealtrail_api::ingest::quota::QuotaSettings {

@@ -35,7 +35,11 @@ pub const MAX_PLATFORM_TENANTS: usize = 1000;
 
 /// A platform producer's other tenants from its token: an array of valid tenant ids.
 fn platform_tenants(claims: &serde_json::Value, names: &ClaimNames, roles: &[Role]) -> Result<Vec<String>, String> {
-    let Some(name) = names.platform_tenants.as_deref().filter(|_| roles.contains(&Role::Producer)) else {
+    let Some(name) = names
+        .platform_tenants
+        .as_deref()
+        .filter(|_| roles.contains(&Role::Producer))
+    else {
         return Ok(Vec::new());
     };
     let Some(value) = claim(claims, name) else {

@@ -32,7 +32,10 @@ enum Next {
 }
 
 /// Runs `work` on the log on a blocking thread.
-async fn with_log<T: Send + 'static>(shared: &Arc<Shared>, work: impl FnOnce(&mut OutboxLog) -> T + Send + 'static) -> T {
+async fn with_log<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    work: impl FnOnce(&mut OutboxLog) -> T + Send + 'static,
+) -> T {
     let shared = Arc::clone(shared);
     let joined = tokio::task::spawn_blocking(move || work(&mut shared.log())).await;
     joined.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))

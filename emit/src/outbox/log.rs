@@ -405,7 +405,12 @@ impl OutboxLog {
 }
 
 /// The record at `offset`, of which `left` bytes remain in its segment.
-fn read_record(reader: &mut BufReader<File>, path: &Path, offset: u64, left: u64) -> Result<(Stored, u64), OutboxError> {
+fn read_record(
+    reader: &mut BufReader<File>,
+    path: &Path,
+    offset: u64,
+    left: u64,
+) -> Result<(Stored, u64), OutboxError> {
     let mut frame = vec![0; FRAME_HEADER];
     reader.read_exact(&mut frame).map_err(io("read", path))?;
     let length = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
@@ -487,9 +492,9 @@ fn list_segments(dir: &Path) -> Result<VecDeque<Segment>, OutboxError> {
 /// the damaged frame reaches the end of the file, or everything from it on is zeros. A whole record
 /// after the damage would mean real corruption of what was acknowledged.
 fn unsynced_tail(rest: &[u8]) -> bool {
-    let claimed = rest
-        .get(..4)
-        .map_or(0, |head| u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize);
+    let claimed = rest.get(..4).map_or(0, |head| {
+        u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize
+    });
     FRAME_HEADER + claimed >= rest.len() || rest.iter().all(|byte| *byte == 0)
 }
 

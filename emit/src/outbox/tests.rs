@@ -136,7 +136,10 @@ fn a_torn_tail_is_cut_and_damage_in_the_middle_is_refused() {
     drop(reopened);
 
     // A power cut can leave an unsynced append as zeros: never acknowledged, so cut too.
-    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).expect("open segment");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .expect("open segment");
     file.write_all(&[0; 4096]).expect("zeros");
     drop(file);
     let mut reopened = OutboxLog::open(&dir.path(), ROOMY).expect("zeros at the tail are not damage");

@@ -323,14 +323,12 @@ async fn a_key_revoked_during_a_stream_stops_it_and_the_answer_keeps_what_was_ac
         .unbounded_send(pb::EventBatch { events: vec![first] })
         .expect("queued");
     let request = call(receiver, &producer, &tenant, &[]);
-    let answered = tokio::spawn(async move {
-        ingest
-            .stream_events(request)
-            .await
-            .map(tonic::Response::into_inner)
-    });
+    let answered = tokio::spawn(async move { ingest.stream_events(request).await.map(tonic::Response::into_inner) });
     // Once the first event is stored, the edge has published it and waits for the next batch.
-    assert_eq!(stored_event_ids(&api.settings, &tenant, 1).await, [first_id.clone()]);
+    assert_eq!(
+        stored_event_ids(&api.settings, &tenant, 1).await,
+        std::slice::from_ref(&first_id)
+    );
     api.keys.revoke(&key_id).await.expect("revoke");
     batches
         .unbounded_send(pb::EventBatch {

@@ -242,10 +242,7 @@ impl pb::ingest_server::Ingest for IngestService {
                 ))
             } else {
                 match presented.writer_for(&self.state, &context.tenant).await {
-                    Ok(caller) => {
-                        self.batch(&caller, &context, batch, first_index, &mut keys_seen)
-                            .await
-                    }
+                    Ok(caller) => self.batch(&caller, &context, batch, first_index, &mut keys_seen).await,
                     Err(error) => Err(error),
                 }
             };
