@@ -101,15 +101,7 @@ impl AuditEmitter {
         let registered = post_schema(&settings, subject.clone(), supplied)
             .await
             .map_err(|e| refused(e.to_string()))?;
-        let producer: FutureProducer<KafkaContext> = kafka.create(producer).map_err(|e| EmitError::Producer {
-            bootstrap: kafka.bootstrap.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(Self {
-            producer,
-            topic: topic.to_owned(),
-            schema_id: registered.id,
-        })
+        Self::with_registered_schema(kafka, topic, registered.id, producer)
     }
 
     /// An emitter for a contract registered earlier under `schema_id`, without asking the registry

@@ -4,46 +4,12 @@
 use std::time::Instant;
 
 use futures::StreamExt as _;
-use sealtrail_api::ingest::grpc::pb;
 use sealtrail_api::ingest::grpc::pb::ingest_client::IngestClient;
-use sealtrail_core::event::AuditEvent;
+use sealtrail_api::ingest::grpc::{message, pb};
 use tonic::transport::Channel;
 
 use super::{IngestBench, bar, event};
 use crate::api::Latencies;
-
-fn message(event: &AuditEvent) -> pb::AuditEvent {
-    pb::AuditEvent {
-        event_id: event.event_id.clone(),
-        tenant_id: event.tenant_id.clone(),
-        occurred_at_ms: event.occurred_at,
-        action: event.action.clone(),
-        actor: Some(pb::Actor {
-            id: event.actor.id.clone(),
-            r#type: pb::ActorType::Service.into(),
-            ..pb::Actor::default()
-        }),
-        resource: Some(pb::Resource {
-            r#type: event.resource.kind.clone(),
-            id: event.resource.id.clone(),
-            path: None,
-        }),
-        outcome: Some(pb::Outcome {
-            status: pb::OutcomeStatus::Success.into(),
-            ..pb::Outcome::default()
-        }),
-        correlation_id: event.correlation_id.clone(),
-        attributes: event
-            .attributes
-            .iter()
-            .map(|(name, value)| pb::Attribute {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
-        ..pb::AuditEvent::default()
-    }
-}
 
 fn call<T>(message: T, tenant: &str, key: &str) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);

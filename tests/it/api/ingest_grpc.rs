@@ -4,9 +4,8 @@
 //! health and reflection answer.
 
 use sealtrail_api::auth::Role;
-use sealtrail_api::ingest::grpc::pb;
 use sealtrail_api::ingest::grpc::pb::ingest_client::IngestClient;
-use sealtrail_core::event::{ActorType, AuditEvent, OutcomeStatus};
+use sealtrail_api::ingest::grpc::{message, pb};
 use sealtrail_emit::AuditEmitter;
 use sealtrail_kafka::PartitionReader;
 use tonic::transport::Channel;
@@ -45,79 +44,6 @@ fn call<T>(message: T, key: &str, tenant: &str, extra: &[(&'static str, &str)]) 
         metadata.insert(*name, value.parse().expect("ascii"));
     }
     request
-}
-
-/// `event` as the gRPC message.
-fn message(event: &AuditEvent) -> pb::AuditEvent {
-    let actor_type = match event.actor.kind {
-        ActorType::User => pb::ActorType::User,
-        ActorType::Service => pb::ActorType::Service,
-        ActorType::System => pb::ActorType::System,
-        ActorType::SupportAgent => pb::ActorType::SupportAgent,
-        ActorType::ApiClient => pb::ActorType::ApiClient,
-        ActorType::Unknown => pb::ActorType::Unknown,
-    };
-    let status = match event.outcome.status {
-        OutcomeStatus::Success => pb::OutcomeStatus::Success,
-        OutcomeStatus::Failure => pb::OutcomeStatus::Failure,
-        OutcomeStatus::Denied => pb::OutcomeStatus::Denied,
-    };
-    pb::AuditEvent {
-        event_id: event.event_id.clone(),
-        tenant_id: event.tenant_id.clone(),
-        occurred_at_ms: event.occurred_at,
-        action: event.action.clone(),
-        actor: Some(pb::Actor {
-            id: event.actor.id.clone(),
-            r#type: actor_type.into(),
-            display_name: event.actor.display_name.clone(),
-            authority: event.actor.authority.clone(),
-            on_behalf_of: event.actor.on_behalf_of.clone(),
-        }),
-        resource: Some(pb::Resource {
-            r#type: event.resource.kind.clone(),
-            id: event.resource.id.clone(),
-            path: event.resource.path.clone(),
-        }),
-        outcome: Some(pb::Outcome {
-            status: status.into(),
-            reason_code: event.outcome.reason_code.clone(),
-            reason_text: event.outcome.reason_text.clone(),
-        }),
-        correlation_id: event.correlation_id.clone(),
-        causation_id: event.causation_id.clone(),
-        trace_id: event.trace_id.clone(),
-        span_id: event.span_id.clone(),
-        idempotency_key: event.idempotency_key.clone(),
-        policy_version: event.policy_version.clone(),
-        evidence: event
-            .evidence
-            .iter()
-            .map(|e| pb::Evidence {
-                kind: e.kind.clone(),
-                uri: e.uri.clone(),
-                sha256: e.sha256.clone(),
-            })
-            .collect(),
-        changes: event
-            .changes
-            .iter()
-            .map(|c| pb::Change {
-                field: c.field.clone(),
-                before: c.before.clone(),
-                after: c.after.clone(),
-            })
-            .collect(),
-        attributes: event
-            .attributes
-            .iter()
-            .map(|(name, value)| pb::Attribute {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
-        session_id: event.session_id.clone(),
-    }
 }
 
 fn small(tenant: &str, action: &str) -> pb::AuditEvent {

@@ -1,6 +1,7 @@
 //! gRPC messages to the edge's model and back: an event of `schemas/ingest.proto` becomes the
 //! same `EventJson` a REST body gives, so both go through one validation.
 
+use sealtrail_core::event::{ActorType, AuditEvent, OutcomeStatus};
 use sealtrail_ingest::event_json::{
     ActorJson, Attributes, ChangeJson, EvidenceJson, OutcomeJson, ResourceJson, Timestamp,
 };
@@ -129,5 +130,78 @@ pub fn answer(answer: IngestAnswer) -> pb::IngestAnswer {
         accepted: count(answer.accepted),
         rejected: count(answer.rejected),
         results: answer.results.into_iter().map(result).collect(),
+    }
+}
+
+/// An event as the gRPC message that carries it: what a Rust caller of the service sends.
+pub fn message(event: &AuditEvent) -> pb::AuditEvent {
+    let actor_type = match event.actor.kind {
+        ActorType::User => pb::ActorType::User,
+        ActorType::Service => pb::ActorType::Service,
+        ActorType::System => pb::ActorType::System,
+        ActorType::SupportAgent => pb::ActorType::SupportAgent,
+        ActorType::ApiClient => pb::ActorType::ApiClient,
+        ActorType::Unknown => pb::ActorType::Unknown,
+    };
+    let status = match event.outcome.status {
+        OutcomeStatus::Success => pb::OutcomeStatus::Success,
+        OutcomeStatus::Failure => pb::OutcomeStatus::Failure,
+        OutcomeStatus::Denied => pb::OutcomeStatus::Denied,
+    };
+    pb::AuditEvent {
+        event_id: event.event_id.clone(),
+        tenant_id: event.tenant_id.clone(),
+        occurred_at_ms: event.occurred_at,
+        action: event.action.clone(),
+        actor: Some(pb::Actor {
+            id: event.actor.id.clone(),
+            r#type: actor_type.into(),
+            display_name: event.actor.display_name.clone(),
+            authority: event.actor.authority.clone(),
+            on_behalf_of: event.actor.on_behalf_of.clone(),
+        }),
+        resource: Some(pb::Resource {
+            r#type: event.resource.kind.clone(),
+            id: event.resource.id.clone(),
+            path: event.resource.path.clone(),
+        }),
+        outcome: Some(pb::Outcome {
+            status: status.into(),
+            reason_code: event.outcome.reason_code.clone(),
+            reason_text: event.outcome.reason_text.clone(),
+        }),
+        correlation_id: event.correlation_id.clone(),
+        causation_id: event.causation_id.clone(),
+        trace_id: event.trace_id.clone(),
+        span_id: event.span_id.clone(),
+        idempotency_key: event.idempotency_key.clone(),
+        policy_version: event.policy_version.clone(),
+        evidence: event
+            .evidence
+            .iter()
+            .map(|evidence| pb::Evidence {
+                kind: evidence.kind.clone(),
+                uri: evidence.uri.clone(),
+                sha256: evidence.sha256.clone(),
+            })
+            .collect(),
+        changes: event
+            .changes
+            .iter()
+            .map(|change| pb::Change {
+                field: change.field.clone(),
+                before: change.before.clone(),
+                after: change.after.clone(),
+            })
+            .collect(),
+        attributes: event
+            .attributes
+            .iter()
+            .map(|(name, value)| pb::Attribute {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        session_id: event.session_id.clone(),
     }
 }

@@ -4,6 +4,8 @@
 
 mod convert;
 
+pub use convert::message;
+
 use std::net::SocketAddr;
 
 use axum::Router;
