@@ -186,11 +186,20 @@ pub fn check_manifest(
 ) -> Result<Manifest, ExportProblem> {
     let signature = from_hex(signature_hex.trim()).ok_or_else(|| ExportProblem::BadSignature("not hex".to_owned()))?;
     let message = signed_manifest_bytes(manifest_json);
-    if !trusted.iter().any(|key| key.verifies(&message, &signature)) {
-        return Err(ExportProblem::BadSignature("no trusted key verifies it".to_owned()));
-    }
+    let signer = trusted
+        .iter()
+        .find(|key| key.verifies(&message, &signature))
+        .ok_or_else(|| ExportProblem::BadSignature("no trusted key verifies it".to_owned()))?;
     let manifest: Manifest =
         serde_json::from_slice(manifest_json).map_err(|e| ExportProblem::BadManifest(e.to_string()))?;
+    // The key the manifest names must be the one that signed it (docs/integrity.md): another
+    // trusted key's signature does not stand for it.
+    if signer.key_id != manifest.key_id {
+        return Err(ExportProblem::BadSignature(format!(
+            "it is signed by the trusted key `{}`, but the manifest names `{}`",
+            signer.key_id, manifest.key_id
+        )));
+    }
     if ![FORMAT, FORMAT_V2, FORMAT_V1].contains(&manifest.format.as_str()) {
         return Err(ExportProblem::BadManifest(format!(
             "format `{}`, expected `{FORMAT}`, `{FORMAT_V2}` or `{FORMAT_V1}`",

@@ -105,3 +105,34 @@ fn witness_lines_need_a_known_reason_and_format_2() {
         Err(ExportProblem::BadLine { line: 2, .. })
     ));
 }
+
+#[test]
+fn the_manifest_must_be_signed_by_the_key_it_names() {
+    let (manifest, _) = lines();
+    let signer = |seed| crate::checkpoint::CheckpointSigner::from_seed(&[seed; 32]).expect("signer");
+    let (first, second) = (signer(1), signer(2));
+    let trusted = [
+        TrustedKey::new(first.public_key().to_vec()),
+        TrustedKey::new(second.public_key().to_vec()),
+    ];
+    let naming_second = Manifest {
+        key_id: second.key_id().to_owned(),
+        ..manifest
+    };
+    let json = serde_json::to_vec(&naming_second).expect("json");
+    let signed_by = |key: &crate::checkpoint::CheckpointSigner| {
+        crate::digest::to_hex(&key.sign_message(&signed_manifest_bytes(&json)))
+    };
+    let refused = check_manifest(&json, &signed_by(&first), &trusted).expect_err("another key signed");
+    assert!(
+        matches!(&refused, ExportProblem::BadSignature(why) if why.contains(second.key_id())),
+        "{refused:?}"
+    );
+    assert!(
+        !matches!(
+            check_manifest(&json, &signed_by(&second), &trusted),
+            Err(ExportProblem::BadSignature(_))
+        ),
+        "the named key's signature stands"
+    );
+}
