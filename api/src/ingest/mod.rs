@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use sealtrail_core::event::AuditEvent;
 use sealtrail_core::validate::Limits;
 use sealtrail_emit::{Enqueue, acknowledged};
-use sealtrail_ingest::{EventJson, EventResult, IngestAnswer, Refusal, RequestContext, TraceParent, prepare};
+use sealtrail_ingest::{EventJson, EventResult, Refusal, RequestContext, TraceParent, prepare};
 use sealtrail_runtime::Metrics;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -211,11 +211,6 @@ pub(crate) async fn publish(
         "ingested"
     );
     Ok(results)
-}
-
-/// The answer to a whole request (or stream).
-pub(crate) fn answer(results: Vec<EventResult>) -> IngestAnswer {
-    IngestAnswer::new(results)
 }
 
 impl Ingest {

@@ -16,7 +16,7 @@ use sealtrail_ingest::{BodyError, BodyFormat, IngestAnswer, Refusal, parse_body}
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::ingest::{BODY_LIMIT, WRITERS, answer, header_text, publish, request_context, reserve, tenant};
+use crate::ingest::{BODY_LIMIT, WRITERS, header_text, publish, request_context, reserve, tenant};
 use crate::server::SharedState;
 
 fn format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
@@ -86,7 +86,7 @@ pub async fn ingest_events(
         .map(|item| item.map_err(|error| Refusal::invalid_json(&error.0)))
         .collect();
     let results = publish(&state, &caller, &request, items, 0, &mut HashMap::new()).await?;
-    let answer = answer(results);
+    let answer = IngestAnswer::new(results);
     let status = if answer.rejected == 0 {
         StatusCode::OK
     } else {

@@ -267,3 +267,117 @@ async fn a_key_revoked_during_a_stream_stops_it_and_the_answer_keeps_what_was_ac
     assert_eq!(answer.results[0].event_id.as_deref(), Some(first_id.as_str()));
     assert_eq!(answer.results[1].reason.as_deref(), Some("unauthorized"), "{answer:?}");
 }
+
+/// A unary call to `path` with a codec of our own, so paths nobody generated can be tried.
+async fn raw_call(
+    api: &Api,
+    path: &'static str,
+    key: &str,
+    tenant: &str,
+    batch: pb::EventBatch,
+) -> Result<pb::IngestAnswer, tonic::Status> {
+    let channel = Channel::from_shared(api.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|error| tonic::Status::unknown(error.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<pb::EventBatch, pb::IngestAnswer>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(call(batch, key, tenant, &[]), path, codec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// An attacker's tries: paths nobody wrote, around the authenticated service and through the open
+/// ones; another tenant's events under one's own tenant; values no generator makes. Nothing is
+/// accepted that should not be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_grpc_calls_write_nothing_they_should_not() {
+    let api = Api::empty().await;
+    let (mine, theirs) = (api.alfa.clone(), api.bravo.clone());
+    let producer = api.key(&mine, Role::Producer).await;
+    let batch = || pb::EventBatch {
+        events: vec![small(&mine, "user.login")],
+    };
+    for path in [
+        "/sealtrail.ingest.v1.Ingest/SendEvents",
+        "/sealtrail.ingest.v1.Ingest/Unknown",
+        "/sealtrail.ingest.v1.Ingest//SendEvents",
+        "/sealtrail.ingest.v1.Ingest/%53endEvents",
+        "/grpc.health.v1.Health/../sealtrail.ingest.v1.Ingest/SendEvents",
+        "/grpc.reflection.v1.ServerReflection/../../sealtrail.ingest.v1.Ingest/SendEvents",
+        "//sealtrail.ingest.v1.Ingest/SendEvents",
+    ] {
+        let refused = raw_call(&api, path, "", &mine, batch())
+            .await
+            .expect_err("no credential writes nothing");
+        assert_ne!(refused.code(), tonic::Code::Ok, "{path}");
+    }
+
+    // Another tenant's events, or a tenant smuggled in metadata, under one's own credential.
+    let foreign = small(&theirs, "user.login");
+    let answer = raw_call(
+        &api,
+        "/sealtrail.ingest.v1.Ingest/SendEvents",
+        &producer,
+        &mine,
+        pb::EventBatch { events: vec![foreign] },
+    )
+    .await
+    .expect("answered per event");
+    assert_eq!((answer.accepted, answer.rejected), (0, 1), "{answer:?}");
+    for smuggled in [format!("{mine},{theirs}"), format!("{theirs} "), format!(" {mine}x")] {
+        let mut request = call(batch(), &producer, "", &[]);
+        request
+            .metadata_mut()
+            .insert("x-tenant-id", smuggled.parse().expect("ascii"));
+        let refused = client(&api)
+            .await
+            .send_events(request)
+            .await
+            .expect_err("only the credential's own tenant");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{smuggled:?}");
+    }
+
+    // Values no generator makes: an actor type out of the enum, 20,000 attributes of one name,
+    // an event id of 100 KB. Each is rejected with its reason, never accepted.
+    let mut odd_type = small(&mine, "user.login");
+    if let Some(actor) = odd_type.actor.as_mut() {
+        actor.r#type = 99;
+    }
+    let mut repeated = small(&mine, "user.login");
+    repeated.attributes = (0..20_000)
+        .map(|_| pb::Attribute {
+            name: "a".to_owned(),
+            value: String::new(),
+        })
+        .collect();
+    let mut long_id = small(&mine, "user.login");
+    long_id.event_id = "X".repeat(100_000);
+    let answer = client(&api)
+        .await
+        .send_events(call(
+            pb::EventBatch {
+                events: vec![odd_type, repeated, long_id],
+            },
+            &producer,
+            &mine,
+            &[],
+        ))
+        .await
+        .expect("answered per event")
+        .into_inner();
+    assert_eq!((answer.accepted, answer.rejected), (0, 3), "{answer:?}");
+    assert!(
+        answer
+            .results
+            .iter()
+            .all(|result| result.event_id.as_ref().is_none_or(|id| id.len() <= 131)
+                && result.detail.as_ref().is_some_and(|detail| detail.len() <= 515)),
+        "echoes are bounded"
+    );
+}

@@ -16,11 +16,11 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use sealtrail_http::ClientCertificate;
-use sealtrail_ingest::{EventResult, MAX_EVENTS_PER_REQUEST, Refusal, RequestContext};
+use sealtrail_ingest::{EventResult, IngestAnswer, MAX_EVENTS_PER_REQUEST, Refusal, RequestContext};
 use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 
-use super::{KeysSeen, WRITERS, answer, publish, request_context, reserve, tenant};
+use super::{KeysSeen, WRITERS, publish, request_context, reserve, tenant};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::server::SharedState;
@@ -163,13 +163,15 @@ impl IngestService {
             ));
         }
         let ingest = &self.state.ingest;
-        let _in_flight = reserve(ingest, prost::Message::encoded_len(&batch))?;
+        // Each event's size once: for the in-flight budget and for the per-event limit.
+        let sizes: Vec<usize> = batch.events.iter().map(prost::Message::encoded_len).collect();
+        let _in_flight = reserve(ingest, sizes.iter().sum())?;
         let limit = ingest.limits.max_record_bytes;
         let items = batch
             .events
             .into_iter()
-            .map(|event| {
-                let size = prost::Message::encoded_len(&event);
+            .zip(sizes)
+            .map(|(event, size)| {
                 if size > limit {
                     return Err(Refusal {
                         reason: "oversized",
@@ -184,16 +186,16 @@ impl IngestService {
 }
 
 /// A batch of a stream refused as a whole (quota, in-flight budget, credential, limits): each of
-/// its events is answered with the refusal, so the caller knows exactly what to send again.
-fn refused_batch(first_index: usize, ids: Vec<String>, error: &ApiError) -> Vec<EventResult> {
-    ids.into_iter()
-        .enumerate()
-        .map(|(offset, id)| {
+/// its events is answered, by index, with the refusal, so the caller knows exactly what to send
+/// again.
+fn refused_batch(first_index: usize, events: usize, error: &ApiError) -> Vec<EventResult> {
+    (first_index..first_index + events)
+        .map(|index| {
             let refusal = Refusal {
                 reason: error.code,
                 detail: error.message.clone(),
             };
-            EventResult::rejected(first_index + offset, Some(id), refusal)
+            EventResult::rejected(index, None, refusal)
         })
         .collect()
 }
@@ -211,7 +213,7 @@ impl pb::ingest_server::Ingest for IngestService {
             .batch(&caller, &context, batch, 0, &mut KeysSeen::new())
             .await
             .map_err(status)?;
-        Ok(tonic::Response::new(convert::answer(answer(results))))
+        Ok(tonic::Response::new(convert::answer(IngestAnswer::new(results))))
     }
 
     async fn stream_events(
@@ -231,12 +233,8 @@ impl pb::ingest_server::Ingest for IngestService {
         let mut keys_seen = KeysSeen::new();
         while let Some(batch) = stream.message().await? {
             let first_index = results.len();
-            let ids: Vec<String> = batch
-                .events
-                .iter()
-                .map(|event| event.event_id.chars().take(128).collect())
-                .collect();
-            let published = if first_index + batch.events.len() > MAX_EVENTS_PER_STREAM {
+            let events = batch.events.len();
+            let published = if first_index + events > MAX_EVENTS_PER_STREAM {
                 Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "stream_too_long",
@@ -254,12 +252,12 @@ impl pb::ingest_server::Ingest for IngestService {
                     // What was answered stays answered; this batch is refused whole, and the
                     // stream ends here with everything the caller needs to resume.
                     tracing::info!(tenant = %context.tenant, code = error.code, "an ingest stream ended by a refusal");
-                    results.extend(refused_batch(first_index, ids, &error));
+                    results.extend(refused_batch(first_index, events, &error));
                     break;
                 }
             }
         }
-        Ok(tonic::Response::new(convert::answer(answer(results))))
+        Ok(tonic::Response::new(convert::answer(IngestAnswer::new(results))))
     }
 }
 
