@@ -60,6 +60,10 @@ pub enum RejectCode {
     /// The record reached a raw partition after `sealtrail reshard` closed it: its layout epoch
     /// has ended, and its tenant's chain continues in the next layout's topics.
     LayoutClosed,
+    /// The consumer never received this raw offset: a transaction marker, a record of an aborted
+    /// transaction, or a record removed by retention before it was sealed. Recorded so that every
+    /// raw offset leaves a trace (docs/integrity.md, "Offset accounting").
+    NotDelivered,
 }
 
 impl RejectCode {
@@ -82,6 +86,7 @@ impl RejectCode {
             Self::Duplicate => "duplicate",
             Self::WrongPartition => "wrong_partition",
             Self::LayoutClosed => "layout_closed",
+            Self::NotDelivered => "not_delivered",
         }
     }
 }

@@ -212,6 +212,19 @@ pub enum CheckpointChainProblem {
         reason: String,
     },
     #[error(
+        "partition {partition}: checkpoint {number} accounts for {sealed} sealed records and {dlq} DLQ records, but raw \
+         offsets 0..={source_offset} need {expected}{closing}: raw records were dropped or invented without a trace"
+    )]
+    Accounting {
+        partition: i32,
+        number: u64,
+        source_offset: i64,
+        expected: i64,
+        sealed: u64,
+        dlq: i64,
+        closing: &'static str,
+    },
+    #[error(
         "partition {partition}: checkpoint {number} covers {count} entries whose Merkle root is {computed}, not the signed {signed}"
     )]
     EntriesRoot {
@@ -226,7 +239,8 @@ pub enum CheckpointChainProblem {
 /// Verifies the signatures of one partition's checkpoints of one layout epoch (in number order)
 /// and their links. The first must be number 1 unless `after` gives the checkpoint before it; the
 /// first of an epoch after the first links to `epoch_link` (see [`checkpoint::epoch_link`]).
-/// Nothing may follow a checkpoint that closes the epoch.
+/// Nothing may follow a checkpoint that closes the epoch. Given from number 1 (`after` is `None`),
+/// the offset accounting of every checkpoint is checked too (see [`check_accounting`]).
 pub fn verify_checkpoints(
     checkpoints: &[Checkpoint],
     trusted: &[TrustedKey],
@@ -234,8 +248,13 @@ pub fn verify_checkpoints(
     epoch_link: Option<&Digest>,
 ) -> Result<(), CheckpointChainProblem> {
     let mut previous: Option<&Checkpoint> = after;
+    let mut sealed_so_far = after.is_none().then_some(0_u64);
     for current in checkpoints {
         checkpoint::verify_checkpoint(current, trusted)?;
+        if let Some(sealed) = sealed_so_far.as_mut() {
+            *sealed += current.entry_count;
+            check_accounting(current, *sealed)?;
+        }
         let partition = current.partition;
         let (expected_number, expected_prev) = if let Some(p) = previous {
             check_same_layout(p, current)?;
@@ -269,6 +288,33 @@ pub fn verify_checkpoints(
         previous = Some(current);
     }
     Ok(())
+}
+
+/// Every raw offset of a partition's epoch up to a checkpoint's `source_offset` is sealed (counted
+/// by the `entry_count`s of its checkpoints so far, `sealed`) or has a DLQ record (the DLQ
+/// partition's `dlq_next_offset`); the one exception is the layout change a closing checkpoint
+/// ends at, which is neither.
+pub fn check_accounting(checkpoint: &Checkpoint, sealed: u64) -> Result<(), CheckpointChainProblem> {
+    let expected = checkpoint.source_offset + 1 - i64::from(checkpoint.closes_epoch);
+    let counted = i64::try_from(sealed)
+        .ok()
+        .and_then(|sealed| sealed.checked_add(checkpoint.dlq_next_offset));
+    if counted == Some(expected) {
+        return Ok(());
+    }
+    Err(CheckpointChainProblem::Accounting {
+        partition: checkpoint.partition,
+        number: checkpoint.number,
+        source_offset: checkpoint.source_offset,
+        expected,
+        sealed,
+        dlq: checkpoint.dlq_next_offset,
+        closing: if checkpoint.closes_epoch {
+            " (besides the layout change that closed the epoch)"
+        } else {
+            ""
+        },
+    })
 }
 
 /// A checkpoint continues the one before it only in the same partition and layout, and never

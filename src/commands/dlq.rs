@@ -176,11 +176,12 @@ async fn replay(selection: Selection, max_attempts: u32, dry_run: bool) -> anyho
     let kafka = selection.common.kafka.settings();
     let plan = dlq::plan_replay(&kafka, &selection.common.topics.dlq_topic, &records, max_attempts).await?;
     println!(
-        "{} records selected: {} to replay, {} already replayed, {} left after {max_attempts} attempts",
+        "{} records selected: {} to replay, {} already replayed, {} left after {max_attempts} attempts, {} not_delivered (no record to replay)",
         records.len(),
         plan.due.len(),
         plan.done.len(),
-        plan.exhausted.len()
+        plan.exhausted.len(),
+        plan.nothing_to_replay.len()
     );
     if dry_run || plan.due.is_empty() {
         return Ok(());

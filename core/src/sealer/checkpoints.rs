@@ -32,7 +32,7 @@ impl PartitionSealer {
 
     /// Whether a checkpoint should be written now.
     pub fn checkpoint_due(&self, now_ms: i64, covered_through: i64) -> bool {
-        if self.closed {
+        if self.closed || !self.can_checkpoint() {
             return false;
         }
         if self.pending.len() >= self.settings.checkpoint_every {

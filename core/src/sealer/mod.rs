@@ -221,18 +221,39 @@ impl PartitionSealer {
             .map_or_else(|| (1, chain::genesis(tenant)), |(seq, hash)| (seq + 1, hash))
     }
 
+    /// The raw offsets before `offset` that were never handled and that the consumer skipped
+    /// (transaction markers, aborted records, records removed by retention). Each needs a
+    /// `not_delivered` DLQ record before `offset` is handled, so the offset accounting holds.
+    /// Empty for an offset already handled (a rewind) or the next one expected. After a restart,
+    /// a skipped offset whose DLQ record was written before the crash is not repeated.
+    pub fn undelivered_before(&self, offset: i64) -> Vec<i64> {
+        if offset <= self.handled_through + 1 {
+            return Vec::new();
+        }
+        (self.handled_through + 1..offset)
+            .filter(|skipped| !self.handled_ahead.contains(skipped))
+            .collect()
+    }
+
     /// Whether a layout change closed the partition.
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
+    /// Whether everything handled lies at or before `handled_through`, as a checkpoint needs:
+    /// its entries and DLQ position then account for exactly the raw offsets it claims. After a
+    /// restart, records handled beyond a gap wait until the gap is handled again.
+    pub fn can_checkpoint(&self) -> bool {
+        self.handled_ahead.is_empty()
+    }
+
+    /// Marks `offset` handled, and every offset handled ahead that now follows without a gap.
     fn advance(&mut self, offset: i64) {
         self.handled_through = self.handled_through.max(offset);
-        while self
-            .handled_ahead
-            .first()
-            .is_some_and(|first| *first <= self.handled_through)
+        while let Some(first) = self.handled_ahead.first().copied()
+            && first <= self.handled_through + 1
         {
+            self.handled_through = self.handled_through.max(first);
             self.handled_ahead.pop_first();
         }
     }

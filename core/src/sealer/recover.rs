@@ -95,6 +95,7 @@ impl PartitionSealer {
         for offset in rejected_offsets {
             sealer.mark_handled(*offset);
         }
+        sealer.advance(sealer.handled_through);
         Ok(sealer)
     }
 }

@@ -7,6 +7,7 @@ use sealtrail_core::avro::Framed;
 use sealtrail_core::layout::{CONTROL_HEADER, LAYOUT_CHANGE_CONTROL, LayoutChange};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_core::sealer::{Disposition, RawRecord, SchemaLookup, SealContext};
+use sealtrail_core::validate::{RejectCode, reject};
 use sealtrail_runtime::driver::{Control, InputRecord};
 use sealtrail_runtime::telemetry::events::{
     ComponentError, ErrorKind, RecordRejected, RecordsReceived, RecordsSent, RecordsSkipped, SkipReason,
@@ -25,6 +26,7 @@ impl SealProcessor {
         if !self.partitions.contains_key(&partition) {
             return Ok(());
         }
+        self.record_undelivered(partition, message.offset(), control)?;
         let headers = message.headers();
         if let Some(change) = self.layout_change(message, &headers, control) {
             self.summary.records += 1;
@@ -103,6 +105,52 @@ impl SealProcessor {
         self.publish(message, &headers, disposition, span.as_ref(), now, control)?;
         if due {
             self.checkpoint_if_pending(partition, false)?;
+        }
+        Ok(())
+    }
+
+    /// Leaves a `not_delivered` DLQ record for every raw offset the consumer skipped before
+    /// `offset`, so each raw offset is accounted for as sealed or in the DLQ.
+    fn record_undelivered(&mut self, partition: i32, offset: i64, control: &mut dyn Control) -> Result<(), SealError> {
+        let Some(assigned) = self.partitions.get(&partition) else {
+            return Ok(());
+        };
+        let skipped = assigned.sealer.undelivered_before(offset);
+        let (Some(first), Some(last)) = (skipped.first().copied(), skipped.last().copied()) else {
+            return Ok(());
+        };
+        let rejection = reject(
+            RejectCode::NotDelivered,
+            "the consumer never received this raw offset: a transaction marker, a record of an aborted \
+             transaction, or a record removed by retention before it was sealed",
+        );
+        tracing::warn!(
+            partition,
+            first,
+            last,
+            count = skipped.len(),
+            "raw offsets were never delivered to the seal; each gets a not_delivered DLQ record"
+        );
+        let now = now_ms();
+        for skipped_offset in skipped {
+            let dlq_headers = dlq::headers(&[], &rejection, &self.config.raw_topic, partition, skipped_offset, now);
+            self.send(
+                OutputRecord {
+                    topic: &self.config.dlq_topic,
+                    partition,
+                    key: &[],
+                    payload: &[],
+                    headers: dlq_headers,
+                },
+                Produced::Rejected { partition },
+            )?;
+            self.summary.rejected += 1;
+            control.telemetry().emit(RecordRejected {
+                partition,
+                offset: skipped_offset,
+                code: rejection.code,
+                detail: &rejection.detail,
+            });
         }
         Ok(())
     }

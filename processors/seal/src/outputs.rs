@@ -29,12 +29,14 @@ impl SealProcessor {
 
     /// Writes a checkpoint for `partition` if it is due (or if anything is uncovered and
     /// `force`). A partition whose epoch is closed gets none: its final checkpoint was its last.
+    /// Neither does one with records handled beyond a gap after a restart, until the gap is
+    /// handled again: the next owner recovers them from the sealed topic and the DLQ.
     pub(crate) fn checkpoint_if_pending(&mut self, partition: i32, force: bool) -> Result<bool, SealError> {
         let Some(state) = self.partitions.get(&partition) else {
             return Ok(false);
         };
         let uncovered = state.sealer.pending_entries() > 0 || state.sealer.handled_through() > state.covered_through;
-        let due = if state.sealer.is_closed() {
+        let due = if state.sealer.is_closed() || !state.sealer.can_checkpoint() {
             false
         } else if force {
             uncovered

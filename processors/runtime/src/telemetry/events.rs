@@ -252,5 +252,5 @@ impl InternalEvent for LagMeasured<'_> {
 /// The number of variants of each closed set, checked where the arrays are made.
 pub(super) const ERROR_KINDS: usize = ErrorKind::COUNT;
 pub(super) const SKIP_REASONS: usize = SkipReason::COUNT;
-/// `RejectCode` has 17 reasons; `RejectCode::LayoutClosed` is the last.
-pub(super) const REJECT_CODES: usize = RejectCode::LayoutClosed as usize + 1;
+/// `RejectCode` has 18 reasons; `RejectCode::NotDelivered` is the last.
+pub(super) const REJECT_CODES: usize = RejectCode::NotDelivered as usize + 1;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sealtrail_core::placement;
+use sealtrail_core::validate::RejectCode;
 use sealtrail_kafka::{
     KafkaError, KafkaSettings, PartitionReader, PartitionRecord, TopicSpec, ensure_topics, read_log_to_end,
 };
@@ -99,6 +100,9 @@ pub struct ReplayPlan<'r> {
     pub done: Vec<&'r Rejected>,
     /// Replayed as often as allowed already.
     pub exhausted: Vec<&'r Rejected>,
+    /// `not_delivered` records: the seal never received a record at that raw offset, so there is
+    /// nothing to send again.
+    pub nothing_to_replay: Vec<&'r Rejected>,
     ledger: String,
 }
 
@@ -116,13 +120,17 @@ pub async fn plan_replay<'r>(
         .into_iter()
         .filter_map(|record| record.key.map(|key| String::from_utf8_lossy(&key).into_owned()))
         .collect();
+    let (empty, records): (Vec<&Rejected>, Vec<&Rejected>) = records
+        .iter()
+        .partition(|r| r.header(REASON) == RejectCode::NotDelivered.as_str());
     let (fresh, done): (Vec<&Rejected>, Vec<&Rejected>) =
-        records.iter().partition(|r| !replayed.contains(&r.coordinates()));
+        records.into_iter().partition(|r| !replayed.contains(&r.coordinates()));
     let (due, exhausted) = fresh.into_iter().partition(|r| r.attempts() < max_attempts);
     Ok(ReplayPlan {
         due,
         done,
         exhausted,
+        nothing_to_replay: empty,
         ledger,
     })
 }
