@@ -46,6 +46,9 @@ enum Command {
     Seal(commands::seal::SealArgs),
     /// Project sealed events and checkpoints into ClickHouse.
     Sink(commands::sink::SinkArgs),
+    /// Verify every checkpoint of the sealed topic as it lands, and the ClickHouse projection
+    /// against it; raise integrity incidents.
+    Monitor(commands::monitor::MonitorArgs),
     /// Serve the HTTP API: tenant-isolated SQL over the sealed events.
     Api(Box<commands::api::ApiArgs>),
     /// Serve the ingest edge alone (`POST /v1/ingest/events`, health, metrics): writes scaled
@@ -88,6 +91,7 @@ impl Command {
         match self {
             Self::Seal(_) => "sealtrail-seal",
             Self::Sink(_) => "sealtrail-sink",
+            Self::Monitor(_) => "sealtrail-monitor",
             Self::Api(_) => "sealtrail-api",
             Self::Ingest(_) => "sealtrail-ingest",
             Self::Export(_) => "sealtrail-export",
@@ -130,6 +134,7 @@ fn main() -> std::process::ExitCode {
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Seal(args) => commands::seal::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,
+            Command::Monitor(args) => commands::monitor::run(args).await,
             Command::Verify(args) => commands::verify::run(args).await,
             Command::Retention(args) => commands::retention::run(args).await,
             Command::Offsets(args) => commands::offsets::run(args).await,

@@ -15,6 +15,7 @@ pub mod classify;
 pub mod digest;
 pub mod event;
 pub mod export;
+pub mod follow;
 pub mod idempotency;
 pub mod layout;
 pub mod merkle;

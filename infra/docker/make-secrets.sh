@@ -56,13 +56,13 @@ SEALTRAIL_UID=${SEALTRAIL_UID:-10001} # infra/docker/Dockerfile: sealtrail
 
 # The sealtrail identities, as in the local stack: NAME:ROLE, each with the SCRAM user
 # sealtrail-NAME on the broker and the user NAME, reader or writer, on the registry.
-IDENTITIES="seal:write sink:read export:read retention:write api:write operator:write"
+IDENTITIES="seal:write sink:read monitor:write export:read retention:write api:write operator:write"
 # The broker's own SCRAM user (its inter-broker listener) and the registry's Kafka client.
 BROKER_USER=kafka-broker
 REGISTRY_KAFKA_USER=schema-registry
 # The ClickHouse users of infra/clickhouse/users.d/sealtrail.xml, whose passwords it reads from
 # CLICKHOUSE_<NAME>_PASSWORD; the administrator (sealtrail_admin) is defined by its SHA-256 only.
-CLICKHOUSE_USERS="reader sink api export retention ingest"
+CLICKHOUSE_USERS="reader sink api export retention ingest monitor"
 CLICKHOUSE_ADMIN=sealtrail_admin
 
 fail() {

@@ -10,6 +10,7 @@ pub mod down;
 pub mod export;
 pub mod keys;
 pub mod migrate;
+pub mod monitor;
 pub mod offsets;
 pub mod produce;
 pub mod registry;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use sealtrail_core::layout::Layout;
+use sealtrail_core::layout::{Layout, LayoutHistory};
 use sealtrail_kafka::{KafkaSettings, PartitionReader, wait_for_broker};
 use sealtrail_runtime::RegistryClient;
 use sealtrail_runtime::keys;
@@ -149,20 +149,30 @@ pub fn sealed_layout(
     topics: &TopicArgs,
     trusted_keys: &std::path::Path,
 ) -> anyhow::Result<Layout> {
+    Ok(sealed_history(kafka, topics, trusted_keys)?.1)
+}
+
+/// The pipeline's layout history, and the layout whose sealed topic is `topics.sealed_topic`.
+pub fn sealed_history(
+    kafka: &KafkaSettings,
+    topics: &TopicArgs,
+    trusted_keys: &std::path::Path,
+) -> anyhow::Result<(LayoutHistory, Layout)> {
     let reader = PartitionReader::new(kafka, Duration::from_secs(30))?;
     let history = pipeline_history(
         &reader,
         &pipeline_topics(topics),
         &keys::load_trusted_or_none(trusted_keys)?,
     )?;
-    history.by_sealed_topic(&topics.sealed_topic).cloned().with_context(|| {
+    let layout = history.by_sealed_topic(&topics.sealed_topic).cloned().with_context(|| {
         format!(
             "sealed topic {} is in no layout of this pipeline; the current layout (epoch {}) seals into {}: set SEALED_TOPIC to it",
             topics.sealed_topic,
             history.current().epoch,
             history.current().sealed_topic
         )
-    })
+    })?;
+    Ok((history, layout))
 }
 
 fn progress(total: u64, what: &str) -> anyhow::Result<ProgressBar> {

@@ -136,6 +136,7 @@ fn prometheus_scrapes_every_component_that_serves_metrics() {
         "sealtrail-api",
         "sealtrail-export",
         "sealtrail-ingest",
+        "sealtrail-monitor",
         "sealtrail-retention",
         "sealtrail-seal",
         "sealtrail-sink",

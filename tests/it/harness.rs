@@ -97,6 +97,11 @@ impl TestStack {
 
     /// Like `start`, returning what `up` printed on failure instead of panicking.
     pub fn try_start(data_dir: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        Self::try_start_with_env(data_dir, extra_args, &[])
+    }
+
+    /// Like `try_start`, with `env` set for `up` and every process it starts.
+    pub fn try_start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
         let stderr_log = data_dir.join("up.stderr.log");
         let stderr = std::fs::File::options()
             .create(true)
@@ -109,6 +114,7 @@ impl TestStack {
             .args(extra_args)
             // Processors killed by the chaos tests come back quickly.
             .env("SEALTRAIL_RESTART_BACKOFF_MS", "200")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -309,7 +315,14 @@ impl Processor {
             .env("SCHEMA_REGISTRY_URL", stack.registry_url())
             .env("CLICKHOUSE_URL", &stack.endpoints.clickhouse_url)
             .env("SEALTRAIL_KEY_DIR", stack.data_dir.join("keys"))
-            .env(if name == "seal" { "SEAL_GROUP" } else { "SINK_GROUP" }, group)
+            .env(
+                match name {
+                    "seal" => "SEAL_GROUP",
+                    "monitor" => "MONITOR_GROUP",
+                    _ => "SINK_GROUP",
+                },
+                group,
+            )
             .env("SEAL_CHECKPOINT_INTERVAL_MS", "200")
             .env("SINK_BATCH_WAIT_MS", "100")
             .env("SEALTRAIL_METRICS_ADDR", format!("127.0.0.1:{port}"))
@@ -356,10 +369,15 @@ impl Processor {
 /// shared stack's server certificate (which the stack's CA signs), as an outside service the
 /// stack talks to would; that base URL.
 pub async fn serve_https_as_the_stack(make: impl FnOnce(&str) -> axum::Router) -> String {
+    serve_https_as(shared(), make).await
+}
+
+/// Like [`serve_https_as_the_stack`], with the certificate of `stack`.
+pub async fn serve_https_as(stack: &TestStack, make: impl FnOnce(&str) -> axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("https://{}", listener.local_addr().expect("address"));
     let app = make(&url);
-    let tls_dir = shared().data_dir.join("tls");
+    let tls_dir = stack.data_dir.join("tls");
     let tls = sealtrail_http::ServerTls::load(&sealtrail_http::ServerTlsFiles {
         cert: tls_dir.join("server.pem"),
         key: tls_dir.join("server.key"),

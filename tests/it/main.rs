@@ -14,6 +14,7 @@ mod interop;
 mod kafka_oauth;
 mod kafka_roundtrip;
 mod misconfiguration;
+mod monitor;
 mod offsets;
 mod outbox;
 mod pipeline;

@@ -444,3 +444,4 @@ fn a_key_redacted_beyond_recognition_is_never_deduplicated() {
 mod accounting;
 mod contract;
 mod epochs;
+mod follow;

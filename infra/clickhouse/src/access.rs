@@ -80,10 +80,20 @@ pub enum Component {
     /// The ingest edge: it checks producers' API keys and reads nothing else, so a stolen edge
     /// credential reads no event.
     Ingest,
+    /// Compares the projection with the sealed topic: reads the projected tables, and the
+    /// webhooks it tells of incidents.
+    Monitor,
 }
 
 impl Component {
-    pub const ALL: [Self; 5] = [Self::Sink, Self::Api, Self::Export, Self::Retention, Self::Ingest];
+    pub const ALL: [Self; 6] = [
+        Self::Sink,
+        Self::Api,
+        Self::Export,
+        Self::Retention,
+        Self::Ingest,
+        Self::Monitor,
+    ];
 
     pub fn user(self) -> &'static str {
         match self {
@@ -92,6 +102,7 @@ impl Component {
             Self::Export => "sealtrail_export",
             Self::Retention => "sealtrail_retention",
             Self::Ingest => "sealtrail_ingest",
+            Self::Monitor => "sealtrail_monitor",
         }
     }
 
@@ -152,6 +163,14 @@ impl Component {
                 ("SELECT", "schema_migrations"),
                 ("SELECT", "api_keys"),
                 ("SELECT, INSERT", "api_key_usage"),
+            ],
+            Self::Monitor => &[
+                ("SELECT", "schema_migrations"),
+                ("SELECT", "events"),
+                ("SELECT", "checkpoints"),
+                ("SELECT", "tombstones"),
+                ("SELECT", "webhooks"),
+                ("SELECT, INSERT", "webhook_deliveries"),
             ],
         }
     }

@@ -28,6 +28,8 @@ pub enum StackIdentity {
     Export,
     Retention,
     Api,
+    /// Reads the sealed topic; writes its incidents to the raw topic.
+    Monitor,
     /// The registry's own Kafka client (its log topic).
     Registry,
     /// Whoever sources endpoints.env: `produce`, `offsets`, `dlq`, `reshard`, the demo.
@@ -35,12 +37,13 @@ pub enum StackIdentity {
 }
 
 impl StackIdentity {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Seal,
         Self::Sink,
         Self::Export,
         Self::Retention,
         Self::Api,
+        Self::Monitor,
         Self::Registry,
         Self::Operator,
     ];
@@ -52,6 +55,7 @@ impl StackIdentity {
             Self::Export => "export",
             Self::Retention => "retention",
             Self::Api => "api",
+            Self::Monitor => "monitor",
             Self::Registry => "registry",
             Self::Operator => "operator",
         }
@@ -72,7 +76,7 @@ impl StackIdentity {
     fn registry_role(self) -> RegistryRole {
         match self {
             Self::Sink | Self::Export | Self::Registry => RegistryRole::Read,
-            Self::Seal | Self::Retention | Self::Api | Self::Operator => RegistryRole::Write,
+            Self::Seal | Self::Retention | Self::Api | Self::Monitor | Self::Operator => RegistryRole::Write,
         }
     }
 }

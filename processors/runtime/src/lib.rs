@@ -13,7 +13,7 @@ mod stop;
 pub mod telemetry;
 
 pub use blocking::{BlockingError, run_blocking};
-pub use metrics::{AuditStage, Metrics};
+pub use metrics::{AssuranceMetrics, AuditStage, Metrics};
 pub use registry::{RegistryClient, SchemaVerdict, SealedReaders};
 pub use registry_connection::{BasicCredentials, RegistryConnection};
 pub use stop::{StopSignal, termination};

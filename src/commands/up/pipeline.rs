@@ -67,7 +67,7 @@ fn process_env(
     Ok((env, format!("{}/metrics", api_url(security, port))))
 }
 
-/// Makes the keys and topics, and starts the seal, sink, export and retention processors, the
+/// Makes the keys and topics, and starts the seal, sink, monitor, export and retention processors, the
 /// API and the ingest edge; returns the `/metrics` URLs of all of them.
 pub(super) async fn start_pipeline(
     stack: &mut Stack,
@@ -124,6 +124,7 @@ pub(super) async fn start_pipeline(
     for (command, what, copies) in [
         ("seal", "the seal processor", instances),
         ("sink", "the ClickHouse sink", instances),
+        ("monitor", "the integrity monitor", 1),
         ("export", "the export processor", 1),
         ("retention", "the retention processor", 1),
         ("api", "the query API", 1),

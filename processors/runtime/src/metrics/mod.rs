@@ -17,6 +17,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod assurance;
+
+pub use assurance::AssuranceMetrics;
+
 type Labels = Vec<(&'static str, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
@@ -121,6 +125,7 @@ struct Inner {
     throttled: Family<Labels, Counter>,
     produce_ack: Histogram,
     outbox: [FloatGauge; 3],
+    assurance: AssuranceMetrics,
     ready: AtomicBool,
     not_ready_because: Mutex<String>,
 }
@@ -216,6 +221,7 @@ impl Metrics {
         let outbox = outbox_gauges(&mut registry, component);
         register_identity(&mut registry, component);
         Self(Arc::new(Inner {
+            assurance: AssuranceMetrics::for_component(component, &mut registry),
             component,
             events_in: events_in.get_or_create(&of_component()).clone(),
             events_out: events_out.get_or_create(&of_component()).clone(),
@@ -246,6 +252,11 @@ impl Metrics {
 
     pub fn component(&self) -> &'static str {
         self.0.component
+    }
+
+    /// The monitor's metrics (served only by the component named `monitor`).
+    pub fn assurance(&self) -> &AssuranceMetrics {
+        &self.0.assurance
     }
 
     fn labelled(&self, name: &'static str, value: &str) -> Labels {

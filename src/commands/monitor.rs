@@ -1,0 +1,204 @@
+//! `sealtrail monitor`: verifies every checkpoint of the sealed topic as it lands and sweeps the
+//! ClickHouse projection against it (`sealtrail_monitor`). Each incident is sealed into the trail
+//! as `integrity.incident` (the tenant's, or the platform tenant's) and sent to that tenant's
+//! `integrity.incident` webhooks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sealtrail_api::webhooks::{WebhookSettings, Webhooks};
+use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
+use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus};
+use sealtrail_emit::{AuditEmitter, platform_event};
+use sealtrail_monitor::{Incident, IncidentSink, MonitorConfig};
+use sealtrail_runtime::{RegistryClient, SealedReaders, StopSignal, run_blocking};
+use serde_json::json;
+
+use crate::settings::{ClickHouseArgs, KafkaArgs, KeyArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    registry: RegistryUrlArgs,
+    #[command(flatten)]
+    topics: TopicArgs,
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    /// The trusted keys verify checkpoints; the tokenization key derives webhook secrets.
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// The monitor's own consumer group.
+    #[arg(long, env = "MONITOR_GROUP", default_value = "sealtrail-monitor")]
+    group: String,
+    #[arg(long, env = "MONITOR_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// The sink's consumer group: a stretch of the projection is compared once the sink has
+    /// committed past it.
+    #[arg(long, env = "SINK_GROUP", default_value = "sealtrail-sink")]
+    sink_group: String,
+    /// Seconds between sweeps of the ClickHouse projection.
+    #[arg(long, env = "MONITOR_SWEEP_SECS", default_value_t = 10)]
+    sweep_secs: u64,
+    /// Sealed offsets per fingerprinted stretch of the projection.
+    #[arg(long, env = "MONITOR_BUCKET_OFFSETS", default_value_t = 5000)]
+    bucket_offsets: u64,
+    /// The tenant whose trail and webhooks receive incidents that concern no one tenant (a
+    /// checkpoint, a stray row).
+    #[arg(long, env = "SEALTRAIL_PLATFORM_TENANT", default_value = "sealtrail.platform")]
+    platform_tenant: String,
+    /// Let webhooks target loopback and private addresses (local stacks only).
+    #[arg(long, env = "SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
+    /// A CA (PEM) webhook receivers may chain to, besides the system's roots.
+    #[arg(long, env = "SEALTRAIL_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+/// Seals incidents into the trail and tells the webhooks, off the monitor's thread.
+struct TrailAndWebhooks {
+    runtime: tokio::runtime::Handle,
+    emitter: Arc<AuditEmitter>,
+    webhooks: Webhooks,
+    platform_tenant: String,
+}
+
+impl IncidentSink for TrailAndWebhooks {
+    fn raise(&self, incident: &Incident) {
+        let tenant = incident.tenant.clone().unwrap_or_else(|| self.platform_tenant.clone());
+        let coordinates = format!(
+            "{}/{}/{}",
+            incident.layout_epoch, incident.sealed_partition, incident.sealed_offset
+        );
+        let actor = Actor {
+            id: "sealtrail-monitor".to_owned(),
+            kind: ActorType::System,
+            display_name: None,
+            authority: None,
+            on_behalf_of: None,
+        };
+        let correlation = ulid::Ulid::new().to_string();
+        let event = AuditEvent {
+            outcome: Outcome {
+                status: OutcomeStatus::Failure,
+                reason_code: Some(incident.kind.label().to_owned()),
+                reason_text: Some(incident.detail.clone()),
+            },
+            ..platform_event(
+                &tenant,
+                time::OffsetDateTime::now_utc(),
+                "integrity.incident",
+                actor,
+                ("sealed_record", &coordinates),
+                &correlation,
+                vec![
+                    ("source".to_owned(), "monitor".to_owned()),
+                    ("kind".to_owned(), incident.kind.label().to_owned()),
+                ],
+            )
+        };
+        let data = json!({
+            "source": "monitor",
+            "kind": incident.kind.label(),
+            "layout_epoch": incident.layout_epoch,
+            "sealed_partition": incident.sealed_partition,
+            "sealed_offset": incident.sealed_offset,
+            "detail": incident.detail,
+        });
+        let (emitter, webhooks) = (Arc::clone(&self.emitter), self.webhooks.clone());
+        self.runtime.spawn(async move {
+            if let Err(error) = emitter.emit(&event).await {
+                tracing::error!(%error, %tenant, "the integrity incident could not be sealed");
+            }
+            webhooks.notify(&tenant, "integrity.incident", data).await;
+        });
+    }
+}
+
+pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        sealtrail_core::validate::is_valid_tenant_id(&args.platform_tenant),
+        "SEALTRAIL_PLATFORM_TENANT must be a tenant id (^[a-z0-9][a-z0-9._-]{{0,62}}$)"
+    );
+    anyhow::ensure!(
+        args.sweep_secs > 0 && args.bucket_offsets > 0,
+        "MONITOR_SWEEP_SECS and MONITOR_BUCKET_OFFSETS must be positive"
+    );
+    let trust = sealtrail_http::TrustSettings {
+        ca_file: args.ca_file.clone(),
+    };
+    trust.client_config()?;
+    let metrics = args.metrics.start("monitor").await?;
+    metrics.set_not_ready("waiting for the broker, ClickHouse and a partition assignment");
+    let kafka = args.kafka.settings();
+    let clickhouse = args.clickhouse.settings()?;
+    sealtrail_kafka::wait_for_broker(&kafka, args.kafka.connect_timeout()).await?;
+    wait_for_clickhouse(&clickhouse, Duration::from_secs(60)).await?;
+    apply_migrations(&clickhouse).await?;
+    let trusted = sealtrail_runtime::keys::load_trusted(&args.keys.trusted_keys()).context(
+        "the monitor verifies checkpoints with the trusted keys: set SEALTRAIL_TRUSTED_KEYS or SEALTRAIL_KEY_DIR",
+    )?;
+    let master_key = sealtrail_runtime::keys::load_tokenization_key(&args.keys.tokenization_key())
+        .context("the monitor signs webhooks with secrets derived from the tokenization key: set SEALTRAIL_TOKENIZATION_KEY or SEALTRAIL_KEY_DIR")?;
+    let emitter = AuditEmitter::connect(&kafka, &args.registry.connection()?, &args.topics.raw_topic)
+        .await
+        .context("the monitor seals its incidents into the trail, and cannot publish to it")?;
+    let runtime = tokio::runtime::Handle::current();
+    let registry = RegistryClient::new(&args.registry.connection()?, runtime.clone()).map_err(anyhow::Error::msg)?;
+    let stop = StopSignal::new();
+    stop.on_unix_signals();
+    let (layout, handover) = {
+        let (kafka, topics, keys) = (kafka.clone(), args.topics.clone(), args.keys.trusted_keys());
+        let (registry, trusted, stop) = (registry.clone(), trusted.clone(), stop.clone());
+        run_blocking(move || -> anyhow::Result<_> {
+            let (history, layout) = super::reshard::sealed_history(&kafka, &topics, &keys)?;
+            let reader = sealtrail_kafka::PartitionReader::new(&kafka, Duration::from_secs(30))?;
+            let mut readers = SealedReaders::new(registry);
+            let handover =
+                sealtrail_seal::layouts::wait_for_handover(&reader, &mut readers, &history, &layout, &trusted, &stop)?;
+            Ok((layout, handover))
+        })
+        .await??
+    };
+    let incidents = TrailAndWebhooks {
+        runtime: runtime.clone(),
+        emitter: Arc::new(emitter),
+        webhooks: Webhooks::new(
+            clickhouse.client(),
+            WebhookSettings {
+                key: Some(master_key),
+                allow_private_targets: args.webhooks_allow_private,
+                trust,
+                ..WebhookSettings::default()
+            },
+        ),
+        platform_tenant: args.platform_tenant,
+    };
+    let config = MonitorConfig {
+        kafka,
+        clickhouse,
+        sealed_topic: layout.sealed_topic.clone(),
+        layout_epoch: layout.epoch,
+        partitions: layout.partitions,
+        group: args.group,
+        instance_id: args.instance_id,
+        sink_group: args.sink_group,
+        trusted,
+        handover,
+        sweep_every: Duration::from_secs(args.sweep_secs),
+        bucket_offsets: args.bucket_offsets,
+        metrics,
+    };
+    let summary =
+        run_blocking(move || sealtrail_monitor::run(config, &registry, Box::new(incidents), runtime, &stop)).await??;
+    println!(
+        "monitor stopped: {} sealed records read, {} checkpoints verified, {} stretches compared, {} incidents",
+        summary.records, summary.checkpoints_verified, summary.buckets_compared, summary.incidents
+    );
+    Ok(())
+}
