@@ -49,6 +49,9 @@ enum Command {
     /// Verify every checkpoint of the sealed topic as it lands, and the ClickHouse projection
     /// against it; raise integrity incidents.
     Monitor(commands::monitor::MonitorArgs),
+    /// An independent witness: cosigns checkpoints that extend what it cosigned before, refuses
+    /// forks.
+    Witness(commands::witness::WitnessArgs),
     /// Serve the HTTP API: tenant-isolated SQL over the sealed events.
     Api(Box<commands::api::ApiArgs>),
     /// Serve the ingest edge alone (`POST /v1/ingest/events`, health, metrics): writes scaled
@@ -92,6 +95,7 @@ impl Command {
             Self::Seal(_) => "sealtrail-seal",
             Self::Sink(_) => "sealtrail-sink",
             Self::Monitor(_) => "sealtrail-monitor",
+            Self::Witness(_) => "sealtrail-witness",
             Self::Api(_) => "sealtrail-api",
             Self::Ingest(_) => "sealtrail-ingest",
             Self::Export(_) => "sealtrail-export",
@@ -135,6 +139,7 @@ fn main() -> std::process::ExitCode {
             Command::Seal(args) => commands::seal::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,
             Command::Monitor(args) => commands::monitor::run(args).await,
+            Command::Witness(args) => commands::witness::run(args).await,
             Command::Verify(args) => commands::verify::run(args).await,
             Command::Retention(args) => commands::retention::run(args).await,
             Command::Offsets(args) => commands::offsets::run(args).await,

@@ -28,6 +28,7 @@ pub mod tokenize;
 pub mod validate;
 pub mod verify;
 pub mod webhook;
+pub mod witness;
 pub mod worked_example;
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ use flate2::read::GzDecoder;
 use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::digest::to_hex;
 use sealtrail_core::export::{
-    ExportProblem, LineChecker, MANIFEST_FILE, Manifest, ManifestFile, SIGNATURE_FILE, check_manifest,
+    ExportProblem, LineChecker, MANIFEST_FILE, Manifest, ManifestFile, SIGNATURE_FILE, check_cosignatures,
+    check_manifest,
 };
+use sealtrail_core::witness::WitnessKey;
 use sha2::{Digest as _, Sha256};
 
 pub use source::{ExportDirectory, ExportFiles, ExportTar, SourceError};
@@ -40,9 +42,20 @@ pub struct VerifiedExport {
 
 /// Verifies the export `files` holds against the trusted checkpoint keys.
 pub fn verify_export(files: &dyn ExportFiles, trusted: &[TrustedKey]) -> Result<VerifiedExport, VerifyExportError> {
+    verify_witnessed_export(files, trusted, &[])
+}
+
+/// Like [`verify_export`], and every checkpoint must carry a valid cosignature of each of
+/// `witnesses`: a history the witnesses did not see (a fork signed with a stolen key) fails.
+pub fn verify_witnessed_export(
+    files: &dyn ExportFiles,
+    trusted: &[TrustedKey],
+    witnesses: &[WitnessKey],
+) -> Result<VerifiedExport, VerifyExportError> {
     let manifest_json = files.read(MANIFEST_FILE)?;
     let signature = String::from_utf8_lossy(&files.read(SIGNATURE_FILE)?).into_owned();
     let manifest = check_manifest(&manifest_json, &signature, trusted)?;
+    check_cosignatures(&manifest, witnesses)?;
     let mut checker = LineChecker::new(&manifest);
     for file in &manifest.files {
         check_file(files, file, &mut checker)?;

@@ -24,3 +24,4 @@ pub mod topics;
 pub mod up;
 pub mod verify;
 pub mod verify_export;
+pub mod witness;

@@ -11,8 +11,9 @@ use anyhow::Context as _;
 use sealtrail_api::webhooks::{WebhookSettings, Webhooks};
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
 use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus};
+use sealtrail_core::witness::WitnessKey;
 use sealtrail_emit::{AuditEmitter, platform_event};
-use sealtrail_monitor::{Incident, IncidentSink, MonitorConfig};
+use sealtrail_monitor::{Incident, IncidentSink, MonitorConfig, WitnessTarget};
 use sealtrail_runtime::{RegistryClient, SealedReaders, StopSignal, run_blocking};
 use serde_json::json;
 
@@ -52,12 +53,32 @@ pub struct MonitorArgs {
     /// checkpoint, a stray row).
     #[arg(long, env = "SEALTRAIL_PLATFORM_TENANT", default_value = "sealtrail.platform")]
     platform_tenant: String,
+    /// A witness to send every verified checkpoint to, as `URL=VKEY_FILE` (its base URL and its
+    /// verifier key file, `witness.vkey` of its state directory); repeatable, or comma-separated.
+    #[arg(long = "witness", env = "MONITOR_WITNESSES", value_delimiter = ',')]
+    witnesses: Vec<String>,
+    /// The log's name in the checkpoints' note origins; the witnesses must use the same.
+    #[arg(long, env = "SEALTRAIL_LOG_ORIGIN", default_value = "sealtrail.local/audit")]
+    log_origin: String,
     /// Let webhooks target loopback and private addresses (local stacks only).
     #[arg(long, env = "SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE")]
     webhooks_allow_private: bool,
     /// A CA (PEM) webhook receivers may chain to, besides the system's roots.
     #[arg(long, env = "SEALTRAIL_CA_FILE")]
     ca_file: Option<PathBuf>,
+}
+
+/// `URL=VKEY_FILE` as a witness to submit to.
+fn witness_target(spec: &str) -> anyhow::Result<WitnessTarget> {
+    let (url, file) = spec
+        .split_once('=')
+        .with_context(|| format!("--witness {spec}: give URL=VKEY_FILE"))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("--witness {spec}: cannot read {file}"))?;
+    let key = WitnessKey::parse(&text).with_context(|| format!("--witness {spec}: {file}"))?;
+    Ok(WitnessTarget {
+        url: url.to_owned(),
+        key,
+    })
 }
 
 /// Seals incidents into the trail and tells the webhooks, off the monitor's thread.
@@ -133,6 +154,13 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         ca_file: args.ca_file.clone(),
     };
     trust.client_config()?;
+    let witnesses = args
+        .witnesses
+        .iter()
+        .filter(|spec| !spec.is_empty())
+        .map(|spec| witness_target(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let http = trust.http_client()?.build()?;
     let metrics = args.metrics.start("monitor").await?;
     metrics.set_not_ready("waiting for the broker, ClickHouse and a partition assignment");
     let kafka = args.kafka.settings();
@@ -192,6 +220,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         handover,
         sweep_every: Duration::from_secs(args.sweep_secs),
         bucket_offsets: args.bucket_offsets,
+        witnesses,
+        log_origin: args.log_origin,
+        http,
         metrics,
     };
     let summary =

@@ -1,9 +1,11 @@
-//! `sealtrail verify-export PATH --public-key FILE`: offline, network-free verification of an
+//! `sealtrail verify-export PATH --public-key FILE [--witness-key FILE]`: offline, network-free verification of an
 //! export against the signing public key (the checks: `sealtrail-export-verifier`).
 
 use std::path::PathBuf;
 
-use sealtrail_export_verifier::{ExportDirectory, ExportFiles, ExportTar, VerifiedExport, verify_export};
+use anyhow::Context as _;
+use sealtrail_core::witness::WitnessKey;
+use sealtrail_export_verifier::{ExportDirectory, ExportFiles, ExportTar, VerifiedExport, verify_witnessed_export};
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyExportArgs {
@@ -12,6 +14,10 @@ pub struct VerifyExportArgs {
     /// The signing public key (a `.pub` file of 64 hex characters), or a directory of them.
     #[arg(long)]
     public_key: PathBuf,
+    /// A witness's verifier key file (`witness.vkey`): every checkpoint must carry its valid
+    /// cosignature. Repeatable.
+    #[arg(long = "witness-key")]
+    witness_keys: Vec<PathBuf>,
 }
 
 /// Exits 0 only if the signature, every file, every link and every proof hold.
@@ -22,7 +28,23 @@ pub fn run(args: &VerifyExportArgs) -> anyhow::Result<()> {
     } else {
         Box::new(ExportDirectory::new(&args.path))
     };
-    print_verified(&verify_export(files.as_ref(), &trusted)?);
+    let witnesses = args
+        .witness_keys
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the witness key {}", path.display()))?;
+            WitnessKey::parse(&text).with_context(|| format!("{} is not a witness verifier key", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let verified = verify_witnessed_export(files.as_ref(), &trusted, &witnesses)?;
+    print_verified(&verified);
+    for witness in &witnesses {
+        println!(
+            "  witnessed: every checkpoint carries a valid cosignature of {}",
+            witness.name
+        );
+    }
     Ok(())
 }
 

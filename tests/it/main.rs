@@ -26,4 +26,5 @@ mod sdk;
 mod secured_stack;
 mod sql_fuzz;
 mod telemetry;
+mod witness;
 mod workspace_rules;

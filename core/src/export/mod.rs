@@ -20,8 +20,11 @@ use crate::checkpoint::{TrustedKey, tenant_head_leaf, verify_checkpoint};
 use crate::digest::{Digest, from_hex};
 use crate::merkle;
 use crate::sealed::{Checkpoint, TenantHead};
+use crate::witness::{WitnessKey, note_body};
 
-pub const FORMAT: &str = "sealtrail-export/3";
+pub const FORMAT: &str = "sealtrail-export/4";
+/// Checkpoints without witness cosignatures; still verified.
+pub const FORMAT_V3: &str = "sealtrail-export/3";
 /// Lines without `layout_epoch` (all of the first layout epoch); still verified.
 pub const FORMAT_V2: &str = "sealtrail-export/2";
 /// The first format, without witness lines; still verified.
@@ -96,6 +99,17 @@ pub struct ManifestCheckpoint {
     pub checkpoint_hash: String,
     pub signature: String,
     pub tenant_head: HeadProof,
+    /// Witness cosignatures of the checkpoint (format 4; docs/integrity.md, "Witnesses").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosignatures: Vec<ManifestCosignature>,
+}
+
+/// A witness's cosignature of a checkpoint: the note origin it signed, and its signature line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestCosignature {
+    pub witness: String,
+    pub origin: String,
+    pub line: String,
 }
 
 fn first_epoch() -> u32 {
@@ -161,6 +175,14 @@ pub enum ExportProblem {
         seq: u64,
         reason: String,
     },
+    #[error(
+        "checkpoint {number} of partition {partition} carries no valid cosignature of witness {witness}: the witness never saw it (a fork, or a checkpoint not yet witnessed)"
+    )]
+    NotWitnessed {
+        number: u64,
+        partition: i32,
+        witness: String,
+    },
     #[error("the files end at {found} events; the manifest says {expected}")]
     Incomplete { expected: String, found: String },
 }
@@ -200,9 +222,9 @@ pub fn check_manifest(
             signer.key_id, manifest.key_id
         )));
     }
-    if ![FORMAT, FORMAT_V2, FORMAT_V1].contains(&manifest.format.as_str()) {
+    if ![FORMAT, FORMAT_V3, FORMAT_V2, FORMAT_V1].contains(&manifest.format.as_str()) {
         return Err(ExportProblem::BadManifest(format!(
-            "format `{}`, expected `{FORMAT}`, `{FORMAT_V2}` or `{FORMAT_V1}`",
+            "format `{}`, expected `{FORMAT}`, `{FORMAT_V3}`, `{FORMAT_V2}` or `{FORMAT_V1}`",
             manifest.format
         )));
     }
@@ -213,6 +235,35 @@ pub fn check_manifest(
         })?;
     }
     Ok(manifest)
+}
+
+/// Requires every checkpoint of the manifest to carry a valid cosignature of each witness: over
+/// the checkpoint's note body, with an origin naming its epoch and partition.
+pub fn check_cosignatures(manifest: &Manifest, witnesses: &[WitnessKey]) -> Result<(), ExportProblem> {
+    for checkpoint in &manifest.checkpoints {
+        let hash =
+            digest(&checkpoint.checkpoint_hash, "checkpoint_hash").map_err(|reason| ExportProblem::BadCheckpoint {
+                number: checkpoint.number,
+                reason,
+            })?;
+        let suffix = format!("/epoch-{}/partition-{}", checkpoint.epoch, checkpoint.partition);
+        for witness in witnesses {
+            let cosigned = checkpoint.cosignatures.iter().any(|c| {
+                c.origin.ends_with(&suffix)
+                    && witness
+                        .verify(&c.line, &note_body(&c.origin, checkpoint.number, &hash))
+                        .is_some()
+            });
+            if !cosigned {
+                return Err(ExportProblem::NotWitnessed {
+                    number: checkpoint.number,
+                    partition: checkpoint.partition,
+                    witness: witness.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_checkpoint(tenant_id: &str, entry: &ManifestCheckpoint, trusted: &[TrustedKey]) -> Result<(), String> {

@@ -445,3 +445,4 @@ mod accounting;
 mod contract;
 mod epochs;
 mod follow;
+mod witness;

@@ -134,6 +134,7 @@ impl Component {
                 ("SELECT", "tombstones"),
                 ("SELECT", "retention_runs"),
                 ("SELECT", "legal_holds"),
+                ("SELECT", "cosignatures"),
             ],
             Self::Retention => &[
                 ("SELECT", "schema_migrations"),
@@ -171,6 +172,7 @@ impl Component {
                 ("SELECT", "tombstones"),
                 ("SELECT", "webhooks"),
                 ("SELECT, INSERT", "webhook_deliveries"),
+                ("SELECT, INSERT", "cosignatures"),
             ],
         }
     }

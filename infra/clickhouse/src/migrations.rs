@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_add_layout_epochs"),
     migration!(13, "0013_add_api_key_expiry_and_usage"),
     migration!(14, "0014_add_api_key_platform_tenants"),
+    migration!(15, "0015_create_cosignatures"),
 ];
 
 /// What `apply_migrations` did with one migration.

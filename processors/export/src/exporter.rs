@@ -1,6 +1,7 @@
 //! Writes a signed export of one tenant's sealed events from ClickHouse (format:
 //! `sealtrail_core::export`), with memory bounded by one checkpoint's entries, not by the export.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sealtrail_clickhouse::access::TenantReader;
@@ -8,7 +9,8 @@ use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow, Tombston
 use sealtrail_core::checkpoint::CheckpointSigner;
 use sealtrail_core::digest::to_hex;
 use sealtrail_core::export::{
-    ChainRange, FORMAT, LineBody, LineOut, MANIFEST_FILE, Manifest, ProofOut, SIGNATURE_FILE, signed_manifest_bytes,
+    ChainRange, FORMAT, LineBody, LineOut, MANIFEST_FILE, Manifest, ManifestCosignature, ProofOut, SIGNATURE_FILE,
+    signed_manifest_bytes,
 };
 use time::OffsetDateTime;
 
@@ -160,7 +162,71 @@ pub async fn write_export(
             .await
             .map_err(|failure| ExportError::RootMismatch(failure.to_string()))?;
     }
-    signed_manifest(request, signer, writer, &checkpoints)
+    let cosignatures = cosignatures(&client, &checkpoints, &writer.prover.used).await?;
+    signed_manifest(request, signer, writer, &checkpoints, &cosignatures)
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct CosignatureRow {
+    layout_epoch: u32,
+    sealed_partition: u32,
+    number: u64,
+    checkpoint_hash: String,
+    origin: String,
+    witness: String,
+    cosignature: String,
+}
+
+/// The witness cosignatures of the checkpoints the export uses (of their exact hash), by
+/// `(epoch, partition, number)`.
+async fn cosignatures(
+    client: &clickhouse::Client,
+    checkpoints: &[CheckpointRow],
+    used: &[(u32, u64)],
+) -> Result<HashMap<(u32, u32, u64), Vec<ManifestCosignature>>, ExportError> {
+    let wanted: HashMap<(u32, u32, u64), &str> = checkpoints
+        .iter()
+        .filter(|c| used.contains(&(c.layout_epoch, c.number)))
+        .map(|c| {
+            (
+                (c.layout_epoch, c.sealed_partition, c.number),
+                c.checkpoint_hash.as_str(),
+            )
+        })
+        .collect();
+    let keys: Vec<String> = wanted
+        .keys()
+        .map(|(epoch, partition, number)| format!("{epoch}/{partition}/{number}"))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<CosignatureRow> = client
+        .query(
+            "SELECT ?fields FROM cosignatures WHERE has({keys:Array(String)}, \
+             concat(toString(layout_epoch), '/', toString(sealed_partition), '/', toString(number))) \
+             ORDER BY layout_epoch, sealed_partition, number, witness, received_at",
+        )
+        .param("keys", keys)
+        .fetch_all()
+        .await?;
+    let mut found: HashMap<(u32, u32, u64), Vec<ManifestCosignature>> = HashMap::new();
+    for row in rows {
+        let key = (row.layout_epoch, row.sealed_partition, row.number);
+        if wanted.get(&key) != Some(&row.checkpoint_hash.as_str()) {
+            continue;
+        }
+        let kept = found.entry(key).or_default();
+        // One cosignature per witness is enough; a later one only has a newer timestamp.
+        if !kept.iter().any(|c| c.witness == row.witness) {
+            kept.push(ManifestCosignature {
+                witness: row.witness,
+                origin: row.origin,
+                line: row.cosignature,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// Closes the files, then writes the manifest and its signature.
@@ -169,6 +235,7 @@ fn signed_manifest(
     signer: &CheckpointSigner,
     writer: LineWriter<'_>,
     checkpoints: &[CheckpointRow],
+    cosignatures: &HashMap<(u32, u32, u64), Vec<ManifestCosignature>>,
 ) -> Result<Manifest, ExportError> {
     let used = writer.prover.used;
     let manifest = Manifest {
@@ -186,8 +253,15 @@ fn signed_manifest(
         checkpoints: checkpoints
             .iter()
             .filter(|c| used.contains(&(c.layout_epoch, c.number)))
-            .map(|c| manifest_checkpoint(c, &request.tenant))
-            .collect::<Result<_, _>>()?,
+            .map(|c| {
+                let mut checkpoint = manifest_checkpoint(c, &request.tenant)?;
+                checkpoint.cosignatures = cosignatures
+                    .get(&(c.layout_epoch, c.sealed_partition, c.number))
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(checkpoint)
+            })
+            .collect::<Result<_, ExportError>>()?,
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     let signature = signer.sign_message(&signed_manifest_bytes(&manifest_json));

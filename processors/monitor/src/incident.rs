@@ -15,10 +15,12 @@ pub enum IncidentKind {
     RowDeleted,
     /// A ClickHouse row projects no sealed record.
     RowInserted,
+    /// A witness refused a checkpoint the monitor verified: it cosigned another history.
+    WitnessFork,
 }
 
 impl IncidentKind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Sealed(BreakClass::Chain),
         Self::Sealed(BreakClass::Checkpoint),
         Self::Sealed(BreakClass::Entries),
@@ -28,6 +30,7 @@ impl IncidentKind {
         Self::RowAltered,
         Self::RowDeleted,
         Self::RowInserted,
+        Self::WitnessFork,
     ];
 
     pub fn label(self) -> &'static str {
@@ -37,6 +40,7 @@ impl IncidentKind {
             Self::RowAltered => "row_altered",
             Self::RowDeleted => "row_deleted",
             Self::RowInserted => "row_inserted",
+            Self::WitnessFork => "witness_fork",
         }
     }
 }

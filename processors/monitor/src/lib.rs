@@ -14,11 +14,13 @@ pub mod incident;
 mod processor;
 pub mod projection;
 mod sweep;
+mod witnessing;
 
 use std::time::Duration;
 
 pub use incident::{Incident, IncidentKind, IncidentSink};
 pub use processor::{MonitorConfig, MonitorError, MonitorProcessor, MonitorSummary};
+pub use witnessing::WitnessTarget;
 
 use sealtrail_kafka::{GroupOffsets, KafkaSource, PartitionReader};
 use sealtrail_runtime::driver::{self, Cadence};
@@ -54,7 +56,13 @@ pub fn run(
     .map_err(client_error)?;
     let reader = PartitionReader::new(&config.kafka, KAFKA_TIMEOUT).map_err(client_error)?;
     let sink_offsets = GroupOffsets::new(&config.kafka, &config.sink_group, KAFKA_TIMEOUT).map_err(client_error)?;
-    let projection = Projection::new(config.clickhouse.client(), runtime, config.layout_epoch);
+    let projection = Projection::new(config.clickhouse.client(), runtime.clone(), config.layout_epoch);
+    let cosigned_through = config
+        .witnesses
+        .iter()
+        .map(|witness| projection.cosigned_through(&witness.key.name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MonitorError::ClickHouse)?;
     tracing::info!(
         sealed = %config.sealed_topic,
         layout_epoch = config.layout_epoch,
@@ -64,11 +72,10 @@ pub fn run(
     let mut telemetry = Telemetry::new(config.metrics.clone());
     let mut monitor = MonitorProcessor::new(
         config,
-        SealedReaders::new(registry.clone()),
-        reader,
-        sink_offsets,
+        (SealedReaders::new(registry.clone()), reader, sink_offsets),
         projection,
         incidents,
+        (runtime, cosigned_through),
     );
     driver::run(&mut source, &mut monitor, &mut telemetry, stop, Cadence::default())?;
     Ok(monitor.summary())

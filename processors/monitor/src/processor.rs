@@ -19,6 +19,7 @@ use sealtrail_runtime::{Metrics, SealedReaders};
 use crate::incident::{Incident, IncidentKind, IncidentSink};
 use crate::projection::Projection;
 use crate::projection::sweep::Print;
+use crate::witnessing::{WitnessQueue, WitnessTarget};
 
 /// Everything the monitor needs.
 #[derive(Debug, Clone)]
@@ -41,6 +42,11 @@ pub struct MonitorConfig {
     pub sweep_every: Duration,
     /// Sealed offsets per fingerprinted stretch.
     pub bucket_offsets: u64,
+    /// Witnesses every verified checkpoint is sent to, and the log name they know it by.
+    pub witnesses: Vec<WitnessTarget>,
+    pub log_origin: String,
+    /// For the witnesses (trusting the configured CA).
+    pub http: reqwest::Client,
     pub metrics: Metrics,
 }
 
@@ -48,6 +54,8 @@ pub struct MonitorConfig {
 pub enum MonitorError {
     #[error("cannot create a Kafka client: {0}")]
     Client(String),
+    #[error("cannot read ClickHouse: {0}")]
+    ClickHouse(String),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +86,12 @@ pub struct MonitorProcessor {
     raised: HashSet<(IncidentKind, u32, i32, i64, Option<String>)>,
     pub(crate) last_sweep: Option<Instant>,
     pub(crate) summary: MonitorSummary,
+    pub(crate) witness_queues: Vec<WitnessQueue>,
+    /// Per witness and partition, the newest checkpoint number already cosigned (found in
+    /// ClickHouse at start), so a restart does not submit the whole history again.
+    pub(crate) cosigned_through: Vec<HashMap<i32, u64>>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for MonitorProcessor {
@@ -92,17 +106,15 @@ impl std::fmt::Debug for MonitorProcessor {
 impl MonitorProcessor {
     pub(crate) fn new(
         config: MonitorConfig,
-        readers: SealedReaders,
-        reader: PartitionReader,
-        sink_offsets: GroupOffsets,
+        (readers, reader, sink_offsets): (SealedReaders, PartitionReader, GroupOffsets),
         projection: Projection,
         incidents: Box<dyn IncidentSink>,
+        (runtime, cosigned_through): (tokio::runtime::Handle, Vec<HashMap<i32, u64>>),
     ) -> Self {
         for kind in IncidentKind::ALL {
             config.metrics.assurance().incidents(kind.label());
         }
         Self {
-            config,
             readers,
             reader,
             sink_offsets,
@@ -113,6 +125,11 @@ impl MonitorProcessor {
             raised: HashSet::new(),
             last_sweep: None,
             summary: MonitorSummary::default(),
+            witness_queues: config.witnesses.iter().map(|_| WitnessQueue::default()).collect(),
+            http: config.http.clone(),
+            cosigned_through,
+            runtime,
+            config,
         }
     }
 
@@ -153,6 +170,12 @@ impl MonitorProcessor {
                 state.covered_through = offset;
                 match state.follower.checkpoint(&checkpoint) {
                     Ok(verified) => {
+                        let already = |cosigned: &HashMap<i32, u64>| {
+                            cosigned.get(&partition).is_some_and(|n| *n >= checkpoint.number)
+                        };
+                        if !self.cosigned_through.iter().all(already) {
+                            self.queue_for_witnesses(offset, &checkpoint);
+                        }
                         self.summary.checkpoints_verified += 1;
                         let delay = (crate::now_ms() - verified.created_at) as f64 / 1000.0;
                         self.config
@@ -224,6 +247,7 @@ impl PartitionedProcessor for MonitorProcessor {
     }
 
     fn on_tick(&mut self, _control: &mut dyn Control) -> Result<(), MonitorError> {
+        self.witness();
         if self
             .last_sweep
             .is_none_or(|last| last.elapsed() >= self.config.sweep_every)

@@ -256,5 +256,6 @@ pub fn manifest_checkpoint(row: &CheckpointRow, tenant: &str) -> Result<Manifest
                 .map(Digest::to_hex)
                 .collect(),
         },
+        cosignatures: Vec::new(),
     })
 }

@@ -66,6 +66,24 @@ impl Projection {
             .map_err(|error| error.to_string())
     }
 
+    /// Per partition of the epoch, the newest checkpoint number `witness` cosigned.
+    pub fn cosigned_through(&self, witness: &str) -> Result<std::collections::HashMap<i32, u64>, String> {
+        let rows: Vec<(u32, u64)> = self.bounded(
+            self.client
+                .query(
+                    "SELECT sealed_partition, max(number) FROM cosignatures \
+                     WHERE layout_epoch = ? AND witness = ? GROUP BY sealed_partition",
+                )
+                .bind(self.layout_epoch)
+                .bind(witness)
+                .fetch_all(),
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(partition, number)| (i32::try_from(partition).unwrap_or(i32::MAX), number))
+            .collect())
+    }
+
     /// Every row of the three projected tables at sealed offsets `from..=through` of `partition`.
     pub fn stored(&self, partition: i32, from: u64, through: u64) -> Result<Stored, String> {
         let range = "WHERE layout_epoch = ? AND sealed_partition = ? AND sealed_offset BETWEEN ? AND ?";

@@ -19,12 +19,15 @@ pub struct AssuranceMetrics {
     checked_offset: Family<Labels, Gauge>,
     buckets_compared: Counter,
     sweep_duration: Histogram,
+    cosignatures: Counter,
+    refusals: Family<Labels, Counter>,
 }
 
 impl AssuranceMetrics {
-    /// Registered only for the monitor; elsewhere they would read as "nothing verified".
+    /// Registered only for the monitor and the witness; elsewhere they would read as "nothing
+    /// verified".
     pub(super) fn for_component(component: &str, registry: &mut Registry) -> Self {
-        if component == "monitor" {
+        if component == "monitor" || component == "witness" {
             Self::register(registry)
         } else {
             Self::register(&mut Registry::default())
@@ -71,6 +74,17 @@ impl AssuranceMetrics {
             "Time of one sweep of the ClickHouse projection",
             sweep_duration.clone(),
         );
+        let cosignatures = Counter::default();
+        registry.register(
+            "sealtrail_witness_cosignatures",
+            "Checkpoints cosigned (by the witness), or cosignatures received (by the monitor)",
+            cosignatures.clone(),
+        );
+        let refusals = counters(
+            registry,
+            "sealtrail_witness_refusals",
+            "Checkpoints a witness refused, by reason (fork, gap, before, untrusted)",
+        );
         Self {
             incidents,
             checkpoints_verified,
@@ -79,6 +93,8 @@ impl AssuranceMetrics {
             checked_offset,
             buckets_compared,
             sweep_duration,
+            cosignatures,
+            refusals,
         }
     }
 
@@ -104,6 +120,14 @@ impl AssuranceMetrics {
     pub fn compared(&self, buckets: u64, sweep_seconds: f64) {
         self.buckets_compared.inc_by(buckets);
         self.sweep_duration.observe(sweep_seconds);
+    }
+
+    pub fn cosigned(&self) {
+        self.cosignatures.inc();
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.refusals.get_or_create(&vec![("reason", reason.to_owned())]).inc();
     }
 
     /// Drops the series of a partition another instance took over.
