@@ -316,7 +316,7 @@ const CA_KEY_DIRECTORY: &str = ".init";
 const PUBLIC_DIRECTORY: &str = "public";
 /// The directories of the secrets volume each service mounts besides `public`: its own, never
 /// another's. A service not listed here mounts nothing of the volume.
-const SECRET_DIRECTORIES: [(&str, &[&str]); 13] = [
+const SECRET_DIRECTORIES: [(&str, &[&str]); 15] = [
     ("kafka", &["kafka"]),
     ("schema-registry", &["schema-registry"]),
     ("clickhouse", &["clickhouse"]),
@@ -329,6 +329,9 @@ const SECRET_DIRECTORIES: [(&str, &[&str]); 13] = [
     ("sealtrail-keys", &[]),
     ("sealtrail-seal", &["seal"]),
     ("sealtrail-sink", &["sink"]),
+    ("sealtrail-monitor", &["monitor"]),
+    // The witness needs no credential of the pipeline: it is another party.
+    ("sealtrail-witness", &[]),
     ("sealtrail-api", &["api"]),
     // The ingest edge runs as the API's identity.
     ("sealtrail-ingest", &["api"]),
@@ -337,7 +340,7 @@ const SECRET_DIRECTORIES: [(&str, &[&str]); 13] = [
 ];
 /// Services whose command takes no Kafka or registry settings: the shared environment names the
 /// operator's client file, which they neither read nor mount.
-const WITHOUT_KAFKA: [&str; 2] = ["sealtrail-migrate", "sealtrail-keys"];
+const WITHOUT_KAFKA: [&str; 3] = ["sealtrail-migrate", "sealtrail-keys", "sealtrail-witness"];
 const KAFKA_FILES: [&str; 2] = ["KAFKA_CONFIG_FILE", "SCHEMA_REGISTRY_CONFIG_FILE"];
 
 /// A mount of the secrets volume.
