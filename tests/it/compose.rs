@@ -146,7 +146,7 @@ fn prometheus_scrapes_every_component_that_serves_metrics() {
 
 #[test]
 fn dashboards_query_only_the_metric_contract() {
-    for file in ["executive", "oncall", "debug"] {
+    for file in ["executive", "oncall", "debug", "slo"] {
         let text = read(&format!("infra/grafana/dashboards/{file}.json"));
         let dashboard: Json = serde_json::from_str(&text).unwrap_or_else(|error| panic!("{file}: {error}"));
         assert!(

@@ -129,6 +129,10 @@ impl InputRecord for KafkaRecord<'_> {
             .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
             .unwrap_or_default()
     }
+
+    fn timestamp_ms(&self) -> Option<i64> {
+        self.0.timestamp().to_millis()
+    }
 }
 
 /// One member of `group` reading `topic`.

@@ -31,6 +31,9 @@ pub struct PartitionBatch {
     pub traced: Vec<tracing::Span>,
     /// The offset the group may commit: set by each flush the store acknowledged.
     pub committable: Option<i64>,
+    /// When the raw records of the new events were produced (Unix ms), for the
+    /// produce -> queryable histogram once they are stored.
+    pub produced: Vec<i64>,
 }
 
 impl PartitionBatch {
@@ -46,6 +49,7 @@ impl PartitionBatch {
             first_buffered_at: None,
             traced: Vec::new(),
             committable: None,
+            produced: Vec::new(),
         }
     }
 
@@ -62,10 +66,11 @@ impl PartitionBatch {
         self.len() == 0
     }
 
-    pub fn push_event(&mut self, offset: i64, row: EventRow) {
+    pub fn push_event(&mut self, offset: i64, row: EventRow, produced_at: Option<i64>) {
         self.first_buffered_at.get_or_insert_with(Instant::now);
         if offset > self.stored_events_through {
             self.events.push(row);
+            self.produced.extend(produced_at);
         } else {
             self.event_candidates.push(row);
         }
@@ -129,6 +134,7 @@ impl PartitionBatch {
             self.stored_checkpoints_through = i64::try_from(last.sealed_offset).unwrap_or(i64::MAX);
         }
         self.events.clear();
+        self.produced.clear();
         self.checkpoints.clear();
         self.event_candidates.clear();
         self.checkpoint_candidates.clear();
@@ -181,7 +187,7 @@ mod tests {
         let mut batch = PartitionBatch::new(10, 8);
         assert_eq!(batch.resume_offset(), 9, "read again from what both tables hold");
         for offset in 5..=14 {
-            batch.push_event(i64::try_from(offset).expect("small"), row(offset, NOVEMBER));
+            batch.push_event(i64::try_from(offset).expect("small"), row(offset, NOVEMBER), None);
         }
         assert_eq!(batch.events.len(), 4, "11 to 14 are new");
         assert_eq!(batch.event_candidates.len(), 6, "5 to 10 were read again");
@@ -201,9 +207,9 @@ mod tests {
     #[test]
     fn every_insert_stays_within_one_month() {
         let mut batch = PartitionBatch::new(-1, -1);
-        batch.push_event(0, row(0, NOVEMBER));
-        batch.push_event(1, row(1, DECEMBER));
-        batch.push_event(2, row(2, NOVEMBER));
+        batch.push_event(0, row(0, NOVEMBER), None);
+        batch.push_event(1, row(1, DECEMBER), None);
+        batch.push_event(2, row(2, NOVEMBER), None);
         let months = batch.events_by_month();
         let sizes: Vec<((i32, u8), usize)> = months.iter().map(|(month, rows)| (*month, rows.len())).collect();
         assert_eq!(sizes, [((2025, 11), 2), ((2025, 12), 1)]);

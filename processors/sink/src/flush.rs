@@ -159,6 +159,9 @@ impl SinkProcessor {
             let lag = now - sealtrail_clickhouse::unix_ms(row.sealed_at);
             metrics.audit_lag(AuditStage::SealedToQueryable, lag as f64 / 1000.0);
         }
+        for produced in batch.produced.drain(..) {
+            metrics.produce_to_queryable((now - produced) as f64 / 1000.0);
+        }
         metrics.batch_duration(started.elapsed().as_secs_f64());
         let events = (batch.events.len() + batch.event_candidates.len()) as u64;
         let checkpoints = (batch.checkpoints.len() + batch.checkpoint_candidates.len()) as u64;

@@ -1,5 +1,9 @@
 //! A record as a processor sees it, whichever source it came from.
 
+/// On a sealed record: the Kafka timestamp of the raw record it was sealed from, in Unix
+/// milliseconds (decimal text), from which the sink measures produce -> queryable.
+pub const PRODUCED_AT_HEADER: &str = "sealtrail.produced_at";
+
 /// A record header: its name, and its value unless it is null.
 pub type Header<'a> = (&'a str, Option<&'a [u8]>);
 
@@ -10,6 +14,12 @@ pub trait InputRecord {
     fn value(&self) -> Option<&[u8]>;
     /// Every header, in order.
     fn headers(&self) -> Vec<Header<'_>>;
+
+    /// The record's Kafka timestamp (the producer's create time, or the broker's append time) in
+    /// Unix milliseconds, if it has one.
+    fn timestamp_ms(&self) -> Option<i64> {
+        None
+    }
 
     /// The value of the first header called `name`.
     fn header(&self, name: &str) -> Option<&[u8]> {

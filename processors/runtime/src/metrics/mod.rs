@@ -18,8 +18,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 mod assurance;
+mod levels;
 
 pub use assurance::AssuranceMetrics;
+use levels::ServiceLevels;
 
 type Labels = Vec<(&'static str, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
@@ -126,6 +128,7 @@ struct Inner {
     produce_ack: Histogram,
     outbox: [FloatGauge; 3],
     assurance: AssuranceMetrics,
+    levels: ServiceLevels,
     ready: AtomicBool,
     not_ready_because: Mutex<String>,
 }
@@ -218,10 +221,11 @@ impl Metrics {
             "From queueing a record to Kafka's acknowledgement (acks=all), for records a caller waits on",
             duration_histogram,
         );
-        let outbox = outbox_gauges(&mut registry, component);
         register_identity(&mut registry, component);
         Self(Arc::new(Inner {
             assurance: AssuranceMetrics::for_component(component, &mut registry),
+            levels: ServiceLevels::register(&mut registry),
+            outbox: outbox_gauges(&mut registry, component),
             component,
             events_in: events_in.get_or_create(&of_component()).clone(),
             events_out: events_out.get_or_create(&of_component()).clone(),
@@ -244,7 +248,6 @@ impl Metrics {
             http_duration,
             throttled,
             produce_ack: produce_acks.get_or_create(&of_component()).clone(),
-            outbox,
             ready: AtomicBool::new(false),
             not_ready_because: Mutex::new("starting".to_owned()),
         }))
@@ -396,6 +399,11 @@ impl Metrics {
 
     pub fn batch_duration(&self, seconds: f64) {
         self.0.batch_duration.observe(seconds);
+    }
+
+    /// One event's time from its raw record's production to its row in ClickHouse.
+    pub fn produce_to_queryable(&self, seconds: f64) {
+        self.0.levels.produce_to_queryable(seconds);
     }
 
     /// A negative lag (a producer clock ahead of ours) counts as zero.
