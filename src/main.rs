@@ -79,6 +79,8 @@ enum Command {
     BenchApi(commands::bench_api::BenchApiArgs),
     /// Events per second through the ingest edge next to direct Kafka produce of the same events.
     BenchIngest(commands::bench_ingest::BenchIngestArgs),
+    /// Produce -> queryable latency (p50, p95, p99) at a steady rate through the running pipeline.
+    BenchLatency(commands::bench_latency::BenchLatencyArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
     /// Write the ClickHouse users file (grants, row policies, limits) of the tenant-bound readers.
@@ -150,6 +152,7 @@ fn main() -> std::process::ExitCode {
             Command::VerifyExport(args) => commands::verify_export::run(&args),
             Command::BenchApi(args) => commands::bench_api::run(args).await,
             Command::BenchIngest(args) => commands::bench_ingest::run(args).await,
+            Command::BenchLatency(args) => commands::bench_latency::run(args).await,
             Command::BenchExport(args) => commands::bench_export::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }

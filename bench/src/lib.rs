@@ -9,6 +9,7 @@ pub mod core_throughput;
 pub mod end_to_end;
 pub mod export;
 pub mod ingest;
+pub mod latency;
 pub mod scaling;
 
 use std::time::Duration;
