@@ -26,6 +26,8 @@ use crate::routes;
         routes::exports::get,
         routes::exports::artifact,
         routes::retention::list,
+        routes::alert_rules::get,
+        routes::alert_rules::set,
         routes::retention::set,
         routes::retention::remove,
         routes::holds::apply,

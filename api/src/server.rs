@@ -219,6 +219,10 @@ fn reading_routes() -> Router<SharedState> {
             post(routes::webhooks::register).get(routes::webhooks::list),
         )
         .route("/v1/webhooks/{webhook_id}", delete(routes::webhooks::remove))
+        .route(
+            "/v1/security/alert-rules",
+            get(routes::alert_rules::get).put(routes::alert_rules::set),
+        )
 }
 
 /// `export.completed` (or `export.failed`) to the tenant's webhooks.

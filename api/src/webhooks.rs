@@ -24,6 +24,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "export.completed",
     "export.failed",
     "integrity.incident",
+    "security.alert",
 ];
 
 const SECRET_TAG: &[u8] = b"sealtrail/v1/webhook-secret\0";

@@ -7,6 +7,7 @@
 //! its tenant's chain, [`checkpoint`] and [`merkle`] sign the partition's progress, and [`verify`]
 //! checks all of it. [`sealer`] runs that sequence for one partition.
 
+pub mod alerting;
 pub mod avro;
 pub mod canonical;
 pub mod chain;

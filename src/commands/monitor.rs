@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sealtrail_api::webhooks::{WebhookSettings, Webhooks};
 use sealtrail_clickhouse::{apply_migrations, wait_for_clickhouse};
+use sealtrail_core::alerting::{ALERT_ACTION, MONITOR_ACTOR, SecurityAlert};
 use sealtrail_core::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus};
 use sealtrail_core::witness::WitnessKey;
 use sealtrail_emit::{AuditEmitter, platform_event};
-use sealtrail_monitor::{Incident, IncidentSink, MonitorConfig, WitnessTarget};
+use sealtrail_monitor::{AlertRulesFile, Incident, IncidentSink, MonitorConfig, WitnessTarget};
 use sealtrail_runtime::{RegistryClient, SealedReaders, StopSignal, run_blocking};
 use serde_json::json;
 
@@ -60,6 +61,10 @@ pub struct MonitorArgs {
     /// The log's name in the checkpoints' note origins; the witnesses must use the same.
     #[arg(long, env = "SEALTRAIL_LOG_ORIGIN", default_value = "sealtrail.local/audit")]
     log_origin: String,
+    /// Security alert rules: a TOML file of `[defaults]` and `[tenants.<id>]` tables
+    /// (docs/security-alerts.md); tenant administrators' rules set through the API take precedence.
+    #[arg(long, env = "SEALTRAIL_ALERT_RULES")]
+    alert_rules: Option<PathBuf>,
     /// Let webhooks target loopback and private addresses (local stacks only).
     #[arg(long, env = "SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE")]
     webhooks_allow_private: bool,
@@ -131,12 +136,60 @@ impl IncidentSink for TrailAndWebhooks {
             "sealed_offset": incident.sealed_offset,
             "detail": incident.detail,
         });
+        self.seal_and_notify(tenant, event, "integrity.incident", data);
+    }
+
+    fn security_alert(&self, alert: &SecurityAlert) {
+        let actor = Actor {
+            id: MONITOR_ACTOR.to_owned(),
+            kind: ActorType::System,
+            display_name: None,
+            authority: None,
+            on_behalf_of: None,
+        };
+        let event = AuditEvent {
+            outcome: Outcome {
+                status: OutcomeStatus::Success,
+                reason_code: Some(alert.rule.name().to_owned()),
+                reason_text: Some(alert.detail.clone()),
+            },
+            ..platform_event(
+                &alert.tenant,
+                time::OffsetDateTime::now_utc(),
+                ALERT_ACTION,
+                actor,
+                ("security_rule", alert.rule.name()),
+                &alert.trigger_event_id,
+                vec![
+                    ("rule".to_owned(), alert.rule.name().to_owned()),
+                    ("trigger_event_id".to_owned(), alert.trigger_event_id.clone()),
+                    ("trigger_seq".to_owned(), alert.trigger_seq.to_string()),
+                    ("actor".to_owned(), alert.actor.clone()),
+                    ("count".to_owned(), alert.count.to_string()),
+                ],
+            )
+        };
+        let data = json!({
+            "rule": alert.rule.name(),
+            "actor": alert.actor,
+            "trigger_event_id": alert.trigger_event_id,
+            "trigger_seq": alert.trigger_seq,
+            "count": alert.count,
+            "detail": alert.detail,
+        });
+        self.seal_and_notify(alert.tenant.clone(), event, ALERT_ACTION, data);
+    }
+}
+
+impl TrailAndWebhooks {
+    /// Seals `event` and tells the tenant's `kind` webhooks, off the monitor's thread.
+    fn seal_and_notify(&self, tenant: String, event: AuditEvent, kind: &'static str, data: serde_json::Value) {
         let (emitter, webhooks) = (Arc::clone(&self.emitter), self.webhooks.clone());
         self.runtime.spawn(async move {
             if let Err(error) = emitter.emit(&event).await {
-                tracing::error!(%error, %tenant, "the integrity incident could not be sealed");
+                tracing::error!(%error, %tenant, kind, "the monitor's finding could not be sealed");
             }
-            webhooks.notify(&tenant, "integrity.incident", data).await;
+            webhooks.notify(&tenant, kind, data).await;
         });
     }
 }
@@ -161,6 +214,10 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         .map(|spec| witness_target(spec))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let http = trust.http_client()?.build()?;
+    let alert_rules = match &args.alert_rules {
+        Some(path) => AlertRulesFile::read(path).map_err(anyhow::Error::msg)?,
+        None => AlertRulesFile::default(),
+    };
     let metrics = args.metrics.start("monitor").await?;
     metrics.set_not_ready("waiting for the broker, ClickHouse and a partition assignment");
     let kafka = args.kafka.settings();
@@ -223,6 +280,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         witnesses,
         log_origin: args.log_origin,
         http,
+        alert_rules,
         metrics,
     };
     let summary =

@@ -24,6 +24,7 @@ mod replay;
 mod reshard;
 mod sdk;
 mod secured_stack;
+mod security_alerts;
 mod slo;
 mod sql_fuzz;
 mod telemetry;

@@ -145,7 +145,10 @@ impl Caller {
                     ))
                 }
             }
-            Some(_) => Err(ApiError::forbidden(
+            // A code of its own: the monitor's cross_tenant rule alerts on it (docs/security-alerts.md).
+            Some(_) => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "other_tenant",
                 "the credential belongs to another tenant; only a platform_admin may name one",
             )),
         }

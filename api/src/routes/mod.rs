@@ -1,5 +1,6 @@
 //! One module per group of routes.
 
+pub mod alert_rules;
 mod event_json;
 pub mod events;
 pub mod exports;

@@ -442,6 +442,7 @@ fn a_key_redacted_beyond_recognition_is_never_deduplicated() {
 }
 
 mod accounting;
+mod alerting;
 mod contract;
 mod epochs;
 mod follow;

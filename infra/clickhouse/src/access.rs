@@ -159,6 +159,7 @@ impl Component {
                 ("SELECT, INSERT", "webhook_deliveries"),
                 ("SELECT, INSERT", "verification_jobs"),
                 ("SELECT, INSERT", "retention_policies"),
+                ("SELECT, INSERT", "alert_rules"),
             ],
             Self::Ingest => &[
                 ("SELECT", "schema_migrations"),
@@ -173,6 +174,7 @@ impl Component {
                 ("SELECT", "webhooks"),
                 ("SELECT, INSERT", "webhook_deliveries"),
                 ("SELECT, INSERT", "cosignatures"),
+                ("SELECT", "alert_rules"),
             ],
         }
     }

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_add_api_key_expiry_and_usage"),
     migration!(14, "0014_add_api_key_platform_tenants"),
     migration!(15, "0015_create_cosignatures"),
+    migration!(16, "0016_create_alert_rules"),
 ];
 
 /// What `apply_migrations` did with one migration.

@@ -83,8 +83,10 @@ impl Incident {
     }
 }
 
-/// Where incidents go: the `sealtrail` binary seals each as an `integrity.incident` event and
-/// sends it to webhooks. Called on the monitor's thread; it must not block for long.
+/// Where incidents and security alerts go: the `sealtrail` binary seals each as an
+/// `integrity.incident` or `security.alert` event and sends it to webhooks. Called on the
+/// monitor's thread; it must not block for long.
 pub trait IncidentSink: Send {
     fn raise(&self, incident: &Incident);
+    fn security_alert(&self, alert: &sealtrail_core::alerting::SecurityAlert);
 }

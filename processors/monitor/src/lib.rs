@@ -10,6 +10,7 @@
 //! an [`Incident`], raised once to an [`IncidentSink`] and counted in
 //! `sealtrail_integrity_incidents`.
 
+mod alerts;
 pub mod incident;
 mod processor;
 pub mod projection;
@@ -18,6 +19,7 @@ mod witnessing;
 
 use std::time::Duration;
 
+pub use alerts::AlertRulesFile;
 pub use incident::{Incident, IncidentKind, IncidentSink};
 pub use processor::{MonitorConfig, MonitorError, MonitorProcessor, MonitorSummary};
 pub use witnessing::WitnessTarget;

@@ -16,6 +16,7 @@ use sealtrail_runtime::driver::{Committed, Control, InputRecord, PartitionedProc
 use sealtrail_runtime::telemetry::events::RecordsReceived;
 use sealtrail_runtime::{Metrics, SealedReaders};
 
+use crate::alerts::{AlertRulesFile, Alerting};
 use crate::incident::{Incident, IncidentKind, IncidentSink};
 use crate::projection::Projection;
 use crate::projection::sweep::Print;
@@ -47,6 +48,8 @@ pub struct MonitorConfig {
     pub log_origin: String,
     /// For the witnesses (trusting the configured CA).
     pub http: reqwest::Client,
+    /// Security alert rules of the rules file (`SEALTRAIL_ALERT_RULES`).
+    pub alert_rules: AlertRulesFile,
     pub metrics: Metrics,
 }
 
@@ -80,7 +83,8 @@ pub struct MonitorProcessor {
     pub(crate) reader: PartitionReader,
     pub(crate) sink_offsets: GroupOffsets,
     pub(crate) projection: Projection,
-    incidents: Box<dyn IncidentSink>,
+    pub(crate) incidents: Box<dyn IncidentSink>,
+    pub(crate) alerting: Alerting,
     pub(crate) partitions: BTreeMap<i32, PartitionState>,
     pub(crate) baselines: HashMap<(i32, u64), Print>,
     raised: HashSet<(IncidentKind, u32, i32, i64, Option<String>)>,
@@ -114,6 +118,9 @@ impl MonitorProcessor {
         for kind in IncidentKind::ALL {
             config.metrics.assurance().incidents(kind.label());
         }
+        for rule in sealtrail_core::alerting::AlertRule::ALL {
+            config.metrics.assurance().security_alert_rule(rule.name());
+        }
         Self {
             readers,
             reader,
@@ -126,6 +133,7 @@ impl MonitorProcessor {
             last_sweep: None,
             summary: MonitorSummary::default(),
             witness_queues: config.witnesses.iter().map(|_| WitnessQueue::default()).collect(),
+            alerting: Alerting::new(config.alert_rules.clone()),
             http: config.http.clone(),
             cosigned_through,
             runtime,
@@ -165,7 +173,11 @@ impl MonitorProcessor {
         };
         state.next_offset = offset + 1;
         let found = match decoded {
-            Ok(SealedRecord::Event(event)) => state.follower.event(&event).err().into_iter().collect(),
+            Ok(SealedRecord::Event(event)) => {
+                let found: Vec<_> = state.follower.event(&event).err().into_iter().collect();
+                self.watch_event(partition, offset, &event);
+                found
+            }
             Ok(SealedRecord::Checkpoint(checkpoint)) => {
                 state.covered_through = offset;
                 match state.follower.checkpoint(&checkpoint) {
@@ -203,6 +215,7 @@ impl MonitorProcessor {
         for found in found {
             self.raise(&Incident::of_break(found, epoch, partition, offset));
         }
+        self.release_alerts(partition, offset);
     }
 }
 
@@ -248,6 +261,7 @@ impl PartitionedProcessor for MonitorProcessor {
 
     fn on_tick(&mut self, _control: &mut dyn Control) -> Result<(), MonitorError> {
         self.witness();
+        self.refresh_alert_rules();
         if self
             .last_sweep
             .is_none_or(|last| last.elapsed() >= self.config.sweep_every)

@@ -21,6 +21,8 @@ pub struct AssuranceMetrics {
     sweep_duration: Histogram,
     cosignatures: Counter,
     refusals: Family<Labels, Counter>,
+    security_alerts: Family<Labels, Counter>,
+    rule_tenants: Gauge,
 }
 
 impl AssuranceMetrics {
@@ -86,6 +88,17 @@ impl AssuranceMetrics {
             "sealtrail_witness_refusals",
             "Checkpoints a witness refused, by reason (fork, gap, before, untrusted)",
         );
+        let security_alerts = counters(
+            registry,
+            "sealtrail_security_alerts",
+            "Security alerts the monitor raised on the trail, by rule",
+        );
+        let rule_tenants = Gauge::default();
+        registry.register(
+            "sealtrail_alert_rule_tenants",
+            "Tenants whose administrators set their own security alert rules, as the monitor last read them",
+            rule_tenants.clone(),
+        );
         Self {
             incidents,
             checkpoints_verified,
@@ -96,6 +109,8 @@ impl AssuranceMetrics {
             sweep_duration,
             cosignatures,
             refusals,
+            security_alerts,
+            rule_tenants,
         }
     }
 
@@ -121,6 +136,22 @@ impl AssuranceMetrics {
     pub fn compared(&self, buckets: u64, sweep_seconds: f64) {
         self.buckets_compared.inc_by(buckets);
         self.sweep_duration.observe(sweep_seconds);
+    }
+
+    /// The alert counter of `rule` (created at zero by the first call).
+    pub fn security_alert(&self, rule: &str) {
+        self.security_alerts
+            .get_or_create(&vec![("rule", rule.to_owned())])
+            .inc();
+    }
+
+    /// Creates the alert counter of `rule` at zero.
+    pub fn security_alert_rule(&self, rule: &str) {
+        drop(self.security_alerts.get_or_create(&vec![("rule", rule.to_owned())]));
+    }
+
+    pub fn rule_tenants(&self, tenants: usize) {
+        self.rule_tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
     }
 
     pub fn cosigned(&self) {
