@@ -155,6 +155,20 @@ impl WitnessSigner {
         })
     }
 
+    /// A key from a raw 32-byte Ed25519 seed (for reproducible examples; real keys come from
+    /// PKCS#8 documents made at random).
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, WitnessKeyError> {
+        if !valid_name(name) {
+            return Err(WitnessKeyError::BadName);
+        }
+        let pair =
+            Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| WitnessKeyError::BadPrivateKey(e.to_string()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            pair,
+        })
+    }
+
     pub fn key(&self) -> WitnessKey {
         WitnessKey {
             name: self.name.clone(),

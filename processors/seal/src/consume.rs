@@ -8,7 +8,7 @@ use sealtrail_core::layout::{CONTROL_HEADER, LAYOUT_CHANGE_CONTROL, LayoutChange
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_core::sealer::{Disposition, RawRecord, SchemaLookup, SealContext};
 use sealtrail_core::validate::{RejectCode, reject};
-use sealtrail_runtime::driver::{Control, InputRecord, PRODUCED_AT_HEADER};
+use sealtrail_runtime::driver::{Control, InputRecord};
 use sealtrail_runtime::telemetry::events::{
     ComponentError, ErrorKind, RecordRejected, RecordsReceived, RecordsSent, RecordsSkipped, SkipReason,
 };
@@ -141,6 +141,7 @@ impl SealProcessor {
                     key: &[],
                     payload: &[],
                     headers: dlq_headers,
+                    timestamp_ms: None,
                 },
                 Produced::Rejected { partition },
             )?;
@@ -202,7 +203,7 @@ impl SealProcessor {
             Disposition::Sealed(sealed) => {
                 let tenant = sealed.event.tenant_id.clone();
                 let occurred_at = sealed.event.occurred_at;
-                let mut sealed_headers: Vec<(String, Option<Vec<u8>>)> = span.map_or_else(Vec::new, |span| {
+                let sealed_headers: Vec<(String, Option<Vec<u8>>)> = span.map_or_else(Vec::new, |span| {
                     span.record("tenant", tenant.as_str());
                     span.record("seq", sealed.seal.tenant_seq);
                     span.record("outcome", "sealed");
@@ -212,10 +213,6 @@ impl SealProcessor {
                         .map(|(key, value)| (key, Some(value.into_bytes())))
                         .collect()
                 });
-                // The sink measures produce -> queryable from the raw record's timestamp.
-                if let Some(produced) = message.timestamp_ms() {
-                    sealed_headers.push((PRODUCED_AT_HEADER.to_owned(), Some(produced.to_string().into_bytes())));
-                }
                 let bytes = self.encode(&SealedRecord::Event(sealed));
                 self.send(
                     OutputRecord {
@@ -224,6 +221,8 @@ impl SealProcessor {
                         key: tenant.as_bytes(),
                         payload: &bytes,
                         headers: sealed_headers,
+                        // The sink measures produce -> queryable from it.
+                        timestamp_ms: message.timestamp_ms(),
                     },
                     Produced::Sealed { partition },
                 )?;
@@ -253,6 +252,7 @@ impl SealProcessor {
                         key: message.key().unwrap_or_default(),
                         payload: message.value().unwrap_or_default(),
                         headers: dlq_headers,
+                        timestamp_ms: None,
                     },
                     Produced::Rejected { partition },
                 )?;

@@ -128,6 +128,7 @@ impl SealProcessor {
                 key: b"",
                 payload: &bytes,
                 headers: Vec::new(),
+                timestamp_ms: None,
             },
             produced,
         )?;

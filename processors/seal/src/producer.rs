@@ -19,6 +19,10 @@ pub struct OutputRecord<'a> {
     pub payload: &'a [u8],
     /// Null values stay null.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The record's timestamp in Unix ms; the producer's clock when `None`. A sealed event keeps
+    /// its raw record's, from which the sink measures produce -> queryable (docs/slo.md): a header
+    /// would cost more, since the local broker scans every stored header on each fetch.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// The seal processor's producer.
@@ -47,6 +51,9 @@ impl Outputs for KafkaOutputs {
             .partition(output.partition)
             .key(output.key)
             .payload(output.payload);
+        if let Some(timestamp) = output.timestamp_ms {
+            record = record.timestamp(timestamp);
+        }
         if !output.headers.is_empty() {
             let headers = output
                 .headers

@@ -26,7 +26,7 @@ use crate::LocalError;
 
 pub const TANSU_VERSION: &str = "0.6.0";
 /// Names the patched build; a change of patches must change it, so caches rebuild.
-pub const PATCH_LEVEL: &str = "sealtrail.3";
+pub const PATCH_LEVEL: &str = "sealtrail.4";
 
 /// The crates fetched from crates.io: name and the SHA-256 of its `.crate` file.
 const CRATES: [(&str, &str); 3] = [
@@ -51,7 +51,7 @@ struct Patch {
     patched: &'static str,
 }
 
-const PATCHES: [Patch; 3] = [
+const PATCHES: [Patch; 5] = [
     Patch {
         krate: "tansu-storage",
         file: "src/sql/record_fetch.sql",
@@ -66,6 +66,24 @@ const PATCHES: [Patch; 3] = [
         file: "src/service/fetch.rs",
         original: "                batches.append(&mut fetched);\n",
         patched: "                batches.append(&mut fetched);\n                break;\n",
+    },
+    // A produce whose producer epoch the broker has no row for (an epoch bumped after a request
+    // timed out, under load) hit a panic in the storage task, which then failed every request of
+    // every client, SASL logins included, until the broker restarted. It is now the error the
+    // same check gives a producer it does not know, which an idempotent producer recovers from.
+    Patch {
+        krate: "tansu-storage",
+        file: "src/lite.rs",
+        original: "            let row = connection\n                .query_one(\n                    \"producer_select_for_update.sql\",",
+        patched: "            let row = connection\n                .query_one_or(\n                    Error::Api(ErrorCode::UnknownProducerId),\n                    \"producer_select_for_update.sql\",",
+    },
+    // Any query that expected one row and got none: an error for that request, not a panic of the
+    // task every request goes through; `query_one_or` names the error for the request above.
+    Patch {
+        krate: "tansu-storage",
+        file: "src/lite.rs",
+        original: "            panic!(\"more or less than one row\");\n        }\n    }\n}",
+        patched: "            Err(libsql::Error::QueryReturnedNoRows)\n        }\n    }\n\n    async fn query_one_or<P>(&self, none: Error, sql: &str, params: P) -> Result<Row>\n    where\n        P: IntoParams,\n        P: Debug,\n    {\n        match self.query_one(sql, params).await {\n            Ok(row) => Ok(row),\n            Err(libsql::Error::QueryReturnedNoRows) => Err(none),\n            Err(other) => Err(other.into()),\n        }\n    }\n}",
     },
     Patch {
         krate: "tansu-auth",

@@ -9,6 +9,8 @@ use crate::event::{Actor, ActorType, AuditEvent, Outcome, OutcomeStatus, Resourc
 use crate::merkle;
 use crate::sealed::{Checkpoint, Classification, DataClass, Redaction, TenantHead};
 
+mod more;
+
 /// Every intermediate value of the example, labelled as in the document.
 pub fn values() -> Vec<(&'static str, String)> {
     let event = AuditEvent {
@@ -79,7 +81,14 @@ pub fn values() -> Vec<(&'static str, String)> {
     let signed_bytes = checkpoint::signed_bytes(&made);
     // Were this the final checkpoint of a one-partition layout, the next epoch would start here.
     let link = checkpoint::epoch_link(&[made.checkpoint_hash]);
-    vec![
+    let more = more::values(&more::First {
+        genesis,
+        entry: &entry,
+        hash,
+        checkpoint: &made,
+        signer: &signer,
+    });
+    let mut values = vec![
         ("genesis(acme)", genesis.to_hex()),
         ("canonical entry", String::from_utf8(entry).expect("utf-8")),
         ("entry hash", hash.to_hex()),
@@ -101,7 +110,9 @@ pub fn values() -> Vec<(&'static str, String)> {
             "epoch 2 checkpoint genesis(0)",
             checkpoint::epoch_genesis(2, 0, &link).to_hex(),
         ),
-    ]
+    ];
+    values.extend(more);
+    values
 }
 
 #[cfg(test)]
@@ -109,7 +120,7 @@ mod tests {
     /// On failure, prints every value the document lacks, ready to paste.
     #[test]
     fn the_document_shows_exactly_what_the_code_computes() {
-        let document = include_str!("../../docs/integrity.md");
+        let document = include_str!("../../../docs/integrity.md");
         let missing: Vec<String> = super::values()
             .into_iter()
             .filter(|(_, value)| !document.contains(value.as_str()))
