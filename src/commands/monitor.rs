@@ -40,10 +40,6 @@ pub struct MonitorArgs {
     group: String,
     #[arg(long, env = "MONITOR_INSTANCE_ID")]
     instance_id: Option<String>,
-    /// The sink's consumer group: a stretch of the projection is compared once the sink has
-    /// committed past it.
-    #[arg(long, env = "SINK_GROUP", default_value = "sealtrail-sink")]
-    sink_group: String,
     /// Seconds between sweeps of the ClickHouse projection.
     #[arg(long, env = "MONITOR_SWEEP_SECS", default_value_t = 10)]
     sweep_secs: u64,
@@ -272,7 +268,6 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         partitions: layout.partitions,
         group: args.group,
         instance_id: args.instance_id,
-        sink_group: args.sink_group,
         trusted,
         handover,
         sweep_every: Duration::from_secs(args.sweep_secs),

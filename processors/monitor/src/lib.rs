@@ -24,7 +24,7 @@ pub use incident::{Incident, IncidentKind, IncidentSink};
 pub use processor::{MonitorConfig, MonitorError, MonitorProcessor, MonitorSummary};
 pub use witnessing::WitnessTarget;
 
-use sealtrail_kafka::{GroupOffsets, KafkaSource, PartitionReader};
+use sealtrail_kafka::{KafkaSource, PartitionReader};
 use sealtrail_runtime::driver::{self, Cadence};
 use sealtrail_runtime::{RegistryClient, SealedReaders, StopSignal, Telemetry};
 use tokio::runtime::Handle;
@@ -57,7 +57,6 @@ pub fn run(
     )
     .map_err(client_error)?;
     let reader = PartitionReader::new(&config.kafka, KAFKA_TIMEOUT).map_err(client_error)?;
-    let sink_offsets = GroupOffsets::new(&config.kafka, &config.sink_group, KAFKA_TIMEOUT).map_err(client_error)?;
     let projection = Projection::new(config.clickhouse.client(), runtime.clone(), config.layout_epoch);
     let cosigned_through = config
         .witnesses
@@ -74,7 +73,7 @@ pub fn run(
     let mut telemetry = Telemetry::new(config.metrics.clone());
     let mut monitor = MonitorProcessor::new(
         config,
-        (SealedReaders::new(registry.clone()), reader, sink_offsets),
+        (SealedReaders::new(registry.clone()), reader),
         projection,
         incidents,
         (runtime, cosigned_through),

@@ -11,7 +11,7 @@ use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::follow::PartitionFollower;
 use sealtrail_core::layout::Handover;
 use sealtrail_core::sealed::SealedRecord;
-use sealtrail_kafka::{GroupOffsets, KafkaSettings, PartitionReader};
+use sealtrail_kafka::{KafkaSettings, PartitionReader};
 use sealtrail_runtime::driver::{Committed, Control, InputRecord, PartitionedProcessor};
 use sealtrail_runtime::telemetry::events::RecordsReceived;
 use sealtrail_runtime::{Metrics, SealedReaders};
@@ -33,9 +33,6 @@ pub struct MonitorConfig {
     pub partitions: u32,
     pub group: String,
     pub instance_id: Option<String>,
-    /// The sink's consumer group: a stretch is compared once the sink has committed past it,
-    /// that is, once its rows are stored.
-    pub sink_group: String,
     pub trusted: Vec<TrustedKey>,
     /// For a layout epoch after the first: where its chains start.
     pub handover: Option<Arc<Handover>>,
@@ -81,12 +78,13 @@ pub struct MonitorProcessor {
     pub(crate) config: MonitorConfig,
     pub(crate) readers: SealedReaders,
     pub(crate) reader: PartitionReader,
-    pub(crate) sink_offsets: GroupOffsets,
     pub(crate) projection: Projection,
     pub(crate) incidents: Box<dyn IncidentSink>,
     pub(crate) alerting: Alerting,
     pub(crate) partitions: BTreeMap<i32, PartitionState>,
     pub(crate) baselines: HashMap<(i32, u64), Print>,
+    /// Per partition, the newest sealed offset the projection was ever seen to hold.
+    pub(crate) stored_through: HashMap<i32, i64>,
     raised: HashSet<(IncidentKind, u32, i32, i64, Option<String>)>,
     pub(crate) last_sweep: Option<Instant>,
     pub(crate) summary: MonitorSummary,
@@ -110,7 +108,7 @@ impl std::fmt::Debug for MonitorProcessor {
 impl MonitorProcessor {
     pub(crate) fn new(
         config: MonitorConfig,
-        (readers, reader, sink_offsets): (SealedReaders, PartitionReader, GroupOffsets),
+        (readers, reader): (SealedReaders, PartitionReader),
         projection: Projection,
         incidents: Box<dyn IncidentSink>,
         (runtime, cosigned_through): (tokio::runtime::Handle, Vec<HashMap<i32, u64>>),
@@ -124,11 +122,11 @@ impl MonitorProcessor {
         Self {
             readers,
             reader,
-            sink_offsets,
             projection,
             incidents,
             partitions: BTreeMap::new(),
             baselines: HashMap::new(),
+            stored_through: HashMap::new(),
             raised: HashSet::new(),
             last_sweep: None,
             summary: MonitorSummary::default(),

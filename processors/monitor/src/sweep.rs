@@ -12,27 +12,26 @@ use crate::projection::{self, compare};
 
 impl MonitorProcessor {
     /// Per assigned partition, the last sealed offset both covered by a checkpoint the monitor
-    /// read and committed by the sink (so its rows are stored).
+    /// read and stored by the sink. What the sink stored is the newest row in ClickHouse, and the
+    /// bound never goes back: rows deleted from the end stay inside it, and are found missing.
     fn checked_bounds(&mut self) -> Vec<(i32, u64)> {
-        let assigned: Vec<i32> = self.partitions.keys().copied().collect();
-        if assigned.is_empty() {
-            return Vec::new();
-        }
-        let sink = match self.sink_offsets.describe(&self.config.sealed_topic, Some(&assigned)) {
-            Ok(offsets) => offsets,
+        let stored = match self.projection.stored_through() {
+            Ok(stored) => stored,
             Err(error) => {
-                tracing::warn!(%error, group = %self.config.sink_group, "cannot read the sink's committed offsets; the projection is not swept this time");
+                tracing::warn!(%error, "cannot read how far the projection goes; the projection is not swept this time");
                 return Vec::new();
             }
         };
-        sink.iter()
-            .filter_map(|offsets| {
-                let state = self.partitions.get(&offsets.partition)?;
-                let stored_through = offsets.committed? - 1;
-                let bound = state.covered_through.min(stored_through);
-                Some((offsets.partition, u64::try_from(bound).ok()?))
-            })
-            .collect()
+        let mut bounds = Vec::new();
+        for (partition, state) in &self.partitions {
+            let newest = stored.get(partition).copied().unwrap_or(-1);
+            let seen = self.stored_through.entry(*partition).or_insert(-1);
+            *seen = (*seen).max(newest);
+            if let Ok(bound) = u64::try_from(state.covered_through.min(*seen)) {
+                bounds.push((*partition, bound));
+            }
+        }
+        bounds
     }
 
     pub(crate) fn sweep(&mut self) {

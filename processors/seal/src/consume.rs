@@ -8,7 +8,7 @@ use sealtrail_core::layout::{CONTROL_HEADER, LAYOUT_CHANGE_CONTROL, LayoutChange
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_core::sealer::{Disposition, RawRecord, SchemaLookup, SealContext};
 use sealtrail_core::validate::{RejectCode, reject};
-use sealtrail_runtime::driver::{Control, InputRecord};
+use sealtrail_runtime::driver::{Control, InputRecord, PRODUCED_AT_HEADER};
 use sealtrail_runtime::telemetry::events::{
     ComponentError, ErrorKind, RecordRejected, RecordsReceived, RecordsSent, RecordsSkipped, SkipReason,
 };
@@ -19,6 +19,9 @@ use crate::deliveries::Produced;
 use crate::dlq;
 use crate::processor::{SealError, SealProcessor, now_ms};
 use crate::producer::OutputRecord;
+
+/// One raw offset in this many gives its sealed event a `sealtrail.produced_at` header.
+const PRODUCED_AT_SAMPLE: i64 = 64;
 
 impl SealProcessor {
     pub(crate) fn handle(&mut self, message: &dyn InputRecord, control: &mut dyn Control) -> Result<(), SealError> {
@@ -203,7 +206,7 @@ impl SealProcessor {
             Disposition::Sealed(sealed) => {
                 let tenant = sealed.event.tenant_id.clone();
                 let occurred_at = sealed.event.occurred_at;
-                let sealed_headers: Vec<(String, Option<Vec<u8>>)> = span.map_or_else(Vec::new, |span| {
+                let mut sealed_headers: Vec<(String, Option<Vec<u8>>)> = span.map_or_else(Vec::new, |span| {
                     span.record("tenant", tenant.as_str());
                     span.record("seq", sealed.seal.tenant_seq);
                     span.record("outcome", "sealed");
@@ -213,6 +216,14 @@ impl SealProcessor {
                         .map(|(key, value)| (key, Some(value.into_bytes())))
                         .collect()
                 });
+                // A sample of sealed events carries its raw record's timestamp, from which the sink
+                // measures produce -> queryable (docs/slo.md): one in PRODUCED_AT_SAMPLE, because
+                // the local broker scans every stored header on each fetch.
+                if message.offset() % PRODUCED_AT_SAMPLE == 0
+                    && let Some(produced) = message.timestamp_ms()
+                {
+                    sealed_headers.push((PRODUCED_AT_HEADER.to_owned(), Some(produced.to_string().into_bytes())));
+                }
                 let bytes = self.encode(&SealedRecord::Event(sealed));
                 self.send(
                     OutputRecord {
@@ -221,8 +232,7 @@ impl SealProcessor {
                         key: tenant.as_bytes(),
                         payload: &bytes,
                         headers: sealed_headers,
-                        // The sink measures produce -> queryable from it.
-                        timestamp_ms: message.timestamp_ms(),
+                        timestamp_ms: None,
                     },
                     Produced::Sealed { partition },
                 )?;

@@ -19,9 +19,9 @@ pub struct OutputRecord<'a> {
     pub payload: &'a [u8],
     /// Null values stay null.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
-    /// The record's timestamp in Unix ms; the producer's clock when `None`. A sealed event keeps
-    /// its raw record's, from which the sink measures produce -> queryable (docs/slo.md): a header
-    /// would cost more, since the local broker scans every stored header on each fetch.
+    /// The record's timestamp in Unix ms; the producer's clock when `None` (what every output
+    /// uses: a raw record's older timestamp on a sealed record stalled the local broker's
+    /// fetches).
     pub timestamp_ms: Option<i64>,
 }
 

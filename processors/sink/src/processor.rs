@@ -7,7 +7,7 @@ use std::time::Duration;
 use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
 use sealtrail_core::sealed::SealedRecord;
 use sealtrail_kafka::KafkaSettings;
-use sealtrail_runtime::driver::{Committed, Control, InputRecord, PartitionedProcessor};
+use sealtrail_runtime::driver::{Committed, Control, InputRecord, PRODUCED_AT_HEADER, PartitionedProcessor};
 use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsReceived};
 use sealtrail_runtime::{Metrics, SealedReaders};
 use sealtrail_telemetry::trace_context;
@@ -210,11 +210,14 @@ impl SinkProcessor {
                     )
                 });
                 batch.traced.extend(span);
-                // The seal gives a sealed event its raw record's timestamp: when it was produced.
+                // A sample of sealed events says when their raw record was produced.
+                let produced_at = message
+                    .header(PRODUCED_AT_HEADER)
+                    .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok());
                 batch.push_event(
                     offset,
                     EventRow::from_sealed(*event, layout_epoch, partition, offset),
-                    message.timestamp_ms(),
+                    produced_at,
                 );
             }
             SealedRecord::Checkpoint(checkpoint) => {

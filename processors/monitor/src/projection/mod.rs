@@ -66,6 +66,32 @@ impl Projection {
             .map_err(|error| error.to_string())
     }
 
+    /// Per partition of the epoch, the newest sealed offset the projection holds (events or
+    /// checkpoints).
+    pub fn stored_through(&self) -> Result<std::collections::HashMap<i32, i64>, String> {
+        let rows: Vec<(u32, u64)> = self.bounded(
+            self.client
+                .query(
+                    "SELECT sealed_partition, max(sealed_offset) FROM \
+                     (SELECT sealed_partition, sealed_offset FROM events WHERE layout_epoch = ? \
+                      UNION ALL SELECT sealed_partition, sealed_offset FROM checkpoints WHERE layout_epoch = ?) \
+                     GROUP BY sealed_partition",
+                )
+                .bind(self.layout_epoch)
+                .bind(self.layout_epoch)
+                .fetch_all(),
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(partition, offset)| {
+                (
+                    i32::try_from(partition).unwrap_or(i32::MAX),
+                    i64::try_from(offset).unwrap_or(i64::MAX),
+                )
+            })
+            .collect())
+    }
+
     /// Per partition of the epoch, the newest checkpoint number `witness` cosigned.
     pub fn cosigned_through(&self, witness: &str) -> Result<std::collections::HashMap<i32, u64>, String> {
         let rows: Vec<(u32, u64)> = self.bounded(

@@ -16,7 +16,7 @@ mod record;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub use record::{Header, InputRecord};
+pub use record::{Header, InputRecord, PRODUCED_AT_HEADER};
 
 use crate::StopSignal;
 use crate::telemetry::Telemetry;

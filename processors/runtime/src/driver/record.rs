@@ -1,5 +1,9 @@
 //! A record as a processor sees it, whichever source it came from.
 
+/// On a sample of sealed records: the Kafka timestamp of the raw record it was sealed from, in
+/// Unix milliseconds (decimal text), from which the sink measures produce -> queryable.
+pub const PRODUCED_AT_HEADER: &str = "sealtrail.produced_at";
+
 /// A record header: its name, and its value unless it is null.
 pub type Header<'a> = (&'a str, Option<&'a [u8]>);
 
