@@ -10,13 +10,16 @@ use super::{LOCAL_PARTITIONS, Security, Stack, api_url, default_topics, pipeline
 use crate::commands::{reshard, topics};
 use crate::settings::TopicArgs;
 
-/// Static membership for the seal and sink instances: a restarted instance takes its partitions
+/// Static membership for the seal, sink and monitor instances: a restarted instance takes its partitions
 /// back at once, under the same id. (Tansu never expires a dead dynamic member, so without it a
 /// killed processor's partitions would stay stuck.)
 fn instance_env(command: &str, instance: u16) -> Vec<(String, String)> {
     match command {
         "seal" => vec![("SEAL_INSTANCE_ID".to_owned(), format!("seal-{instance}"))],
         "sink" => vec![("SINK_INSTANCE_ID".to_owned(), format!("sink-{instance}"))],
+        // Without it a monitor killed with its broker left a dead member that held up the
+        // restarted stack's groups (tests/it/outbox.rs).
+        "monitor" => vec![("MONITOR_INSTANCE_ID".to_owned(), format!("monitor-{instance}"))],
         _ => Vec::new(),
     }
 }
