@@ -175,7 +175,17 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
     );
     app = app.merge(crate::ingest::grpc::routes(&state));
     if config.routes == ServedRoutes::All {
-        app = app.merge(reading_routes());
+        // The console may call the OIDC provider's token endpoint, and nothing else off-origin.
+        let token_origin = state
+            .jwt
+            .oidc()
+            .and_then(crate::auth::oidc::OidcVerifier::browser_sign_in)
+            .and_then(|sign_in| url::Url::parse(&sign_in.token_endpoint).ok())
+            .map(|url| url.origin().ascii_serialization());
+        app = app
+            .merge(reading_routes())
+            .route("/v1/console/config", get(routes::me::console_config))
+            .merge(crate::console::routes(token_origin.as_slice()));
     }
     Ok(app
         .route("/openapi.json", get(crate::openapi::document))
@@ -198,11 +208,17 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
 fn reading_routes() -> Router<SharedState> {
     Router::new()
         .route("/v1/query", post(routes::query::run))
+        .route("/v1/me", get(routes::me::get))
         .route("/v1/events", get(routes::events::list))
+        .route("/v1/events/stream", get(routes::events_live::stream))
+        .route("/v1/events/per-day", get(routes::events_live::per_day))
         .route("/v1/events/{event_id}", get(routes::events::one))
         .route("/v1/integrity/proof", get(routes::proof::inclusion))
         .route("/v1/integrity/keys", get(routes::keys::list))
-        .route("/v1/integrity/verifications", post(routes::verifications::start))
+        .route(
+            "/v1/integrity/verifications",
+            post(routes::verifications::start).get(routes::verifications::list),
+        )
         .route("/v1/integrity/verifications/{job_id}", get(routes::verifications::get))
         .route("/v1/exports", post(routes::exports::request).get(routes::exports::list))
         .route("/v1/exports/{export_id}", get(routes::exports::get))

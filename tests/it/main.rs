@@ -5,6 +5,7 @@ mod api;
 mod backlog;
 mod clickhouse_roundtrip;
 mod compose;
+mod console;
 mod dlq;
 mod durability;
 mod harness;

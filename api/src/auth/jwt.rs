@@ -116,6 +116,11 @@ impl JwtVerifier {
         self
     }
 
+    /// The OIDC provider whose tokens are accepted, if any.
+    pub fn oidc(&self) -> Option<&OidcVerifier> {
+        self.oidc.as_ref()
+    }
+
     /// Reads the tenant and the roles from these claims.
     #[must_use]
     pub fn with_claims(mut self, claims: ClaimNames) -> Self {

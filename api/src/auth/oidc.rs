@@ -77,6 +77,7 @@ pub struct OidcVerifier {
     /// The `iss` tokens must carry: the provider's own spelling, from its discovery document.
     issuer: String,
     keys: RwLock<KeySet>,
+    browser: Option<BrowserSignIn>,
     /// When the keys were last asked for; held while a fetch runs, so there is one at a time.
     last_fetch: Mutex<Instant>,
 }
@@ -94,6 +95,21 @@ impl std::fmt::Debug for OidcVerifier {
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    /// Where a browser signs in (authorization code with PKCE); the console offers it when both
+    /// are there.
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+}
+
+/// Where a browser signs in at the provider, for the console.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BrowserSignIn {
+    pub issuer: String,
+    /// The client id the console signs in as: the API's audience.
+    pub client_id: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub scope: &'static str,
 }
 
 /// Whether `url` is https, or plain http to this machine (a provider in a test or a local
@@ -137,10 +153,19 @@ impl OidcVerifier {
                 url: settings.issuer.clone(),
                 reason: error.to_string(),
             })?;
-        let (issuer, jwks_url) = match &settings.jwks_url {
-            Some(url) => (settings.issuer.clone(), url.clone()),
+        let (issuer, jwks_url, endpoints) = match &settings.jwks_url {
+            Some(url) => (settings.issuer.clone(), url.clone(), None),
             None => discover(&http, &settings.issuer).await?,
         };
+        let browser = endpoints
+            .filter(|(authorize, token)| is_safe_url(authorize) && is_safe_url(token))
+            .map(|(authorization_endpoint, token_endpoint)| BrowserSignIn {
+                issuer: issuer.clone(),
+                client_id: settings.audience.clone(),
+                authorization_endpoint,
+                token_endpoint,
+                scope: "openid",
+            });
         if !is_safe_url(&jwks_url) {
             return Err(OidcError::NotHttps { issuer: jwks_url });
         }
@@ -151,9 +176,15 @@ impl OidcVerifier {
             http,
             issuer,
             keys: RwLock::new(keys),
+            browser,
             // The first unknown key may be fetched at once (the provider may rotate right away).
             last_fetch: Mutex::new(Instant::now().checked_sub(REFETCH_AFTER).unwrap_or_else(Instant::now)),
         })
+    }
+
+    /// How a browser signs in at the provider, when its discovery document says.
+    pub fn browser_sign_in(&self) -> Option<&BrowserSignIn> {
+        self.browser.as_ref()
     }
 
     /// Whether this verifier may take a token signed with `algorithm`.
@@ -260,8 +291,11 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|error| invalid(error.to_string()))
 }
 
-/// The provider's own spelling of its issuer, and its JWKS URL.
-async fn discover(http: &reqwest::Client, issuer: &str) -> Result<(String, String), OidcError> {
+/// The provider's own spelling of its issuer, its JWKS URL and its browser endpoints.
+async fn discover(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<(String, String, Option<(String, String)>), OidcError> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let discovery: Discovery = get_json(http, &url, "discovery document").await?;
     if discovery.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
@@ -271,7 +305,8 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<(String, Strin
             reason: format!("it names the issuer {}, not {issuer}", discovery.issuer),
         });
     }
-    Ok((discovery.issuer, discovery.jwks_uri))
+    let browser = discovery.authorization_endpoint.zip(discovery.token_endpoint);
+    Ok((discovery.issuer, discovery.jwks_uri, browser))
 }
 
 async fn fetch_keys(http: &reqwest::Client, url: &str) -> Result<KeySet, OidcError> {

@@ -45,6 +45,8 @@ pub struct EventFilters {
     /// success, failure or denied.
     pub outcome: Option<String>,
     pub correlation_id: Option<String>,
+    /// The event that caused these: finds the events an event led to.
+    pub causation_id: Option<String>,
     /// public, internal, confidential or restricted.
     pub data_class: Option<String>,
     /// A sensitivity label the event carries, such as `email`.
@@ -59,6 +61,9 @@ pub struct EventFilters {
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// `GET /v1/events/stream` only: send the events after this tenant sequence number (the `id`
+    /// of the last event received), instead of those sealed from now on.
+    pub after_seq: Option<u64>,
 }
 
 impl EventFilters {
@@ -75,10 +80,12 @@ impl EventFilters {
             ("resource_id", self.resource_id.is_some()),
             ("outcome", self.outcome.is_some()),
             ("correlation_id", self.correlation_id.is_some()),
+            ("causation_id", self.causation_id.is_some()),
             ("data_class", self.data_class.is_some()),
             ("label", self.label.is_some()),
             ("match_value", self.match_value.is_some()),
             ("cursor", self.cursor.is_some()),
+            ("after_seq", self.after_seq.is_some()),
         ];
         present
             .into_iter()
@@ -131,6 +138,12 @@ async fn list_page(
 ) -> Result<Read<Response>, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(filters.tenant.as_deref())?;
+    if filters.after_seq.is_some() {
+        return Err(ApiError::bad_request(
+            "after_seq",
+            "after_seq belongs to GET /v1/events/stream; page with cursor here",
+        ));
+    }
     let limit = filters.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(
@@ -277,14 +290,14 @@ pub async fn find_event(state: &SharedState, tenant: &str, event_id: &str) -> Re
         .ok_or_else(|| ApiError::not_found(format!("no event {event_id} in this tenant")))
 }
 
-fn accepts_ndjson(headers: &HeaderMap) -> bool {
+pub(super) fn accepts_ndjson(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains("application/x-ndjson"))
 }
 
-fn add_filters(
+pub(super) fn add_filters(
     state: &SharedState,
     tenant: &str,
     filters: &EventFilters,
@@ -319,6 +332,11 @@ fn add_filters(
         &filters.correlation_id,
         " AND correlation_id = {correlation_id:String}",
         "correlation_id",
+    );
+    exact(
+        &filters.causation_id,
+        " AND causation_id = {causation_id:String}",
+        "causation_id",
     );
     exact(&filters.label, " AND has(labels, {label:String})", "label");
     if let Some(outcome) = &filters.outcome {

@@ -25,7 +25,7 @@ use crate::scope::EventScope;
 use crate::server::SharedState;
 use sealtrail_export::{ExportBoard, ExportJob, ExportStatus, JobState, SubmitError, new_export_id, tar_stream};
 
-const EXPORTERS: &[Role] = &[Role::Compliance, Role::TenantAdmin, Role::PlatformAdmin];
+pub(crate) const EXPORTERS: &[Role] = &[Role::Compliance, Role::TenantAdmin, Role::PlatformAdmin];
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

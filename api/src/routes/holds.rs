@@ -23,7 +23,7 @@ use crate::server::SharedState;
 use sealtrail_retention::holds::{HoldChange, HoldScope};
 
 const PURPOSE_HEADER: &str = "x-purpose";
-const CHANGERS: &[Role] = &[Role::Compliance, Role::PlatformAdmin];
+pub(crate) const CHANGERS: &[Role] = &[Role::Compliance, Role::PlatformAdmin];
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,11 +3,13 @@
 pub mod alert_rules;
 mod event_json;
 pub mod events;
+pub mod events_live;
 pub mod exports;
 pub mod health;
 pub mod holds;
 pub mod ingest;
 pub mod keys;
+pub mod me;
 pub mod proof;
 pub mod query;
 pub mod retention;

@@ -20,7 +20,7 @@ use crate::routes::holds::purpose;
 use crate::server::SharedState;
 use sealtrail_retention::{PolicyChange, is_category};
 
-const CHANGERS: &[Role] = &[Role::Compliance, Role::PlatformAdmin];
+pub(crate) const CHANGERS: &[Role] = &[Role::Compliance, Role::PlatformAdmin];
 /// Ten years and a bit: longer is a mistake, not a policy.
 const MAX_DAYS: u32 = 3700;
 

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, parse_time};
 use crate::server::SharedState;
 
-const REQUESTERS: &[Role] = &[Role::Auditor, Role::TenantAdmin, Role::Compliance, Role::PlatformAdmin];
+pub(crate) const REQUESTERS: &[Role] = &[Role::Auditor, Role::TenantAdmin, Role::Compliance, Role::PlatformAdmin];
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +121,38 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no verification job {job_id} in this tenant")))?;
     Ok(Json(job_json(&newest)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/integrity/verifications",
+    operation_id = "list_verifications",
+    tag = "integrity",
+    params(JobScope),
+    responses(
+        (status = 200, description = "`{jobs: [...]}`: the tenant's 100 newest jobs, newest first, each in its latest state"),
+        (status = 403, description = "The role or tenant is not allowed", body = ErrorBody),
+    )
+)]
+/// The tenant's verification jobs.
+pub async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+    ApiQuery(scope): ApiQuery<JobScope>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(REQUESTERS)?;
+    let tenant = caller.tenant_for(scope.tenant.as_deref())?;
+    // Each job's newest state: its states are appended, never updated.
+    let jobs = state
+        .client
+        .query(
+            "SELECT ?fields FROM verification_jobs WHERE tenant_id = {tenant:String} \
+             ORDER BY changed_at DESC LIMIT 1 BY job_id LIMIT 100",
+        )
+        .param("tenant", &tenant)
+        .fetch_all::<JobState>()
+        .await?;
+    Ok(Json(json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>()})))
 }
 
 async fn append(state: &SharedState, job: &JobState) -> Result<(), ApiError> {

@@ -20,7 +20,9 @@ mod tls_proxy;
 pub use clickhouse_access::{ADMIN_USER, EngineAccess, prepare_engine_access};
 pub use data_dir::{DataDir, DataDirLock, Endpoints};
 pub use error::LocalError;
-pub use install::{CacheDir, Installed, ensure_clickhouse_engine, ensure_python_interop, ensure_tansu};
+pub use install::{
+    CacheDir, Installed, ensure_browser, ensure_clickhouse_engine, ensure_node, ensure_python_interop, ensure_tansu,
+};
 pub use ports::{PortChoice, PortOverrides, StackPorts};
 pub use private_file::{stored_or_new_secret, write_private};
 pub use process::{ManagedProcess, stop_leftovers};

@@ -131,7 +131,16 @@ async fn demo_api(
         .create(tenant, Role::Compliance, "demo export")
         .await
         .context("creating the demo compliance key")?;
-    demo_export(&endpoints.http_client()?, api_url, &compliance.key, tenant, data_dir).await
+    demo_export(&endpoints.http_client()?, api_url, &compliance.key, tenant, data_dir).await?;
+    // Browsers do not know the stack's CA either: say how to make them trust it.
+    let trust = endpoints.get("SEALTRAIL_CA_FILE").map_or_else(String::new, |ca| {
+        format!("\n  the page is served with the stack's own CA: import {ca} into the browser's authorities (or start `up --insecure`)")
+    });
+    eprintln!(
+        "demo: the console: {api_url}/console/ ; sign in with the auditor key above, or this compliance key (exports, legal holds), shown once:\n  {}{trust}",
+        compliance.key
+    );
+    Ok(())
 }
 
 /// Three events over the ingest edge, as a service without a Kafka client sends them.

@@ -3,6 +3,7 @@
 mod clickhouse;
 mod progress;
 mod python;
+mod system_packages;
 mod tansu;
 mod tansu_source;
 
@@ -14,6 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::LocalError;
 pub use clickhouse::ensure_clickhouse_engine;
 pub use python::ensure_python_interop;
+pub use system_packages::{ensure_browser, ensure_node};
 pub use tansu::ensure_tansu;
 
 /// The per-user cache where installed components live: `$SEALTRAIL_CACHE_DIR`, else
