@@ -1,6 +1,7 @@
 //! The query API against the real ClickHouse, served in process on a free port.
 
 mod client_certs;
+mod console_endpoints;
 mod events;
 pub(crate) mod export;
 mod export_jobs;
