@@ -13,7 +13,7 @@ use std::process::Command;
 /// What the console's bundle depends on.
 const SOURCES: [&str; 6] = [
     "console/src",
-    "console/index.html",
+    "console/static",
     "console/build.mjs",
     "console/package.json",
     "console/package-lock.json",

@@ -9,7 +9,7 @@ mod holds;
 mod ingest;
 mod ingest_grpc;
 mod isolation;
-mod oidc;
+pub(crate) mod oidc;
 mod openapi;
 mod query;
 mod refusals;
@@ -130,7 +130,7 @@ impl Api {
             per_second: 1000.0,
             burst: 1000,
         };
-        Self::over_with(settings, rate_limit, ExportQuota::default(), true, None, ingest).await
+        Self::over_with(settings, rate_limit, ExportQuota::default(), true, None, ingest, None).await
     }
 
     /// `allow_private_webhooks`: the test webhook receivers listen on this machine.
@@ -145,7 +145,20 @@ impl Api {
         )>,
     ) -> Self {
         let ingest = sealtrail_api::ingest::IngestSettings::default();
-        Self::over_with(settings, rate_limit, quota, allow_private_webhooks, mtls, ingest).await
+        Self::over_with(settings, rate_limit, quota, allow_private_webhooks, mtls, ingest, None).await
+    }
+
+    /// An API over a fresh, empty database that takes the bearer tokens `jwt` accepts (an OIDC
+    /// provider's).
+    pub async fn with_jwt(jwt: JwtVerifier) -> Self {
+        let mut settings: ClickHouseSettings = shared().clickhouse();
+        settings.database = scoped_database();
+        let rate_limit = RateLimit {
+            per_second: 1000.0,
+            burst: 1000,
+        };
+        let ingest = sealtrail_api::ingest::IngestSettings::default();
+        Self::over_with(settings, rate_limit, ExportQuota::default(), true, None, ingest, Some(jwt)).await
     }
 
     async fn over_with(
@@ -158,6 +171,7 @@ impl Api {
             sealtrail_api::auth::client_certs::ClientIdentities,
         )>,
         ingest: sealtrail_api::ingest::IngestSettings,
+        jwt: Option<JwtVerifier>,
     ) -> Self {
         let (tls, client_identities) = mtls.map_or(
             (None, sealtrail_api::auth::client_certs::ClientIdentities::default()),
@@ -168,12 +182,14 @@ impl Api {
         let alfa = unique("alfa");
         let bravo = unique("bravo");
         // Platform producers' tenants come from the `tenants` claim here (off by default).
-        let jwt = JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC))
-            .expect("JWT keys")
-            .with_claims(sealtrail_api::auth::jwt::ClaimNames {
-                platform_tenants: Some("tenants".to_owned()),
-                ..sealtrail_api::auth::jwt::ClaimNames::default()
-            });
+        let jwt = jwt.unwrap_or_else(|| {
+            JwtVerifier::new(Some(HS256_SECRET), Some(RS256_PUBLIC))
+                .expect("JWT keys")
+                .with_claims(sealtrail_api::auth::jwt::ClaimNames {
+                    platform_tenants: Some("tenants".to_owned()),
+                    ..sealtrail_api::auth::jwt::ClaimNames::default()
+                })
+        });
         let artifacts = tempfile::tempdir().expect("artifacts dir");
         let exports = ExportsConfig {
             kafka: stack.kafka(),

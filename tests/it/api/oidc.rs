@@ -17,13 +17,13 @@ use serde_json::{Value, json};
 use crate::harness::{serve_https_as_the_stack, shared, unique};
 
 /// A signing key of the provider: ES256, made for the test.
-struct ProviderKey {
+pub(crate) struct ProviderKey {
     kid: String,
     encoding: EncodingKey,
 }
 
 impl ProviderKey {
-    fn new(kid: &str) -> Self {
+    pub(crate) fn new(kid: &str) -> Self {
         let pair = rcgen::KeyPair::generate().expect("an ECDSA P-256 key");
         Self {
             kid: kid.to_owned(),
@@ -31,13 +31,13 @@ impl ProviderKey {
         }
     }
 
-    fn jwk(&self) -> Jwk {
+    pub(crate) fn jwk(&self) -> Jwk {
         let mut jwk = Jwk::from_encoding_key(&self.encoding, Algorithm::ES256).expect("a JWK");
         jwk.common.key_id = Some(self.kid.clone());
         jwk
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         encode(&header, claims, &self.encoding).expect("a token")

@@ -4,6 +4,7 @@
 
 mod browser;
 mod compliance;
+mod oidc;
 mod rendering;
 mod timeline;
 
@@ -113,9 +114,15 @@ pub fn event(tenant: &str, action: &str, extra: Value) -> Value {
     event
 }
 
+/// Opens the console's sign-in page, from a clean session.
+pub async fn sign_in_page(browser: &Browser, console_url: &str) {
+    browser.goto(console_url).await;
+    browser.element("#api-key").await;
+}
+
 /// Signs in with `key` and waits for the console to say who is signed in.
 pub async fn sign_in(browser: &Browser, console_url: &str, key: &str) -> String {
-    browser.goto(console_url).await;
+    sign_in_page(browser, console_url).await;
     browser.type_into("#api-key", key).await;
     browser.click("#sign-in").await;
     browser.element("[data-testid=whoami]").await.text().await.expect("who is signed in")
