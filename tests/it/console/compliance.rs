@@ -20,7 +20,7 @@ async fn an_auditor_sees_no_compliance_controls_and_compliance_holds_exports_and
     let browser = Browser::start().await;
     sign_in(&browser, &tenant.console_url(), &tenant.key(Role::Auditor).await).await;
     browser.click("a[data-nav=compliance]").await;
-    browser.element("[data-testid=holds]").await;
+    browser.element("[data-testid=legal-holds]").await;
     for control in ["#hold-form", "#place-hold", "#export-form", "#request-export"] {
         assert!(!browser.has(control).await, "an auditor is not shown {control}");
     }

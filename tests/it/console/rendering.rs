@@ -18,9 +18,9 @@ async fn html_and_script_in_event_fields_render_as_text_and_never_run() {
         "document.uploaded",
         json!({
             "actor": {"id": "u-77", "type": "USER", "display_name": IMAGE},
-            "resource": {"type": "document", "id": SCRIPT},
+            "resource": {"type": "document", "id": SCRIPT, "path": IMAGE},
             "outcome": {"status": "FAILURE", "reason_code": "scan_failed", "reason_text": SVG},
-            "attributes": {"filename": IMAGE, "comment": SCRIPT},
+            "attributes": {"note": IMAGE, "comment": SCRIPT},
             "changes": [{"field": "title", "before": SCRIPT, "after": IMAGE}],
         }),
     );
@@ -40,10 +40,10 @@ async fn html_and_script_in_event_fields_render_as_text_and_never_run() {
         .await;
     for (field, payload) in [
         ("resource.id", SCRIPT),
-        ("actor.display_name", IMAGE),
+        ("resource.path", IMAGE),
         ("outcome.reason_text", SVG),
         ("attributes.comment", SCRIPT),
-        ("attributes.filename", IMAGE),
+        ("attributes.note", IMAGE),
     ] {
         let shown = browser
             .element(&format!("{detail} dd[data-field='{field}']"))
@@ -53,6 +53,11 @@ async fn html_and_script_in_event_fields_render_as_text_and_never_run() {
             .expect("text");
         assert_eq!(shown, payload, "{field} is shown as the text it holds");
     }
+    // A display name is personal data: sealed as a token, and shown as one.
+    let name = browser.element(&format!("{detail} dd[data-field='actor.display_name']")).await;
+    assert!(name.text().await.expect("text").contains("tokenized"), "the display name is shown as tokenized");
+    let change = browser.element(&format!("{detail} [data-change-field=title]")).await.text().await.expect("text");
+    assert!(change.contains(SCRIPT) && change.contains(IMAGE), "the change shows both values as text: {change}");
     let ran = browser
         .run("return [window.__sealtrailPwned === undefined, document.querySelectorAll('main img, main script, main svg[onload]').length]")
         .await;

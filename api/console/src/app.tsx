@@ -1,0 +1,126 @@
+import { useCallback, useEffect, useState } from "preact/hooks";
+
+import { messageOf, setUnauthorizedHandler } from "./api";
+import { fetchMe, type Me } from "./auth/me";
+import { clearRedirect, finishSignIn, pendingRedirect } from "./auth/oidc";
+import { fetchOidcConfig } from "./auth/oidcConfig";
+import { clearSession, getCredential, setCredential } from "./auth/session";
+import { SignIn } from "./auth/SignIn";
+import { Compliance } from "./compliance/Compliance";
+import { EventDetail } from "./event/EventDetail";
+import { Header } from "./Header";
+import { useRoute } from "./router";
+import { Timeline } from "./timeline/Timeline";
+import { StatusLine } from "./ui/StatusLine";
+import { Verification } from "./verification/Verification";
+import { Workbench } from "./workbench/Workbench";
+
+type Phase = { kind: "starting" } | { kind: "signed-out"; notice: string | null } | { kind: "signed-in"; me: Me };
+
+export type Screen = "timeline" | "compliance" | "workbench" | "verification";
+
+export function allowedScreens(me: Me): Screen[] {
+  const p = me.permissions;
+  const screens: Screen[] = [];
+  if (p.read_events) screens.push("timeline");
+  if (p.read_events || p.export || p.place_holds || p.change_retention) screens.push("compliance");
+  if (p.query) screens.push("workbench");
+  if (p.verify) screens.push("verification");
+  return screens;
+}
+
+export function App() {
+  const [phase, setPhase] = useState<Phase>({ kind: "starting" });
+
+  const signOut = useCallback((notice: string | null = null) => {
+    clearSession();
+    setPhase({ kind: "signed-out", notice });
+  }, []);
+
+  useEffect(() => {
+    setUnauthorizedHandler((error) => signOut(`Signed out: ${error.message}`));
+    return () => setUnauthorizedHandler(null);
+  }, [signOut]);
+
+  useEffect(() => {
+    const start = async () => {
+      const redirect = pendingRedirect();
+      if (redirect) {
+        clearRedirect();
+        if (redirect.error || !redirect.code) throw new Error(`The identity provider did not sign you in: ${redirect.error ?? "no code"}`);
+        const config = await fetchOidcConfig();
+        if (!config) throw new Error("This API has no OpenID Connect sign-in configured.");
+        setCredential(await finishSignIn(config, redirect.code, redirect.state));
+      }
+      if (!getCredential()) {
+        setPhase({ kind: "signed-out", notice: null });
+        return;
+      }
+      setPhase({ kind: "signed-in", me: await fetchMe() });
+    };
+    start().catch((error) => signOut(messageOf(error)));
+  }, [signOut]);
+
+  const signIn = async (credential: string) => {
+    setCredential(credential);
+    try {
+      const me = await fetchMe();
+      setPhase({ kind: "signed-in", me });
+    } catch (error) {
+      clearSession();
+      throw error;
+    }
+  };
+
+  if (phase.kind === "starting") {
+    return (
+      <main id="main" class="sign-in">
+        <StatusLine testId="app-state" state="loading" message="Starting…" />
+      </main>
+    );
+  }
+  if (phase.kind === "signed-out") return <SignIn onSignIn={signIn} notice={phase.notice} />;
+  return <SignedIn me={phase.me} onSignOut={() => signOut()} />;
+}
+
+function SignedIn({ me, onSignOut }: { me: Me; onSignOut: () => void }) {
+  const route = useRoute();
+  const screens = allowedScreens(me);
+  const [first, second] = route.segments;
+  let current: string = first ?? screens[0] ?? "none";
+  if (current === "events" && !me.permissions.read_events) current = "none";
+  const known = current === "events" || (screens as string[]).includes(current);
+
+  let body;
+  if (!known) {
+    body = (
+      <StatusLine
+        testId="route-state"
+        state="empty"
+        message={screens.length ? "This page does not exist or your role cannot use it." : "Your role has no console screens."}
+      />
+    );
+  } else if (current === "events") {
+    body = second ? <EventDetail key={second} eventId={second} me={me} /> : <Timeline me={me} query={route.query} />;
+  } else if (current === "timeline") {
+    body = <Timeline me={me} query={route.query} />;
+  } else if (current === "compliance") {
+    body = <Compliance me={me} />;
+  } else if (current === "workbench") {
+    body = <Workbench />;
+  } else {
+    body = <Verification />;
+  }
+  const active = current === "events" ? "timeline" : current;
+  return (
+    <>
+      <a class="skip-link" href="#main" onClick={(e) => { e.preventDefault(); document.getElementById("main")?.focus(); }}>
+        Skip to content
+      </a>
+      <Header me={me} screens={screens} active={active} onSignOut={onSignOut} />
+      <main id="main" tabIndex={-1}>
+        {body}
+      </main>
+    </>
+  );
+}
