@@ -46,7 +46,10 @@ async fn an_auditor_filters_the_timeline_and_the_browser_verifies_an_event_until
         .await
         .expect("rows");
     assert_eq!(shown.len(), 1, "the action filter leaves the one event");
+    // Tall enough for the filters, the chart and the table in one picture.
+    browser.client.set_window_size(1280, 1500).await.expect("resize");
     browser.screenshot("timeline").await;
+    browser.client.set_window_size(1280, 1100).await.expect("resize");
 
     browser.click(&format!("{row} a.event-link")).await;
     browser.element(&format!("[data-testid=event-detail][data-event-id='{id}']")).await;
