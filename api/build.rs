@@ -1,5 +1,6 @@
-//! Builds the web console (build_console.rs) and generates the gRPC ingest service (and a client, for tests and Rust callers) from schemas/ingest.proto with a vendored protoc, so a fresh
-//! machine needs no protobuf compiler installed.
+//! Builds the web console (`build_console.rs`), and generates the gRPC ingest service (and a
+//! client, for tests and Rust callers) from `schemas/ingest.proto` with a vendored protoc, so a
+//! fresh machine needs no protobuf compiler installed.
 
 #[path = "build_console.rs"]
 mod console;

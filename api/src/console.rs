@@ -23,7 +23,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(connect_sources: &[String]) -> R
     let policy = content_security_policy(connect_sources);
     Router::new()
         .route("/console", get(|| async { Redirect::permanent(PATH) }))
-        .route(PATH, get(|headers: HeaderMap| async move { file("index.html", &headers) }))
+        .route(
+            PATH,
+            get(|headers: HeaderMap| async move { file("index.html", &headers) }),
+        )
         .route(
             "/console/{name}",
             get(|Path(name): Path<String>, headers: HeaderMap| async move { file(&name, &headers) }),
@@ -66,10 +69,7 @@ fn with_security_headers(mut response: Response, policy: &HeaderValue) -> Respon
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
+    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     headers.insert(
         "permissions-policy",
         HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),

@@ -72,13 +72,16 @@ pub async fn stream(
     audited(&state, request, outcome).await
 }
 
-/// The selection of `filters` for `tenant`: fixed SQL text from `FROM` on, and its parameters.
+/// Fixed SQL text from `FROM` on, and the values of its parameters.
+type Selection = (String, Vec<(&'static str, Value)>);
+
+/// The selection of `filters` for `tenant`.
 fn selection(
     state: &SharedState,
     tenant: &str,
     filters: &EventFilters,
     refused: &[(&'static str, bool)],
-) -> Result<(String, Vec<(&'static str, Value)>), ApiError> {
+) -> Result<Selection, ApiError> {
     if let Some((name, _)) = refused.iter().find(|(_, present)| *present) {
         return Err(ApiError::bad_request(
             *name,
@@ -100,11 +103,13 @@ async fn open_tail(state: &SharedState, caller: &Caller, filters: &EventFilters)
     let after = match filters.after_seq {
         Some(after) => after,
         // From now on: whatever is stored already is the timeline's, not the tail's.
-        None => client
-            .query("SELECT max(seq) FROM events WHERE tenant_id = {tenant:String}")
-            .param("tenant", &tenant)
-            .fetch_one::<u64>()
-            .await?,
+        None => {
+            client
+                .query("SELECT max(seq) FROM events WHERE tenant_id = {tenant:String}")
+                .param("tenant", &tenant)
+                .fetch_one::<u64>()
+                .await?
+        }
     };
     let tail = Tail {
         client,
@@ -143,7 +148,11 @@ impl Tail {
     async fn next(&mut self) -> Option<Event> {
         if !self.ready_sent {
             self.ready_sent = true;
-            return Some(Event::default().event("ready").data(json!({"after_seq": self.after}).to_string()));
+            return Some(
+                Event::default()
+                    .event("ready")
+                    .data(json!({"after_seq": self.after}).to_string()),
+            );
         }
         loop {
             if let Some(row) = self.pending.pop_front() {
@@ -169,7 +178,11 @@ impl Tail {
                     tracing::warn!(%error, "the live tail cannot read ClickHouse; trying again");
                     tokio::time::sleep(RETRY_AFTER_ERROR).await;
                     let message = "the events cannot be read right now; the tail goes on";
-                    return Some(Event::default().event("error").data(json!({"message": message}).to_string()));
+                    return Some(
+                        Event::default()
+                            .event("error")
+                            .data(json!({"message": message}).to_string()),
+                    );
                 }
             }
         }
@@ -225,15 +238,18 @@ async fn count_per_day(
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(filters.tenant.as_deref())?;
     let to = crate::extract::parse_time("to", filters.to.as_deref())?.unwrap_or_else(time::OffsetDateTime::now_utc);
-    let from = crate::extract::parse_time("from", filters.from.as_deref())?
-        .unwrap_or(to - time::Duration::days(DEFAULT_DAYS));
+    let from =
+        crate::extract::parse_time("from", filters.from.as_deref())?.unwrap_or(to - time::Duration::days(DEFAULT_DAYS));
     if to - from > time::Duration::days(MAX_DAYS) {
         return Err(ApiError::bad_request(
             "from",
             format!("per-day counts cover at most {MAX_DAYS} days; narrow from..to"),
         ));
     }
-    let rfc3339 = |at: time::OffsetDateTime| at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let rfc3339 = |at: time::OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
     filters.from = Some(rfc3339(from));
     filters.to = Some(rfc3339(to));
     let refused = [

@@ -49,6 +49,9 @@ pub async fn get(State(_state): State<SharedState>, caller: Caller) -> Json<Valu
 )]
 /// How the console may sign in.
 pub async fn console_config(State(state): State<SharedState>) -> Json<Value> {
-    let oidc = state.jwt.oidc().and_then(crate::auth::oidc::OidcVerifier::browser_sign_in);
+    let oidc = state
+        .jwt
+        .oidc()
+        .and_then(crate::auth::oidc::OidcVerifier::browser_sign_in);
     Json(json!({ "oidc": oidc }))
 }

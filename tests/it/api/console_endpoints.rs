@@ -63,9 +63,19 @@ async fn per_day_counts_only_the_callers_tenant_and_refuses_a_window_too_wide() 
     assert_eq!(total, 10, "alfa's ten seeded events: {body}");
     assert!(!body.to_string().contains(BRAVO_MARKER));
     let (_, logins) = get(&api, &auditor, "/v1/events/per-day?action=user.login").await;
-    let logins: u64 = logins["days"].as_array().expect("days").iter().map(|d| d["events"].as_u64().unwrap_or(0)).sum();
+    let logins: u64 = logins["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .map(|d| d["events"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(logins, 5, "the filters apply");
-    let (status, body) = get(&api, &auditor, "/v1/events/per-day?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z").await;
+    let (status, body) = get(
+        &api,
+        &auditor,
+        "/v1/events/per-day?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+    )
+    .await;
     assert_eq!((status, body["error"]["at"].clone()), (400, json!("from")), "{body}");
     let (status, body) = get(&api, &auditor, "/v1/events/per-day?limit=5").await;
     assert_eq!((status, body["error"]["at"].clone()), (400, json!("limit")), "{body}");
@@ -103,7 +113,10 @@ async fn the_live_tail_sends_the_tenants_new_events_in_sequence_and_none_of_anot
         received.push_str(&String::from_utf8_lossy(&chunk));
     };
     let ready = next_message().await;
-    assert!(ready.contains("event: ready") && ready.contains("\"after_seq\":10"), "{ready}");
+    assert!(
+        ready.contains("event: ready") && ready.contains("\"after_seq\":10"),
+        "{ready}"
+    );
     // A new event of each tenant; the tail gives alfa's, and only it.
     let client = api.settings.client();
     for (tenant, id) in [(&api.bravo, "bravo-new"), (&api.alfa, "alfa-new")] {
@@ -117,9 +130,15 @@ async fn the_live_tail_sends_the_tenants_new_events_in_sequence_and_none_of_anot
     }
     let event = next_message().await;
     assert!(event.contains("event: event") && event.contains("id: 11"), "{event}");
-    let data = event.lines().find_map(|line| line.strip_prefix("data: ")).expect("data");
+    let data = event
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .expect("data");
     let data: Value = serde_json::from_str(data).expect("JSON");
-    assert_eq!((data["event_id"].as_str(), data["tenant_id"].as_str()), (Some("alfa-new"), Some(api.alfa.as_str())));
+    assert_eq!(
+        (data["event_id"].as_str(), data["tenant_id"].as_str()),
+        (Some("alfa-new"), Some(api.alfa.as_str()))
+    );
     // Resuming after 10 sends the same event again; the list endpoint refuses the tail's filter.
     let (status, body) = get(&api, &auditor, "/v1/events?after_seq=3").await;
     assert_eq!((status, body["error"]["at"].clone()), (400, json!("after_seq")));

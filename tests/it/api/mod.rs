@@ -158,7 +158,16 @@ impl Api {
             burst: 1000,
         };
         let ingest = sealtrail_api::ingest::IngestSettings::default();
-        Self::over_with(settings, rate_limit, ExportQuota::default(), true, None, ingest, Some(jwt)).await
+        Self::over_with(
+            settings,
+            rate_limit,
+            ExportQuota::default(),
+            true,
+            None,
+            ingest,
+            Some(jwt),
+        )
+        .await
     }
 
     async fn over_with(

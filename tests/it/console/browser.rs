@@ -1,4 +1,4 @@
-//! A real Chromium, headless, driven through ChromeDriver (Debian's `chromium` and
+//! A real Chromium, headless, driven through `ChromeDriver` (Debian's `chromium` and
 //! `chromium-driver`, which `sealtrail setup` installs), with a download directory and a place
 //! for the screenshots each test saves.
 
@@ -64,7 +64,10 @@ impl Browser {
                     let _ = error;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(error) => panic!("cannot open a Chromium session through {}: {error}", chromedriver.display()),
+                Err(error) => panic!(
+                    "cannot open a Chromium session through {}: {error}",
+                    chromedriver.display()
+                ),
             }
         };
         Self {
@@ -75,12 +78,21 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap_or_else(|error| panic!("open {url}: {error}"));
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|error| panic!("open {url}: {error}"));
     }
 
     /// The first element matching `css`, once there is one.
     pub async fn element(&self, css: &str) -> fantoccini::elements::Element {
-        match self.client.wait().at_most(PATIENCE).for_element(Locator::Css(css)).await {
+        match self
+            .client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+        {
             Ok(element) => element,
             Err(error) => panic!("no `{css}` on the page: {error}\n{}", self.page_text().await),
         }
@@ -88,17 +100,29 @@ impl Browser {
 
     /// Whether an element matches `css` now.
     pub async fn has(&self, css: &str) -> bool {
-        !self.client.find_all(Locator::Css(css)).await.expect("query the page").is_empty()
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("query the page")
+            .is_empty()
     }
 
     pub async fn click(&self, css: &str) {
-        self.element(css).await.click().await.unwrap_or_else(|error| panic!("click `{css}`: {error}"));
+        self.element(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("click `{css}`: {error}"));
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
         let field = self.element(css).await;
         field.clear().await.expect("clear the field");
-        field.send_keys(text).await.unwrap_or_else(|error| panic!("type into `{css}`: {error}"));
+        field
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|error| panic!("type into `{css}`: {error}"));
     }
 
     /// `attribute` of the first element matching `css`, once `accept` takes it.
@@ -130,7 +154,10 @@ impl Browser {
 
     /// Runs `script` in the page and returns what it returns.
     pub async fn run(&self, script: &str) -> Value {
-        self.client.execute(script, Vec::new()).await.expect("run a script in the page")
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .expect("run a script in the page")
     }
 
     /// Saves a screenshot of the page as `<name>.png` in the test output, and returns its path.

@@ -32,11 +32,15 @@ async fn an_auditor_sees_no_compliance_controls_and_compliance_holds_exports_and
     assert!(whoami.contains("compliance"), "{whoami}");
     browser.click("a[data-nav=compliance]").await;
     browser.type_into("#hold-case-id", "CASE-2026-114").await;
-    browser.type_into("#hold-reason", "Regulator inquiry into refund limits").await;
+    browser
+        .type_into("#hold-reason", "Regulator inquiry into refund limits")
+        .await;
     // The purpose is required: without it the hold is not placed.
     browser.click("#place-hold").await;
     assert!(!browser.has("tr[data-hold-id]").await, "no hold without a purpose");
-    browser.type_into("#hold-purpose", "Preserve evidence for the regulator's inquiry").await;
+    browser
+        .type_into("#hold-purpose", "Preserve evidence for the regulator's inquiry")
+        .await;
     browser.click("#place-hold").await;
     let hold = browser.element("tr[data-hold-id]").await;
     let hold_text = hold.text().await.expect("the hold row");
@@ -70,6 +74,9 @@ async fn an_auditor_sees_no_compliance_controls_and_compliance_holds_exports_and
         ],
         &[],
     );
-    assert!(status.success(), "verify-export accepts the downloaded artifact:\n{stdout}\n{stderr}");
+    assert!(
+        status.success(),
+        "verify-export accepts the downloaded artifact:\n{stdout}\n{stderr}"
+    );
     browser.close().await;
 }

@@ -44,7 +44,11 @@ impl ConsoleTenant {
     }
 
     pub async fn key(&self, role: Role) -> String {
-        self.keys.create(&self.tenant, role, "console test").await.expect("an API key").key
+        self.keys
+            .create(&self.tenant, role, "console test")
+            .await
+            .expect("an API key")
+            .key
     }
 
     /// Sends `events` through the ingest edge and returns once every one is stored and a signed
@@ -54,7 +58,8 @@ impl ConsoleTenant {
         let reader = self.key(Role::Auditor).await;
         for event in events {
             let id = event["event_id"].as_str().expect("an event id");
-            self.wait_for(&reader, &format!("/v1/integrity/proof?event_id={id}")).await;
+            self.wait_for(&reader, &format!("/v1/integrity/proof?event_id={id}"))
+                .await;
         }
     }
 
@@ -131,5 +136,10 @@ pub async fn sign_in(browser: &Browser, console_url: &str, key: &str) -> String 
     sign_in_page(browser, console_url).await;
     browser.type_into("#api-key", key).await;
     browser.click("#sign-in").await;
-    browser.element("[data-testid=whoami]").await.text().await.expect("who is signed in")
+    browser
+        .element("[data-testid=whoami]")
+        .await
+        .text()
+        .await
+        .expect("who is signed in")
 }

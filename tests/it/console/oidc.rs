@@ -47,7 +47,11 @@ impl Provider {
             || param("code_challenge_method") != "S256"
             || param("code_challenge").len() != 43
         {
-            return (StatusCode::BAD_REQUEST, format!("a malformed authorization request: {query:?}")).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("a malformed authorization request: {query:?}"),
+            )
+                .into_response();
         }
         let code = ulid::Ulid::new().to_string();
         let grant = Grant {
@@ -79,7 +83,10 @@ impl Provider {
                     "exp": now + 300, "nbf": now - 5, "iat": now,
                     "tenant": self.tenant, "roles": ["auditor"],
                 }));
-                (StatusCode::OK, axum::Json(json!({"id_token": id_token, "token_type": "Bearer", "expires_in": 300})))
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"id_token": id_token, "token_type": "Bearer", "expires_in": 300})),
+                )
             }
             _ => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))),
         };
@@ -124,9 +131,9 @@ async fn provider(key: Arc<ProviderKey>, tenant: String) -> (String, Arc<Mutex<H
             )
             .route(
                 "/token",
-                axum::routing::post(move |Form(form): Form<HashMap<String, String>>| async move {
-                    exchanger.token(&form)
-                }),
+                axum::routing::post(
+                    move |Form(form): Form<HashMap<String, String>>| async move { exchanger.token(&form) },
+                ),
             )
     })
     .await;
@@ -163,24 +170,44 @@ async fn a_user_signs_in_at_the_oidc_provider_with_pkce_and_the_console_shows_wh
         .expect("JSON");
     assert_eq!(config["oidc"]["client_id"], json!(CLIENT_ID));
     assert_eq!(config["oidc"]["token_endpoint"], json!(format!("{issuer}/token")));
-    let page = api.http.get(format!("{}/console/", api.url)).send().await.expect("the console");
-    let policy = page.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap_or_default().to_owned();
+    let page = api
+        .http
+        .get(format!("{}/console/", api.url))
+        .send()
+        .await
+        .expect("the console");
+    let policy = page.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(policy.contains(&format!("connect-src 'self' {issuer};")), "{policy}");
 
     let browser = Browser::start().await;
     sign_in_page(&browser, &format!("{}/console/", api.url)).await;
     browser.click("#sign-in-oidc").await;
-    let whoami = browser.element("[data-testid=whoami]").await.text().await.expect("who is signed in");
+    let whoami = browser
+        .element("[data-testid=whoami]")
+        .await
+        .text()
+        .await
+        .expect("who is signed in");
     assert!(
         whoami.contains(&tenant) && whoami.contains("auditor"),
         "signed in through the provider: {whoami}"
     );
     assert!(grants.lock().expect("lock").is_empty(), "the code was exchanged, once");
     let url = browser.client.current_url().await.expect("the URL");
-    assert!(url.query().is_none(), "the code does not stay in the address bar: {url}");
+    assert!(
+        url.query().is_none(),
+        "the code does not stay in the address bar: {url}"
+    );
     let stored = browser
         .run("return [document.cookie, window.localStorage.length, Object.keys(window.sessionStorage).length > 0]")
         .await;
-    assert_eq!(stored, json!(["", 0, true]), "the token is kept in session storage only");
+    assert_eq!(
+        stored,
+        json!(["", 0, true]),
+        "the token is kept in session storage only"
+    );
     browser.close().await;
 }

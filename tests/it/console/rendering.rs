@@ -36,7 +36,9 @@ async fn html_and_script_in_event_fields_render_as_text_and_never_run() {
     browser.element(&detail).await;
     // The checks are done once the integrity panel has finished: the page is fully drawn.
     browser
-        .attribute_when("[data-testid=integrity-panel]", "data-state", |state| state != "pending")
+        .attribute_when("[data-testid=integrity-panel]", "data-state", |state| {
+            state != "pending"
+        })
         .await;
     for (field, payload) in [
         ("resource.id", SCRIPT),
@@ -54,14 +56,31 @@ async fn html_and_script_in_event_fields_render_as_text_and_never_run() {
         assert_eq!(shown, payload, "{field} is shown as the text it holds");
     }
     // A display name is personal data: sealed as a token, and shown as one.
-    let name = browser.element(&format!("{detail} dd[data-field='actor.display_name']")).await;
-    assert!(name.text().await.expect("text").contains("tokenized"), "the display name is shown as tokenized");
-    let change = browser.element(&format!("{detail} [data-change-field=title]")).await.text().await.expect("text");
-    assert!(change.contains(SCRIPT) && change.contains(IMAGE), "the change shows both values as text: {change}");
+    let name = browser
+        .element(&format!("{detail} dd[data-field='actor.display_name']"))
+        .await;
+    assert!(
+        name.text().await.expect("text").contains("tokenized"),
+        "the display name is shown as tokenized"
+    );
+    let change = browser
+        .element(&format!("{detail} [data-change-field=title]"))
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        change.contains(SCRIPT) && change.contains(IMAGE),
+        "the change shows both values as text: {change}"
+    );
     let ran = browser
         .run("return [window.__sealtrailPwned === undefined, document.querySelectorAll('main img, main script, main svg[onload]').length]")
         .await;
-    assert_eq!(ran, json!([true, 0]), "no script ran and no element came from an event's field");
+    assert_eq!(
+        ran,
+        json!([true, 0]),
+        "no script ran and no element came from an event's field"
+    );
     browser.screenshot("hostile-fields").await;
     browser.close().await;
 }

@@ -21,7 +21,9 @@ async fn the_live_tail_shows_an_event_sent_after_it_was_switched_on() {
     tenant.send(std::slice::from_ref(&late)).await;
     let id = late["event_id"].as_str().expect("id");
     let row = browser
-        .element(&format!("[data-testid=live-events] tr[data-live=true][data-event-id='{id}']"))
+        .element(&format!(
+            "[data-testid=live-events] tr[data-live=true][data-event-id='{id}']"
+        ))
         .await;
     assert!(row.text().await.expect("text").contains("user.password.changed"));
     browser.close().await;
@@ -45,12 +47,19 @@ async fn the_workbench_shows_results_as_a_table_and_a_refusal_at_the_place_it_po
         )
         .await;
     browser.click("#run-query").await;
-    let table = browser.element("[data-testid=query-result]").await.text().await.expect("text");
+    let table = browser
+        .element("[data-testid=query-result]")
+        .await
+        .text()
+        .await
+        .expect("text");
     assert!(
         table.contains("user.login") && table.contains("user.logout") && table.contains('2'),
         "the result, as a table: {table}"
     );
-    browser.type_into("#sql", "SELECT action\nFROM events # every tenant").await;
+    browser
+        .type_into("#sql", "SELECT action\nFROM events # every tenant")
+        .await;
     browser.click("#run-query").await;
     let refusal = browser.element("[data-testid=query-refusal]").await;
     let marked = refusal
@@ -60,7 +69,12 @@ async fn the_workbench_shows_results_as_a_table_and_a_refusal_at_the_place_it_po
         .text()
         .await
         .expect("text");
-    assert_eq!(marked, "#", "the mark is where the refusal points: {}", refusal.text().await.unwrap_or_default());
+    assert_eq!(
+        marked,
+        "#",
+        "the mark is where the refusal points: {}",
+        refusal.text().await.unwrap_or_default()
+    );
     browser.screenshot("workbench-refusal").await;
     browser.close().await;
 }
@@ -92,7 +106,9 @@ async fn the_timeline_and_an_event_fit_from_360_to_1920_pixels_and_every_control
             browser.element("main").await;
             if page.starts_with("#/events") {
                 browser
-                    .attribute_when("[data-testid=integrity-panel]", "data-state", |state| state != "pending")
+                    .attribute_when("[data-testid=integrity-panel]", "data-state", |state| {
+                        state != "pending"
+                    })
                     .await;
             } else {
                 browser.element("[data-testid=timeline-table] tr[data-event-id]").await;
@@ -105,6 +121,9 @@ async fn the_timeline_and_an_event_fit_from_360_to_1920_pixels_and_every_control
     }
     // The change is a diff per path.
     let diff = browser.element("[data-change-field=settings] tr[data-diff-path]").await;
-    assert_eq!(diff.attr("data-diff-kind").await.expect("attr").as_deref(), Some("changed"));
+    assert_eq!(
+        diff.attr("data-diff-kind").await.expect("attr").as_deref(),
+        Some("changed")
+    );
     browser.close().await;
 }

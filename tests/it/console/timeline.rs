@@ -42,7 +42,9 @@ async fn an_auditor_filters_the_timeline_and_the_browser_verifies_an_event_until
     browser.element(&row).await;
     let shown = browser
         .client
-        .find_all(fantoccini::Locator::Css("[data-testid=timeline-table] tr[data-event-id]"))
+        .find_all(fantoccini::Locator::Css(
+            "[data-testid=timeline-table] tr[data-event-id]",
+        ))
         .await
         .expect("rows");
     assert_eq!(shown.len(), 1, "the action filter leaves the one event");
@@ -52,46 +54,86 @@ async fn an_auditor_filters_the_timeline_and_the_browser_verifies_an_event_until
     browser.client.set_window_size(1280, 1100).await.expect("resize");
 
     browser.click(&format!("{row} a.event-link")).await;
-    browser.element(&format!("[data-testid=event-detail][data-event-id='{id}']")).await;
-    let state = browser
-        .attribute_when("[data-testid=integrity-panel]", "data-state", |state| state != "pending")
+    browser
+        .element(&format!("[data-testid=event-detail][data-event-id='{id}']"))
         .await;
-    assert_eq!(state, "verified", "the browser verifies the event: {}", browser.page_text().await);
-    for step in ["entry-hash", "proof-matches", "entry-inclusion", "tenant-head", "checkpoint-hash", "signature"] {
+    let state = browser
+        .attribute_when("[data-testid=integrity-panel]", "data-state", |state| {
+            state != "pending"
+        })
+        .await;
+    assert_eq!(
+        state,
+        "verified",
+        "the browser verifies the event: {}",
+        browser.page_text().await
+    );
+    for step in [
+        "entry-hash",
+        "proof-matches",
+        "entry-inclusion",
+        "tenant-head",
+        "checkpoint-hash",
+        "signature",
+    ] {
         let result = browser
-            .attribute_when(&format!("[data-testid=integrity-panel] [data-step={step}]"), "data-result", |_| true)
+            .attribute_when(
+                &format!("[data-testid=integrity-panel] [data-step={step}]"),
+                "data-result",
+                |_| true,
+            )
             .await;
         assert_eq!(result, "ok", "step {step}");
     }
-    let resource = browser.element("[data-testid=event-detail] dd[data-field='resource.id']").await;
+    let resource = browser
+        .element("[data-testid=event-detail] dd[data-field='resource.id']")
+        .await;
     assert_eq!(resource.text().await.expect("text"), "limits/eu");
     browser.screenshot("event-detail").await;
 
     // Someone with write access to ClickHouse changes what the event says.
+    the_panel_fails_once_the_row_is_altered(&browser, &tenant, &id).await;
+    browser.close().await;
+}
+
+/// Alters the event's resource id in ClickHouse: the page shows the new value, and the panel
+/// fails at the first check, the entry's hash.
+async fn the_panel_fails_once_the_row_is_altered(browser: &Browser, tenant: &ConsoleTenant, id: &str) {
     tenant
         .stack
         .clickhouse()
         .client()
         .query("ALTER TABLE events UPDATE resource_id = 'limits/us' WHERE tenant_id = ? AND event_id = ? SETTINGS mutations_sync = 2")
         .bind(&tenant.tenant)
-        .bind(&id)
+        .bind(id)
         .execute()
         .await
         .expect("alter the row");
     browser.client.refresh().await.expect("reload");
-    browser.element(&format!("[data-testid=event-detail][data-event-id='{id}']")).await;
+    browser
+        .element(&format!("[data-testid=event-detail][data-event-id='{id}']"))
+        .await;
     let state = browser
-        .attribute_when("[data-testid=integrity-panel]", "data-state", |state| state != "pending")
+        .attribute_when("[data-testid=integrity-panel]", "data-state", |state| {
+            state != "pending"
+        })
         .await;
     assert_eq!(state, "failed", "the altered row no longer verifies");
     let failed = browser
-        .attribute_when("[data-testid=integrity-panel]", "data-failed-step", |step| !step.is_empty())
+        .attribute_when("[data-testid=integrity-panel]", "data-failed-step", |step| {
+            !step.is_empty()
+        })
         .await;
     assert_eq!(failed, "entry-hash", "the first check that fails is the entry's hash");
-    let shown = browser.element("[data-testid=event-detail] dd[data-field='resource.id']").await;
-    assert_eq!(shown.text().await.expect("text"), "limits/us", "the page shows what ClickHouse now holds");
+    let shown = browser
+        .element("[data-testid=event-detail] dd[data-field='resource.id']")
+        .await;
+    assert_eq!(
+        shown.text().await.expect("text"),
+        "limits/us",
+        "the page shows what ClickHouse now holds"
+    );
     browser.screenshot("event-detail-altered").await;
-    browser.close().await;
 }
 
 #[tokio::test]
@@ -114,13 +156,28 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
             .to_owned()
     };
     let policy = header("content-security-policy");
-    for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "base-uri 'none'"] {
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ] {
         assert!(policy.contains(directive), "{directive} in {policy}");
     }
-    assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{policy}");
+    assert!(
+        !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+        "{policy}"
+    );
     assert_eq!(header("x-frame-options"), "DENY");
     assert_eq!(header("x-content-type-options"), "nosniff");
     let page = response.text().await.expect("the page");
-    assert!(page.contains("/console/app.js"), "the page loads the bundled script: {page}");
-    assert!(!page.contains("<script>") && !page.contains(" style="), "no inline script or style: {page}");
+    assert!(
+        page.contains("/console/app.js"),
+        "the page loads the bundled script: {page}"
+    );
+    assert!(
+        !page.contains("<script>") && !page.contains(" style="),
+        "no inline script or style: {page}"
+    );
 }

@@ -12,19 +12,19 @@ use crate::LocalError;
 struct Packages {
     what: &'static str,
     programs: &'static [&'static str],
-    packages: &'static [&'static str],
+    apt_names: &'static [&'static str],
 }
 
 const NODE: Packages = Packages {
     what: "Node.js and npm (to build the web console)",
     programs: &["node", "npm"],
-    packages: &["nodejs", "npm"],
+    apt_names: &["nodejs", "npm"],
 };
 
 const BROWSER: Packages = Packages {
     what: "Chromium and ChromeDriver (the console's browser tests)",
     programs: &["chromium", "chromedriver"],
-    packages: &["chromium", "chromium-driver"],
+    apt_names: &["chromium", "chromium-driver"],
 };
 
 /// Node.js, installing it when it is missing; the path of `node`.
@@ -32,7 +32,7 @@ pub fn ensure_node(allow_install: bool) -> Result<Installed, LocalError> {
     ensure(&NODE, allow_install)
 }
 
-/// Chromium and ChromeDriver, installing them when they are missing; the path of `chromedriver`.
+/// Chromium and `ChromeDriver`, installing them when they are missing; the path of `chromedriver`.
 pub fn ensure_browser(allow_install: bool) -> Result<Installed, LocalError> {
     ensure(&BROWSER, allow_install)
 }
@@ -52,7 +52,7 @@ fn ensure(wanted: &Packages, allow_install: bool) -> Result<Installed, LocalErro
             hint: "run `sealtrail setup` to install them with apt",
         });
     }
-    eprintln!("Installing {} with apt: {}", wanted.what, wanted.packages.join(" "));
+    eprintln!("Installing {} with apt: {}", wanted.what, wanted.apt_names.join(" "));
     let root = nix::unistd::Uid::effective().is_root();
     let apt = |arguments: &[&str]| -> Result<(), LocalError> {
         let mut command = if root {
@@ -69,7 +69,10 @@ fn ensure(wanted: &Packages, allow_install: bool) -> Result<Installed, LocalErro
             .status()
             .map_err(|error| LocalError::Install {
                 what: wanted.what,
-                reason: format!("cannot run apt-get ({error}); install {} by hand", wanted.packages.join(" ")),
+                reason: format!(
+                    "cannot run apt-get ({error}); install {} by hand",
+                    wanted.apt_names.join(" ")
+                ),
             })?;
         if status.success() {
             Ok(())
@@ -79,7 +82,7 @@ fn ensure(wanted: &Packages, allow_install: bool) -> Result<Installed, LocalErro
                 reason: format!(
                     "apt-get {} exited with {status}; install {} by hand (as root)",
                     arguments.first().unwrap_or(&""),
-                    wanted.packages.join(" ")
+                    wanted.apt_names.join(" ")
                 ),
             })
         }
@@ -87,7 +90,7 @@ fn ensure(wanted: &Packages, allow_install: bool) -> Result<Installed, LocalErro
     // The package lists of a fresh machine may be missing or stale.
     apt(&["update", "-q"])?;
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install.extend_from_slice(wanted.packages);
+    install.extend_from_slice(wanted.apt_names);
     apt(&install)?;
     all_found(wanted)
         .map(|path| Installed {
@@ -96,7 +99,10 @@ fn ensure(wanted: &Packages, allow_install: bool) -> Result<Installed, LocalErro
         })
         .ok_or_else(|| LocalError::Install {
             what: wanted.what,
-            reason: format!("apt installed {} but `{last}` is still not on PATH", wanted.packages.join(" ")),
+            reason: format!(
+                "apt installed {} but `{last}` is still not on PATH",
+                wanted.apt_names.join(" ")
+            ),
         })
 }
 
