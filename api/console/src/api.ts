@@ -14,6 +14,17 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * One path segment, percent-encoded. "." and ".." are refused: a URL parser resolves them (even
+ * written %2e), so `/v1/events/..` would be a request, with the credential, for `/v1/`.
+ */
+export function segment(value: string): string {
+  if (value === "" || value === "." || value === "..") {
+    throw new ApiError(0, "invalid_id", `"${value}" is not an identifier the API can be asked about.`);
+  }
+  return encodeURIComponent(value);
+}
+
 type Query = Record<string, string | number | undefined | null>;
 
 export function withQuery(path: string, query: Query = {}): string {

@@ -1,8 +1,8 @@
-import { useCallback, useEffect, useState } from "preact/hooks";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 
 import { messageOf, setUnauthorizedHandler } from "./api";
 import { fetchMe, type Me } from "./auth/me";
-import { clearRedirect, finishSignIn, pendingRedirect } from "./auth/oidc";
+import { abandonSignIn, clearRedirect, finishSignIn, hasPendingSignIn, pendingRedirect } from "./auth/oidc";
 import { fetchOidcConfig } from "./auth/oidcConfig";
 import { clearSession, getCredential, setCredential } from "./auth/session";
 import { SignIn } from "./auth/SignIn";
@@ -18,6 +18,13 @@ import { Workbench } from "./workbench/Workbench";
 type Phase = { kind: "starting" } | { kind: "signed-out"; notice: string | null } | { kind: "signed-in"; me: Me };
 
 export type Screen = "timeline" | "compliance" | "workbench" | "verification";
+
+const TITLES: Record<string, string> = {
+  timeline: "Timeline",
+  compliance: "Compliance",
+  workbench: "SQL workbench",
+  verification: "Verification",
+};
 
 export function allowedScreens(me: Me): Screen[] {
   const p = me.permissions;
@@ -46,11 +53,29 @@ export function App() {
     const start = async () => {
       const redirect = pendingRedirect();
       if (redirect) {
+        // The code leaves the address bar (and history) before anything else happens.
         clearRedirect();
-        if (redirect.error || !redirect.code) throw new Error(`The identity provider did not sign you in: ${redirect.error ?? "no code"}`);
-        const config = await fetchOidcConfig();
-        if (!config) throw new Error("This API has no OpenID Connect sign-in configured.");
-        setCredential(await finishSignIn(config, redirect.code, redirect.state));
+        if (!hasPendingSignIn()) {
+          // Not the answer to a sign-in this tab started (a crafted link, or a reload after the
+          // first answer was used): ignored, so it can neither sign in nor sign out anyone.
+          if (!getCredential()) {
+            setPhase({ kind: "signed-out", notice: "The sign-in answer does not match a sign-in started in this tab; sign in again." });
+            return;
+          }
+        } else if (redirect.error || !redirect.code) {
+          abandonSignIn();
+          throw new Error(`The identity provider did not sign you in: ${redirect.error ?? "no code"}`);
+        } else {
+          const config = await fetchOidcConfig().catch((error) => {
+            abandonSignIn();
+            throw error;
+          });
+          if (!config) {
+            abandonSignIn();
+            throw new Error("This API has no OpenID Connect sign-in configured.");
+          }
+          setCredential(await finishSignIn(config, redirect.code, redirect.state));
+        }
       }
       if (!getCredential()) {
         setPhase({ kind: "signed-out", notice: null });
@@ -112,6 +137,22 @@ function SignedIn({ me, onSignOut }: { me: Me; onSignOut: () => void }) {
     body = <Verification />;
   }
   const active = current === "events" ? "timeline" : current;
+
+  // A route change replaces the whole screen: say so. The title names the screen, and focus moves
+  // to <main> (not on the first load, which leaves focus where the browser put it), so keyboard and
+  // screen reader users start at the new content instead of on a link that no longer exists.
+  const path = route.segments.join("/");
+  const firstPath = useRef(true);
+  useEffect(() => {
+    const screen = current === "events" ? (second ? "Event" : "Timeline") : TITLES[current] ?? "Not found";
+    document.title = `${screen} · sealtrail`;
+    if (firstPath.current) {
+      firstPath.current = false;
+      return;
+    }
+    document.getElementById("main")?.focus({ preventScroll: false });
+  }, [path]);
+
   return (
     <>
       <a class="skip-link" href="#main" onClick={(e) => { e.preventDefault(); document.getElementById("main")?.focus(); }}>

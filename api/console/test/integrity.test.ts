@@ -296,3 +296,156 @@ test("JCS: member order by UTF-16 code units, RFC 8785 string escapes, integers 
   assert.throws(() => jcs(1.5), JcsError);
   assert.throws(() => jcs(2 ** 53), JcsError);
 });
+
+// What a malicious or broken server could send so that the page shows one thing and the check
+// verifies another: each must fail, and at the step that names the problem.
+
+test("a shown field that the entry hash does not cover fails the entry hash", async () => {
+  // Every case still carries a valid chain, proof and signature for the sealed fields.
+  const cases: [string, (event: Record<string, any>) => void][] = [
+    ["an extra top-level field", (e) => (e["approved_by"] = "the CFO")],
+    ["an extra actor field", (e) => (e["actor"]["email"] = "ceo@example.com")],
+    ["an extra classification field", (e) => (e["classification"]["note"] = "public")],
+    ["an extra integrity field", (e) => (e["integrity"]["verified_by"] = "an auditor")],
+    ["an extra covering checkpoint field", (e) => (e["integrity"]["checkpoint"]["witnessed"] = true)],
+    ["a non-string attribute", (e) => (e["attributes"]["ip"] = { shown: "203.0.113.0/24" })],
+    ["labels as a string", (e) => (e["classification"]["labels"] = "ip_address")],
+    ["an entry scheme other than 1", (e) => (e["integrity"]["scheme"] = 2)],
+  ];
+  for (const [what, change] of cases) {
+    const event = exampleEvent() as unknown as Record<string, any>;
+    change(event);
+    const step = await failedAt(event as unknown as EventJson, exampleProof());
+    assert.equal(step.step, "entry-hash", what);
+  }
+  // An empty evidence list is a value, not an extra field: it still verifies.
+  const evidence = exampleEvent();
+  evidence.evidence = [];
+  assert.equal((await verifyEvent({ event: evidence, proof: exampleProof(), keys: KEYS })).verified, true);
+  // An extra field inside an evidence item is refused too.
+  const item = exampleEvent() as unknown as Record<string, any>;
+  item["evidence"] = [{ kind: "doc", uri: "https://example.com/x", sha256: null, label: "signed by legal" }];
+  assert.match((await failedAt(item as unknown as EventJson, exampleProof())).summary, /evidence\.0\.label/);
+});
+
+test("an occurred_at whose text names another instant than the sealed one is refused", async () => {
+  // Each of these rolls over to the sealed 2025-11-23T00:00:00.123Z in Date.UTC.
+  for (const text of [
+    "2025-11-22T24:00:00.123Z",
+    "2025-11-22T23:59:60.123Z",
+    "2025-10-54T00:00:00.123Z",
+    "2025-11-23T00:00:00.123+24:00",
+    "2025-11-23 00:00:00.123Z",
+  ]) {
+    assert.equal(rfc3339ToMs(text), null, text);
+    const event = exampleEvent();
+    event.occurred_at = text;
+    assert.equal((await failedAt(event, exampleProof())).step, "entry-hash", text);
+  }
+  assert.equal(rfc3339ToMs("2024-02-29T00:00:00Z"), Date.UTC(2024, 1, 29));
+  assert.equal(rfc3339ToMs("2025-02-29T00:00:00Z"), null);
+  assert.equal(rfc3339ToMs("2000-02-29T00:00:00Z"), Date.UTC(2000, 1, 29));
+  assert.equal(rfc3339ToMs("1900-02-29T00:00:00Z"), null);
+  assert.equal(rfc3339ToMs("0050-01-01T00:00:00Z"), -60589296000000);
+});
+
+test("hex is lowercase, whole bytes and hex only; nothing is coerced", async () => {
+  assert.deepEqual(fromHex("00ff"), new Uint8Array([0, 255]));
+  for (const bad of ["00FF", "0", "0g", " 00", "00 ", "0x00", "+0", "-1"]) assert.equal(fromHex(bad), null, bad);
+  assert.equal(fromHex(255 as unknown as string), null);
+  // An uppercase recorded hash (the same bytes) is not the recorded text: refused, not lowercased.
+  const upper = exampleEvent();
+  upper.integrity.hash = ENTRY_HASH.toUpperCase();
+  assert.equal((await failedAt(upper, exampleProof())).step, "entry-hash");
+  const upperProof = exampleProof();
+  upperProof.entry_hash = ENTRY_HASH.toUpperCase();
+  assert.equal((await failedAt(exampleEvent(), upperProof)).step, "proof-matches");
+  const upperPath = exampleProof();
+  upperPath.tenant_head.audit_path = ["AB".repeat(32)];
+  upperPath.tenant_head.tree_size = 2;
+  upperPath.checkpoint.tenant_count = 2;
+  assert.equal((await failedAt(exampleEvent(), upperPath)).step, "tenant-head");
+  const upperKey = [{ ...KEYS[0]!, public_key: PUBLIC_KEY.toUpperCase() }];
+  assert.equal((await failedAt(exampleEvent(), exampleProof(), upperKey)).step, "signature");
+  const upperSignature = exampleProof();
+  upperSignature.checkpoint.signature = SIGNATURE.toUpperCase();
+  assert.equal((await failedAt(exampleEvent(), upperSignature)).step, "signature");
+});
+
+test("the checkpoint the page names must be the one the proof signs", async () => {
+  for (const [what, change] of [
+    ["number", (e: EventJson) => (e.integrity.checkpoint!.number = 2)],
+    ["partition", (e: EventJson) => (e.integrity.checkpoint!.partition = 3)],
+    ["epoch", (e: EventJson) => (e.integrity.checkpoint!.layout_epoch = 2)],
+    ["sealed partition", (e: EventJson) => (e.integrity.sealed_partition = 3)],
+    ["layout epoch", (e: EventJson) => (e.integrity.layout_epoch = 2)],
+  ] as const) {
+    const event = exampleEvent();
+    change(event);
+    assert.equal((await failedAt(event, exampleProof())).step, "proof-matches", what);
+  }
+  // Not covered yet on the event's side: the proof still has to be about it.
+  const uncovered = exampleEvent();
+  uncovered.integrity.checkpoint = null;
+  assert.equal((await verifyEvent({ event: uncovered, proof: exampleProof(), keys: KEYS })).verified, true);
+});
+
+test("signed fields of the wrong type are refused before hashing", () => {
+  const base = exampleProof().checkpoint;
+  for (const [name, value] of [
+    ["entry_count", "1"],
+    ["closes_epoch", "false"],
+    ["created_at", 1.5],
+    ["entries_root", ENTRIES_ROOT.toUpperCase()],
+    ["key_id", KEY_ID.toUpperCase()],
+    ["epoch", 0],
+    ["source_offset", -2],
+  ] as const) {
+    assert.throws(() => signedBody({ ...base, [name]: value }), new RegExp(name), name);
+  }
+  assert.equal(jcs(signedBody({ ...base, source_offset: -1 })).includes('"source_offset":-1'), true);
+});
+
+test("JCS refuses lone surrogates and what is not JSON", async () => {
+  assert.throws(() => jcs("a\uD800b"), JcsError);
+  assert.throws(() => jcs("\uDC00"), JcsError);
+  assert.throws(() => jcs({ "\uD83D": 1 }), JcsError);
+  assert.equal(jcs("\u{1F600}"), '"\u{1F600}"');
+  assert.throws(() => jcs(undefined as unknown as string), JcsError);
+  assert.throws(() => jcs(Number.NaN), JcsError);
+  assert.throws(() => jcs(Infinity), JcsError);
+  // An event field with a lone surrogate fails the entry hash instead of hashing U+FFFD or \ud800.
+  const event = exampleEvent();
+  event.resource.id = "acct-1\uD800";
+  const step = await failedAt(event, exampleProof());
+  assert.equal(step.step, "entry-hash");
+  assert.match(step.summary, /surrogate/);
+});
+
+test("RFC 9162 inclusion: index and size bounds, path length, non-integers", async () => {
+  const leaves = await Promise.all(Array.from({ length: 5 }, (_, i) => sha256(utf8(`leaf ${i}`))));
+  const root = toHex(await merkleRoot(leaves));
+  const path = await auditPath(leaves, 4);
+  const at = async (index: number, size: number, p: Uint8Array[]) => {
+    const r = await rootFromInclusion(leaves[4]!, index, size, p);
+    return r && toHex(r);
+  };
+  assert.equal(await at(4, 5, path), root);
+  assert.equal(await at(5, 5, path), null, "leaf_index = tree_size");
+  assert.equal(await at(9, 5, path), null, "leaf_index > tree_size");
+  assert.equal(await at(0, 0, []), null, "empty tree");
+  assert.equal(await at(-1, 5, path), null, "negative index");
+  assert.equal(await at(4.5, 5, path), null, "fractional index");
+  assert.equal(await at(4, 5.5, path), null, "fractional size");
+  assert.equal(await at(4, Number.NaN, path), null, "NaN size");
+  assert.equal(await at(4, 5, [...path, path[0]!]), null, "path too long");
+  assert.equal(await at(4, 5, path.slice(1)), null, "path too short");
+  // One leaf: the root is the leaf hash, and only an empty path reaches it.
+  const single = await rootFromInclusion(leaves[0]!, 0, 1, []);
+  assert.equal(single && toHex(single), toHex(await leafHash(leaves[0]!)));
+  assert.equal(await rootFromInclusion(leaves[0]!, 0, 1, [leaves[1]!]), null);
+  // The proof's own tree_size must equal the signed count, even when the path fits another size.
+  const proof = exampleProof();
+  proof.entry_inclusion.leaf_index = 1;
+  assert.equal((await failedAt(exampleEvent(), proof)).step, "entry-inclusion");
+});

@@ -59,8 +59,10 @@ pub struct EventFilters {
     /// Another tenant, for a platform administrator only.
     pub tenant: Option<String>,
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (asked for with the same `order`).
     pub cursor: Option<String>,
+    /// `asc` (the default: oldest first) or `desc` (newest first).
+    pub order: Option<String>,
     /// `GET /v1/events/stream` only: send the events after this tenant sequence number (the `id`
     /// of the last event received), instead of those sealed from now on.
     pub after_seq: Option<u64>,
@@ -85,6 +87,7 @@ impl EventFilters {
             ("label", self.label.is_some()),
             ("match_value", self.match_value.is_some()),
             ("cursor", self.cursor.is_some()),
+            ("order", self.order.is_some()),
             ("after_seq", self.after_seq.is_some()),
         ];
         present
@@ -155,15 +158,26 @@ async fn list_page(
     let mut sql = String::from("FROM events WHERE tenant_id = {tenant:String}");
     let mut params: Vec<(&'static str, Value)> = vec![("tenant", json!(tenant))];
     add_filters(state, &tenant, filters, &mut sql, &mut params)?;
+    let newest_first = match filters.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(ApiError::bad_request("order", "order is asc or desc")),
+    };
     if let Some(cursor) = &filters.cursor {
         let (occurred_ms, seq) = decode_cursor(cursor)?;
-        sql.push_str(
-            " AND (occurred_at, seq) > (fromUnixTimestamp64Milli({cursor_ms:Int64}, 'UTC'), {cursor_seq:UInt64})",
-        );
+        sql.push_str(if newest_first {
+            " AND (occurred_at, seq) < (fromUnixTimestamp64Milli({cursor_ms:Int64}, 'UTC'), {cursor_seq:UInt64})"
+        } else {
+            " AND (occurred_at, seq) > (fromUnixTimestamp64Milli({cursor_ms:Int64}, 'UTC'), {cursor_seq:UInt64})"
+        });
         params.push(("cursor_ms", json!(occurred_ms)));
         params.push(("cursor_seq", json!(seq)));
     }
-    sql.push_str(" ORDER BY occurred_at, seq LIMIT {limit:UInt32}");
+    sql.push_str(if newest_first {
+        " ORDER BY occurred_at DESC, seq DESC LIMIT {limit:UInt32}"
+    } else {
+        " ORDER BY occurred_at, seq LIMIT {limit:UInt32}"
+    });
     params.push(("limit", json!(limit)));
     // The read paths run as the tenant-bound analyst too: ClickHouse's row policies hold even if
     // a filter above were wrong.

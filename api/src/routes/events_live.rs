@@ -97,7 +97,11 @@ fn selection(
 async fn open_tail(state: &SharedState, caller: &Caller, filters: &EventFilters) -> Result<Read<Response>, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(filters.tenant.as_deref())?;
-    let refused = [("cursor", filters.cursor.is_some()), ("limit", filters.limit.is_some())];
+    let refused = [
+        ("cursor", filters.cursor.is_some()),
+        ("limit", filters.limit.is_some()),
+        ("order", filters.order.is_some()),
+    ];
     let (sql, params) = selection(state, &tenant, filters, &refused)?;
     let client = state.tenant_reader(TenantReader::Analyst, &tenant)?;
     let after = match filters.after_seq {
@@ -255,6 +259,7 @@ async fn count_per_day(
     let refused = [
         ("cursor", filters.cursor.is_some()),
         ("limit", filters.limit.is_some()),
+        ("order", filters.order.is_some()),
         ("after_seq", filters.after_seq.is_some()),
     ];
     let (sql, params) = selection(state, &tenant, filters, &refused)?;

@@ -168,3 +168,35 @@ async fn verification_jobs_are_listed_newest_first_for_the_tenant_only() {
     let (_, theirs) = get(&api, &bravo, "/v1/integrity/verifications").await;
     assert_eq!(theirs["jobs"], json!([]), "bravo sees none of alfa's jobs");
 }
+
+#[tokio::test]
+async fn events_page_newest_first_with_order_desc_and_the_cursor_keeps_the_order() {
+    let api = Api::start().await;
+    let auditor = api.key(&api.alfa, Role::Auditor).await;
+    let mut seen = Vec::new();
+    let mut path = "/v1/events?order=desc&limit=4".to_owned();
+    loop {
+        let (status, page) = get(&api, &auditor, &path).await;
+        assert_eq!(status, 200, "{page}");
+        let times: Vec<time::OffsetDateTime> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|event| {
+                let at = event["occurred_at"].as_str().expect("a time");
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).expect("RFC 3339")
+            })
+            .collect();
+        seen.extend(times);
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/events?order=desc&limit=4&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut newest_first = seen.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen.len(), 10, "every event once: {seen:?}");
+    assert_eq!(seen, newest_first, "newest first across pages");
+    let (status, body) = get(&api, &auditor, "/v1/events?order=sideways").await;
+    assert_eq!((status, body["error"]["at"].clone()), (400, json!("order")));
+}

@@ -1,6 +1,7 @@
 //! Signing in to the console at an OpenID Connect provider: authorization code with PKCE. The
 //! provider here checks what a real one does (client, redirect URI, the S256 challenge against
-//! the verifier, a code used once) and signs an ID token the API then verifies with its JWKS.
+//! the verifier, a code used once, the nonce carried into the token) and signs an ID token the API
+//! then verifies with its JWKS.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ const CLIENT_ID: &str = "sealtrail-console";
 struct Grant {
     challenge: String,
     redirect_uri: String,
+    nonce: String,
 }
 
 #[derive(Clone)]
@@ -46,6 +48,7 @@ impl Provider {
             || param("response_type") != "code"
             || param("code_challenge_method") != "S256"
             || param("code_challenge").len() != 43
+            || param("nonce").is_empty()
         {
             return (
                 StatusCode::BAD_REQUEST,
@@ -57,6 +60,7 @@ impl Provider {
         let grant = Grant {
             challenge: param("code_challenge"),
             redirect_uri: param("redirect_uri"),
+            nonce: param("nonce"),
         };
         self.grants.lock().expect("lock").insert(code.clone(), grant.clone());
         let state = param("state");
@@ -81,7 +85,7 @@ impl Provider {
                 let id_token = self.key.sign(&json!({
                     "iss": self.issuer, "aud": CLIENT_ID, "sub": "carol@example.com",
                     "exp": now + 300, "nbf": now - 5, "iat": now,
-                    "tenant": self.tenant, "roles": ["auditor"],
+                    "tenant": self.tenant, "roles": ["auditor"], "nonce": grant.nonce,
                 }));
                 (
                     StatusCode::OK,

@@ -127,3 +127,39 @@ async fn the_timeline_and_an_event_fit_from_360_to_1920_pixels_and_every_control
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_alone_reaches_an_event_and_opens_it() {
+    use fantoccini::key::Key;
+    let tenant = ConsoleTenant::new("console-keys");
+    let sealed = event(&tenant.tenant, "user.login", json!({}));
+    tenant.seal(std::slice::from_ref(&sealed)).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &tenant.console_url(), &tenant.key(Role::Auditor).await).await;
+    browser
+        .element("[data-testid=timeline-table] tr[data-event-id] a.event-link")
+        .await;
+    // Tab through the page from the top until an event's link has the focus, then press Enter.
+    let mut opened = None;
+    for _ in 0..150 {
+        let focused = browser.client.active_element().await.expect("the focused element");
+        if focused
+            .attr("class")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|class| class.contains("event-link"))
+        {
+            let target = focused.attr("href").await.ok().flatten().unwrap_or_default();
+            opened = target.rsplit_once("#/events/").map(|(_, id)| id.to_owned());
+            focused.send_keys(&Key::Enter.to_string()).await.expect("press Enter");
+            break;
+        }
+        focused.send_keys(&Key::Tab.to_string()).await.expect("press Tab");
+    }
+    let id = opened.expect("Tab reaches an event's link");
+    browser
+        .element(&format!("[data-testid=event-detail][data-event-id='{id}']"))
+        .await;
+    browser.close().await;
+}

@@ -66,7 +66,7 @@ export function SignIn({ onSignIn, notice }: Props) {
         {oidc && (
           <div class="stack oidc">
             <p class="muted">or</p>
-            <button id="sign-in-oidc" type="button" onClick={() => void startSignIn(oidc)}>
+            <button id="sign-in-oidc" type="button" onClick={() => startSignIn(oidc).catch((failure) => setError(messageOf(failure)))}>
               Sign in with {issuerHost(oidc)}
             </button>
           </div>

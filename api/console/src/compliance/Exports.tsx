@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { api, isAbort, messageOf, request } from "../api";
+import { api, isAbort, messageOf, request, segment } from "../api";
 import { saveBlob } from "../ui/download";
 import { formatBytes, formatCount, formatTime } from "../ui/format";
 import { StatusLine } from "../ui/StatusLine";
@@ -60,7 +60,7 @@ export function Exports() {
     const abort = new AbortController();
     const timer = setInterval(() => {
       for (const id of pending) {
-        api<ExportStatus>(`/v1/exports/${encodeURIComponent(id)}`, { signal: abort.signal })
+        (async () => api<ExportStatus>(`/v1/exports/${segment(id)}`, { signal: abort.signal }))()
           .then((status) => setExports((current) => current.map((e) => (e.export_id === id ? status : e))))
           .catch(() => undefined);
       }
@@ -113,7 +113,7 @@ function ExportRow({ status }: { status: ExportStatus }) {
     setBusy(true);
     setError(null);
     try {
-      const response = await request(`/v1/exports/${encodeURIComponent(status.export_id)}/artifact`, {
+      const response = await request(`/v1/exports/${segment(status.export_id)}/artifact`, {
         headers: { Accept: "application/x-tar" },
       });
       saveBlob(await response.blob(), `${status.export_id}.tar`);

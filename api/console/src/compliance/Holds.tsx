@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 
-import { api, isAbort, messageOf } from "../api";
+import { api, isAbort, messageOf, segment } from "../api";
 import { formatTime } from "../ui/format";
 import { StatusLine } from "../ui/StatusLine";
 import { HoldForm } from "./HoldForm";
@@ -39,7 +39,7 @@ export function Holds({ canChange }: { canChange: boolean }) {
   }, [reload]);
 
   const release = async (hold: Hold, purpose: string, reason: string) => {
-    await api(`/v1/legal-holds/${encodeURIComponent(hold.hold_id)}/release`, {
+    await api(`/v1/legal-holds/${segment(hold.hold_id)}/release`, {
       method: "POST",
       headers: { "X-Purpose": purpose },
       body: { reason },

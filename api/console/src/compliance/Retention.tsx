@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 
-import { api, isAbort, messageOf } from "../api";
+import { api, isAbort, messageOf, segment } from "../api";
 import { formatTime } from "../ui/format";
 import { StatusLine } from "../ui/StatusLine";
 import { PurposeAction } from "./PurposeAction";
@@ -29,7 +29,7 @@ export function Retention({ canChange }: { canChange: boolean }) {
   }, [reload]);
 
   const remove = async (policy: Policy, purpose: string) => {
-    await api(`/v1/retention-policies/${encodeURIComponent(policy.category)}`, {
+    await api(`/v1/retention-policies/${segment(policy.category)}`, {
       method: "DELETE",
       headers: { "X-Purpose": purpose },
     });
@@ -101,7 +101,7 @@ function RetentionForm({ onSet }: { onSet: () => void }) {
     setBusy(true);
     setResult(null);
     try {
-      await api(`/v1/retention-policies/${encodeURIComponent(category.trim())}`, {
+      await api(`/v1/retention-policies/${segment(category.trim())}`, {
         method: "PUT",
         headers: { "X-Purpose": purpose.trim() },
         body: { retain_days: retainDays },

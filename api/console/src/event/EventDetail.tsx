@@ -1,12 +1,13 @@
 import { useEffect, useState } from "preact/hooks";
 
-import { api, isAbort, messageOf } from "../api";
+import { api, isAbort, messageOf, segment } from "../api";
 import type { Me } from "../auth/me";
 import type { EventJson } from "../integrity/types";
 import { formatTime } from "../ui/format";
 import { OutcomeBadge } from "../ui/OutcomeBadge";
 import { StatusLine } from "../ui/StatusLine";
 import { Changes } from "./Changes";
+import { isDisplayable } from "./displayable";
 import { FieldList } from "./FieldList";
 import { IntegrityPanel } from "./IntegrityPanel";
 import { Redactions } from "./Redactions";
@@ -20,8 +21,13 @@ export function EventDetail({ eventId }: { eventId: string; me: Me }) {
   useEffect(() => {
     const abort = new AbortController();
     setLoad({ kind: "loading" });
-    api<EventJson>(`/v1/events/${encodeURIComponent(eventId)}`, { signal: abort.signal })
-      .then((event) => setLoad({ kind: "ready", event }))
+    (async () => api<EventJson>(`/v1/events/${segment(eventId)}`, { signal: abort.signal }))()
+      .then((event) => {
+        // What is shown (and verified) must be the event that was asked for, not another one.
+        if (!isDisplayable(event)) throw new Error("The API answered with something that is not an event.");
+        if (event.event_id !== eventId) throw new Error("The API answered with another event than the one asked for.");
+        setLoad({ kind: "ready", event });
+      })
       .catch((error) => isAbort(error) || setLoad({ kind: "error", message: messageOf(error) }));
     return () => abort.abort();
   }, [eventId, attempt]);

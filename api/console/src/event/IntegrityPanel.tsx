@@ -18,10 +18,38 @@ const STEP_TITLES: Record<StepName, string> = {
   signature: "Checkpoint signature",
 };
 
-type State =
+export type State =
   | { kind: "pending" }
   | { kind: "unavailable"; message: string }
-  | { kind: "done"; verified: boolean; failedStep: StepName | null; steps: Step[]; checkpoint: ProofJson["checkpoint"] };
+  /** The server refused to serve the proof because its own data does not match its signed root. */
+  | { kind: "mismatch"; message: string }
+  | {
+      kind: "done";
+      verified: boolean;
+      failedStep: StepName | null;
+      steps: Step[];
+      checkpoint: ProofJson["checkpoint"];
+      pinned: boolean;
+    };
+
+/**
+ * A proof the server could not serve. 409 (not covered yet, projection incomplete) and network
+ * errors are worth asking again; a 500 `integrity_mismatch` is the server saying the entries it
+ * holds do not match the root it signed, which is a failed verification, not an outage.
+ */
+export function proofFailure(error: unknown): State {
+  if (error instanceof ApiError && error.status === 500 && error.code === "integrity_mismatch") {
+    return {
+      kind: "mismatch",
+      message: `✘ Verification failed: the server reports that the events it holds for this checkpoint do not match its signed root (${error.message}). What is stored has changed since it was sealed; report it as an integrity incident.`,
+    };
+  }
+  const message =
+    error instanceof ApiError && error.status === 409
+      ? `Not yet covered by a signed checkpoint: ${error.message}`
+      : `The proof could not be fetched: ${messageOf(error)}`;
+  return { kind: "unavailable", message };
+}
 
 function readPinned(): string {
   try {
@@ -40,25 +68,24 @@ export function IntegrityPanel({ event }: { event: EventJson }) {
     const abort = new AbortController();
     setState({ kind: "pending" });
     (async () => {
-      const [proof, keys] = await Promise.all([
-        api<ProofJson>("/v1/integrity/proof", { query: { event_id: event.event_id }, signal: abort.signal }),
-        api<{ keys: SigningKey[] }>("/v1/integrity/keys", { signal: abort.signal, anonymous: true }),
-      ]);
+      const proofAnswer = api<ProofJson>("/v1/integrity/proof", { query: { event_id: event.event_id }, signal: abort.signal });
+      const keysAnswer = api<{ keys: SigningKey[] }>("/v1/integrity/keys", { signal: abort.signal, anonymous: true });
+      // The proof's own answer decides first: a refused proof says more than a failed key list.
+      keysAnswer.catch(() => undefined);
+      const proof = await proofAnswer;
+      const keys = await keysAnswer;
       const result = await verifyEvent({ event, proof, keys: keys.keys, pinnedKey: pinned || null });
-      if (!abort.signal.aborted) setState({ kind: "done", ...result, checkpoint: proof.checkpoint });
+      if (!abort.signal.aborted) setState({ kind: "done", ...result, checkpoint: proof.checkpoint, pinned: Boolean(pinned) });
     })().catch((error) => {
-      if (isAbort(error)) return;
-      const message =
-        error instanceof ApiError && error.status === 409
-          ? `Not yet covered by a signed checkpoint: ${error.message}`
-          : `The proof could not be fetched: ${messageOf(error)}`;
-      setState({ kind: "unavailable", message });
+      if (isAbort(error) || abort.signal.aborted) return;
+      setState(proofFailure(error));
     });
     return () => abort.abort();
   }, [event, attempt, pinned]);
 
-  const dataState = state.kind === "done" ? (state.verified ? "verified" : "failed") : state.kind;
-  const failedStep = state.kind === "done" ? (state.failedStep ?? "") : "";
+  const dataState =
+    state.kind === "done" ? (state.verified ? "verified" : "failed") : state.kind === "mismatch" ? "failed" : state.kind;
+  const failedStep = state.kind === "done" ? (state.failedStep ?? "") : state.kind === "mismatch" ? "proof-served" : "";
   return (
     <section
       class={`card integrity integrity-${dataState}`}
@@ -70,13 +97,15 @@ export function IntegrityPanel({ event }: { event: EventJson }) {
       <h2 id="integrity-title">Integrity</h2>
       <p class="verdict" role="status" aria-live="polite">
         {state.kind === "pending" && "Checking this event in your browser…"}
-        {state.kind === "unavailable" && state.message}
+        {(state.kind === "unavailable" || state.kind === "mismatch") && state.message}
         {state.kind === "done" &&
           (state.verified
-            ? "✔ Verified in your browser: this event is sealed in the tenant's chain and covered by a signed checkpoint."
+            ? state.pinned
+              ? "✔ Verified in your browser: this event is sealed in the tenant's chain and covered by a checkpoint signed with your pinned key."
+              : "✔ Verified in your browser: this event is sealed in the tenant's chain and covered by a checkpoint signed with a key this server publishes. Pin a key obtained elsewhere to rule out the server itself."
             : `✘ Verification failed at “${STEP_TITLES[state.failedStep!]}”: what is shown is not what was sealed and signed.`)}
       </p>
-      {state.kind === "unavailable" && (
+      {(state.kind === "unavailable" || state.kind === "mismatch") && (
         <button id="retry-proof" type="button" onClick={() => setAttempt((n) => n + 1)}>
           Retry
         </button>
@@ -100,10 +129,12 @@ export function IntegrityPanel({ event }: { event: EventJson }) {
               </li>
             ))}
           </ol>
+          {state.checkpoint !== null && typeof state.checkpoint === "object" && (
           <p class="muted small">
             Checkpoint {state.checkpoint.number} of partition {state.checkpoint.partition}, signed by key{" "}
             <span class="mono">{state.checkpoint.key_id}</span>; hash <span class="mono break">{state.checkpoint.checkpoint_hash}</span>
           </p>
+          )}
         </>
       )}
       {state.kind === "pending" && (

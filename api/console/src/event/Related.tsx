@@ -4,6 +4,7 @@ import { api, isAbort, messageOf } from "../api";
 import type { EventJson } from "../integrity/types";
 import { eventHref, timelineHref } from "../router";
 import { formatTime } from "../ui/format";
+import { isDisplayable } from "./displayable";
 
 type Listing = { kind: "loading" } | { kind: "ready"; events: EventJson[]; more: boolean } | { kind: "error"; message: string };
 
@@ -15,7 +16,13 @@ function useEvents(filter: Record<string, string> | null): Listing {
     const abort = new AbortController();
     setListing({ kind: "loading" });
     api<{ events: EventJson[]; next_cursor: string | null }>("/v1/events", { query: { ...filter, limit: 20 }, signal: abort.signal })
-      .then((page) => setListing({ kind: "ready", events: page.events, more: page.next_cursor !== null }))
+      .then((page) =>
+        setListing({
+          kind: "ready",
+          events: (Array.isArray(page?.events) ? page.events : []).filter(isDisplayable),
+          more: Boolean(page?.next_cursor),
+        }),
+      )
       .catch((error) => isAbort(error) || setListing({ kind: "error", message: messageOf(error) }));
     return () => abort.abort();
   }, [key]);

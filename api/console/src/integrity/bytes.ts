@@ -28,9 +28,13 @@ export function toHex(bytes: Uint8Array): string {
   return out;
 }
 
-/** Parses lowercase or uppercase hex; null when it is not hex of whole bytes. */
-export function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
-  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) return null;
+/**
+ * Parses lowercase hex (docs/integrity.md, "Notation": hashes and signatures appear as lowercase
+ * hexadecimal); null for anything else: odd length, non-hex, uppercase or a non-string. Nothing is
+ * coerced, so the text a check compares is exactly the text that was parsed.
+ */
+export function fromHex(hex: unknown): Uint8Array<ArrayBuffer> | null {
+  if (typeof hex !== "string" || hex.length % 2 !== 0 || !/^[0-9a-f]*$/.test(hex)) return null;
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   return out;

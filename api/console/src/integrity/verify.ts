@@ -50,27 +50,126 @@ const fail = (summary: string, expected?: unknown, found?: unknown): Outcome => 
   ...(found === undefined ? {} : { found: String(found) }),
 });
 
-/** Milliseconds since the epoch of an RFC 3339 time; null when it is not one. */
-export function rfc3339ToMs(text: string | number): number | null {
+/**
+ * Milliseconds since the epoch of an RFC 3339 time; null when it is not one. Strict: a field out of
+ * range (February 30, hour 24, second 60, offset +24:00) is refused rather than rolled over, since
+ * the text shown would then name another instant than the one sealed.
+ */
+export function rfc3339ToMs(text: unknown): number | null {
   if (typeof text === "number") return Number.isSafeInteger(text) ? text : null;
-  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
+  if (typeof text !== "string") return null;
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
   if (!m) return null;
   const [, y, mo, d, h, mi, s, frac = "", zone = "Z"] = m;
+  const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, s].map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(2000, month, 0)).getUTCDate() - (month === 2 && !isLeap(year) ? 1 : 0);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return null;
   // Sealed times are whole milliseconds; digits beyond them would not survive the round trip.
   if (/[1-9]/.test(frac.slice(3))) return null;
   const ms = Number(frac.slice(0, 3).padEnd(3, "0"));
-  let at = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), ms);
-  if (Number(y) < 100) {
+  let at = Date.UTC(year, month - 1, day, hour, minute, second, ms);
+  if (year < 100) {
     const date = new Date(at);
-    date.setUTCFullYear(Number(y));
+    date.setUTCFullYear(year);
     at = date.getTime();
   }
   if (zone !== "Z" && zone !== "z") {
+    const offsetHours = Number(zone.slice(1, 3));
+    const offsetMinutes = Number(zone.slice(4, 6));
+    if (offsetHours > 23 || offsetMinutes > 59) return null;
     const sign = zone.startsWith("-") ? -1 : 1;
-    const offset = (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6))) * 60_000;
-    at -= sign * offset;
+    at -= sign * (offsetHours * 60 + offsetMinutes) * 60_000;
   }
   return Number.isSafeInteger(at) ? at : null;
+}
+
+function isLeap(year: number): boolean {
+  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+}
+
+// What GET /v1/events/{id} may hold, member by member (api/src/routes/event_json.rs). The entry
+// hash covers every member outside `integrity` and nothing else, so a member outside these lists
+// would be shown on the page without being sealed: the check refuses it instead.
+const OPTIONAL_TEXT = ["correlation_id", "causation_id", "trace_id", "span_id", "idempotency_key", "policy_version", "session_id"] as const;
+const EVENT_MEMBERS = new Set([
+  "event_id", "tenant_id", "occurred_at", "action", "actor", "resource", "outcome", ...OPTIONAL_TEXT,
+  "evidence", "changes", "attributes", "classification", "redactions", "integrity",
+]);
+const INTEGRITY_MEMBERS = new Set([
+  "scheme", "seq", "prev_hash", "hash", "key_id", "layout_epoch", "sealed_partition", "sealed_offset", "sealed_at", "checkpoint",
+]);
+const COVERING_MEMBERS = new Set(["layout_epoch", "partition", "number", "checkpoint_hash"]);
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+const isText = (v: unknown): v is string => typeof v === "string";
+const isOptionalText = (v: unknown) => v === undefined || v === null || typeof v === "string";
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/**
+ * An object with only the `required` text members, the `optional` text ones and the `others`
+ * (checked by the caller); the first problem, or null.
+ */
+function record(value: unknown, where: string, required: string[], optional: string[] = [], others: string[] = []): string | null {
+  if (!isObject(value)) return `${where} is not an object`;
+  for (const name of Object.keys(value)) {
+    if (!required.includes(name) && !optional.includes(name) && !others.includes(name)) {
+      return `${where}.${name} is not part of the sealed entry`;
+    }
+  }
+  for (const name of required) if (!isText(value[name])) return `${where}.${name} is not a string`;
+  for (const name of optional) if (!isOptionalText(value[name])) return `${where}.${name} is not a string`;
+  return null;
+}
+
+/**
+ * The first way the event differs from the shape the entry is rebuilt from, or null: every shown
+ * member must be one the entry hash covers (or integrity metadata), with the type it is sealed with.
+ */
+export function eventShapeProblem(event: unknown): string | null {
+  if (!isObject(event)) return "the event is not an object";
+  for (const name of Object.keys(event)) {
+    if (!EVENT_MEMBERS.has(name)) return `${name} is not part of the sealed entry`;
+  }
+  for (const name of ["event_id", "tenant_id", "action"]) if (!isText(event[name])) return `${name} is not a string`;
+  if (rfc3339ToMs(event["occurred_at"]) === null) return "occurred_at is not a valid RFC 3339 time in whole milliseconds";
+  const problem =
+    record(event["actor"], "actor", ["id", "type"], ["display_name", "authority", "on_behalf_of"]) ??
+    record(event["resource"], "resource", ["type", "id"], ["path"]) ??
+    record(event["outcome"], "outcome", ["status"], ["reason_code", "reason_text"]) ??
+    record(event["classification"], "classification", ["category", "data_class", "policy_version"], [], ["labels"]);
+  if (problem) return problem;
+  for (const name of OPTIONAL_TEXT) if (!isOptionalText(event[name])) return `${name} is not a string`;
+  const labels = (event["classification"] as Record<string, unknown>)["labels"];
+  if (!Array.isArray(labels) || !labels.every(isText)) return "classification.labels is not a list of strings";
+  for (const [name, required, optional] of [
+    ["evidence", ["kind", "uri"], ["sha256"]],
+    ["changes", ["field"], ["before", "after"]],
+    ["redactions", ["path", "label", "method"], []],
+  ] as const) {
+    const items = event[name];
+    if (!Array.isArray(items)) return `${name} is not a list`;
+    for (let i = 0; i < items.length; i++) {
+      const itemProblem = record(items[i], `${name}.${i}`, [...required], [...optional]);
+      if (itemProblem) return itemProblem;
+    }
+  }
+  const attributes = event["attributes"];
+  if (!isObject(attributes) || !Object.values(attributes).every(isText)) return "attributes is not an object of strings";
+  const integrity = event["integrity"];
+  if (!isObject(integrity)) return "integrity is not an object";
+  for (const name of Object.keys(integrity)) {
+    if (!INTEGRITY_MEMBERS.has(name)) return `integrity.${name} is not integrity metadata this console checks`;
+  }
+  if (integrity["scheme"] !== undefined && integrity["scheme"] !== 1) return "integrity.scheme is not 1, the only entry format";
+  if (!isCount(integrity["seq"]) || integrity["seq"] < 1) return "integrity.seq is not a sequence number";
+  const covering = integrity["checkpoint"];
+  if (covering !== null && covering !== undefined) {
+    if (!isObject(covering)) return "integrity.checkpoint is not an object";
+    for (const name of Object.keys(covering)) {
+      if (!COVERING_MEMBERS.has(name)) return `integrity.checkpoint.${name} is not integrity metadata this console checks`;
+    }
+  }
+  return null;
 }
 
 /** Copies `name` into `into` only when it is set: absent optional fields are never hashed as null. */
@@ -112,19 +211,9 @@ export function entryFromEvent(event: EventJson): { [name: string]: Json } {
     }),
     attributes: { ...event.attributes },
   };
-  for (const name of [
-    "correlation_id",
-    "causation_id",
-    "trace_id",
-    "span_id",
-    "idempotency_key",
-    "policy_version",
-    "session_id",
-  ] as const) {
-    optional(body, name, event[name]);
-  }
+  for (const name of OPTIONAL_TEXT) optional(body, name, event[name]);
   return {
-    scheme: event.integrity.scheme ?? 1,
+    scheme: 1,
     tenant_id: event.tenant_id,
     seq: event.integrity.seq,
     event: body,
@@ -166,6 +255,26 @@ const SIGNED_V1 = [
 ] as const;
 const SIGNED_V2 = [...SIGNED_V1, "epoch", "partitions", "closes_epoch"] as const;
 
+const COUNT = { what: "a non-negative integer", test: isCount };
+const DIGEST = { what: "64 lowercase hex characters", test: (v: unknown) => digestFromHex(v) !== null };
+const SIGNED_TYPES: Record<(typeof SIGNED_V2)[number], { what: string; test: (v: unknown) => boolean }> = {
+  scheme: COUNT,
+  partition: COUNT,
+  number: COUNT,
+  prev_checkpoint_hash: DIGEST,
+  entries_root: DIGEST,
+  entry_count: COUNT,
+  tenant_heads_root: DIGEST,
+  tenant_count: COUNT,
+  source_offset: { what: "an integer of -1 or more", test: (v) => Number.isSafeInteger(v) && (v as number) >= -1 },
+  dlq_next_offset: COUNT,
+  created_at: { what: "an integer", test: (v) => Number.isSafeInteger(v) },
+  key_id: { what: "16 lowercase hex characters", test: (v) => typeof v === "string" && /^[0-9a-f]{16}$/.test(v) },
+  epoch: { what: "a positive integer", test: (v) => isCount(v) && v >= 1 },
+  partitions: { what: "a positive integer", test: (v) => isCount(v) && v >= 1 },
+  closes_epoch: { what: "a boolean", test: (v) => typeof v === "boolean" },
+};
+
 /**
  * The signed body of a checkpoint: exactly the fields docs/integrity.md lists for its scheme.
  * Anything else the record carries (hash, signature, cosignatures, heads) is not signed.
@@ -178,6 +287,8 @@ export function signedBody(checkpoint: Record<string, unknown>): { [name: string
   for (const name of fields) {
     const value = checkpoint[name];
     if (value === undefined || value === null) throw new Error(`the checkpoint lacks its signed field ${name}`);
+    const expected = SIGNED_TYPES[name];
+    if (!expected.test(value)) throw new Error(`the checkpoint's signed field ${name} is not ${expected.what}`);
     body[name] = value as Json;
   }
   return body;
@@ -209,18 +320,20 @@ function paths(hexes: unknown): Uint8Array<ArrayBuffer>[] | null {
 }
 
 async function checkEntry({ event }: VerifyInput): Promise<Outcome> {
+  const shape = eventShapeProblem(event);
+  if (shape) return fail(`The event as shown cannot be what was sealed: ${shape}.`);
   const recorded = digestFromHex(event.integrity.hash);
   const prev = digestFromHex(event.integrity.prev_hash);
-  if (!recorded || !prev) return fail("The event's recorded hash and prev_hash must be 32-byte hex digests.");
+  if (!recorded || !prev) return fail("The event's recorded hash and prev_hash must be 32-byte lowercase hex digests.");
   if (event.integrity.seq === 1) {
     const first = toHex(await genesis(event.tenant_id));
-    if (first !== event.integrity.prev_hash.toLowerCase()) {
+    if (first !== event.integrity.prev_hash) {
       return fail(`Sequence 1 must link to the genesis hash of tenant ${event.tenant_id}.`, first, event.integrity.prev_hash);
     }
   }
   const canonical = jcs(entryFromEvent(event));
   const computed = toHex(await entryHash(prev, canonical));
-  if (computed !== event.integrity.hash.toLowerCase()) {
+  if (computed !== event.integrity.hash) {
     return fail(
       `Rebuilt the entry of sequence ${event.integrity.seq} from the fields shown (${utf8(canonical).length} canonical bytes); its hash with the previous hash does not match the recorded hash, so a field shown differs from what was sealed.`,
       event.integrity.hash,
@@ -233,16 +346,30 @@ async function checkEntry({ event }: VerifyInput): Promise<Outcome> {
 }
 
 async function checkProofMatches({ event, proof }: VerifyInput): Promise<Outcome> {
+  const cp = proof.checkpoint;
+  if (!isObject(cp) || !isObject(proof.entry_inclusion) || !isObject(proof.tenant_head)) {
+    return fail("The proof lacks its checkpoint, entry inclusion or tenant head.");
+  }
+  // A scheme 1 checkpoint belongs to epoch 1 and signs no epoch; a scheme 2 one signs it.
+  const signedEpoch = cp.scheme === 1 ? 1 : cp["epoch"];
   const pairs: [string, unknown, unknown][] = [
     ["event id", event.event_id, proof.event_id],
     ["tenant", event.tenant_id, proof.tenant_id],
-    ["head tenant", event.tenant_id, proof.tenant_head?.tenant_id],
+    ["head tenant", event.tenant_id, proof.tenant_head.tenant_id],
     ["sequence", event.integrity.seq, proof.seq],
-    ["entry hash", event.integrity.hash.toLowerCase(), String(proof.entry_hash).toLowerCase()],
+    ["entry hash", event.integrity.hash, proof.entry_hash],
   ];
+  // What the page shows of where the event is sealed must be what the signed checkpoint says.
+  if (event.integrity.layout_epoch != null) pairs.push(["layout epoch", event.integrity.layout_epoch, signedEpoch]);
+  if (event.integrity.sealed_partition != null) pairs.push(["sealed partition", event.integrity.sealed_partition, cp.partition]);
   const covering = event.integrity.checkpoint;
   if (covering) {
-    pairs.push(["covering checkpoint hash", covering.checkpoint_hash, proof.checkpoint?.checkpoint_hash]);
+    pairs.push(
+      ["covering checkpoint hash", covering.checkpoint_hash, cp.checkpoint_hash],
+      ["covering checkpoint number", covering.number, cp.number],
+      ["covering checkpoint partition", covering.partition, cp.partition],
+      ["covering checkpoint epoch", covering.layout_epoch, signedEpoch],
+    );
   }
   for (const [what, expected, found] of pairs) {
     if (expected !== found) return fail(`The proof is not about this event: its ${what} differs.`, expected, found);
@@ -261,7 +388,7 @@ async function checkEntryInclusion({ proof }: VerifyInput): Promise<Outcome> {
   const hash = digestFromHex(proof.entry_hash);
   const root = digestFromHex(cp.entries_root);
   const path = paths(inclusion.audit_path);
-  if (!hash || !root || !path) return fail("The entry hash, entries_root and audit path must be 32-byte hex digests.");
+  if (!hash || !root || !path) return fail("The entry hash, entries_root and audit path must be 32-byte lowercase hex digests.");
   const computed = await rootFromInclusion(hash, inclusion.leaf_index, inclusion.tree_size, path);
   if (!computed || !equalBytes(computed, root)) {
     return fail(
@@ -281,15 +408,15 @@ async function checkTenantHead({ event, proof }: VerifyInput): Promise<Outcome> 
   if (head.tree_size !== cp.tenant_count) {
     return fail("The tenant heads tree of the proof must have the checkpoint's tenant_count leaves.", cp.tenant_count, head.tree_size);
   }
-  if (!(head.seq >= event.integrity.seq)) {
+  if (!isCount(head.seq) || !isText(head.tenant_id) || !(head.seq >= event.integrity.seq)) {
     return fail("The signed head of the tenant must be at or after the event's sequence.", `>= ${event.integrity.seq}`, head.seq);
   }
-  if (head.seq === event.integrity.seq && String(head.hash).toLowerCase() !== event.integrity.hash.toLowerCase()) {
+  if (head.seq === event.integrity.seq && head.hash !== event.integrity.hash) {
     return fail("The signed head is at the event's sequence, so it must carry the event's hash.", event.integrity.hash, head.hash);
   }
   const root = digestFromHex(cp.tenant_heads_root);
   const path = paths(head.audit_path);
-  if (!root || !path || !digestFromHex(head.hash)) return fail("The head hash, tenant_heads_root and audit path must be 32-byte hex digests.");
+  if (!root || !path || !digestFromHex(head.hash)) return fail("The head hash, tenant_heads_root and audit path must be 32-byte lowercase hex digests.");
   const leaf = tenantHeadLeaf(head.tenant_id, head.seq, head.hash);
   const computed = await rootFromInclusion(leaf, head.leaf_index, head.tree_size, path);
   if (!computed || !equalBytes(computed, root)) {
@@ -312,7 +439,7 @@ async function checkCheckpointHash({ proof }: VerifyInput): Promise<Outcome> {
     return fail(`The checkpoint's signed body cannot be rebuilt: ${(error as Error).message}.`);
   }
   const computed = toHex(await sha256(bytes));
-  if (computed !== String(proof.checkpoint.checkpoint_hash).toLowerCase()) {
+  if (computed !== proof.checkpoint.checkpoint_hash) {
     return fail("The checkpoint's signed fields do not hash to its checkpoint_hash.", proof.checkpoint.checkpoint_hash, computed);
   }
   return ok(
@@ -322,17 +449,19 @@ async function checkCheckpointHash({ proof }: VerifyInput): Promise<Outcome> {
 
 async function checkSignature({ proof, keys, pinnedKey }: VerifyInput): Promise<Outcome> {
   const keyId = proof.checkpoint.key_id;
-  const key = keys.find((k) => k.key_id === keyId);
+  if (!Array.isArray(keys)) return fail("The server's list of signing keys is not a list.");
+  const key = keys.find((k) => isObject(k) && k.key_id === keyId);
   if (!key) return fail(`No signing key with id ${keyId} is published by this server.`, keyId, keys.map((k) => k.key_id).join(", ") || "no keys");
   const raw = fromHex(key.public_key);
   if (!raw || raw.length !== 32) return fail(`Key ${keyId} is not a 32-byte raw Ed25519 public key.`, "64 hex characters", key.public_key);
   const derived = await keyIdOf(raw);
   if (derived !== keyId) return fail("A key id must be the first 16 hex characters of SHA-256 of the public key.", keyId, derived);
+  // The pin is what the user typed: that text is normalized; what the server sends is not.
   const pinned = pinnedKey?.trim().toLowerCase();
-  if (pinned && pinned !== key.public_key.toLowerCase()) {
-    return fail("The checkpoint is signed with a key other than the one you pinned.", pinned, key.public_key.toLowerCase());
+  if (pinned && pinned !== key.public_key) {
+    return fail("The checkpoint is signed with a key other than the one you pinned.", pinned, key.public_key);
   }
-  const signature = fromHex(String(proof.checkpoint.signature));
+  const signature = fromHex(proof.checkpoint.signature);
   if (!signature || signature.length !== 64) return fail("The signature must be 64 bytes of hex.", "128 hex characters", proof.checkpoint.signature);
   let valid: boolean;
   try {

@@ -11,26 +11,15 @@ interface Props {
 
 function Row({ event, live }: { event: EventJson; live: boolean }) {
   const href = eventHref(event.event_id);
-  const open = (e: Event) => {
-    // The link handles its own activation; the row only adds a larger target.
-    if ((e.target as HTMLElement).closest("a")) return;
+  const open = (e: MouseEvent) => {
+    // The link is the row's one control (one tab stop, announced as a link with the row's cells);
+    // a click elsewhere on the row is only a larger target for the mouse. Selecting text is not.
+    if ((e.target as HTMLElement).closest("a") || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    if (window.getSelection()?.toString()) return;
     navigate(href);
   };
   return (
-    <tr
-      data-event-id={event.event_id}
-      data-live={live ? "true" : undefined}
-      class={live ? "row live-row" : "row"}
-      tabIndex={0}
-      aria-label={`${event.action} by ${event.actor.id} at ${event.occurred_at}${live ? ", new" : ""}`}
-      onClick={open}
-      onKeyDown={(e) => {
-        if (e.key === "Enter" || e.key === " ") {
-          e.preventDefault();
-          navigate(href);
-        }
-      }}
-    >
+    <tr data-event-id={event.event_id} data-live={live ? "true" : undefined} class={live ? "row live-row" : "row"} onClick={open}>
       <td class="nowrap">
         {live && <span class="badge badge-new">new</span>}
         <a class="event-link" href={href}>
@@ -54,7 +43,7 @@ export function EventTable({ events, live }: Props) {
   return (
     <div class="table-scroll" role="region" aria-label="Events" tabIndex={0}>
       <table data-testid="timeline-table" class="data-table">
-        <caption class="visually-hidden">Events, oldest first; live events first when live tail is on</caption>
+        <caption class="visually-hidden">Events, newest first; events that arrived while the live tail is on come first. Open an event with the link on its time.</caption>
         <thead>
           <tr>
             <th scope="col">Time (UTC)</th>

@@ -7,16 +7,31 @@ import { navigate, timelineHref } from "../router";
 import { StatusLine } from "../ui/StatusLine";
 import { DailyChart, type DayCount } from "./DailyChart";
 import { downloadEvents } from "./downloads";
+import { isDisplayable } from "../event/displayable";
 import { EventTable } from "./EventTable";
 import { FilterForm } from "./FilterForm";
 import { filtersFromQuery, filtersKey, type Filters } from "./filters";
 import { runLiveTail, type TailStatus } from "./liveTail";
 
 const PAGE = 100;
+/**
+ * The most events the page keeps from the API's pages (the live tail keeps LIVE_MAX more): beyond
+ * it infinite scroll stops, so an open tab's memory stays bounded; downloads and exports are the
+ * way to take more.
+ */
+export const MAX_LOADED = 5000;
+const LIVE_MAX = 500;
 
 interface Page {
   events: EventJson[];
   next_cursor: string | null;
+}
+
+/** The events of a page the screens can draw, and how many were not. */
+function pageEvents(page: Page): { events: EventJson[]; malformed: number } {
+  const all: unknown[] = Array.isArray(page?.events) ? page.events : [];
+  const events = all.filter(isDisplayable);
+  return { events, malformed: all.length - events.length };
 }
 
 type Load = { kind: "loading" } | { kind: "ready" } | { kind: "error"; message: string };
@@ -35,6 +50,7 @@ export function Timeline({ query }: { me: Me; query: URLSearchParams }) {
   const [tail, setTail] = useState(false);
   const [tailStatus, setTailStatus] = useState<TailStatus | null>(null);
   const [live, setLive] = useState<EventJson[]>([]);
+  const [malformed, setMalformed] = useState(0);
 
   // First page and per-day counts, whenever the filters change.
   useEffect(() => {
@@ -44,10 +60,13 @@ export function Timeline({ query }: { me: Me; query: URLSearchParams }) {
     setCursor(null);
     setMoreError(null);
     setLive([]);
-    api<Page>("/v1/events", { query: { ...filters, limit: PAGE }, signal: abort.signal })
+    setMalformed(0);
+    api<Page>("/v1/events", { query: { ...filters, order: "desc", limit: PAGE }, signal: abort.signal })
       .then((page) => {
-        setEvents(page.events);
-        setCursor(page.next_cursor);
+        const shown = pageEvents(page);
+        setMalformed(shown.malformed);
+        setEvents(shown.events);
+        setCursor(page.next_cursor ?? null);
         setLoad({ kind: "ready" });
       })
       .catch((error) => isAbort(error) || setLoad({ kind: "error", message: messageOf(error) }));
@@ -62,26 +81,29 @@ export function Timeline({ query }: { me: Me; query: URLSearchParams }) {
   const moreAbort = useRef<AbortController | null>(null);
   useEffect(() => () => moreAbort.current?.abort(), [key]);
 
+  const capped = events.length >= MAX_LOADED;
   const loadMore = useCallback(async () => {
-    if (!cursor || loadingMore) return;
+    if (!cursor || loadingMore || capped) return;
     moreAbort.current?.abort();
     const abort = new AbortController();
     moreAbort.current = abort;
     setLoadingMore(true);
     setMoreError(null);
     try {
-      const page = await api<Page>("/v1/events", { query: { ...filters, limit: PAGE, cursor }, signal: abort.signal });
+      const page = await api<Page>("/v1/events", { query: { ...filters, order: "desc", limit: PAGE, cursor }, signal: abort.signal });
+      const shown = pageEvents(page);
+      setMalformed((n) => n + shown.malformed);
       setEvents((current) => {
         const seen = new Set(current.map((e) => e.event_id));
-        return [...current, ...page.events.filter((e) => !seen.has(e.event_id))];
+        return [...current, ...shown.events.filter((e) => !seen.has(e.event_id))].slice(0, MAX_LOADED);
       });
-      setCursor(page.next_cursor);
+      setCursor(page.next_cursor ?? null);
     } catch (error) {
       if (!isAbort(error)) setMoreError(messageOf(error));
     } finally {
       if (!abort.signal.aborted) setLoadingMore(false);
     }
-  }, [cursor, loadingMore, key]);
+  }, [cursor, loadingMore, capped, key]);
 
   // Infinite scroll: the sentinel below the table asks for the next page when it comes into view.
   const sentinel = useRef<HTMLDivElement>(null);
@@ -112,7 +134,7 @@ export function Timeline({ query }: { me: Me; query: URLSearchParams }) {
       signal: abort.signal,
       onStatus: setTailStatus,
       onEvent: (event) =>
-        setLive((current) => (current.some((e) => e.event_id === event.event_id) ? current : [event, ...current].slice(0, 500))),
+        setLive((current) => (current.some((e) => e.event_id === event.event_id) ? current : [event, ...current].slice(0, LIVE_MAX))),
     });
     return () => abort.abort();
   }, [tail, key]);
@@ -125,11 +147,13 @@ export function Timeline({ query }: { me: Me; query: URLSearchParams }) {
     state = <StatusLine testId="timeline-state" state="error" message={load.message} onRetry={() => setReload((n) => n + 1)} />;
   } else if (shown.length === 0) state = <StatusLine testId="timeline-state" state="empty" message="No events match" />;
   else {
+    const more = cursor ? (capped ? `; more match, but this page keeps at most ${MAX_LOADED}: narrow the filters or request an export` : "; more available") : "";
+    const bad = malformed ? `; ${malformed} malformed event${malformed === 1 ? "" : "s"} from the API not shown` : "";
     state = (
       <StatusLine
         testId="timeline-state"
         state="ok"
-        message={`${shown.length} event${shown.length === 1 ? "" : "s"} shown${cursor ? "; more available" : ""}`}
+        message={`${shown.length} event${shown.length === 1 ? "" : "s"} shown${more}${bad}`}
       />
     );
   }
@@ -164,7 +188,7 @@ export function Timeline({ query }: { me: Me; query: URLSearchParams }) {
         {shown.length > 0 && <EventTable events={events} live={live} />}
         <div ref={sentinel} class="sentinel" aria-hidden="true" />
         {moreError && <StatusLine testId="load-more-state" state="error" message={moreError} />}
-        {cursor && load.kind === "ready" && (
+        {cursor && load.kind === "ready" && !capped && (
           <div class="actions center">
             <button id="load-more" type="button" onClick={() => void loadMore()} disabled={loadingMore}>
               {loadingMore ? "Loading…" : "Load more"}
@@ -182,7 +206,7 @@ function TailIndicator({ status }: { status: TailStatus | null }) {
     status.kind === "connecting"
       ? "Connecting…"
       : status.kind === "live"
-        ? "Live: new events appear at the top"
+        ? `Live: new events appear at the top${status.skipped ? ` (${status.skipped} malformed or oversized message${status.skipped === 1 ? "" : "s"} skipped)` : ""}`
         : status.kind === "reconnecting"
           ? `Reconnecting in ${status.inSeconds} s (${status.reason})`
           : `Live tail stopped: ${status.reason}`;

@@ -3,12 +3,13 @@
 
 import { ApiError, request, withQuery } from "../api";
 import type { EventJson } from "../integrity/types";
+import { isDisplayable } from "../event/displayable";
 import { SseParser } from "./sse";
 import type { Filters } from "./filters";
 
 export type TailStatus =
   | { kind: "connecting" }
-  | { kind: "live"; afterSeq: number | null }
+  | { kind: "live"; afterSeq: number | null; skipped: number }
   | { kind: "reconnecting"; reason: string; inSeconds: number }
   | { kind: "stopped"; reason: string };
 
@@ -21,16 +22,36 @@ interface Options {
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener("abort", done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
+
+/** A sequence number as the stream states it (decimal digits, exact), or null. */
+export function sequenceOf(value: unknown): number | null {
+  if (typeof value === "number") return Number.isSafeInteger(value) && value >= 0 ? value : null;
+  if (typeof value !== "string" || !/^\d{1,16}$/.test(value)) return null;
+  const seq = Number(value);
+  return Number.isSafeInteger(seq) ? seq : null;
+}
+
+function parse(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+}
 
 export async function runLiveTail({ filters, signal, onEvent, onStatus }: Options): Promise<void> {
   let afterSeq: number | null = null;
   let delay = 1000;
+  // Messages that could not be shown (malformed, or over the parser's size limits), for the status.
+  let skipped = 0;
   while (!signal.aborted) {
     onStatus({ kind: "connecting" });
     let reason = "the stream ended";
@@ -42,21 +63,34 @@ export async function runLiveTail({ filters, signal, onEvent, onStatus }: Option
       if (!response.body) throw new ApiError(0, "stream", "this browser cannot read a streamed response");
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       const parser = new SseParser();
+      let live = false;
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        const dropped = parser.dropped;
         for (const message of parser.feed(value)) {
           if (message.event === "ready") {
-            const ready = JSON.parse(message.data) as { after_seq?: number };
-            if (afterSeq === null && typeof ready.after_seq === "number") afterSeq = ready.after_seq;
+            const ready = parse(message.data) as { after_seq?: unknown } | undefined;
+            const seq = sequenceOf(ready?.after_seq);
+            if (afterSeq === null && seq !== null) afterSeq = seq;
             delay = 1000;
-            onStatus({ kind: "live", afterSeq });
+            live = true;
+            onStatus({ kind: "live", afterSeq, skipped });
           } else if (message.event === "event") {
-            const event = JSON.parse(message.data) as EventJson;
-            const seq = message.id !== null ? Number(message.id) : event.integrity?.seq;
-            if (typeof seq === "number" && Number.isFinite(seq)) afterSeq = Math.max(afterSeq ?? 0, seq);
+            const event = parse(message.data);
+            if (!isDisplayable(event)) {
+              skipped++;
+              if (live) onStatus({ kind: "live", afterSeq, skipped });
+              continue;
+            }
+            const seq = sequenceOf(message.id ?? event.integrity.seq);
+            if (seq !== null) afterSeq = Math.max(afterSeq ?? 0, seq);
             onEvent(event);
           }
+        }
+        if (parser.dropped !== dropped) {
+          skipped += parser.dropped - dropped;
+          if (live) onStatus({ kind: "live", afterSeq, skipped });
         }
       }
     } catch (error) {

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 
-import { api, isAbort, messageOf } from "../api";
+import { api, isAbort, messageOf, segment } from "../api";
 import { formatCount, formatTime, localToRfc3339 } from "../ui/format";
 import { StatusLine } from "../ui/StatusLine";
 
@@ -41,7 +41,7 @@ export function Verification() {
     const abort = new AbortController();
     const timer = setInterval(() => {
       for (const id of running) {
-        api<Job>(`/v1/integrity/verifications/${encodeURIComponent(id)}`, { signal: abort.signal })
+        (async () => api<Job>(`/v1/integrity/verifications/${segment(id)}`, { signal: abort.signal }))()
           .then((job) => setJobs((current) => current.map((j) => (j.job_id === id ? job : j))))
           .catch(() => undefined);
       }
