@@ -163,3 +163,25 @@ async fn the_keyboard_alone_reaches_an_event_and_opens_it() {
         .await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_started_in_the_console_passes_over_the_tenants_sealed_trail() {
+    let tenant = ConsoleTenant::new("console-verify");
+    let events: Vec<_> = ["user.login", "report.viewed"]
+        .iter()
+        .map(|action| event(&tenant.tenant, action, json!({})))
+        .collect();
+    tenant.seal(&events).await;
+    let browser = Browser::start().await;
+    super::sign_in_page(&browser, &tenant.console_url()).await;
+    browser.screenshot("sign-in").await;
+    sign_in(&browser, &tenant.console_url(), &tenant.key(Role::Auditor).await).await;
+    browser.click("a[data-nav=verification]").await;
+    browser.click("#start-verification").await;
+    let state = browser
+        .attribute_when("tr[data-job-id]", "data-state", |state| state != "running")
+        .await;
+    assert_eq!(state, "passed", "{}", browser.page_text().await);
+    browser.screenshot("verification").await;
+    browser.close().await;
+}
