@@ -1,7 +1,7 @@
 // RFC 6962 Merkle tree hashing and RFC 9162 section 2.1.3.2 inclusion proof verification.
 // Indices are plain numbers (exact below 2^53); the halving uses division, not 32-bit shifts.
 
-import { concat, sha256 } from "./bytes";
+import { sha256 } from "./bytes";
 
 const LEAF = new Uint8Array([0]);
 const NODE = new Uint8Array([1]);
