@@ -28,7 +28,7 @@ pub struct TestStack {
 
 /// How many databases of the shared stack the tenant-bound ClickHouse users may read: ClickHouse
 /// binds row policies to named databases, and the engine reads its users once, at start.
-const SCOPED_DATABASES: usize = 40;
+const SCOPED_DATABASES: usize = 64;
 
 /// The stack shared by every test of this binary, started on first use.
 pub fn shared() -> &'static TestStack {

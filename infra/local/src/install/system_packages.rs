@@ -17,7 +17,7 @@ struct Packages {
 
 const NODE: Packages = Packages {
     what: "Node.js and npm (to build the web console)",
-    programs: &["node", "npm"],
+    programs: &["npm", "node"],
     apt_names: &["nodejs", "npm"],
 };
 
