@@ -14,8 +14,9 @@ fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
-/// The console's integrity panel accepts exactly these members (`api/console/src/event/displayable.ts`):
-/// a member added here must be added there, with whether the entry hash covers it.
+/// The console's integrity panel accepts exactly these members (`EVENT_MEMBERS` and the others in
+/// `api/console/src/integrity/entry.ts`): a member added here must be added there, and to the
+/// entry it rebuilds when the hash covers it.
 pub fn event_json(row: &EventRow) -> Value {
     json!({
         "event_id": row.event_id,
