@@ -77,13 +77,22 @@ fn with_security_headers(mut response: Response, policy: &HeaderValue) -> Respon
     response
 }
 
+/// Each file's `ETag`, computed once: the files never change while the binary runs.
+static ETAGS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    files::FILES
+        .iter()
+        .map(|(_, body)| format!("\"{}\"", &sealtrail_core::digest::to_hex(&Sha256::digest(body))[..32]))
+        .collect()
+});
+
 /// One of the console's files, with an `ETag` of its content: the browser asks again each time
 /// (a new binary may serve a new console) and gets 304 while it is the same.
 fn file(name: &str, headers: &HeaderMap) -> Response {
-    let Some((_, body)) = files::FILES.iter().find(|(file, _)| *file == name) else {
+    let Some(index) = files::FILES.iter().position(|(file, _)| *file == name) else {
         return (StatusCode::NOT_FOUND, "no such console file").into_response();
     };
-    let etag = format!("\"{}\"", &sealtrail_core::digest::to_hex(&Sha256::digest(body))[..32]);
+    let (_, body) = files::FILES[index];
+    let etag = &ETAGS[index];
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
@@ -99,11 +108,11 @@ fn file(name: &str, headers: &HeaderMap) -> Response {
         Some("png") => "image/png",
         _ => "application/octet-stream",
     };
-    let mut response = (*body).into_response();
+    let mut response = body.into_response();
     let response_headers = response.headers_mut();
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(etag) = HeaderValue::from_str(&etag) {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
         response_headers.insert(header::ETAG, etag);
     }
     response

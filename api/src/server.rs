@@ -81,6 +81,8 @@ pub struct AppState {
     pub trusted_keys: Vec<TrustedKey>,
     pub exports: Option<ExportBoard>,
     pub ingest: crate::ingest::Ingest,
+    /// The live tails open per credential (`GET /v1/events/stream`).
+    pub live_tails: routes::events_live::OpenTails,
     rate_limiter: RateLimiter,
     /// Failed credentials, per client address and per API key id.
     failed_credentials: RateLimiter,
@@ -157,6 +159,7 @@ pub async fn router(config: ApiConfig) -> Result<Router, StartError> {
         webhooks,
         exports,
         ingest: crate::ingest::Ingest::new(&config.ingest, config.metrics.clone()),
+        live_tails: routes::events_live::OpenTails::default(),
         client,
         trusted_keys: config.trusted_keys,
         clickhouse: config.clickhouse,

@@ -3,12 +3,14 @@
 //! `GET /v1/events`, the same fixed SQL with every value a query parameter, run as the
 //! tenant-bound analyst.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use clickhouse::Row;
@@ -35,6 +37,9 @@ const BATCH: u32 = 200;
 /// A tail ends after this long; the client reconnects with `after_seq`, and is authenticated,
 /// rate limited and recorded again (a revoked key stops receiving within this time).
 const MAX_TAIL: Duration = Duration::from_secs(15 * 60);
+/// Live tails one credential may hold open at once: each polls ClickHouse every second, so an
+/// unbounded number would let one caller load the database at will.
+const MAX_TAILS_PER_CALLER: usize = 4;
 /// The widest window `per-day` counts at once, and the one it counts without `from`.
 const MAX_DAYS: i64 = 366;
 const DEFAULT_DAYS: i64 = 30;
@@ -50,6 +55,7 @@ const DEFAULT_DAYS: i64 = 30;
         (status = 400, description = "A filter is invalid; `at` names it", body = ErrorBody),
         (status = 401, description = "Missing or invalid credential", body = ErrorBody),
         (status = 403, description = "The role or tenant is not allowed", body = ErrorBody),
+        (status = 429, description = "The credential already holds 4 live tails open (`too_many_tails`), or is over its rate limit", body = ErrorBody),
     )
 )]
 /// Events as they are stored, from now (or after `after_seq`) on.
@@ -97,6 +103,7 @@ fn selection(
 async fn open_tail(state: &SharedState, caller: &Caller, filters: &EventFilters) -> Result<Read<Response>, ApiError> {
     caller.require(Role::READERS)?;
     let tenant = caller.tenant_for(filters.tenant.as_deref())?;
+    let slot = state.live_tails.take(&caller.subject)?;
     let refused = [
         ("cursor", filters.cursor.is_some()),
         ("limit", filters.limit.is_some()),
@@ -123,6 +130,7 @@ async fn open_tail(state: &SharedState, caller: &Caller, filters: &EventFilters)
         pending: VecDeque::new(),
         ready_sent: false,
         deadline: tokio::time::Instant::now() + MAX_TAIL,
+        _slot: slot,
     };
     let events = futures::stream::unfold(tail, |mut tail| async move {
         let event = tail.next().await?;
@@ -145,6 +153,50 @@ struct Tail {
     pending: VecDeque<EventRow>,
     ready_sent: bool,
     deadline: tokio::time::Instant,
+    /// Given back when the stream is dropped: the client went away or the tail ended.
+    _slot: TailSlot,
+}
+
+/// The live tails open per credential.
+#[derive(Debug, Default)]
+pub struct OpenTails(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One open tail of a credential.
+struct TailSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    subject: String,
+}
+
+impl OpenTails {
+    /// A slot for one more tail of `subject`, or 429 when it holds the most it may.
+    fn take(&self, subject: &str) -> Result<TailSlot, ApiError> {
+        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(subject.to_owned()).or_default();
+        if *count >= MAX_TAILS_PER_CALLER {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_tails",
+                format!("this credential has {MAX_TAILS_PER_CALLER} live tails open; close one first"),
+            ));
+        }
+        *count += 1;
+        Ok(TailSlot {
+            open: self.0.clone(),
+            subject: subject.to_owned(),
+        })
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.subject) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.subject);
+            }
+        }
+    }
 }
 
 impl Tail {

@@ -20,7 +20,7 @@ use crate::server::SharedState;
     )
 )]
 /// The caller's identity and permissions.
-pub async fn get(State(_state): State<SharedState>, caller: Caller) -> Json<Value> {
+pub async fn get(caller: Caller) -> Json<Value> {
     let may = |allowed: &[Role]| caller.roles.iter().any(|role| allowed.contains(role));
     Json(json!({
         "subject": caller.subject,

@@ -22,7 +22,7 @@ const EVENTS: usize = 30;
 const COVERED: usize = 20;
 
 impl Api {
-    async fn get(&self, credential: &str, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, credential: &str, path: &str) -> (u16, Value) {
         let response = self
             .http
             .get(format!("{}{path}", self.url))
