@@ -81,6 +81,8 @@ enum Command {
     BenchIngest(commands::bench_ingest::BenchIngestArgs),
     /// Produce -> queryable latency (p50, p95, p99) at a steady rate through the running pipeline.
     BenchLatency(commands::bench_latency::BenchLatencyArgs),
+    /// ClickHouse's Kafka engine and `seal` + `sink` making the same raw topic queryable, side by side.
+    BenchPeer(commands::bench_peer::BenchPeerArgs),
     /// Apply the ClickHouse schema migrations that have not been applied yet.
     Migrate(commands::migrate::MigrateArgs),
     /// Write the ClickHouse users file (grants, row policies, limits) of the tenant-bound readers.
@@ -153,6 +155,7 @@ fn main() -> std::process::ExitCode {
             Command::BenchApi(args) => commands::bench_api::run(args).await,
             Command::BenchIngest(args) => commands::bench_ingest::run(args).await,
             Command::BenchLatency(args) => commands::bench_latency::run(args).await,
+            Command::BenchPeer(args) => commands::bench_peer::run(args).await,
             Command::BenchExport(args) => commands::bench_export::run(args).await,
             Command::ClickhouseServer(_) => unreachable!("handled before the runtime starts"),
         }

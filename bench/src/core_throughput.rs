@@ -37,18 +37,42 @@ impl CryptoFloor {
     }
 }
 
-/// Seals `events` realistic events per round, `rounds` times.
+/// Seals `events` realistic events per round, `rounds` times, on one thread.
 pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
-    let now_ms = i64::try_from(
+    let records = workload(events)?;
+    let mean_size = records.iter().map(|(_, bytes)| bytes.len()).sum::<usize>() / records.len().max(1);
+    let (per_round, sample) = rounds_on(&records, rounds, 1)?;
+    let mut sorted = per_round.clone();
+    Ok(CoreFigures {
+        median: crate::median(&mut sorted),
+        rounds: per_round,
+        mean_size,
+        floor: crypto_floor(&sample, rounds)?,
+    })
+}
+
+/// One partition's records sealed with `threads` threads (decode, validate, classify and redact
+/// shared out; chaining in offset order on one): events per second of each round.
+pub fn measure_threads(events: usize, rounds: usize, threads: usize) -> anyhow::Result<Vec<f64>> {
+    let records = workload(events)?;
+    Ok(rounds_on(&records, rounds, threads)?.0)
+}
+
+fn now_ms() -> anyhow::Result<i64> {
+    Ok(i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis(),
-    )?;
+    )?)
+}
+
+/// The demo workload of 50 tenants, framed as the raw topic holds it.
+fn workload(events: usize) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut generator = Generator::new(Workload {
         tenants: 50,
         bad_ratio: 0.0,
         seed: 1,
-        now_ms,
+        now_ms: now_ms()?,
         tenant_prefix: String::new(),
     });
     let records: Vec<(String, Vec<u8>)> = (0..events)
@@ -61,12 +85,22 @@ pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
             Generated::Bad { .. } => None,
         })
         .collect();
-    let mean_size = records.iter().map(|(_, bytes)| bytes.len()).sum::<usize>() / records.len().max(1);
+    Ok(records)
+}
+
+/// Seals `records` `rounds` times on `threads` threads; the rate of each round, and a sample of
+/// sealed events for the cryptography's floor.
+fn rounds_on(
+    records: &[(String, Vec<u8>)],
+    rounds: usize,
+    threads: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<SealedEvent>)> {
+    let now_ms = now_ms()?;
     let reader = EventReader::for_writer(audit_event_schema())?;
     let policy = Policy::default_policy();
     let mut tokenizer = Tokenizer::new(&[42; 32]).map_err(anyhow::Error::msg)?;
     let mut per_round = Vec::with_capacity(rounds);
-    let mut sample: Vec<Box<SealedEvent>> = Vec::with_capacity(SAMPLE);
+    let mut sample: Vec<SealedEvent> = Vec::with_capacity(SAMPLE);
     for _ in 0..rounds {
         let mut sealer = PartitionSealer::new(
             SealerSettings {
@@ -83,29 +117,37 @@ pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
             now_ms,
         );
         let started = Instant::now();
-        let mut sealed_count = 0_u64;
         sample.clear();
-        for (offset, (key, value)) in records.iter().enumerate() {
-            let mut context = SealContext {
-                policy: &policy,
-                tokenizer: &mut tokenizer,
-                now_ms,
-                key_id: "bench",
-            };
-            let record = RawRecord {
-                offset: i64::try_from(offset)?,
-                key: Some(key.as_bytes()),
-                value: Some(value),
-            };
-            if let Disposition::Sealed(event) = sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) {
+        let mut sealed_count = 0_u64;
+        let mut keep = |disposition: Disposition| {
+            if let Disposition::Sealed(event) = disposition {
                 // Kept for the floor measurement; dropping the rest is part of the work measured.
                 if sample.len() < SAMPLE {
-                    sample.push(event);
+                    sample.push(*event);
                 } else {
                     std::hint::black_box(event);
                 }
                 sealed_count += 1;
             }
+        };
+        if threads == 1 {
+            for (offset, (key, value)) in records.iter().enumerate() {
+                let mut context = SealContext {
+                    policy: &policy,
+                    tokenizer: &mut tokenizer,
+                    now_ms,
+                    key_id: "bench",
+                };
+                keep(sealer.handle(&raw(offset, key, value), |_| SchemaLookup::Found(&reader), &mut context));
+            }
+        } else {
+            let shared = crate::core_parallel::Shared {
+                reader: &reader,
+                policy: &policy,
+                tokenizer: &tokenizer,
+                now_ms,
+            };
+            crate::core_parallel::seal_on_threads(&mut sealer, records, threads, &shared, &mut keep);
         }
         anyhow::ensure!(
             sealed_count == records.len() as u64,
@@ -114,19 +156,21 @@ pub fn measure(events: usize, rounds: usize) -> anyhow::Result<CoreFigures> {
         );
         per_round.push(crate::per_second(sealed_count, started.elapsed()));
     }
-    let mut sorted = per_round.clone();
-    Ok(CoreFigures {
-        median: crate::median(&mut sorted),
-        rounds: per_round,
-        mean_size,
-        floor: crypto_floor(&sample, rounds)?,
-    })
+    Ok((per_round, sample))
+}
+
+pub(crate) fn raw<'r>(offset: usize, key: &'r str, value: &'r [u8]) -> RawRecord<'r> {
+    RawRecord {
+        offset: i64::try_from(offset).unwrap_or(i64::MAX),
+        key: Some(key.as_bytes()),
+        value: Some(value),
+    }
 }
 
 const SAMPLE: usize = 20_000;
 
 /// Times the SHA-256 of the sample's canonical entries and the HMAC tokens they needed.
-fn crypto_floor(sample: &[Box<SealedEvent>], rounds: usize) -> anyhow::Result<CryptoFloor> {
+fn crypto_floor(sample: &[SealedEvent], rounds: usize) -> anyhow::Result<CryptoFloor> {
     anyhow::ensure!(!sample.is_empty(), "no sealed event to measure the floor on");
     let entries: Vec<Vec<u8>> = sample
         .iter()

@@ -5,11 +5,13 @@
 //! it reports failures with `anyhow`.
 
 pub mod api;
+pub mod core_parallel;
 pub mod core_throughput;
 pub mod end_to_end;
 pub mod export;
 pub mod ingest;
 pub mod latency;
+pub mod peer;
 pub mod scaling;
 
 use std::time::Duration;

@@ -13,8 +13,9 @@ use crate::policy::Label;
 
 const TENANT_KEY_TAG: &[u8] = b"sealtrail/v1/tokenization-key\0";
 
-/// Derives tenant keys from one master key and makes tokens with them.
-#[derive(Debug)]
+/// Derives tenant keys from one master key and makes tokens with them. A clone makes the same
+/// tokens (each sealing thread has its own).
+#[derive(Debug, Clone)]
 pub struct Tokenizer {
     master: hmac::Key,
     tenant_keys: HashMap<String, hmac::Key>,

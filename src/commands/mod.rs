@@ -4,6 +4,7 @@ pub mod bench_api;
 pub mod bench_export;
 pub mod bench_ingest;
 pub mod bench_latency;
+pub mod bench_peer;
 pub mod clickhouse_access;
 pub mod clickhouse_server;
 pub mod dlq;

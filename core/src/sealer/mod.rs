@@ -11,6 +11,7 @@ mod recover;
 mod seal;
 
 pub use recover::RecoveryError;
+pub use seal::{Prepared, prepare};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

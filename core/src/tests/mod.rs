@@ -446,4 +446,5 @@ mod alerting;
 mod contract;
 mod epochs;
 mod follow;
+mod prepared;
 mod witness;

@@ -1,5 +1,8 @@
 use rdkafka::ClientConfig;
 
+/// Producer batching and compression, unless the extra properties say otherwise.
+const PRODUCER_TUNING: [(&str, &str); 2] = [("compression.type", "lz4"), ("linger.ms", "5")];
+
 /// Where the brokers are and which extra librdkafka properties to pass to every client.
 ///
 /// Extra properties (for example `security.protocol` and SASL settings in production) are taken
@@ -61,14 +64,19 @@ impl KafkaSettings {
 
     /// A producer that never loses or duplicates an acknowledged record: idempotent, `acks=all`,
     /// and keyed records placed with Java's partitioner so every client agrees on a partition.
+    /// Those guarantees override any extra property; batching and compression are defaults that
+    /// extra properties (`KAFKA_OPTIONS`, the client properties file) may change.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
+        for (key, default) in PRODUCER_TUNING {
+            if config.get(key).is_none() {
+                config.set(key, default);
+            }
+        }
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
             .set("message.timeout.ms", "30000");
         config
     }
@@ -93,5 +101,33 @@ impl KafkaSettings {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaSettings;
+
+    #[test]
+    fn extra_properties_tune_batching_but_never_weaken_the_producer_guarantees() {
+        let mut settings = KafkaSettings::new("127.0.0.1:9092");
+        let defaults = settings.producer();
+        assert_eq!(defaults.get("linger.ms"), Some("5"));
+        assert_eq!(defaults.get("compression.type"), Some("lz4"));
+        settings.extra = [
+            ("linger.ms", "50"),
+            ("compression.type", "zstd"),
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("partitioner", "consistent_random"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .to_vec();
+        let tuned = settings.producer();
+        assert_eq!(tuned.get("linger.ms"), Some("50"));
+        assert_eq!(tuned.get("compression.type"), Some("zstd"));
+        assert_eq!(tuned.get("enable.idempotence"), Some("true"));
+        assert_eq!(tuned.get("acks"), Some("all"));
+        assert_eq!(tuned.get("partitioner"), Some("murmur2_random"));
     }
 }

@@ -92,6 +92,10 @@ fn start(config: SealConfig, registry: &RegistryClient, stop: &StopSignal) -> Re
     producer_config
         // A record that cannot be delivered must stop the processor rather than leave a hole.
         .set("enable.gapless.guarantee", "true")
+        // A record not delivered in time stops the seal, and an idempotent producer whose records
+        // timed out bumps its epoch, which a broker may refuse (Tansu answers UNKNOWN_PRODUCER_ID).
+        // A broker slowed by load gets Kafka's own default delivery timeout before either.
+        .set("message.timeout.ms", "120000")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000");
     let tokens = config

@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// Only the in-process measurement (no broker needed).
     #[arg(long)]
     core_only: bool,
+    /// Also seal the in-process workload with this many threads on one partition (decode,
+    /// validate, classify and redact shared out, chaining in order on one); 1 skips it.
+    #[arg(long, default_value_t = 2)]
+    core_threads: usize,
     /// Instead of the default measurements: drain a backlog of `--e2e-events` with one seal
     /// instance and with two in one group, and seal one tenant's events on one partition.
     #[arg(long, conflicts_with = "core_only")]
@@ -55,6 +59,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         floor.per_event_ns(),
         1e9 / core.median
     );
+    if args.core_threads > 1 {
+        let mut threaded = core_throughput::measure_threads(args.core_events, args.rounds, args.core_threads)?;
+        let rounds = list(&threaded);
+        let threaded_median = median(&mut threaded);
+        println!(
+            "seal core, in process, one partition on {} threads: median {threaded_median:.0} events/s (rounds: {rounds}); {:.2} x one thread",
+            args.core_threads,
+            threaded_median / core.median
+        );
+    }
     if args.core_only {
         return Ok(());
     }
