@@ -6,6 +6,17 @@ use serde_json::{Value, json};
 
 use super::{Api, BRAVO_MARKER};
 
+/// Opens a live tail (`query` starts with `?`, or is empty); its body never ends, so callers read
+/// the status and what they need of the stream.
+async fn open_tail(api: &Api, key: &str, query: &str) -> reqwest::Response {
+    api.http
+        .get(format!("{}/v1/events/stream{query}", api.url))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("the tail answers")
+}
+
 #[tokio::test]
 async fn me_names_the_tenant_the_roles_and_what_they_permit() {
     let api = Api::empty().await;
@@ -73,13 +84,7 @@ async fn per_day_counts_only_the_callers_tenant_and_refuses_a_window_too_wide() 
 async fn the_live_tail_sends_the_tenants_new_events_in_sequence_and_none_of_another_tenant() {
     let api = Api::start().await;
     let auditor = api.key(&api.alfa, Role::Auditor).await;
-    let response = api
-        .http
-        .get(format!("{}/v1/events/stream", api.url))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .expect("the tail opens");
+    let response = open_tail(&api, &auditor, "").await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()[reqwest::header::CONTENT_TYPE]
@@ -214,13 +219,7 @@ async fn the_tail_and_the_counts_refuse_another_tenant_hostile_parameters_and_a_
         assert_eq!(status, 400, "{hostile}: {body}");
     }
     // A value, never SQL: the tail opens (its body never ends, so only the status is read).
-    let quoted = api
-        .http
-        .get(format!("{}/v1/events/stream?action=%00'%20OR%201=1", api.url))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .expect("a tail");
+    let quoted = open_tail(&api, &auditor, "?action=%00'%20OR%201=1").await;
     assert_eq!(quoted.status(), 200);
     drop(quoted);
     // Four tails are held open; the fifth is refused until one closes (a key of its own, so the
@@ -228,13 +227,7 @@ async fn the_tail_and_the_counts_refuse_another_tenant_hostile_parameters_and_a_
     let auditor = api.key(&api.alfa, Role::Auditor).await;
     let mut open = Vec::new();
     for _ in 0..4 {
-        let response = api
-            .http
-            .get(format!("{}/v1/events/stream", api.url))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .expect("a tail");
+        let response = open_tail(&api, &auditor, "").await;
         assert_eq!(response.status(), 200);
         open.push(response);
     }
@@ -248,13 +241,7 @@ async fn the_tail_and_the_counts_refuse_another_tenant_hostile_parameters_and_a_
     // The server notices the closed connection when it next writes to it; ask until it has.
     let mut reopened = None;
     for _ in 0..300 {
-        let response = api
-            .http
-            .get(format!("{}/v1/events/stream", api.url))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .expect("a tail");
+        let response = open_tail(&api, &auditor, "").await;
         if response.status() == 200 {
             reopened = Some(response);
             break;
