@@ -143,24 +143,55 @@ impl StackPorts {
     }
 }
 
+impl StackPorts {
+    /// A free loopback port for something behind the stack (a TLS front's upstream, a
+    /// processor's metrics) that is none of the stack's own ports nor any in `also_avoid`.
+    ///
+    /// A restart resolves its recorded ports before any of its services listens, so a port picked
+    /// by the system at that moment may well be the API's, which starts last.
+    pub fn free_internal_port(&self, also_avoid: &[u16]) -> Result<u16, LocalError> {
+        let mut avoid = self.all().to_vec();
+        avoid.extend_from_slice(also_avoid);
+        free_port(&avoid)
+    }
+
+    fn all(&self) -> [u16; 6] {
+        [
+            self.kafka,
+            self.clickhouse_http,
+            self.clickhouse_tcp,
+            self.registry,
+            self.api,
+            self.ingest,
+        ]
+    }
+}
+
 fn is_free(port: u16) -> bool {
     port != 0 && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
 fn free_port(avoid: &[u16]) -> Result<u16, LocalError> {
-    for _ in 0..16 {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(LocalError::io("bind a free port on", "127.0.0.1"))?;
-        let port = listener
-            .local_addr()
-            .map_err(LocalError::io("bind a free port on", "127.0.0.1"))?
-            .port();
+    first_not_avoided(avoid, || {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .map_err(LocalError::io("bind a free port on", "127.0.0.1"))
+    })
+}
+
+fn first_not_avoided(
+    avoid: &[u16],
+    mut system_pick: impl FnMut() -> Result<u16, LocalError>,
+) -> Result<u16, LocalError> {
+    for _ in 0..64 {
+        let port = system_pick()?;
         if !avoid.contains(&port) {
             return Ok(port);
         }
     }
     Err(LocalError::io("find a free port on", "127.0.0.1")(
-        std::io::Error::other("no free port"),
+        std::io::Error::other("the system kept offering ports the stack already uses"),
     ))
 }
 
@@ -194,17 +225,26 @@ mod tests {
         let first = StackPorts::resolve(&data, PortChoice::Auto, PortOverrides::default()).expect("auto");
         let again = StackPorts::resolve(&data, PortChoice::Auto, PortOverrides::default()).expect("auto");
         assert_eq!(first, again, "a restart keeps its recorded ports");
-        let all = [
-            first.kafka,
-            first.clickhouse_http,
-            first.clickhouse_tcp,
-            first.registry,
-            first.api,
-            first.ingest,
-        ];
+        let all = first.all();
         let mut distinct = all.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), 6, "{all:?}");
+    }
+
+    #[test]
+    fn an_internal_port_is_never_one_of_the_stacks_ports() {
+        let ports = StackPorts::STANDARD;
+        // The system offers the API's port first (free, since the API starts last), then the
+        // port of an earlier internal listener, then a new one.
+        let mut offers = [ports.api, 40_001, 40_002].into_iter();
+        let picked = first_not_avoided(&[ports.all().as_slice(), &[40_001]].concat(), || {
+            Ok(offers.next().expect("an offer"))
+        })
+        .expect("a port");
+        assert_eq!(picked, 40_002);
+
+        let real = ports.free_internal_port(&[]).expect("a free port");
+        assert!(!ports.all().contains(&real), "{real}");
     }
 }

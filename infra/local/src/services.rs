@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use crate::clickhouse_access::ADMIN_USER;
 use crate::stack_security::{StackIdentity, StackSecurity};
-use crate::{DataDir, EngineAccess, LocalError, ManagedProcess, TlsFront};
+use crate::{DataDir, EngineAccess, LocalError, ManagedProcess, StackPorts, TlsFront};
 
 const BROKER_READY_WITHIN: Duration = Duration::from_secs(60);
 const CLICKHOUSE_READY_WITHIN: Duration = Duration::from_secs(120);
@@ -89,11 +89,12 @@ pub async fn start_broker(data_dir: &DataDir, tansu: &Path, port: u16) -> Result
 pub async fn start_secured_broker(
     data_dir: &DataDir,
     tansu: &Path,
-    port: u16,
+    ports: &StackPorts,
     security: &StackSecurity,
 ) -> Result<Served, LocalError> {
     data_dir.check_broker_storage()?;
-    let inner_port = free_loopback_port()?;
+    let port = ports.kafka;
+    let inner_port = ports.free_internal_port(&[])?;
     ensure_scram_users(data_dir, tansu, inner_port, security).await?;
     let front = TlsFront::start(
         ("the Kafka broker's TLS listener", "--kafka-port"),
@@ -178,13 +179,6 @@ async fn ensure_scram_users(
     outcome
 }
 
-fn free_loopback_port() -> Result<u16, LocalError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(LocalError::io("find a free port on", "127.0.0.1"))
-}
-
 /// The administrator's settings for the engine at `url`.
 pub fn admin_settings(
     url: String,
@@ -213,12 +207,13 @@ pub async fn start_clickhouse(
     data_dir: &DataDir,
     launcher: &Path,
     library: &Path,
-    (http_port, tcp_port): (u16, u16),
+    ports: &StackPorts,
     access: &EngineAccess,
     security: Option<&StackSecurity>,
 ) -> Result<Served, LocalError> {
+    let (http_port, tcp_port) = (ports.clickhouse_http, ports.clickhouse_tcp);
     let engine_port = if security.is_some() {
-        free_loopback_port()?
+        ports.free_internal_port(&[])?
     } else {
         http_port
     };

@@ -287,7 +287,7 @@ async fn start(
             KafkaSettings::new(&bootstrap)
         }
         Some(secured) => {
-            let served = start_secured_broker(data_dir, tansu, ports.kafka, secured).await?;
+            let served = start_secured_broker(data_dir, tansu, &ports, secured).await?;
             stack.processes.push(served.process);
             stack.fronts.extend(served.front);
             secured.kafka_settings(&bootstrap, StackIdentity::Registry)?
@@ -301,15 +301,7 @@ async fn start(
         scheme.to_uppercase()
     );
     let launcher = std::env::current_exe().context("cannot locate the sealtrail executable to launch ClickHouse")?;
-    let served = start_clickhouse(
-        data_dir,
-        &launcher,
-        engine,
-        (ports.clickhouse_http, ports.clickhouse_tcp),
-        security.access,
-        security.stack,
-    )
-    .await?;
+    let served = start_clickhouse(data_dir, &launcher, engine, &ports, security.access, security.stack).await?;
     stack.processes.push(served.process);
     stack.fronts.extend(served.front);
     let clickhouse_url = format!("{scheme}://127.0.0.1:{}", ports.clickhouse_http);

@@ -1,6 +1,5 @@
 //! Starting the pipeline on the local stack: keys, topics, and the supervised processors and API.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,6 +30,7 @@ fn process_env(
     common: &[(String, String)],
     security: &Security<'_>,
     ports: StackPorts,
+    metrics_ports: &mut Vec<u16>,
 ) -> anyhow::Result<(Vec<(String, String)>, String)> {
     let mut env = common.to_vec();
     env.extend(instance_env(command, instance));
@@ -54,8 +54,12 @@ fn process_env(
         ));
     }
     if identity_of != "api" {
-        // Kept across restarts of the processor, so the URL in endpoints.env stays right.
-        let port = free_loopback_port()?;
+        // Kept across restarts of the processor, so the URL in endpoints.env stays right. None of
+        // these processes listens yet, so the system could offer the API's port or another's.
+        let port = ports
+            .free_internal_port(metrics_ports)
+            .context("cannot find a free loopback port for a processor's metrics")?;
+        metrics_ports.push(port);
         env.push(("SEALTRAIL_METRICS_ADDR".to_owned(), format!("127.0.0.1:{port}")));
         return Ok((env, format!("http://127.0.0.1:{port}/metrics")));
     }
@@ -124,6 +128,7 @@ pub(super) async fn start_pipeline(
     // Webhooks to loopback and private addresses stay refused here too: the API shares this
     // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
     let mut metrics_urls = Vec::new();
+    let mut metrics_ports = Vec::new();
     for (command, what, copies) in [
         ("seal", "the seal processor", instances),
         ("sink", "the ClickHouse sink", instances),
@@ -147,7 +152,7 @@ pub(super) async fn start_pipeline(
                     String::new()
                 }
             );
-            let (own_env, metrics_url) = process_env(command, instance, &env, security, ports)?;
+            let (own_env, metrics_url) = process_env(command, instance, &env, security, ports, &mut metrics_ports)?;
             metrics_urls.push(metrics_url);
             let mut processor = SupervisedProcessor::new(name, command, what, &launcher, own_env);
             processor.start(data_dir)?;
@@ -157,12 +162,6 @@ pub(super) async fn start_pipeline(
     wait_for_api(&api_url(security, ports.api), &security.trust()).await?;
     wait_for_api(&api_url(security, ports.ingest), &security.trust()).await?;
     Ok((metrics_urls, topics))
-}
-
-fn free_loopback_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("cannot find a free loopback port for a processor's metrics")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.
