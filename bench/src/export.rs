@@ -2,12 +2,16 @@
 //! the same rows, in one run.
 //!
 //! The rows are real sealed events: the demo workload for one tenant, sealed in process by the seal
-//! core with a signed checkpoint every 1,000 events, inserted as the sink inserts them.
+//! core with a signed checkpoint every 1,000 events, inserted as the sink inserts them. The export
+//! runs twice: from the stored entries, then (`event_entries` emptied) rebuilding every entry from
+//! `events`, which must give the same files.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow, apply_migrations, wait_for_clickhouse};
+use sealtrail_clickhouse::{
+    CheckpointRow, ClickHouseSettings, EntryRow, EventRow, apply_migrations, wait_for_clickhouse,
+};
 use sealtrail_core::avro::contract::{EventReader, audit_event_schema, encode_audit_event};
 use sealtrail_core::avro::{Framed, Writer};
 use sealtrail_core::checkpoint::CheckpointSigner;
@@ -29,8 +33,13 @@ pub struct ExportReport {
     pub raw_rate: f64,
     /// Events per second of the export: read, prove, encode, gzip, hash, sign.
     pub export_rate: f64,
+    /// The same export with every entry rebuilt from `events` (as before `event_entries`, and
+    /// for rows written before it).
+    pub rebuilt_rate: f64,
     /// Growth of the process's resident memory during the export.
     pub growth_mib: f64,
+    /// Compressed bytes on disk of `events` and of `event_entries`, the stored entries' cost.
+    pub stored_bytes: (u64, u64),
 }
 
 const TENANT: &str = "bench-export";
@@ -46,6 +55,10 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
     let signer = CheckpointSigner::from_seed(&[7; 32]).map_err(anyhow::Error::msg)?;
     fill(&clickhouse, &signer, events).await?;
 
+    let stored_bytes = (
+        compressed_bytes(&clickhouse, "events").await?,
+        compressed_bytes(&clickhouse, "event_entries").await?,
+    );
     let started = Instant::now();
     let mut cursor = clickhouse
         .client()
@@ -70,7 +83,6 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
             }
         })
     };
-    let started = Instant::now();
     let request = ExportRequest {
         export_id: format!("exp_bench_{run}"),
         tenant: TENANT.to_owned(),
@@ -78,10 +90,27 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
         out_dir: out.clone(),
         max_file_bytes: 64 * 1024 * 1024,
     };
+    let started = Instant::now();
     let manifest = write_export(&clickhouse, &signer, &request, |_| {}).await?;
     let export_rate = manifest.event_count as f64 / started.elapsed().as_secs_f64();
     sampler.abort();
     let growth_mib = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(baseline) as f64 / 1024.0;
+
+    // Without the stored entries the export rebuilds each one from `events`.
+    clickhouse
+        .client()
+        .query("TRUNCATE TABLE event_entries")
+        .execute()
+        .await?;
+    std::fs::remove_dir_all(&out).ok();
+    std::fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    let rebuilt = write_export(&clickhouse, &signer, &request, |_| {}).await?;
+    let rebuilt_rate = rebuilt.event_count as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        rebuilt.files == manifest.files,
+        "the export from rebuilt entries differs from the one from stored entries"
+    );
     let report = ExportReport {
         events: manifest.event_count,
         files: manifest.files.len(),
@@ -89,7 +118,9 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
         checkpoints: manifest.checkpoints.len(),
         raw_rate,
         export_rate,
+        rebuilt_rate,
         growth_mib,
+        stored_bytes,
     };
     std::fs::remove_dir_all(&out).ok();
     clickhouse
@@ -99,6 +130,16 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
         .execute()
         .await?;
     Ok(report)
+}
+
+async fn compressed_bytes(clickhouse: &ClickHouseSettings, table: &str) -> anyhow::Result<u64> {
+    Ok(clickhouse
+        .client()
+        .query("SELECT sum(data_compressed_bytes) FROM system.parts WHERE database = ? AND table = ? AND active")
+        .bind(&clickhouse.database)
+        .bind(table)
+        .fetch_one::<u64>()
+        .await?)
 }
 
 fn tempfile_dir(run: u64) -> anyhow::Result<std::path::PathBuf> {
@@ -185,6 +226,12 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
             sealed_offset += 1;
         }
         if rows.len() == BATCH || done == events {
+            // As the sink stores them: the entries, then the events.
+            let mut insert = client.insert::<EntryRow>("event_entries").await?;
+            for row in &rows {
+                insert.write(&EntryRow::of(row)?).await?;
+            }
+            insert.end().await?;
             let mut insert = client.insert::<EventRow>("events").await?;
             for row in rows.drain(..) {
                 insert.write(&row).await?;

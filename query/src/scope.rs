@@ -2,7 +2,7 @@
 //! filters, checked in Rust on rows already read or turned into a parameterised ClickHouse
 //! condition. An export may add a SQL filter, which goes through the analyst query rewrite.
 
-use sealtrail_clickhouse::{EventRow, unix_ms};
+use sealtrail_clickhouse::{EntryRow, EventRow, unix_ms};
 use serde::{Deserialize, Serialize};
 
 /// What is wrong with a scope: the field (`scope.from`, `scope.actions`, ...) and why.
@@ -110,6 +110,16 @@ impl EventScope {
 
     /// Whether a row matches the exact-match fields (not the window, not the SQL filter).
     pub fn matches(&self, row: &EventRow) -> bool {
+        self.matches_fields(
+            &row.action,
+            &row.category,
+            &row.actor_id,
+            (&row.resource_type, &row.resource_id),
+        )
+    }
+
+    /// [`Self::matches`] for a row of `event_entries`.
+    pub fn matches_entry(&self, row: &EntryRow) -> bool {
         self.matches_fields(
             &row.action,
             &row.category,

@@ -122,6 +122,7 @@ impl Component {
             Self::Sink => &[
                 ("SELECT", "schema_migrations"),
                 ("SELECT, INSERT", "events"),
+                ("SELECT, INSERT", "event_entries"),
                 ("SELECT, INSERT", "checkpoints"),
                 ("SELECT, INSERT", "tenant_checkpoints"),
                 ("SELECT", "tombstones"),
@@ -129,6 +130,7 @@ impl Component {
             Self::Export => &[
                 ("SELECT", "schema_migrations"),
                 ("SELECT", "events"),
+                ("SELECT", "event_entries"),
                 ("SELECT", "checkpoints"),
                 ("SELECT", "tenant_checkpoints"),
                 ("SELECT", "tombstones"),
@@ -139,6 +141,7 @@ impl Component {
             Self::Retention => &[
                 ("SELECT", "schema_migrations"),
                 ("SELECT, ALTER DELETE", "events"),
+                ("SELECT, ALTER DELETE", "event_entries"),
                 ("SELECT", "checkpoints"),
                 ("SELECT, INSERT, ALTER DELETE", "tombstones"),
                 ("SELECT, INSERT", "retention_runs"),
@@ -148,6 +151,7 @@ impl Component {
             Self::Api => &[
                 ("SELECT", "schema_migrations"),
                 ("SELECT", "events"),
+                ("SELECT", "event_entries"),
                 ("SELECT", "checkpoints"),
                 ("SELECT", "tenant_checkpoints"),
                 ("SELECT", "tombstones"),

@@ -5,6 +5,7 @@
 //! edited migration is refused instead of silently diverging.
 
 pub mod access;
+mod entries;
 mod error;
 mod migrations;
 mod rows;
@@ -14,6 +15,7 @@ mod settings;
 mod stretch;
 mod verify;
 
+pub use entries::{EntryError, EntryRow};
 pub use error::ClickHouseError;
 pub use migrations::{AppliedMigration, MIGRATIONS, Migration, apply_migrations};
 pub use rows::{CheckpointRow, EventRow, RowError, TombstoneRow};

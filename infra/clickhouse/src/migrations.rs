@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(14, "0014_add_api_key_platform_tenants"),
     migration!(15, "0015_create_cosignatures"),
     migration!(16, "0016_create_alert_rules"),
+    migration!(17, "0017_create_event_entries"),
 ];
 
 /// What `apply_migrations` did with one migration.

@@ -204,14 +204,18 @@ impl EventRow {
         }
     }
 
-    /// The sealed event the row stores, as the verifier re-hashes it.
     /// The row's canonical entry, and whether it hashes (after the row's `prev_hash`) to the row's
     /// `hash`: `false` means the row was altered after it was sealed.
     pub fn checked_entry(&self) -> Result<(Vec<u8>, bool), RowError> {
-        let sealed = self.to_sealed()?;
+        self.clone().into_checked_entry()
+    }
+
+    /// [`Self::checked_entry`] without copying the row.
+    pub fn into_checked_entry(self) -> Result<(Vec<u8>, bool), RowError> {
+        let sealed = self.into_sealed()?;
         let entry = sealtrail_core::canonical::entry(
-            &self.tenant_id,
-            self.seq,
+            &sealed.event.tenant_id,
+            sealed.seal.tenant_seq,
             &sealed.event,
             &sealed.classification,
             &sealed.redactions,
@@ -220,92 +224,88 @@ impl EventRow {
         Ok((entry, intact))
     }
 
+    /// The sealed event the row stores (a copy; see [`Self::into_sealed`]).
     pub fn to_sealed(&self) -> Result<SealedEvent, RowError> {
+        self.clone().into_sealed()
+    }
+
+    /// The sealed event the row stores, moving its values instead of copying them: an export
+    /// rebuilds a million of these.
+    pub fn into_sealed(self) -> Result<SealedEvent, RowError> {
+        let key = format!("tenant {} seq {}", self.tenant_id, self.seq);
         let invalid = |column: &'static str| RowError {
             table: "events",
-            key: format!("tenant {} seq {}", self.tenant_id, self.seq),
+            key: key.clone(),
             column,
         };
         let digest = |text: &str, column| Digest::from_hex(text).ok_or_else(|| invalid(column));
         Ok(SealedEvent {
-            event: AuditEvent {
-                event_id: self.event_id.clone(),
-                tenant_id: self.tenant_id.clone(),
-                occurred_at: crate::unix_ms(self.occurred_at),
-                action: self.action.clone(),
-                actor: Actor {
-                    id: self.actor_id.clone(),
-                    kind: ActorType::from_symbol(&self.actor_type).ok_or_else(|| invalid("actor_type"))?,
-                    display_name: self.actor_display_name.clone(),
-                    authority: self.actor_authority.clone(),
-                    on_behalf_of: self.actor_on_behalf_of.clone(),
-                },
-                resource: Resource {
-                    kind: self.resource_type.clone(),
-                    id: self.resource_id.clone(),
-                    path: self.resource_path.clone(),
-                },
-                outcome: Outcome {
-                    status: OutcomeStatus::from_symbol(&self.outcome).ok_or_else(|| invalid("outcome"))?,
-                    reason_code: self.reason_code.clone(),
-                    reason_text: self.reason_text.clone(),
-                },
-                correlation_id: self.correlation_id.clone(),
-                causation_id: self.causation_id.clone(),
-                trace_id: self.trace_id.clone(),
-                span_id: self.span_id.clone(),
-                idempotency_key: self.idempotency_key.clone(),
-                policy_version: self.policy_version.clone(),
-                evidence: self
-                    .evidence
-                    .iter()
-                    .map(|(kind, uri, sha256)| Evidence {
-                        kind: kind.clone(),
-                        uri: uri.clone(),
-                        sha256: sha256.clone(),
-                    })
-                    .collect(),
-                changes: self
-                    .changes
-                    .iter()
-                    .map(|(field, before, after)| Change {
-                        field: field.clone(),
-                        before: before.clone(),
-                        after: after.clone(),
-                    })
-                    .collect(),
-                attributes: self.attributes.clone(),
-                session_id: self.session_id.clone(),
-            },
-            classification: Classification {
-                category: self.category.clone(),
-                data_class: DataClass::from_symbol(&self.data_class).ok_or_else(|| invalid("data_class"))?,
-                labels: self.labels.clone(),
-                policy_version: self.seal_policy_version.clone(),
-            },
-            redactions: self
-                .redactions
-                .iter()
-                .map(|(path, label, method)| Redaction {
-                    path: path.clone(),
-                    label: label.clone(),
-                    method: method.clone(),
-                })
-                .collect(),
             seal: Seal {
                 scheme: u32::from(self.scheme),
                 tenant_seq: self.seq,
                 prev_hash: digest(&self.prev_hash, "prev_hash")?,
                 hash: digest(&self.hash, "hash")?,
-                key_id: self.key_id.clone(),
+                key_id: self.key_id,
             },
             source: SourceCoordinates {
-                topic: self.source_topic.clone(),
+                topic: self.source_topic,
                 partition: i32::try_from(self.source_partition).map_err(|_| invalid("source_partition"))?,
                 offset: i64::try_from(self.source_offset).map_err(|_| invalid("source_offset"))?,
                 schema_id: self.schema_id,
             },
             sealed_at: crate::unix_ms(self.sealed_at),
+            classification: Classification {
+                category: self.category,
+                data_class: DataClass::from_symbol(&self.data_class).ok_or_else(|| invalid("data_class"))?,
+                labels: self.labels,
+                policy_version: self.seal_policy_version,
+            },
+            redactions: self
+                .redactions
+                .into_iter()
+                .map(|(path, label, method)| Redaction { path, label, method })
+                .collect(),
+            event: AuditEvent {
+                event_id: self.event_id,
+                tenant_id: self.tenant_id,
+                occurred_at: crate::unix_ms(self.occurred_at),
+                action: self.action,
+                actor: Actor {
+                    id: self.actor_id,
+                    kind: ActorType::from_symbol(&self.actor_type).ok_or_else(|| invalid("actor_type"))?,
+                    display_name: self.actor_display_name,
+                    authority: self.actor_authority,
+                    on_behalf_of: self.actor_on_behalf_of,
+                },
+                resource: Resource {
+                    kind: self.resource_type,
+                    id: self.resource_id,
+                    path: self.resource_path,
+                },
+                outcome: Outcome {
+                    status: OutcomeStatus::from_symbol(&self.outcome).ok_or_else(|| invalid("outcome"))?,
+                    reason_code: self.reason_code,
+                    reason_text: self.reason_text,
+                },
+                correlation_id: self.correlation_id,
+                causation_id: self.causation_id,
+                trace_id: self.trace_id,
+                span_id: self.span_id,
+                idempotency_key: self.idempotency_key,
+                policy_version: self.policy_version,
+                evidence: self
+                    .evidence
+                    .into_iter()
+                    .map(|(kind, uri, sha256)| Evidence { kind, uri, sha256 })
+                    .collect(),
+                changes: self
+                    .changes
+                    .into_iter()
+                    .map(|(field, before, after)| Change { field, before, after })
+                    .collect(),
+                attributes: self.attributes,
+                session_id: self.session_id,
+            },
         })
     }
 }

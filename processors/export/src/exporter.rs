@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sealtrail_clickhouse::access::TenantReader;
-use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow, TombstoneRow, chain_stretch, unix_ms};
+use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, TombstoneRow, chain_stretch, unix_ms};
 use sealtrail_core::checkpoint::CheckpointSigner;
 use sealtrail_core::digest::to_hex;
 use sealtrail_core::export::{
@@ -19,10 +19,12 @@ use sealtrail_query::sql;
 
 mod files;
 mod prover;
+mod source;
 
 use files::FileSplitter;
 use prover::{ProofAt, Prover, segment_checkpoints};
 pub use prover::{Window, load_window, manifest_checkpoint};
+use source::{StretchEvent, StretchEvents};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -94,12 +96,12 @@ pub async fn write_export(
             .param("first", first)
             .param("last", last)
     };
-    let mut rows = in_stretch(
-        "SELECT ?fields FROM events WHERE tenant_id = {tenant:String} \
-         AND seq >= {first:UInt64} AND seq <= {last:UInt64} ORDER BY seq"
-            .to_owned(),
-    )
-    .fetch::<EventRow>()?;
+    let mut events = StretchEvents::open(&client, &request.tenant, (first, last)).await?;
+    tracing::debug!(
+        tenant = %request.tenant,
+        stored_entries = events.stored(),
+        "export stretch {first}..={last}"
+    );
     let mut stones = in_stretch(
         "SELECT ?fields FROM tombstones WHERE tenant_id = {tenant:String} \
          AND seq >= {first:UInt64} AND seq <= {last:UInt64} ORDER BY seq LIMIT 1 BY seq"
@@ -131,22 +133,22 @@ pub async fn write_export(
         Some(cursor) => cursor.next().await?.map(|s| s.seq),
         None => None,
     };
-    while let Some(row) = rows.next().await? {
+    while let Some(event) = events.next(&request.tenant, scope, &window).await? {
         // Tombstones before the event; one of the event itself is a leftover of a stopped purge.
-        while let Some(stone) = next_stone.take_if(|stone| stone.seq <= row.seq) {
-            if stone.seq < row.seq {
+        while let Some(stone) = next_stone.take_if(|stone| stone.seq <= event.seq) {
+            if stone.seq < event.seq {
                 writer.tombstone(&stone).await?;
             }
             next_stone = stones.next().await?;
         }
-        let mut in_scope = (window.from_ms..window.to_ms).contains(&unix_ms(row.occurred_at)) && scope.matches(&row);
+        let mut in_scope = event.in_scope;
         if let Some(cursor) = selected.as_mut() {
-            while next_selected.is_some_and(|seq| seq < row.seq) {
+            while next_selected.is_some_and(|seq| seq < event.seq) {
                 next_selected = cursor.next().await?.map(|s| s.seq);
             }
-            in_scope &= next_selected == Some(row.seq);
+            in_scope &= next_selected == Some(event.seq);
         }
-        writer.event(row, in_scope).await?;
+        writer.event(event, in_scope).await?;
         if (writer.count + writer.omitted).is_multiple_of(1000) {
             progress(writer.count + writer.omitted);
         }
@@ -320,38 +322,17 @@ struct LineWriter<'a> {
 }
 
 impl LineWriter<'_> {
-    /// Writes the event with its entry, or (out of scope) as a witness line; either way its
-    /// content is re-hashed first, so the export never vouches for a row altered in ClickHouse.
-    async fn event(&mut self, row: EventRow, in_scope: bool) -> Result<(), ExportError> {
-        let (entry, intact) = row
-            .checked_entry()
-            .map_err(|e| ExportError::Inconsistent(e.to_string()))?;
-        if !intact {
-            return Err(ExportError::RootMismatch(format!(
-                "event seq {} of tenant {} in ClickHouse does not hash to its recorded hash; run `sealtrail verify`",
-                row.seq, row.tenant_id
-            )));
-        }
+    /// Writes the event with its entry, or (out of scope) as a witness line. Its entry was
+    /// re-hashed when it was read, so the export never vouches for a row altered in ClickHouse.
+    async fn event(&mut self, event: StretchEvent, in_scope: bool) -> Result<(), ExportError> {
+        let chain = (event.seq, event.prev_hash.as_str(), event.hash.as_str());
         if !in_scope {
-            return self
-                .witness(
-                    (row.seq, &row.prev_hash, &row.hash),
-                    (row.layout_epoch, row.sealed_partition, row.sealed_offset),
-                    "out_of_scope",
-                )
-                .await;
+            return self.witness(chain, event.place, "out_of_scope").await;
         }
-        let proof = self
-            .prover
-            .proof_for(row.seq, (row.layout_epoch, row.sealed_offset))
-            .await?;
+        let (epoch, _, sealed_offset) = event.place;
+        let proof = self.prover.proof_for(event.seq, (epoch, sealed_offset)).await?;
         self.count += 1;
-        self.write(
-            (row.seq, &row.prev_hash, &row.hash),
-            (row.layout_epoch, row.sealed_partition, row.sealed_offset),
-            LineBody::Entry(&entry),
-            proof,
-        )
+        self.write(chain, event.place, LineBody::Entry(&event.entry), proof)
     }
 
     async fn tombstone(&mut self, stone: &TombstoneRow) -> Result<(), ExportError> {

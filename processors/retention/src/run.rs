@@ -228,13 +228,16 @@ impl Run<'_> {
         self.record_state(tenant, &run_id, &policy.policy_id, "published", (deleted, &digest))
             .await?;
         if deleted > 0 {
-            query(
-                "DELETE FROM events WHERE tenant_id = {tenant:String} \
-                 AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {tenant:String} AND run_id = {run:String})"
-                    .to_owned(),
-            )
-            .execute()
-            .await?;
+            // Entries first: an export reads `event_entries` only where it holds exactly the
+            // events `events` holds, so an entry left by a stop in between is never exported.
+            for table in ["event_entries", "events"] {
+                query(format!(
+                    "DELETE FROM {table} WHERE tenant_id = {{tenant:String}} \
+                     AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}} AND run_id = {{run:String}})"
+                ))
+                .execute()
+                .await?;
+            }
         }
         Ok(outcome)
     }
@@ -306,14 +309,16 @@ impl Run<'_> {
             .param("tenant", tenant)
             .execute()
             .await?;
-        self.client
-            .query(&format!(
-                "DELETE FROM events WHERE tenant_id = {{tenant:String}} \
-                 AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}} AND run_id IN ({published}))"
-            ))
-            .param("tenant", tenant)
-            .execute()
-            .await?;
+        for table in ["event_entries", "events"] {
+            self.client
+                .query(&format!(
+                    "DELETE FROM {table} WHERE tenant_id = {{tenant:String}} \
+                     AND seq IN (SELECT seq FROM tombstones WHERE tenant_id = {{tenant:String}} AND run_id IN ({published}))"
+                ))
+                .param("tenant", tenant)
+                .execute()
+                .await?;
+        }
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EventRow};
+use sealtrail_clickhouse::{CheckpointRow, ClickHouseSettings, EntryRow, EventRow};
 use tokio::runtime::Handle;
 
 use crate::batch::OffsetSpan;
@@ -139,7 +139,23 @@ impl SinkStore for ClickHouseStore {
         self.bounded(query.fetch_all::<u64>())
     }
 
+    /// The entries first: a stored event always has its entry, so an export can tell a stretch
+    /// held whole in `event_entries` by counting.
     fn insert_events(&self, rows: &[&EventRow], token: &str) -> Result<(), String> {
+        let entries: Vec<EntryRow> = rows
+            .iter()
+            .filter_map(|row| {
+                // A sealed record that does not hash is for the monitor and `verify` to report;
+                // without its entry, exports of its stretch rebuild entries from `events`.
+                EntryRow::of(row)
+                    .inspect_err(|error| tracing::warn!(%error, "no stored entry for an event"))
+                    .ok()
+            })
+            .collect();
+        if !entries.is_empty() {
+            let entries: Vec<&EntryRow> = entries.iter().collect();
+            self.insert_rows("event_entries", &entries, &format!("{token}/entries"))?;
+        }
         self.insert_rows("events", rows, token)
     }
 

@@ -118,6 +118,55 @@ async fn an_export_verifies_offline_and_any_change_is_caught_and_named() {
 }
 
 #[tokio::test]
+async fn an_export_from_stored_entries_equals_one_rebuilt_from_events_and_an_altered_entry_is_refused() {
+    let api = Api::empty().await;
+    seal_into_clickhouse(&api).await;
+    let signer = CheckpointSigner::from_seed(&SIGNER_SEED).expect("signer");
+    let work = tempfile::tempdir().expect("temp dir");
+    let request = |name: &str| ExportRequest {
+        export_id: format!("exp_{name}"),
+        tenant: api.alfa.clone(),
+        scope: sealtrail_api::scope::EventScope::default(),
+        out_dir: work.path().join(name),
+        max_file_bytes: 4096,
+    };
+    let stored = write_export(&api.settings, &signer, &request("stored"), |_| {})
+        .await
+        .expect("export");
+    assert!(stored.event_count > 0);
+
+    // One stored entry altered in ClickHouse, its event row untouched: the export reads the
+    // entry, re-hashes it and refuses, naming it.
+    let client = api.settings.client().with_setting("mutations_sync", "2");
+    client
+        .query("ALTER TABLE event_entries UPDATE entry = concat(entry, ' ') WHERE tenant_id = ? AND seq = 2")
+        .bind(&api.alfa)
+        .execute()
+        .await
+        .expect("entry altered");
+    let refused = write_export(&api.settings, &signer, &request("altered"), |_| {})
+        .await
+        .expect_err("an altered entry is never exported");
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("seq 2 ") && refused.contains("does not hash"),
+        "{refused}"
+    );
+
+    // Without stored entries every entry is rebuilt from its row: the very same files.
+    client
+        .query("TRUNCATE TABLE event_entries")
+        .execute()
+        .await
+        .expect("entries emptied");
+    let rebuilt = write_export(&api.settings, &signer, &request("rebuilt"), |_| {})
+        .await
+        .expect("export");
+    assert_eq!(rebuilt.files, stored.files);
+    assert_eq!(rebuilt.event_count, stored.event_count);
+}
+
+#[tokio::test]
 async fn an_export_of_100_000_events_verifies_offline() {
     let api = Api::empty().await;
     // 150,000 events of two tenants, a checkpoint every 1,000: alfa has 100,000 of them.

@@ -171,6 +171,11 @@ async fn a_held_event_survives_the_purge_of_its_neighbours_until_released() {
         "only the held event (seq 11) is left of the old ones: {left:?}"
     );
     assert!(left.iter().all(|seq| *seq == 11 || *seq > EVENTS), "{left:?}");
+    assert_eq!(
+        api.seqs("event_entries", &tenant).await,
+        left,
+        "a purged event's stored entry is deleted with it"
+    );
     assert_eq!(api.seqs("tombstones", &tenant).await.len() as u64, EVENTS - 1);
 
     let verified = verify(&tenant)

@@ -1,6 +1,6 @@
 //! Sealing test events as the seal processor does and inserting them as the sink does.
 
-use sealtrail_clickhouse::{CheckpointRow, EventRow};
+use sealtrail_clickhouse::{CheckpointRow, EntryRow, EventRow};
 use sealtrail_core::avro::contract::{EventReader, audit_event_schema, encode_audit_event};
 use sealtrail_core::avro::{Framed, Writer};
 use sealtrail_core::checkpoint::CheckpointSigner;
@@ -116,6 +116,12 @@ pub(crate) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
         }
     }
     let client = api.settings.client();
+    // As the sink stores them: the entries, then the events.
+    let mut insert = client.insert::<EntryRow>("event_entries").await.expect("insert");
+    for row in &events {
+        insert.write(&EntryRow::of(row).expect("intact")).await.expect("write");
+    }
+    insert.end().await.expect("entries inserted");
     let mut insert = client.insert::<EventRow>("events").await.expect("insert");
     for row in &events {
         insert.write(row).await.expect("write");
