@@ -20,7 +20,7 @@ use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiQuery, RequestId};
 use crate::server::SharedState;
-use sealtrail_export::exporter::{ExportError, load_window, manifest_checkpoint};
+use sealtrail_export::exporter::{ExportError, WindowSource, load_window, manifest_checkpoint};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -72,7 +72,7 @@ async fn prove(state: &SharedState, caller: &Caller, request: &ProofRequest) -> 
         previous_checkpoint_offset(state, &event)
     )?;
     // The same entries, paths and root checks as an export's: what is handed out must verify.
-    let window = load_window(&state.client, &checkpoint, previous_offset)
+    let window = load_window(&state.client, &checkpoint, previous_offset, WindowSource::StoredFirst)
         .await
         .map_err(proof_error)?;
     let index = window.offsets.binary_search(&event.sealed_offset).map_err(|_| {

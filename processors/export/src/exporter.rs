@@ -23,7 +23,7 @@ mod source;
 
 use files::FileSplitter;
 use prover::{ProofAt, Prover, segment_checkpoints};
-pub use prover::{Window, load_window, manifest_checkpoint};
+pub use prover::{Window, WindowSource, load_window, manifest_checkpoint};
 use source::{StretchEvent, StretchEvents};
 
 /// What to export.
@@ -119,6 +119,11 @@ pub async fn write_export(
         prover: Prover {
             client: &client,
             checkpoints: &checkpoints,
+            source: if events.stored() {
+                WindowSource::StoredFirst
+            } else {
+                WindowSource::Events
+            },
             window: None,
             next: None,
             used: Vec::new(),

@@ -21,6 +21,16 @@ struct Leaf {
     sealed_offset: u64,
 }
 
+/// Where a checkpoint's entry hashes are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSource {
+    /// `event_entries`, or `events` where it does not hold the whole window.
+    StoredFirst,
+    /// `events` only: for an export whose own stretch `event_entries` does not hold, whose
+    /// windows most likely predate that table too (one round trip per checkpoint saved).
+    Events,
+}
+
 /// A checkpoint's entries (their sealed offsets, in order) with every entry's audit path.
 #[derive(Debug)]
 pub struct Window {
@@ -91,6 +101,7 @@ pub(super) struct ProofAt {
 pub(super) struct Prover<'a> {
     pub(super) client: &'a clickhouse::Client,
     pub(super) checkpoints: &'a [CheckpointRow],
+    pub(super) source: WindowSource,
     pub(super) window: Option<Window>,
     /// The next checkpoint's window, loading (and its proofs computing) in the background while
     /// the current one is written: the export never waits for a round trip per checkpoint.
@@ -123,10 +134,10 @@ impl Prover<'_> {
                 _ => self.load(covering).await?,
             });
             if covering + 1 < end {
-                let (client, after) = (self.client.clone(), checkpoint.sealed_offset);
+                let (client, after, source) = (self.client.clone(), checkpoint.sealed_offset, self.source);
                 let following = self.checkpoints[covering + 1].clone();
                 let next = (following.layout_epoch, following.number);
-                let loading = tokio::spawn(async move { load_window(&client, &following, Some(after)).await });
+                let loading = tokio::spawn(async move { load_window(&client, &following, Some(after), source).await });
                 self.next = Some((next, loading));
             }
         }
@@ -160,7 +171,7 @@ impl Prover<'_> {
             .checked_sub(1)
             .filter(|i| self.checkpoints[*i].layout_epoch == epoch)
             .map(|i| self.checkpoints[i].sealed_offset);
-        load_window(self.client, &self.checkpoints[index], after).await
+        load_window(self.client, &self.checkpoints[index], after, self.source).await
     }
 }
 
@@ -171,6 +182,7 @@ pub async fn load_window(
     client: &clickhouse::Client,
     checkpoint: &CheckpointRow,
     after: Option<u64>,
+    source: WindowSource,
 ) -> Result<Window, ExportError> {
     let fetch = |sql: &str| {
         client
@@ -189,10 +201,13 @@ pub async fn load_window(
     // time order. The stored hashes are trusted no more than the others: the root is checked
     // below whichever table gave them. A table that lacks some of the window (rows from before
     // it existed, or a user without the grant) gives way to `events`.
-    let stored = fetch(&STORED_ENTRY_HASHES_SQL)
-        .await
-        .ok()
-        .filter(|leaves| leaves.len() as u64 == checkpoint.entry_count);
+    let stored = match source {
+        WindowSource::StoredFirst => fetch(&STORED_ENTRY_HASHES_SQL)
+            .await
+            .ok()
+            .filter(|leaves| leaves.len() as u64 == checkpoint.entry_count),
+        WindowSource::Events => None,
+    };
     let leaves = match stored {
         Some(leaves) => leaves,
         None => fetch(ENTRY_HASHES_SQL).await?,
