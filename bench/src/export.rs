@@ -192,7 +192,7 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
         "  sealing and inserting {bar:40} {pos}/{len} events",
     )?);
     let client = clickhouse.client();
-    let (mut rows, mut checkpoints) = (Vec::with_capacity(BATCH), Vec::new());
+    let (mut rows, mut entries, mut checkpoints) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH), Vec::new());
     let mut sealed_offset = 0_i64;
     let mut done = 0_u64;
     while done < events {
@@ -217,6 +217,7 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
         let Disposition::Sealed(made) = sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) else {
             anyhow::bail!("a demo event was not sealed");
         };
+        entries.push(EntryRow::from_sealed(&made, (1, 0, sealed_offset))?);
         rows.push(EventRow::from_sealed(*made, 1, 0, sealed_offset));
         sealed_offset += 1;
         done += 1;
@@ -228,8 +229,8 @@ async fn fill(clickhouse: &ClickHouseSettings, signer: &CheckpointSigner, events
         if rows.len() == BATCH || done == events {
             // As the sink stores them: the entries, then the events.
             let mut insert = client.insert::<EntryRow>("event_entries").await?;
-            for row in &rows {
-                insert.write(&EntryRow::of(row)?).await?;
+            for entry in entries.drain(..) {
+                insert.write(&entry).await?;
             }
             insert.end().await?;
             let mut insert = client.insert::<EventRow>("events").await?;

@@ -11,7 +11,9 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{EventRow, RowError};
+use sealtrail_core::sealed::SealedEvent;
+
+use crate::rows::time_of;
 
 /// A row of `event_entries`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
@@ -34,44 +36,53 @@ pub struct EntryRow {
     pub entry: String,
 }
 
-/// An event row whose rebuilt entry does not hash to the row's own hash: it is not stored.
+/// A sealed event whose entry does not hash to its own seal: it is not stored.
 #[derive(Debug, thiserror::Error)]
-pub enum EntryError {
-    #[error(transparent)]
-    Row(#[from] RowError),
-    #[error("event seq {seq} of tenant {tenant} does not hash to its recorded hash; its entry is not stored")]
-    Altered { tenant: String, seq: u64 },
+#[error("event seq {seq} of tenant {tenant} does not hash to its seal; its entry is not stored")]
+pub struct EntryError {
+    pub tenant: String,
+    pub seq: u64,
 }
 
 impl EntryRow {
-    /// The entry of `row`, rebuilt and checked against the row's hash.
-    pub fn of(row: &EventRow) -> Result<Self, EntryError> {
-        let (entry, intact) = row.checked_entry()?;
-        if !intact {
-            return Err(EntryError::Altered {
-                tenant: row.tenant_id.clone(),
-                seq: row.seq,
-            });
+    /// The entry of `sealed`, about to be stored at the given layout epoch, sealed partition and
+    /// offset (as [`crate::EventRow::from_sealed`] stores its row), checked against the event's seal.
+    pub fn from_sealed(
+        sealed: &SealedEvent,
+        (layout_epoch, sealed_partition, sealed_offset): (u32, i32, i64),
+    ) -> Result<Self, EntryError> {
+        let SealedEvent {
+            event,
+            classification,
+            redactions,
+            seal,
+            ..
+        } = sealed;
+        let altered = || EntryError {
+            tenant: event.tenant_id.clone(),
+            seq: seal.tenant_seq,
+        };
+        let entry =
+            sealtrail_core::canonical::entry(&event.tenant_id, seal.tenant_seq, event, classification, redactions);
+        if sealtrail_core::chain::entry_hash(&seal.prev_hash, &entry) != seal.hash {
+            return Err(altered());
         }
         Ok(Self {
-            tenant_id: row.tenant_id.clone(),
-            seq: row.seq,
-            occurred_at: row.occurred_at,
-            action: row.action.clone(),
-            category: row.category.clone(),
-            actor_id: row.actor_id.clone(),
-            resource_type: row.resource_type.clone(),
-            resource_id: row.resource_id.clone(),
-            prev_hash: row.prev_hash.clone(),
-            hash: row.hash.clone(),
-            layout_epoch: row.layout_epoch,
-            sealed_partition: row.sealed_partition,
-            sealed_offset: row.sealed_offset,
+            tenant_id: event.tenant_id.clone(),
+            seq: seal.tenant_seq,
+            occurred_at: time_of(event.occurred_at),
+            action: event.action.clone(),
+            category: classification.category.clone(),
+            actor_id: event.actor.id.clone(),
+            resource_type: event.resource.kind.clone(),
+            resource_id: event.resource.id.clone(),
+            prev_hash: seal.prev_hash.to_hex(),
+            hash: seal.hash.to_hex(),
+            layout_epoch,
+            sealed_partition: u32::try_from(sealed_partition).unwrap_or_default(),
+            sealed_offset: u64::try_from(sealed_offset).unwrap_or_default(),
             // The canonical encoder writes JSON text only; a lossy conversion would change the hash.
-            entry: String::from_utf8(entry).map_err(|_| EntryError::Altered {
-                tenant: row.tenant_id.clone(),
-                seq: row.seq,
-            })?,
+            entry: String::from_utf8(entry).map_err(|_| altered())?,
         })
     }
 

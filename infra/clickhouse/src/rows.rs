@@ -136,7 +136,7 @@ impl TombstoneRow {
     }
 }
 
-fn time_of(ms: i64) -> OffsetDateTime {
+pub(crate) fn time_of(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

@@ -4,10 +4,10 @@
 //! the group was rewound: they are kept as candidates, and the insert restores those ClickHouse
 //! no longer has (and never purged), so a rewind repairs a projection without duplicating it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use sealtrail_clickhouse::{CheckpointRow, EventRow};
+use sealtrail_clickhouse::{CheckpointRow, EntryRow, EventRow};
 
 /// The first and last sealed offset of some rows.
 pub type OffsetSpan = (u64, u64);
@@ -20,6 +20,8 @@ pub struct PartitionBatch {
     /// Read again after a rewind: inserted only where ClickHouse lacks them.
     pub event_candidates: Vec<EventRow>,
     pub checkpoint_candidates: Vec<CheckpointRow>,
+    /// The stored entries of the buffered events and candidates, by sealed offset.
+    pub entries: HashMap<u64, EntryRow>,
     /// The largest sealed offset stored in each table (-1 when none): records at or below it
     /// are skipped.
     pub stored_events_through: i64,
@@ -43,6 +45,7 @@ impl PartitionBatch {
             checkpoints: Vec::new(),
             event_candidates: Vec::new(),
             checkpoint_candidates: Vec::new(),
+            entries: HashMap::new(),
             stored_events_through,
             stored_checkpoints_through,
             last_offset: stored_events_through.min(stored_checkpoints_through),
@@ -66,8 +69,11 @@ impl PartitionBatch {
         self.len() == 0
     }
 
-    pub fn push_event(&mut self, offset: i64, row: EventRow, produced_at: Option<i64>) {
+    pub fn push_event(&mut self, offset: i64, row: EventRow, entry: Option<EntryRow>, produced_at: Option<i64>) {
         self.first_buffered_at.get_or_insert_with(Instant::now);
+        if let Some(entry) = entry {
+            self.entries.insert(row.sealed_offset, entry);
+        }
         if offset > self.stored_events_through {
             self.events.push(row);
             self.produced.extend(produced_at);
@@ -138,6 +144,7 @@ impl PartitionBatch {
         self.checkpoints.clear();
         self.event_candidates.clear();
         self.checkpoint_candidates.clear();
+        self.entries.clear();
         self.first_buffered_at = None;
         for span in self.traced.drain(..) {
             span.record("outcome", "queryable");
@@ -187,7 +194,7 @@ mod tests {
         let mut batch = PartitionBatch::new(10, 8);
         assert_eq!(batch.resume_offset(), 9, "read again from what both tables hold");
         for offset in 5..=14 {
-            batch.push_event(i64::try_from(offset).expect("small"), row(offset, NOVEMBER), None);
+            batch.push_event(i64::try_from(offset).expect("small"), row(offset, NOVEMBER), None, None);
         }
         assert_eq!(batch.events.len(), 4, "11 to 14 are new");
         assert_eq!(batch.event_candidates.len(), 6, "5 to 10 were read again");
@@ -207,9 +214,9 @@ mod tests {
     #[test]
     fn every_insert_stays_within_one_month() {
         let mut batch = PartitionBatch::new(-1, -1);
-        batch.push_event(0, row(0, NOVEMBER), None);
-        batch.push_event(1, row(1, DECEMBER), None);
-        batch.push_event(2, row(2, NOVEMBER), None);
+        batch.push_event(0, row(0, NOVEMBER), None, None);
+        batch.push_event(1, row(1, DECEMBER), None, None);
+        batch.push_event(2, row(2, NOVEMBER), None, None);
         let months = batch.events_by_month();
         let sizes: Vec<((i32, u8), usize)> = months.iter().map(|(month, rows)| (*month, rows.len())).collect();
         assert_eq!(sizes, [((2025, 11), 2), ((2025, 12), 1)]);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use sealtrail_clickhouse::CheckpointRow;
+use sealtrail_clickhouse::{CheckpointRow, EntryRow};
 use sealtrail_runtime::AuditStage;
 use sealtrail_runtime::driver::Control;
 use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsSent, RecordsSkipped, SkipReason};
@@ -79,7 +79,11 @@ fn insert(
     for ((year, month), rows) in batch.events_by_month() {
         let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
         let token = format!("{topic}/{partition}/events/{year}-{month:02}/{first}-{last}{token_suffix}");
-        store.insert_events(&rows, &token)?;
+        let entries: Vec<&EntryRow> = rows
+            .iter()
+            .filter_map(|row| batch.entries.get(&row.sealed_offset))
+            .collect();
+        store.insert_events(&rows, &entries, &token)?;
     }
     let checkpoints: Vec<&CheckpointRow> = batch.checkpoint_candidates.iter().chain(&batch.checkpoints).collect();
     if let (Some(first), Some(last)) = (checkpoints.first(), checkpoints.last()) {

@@ -35,7 +35,8 @@ pub trait SinkStore {
     fn stored_through(&self, table: Table, partition: i32) -> Result<i64, String>;
     /// The sealed offsets of `partition` within `span` that `table` holds, in order.
     fn stored_offsets(&self, table: Table, partition: i32, span: OffsetSpan) -> Result<Vec<u64>, String>;
-    fn insert_events(&self, rows: &[&EventRow], token: &str) -> Result<(), String>;
+    /// Inserts `rows` and the stored `entries` of (some of) them, the entries first.
+    fn insert_events(&self, rows: &[&EventRow], entries: &[&EntryRow], token: &str) -> Result<(), String>;
     fn insert_checkpoints(&self, rows: &[&CheckpointRow], token: &str) -> Result<(), String>;
 }
 
@@ -141,20 +142,9 @@ impl SinkStore for ClickHouseStore {
 
     /// The entries first: a stored event always has its entry, so an export can tell a stretch
     /// held whole in `event_entries` by counting.
-    fn insert_events(&self, rows: &[&EventRow], token: &str) -> Result<(), String> {
-        let entries: Vec<EntryRow> = rows
-            .iter()
-            .filter_map(|row| {
-                // A sealed record that does not hash is for the monitor and `verify` to report;
-                // without its entry, exports of its stretch rebuild entries from `events`.
-                EntryRow::of(row)
-                    .inspect_err(|error| tracing::warn!(%error, "no stored entry for an event"))
-                    .ok()
-            })
-            .collect();
+    fn insert_events(&self, rows: &[&EventRow], entries: &[&EntryRow], token: &str) -> Result<(), String> {
         if !entries.is_empty() {
-            let entries: Vec<&EntryRow> = entries.iter().collect();
-            self.insert_rows("event_entries", &entries, &format!("{token}/entries"))?;
+            self.insert_rows("event_entries", entries, &format!("{token}/entries"))?;
         }
         self.insert_rows("events", rows, token)
     }

@@ -141,6 +141,8 @@ async fn hostile_sql_sent_straight_through_the_analyst_connection_sees_only_the_
             format!("SELECT tenant_heads FROM {database}.tenant_checkpoints"),
             format!("SELECT tenant_heads FROM {database}.checkpoints"),
             format!("SELECT * FROM {database}.api_keys"),
+            format!("SELECT entry FROM {database}.event_entries"),
+            format!("SELECT count() FROM {database}.events WHERE seq IN (SELECT seq FROM {database}.event_entries)"),
             format!("SELECT * FROM {database}.legal_holds"),
             format!("SELECT * FROM {database}.webhooks"),
             format!("SELECT * FROM merge('{database}', '.*')"),
@@ -180,6 +182,17 @@ async fn hostile_sql_sent_straight_through_the_analyst_connection_sees_only_the_
                 Err(error) => assert!(!leaks(&api, &error.to_string()), "{error}"),
             }
         }
+        // Stored entries are for the export processor: ClickHouse itself refuses the readers.
+        let entries = client
+            .query(&format!("SELECT count() FROM {database}.event_entries"))
+            .fetch_one::<u64>()
+            .await
+            .expect_err("a tenant-bound reader reads no stored entry")
+            .to_string();
+        assert!(
+            entries.contains("ACCESS_DENIED") || entries.contains("Not enough privileges"),
+            "{reader:?}: {entries}"
+        );
         // The reads ClickHouse does answer are alfa's own: its ten events, its own head.
         let own = client
             .query(&format!("SELECT count() FROM {database}.events"))

@@ -296,6 +296,19 @@ async fn seed(settings: &ClickHouseSettings, alfa: &str, bravo: &str) {
             .execute()
             .await
             .expect("seed events");
+        // Stored entries carry the marker too: no tenant-bound reader may reach this table.
+        client
+            .query(
+                "INSERT INTO event_entries (tenant_id, seq, occurred_at, action, actor_id, resource_id, hash, entry)
+                 SELECT {tenant:String}, number + 1, now64(3) - number, 'user.login', concat({marker:String}, '-actor'),
+                        {marker:String}, {marker:String}, {marker:String}
+                 FROM numbers(10)",
+            )
+            .param("tenant", tenant)
+            .param("marker", marker)
+            .execute()
+            .await
+            .expect("seed entries");
     }
     client
         .query(

@@ -99,6 +99,7 @@ const TABLES: (&[&str], &[&str]) = (
         "system.one",
         "sealtrail.events",
         "tenant_checkpoints",
+        "event_entries",
         "api_keys",
         "numbers(3)",
         "merge('db', '.*')",

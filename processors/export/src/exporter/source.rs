@@ -37,8 +37,10 @@ struct Held {
     seq_hash: u64,
 }
 
+/// The sequences a table holds in the stretch. Distinct: a sink's rewind repairs lost events
+/// with their entries again, so an entry may be stored twice (and is read once).
 const HELD_SQL: &str = "SELECT count() AS rows, sum(seq) AS seq_sum, groupBitXor(sipHash64(seq)) AS seq_hash \
-     FROM ? WHERE tenant_id = {tenant:String} AND seq >= {first:UInt64} AND seq <= {last:UInt64}";
+     FROM (SELECT DISTINCT seq FROM ? WHERE tenant_id = {tenant:String} AND seq >= {first:UInt64} AND seq <= {last:UInt64})";
 
 impl StretchEvents {
     /// Opens the stretch `first..=last` of `tenant`'s chain.
@@ -61,7 +63,7 @@ impl StretchEvents {
         };
         if held("event_entries").await? == held("events").await? {
             let sql = "SELECT ?fields FROM event_entries WHERE tenant_id = {tenant:String} \
-                       AND seq >= {first:UInt64} AND seq <= {last:UInt64} ORDER BY seq";
+                       AND seq >= {first:UInt64} AND seq <= {last:UInt64} ORDER BY seq LIMIT 1 BY seq";
             return Ok(Self::Entries(query(sql).fetch::<EntryRow>()?));
         }
         let sql = "SELECT ?fields FROM events WHERE tenant_id = {tenant:String} \

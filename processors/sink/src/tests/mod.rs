@@ -98,6 +98,15 @@ fn assert_projected_once(pipeline: &MemoryPipeline, store: &MemoryStore, scenari
             row.0, row.1
         );
     }
+    // Exports read stored entries only for a stretch where every event has one.
+    for event in &tables.events {
+        assert!(
+            tables.entries.contains(event),
+            "{scenario}: the event at sealed partition {} offset {} has no stored entry",
+            event.0,
+            event.1
+        );
+    }
 }
 
 #[test]

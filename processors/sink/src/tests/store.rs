@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sealtrail_clickhouse::{CheckpointRow, EventRow};
+use sealtrail_clickhouse::{CheckpointRow, EntryRow, EventRow};
 
 use crate::batch::OffsetSpan;
 use crate::store::{SinkStore, Table};
@@ -14,6 +14,8 @@ use crate::store::{SinkStore, Table};
 pub struct Tables {
     /// (partition, sealed offset) of every row, per table, in insert order.
     pub events: Vec<(u32, u64)>,
+    /// Stored entries: written before their events, with a token of their own.
+    pub entries: Vec<(u32, u64)>,
     pub checkpoints: Vec<(u32, u64)>,
     pub tombstones: Vec<(u32, u64)>,
     tokens: HashSet<String>,
@@ -89,7 +91,14 @@ impl SinkStore for MemoryStore {
         Ok(offsets)
     }
 
-    fn insert_events(&self, rows: &[&EventRow], token: &str) -> Result<(), String> {
+    fn insert_events(&self, rows: &[&EventRow], entries: &[&EntryRow], token: &str) -> Result<(), String> {
+        if !entries.is_empty() {
+            let entries = entries
+                .iter()
+                .map(|entry| (entry.sealed_partition, entry.sealed_offset))
+                .collect();
+            self.insert(entries, &format!("{token}/entries"), |tables| &mut tables.entries)?;
+        }
         let rows = rows
             .iter()
             .map(|row| (row.sealed_partition, row.sealed_offset))

@@ -85,7 +85,7 @@ pub(crate) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
         },
         now_ms,
     );
-    let (mut events, mut checkpoints) = (Vec::new(), Vec::new());
+    let (mut events, mut entries, mut checkpoints) = (Vec::new(), Vec::new(), Vec::new());
     let mut sealed_offset = 0_i64;
     for i in 0..count {
         let is_bravo = i % 3 == 0;
@@ -105,7 +105,10 @@ pub(crate) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
             key_id: signer.key_id(),
         };
         match sealer.handle(&record, |_| SchemaLookup::Found(&reader), &mut context) {
-            Disposition::Sealed(made) => events.push(EventRow::from_sealed(*made, 1, 0, sealed_offset)),
+            Disposition::Sealed(made) => {
+                entries.push(EntryRow::from_sealed(&made, (1, 0, sealed_offset)).expect("intact"));
+                events.push(EventRow::from_sealed(*made, 1, 0, sealed_offset));
+            }
             other => panic!("event {i} not sealed: {other:?}"),
         }
         sealed_offset += 1;
@@ -118,8 +121,8 @@ pub(crate) async fn seal_events(api: &Api, count: usize, checkpoint_after: impl 
     let client = api.settings.client();
     // As the sink stores them: the entries, then the events.
     let mut insert = client.insert::<EntryRow>("event_entries").await.expect("insert");
-    for row in &events {
-        insert.write(&EntryRow::of(row).expect("intact")).await.expect("write");
+    for entry in &entries {
+        insert.write(entry).await.expect("write");
     }
     insert.end().await.expect("entries inserted");
     let mut insert = client.insert::<EventRow>("events").await.expect("insert");
