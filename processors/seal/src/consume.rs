@@ -218,7 +218,7 @@ impl SealProcessor {
                 });
                 // A sample of sealed events carries its raw record's timestamp, from which the sink
                 // measures produce -> queryable (docs/slo.md): one in PRODUCED_AT_SAMPLE, because
-                // the local broker scans every stored header on each fetch.
+                // the local broker stores each header as a row and looks it up per fetched record.
                 if message.offset() % PRODUCED_AT_SAMPLE == 0
                     && let Some(produced) = message.timestamp_ms()
                 {
