@@ -168,3 +168,52 @@ fn the_broker_finds_a_records_headers_through_an_index() {
         "the broker reads a record's headers by `{header_step}`, not an index:\n{plan}"
     );
 }
+
+/// Tansu 0.6.0's fetch slept before checking whether it had found records, so a fetch with
+/// records still waited half of the consumer's `fetch.wait.max.ms` (250 ms of librdkafka's
+/// default 500 ms at every hop of the pipeline). With a 30 s wait the unpatched broker holds the
+/// first answer for at least 15 s by construction; the patched broker answers when it has the
+/// record, so the bound below is the line between the two, not a guess at the machine's speed.
+#[test]
+fn a_fetch_that_finds_records_answers_without_waiting_out_its_maximum() {
+    const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
+    let stack = shared();
+    let topic = unique("prompt");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(ensure_topics(&stack.kafka(), &[TopicSpec::new(&topic, 1)]))
+        .expect("topic");
+    let producer: BaseProducer = stack.kafka().producer().create().expect("producer");
+    producer
+        .send(BaseRecord::to(&topic).partition(0).key("k").payload("v"))
+        .map_err(|(error, _)| error)
+        .expect("queue the record");
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("the record acknowledged");
+
+    let consumer: BaseConsumer = stack
+        .kafka()
+        .reader()
+        .set("fetch.wait.max.ms", FETCH_WAIT_MAX.as_millis().to_string())
+        .set("socket.timeout.ms", "120000")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    let started = Instant::now();
+    loop {
+        if let Some(result) = consumer.poll(Duration::from_millis(100)) {
+            result.expect("the record");
+            break;
+        }
+        assert!(
+            started.elapsed() < FETCH_WAIT_MAX / 2,
+            "no record {:?} after assigning: the broker sat on a fetch that had found one",
+            started.elapsed()
+        );
+    }
+}

@@ -31,6 +31,12 @@
 //! broker's CPU under `bench-peer`. The patch keeps those three statements prepared per
 //! connection and resets one before each use. Each runs to completion before its next use (an
 //! insert, or a header lookup read to its end), so the reuse never meets a statement in flight.
+//!
+//! A sixth patch is for a fetch that has its records: Tansu 0.6.0's fetch loop sleeps before it
+//! checks whether it has the bytes asked for, so every fetch that found records still waited half
+//! of the client's `fetch.wait.max.ms` (250 ms of librdkafka's 500 ms) before answering: a floor
+//! under every hop's latency, and a ceiling of one fetch per 250 ms per consumer. The patch
+//! answers as soon as a fetch has more than `min_bytes`; a fetch that finds nothing still waits.
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +47,7 @@ use crate::LocalError;
 
 pub const TANSU_VERSION: &str = "0.6.0";
 /// Names the patched build; a change of patches must change it, so caches rebuild.
-pub const PATCH_LEVEL: &str = "sealtrail.6";
+pub const PATCH_LEVEL: &str = "sealtrail.7";
 
 /// The crates fetched from crates.io: name and the SHA-256 of its `.crate` file.
 const CRATES: [(&str, &str); 3] = [
@@ -66,7 +72,7 @@ struct Patch {
     patched: &'static str,
 }
 
-const PATCHES: [Patch; 9] = [
+const PATCHES: [Patch; 10] = [
     Patch {
         krate: "tansu-storage",
         file: "src/sql/record_fetch.sql",
@@ -131,6 +137,13 @@ const PATCHES: [Patch; 9] = [
         file: "src/lite.rs",
         original: "    async fn prepared_statement(&self, key: &str) -> Result<Statement, libsql::Error> {\n        let sql = SQL\n            .0\n            .get(key)\n            .ok_or(libsql::Error::Misuse(format!(\"Unknown cache key: {}\", key)))?;\n\n        self.connection.prepare(sql).await\n    }\n",
         patched: "    async fn prepared_statement(&self, key: &str) -> Result<Arc<Statement>, libsql::Error> {\n        let sql = SQL\n            .0\n            .get(key)\n            .ok_or(libsql::Error::Misuse(format!(\"Unknown cache key: {}\", key)))?;\n\n        let Some(name) = PER_RECORD_STATEMENTS.iter().copied().find(|name| *name == key) else {\n            return self.connection.prepare(sql).await.map(Arc::new);\n        };\n        let cached = self.cached.lock().ok().and_then(|cached| cached.get(name).cloned());\n        if let Some(statement) = cached {\n            statement.reset();\n            return Ok(statement);\n        }\n        let statement = Arc::new(self.connection.prepare(sql).await?);\n        if let Ok(mut cached) = self.cached.lock() {\n            cached.insert(name, Arc::clone(&statement));\n        }\n        Ok(statement)\n    }\n",
+    },
+    // Answer a fetch that has its records at once (see the module's notes).
+    Patch {
+        krate: "tansu-storage",
+        file: "src/service/fetch.rs",
+        original: "                bytes += u32::try_from(responses.byte_size())?;\n",
+        patched: "                bytes += u32::try_from(responses.byte_size())?;\n                if bytes > min_bytes {\n                    break;\n                }\n",
     },
 ];
 
