@@ -144,6 +144,26 @@ impl Browser {
         )
     }
 
+    /// How many elements match `css`, once `accept` takes that number: a list the page is
+    /// replacing (old rows, then none while it loads, then the new ones) is read when it settles.
+    pub async fn count_when(&self, css: &str, accept: impl Fn(usize) -> bool) -> usize {
+        let started = Instant::now();
+        let mut last = None;
+        while started.elapsed() < PATIENCE {
+            if let Ok(found) = self.client.find_all(Locator::Css(css)).await {
+                if accept(found.len()) {
+                    return found.len();
+                }
+                last = Some(found.len());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the number of `{css}` never became what the test waits for (last: {last:?})\n{}",
+            self.page_text().await
+        )
+    }
+
     /// The text of the page, for failure messages.
     pub async fn page_text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {

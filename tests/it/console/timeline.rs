@@ -39,15 +39,12 @@ async fn an_auditor_filters_the_timeline_and_the_browser_verifies_an_event_until
     browser.click("#apply-filters").await;
     let id = limit_change["event_id"].as_str().expect("id").to_owned();
     let row = format!("[data-testid=timeline-table] tr[data-event-id='{id}']");
-    browser.element(&row).await;
+    // The unfiltered table holds this row too, so wait for the filtered one: it has one row.
     let shown = browser
-        .client
-        .find_all(fantoccini::Locator::Css(
-            "[data-testid=timeline-table] tr[data-event-id]",
-        ))
-        .await
-        .expect("rows");
-    assert_eq!(shown.len(), 1, "the action filter leaves the one event");
+        .count_when("[data-testid=timeline-table] tr[data-event-id]", |rows| rows == 1)
+        .await;
+    assert_eq!(shown, 1, "the action filter leaves the one event");
+    browser.element(&row).await;
     // Tall enough for the filters, the chart and the table in one picture.
     browser.client.set_window_size(1280, 1500).await.expect("resize");
     browser.screenshot("timeline").await;
