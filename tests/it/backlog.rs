@@ -1,8 +1,9 @@
-//! A consumer starting far behind still gets records: the reproduction of the stall Tansu 0.6.0
-//! had on a backlog (each fetch read the partition from the fetch offset to the high watermark,
-//! so a request outlived the client's timeout and was retried forever). The local stack runs
-//! Tansu with sealtrail's patch (`infra/local/src/install/tansu_source.rs`); without it, this test
-//! reads nothing and ends at its deadline.
+//! The local broker's patches (`infra/local/src/install/tansu_source.rs`), each held by a test on
+//! the running broker. A consumer starting far behind still gets records: the reproduction of the
+//! stall Tansu 0.6.0 had on a backlog (each fetch read the partition from the fetch offset to the
+//! high watermark, so a request outlived the client's timeout and was retried forever); without
+//! the patch, that test reads nothing and ends at its deadline. A record's headers are found
+//! through an index, and a fetch that has its records answers at once.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,24 @@ use sealtrail_kafka::{TopicSpec, ensure_topics};
 
 use crate::harness::{shared, unique};
 
+/// A new topic of one partition on the shared stack.
+fn one_partition_topic(prefix: &str) -> String {
+    let topic = unique(prefix);
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(ensure_topics(&shared().kafka(), &[TopicSpec::new(&topic, 1)]))
+        .expect("topic");
+    topic
+}
+
+fn read_from_the_start(consumer: &BaseConsumer, topic: &str) {
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&assignment).expect("assign");
+}
+
 /// About 100 MB behind: enough for an unpatched broker to spend longer than the request timeout
 /// below on every fetch, and quick to produce.
 const BACKLOG: usize = 200_000;
@@ -22,11 +41,7 @@ const WANTED: usize = 20_000;
 #[test]
 fn a_consumer_far_behind_gets_records_with_a_short_request_timeout() {
     let stack = shared();
-    let topic = unique("backlog");
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(ensure_topics(&stack.kafka(), &[TopicSpec::new(&topic, 1)]))
-        .expect("topic");
+    let topic = one_partition_topic("backlog");
     let producer: BaseProducer = stack.kafka().producer().create().expect("producer");
     let payload = vec![b'x'; RECORD_BYTES];
     for n in 0..BACKLOG {
@@ -53,11 +68,7 @@ fn a_consumer_far_behind_gets_records_with_a_short_request_timeout() {
         .set("socket.timeout.ms", "5000")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&assignment).expect("assign");
+    read_from_the_start(&consumer, &topic);
     let started = Instant::now();
     let mut read = 0;
     while read < WANTED {
@@ -92,11 +103,7 @@ fn the_broker_finds_a_records_headers_through_an_index() {
     use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 
     let stack = shared();
-    let topic = unique("headers");
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(ensure_topics(&stack.kafka(), &[TopicSpec::new(&topic, 1)]))
-        .expect("topic");
+    let topic = one_partition_topic("headers");
     let producer: BaseProducer = stack.kafka().producer().create().expect("producer");
     let headers = OwnedHeaders::new().insert(Header {
         key: "traceparent",
@@ -117,11 +124,7 @@ fn the_broker_finds_a_records_headers_through_an_index() {
         .expect("the record acknowledged");
 
     let consumer: BaseConsumer = stack.kafka().reader().create().expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&assignment).expect("assign");
+    read_from_the_start(&consumer, &topic);
     let started = Instant::now();
     let record = loop {
         assert!(
@@ -178,11 +181,7 @@ fn the_broker_finds_a_records_headers_through_an_index() {
 fn a_fetch_that_finds_records_answers_without_waiting_out_its_maximum() {
     const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
     let stack = shared();
-    let topic = unique("prompt");
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(ensure_topics(&stack.kafka(), &[TopicSpec::new(&topic, 1)]))
-        .expect("topic");
+    let topic = one_partition_topic("prompt");
     let producer: BaseProducer = stack.kafka().producer().create().expect("producer");
     producer
         .send(BaseRecord::to(&topic).partition(0).key("k").payload("v"))
@@ -199,11 +198,7 @@ fn a_fetch_that_finds_records_answers_without_waiting_out_its_maximum() {
         .set("socket.timeout.ms", "120000")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&assignment).expect("assign");
+    read_from_the_start(&consumer, &topic);
     let started = Instant::now();
     loop {
         if let Some(result) = consumer.poll(Duration::from_millis(100)) {
