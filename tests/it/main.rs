@@ -9,6 +9,7 @@ mod console;
 mod dlq;
 mod durability;
 mod harness;
+mod idempotent_producer;
 mod instances;
 mod integrity;
 mod interop;

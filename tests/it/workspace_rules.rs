@@ -6,7 +6,7 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable dir").flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
+        if path.is_dir() && name != "target" && name != "third_party" && !name.to_string_lossy().starts_with('.') {
             rust_files(&path, found);
         } else if path.extension().is_some_and(|ext| ext == "rs") {
             found.push(path);
