@@ -29,9 +29,21 @@ fn retrying<T>(
     what: &str,
     mut operation: impl FnMut() -> Result<T, String>,
 ) -> Result<T, GaveUp> {
+    let first = operation();
+    retrying_after(first, control, partition, what, operation)
+}
+
+/// As [`retrying`], for an operation whose first attempt already ran and gave `result`.
+fn retrying_after<T>(
+    mut result: Result<T, String>,
+    control: &mut dyn Control,
+    partition: i32,
+    what: &str,
+    mut operation: impl FnMut() -> Result<T, String>,
+) -> Result<T, GaveUp> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match operation() {
+        match result {
             Ok(done) => return Ok(done),
             Err(error) => {
                 control.telemetry().emit(ComponentError {
@@ -48,6 +60,7 @@ fn retrying<T>(
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+        result = operation();
     }
 }
 
@@ -96,8 +109,22 @@ fn insert(
     Ok(())
 }
 
+/// A partition's batch ready to insert: its rows read again are checked, its tokens chosen.
+struct ReadyBatch {
+    partition: i32,
+    token_suffix: String,
+    started: Instant,
+}
+
 impl SinkProcessor {
     /// Inserts the batches that are due (all of them with `everything`).
+    ///
+    /// The due partitions' first attempts run at once, one thread each: ClickHouse answers
+    /// inserts in parallel, and one partition's insert no longer waits behind another's (at
+    /// 5,000 events/s over four partitions, a flush took about 200 ms and the partitions went one
+    /// after the other). Each partition keeps its own inserts in order (entries, events,
+    /// checkpoints) and its own tokens; a partition whose first attempt failed is retried alone,
+    /// with the same tokens, as before.
     pub(crate) fn flush_due(&mut self, control: &mut dyn Control, everything: bool) {
         let due: Vec<i32> = self
             .batches
@@ -111,25 +138,33 @@ impl SinkProcessor {
             })
             .map(|(partition, _)| *partition)
             .collect();
+        let mut ready = Vec::with_capacity(due.len());
         for partition in due {
-            if self.flush(partition, control).is_err() {
+            match self.ready(partition, control) {
+                Ok(Some(batch)) => ready.push(batch),
+                Ok(None) => {}
                 // Stopped, or revoked while waiting: the rest waits for the next owner too.
+                Err(_) => return,
+            }
+        }
+        let first_attempts = self.first_attempts(&ready);
+        for (batch, first_attempt) in ready.into_iter().zip(first_attempts) {
+            if self.finish(batch, first_attempt, control).is_err() {
                 return;
             }
         }
     }
 
-    /// Inserts what `partition` has buffered, retrying (with the same deduplication tokens) until
-    /// the store acknowledges, then makes the partition's offset committable.
-    fn flush(&mut self, partition: i32, control: &mut dyn Control) -> Result<(), GaveUp> {
+    /// Checks the rows `partition` read again against the store and picks its tokens; `None` when
+    /// there is nothing to insert.
+    fn ready(&mut self, partition: i32, control: &mut dyn Control) -> Result<Option<ReadyBatch>, GaveUp> {
         let store = self.store.as_ref();
-        let topic = self.config.sealed_topic.as_str();
         let Some(batch) = self.batches.get_mut(&partition) else {
-            return Ok(());
+            return Ok(None);
         };
         if batch.is_empty() {
             batch.committable = Some(batch.last_offset + 1);
-            return Ok(());
+            return Ok(None);
         }
         let started = Instant::now();
         if !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty() {
@@ -145,7 +180,55 @@ impl SinkProcessor {
         // dropped. Not per offset range alone: ClickHouse remembers a token after its rows are
         // deleted, and rows restored after a loss carry the offsets they had.
         let token_suffix = format!("/{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
-        retrying(control, partition, "inserting into ClickHouse", || {
+        Ok(Some(ReadyBatch {
+            partition,
+            token_suffix,
+            started,
+        }))
+    }
+
+    /// The first attempt of each batch's inserts, all at once (inline when there is one).
+    fn first_attempts(&self, ready: &[ReadyBatch]) -> Vec<Result<(), String>> {
+        let (store, topic) = (self.store.as_ref(), self.config.sealed_topic.as_str());
+        let attempt = |ready: &ReadyBatch| match self.batches.get(&ready.partition) {
+            Some(batch) => insert(store, topic, ready.partition, batch, &ready.token_suffix),
+            None => Ok(()),
+        };
+        if ready.len() < 2 {
+            return ready.iter().map(attempt).collect();
+        }
+        std::thread::scope(|scope| {
+            let attempts: Vec<_> = ready.iter().map(|ready| scope.spawn(move || attempt(ready))).collect();
+            attempts
+                .into_iter()
+                .map(|attempt| {
+                    attempt
+                        .join()
+                        .unwrap_or_else(|_| Err("the insert's thread panicked".to_owned()))
+                })
+                .collect()
+        })
+    }
+
+    /// Retries a batch whose first attempt failed (with the same tokens) until the store
+    /// acknowledges, then makes the partition's offset committable.
+    fn finish(
+        &mut self,
+        ready: ReadyBatch,
+        first_attempt: Result<(), String>,
+        control: &mut dyn Control,
+    ) -> Result<(), GaveUp> {
+        let ReadyBatch {
+            partition,
+            token_suffix,
+            started,
+        } = ready;
+        let store = self.store.as_ref();
+        let topic = self.config.sealed_topic.as_str();
+        let Some(batch) = self.batches.get_mut(&partition) else {
+            return Ok(());
+        };
+        retrying_after(first_attempt, control, partition, "inserting into ClickHouse", || {
             insert(store, topic, partition, batch, &token_suffix)
         })?;
         let restored = batch.event_candidates.len() + batch.checkpoint_candidates.len();

@@ -29,8 +29,9 @@ impl Table {
 }
 
 /// Where sealed rows are projected. Every call may fail and is retried by the caller; an insert
-/// retried with the same token must land once.
-pub trait SinkStore {
+/// retried with the same token must land once. Several partitions' inserts may run at once, from
+/// threads of their own.
+pub trait SinkStore: Sync {
     /// The largest sealed offset of `partition` in `table` (-1 for none).
     fn stored_through(&self, table: Table, partition: i32) -> Result<i64, String>;
     /// The sealed offsets of `partition` within `span` that `table` holds, in order.

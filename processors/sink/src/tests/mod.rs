@@ -1,6 +1,7 @@
 //! The sink on the driver's memory source, over a sealed topic the seal processor wrote in
 //! memory: crashes at every point, a rewind after ClickHouse lost rows, a revocation in the
-//! middle of a batch, an insert retried after its answer was lost, and a poison record.
+//! middle of a batch, an insert retried after its answer was lost (alone, and among partitions
+//! flushed together), and a poison record.
 //! tests/it runs the same scenarios against the real broker and ClickHouse.
 
 mod store;
@@ -175,6 +176,20 @@ fn an_insert_whose_answer_was_lost_is_retried_and_lands_once() {
     store.tables().lose_next_answers = 3;
     run_to_end(&pipeline, &store);
     assert_projected_once(&pipeline, &store, "lost answers");
+}
+
+/// Nothing is due before the end, so the four partitions' batches are flushed together when the
+/// sink leaves, their first attempts at once: refused and lost answers among them are retried
+/// partition by partition with the same tokens.
+#[test]
+fn partitions_flushed_together_store_every_row_once_when_first_attempts_fail() {
+    let pipeline = sealed_pipeline();
+    let store = MemoryStore::default();
+    store.tables().refuse_next = 3;
+    store.tables().lose_next_answers = 2;
+    let mut sink = UntilIdle::new(sink(&pipeline, &store, 1000, Duration::from_secs(3600)));
+    run(&pipeline, &mut sink, &[]).expect("the sink runs to the end");
+    assert_projected_once(&pipeline, &store, "partitions flushed together");
 }
 
 #[test]
