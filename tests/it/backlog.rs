@@ -15,7 +15,7 @@ use sealtrail_kafka::{TopicSpec, ensure_topics};
 use crate::harness::{shared, unique};
 
 /// A new topic of one partition on the shared stack.
-fn one_partition_topic(prefix: &str) -> String {
+pub(crate) fn one_partition_topic(prefix: &str) -> String {
     let topic = unique(prefix);
     tokio::runtime::Runtime::new()
         .expect("runtime")
