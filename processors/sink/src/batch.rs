@@ -131,6 +131,14 @@ impl PartitionBatch {
         months
     }
 
+    /// An insert of this batch may have landed without its answer, and will not be retried with
+    /// the same tokens: its rows become candidates, checked against the store before the next
+    /// insert, so they are stored once.
+    pub fn uncertain(&mut self) {
+        self.event_candidates.append(&mut self.events);
+        self.checkpoint_candidates.append(&mut self.checkpoints);
+    }
+
     /// Marks everything buffered as stored.
     pub fn stored(&mut self) {
         if let Some(last) = self.events.last() {
@@ -186,6 +194,26 @@ mod tests {
             sealed_at: occurred_at,
         };
         EventRow::from_sealed(sealed, 1, 0, i64::try_from(offset).expect("small"))
+    }
+
+    #[test]
+    fn a_batch_whose_insert_went_unanswered_inserts_again_only_what_clickhouse_lacks() {
+        let mut batch = PartitionBatch::new(-1, -1);
+        for offset in 0..4 {
+            batch.push_event(i64::try_from(offset).expect("small"), row(offset, NOVEMBER), None, None);
+        }
+        batch.uncertain();
+        assert!(batch.events.is_empty());
+        assert_eq!(batch.candidate_ranges(), [Some((0, 3)), None]);
+        // The unanswered insert landed for 0 and 1 only.
+        assert_eq!(batch.drop_present_candidates(&[0, 1], &[]), 2);
+        let again: Vec<u64> = batch
+            .events_by_month()
+            .into_values()
+            .flatten()
+            .map(|r| r.sealed_offset)
+            .collect();
+        assert_eq!(again, [2, 3]);
     }
 
     #[test]

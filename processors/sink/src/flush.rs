@@ -148,8 +148,28 @@ impl SinkProcessor {
             }
         }
         let first_attempts = self.first_attempts(&ready);
-        for (batch, first_attempt) in ready.into_iter().zip(first_attempts) {
-            if self.finish(batch, first_attempt, control).is_err() {
+        // The batches that landed are finished first: a retry that gives up below must not leave
+        // them buffered, to be inserted again under new tokens.
+        let (landed, failed): (Vec<_>, Vec<_>) = ready
+            .into_iter()
+            .zip(first_attempts)
+            .partition(|(_, attempt)| attempt.is_ok());
+        for (batch, attempt) in landed {
+            // Cannot give up: the attempt succeeded.
+            let _ = self.finish(batch, attempt, control);
+        }
+        let mut failed = failed.into_iter();
+        while let Some((batch, attempt)) = failed.next() {
+            let partition = batch.partition;
+            if self.finish(batch, attempt, control).is_err() {
+                // Stopped, or revoked while waiting. What this partition and the ones not
+                // retried yet inserted may have landed without an answer.
+                let unanswered = std::iter::once(partition).chain(failed.map(|(batch, _)| batch.partition));
+                for partition in unanswered {
+                    if let Some(batch) = self.batches.get_mut(&partition) {
+                        batch.uncertain();
+                    }
+                }
                 return;
             }
         }
