@@ -58,19 +58,50 @@ struct Seen {
     sealed_offset: u64,
 }
 
-/// Newly queryable rows of the bench's tenants, at or past `cursors` (per sealed partition, the
-/// next offset not seen yet).
-async fn poll_rows(client: &clickhouse::Client, prefix: &str, cursors: &[u64]) -> anyhow::Result<Vec<Seen>> {
-    Ok(client
-        .query(
-            "SELECT event_id, sealed_partition, sealed_offset FROM events \
-             WHERE startsWith(tenant_id, {prefix:String}) \
-               AND sealed_offset >= arrayElement({cursors:Array(UInt64)}, sealed_partition + 1)",
-        )
-        .param("prefix", prefix)
-        .param("cursors", cursors.to_vec())
-        .fetch_all()
-        .await?)
+/// The rows of one tenant prefix that became queryable since the last look: per sealed
+/// partition, the next offset not seen yet.
+struct NewRows {
+    prefix: String,
+    cursors: Vec<u64>,
+}
+
+impl NewRows {
+    fn of(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            cursors: vec![0; 256],
+        }
+    }
+
+    async fn poll(&mut self, client: &clickhouse::Client) -> anyhow::Result<Vec<Seen>> {
+        let rows: Vec<Seen> = client
+            .query(
+                "SELECT event_id, sealed_partition, sealed_offset FROM events \
+                 WHERE startsWith(tenant_id, {prefix:String}) \
+                   AND sealed_offset >= arrayElement({cursors:Array(UInt64)}, sealed_partition + 1)",
+            )
+            .param("prefix", &self.prefix)
+            .param("cursors", &self.cursors)
+            .fetch_all()
+            .await?;
+        for row in &rows {
+            if let Some(slot) = self.cursors.get_mut(row.sealed_partition as usize) {
+                *slot = (*slot).max(row.sealed_offset + 1);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The demo workload over `tenants` tenants named after `prefix`, with no malformed records.
+fn workload(tenants: usize, prefix: &str, seed: u64) -> Generator {
+    Generator::new(Workload {
+        tenants,
+        bad_ratio: 0.0,
+        seed,
+        now_ms: now_ms(),
+        tenant_prefix: prefix.to_owned(),
+    })
 }
 
 /// Runs the measurement; the pipeline must be running.
@@ -79,14 +110,8 @@ pub async fn measure(bench: LatencyBench) -> anyhow::Result<LatencyReport> {
     let client = bench.clickhouse.client();
     let warm_up = warm_up(&bench, &emitter, &client).await?;
     let prefix = format!("lat{}-", now_ms());
-    let mut generator = Generator::new(Workload {
-        tenants: bench.tenants,
-        bad_ratio: 0.0,
-        seed: 7,
-        now_ms: now_ms(),
-        tenant_prefix: prefix.clone(),
-    });
-    let mut cursors = vec![0_u64; 256];
+    let mut generator = workload(bench.tenants, &prefix, 7);
+    let mut new_rows = NewRows::of(&prefix);
     let mut sent_at: HashMap<String, i64> = HashMap::new();
     let mut latencies: Vec<f64> = Vec::new();
     let total = bench.rate * bench.duration.as_secs();
@@ -117,7 +142,7 @@ pub async fn measure(bench: LatencyBench) -> anyhow::Result<LatencyReport> {
             sent += 1;
         }
         if last_poll.elapsed() >= bench.poll {
-            observe(&client, &prefix, &mut cursors, &sent_at, &mut latencies).await?;
+            observe(&client, &mut new_rows, &sent_at, &mut latencies).await?;
             last_poll = Instant::now();
             if last_report.elapsed() >= Duration::from_secs(10) {
                 eprintln!("bench-latency: {sent} sent, {} queryable", latencies.len());
@@ -130,7 +155,7 @@ pub async fn measure(bench: LatencyBench) -> anyhow::Result<LatencyReport> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while (latencies.len() as u64) < sent && Instant::now() < deadline {
         tokio::time::sleep(bench.poll).await;
-        observe(&client, &prefix, &mut cursors, &sent_at, &mut latencies).await?;
+        observe(&client, &mut new_rows, &sent_at, &mut latencies).await?;
     }
     latencies.sort_by(f64::total_cmp);
     let at = |quantile: f64| {
@@ -163,13 +188,7 @@ async fn warm_up(
     client: &clickhouse::Client,
 ) -> anyhow::Result<Duration> {
     let prefix = format!("warm{}-", now_ms());
-    let mut generator = Generator::new(Workload {
-        tenants: bench.tenants,
-        bad_ratio: 0.0,
-        seed: 11,
-        now_ms: now_ms(),
-        tenant_prefix: prefix.clone(),
-    });
+    let mut generator = workload(bench.tenants, &prefix, 11);
     let started = Instant::now();
     let mut sent = 0_usize;
     while sent < bench.tenants {
@@ -178,7 +197,7 @@ async fn warm_up(
             sent += 1;
         }
     }
-    let mut cursors = vec![0_u64; 256];
+    let mut new_rows = NewRows::of(&prefix);
     let mut seen = 0_usize;
     while seen < sent {
         anyhow::ensure!(
@@ -186,12 +205,7 @@ async fn warm_up(
             "warm-up: only {seen} of {sent} events queryable after {WARM_UP_DEADLINE:?}; is the pipeline (seal, sink) running?"
         );
         tokio::time::sleep(bench.poll).await;
-        for row in poll_rows(client, &prefix, &cursors).await? {
-            if let Some(slot) = cursors.get_mut(row.sealed_partition as usize) {
-                *slot = (*slot).max(row.sealed_offset + 1);
-            }
-            seen += 1;
-        }
+        seen += new_rows.poll(client).await?.len();
     }
     let took = started.elapsed();
     eprintln!("bench-latency: warm-up: {sent} events queryable after {took:.1?}; the clock starts now");
@@ -200,17 +214,13 @@ async fn warm_up(
 
 async fn observe(
     client: &clickhouse::Client,
-    prefix: &str,
-    cursors: &mut [u64],
+    new_rows: &mut NewRows,
     sent_at: &HashMap<String, i64>,
     latencies: &mut Vec<f64>,
 ) -> anyhow::Result<()> {
-    let rows = poll_rows(client, prefix, cursors).await?;
+    let rows = new_rows.poll(client).await?;
     let observed = now_ms();
     for row in rows {
-        if let Some(slot) = cursors.get_mut(row.sealed_partition as usize) {
-            *slot = (*slot).max(row.sealed_offset + 1);
-        }
         if let Some(sent) = sent_at.get(&row.event_id) {
             latencies.push((observed - sent) as f64);
         }
