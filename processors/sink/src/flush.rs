@@ -154,24 +154,23 @@ impl SinkProcessor {
             .into_iter()
             .zip(first_attempts)
             .partition(|(_, attempt)| attempt.is_ok());
-        for (batch, attempt) in landed {
-            // Cannot give up: the attempt succeeded.
-            let _ = self.finish(batch, attempt, control);
+        for (batch, _) in landed {
+            self.record_stored(&batch, control);
         }
         let mut failed = failed.into_iter();
         while let Some((batch, attempt)) = failed.next() {
-            let partition = batch.partition;
-            if self.finish(batch, attempt, control).is_err() {
+            if self.retry(&batch, attempt, control).is_err() {
                 // Stopped, or revoked while waiting. What this partition and the ones not
                 // retried yet inserted may have landed without an answer.
-                let unanswered = std::iter::once(partition).chain(failed.map(|(batch, _)| batch.partition));
-                for partition in unanswered {
-                    if let Some(batch) = self.batches.get_mut(&partition) {
+                let unanswered = std::iter::once(batch).chain(failed.map(|(batch, _)| batch));
+                for ready in unanswered {
+                    if let Some(batch) = self.batches.get_mut(&ready.partition) {
                         batch.uncertain();
                     }
                 }
                 return;
             }
+            self.record_stored(&batch, control);
         }
     }
 
@@ -230,27 +229,33 @@ impl SinkProcessor {
         })
     }
 
-    /// Retries a batch whose first attempt failed (with the same tokens) until the store
-    /// acknowledges, then makes the partition's offset committable.
-    fn finish(
+    /// Retries a batch whose first attempt failed, with the same tokens, until the store
+    /// acknowledges (at once when the first attempt succeeded).
+    fn retry(
         &mut self,
-        ready: ReadyBatch,
+        ready: &ReadyBatch,
         first_attempt: Result<(), String>,
         control: &mut dyn Control,
     ) -> Result<(), GaveUp> {
-        let ReadyBatch {
-            partition,
-            token_suffix,
-            started,
-        } = ready;
-        let store = self.store.as_ref();
-        let topic = self.config.sealed_topic.as_str();
-        let Some(batch) = self.batches.get_mut(&partition) else {
+        let (store, topic) = (self.store.as_ref(), self.config.sealed_topic.as_str());
+        let Some(batch) = self.batches.get(&ready.partition) else {
             return Ok(());
         };
-        retrying_after(first_attempt, control, partition, "inserting into ClickHouse", || {
-            insert(store, topic, partition, batch, &token_suffix)
-        })?;
+        retrying_after(
+            first_attempt,
+            control,
+            ready.partition,
+            "inserting into ClickHouse",
+            || insert(store, topic, ready.partition, batch, &ready.token_suffix),
+        )
+    }
+
+    /// Counts a batch the store acknowledged and makes the partition's offset committable.
+    fn record_stored(&mut self, ready: &ReadyBatch, control: &mut dyn Control) {
+        let (partition, started) = (ready.partition, ready.started);
+        let Some(batch) = self.batches.get_mut(&partition) else {
+            return;
+        };
         let restored = batch.event_candidates.len() + batch.checkpoint_candidates.len();
         if restored > 0 {
             tracing::info!(
@@ -280,6 +285,5 @@ impl SinkProcessor {
         }
         self.summary.events += events;
         self.summary.checkpoints += checkpoints;
-        Ok(())
     }
 }
