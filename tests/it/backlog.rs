@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use sealtrail_kafka::{TopicSpec, ensure_topics};
 
@@ -22,6 +22,28 @@ pub(crate) fn one_partition_topic(prefix: &str) -> String {
         .block_on(ensure_topics(&shared().kafka(), &[TopicSpec::new(&topic, 1)]))
         .expect("topic");
     topic
+}
+
+/// Produces `count` records of `bytes` bytes to partition 0 of `topic` (keys cycling over 97),
+/// waiting for room in the producer's queue, then waits for every acknowledgement.
+pub(crate) fn produce_all<C: ProducerContext<DeliveryOpaque = ()>>(
+    producer: &BaseProducer<C>,
+    topic: &str,
+    count: usize,
+    bytes: usize,
+) {
+    let payload = vec![b'x'; bytes];
+    for n in 0..count {
+        let key = format!("key-{}", n % 97);
+        let mut record = BaseRecord::to(topic).partition(0).key(&key).payload(&payload);
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            producer.poll(Duration::from_millis(10));
+        }
+    }
+    producer
+        .flush(Duration::from_secs(300))
+        .expect("every record acknowledged");
 }
 
 fn read_from_the_start(consumer: &BaseConsumer, topic: &str) {
@@ -43,23 +65,7 @@ fn a_consumer_far_behind_gets_records_with_a_short_request_timeout() {
     let stack = shared();
     let topic = one_partition_topic("backlog");
     let producer: BaseProducer = stack.kafka().producer().create().expect("producer");
-    let payload = vec![b'x'; RECORD_BYTES];
-    for n in 0..BACKLOG {
-        let key = format!("key-{}", n % 97);
-        let mut record = BaseRecord::to(&topic).partition(0).key(&key).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(300))
-        .expect("every record acknowledged");
+    produce_all(&producer, &topic, BACKLOG, RECORD_BYTES);
 
     // A fetch that scanned the whole backlog would take seconds; 5 s fails it every time.
     let consumer: BaseConsumer = stack

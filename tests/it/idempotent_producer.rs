@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, ProducerContext};
 use rdkafka::statistics::Statistics;
 
-use crate::backlog::one_partition_topic;
+use crate::backlog::{one_partition_topic, produce_all};
 use crate::harness::shared;
 
 /// Keeps the latest statistics librdkafka reports.
@@ -35,7 +35,7 @@ impl ProducerContext for LatestStatistics {
 }
 
 /// Enough records that many batches queue up behind each request the broker is working on.
-const RECORDS: i64 = 50_000;
+const RECORDS: usize = 50_000;
 const RECORD_BYTES: usize = 1_000;
 
 /// Wake-ups of the broker thread per produce request. Waking for a response, a timer or newly
@@ -54,25 +54,14 @@ fn an_idempotent_producer_waits_for_its_request_instead_of_spinning() {
         .set("statistics.interval.ms", "200")
         .create_with_context(statistics.clone())
         .expect("the product's idempotent producer");
-    let payload = vec![b'x'; RECORD_BYTES];
-    for n in 0..RECORDS {
-        let key = format!("tenant-{}", n % 7);
-        let mut record = BaseRecord::to(&topic).partition(0).key(&key).payload(&payload);
-        while let Err((_, back)) = producer.send(record) {
-            record = back;
-            producer.poll(Duration::from_millis(10));
-        }
-    }
-    producer
-        .flush(Duration::from_secs(300))
-        .expect("every record acknowledged");
+    produce_all(&producer, &topic, RECORDS, RECORD_BYTES);
 
     // Statistics are cumulative: wait for a report that counts every record delivered.
     let started = Instant::now();
     let report = loop {
         producer.poll(Duration::from_millis(100));
         let latest = statistics.0.lock().expect("statistics lock").clone();
-        if let Some(report) = latest.filter(|report| report.txmsgs >= RECORDS) {
+        if let Some(report) = latest.filter(|report| usize::try_from(report.txmsgs).is_ok_and(|sent| sent >= RECORDS)) {
             break report;
         }
         assert!(

@@ -127,39 +127,42 @@ impl Browser {
 
     /// `attribute` of the first element matching `css`, once `accept` takes it.
     pub async fn attribute_when(&self, css: &str, attribute: &str, accept: impl Fn(&str) -> bool) -> String {
-        let started = Instant::now();
-        let mut last = None;
-        while started.elapsed() < PATIENCE {
-            if let Ok(element) = self.client.find(Locator::Css(css)).await {
-                last = element.attr(attribute).await.ok().flatten();
-                if last.as_deref().is_some_and(&accept) {
-                    return last.unwrap_or_default();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "`{css}` [{attribute}] never became what the test waits for (last: {last:?})\n{}",
-            self.page_text().await
-        )
+        let read = async || {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            element.attr(attribute).await.ok().flatten()
+        };
+        self.settled(&format!("`{css}` [{attribute}]"), read, |value| accept(value))
+            .await
     }
 
     /// How many elements match `css`, once `accept` takes that number: a list the page is
     /// replacing (old rows, then none while it loads, then the new ones) is read when it settles.
     pub async fn count_when(&self, css: &str, accept: impl Fn(usize) -> bool) -> usize {
+        let read = async || Some(self.client.find_all(Locator::Css(css)).await.ok()?.len());
+        self.settled(&format!("the number of `{css}`"), read, |count| accept(*count))
+            .await
+    }
+
+    /// What `read` gives, once `accept` takes it; read again every 100 ms for up to `PATIENCE`.
+    async fn settled<T: std::fmt::Debug>(
+        &self,
+        what: &str,
+        read: impl AsyncFn() -> Option<T>,
+        accept: impl Fn(&T) -> bool,
+    ) -> T {
         let started = Instant::now();
         let mut last = None;
         while started.elapsed() < PATIENCE {
-            if let Ok(found) = self.client.find_all(Locator::Css(css)).await {
-                if accept(found.len()) {
-                    return found.len();
+            if let Some(value) = read().await {
+                if accept(&value) {
+                    return value;
                 }
-                last = Some(found.len());
+                last = Some(value);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!(
-            "the number of `{css}` never became what the test waits for (last: {last:?})\n{}",
+            "{what} never became what the test waits for (last: {last:?})\n{}",
             self.page_text().await
         )
     }
