@@ -1,7 +1,13 @@
 use rdkafka::ClientConfig;
 
-/// Producer batching and compression, unless the extra properties say otherwise.
-const PRODUCER_TUNING: [(&str, &str); 2] = [("compression.type", "lz4"), ("linger.ms", "5")];
+/// Producer batching, unless the extra properties say otherwise.
+const PRODUCER_LINGER_MS: &str = "5";
+/// Producer compression, unless the extra properties say otherwise: LZ4 pays across a network; to
+/// a broker on the same host it only costs CPU on both ends (on the local stack's broker, LZ4
+/// was about 14% of its CPU at 5,000 events/s: it decompresses each produced batch and
+/// compresses each fetch again).
+const COMPRESSION_ACROSS_A_NETWORK: &str = "lz4";
+const COMPRESSION_ON_THE_SAME_HOST: &str = "none";
 
 /// Where the brokers are and which extra librdkafka properties to pass to every client.
 ///
@@ -68,7 +74,12 @@ impl KafkaSettings {
     /// extra properties (`KAFKA_OPTIONS`, the client properties file) may change.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
-        for (key, default) in PRODUCER_TUNING {
+        let compression = if self.is_loopback() {
+            COMPRESSION_ON_THE_SAME_HOST
+        } else {
+            COMPRESSION_ACROSS_A_NETWORK
+        };
+        for (key, default) in [("compression.type", compression), ("linger.ms", PRODUCER_LINGER_MS)] {
             if config.get(key).is_none() {
                 config.set(key, default);
             }
@@ -79,6 +90,16 @@ impl KafkaSettings {
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");
         config
+    }
+
+    /// Whether every bootstrap server is on this host.
+    fn is_loopback(&self) -> bool {
+        self.bootstrap.split(',').all(|server| {
+            let server = server.trim();
+            let server = server.rsplit_once("://").map_or(server, |(_, rest)| rest);
+            let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
+            matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
+        })
     }
 
     /// A consumer in `group` that commits offsets only when the application says so.
@@ -110,7 +131,7 @@ mod tests {
 
     #[test]
     fn extra_properties_tune_batching_but_never_weaken_the_producer_guarantees() {
-        let mut settings = KafkaSettings::new("127.0.0.1:9092");
+        let mut settings = KafkaSettings::new("kafka-1.example:9092,kafka-2.example:9092");
         let defaults = settings.producer();
         assert_eq!(defaults.get("linger.ms"), Some("5"));
         assert_eq!(defaults.get("compression.type"), Some("lz4"));
@@ -129,5 +150,18 @@ mod tests {
         assert_eq!(tuned.get("enable.idempotence"), Some("true"));
         assert_eq!(tuned.get("acks"), Some("all"));
         assert_eq!(tuned.get("partitioner"), Some("murmur2_random"));
+    }
+
+    #[test]
+    fn a_broker_on_the_same_host_gets_uncompressed_batches_unless_asked_otherwise() {
+        for bootstrap in ["127.0.0.1:9092", "localhost:9092,127.0.0.1:9093", "[::1]:9092"] {
+            let settings = KafkaSettings::new(bootstrap);
+            assert_eq!(settings.producer().get("compression.type"), Some("none"), "{bootstrap}");
+        }
+        let mixed = KafkaSettings::new("127.0.0.1:9092,kafka-1.example:9092");
+        assert_eq!(mixed.producer().get("compression.type"), Some("lz4"));
+        let mut asked = KafkaSettings::new("127.0.0.1:9092");
+        asked.extra = vec![("compression.type".to_owned(), "zstd".to_owned())];
+        assert_eq!(asked.producer().get("compression.type"), Some("zstd"));
     }
 }

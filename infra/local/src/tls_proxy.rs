@@ -58,6 +58,11 @@ impl TlsFront {
                         continue;
                     }
                 };
+                // Small writes leave at once on both legs. With Nagle's algorithm on the client's
+                // leg, a response the front forwards in two TLS records (ClickHouse's HTTP header,
+                // then its body) waited for the client's delayed ACK: 45 ms added to every
+                // ClickHouse request through the front, against 2-5 ms direct.
+                client.set_nodelay(true).ok();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // A client that does not speak TLS (or distrusts the certificate) ends here;

@@ -2,6 +2,7 @@
 //! the store first, every insert carries a deduplication token kept across its retries, and the
 //! partition's offset becomes committable only once the store acknowledged.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sealtrail_clickhouse::{CheckpointRow, EntryRow};
@@ -109,6 +110,32 @@ fn insert(
     Ok(())
 }
 
+/// The partitions to flush now: all of them with `everything`; otherwise, once one partition is
+/// due (`batch_rows` buffered, or its oldest row buffered for `batch_wait`), every partition
+/// holding rows. Partitions due at different ticks each stopped the loop for a flush of their
+/// own (at 5,000 events/s over four partitions, a partition flushed every 930 ms on average for a
+/// batch wait of 500 ms); flushed together, they stop it once and insert in parallel.
+pub(crate) fn due_partitions(
+    batches: &HashMap<i32, PartitionBatch>,
+    batch_rows: usize,
+    batch_wait: Duration,
+    everything: bool,
+) -> Vec<i32> {
+    let is_due = |batch: &PartitionBatch| {
+        batch.len() >= batch_rows || batch.first_buffered_at.is_some_and(|at| at.elapsed() >= batch_wait)
+    };
+    if !everything && !batches.values().any(is_due) {
+        return Vec::new();
+    }
+    let mut due: Vec<i32> = batches
+        .iter()
+        .filter(|(_, batch)| everything || batch.first_buffered_at.is_some())
+        .map(|(partition, _)| *partition)
+        .collect();
+    due.sort_unstable();
+    due
+}
+
 /// A partition's batch ready to insert: its rows read again are checked, its tokens chosen.
 struct ReadyBatch {
     partition: i32,
@@ -126,18 +153,12 @@ impl SinkProcessor {
     /// checkpoints) and its own tokens; a partition whose first attempt failed is retried alone,
     /// with the same tokens, as before.
     pub(crate) fn flush_due(&mut self, control: &mut dyn Control, everything: bool) {
-        let due: Vec<i32> = self
-            .batches
-            .iter()
-            .filter(|(_, batch)| {
-                everything
-                    || batch.len() >= self.config.batch_rows
-                    || batch
-                        .first_buffered_at
-                        .is_some_and(|at| at.elapsed() >= self.config.batch_wait)
-            })
-            .map(|(partition, _)| *partition)
-            .collect();
+        let due = due_partitions(
+            &self.batches,
+            self.config.batch_rows,
+            self.config.batch_wait,
+            everything,
+        );
         let mut ready = Vec::with_capacity(due.len());
         for partition in due {
             match self.ready(partition, control) {

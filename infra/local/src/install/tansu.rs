@@ -153,6 +153,34 @@ async fn install(cache: &CacheDir, home: &Path) -> Result<(), LocalError> {
     std::fs::rename(&partial, home).map_err(LocalError::io("move the install into", home))?;
     std::fs::remove_dir_all(&target_dir).ok();
     std::fs::remove_dir_all(cache.root().join("tansu-source")).ok();
-    progress.finish(&format!("finished: {}", home.join("bin/tansu").display()));
+    let pruned = prune_other_patch_levels(cache.root(), home);
+    progress.finish(&format!(
+        "finished: {}{}",
+        home.join("bin/tansu").display(),
+        if pruned.is_empty() {
+            String::new()
+        } else {
+            format!(" (removed the builds of older patches: {})", pruned.join(", "))
+        }
+    ));
     Ok(())
+}
+
+/// Removes the builds of other patch levels of this Tansu version (about 60 MB each): nothing
+/// runs them once this one is installed. A stack still running one keeps its open binary.
+fn prune_other_patch_levels(cache_root: &Path, home: &Path) -> Vec<String> {
+    let prefix = format!("tansu-{TANSU_VERSION}-sealtrail.");
+    let Ok(entries) = std::fs::read_dir(cache_root) else {
+        return Vec::new();
+    };
+    let mut pruned = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(&prefix) && path != home && std::fs::remove_dir_all(&path).is_ok() {
+            pruned.push(name);
+        }
+    }
+    pruned.sort();
+    pruned
 }

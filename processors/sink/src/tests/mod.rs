@@ -215,3 +215,36 @@ fn a_poison_record_stops_the_sink_at_its_offset_and_commits_nothing_past_it() {
     let committed = pipeline.log.committed(GROUP, SEALED, 0).unwrap_or(0);
     assert!(committed <= poison_at, "committed {committed}, poison at {poison_at}");
 }
+
+/// Once one partition is due, every partition holding rows flushes with it (one stop of the loop
+/// instead of one per partition); a partition with nothing buffered is left alone, and nothing
+/// flushes before some partition is due.
+#[test]
+fn a_due_partition_takes_every_partition_holding_rows_with_it() {
+    let wait = Duration::from_secs(60);
+    let now = std::time::Instant::now();
+    let buffered_at = |at: Option<std::time::Instant>| {
+        let mut batch = crate::batch::PartitionBatch::new(-1, -1);
+        batch.first_buffered_at = at;
+        batch
+    };
+    let long_ago = now
+        .checked_sub(wait * 2)
+        .expect("the machine has been up for two minutes");
+    let mut batches = HashMap::from([
+        (0, buffered_at(Some(now))),
+        (1, buffered_at(None)),
+        (2, buffered_at(Some(now))),
+    ]);
+    let due = |batches: &HashMap<i32, crate::batch::PartitionBatch>, everything| {
+        crate::flush::due_partitions(batches, 1000, wait, everything)
+    };
+    assert_eq!(due(&batches, false), Vec::<i32>::new(), "nothing is due yet");
+    assert_eq!(due(&batches, true), vec![0, 1, 2], "leaving flushes every partition");
+    batches.insert(3, buffered_at(Some(long_ago)));
+    assert_eq!(
+        due(&batches, false),
+        vec![0, 2, 3],
+        "partition 3 is due and takes 0 and 2, which hold rows, with it"
+    );
+}
