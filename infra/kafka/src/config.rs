@@ -33,6 +33,23 @@ impl std::fmt::Debug for KafkaSettings {
     }
 }
 
+/// Whether every server of a comma-separated broker list (`host:port`, optionally with a
+/// `SCHEME://` prefix) is this host; an empty list is not.
+fn all_on_this_host(brokers: &str) -> bool {
+    let mut servers = brokers.split(',').map(str::trim).filter(|server| !server.is_empty()).peekable();
+    servers.peek().is_some()
+        && servers.all(|server| {
+            let server = server.rsplit_once("://").map_or(server, |(_, rest)| rest);
+            let host = match server.rsplit_once(':') {
+                Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+                _ => server,
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
+        })
+}
+
 impl KafkaSettings {
     pub fn new(bootstrap: impl Into<String>) -> Self {
         Self {
@@ -74,15 +91,24 @@ impl KafkaSettings {
     /// extra properties (`KAFKA_OPTIONS`, the client properties file) may change.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
-        let compression = if self.is_loopback() {
+        // The brokers the client will reach: extra properties may name them instead of
+        // `bootstrap`.
+        let brokers = ["bootstrap.servers", "metadata.broker.list"]
+            .iter()
+            .filter_map(|key| config.get(key))
+            .collect::<Vec<_>>()
+            .join(",");
+        let compression = if all_on_this_host(&brokers) {
             COMPRESSION_ON_THE_SAME_HOST
         } else {
             COMPRESSION_ACROSS_A_NETWORK
         };
-        for (key, default) in [("compression.type", compression), ("linger.ms", PRODUCER_LINGER_MS)] {
-            if config.get(key).is_none() {
-                config.set(key, default);
-            }
+        // `compression.codec` is librdkafka's alias of `compression.type`: either one set wins.
+        if config.get("compression.type").is_none() && config.get("compression.codec").is_none() {
+            config.set("compression.type", compression);
+        }
+        if config.get("linger.ms").is_none() {
+            config.set("linger.ms", PRODUCER_LINGER_MS);
         }
         config
             .set("enable.idempotence", "true")
@@ -90,16 +116,6 @@ impl KafkaSettings {
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");
         config
-    }
-
-    /// Whether every bootstrap server is on this host.
-    fn is_loopback(&self) -> bool {
-        self.bootstrap.split(',').all(|server| {
-            let server = server.trim();
-            let server = server.rsplit_once("://").map_or(server, |(_, rest)| rest);
-            let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
-            matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
-        })
     }
 
     /// A consumer in `group` that commits offsets only when the application says so.
@@ -163,5 +179,30 @@ mod tests {
         let mut asked = KafkaSettings::new("127.0.0.1:9092");
         asked.extra = vec![("compression.type".to_owned(), "zstd".to_owned())];
         assert_eq!(asked.producer().get("compression.type"), Some("zstd"));
+        asked.extra = vec![("compression.codec".to_owned(), "zstd".to_owned())];
+        assert_eq!(asked.producer().get("compression.type"), None, "the alias is not overridden");
+        // The brokers the client reaches decide, wherever they are named.
+        let mut elsewhere = KafkaSettings::new("127.0.0.1:9092");
+        elsewhere.extra = vec![("bootstrap.servers".to_owned(), "kafka-1.example:9092".to_owned())];
+        assert_eq!(elsewhere.producer().get("compression.type"), Some("lz4"));
+        elsewhere.extra = vec![("metadata.broker.list".to_owned(), "kafka-1.example:9092".to_owned())];
+        assert_eq!(elsewhere.producer().get("compression.type"), Some("lz4"));
+    }
+
+    #[test]
+    fn broker_lists_on_this_host_are_told_from_the_others() {
+        for local in [
+            "127.0.0.1:9092",
+            "LOCALHOST:9092",
+            "127.0.0.2:9092",
+            "[::1]:9092",
+            "[::1]",
+            "SASL_SSL://localhost:9093, 127.0.0.1:9094",
+        ] {
+            assert!(super::all_on_this_host(local), "{local}");
+        }
+        for remote in ["", "kafka:9092", "10.0.0.5:9092", "localhost:9092,kafka:9092", "[2001:db8::1]:9092"] {
+            assert!(!super::all_on_this_host(remote), "{remote}");
+        }
     }
 }

@@ -160,16 +160,22 @@ async fn install(cache: &CacheDir, home: &Path) -> Result<(), LocalError> {
         if pruned.is_empty() {
             String::new()
         } else {
-            format!(" (removed the builds of older patches: {})", pruned.join(", "))
+            format!(" (removed the builds of older patch levels: {})", pruned.join(", "))
         }
     ));
     Ok(())
 }
 
-/// Removes the builds of other patch levels of this Tansu version (about 60 MB each): nothing
-/// runs them once this one is installed. A stack still running one keeps its open binary.
+/// Removes the builds of older patch levels of this Tansu version (about 60 MB each): nothing
+/// this checkout runs needs them once this one is installed. Newer levels stay: another checkout
+/// of a later commit may share the cache. A stack still running an old build keeps its open
+/// binary.
 fn prune_other_patch_levels(cache_root: &Path, home: &Path) -> Vec<String> {
     let prefix = format!("tansu-{TANSU_VERSION}-sealtrail.");
+    let level = |name: &str| name.strip_prefix(&prefix).and_then(|rest| rest.parse::<u32>().ok());
+    let Some(current) = PATCH_LEVEL.strip_prefix("sealtrail.").and_then(|n| n.parse::<u32>().ok()) else {
+        return Vec::new();
+    };
     let Ok(entries) = std::fs::read_dir(cache_root) else {
         return Vec::new();
     };
@@ -177,10 +183,38 @@ fn prune_other_patch_levels(cache_root: &Path, home: &Path) -> Vec<String> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if name.starts_with(&prefix) && path != home && std::fs::remove_dir_all(&path).is_ok() {
+        let older = level(&name).is_some_and(|level| level < current);
+        if older && path != home && std::fs::remove_dir_all(&path).is_ok() {
             pruned.push(name);
         }
     }
     pruned.sort();
     pruned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PATCH_LEVEL, TANSU_VERSION, prune_other_patch_levels};
+
+    #[test]
+    fn only_older_patch_levels_are_pruned() {
+        let root = std::env::temp_dir().join(format!("sealtrail-prune-{}", std::process::id()));
+        let current: u32 = PATCH_LEVEL
+            .strip_prefix("sealtrail.")
+            .and_then(|n| n.parse().ok())
+            .expect("a numbered patch level");
+        let name = |level: u32| format!("tansu-{TANSU_VERSION}-sealtrail.{level}");
+        let kept = [name(current), name(current + 1), "clickhouse-26.7.3-stable.1".to_owned()];
+        let older = name(current - 1);
+        for dir in kept.iter().chain([&older]) {
+            std::fs::create_dir_all(root.join(dir).join("bin")).expect("create");
+        }
+        let pruned = prune_other_patch_levels(&root, &root.join(name(current)));
+        assert_eq!(pruned, vec![older.clone()]);
+        assert!(!root.join(&older).exists());
+        for dir in &kept {
+            assert!(root.join(dir).exists(), "{dir} is kept");
+        }
+        std::fs::remove_dir_all(&root).ok();
+    }
 }

@@ -216,35 +216,32 @@ fn a_poison_record_stops_the_sink_at_its_offset_and_commits_nothing_past_it() {
     assert!(committed <= poison_at, "committed {committed}, poison at {poison_at}");
 }
 
-/// Once one partition is due, every partition holding rows flushes with it (one stop of the loop
-/// instead of one per partition); a partition with nothing buffered is left alone, and nothing
-/// flushes before some partition is due.
+/// Once one partition is due, every partition at least half due flushes with it (one stop of the
+/// loop instead of one per partition); a partition that just began a batch, or holds nothing, is
+/// left alone, and nothing flushes before some partition is due.
 #[test]
-fn a_due_partition_takes_every_partition_holding_rows_with_it() {
+fn a_due_partition_takes_the_partitions_half_due_with_it() {
     let wait = Duration::from_secs(60);
-    let now = std::time::Instant::now();
-    let buffered_at = |at: Option<std::time::Instant>| {
+    let start = std::time::Instant::now();
+    let buffered_at = |after: Option<Duration>| {
         let mut batch = crate::batch::PartitionBatch::new(-1, -1);
-        batch.first_buffered_at = at;
+        batch.first_buffered_at = after.map(|after| start + after);
         batch
     };
-    let long_ago = now
-        .checked_sub(wait * 2)
-        .expect("the machine has been up for two minutes");
-    let mut batches = HashMap::from([
-        (0, buffered_at(Some(now))),
+    let batches = HashMap::from([
+        (0, buffered_at(Some(Duration::ZERO))),
         (1, buffered_at(None)),
-        (2, buffered_at(Some(now))),
+        (2, buffered_at(Some(Duration::from_secs(20)))),
+        (3, buffered_at(Some(Duration::from_secs(50)))),
     ]);
-    let due = |batches: &HashMap<i32, crate::batch::PartitionBatch>, everything| {
-        crate::flush::due_partitions(batches, 1000, wait, everything)
+    let due = |everything, at: u64| {
+        crate::flush::due_partitions(&batches, (1000, wait), everything, start + Duration::from_secs(at))
     };
-    assert_eq!(due(&batches, false), Vec::<i32>::new(), "nothing is due yet");
-    assert_eq!(due(&batches, true), vec![0, 1, 2], "leaving flushes every partition");
-    batches.insert(3, buffered_at(Some(long_ago)));
+    assert_eq!(due(false, 59), Vec::<i32>::new(), "nothing is due yet");
+    assert_eq!(due(true, 0), vec![0, 1, 2, 3], "leaving flushes every partition");
     assert_eq!(
-        due(&batches, false),
-        vec![0, 2, 3],
-        "partition 3 is due and takes 0 and 2, which hold rows, with it"
+        due(false, 60),
+        vec![0, 2],
+        "partition 0 is due and takes 2 (buffering for 40 s) with it, not 3 (10 s) nor 1 (empty)"
     );
 }
