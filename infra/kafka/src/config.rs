@@ -36,7 +36,11 @@ impl std::fmt::Debug for KafkaSettings {
 /// Whether every server of a comma-separated broker list (`host:port`, optionally with a
 /// `SCHEME://` prefix) is this host; an empty list is not.
 fn all_on_this_host(brokers: &str) -> bool {
-    let mut servers = brokers.split(',').map(str::trim).filter(|server| !server.is_empty()).peekable();
+    let mut servers = brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .peekable();
     servers.peek().is_some()
         && servers.all(|server| {
             let server = server.rsplit_once("://").map_or(server, |(_, rest)| rest);
@@ -46,7 +50,9 @@ fn all_on_this_host(brokers: &str) -> bool {
             };
             let host = host.trim_start_matches('[').trim_end_matches(']');
             host.eq_ignore_ascii_case("localhost")
-                || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|address| address.is_loopback())
         })
 }
 
@@ -180,7 +186,11 @@ mod tests {
         asked.extra = vec![("compression.type".to_owned(), "zstd".to_owned())];
         assert_eq!(asked.producer().get("compression.type"), Some("zstd"));
         asked.extra = vec![("compression.codec".to_owned(), "zstd".to_owned())];
-        assert_eq!(asked.producer().get("compression.type"), None, "the alias is not overridden");
+        assert_eq!(
+            asked.producer().get("compression.type"),
+            None,
+            "the alias is not overridden"
+        );
         // The brokers the client reaches decide, wherever they are named.
         let mut elsewhere = KafkaSettings::new("127.0.0.1:9092");
         elsewhere.extra = vec![("bootstrap.servers".to_owned(), "kafka-1.example:9092".to_owned())];
@@ -201,7 +211,13 @@ mod tests {
         ] {
             assert!(super::all_on_this_host(local), "{local}");
         }
-        for remote in ["", "kafka:9092", "10.0.0.5:9092", "localhost:9092,kafka:9092", "[2001:db8::1]:9092"] {
+        for remote in [
+            "",
+            "kafka:9092",
+            "10.0.0.5:9092",
+            "localhost:9092,kafka:9092",
+            "[2001:db8::1]:9092",
+        ] {
             assert!(!super::all_on_this_host(remote), "{remote}");
         }
     }

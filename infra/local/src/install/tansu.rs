@@ -173,7 +173,10 @@ async fn install(cache: &CacheDir, home: &Path) -> Result<(), LocalError> {
 fn prune_other_patch_levels(cache_root: &Path, home: &Path) -> Vec<String> {
     let prefix = format!("tansu-{TANSU_VERSION}-sealtrail.");
     let level = |name: &str| name.strip_prefix(&prefix).and_then(|rest| rest.parse::<u32>().ok());
-    let Some(current) = PATCH_LEVEL.strip_prefix("sealtrail.").and_then(|n| n.parse::<u32>().ok()) else {
+    let Some(current) = PATCH_LEVEL
+        .strip_prefix("sealtrail.")
+        .and_then(|n| n.parse::<u32>().ok())
+    else {
         return Vec::new();
     };
     let Ok(entries) = std::fs::read_dir(cache_root) else {
@@ -204,7 +207,11 @@ mod tests {
             .and_then(|n| n.parse().ok())
             .expect("a numbered patch level");
         let name = |level: u32| format!("tansu-{TANSU_VERSION}-sealtrail.{level}");
-        let kept = [name(current), name(current + 1), "clickhouse-26.7.3-stable.1".to_owned()];
+        let kept = [
+            name(current),
+            name(current + 1),
+            "clickhouse-26.7.3-stable.1".to_owned(),
+        ];
         let older = name(current - 1);
         for dir in kept.iter().chain([&older]) {
             std::fs::create_dir_all(root.join(dir).join("bin")).expect("create");
