@@ -86,14 +86,7 @@ impl ClickHouseSettings {
 
     /// Whether ClickHouse is on this host.
     fn is_loopback(&self) -> bool {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
-        let authority = after_scheme.split('/').next().unwrap_or_default();
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-        let host = host_port
-            .rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(host_port, |(host, _)| host);
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+        sealtrail_http::is_this_host(&self.url)
     }
 
     /// A client with no database selected, for statements that must run before it exists.

@@ -3,6 +3,7 @@
 //! certificate and key files reloaded when they change, so a renewed certificate needs no restart;
 //! and files holding secrets, refused when others may read them.
 
+mod address;
 mod client;
 mod client_certificate;
 mod error;
@@ -12,6 +13,7 @@ pub mod secret_file;
 pub mod serve;
 mod server;
 
+pub use address::is_this_host;
 pub use client::{TrustSettings, client_config};
 pub use client_certificate::ClientCertificate;
 pub use error::TlsError;

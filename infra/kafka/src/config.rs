@@ -33,27 +33,10 @@ impl std::fmt::Debug for KafkaSettings {
     }
 }
 
-/// Whether every server of a comma-separated broker list (`host:port`, optionally with a
-/// `SCHEME://` prefix) is this host; an empty list is not.
+/// Whether every server of a comma-separated broker list is this host; an empty list is not.
 fn all_on_this_host(brokers: &str) -> bool {
-    let mut servers = brokers
-        .split(',')
-        .map(str::trim)
-        .filter(|server| !server.is_empty())
-        .peekable();
-    servers.peek().is_some()
-        && servers.all(|server| {
-            let server = server.rsplit_once("://").map_or(server, |(_, rest)| rest);
-            let host = match server.rsplit_once(':') {
-                Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
-                _ => server,
-            };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            host.eq_ignore_ascii_case("localhost")
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|address| address.is_loopback())
-        })
+    let mut servers = brokers.split(',').filter(|server| !server.trim().is_empty()).peekable();
+    servers.peek().is_some() && servers.all(sealtrail_http::is_this_host)
 }
 
 impl KafkaSettings {

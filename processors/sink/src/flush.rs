@@ -251,7 +251,7 @@ impl SinkProcessor {
     }
 
     /// Retries a batch whose first attempt failed, with the same tokens, until the store
-    /// acknowledges (at once when the first attempt succeeded).
+    /// acknowledges.
     fn retry(
         &mut self,
         ready: &ReadyBatch,

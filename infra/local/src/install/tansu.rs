@@ -153,7 +153,7 @@ async fn install(cache: &CacheDir, home: &Path) -> Result<(), LocalError> {
     std::fs::rename(&partial, home).map_err(LocalError::io("move the install into", home))?;
     std::fs::remove_dir_all(&target_dir).ok();
     std::fs::remove_dir_all(cache.root().join("tansu-source")).ok();
-    let pruned = prune_other_patch_levels(cache.root(), home);
+    let pruned = prune_older_patch_levels(cache.root(), home);
     progress.finish(&format!(
         "finished: {}{}",
         home.join("bin/tansu").display(),
@@ -166,29 +166,22 @@ async fn install(cache: &CacheDir, home: &Path) -> Result<(), LocalError> {
     Ok(())
 }
 
-/// Removes the builds of older patch levels of this Tansu version (about 60 MB each): nothing
-/// this checkout runs needs them once this one is installed. Newer levels stay: another checkout
-/// of a later commit may share the cache. A stack still running an old build keeps its open
-/// binary.
-fn prune_other_patch_levels(cache_root: &Path, home: &Path) -> Vec<String> {
+/// Removes the builds of patch levels older than `home`'s (about 60 MB each): nothing this
+/// checkout runs needs them once `home` is installed. Newer levels stay: another checkout of a
+/// later commit may share the cache. A stack still running an old build keeps its open binary.
+fn prune_older_patch_levels(cache_root: &Path, home: &Path) -> Vec<String> {
     let prefix = format!("tansu-{TANSU_VERSION}-sealtrail.");
-    let level = |name: &str| name.strip_prefix(&prefix).and_then(|rest| rest.parse::<u32>().ok());
-    let Some(current) = PATCH_LEVEL
-        .strip_prefix("sealtrail.")
-        .and_then(|n| n.parse::<u32>().ok())
-    else {
-        return Vec::new();
+    let level = |path: &Path| {
+        let name = path.file_name()?.to_str()?;
+        name.strip_prefix(&prefix)?.parse::<u32>().ok()
     };
-    let Ok(entries) = std::fs::read_dir(cache_root) else {
+    let (Some(current), Ok(entries)) = (level(home), std::fs::read_dir(cache_root)) else {
         return Vec::new();
     };
     let mut pruned = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        let older = level(&name).is_some_and(|level| level < current);
-        if older && path != home && std::fs::remove_dir_all(&path).is_ok() {
-            pruned.push(name);
+    for path in entries.flatten().map(|entry| entry.path()) {
+        if level(&path).is_some_and(|level| level < current) && std::fs::remove_dir_all(&path).is_ok() {
+            pruned.extend(path.file_name().map(|name| name.to_string_lossy().into_owned()));
         }
     }
     pruned.sort();
@@ -197,26 +190,18 @@ fn prune_other_patch_levels(cache_root: &Path, home: &Path) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{PATCH_LEVEL, TANSU_VERSION, prune_other_patch_levels};
+    use super::{TANSU_VERSION, prune_older_patch_levels};
 
     #[test]
     fn only_older_patch_levels_are_pruned() {
         let root = std::env::temp_dir().join(format!("sealtrail-prune-{}", std::process::id()));
-        let current: u32 = PATCH_LEVEL
-            .strip_prefix("sealtrail.")
-            .and_then(|n| n.parse().ok())
-            .expect("a numbered patch level");
         let name = |level: u32| format!("tansu-{TANSU_VERSION}-sealtrail.{level}");
-        let kept = [
-            name(current),
-            name(current + 1),
-            "clickhouse-26.7.3-stable.1".to_owned(),
-        ];
-        let older = name(current - 1);
+        let kept = [name(8), name(9), "clickhouse-26.7.3-stable.1".to_owned()];
+        let older = name(7);
         for dir in kept.iter().chain([&older]) {
             std::fs::create_dir_all(root.join(dir).join("bin")).expect("create");
         }
-        let pruned = prune_other_patch_levels(&root, &root.join(name(current)));
+        let pruned = prune_older_patch_levels(&root, &root.join(name(8)));
         assert_eq!(pruned, vec![older.clone()]);
         assert!(!root.join(&older).exists());
         for dir in &kept {
