@@ -4,8 +4,9 @@
 //! stamp to the first poll that returns its row (so it is measured up to one poll interval late).
 //!
 //! The clock starts once warm-up events have gone through the whole pipeline: on a stack just
-//! started, the first seconds are consumer groups joining and connections opening (measured: six
-//! seconds in which nothing was sealed), a one-time cost that is reported apart, not as latency.
+//! started, the first events wait for connections to open (and, before `sealtrail up` waited for
+//! the seal and the sink to hold partitions, for their groups to form: six seconds in which nothing
+//! was sealed), a one-time cost that is reported apart, not as latency.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use sealtrail_runtime::driver::{Header, InputRecord, PartitionLag, PartitionSource, Polled};
+use sealtrail_runtime::driver::{GroupLag, Header, InputRecord, PartitionLag, PartitionSource, Polled};
 use sealtrail_runtime::telemetry::events::ErrorKind;
 
 use crate::group_heal::{leave_group, rejoin_after_leaving};
@@ -425,7 +425,7 @@ impl PartitionSource for KafkaSource {
         self.probe.lags(&self.topic, positions.iter().copied())
     }
 
-    fn group_lag(&mut self) -> Option<i64> {
+    fn group_lag(&mut self) -> Option<GroupLag> {
         self.group_lag.lag(&self.probe, &self.topic)
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use sealtrail_runtime::driver::PartitionLag;
+use sealtrail_runtime::driver::{GroupLag, PartitionLag};
 
 use crate::{KafkaError, KafkaSettings};
 
@@ -110,9 +110,10 @@ impl GroupLagProbe {
         Ok(Self { observer, timeout })
     }
 
-    /// The group's lag on every partition of `topic`, from `watermarks`; `None` if the broker did
-    /// not answer. A partition without a commit counts every record it stores.
-    pub fn lag(&self, watermarks: &WatermarkProbe, topic: &str) -> Option<i64> {
+    /// The group's lag on every partition of `topic`, from `watermarks`, and the sum of its
+    /// committed offsets; `None` if the broker did not answer. A partition without a commit
+    /// counts every record it stores.
+    pub fn lag(&self, watermarks: &WatermarkProbe, topic: &str) -> Option<GroupLag> {
         crate::context::serve_events(&self.observer);
         let metadata = self.observer.fetch_metadata(Some(topic), self.timeout).ok()?;
         let mut asked = TopicPartitionList::new();
@@ -124,15 +125,21 @@ impl GroupLagProbe {
             asked.add_partition(topic, partition.id());
         }
         let committed = self.observer.committed_offsets(asked, self.timeout).ok()?;
-        let mut total = 0;
+        let mut lag = GroupLag {
+            waiting: 0,
+            committed: 0,
+        };
         for element in committed.elements() {
             let (low, high) = watermarks.watermarks(topic, element.partition())?;
             let from = match element.offset() {
-                Offset::Offset(offset) => offset.max(low),
+                Offset::Offset(offset) => {
+                    lag.committed += offset;
+                    offset.max(low)
+                }
                 _ => low,
             };
-            total += (high - from).max(0);
+            lag.waiting += (high - from).max(0);
         }
-        Some(total)
+        Some(lag)
     }
 }

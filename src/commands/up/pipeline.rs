@@ -129,6 +129,9 @@ pub(super) async fn start_pipeline(
     // machine with ClickHouse and every component (SEALTRAIL_WEBHOOKS_ALLOW_PRIVATE opts in).
     let mut metrics_urls = Vec::new();
     let mut metrics_ports = Vec::new();
+    // Where each seal and sink instance says whether it holds partitions (`/readyz`).
+    let mut consuming: Vec<(&str, Vec<String>)> =
+        vec![("the seal processor", Vec::new()), ("the ClickHouse sink", Vec::new())];
     for (command, what, copies) in [
         ("seal", "the seal processor", instances),
         ("sink", "the ClickHouse sink", instances),
@@ -153,6 +156,9 @@ pub(super) async fn start_pipeline(
                 }
             );
             let (own_env, metrics_url) = process_env(command, instance, &env, security, ports, &mut metrics_ports)?;
+            if let Some((_, urls)) = consuming.iter_mut().find(|(name, _)| *name == what) {
+                urls.push(metrics_url.replace("/metrics", "/readyz"));
+            }
             metrics_urls.push(metrics_url);
             let mut processor = SupervisedProcessor::new(name, command, what, &launcher, own_env);
             processor.start(data_dir)?;
@@ -161,7 +167,37 @@ pub(super) async fn start_pipeline(
     }
     wait_for_api(&api_url(security, ports.api), &security.trust()).await?;
     wait_for_api(&api_url(security, ports.ingest), &security.trust()).await?;
+    for (what, urls) in &consuming {
+        wait_for_partitions(what, urls, &security.trust()).await?;
+    }
     Ok((metrics_urls, topics))
+}
+
+/// Waits until one instance of a consumer holds partitions (its `/readyz` answers 200 from its
+/// first assignment on). Until then the group is forming and nothing produced is sealed or
+/// stored: "sealtrail is up" printed before it left a producer's first events waiting 5-7 s.
+async fn wait_for_partitions(what: &str, urls: &[String], trust: &sealtrail_http::TrustSettings) -> anyhow::Result<()> {
+    let client = trust.http_client()?.build()?;
+    let started = std::time::Instant::now();
+    loop {
+        for url in urls {
+            let assigned = client
+                .get(url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success());
+            if assigned {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "{what} was given no partition of its topic within 90 s ({}); see its log under the data directory's logs/",
+            urls.join(", ")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.

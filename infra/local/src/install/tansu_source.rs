@@ -49,6 +49,19 @@
 //! names). A fetch is woken by a produce to any partition of its topics, including partitions
 //! another group member reads: with several instances, a woken fetch may look and find nothing,
 //! and waits again. Keying the notifications by partition would avoid those looks.
+//!
+//! The eighth patch is for consumer groups after a broker restart. Our processors are static
+//! members (`group.instance.id`). After the broker was killed, a processor restarted meanwhile
+//! rejoins with a new member id. Tansu 0.6.0 kept the earlier incarnation of the same instance
+//! in the group, and it could stay the group's leader. Every sync of the live member was then
+//! answered "rebalance in progress", forever: Tansu never expired static members, and it only
+//! expires members at heartbeats, which a member does not send while it rejoins. Seal, sink and
+//! monitor stopped reading, with lag growing and nothing logged (tests/it/outbox.rs, 3 runs of
+//! 3 when `up` waits for the processors' partitions). The patch makes a static member joining
+//! under its member id replace the other members of its instance id, as Kafka fences them: the
+//! group forms again at a new generation, with a live leader. Static members now also expire
+//! after their session timeout, like the others. A join or a sync counts as contact, so a member
+//! that is still rejoining is not expired.
 
 use std::path::{Path, PathBuf};
 
@@ -59,13 +72,17 @@ use crate::LocalError;
 
 pub const TANSU_VERSION: &str = "0.6.0";
 /// Names the patched build; a change of patches must change it, so caches rebuild.
-pub const PATCH_LEVEL: &str = "sealtrail.8";
+pub const PATCH_LEVEL: &str = "sealtrail.9";
 
 /// The crates fetched from crates.io: name and the SHA-256 of its `.crate` file.
-const CRATES: [(&str, &str); 3] = [
+const CRATES: [(&str, &str); 4] = [
     (
         "tansu",
         "4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d",
+    ),
+    (
+        "tansu-broker",
+        "93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720",
     ),
     (
         "tansu-storage",
@@ -84,7 +101,7 @@ struct Patch {
     patched: &'static str,
 }
 
-const PATCHES: [Patch; 15] = [
+const PATCHES: [Patch; 19] = [
     Patch {
         krate: "tansu-storage",
         file: "src/sql/record_fetch.sql",
@@ -193,10 +210,117 @@ const PATCHES: [Patch; 15] = [
         original: "                    Ok(offset) => _ = base_offset.get_or_insert(offset),\n",
         patched: "                    Ok(offset) => {\n                        super::fetch::produced(name).notify_waiters();\n                        _ = base_offset.get_or_insert(offset)\n                    }\n",
     },
+    // Static members are expired like the others when they stop calling (Tansu 0.6.0 skipped them
+    // at join, sync and heartbeat), and a join or a sync counts as contact, so a member that loops
+    // between them while the group forms is not taken for dead itself.
+    Patch {
+        krate: "tansu-broker",
+        file: "src/coordinator/group/administrator.rs",
+        original: "            })?;\n\n            if group_instance_id.is_none() {\n                original = original.missed_heartbeat(group_id, now);\n            }\n",
+        patched: "            })?;\n\n            // sealtrail: a static member's earlier incarnations give way to it, and static\n            // members are expired too.\n            original = original\n                .touch(member_id, now)\n                .replace_incarnations(group_id, member_id, group_instance_id)\n                .missed_heartbeat(group_id, now);\n",
+    },
+    Patch {
+        krate: "tansu-broker",
+        file: "src/coordinator/group/administrator.rs",
+        original: "            debug!(?group_id, ?original, ?version, ?iteration);\n\n            if group_instance_id.is_none() {\n                original = original.missed_heartbeat(group_id, now);\n            }\n",
+        patched: "            debug!(?group_id, ?original, ?version, ?iteration);\n\n            // sealtrail: static members are expired too.\n            original = original.touch(member_id, now).missed_heartbeat(group_id, now);\n",
+    },
+    Patch {
+        krate: "tansu-broker",
+        file: "src/coordinator/group/administrator.rs",
+        original: "            if group_instance_id.is_none() {\n                wrapper = wrapper.missed_heartbeat(group_id, now);\n            }\n",
+        patched: "            // sealtrail: static members are expired too.\n            wrapper = wrapper.missed_heartbeat(group_id, now);\n",
+    },
+    // A static member joining under its member id replaces the other members of its
+    // `group.instance.id`, as Kafka fences them (see the module's notes).
+    Patch {
+        krate: "tansu-broker",
+        file: "src/coordinator/group/administrator.rs",
+        original: "    fn missed_heartbeat(self, group_id: &str, now: SystemTime) -> Self {\n",
+        patched: r#"    /// sealtrail: a join or a sync is contact too.
+    fn touch(mut self, member_id: &str, now: SystemTime) -> Self {
+        let members = match &mut self {
+            Self::Forming(inner) => &mut inner.members,
+            Self::Formed(inner) => &mut inner.members,
+        };
+        if let Some(member) = members.get_mut(member_id) {
+            _ = member.last_contact.replace(now);
+        }
+        self
+    }
+
+    /// sealtrail: a static member joining under its member id replaces the other members of its
+    /// `group.instance.id`, earlier incarnations that will never sync again. The group forms
+    /// again at a new generation, so every member rejoins.
+    fn replace_incarnations(
+        self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Self {
+        let Some(instance) = group_instance_id.filter(|_| !member_id.is_empty()) else {
+            return self;
+        };
+        let earlier = |members: &BTreeMap<String, Member>| -> Vec<String> {
+            members
+                .iter()
+                .filter(|(id, member)| {
+                    id.as_str() != member_id
+                        && member.join_response.group_instance_id.as_deref() == Some(instance)
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        match self {
+            Self::Forming(mut inner) => {
+                let replaced = earlier(&inner.members);
+                if replaced.is_empty() {
+                    return Self::Forming(inner);
+                }
+                for id in &replaced {
+                    info!("{id} replaced by {member_id} as {instance} in {group_id}");
+                    _ = inner.members.remove(id);
+                    if inner.state.leader.as_deref() == Some(id.as_str()) {
+                        _ = inner.state.leader.take();
+                    }
+                }
+                inner.generation_id += 1;
+                Self::Forming(inner)
+            }
+            Self::Formed(mut inner) => {
+                let replaced = earlier(&inner.members);
+                if replaced.is_empty() {
+                    return Self::Formed(inner);
+                }
+                for id in &replaced {
+                    info!("{id} replaced by {member_id} as {instance} in {group_id}");
+                    _ = inner.members.remove(id);
+                }
+                Self::Forming(Inner {
+                    session_timeout_ms: inner.session_timeout_ms,
+                    rebalance_timeout_ms: inner.rebalance_timeout_ms,
+                    members: inner.members,
+                    generation_id: inner.generation_id + 1,
+                    state: Forming {
+                        protocol_type: Some(inner.state.protocol_type),
+                        protocol_name: Some(inner.state.protocol_name),
+                        leader: None,
+                    },
+                    storage: inner.storage,
+                    skip_assignment: inner.skip_assignment,
+                    inception: inner.inception,
+                })
+            }
+        }
+    }
+
+    fn missed_heartbeat(self, group_id: &str, now: SystemTime) -> Self {
+"#,
+    },
 ];
 
 /// The crates the broker is built against in their patched form.
-const PATCHED_CRATES: [&str; 2] = ["tansu-storage", "tansu-auth"];
+const PATCHED_CRATES: [&str; 3] = ["tansu-broker", "tansu-storage", "tansu-auth"];
 
 fn failed(reason: String) -> LocalError {
     LocalError::Install { what: "Tansu", reason }

@@ -345,7 +345,7 @@ impl PartitionSource for MemorySource {
             .collect()
     }
 
-    fn group_lag(&mut self) -> Option<i64> {
+    fn group_lag(&mut self) -> Option<super::GroupLag> {
         None
     }
 

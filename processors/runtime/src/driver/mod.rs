@@ -10,12 +10,14 @@
 //! source only queues them, so a recovery that reads for minutes runs on the processor's own
 //! thread, where it can be stopped and measured like any other work.
 
+mod group_stall;
 pub mod memory;
 mod record;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+pub use group_stall::{GROUP_STALL_WARNING, GroupLag, GroupStallWatch};
 pub use record::{Header, InputRecord, PRODUCED_AT_HEADER};
 
 use crate::StopSignal;
@@ -75,7 +77,7 @@ pub trait PartitionSource {
     /// Records not read yet per partition, from `positions` (the next offset each will read).
     fn lags(&mut self, positions: &[(i32, i64)]) -> Vec<PartitionLag>;
     /// The whole group's lag, counting partitions no live member owns.
-    fn group_lag(&mut self) -> Option<i64>;
+    fn group_lag(&mut self) -> Option<GroupLag>;
     /// Leaves the group for good, so the partitions move to the other members now.
     fn leave(&mut self);
 }
@@ -203,6 +205,7 @@ where
         revoked_while_paused: Vec::new(),
         committed: HashMap::new(),
         last_record: Instant::now(),
+        group_stall: GroupStallWatch::default(),
         leaving: false,
     };
     let mut outcome = driver.until_stopped(processor, cadence);
@@ -228,6 +231,7 @@ struct Driver<'a, S> {
     /// What was last committed, so an unchanged offset is not committed again.
     committed: HashMap<i32, i64>,
     last_record: Instant,
+    group_stall: GroupStallWatch,
     leaving: bool,
 }
 
@@ -426,8 +430,19 @@ impl<S: PartitionSource> Driver<'_, S> {
         self.telemetry.emit(LagMeasured {
             topic: &topic,
             partitions: &lags,
-            group,
+            group: group.map(|group| group.waiting),
         });
+        if let Some(group) = group
+            && let Some(still) = self.group_stall.observe(group, Instant::now())
+        {
+            let detail = format!(
+                "{} records wait in {topic} and no member of the group has committed any for {} s; this member holds {} partitions",
+                group.waiting,
+                still.as_secs(),
+                self.assigned.len()
+            );
+            self.trouble(ErrorKind::GroupStalled, &detail);
+        }
         let idle = self.last_record.elapsed();
         if self.telemetry.lag() > 0 && idle >= FETCH_STALL_WARNING {
             let detail = format!(

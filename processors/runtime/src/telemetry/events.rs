@@ -29,6 +29,8 @@ pub enum ErrorKind {
     WatermarksUnavailable,
     /// Records wait but none has arrived for a while.
     FetchStalled,
+    /// Records wait and no member of the group has committed any for a while.
+    GroupStalled,
     RegistryUnavailable,
     /// A record marked as a layout change that is not one of this layout's (it goes to the DLQ).
     BadLayoutChange,
@@ -53,6 +55,7 @@ impl ErrorKind {
             Self::FetchedWhilePaused => "fetched_while_paused",
             Self::WatermarksUnavailable => "watermarks_unavailable",
             Self::FetchStalled => "fetch_stalled",
+            Self::GroupStalled => "group_stalled",
             Self::RegistryUnavailable => "registry_unavailable",
             Self::BadLayoutChange => "bad_layout_change",
             Self::ClickHouse => "clickhouse",
@@ -82,6 +85,9 @@ impl ErrorKind {
                 "the end of an input partition could not be read; its lag uses the last one known"
             }
             Self::FetchStalled => "records are waiting but none has arrived; fetches from the broker may be stalled",
+            Self::GroupStalled => {
+                "the consumer group stands still: records wait and no member commits; see its members with `sealtrail offsets describe` and the broker's log"
+            }
             Self::RegistryUnavailable => "schema registry unavailable; retrying",
             Self::BadLayoutChange => "a record marked as a layout change is refused and goes to the DLQ",
             Self::ClickHouse => "ClickHouse call failed; retrying",
