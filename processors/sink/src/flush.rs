@@ -1,11 +1,12 @@
-//! Inserting what a partition has buffered: rows read again after a rewind are checked against
-//! the store first, every insert carries a deduplication token kept across its retries, and the
-//! partition's offset becomes committable only once the store acknowledged.
+//! Inserting what the partitions have buffered: rows read again after a rewind are checked against
+//! the store first, the partitions due together are inserted together (one insert per table and
+//! month), every insert carries a deduplication token kept across its retries, and a partition's
+//! offset becomes committable only once the store acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use sealtrail_clickhouse::{CheckpointRow, EntryRow};
+use sealtrail_clickhouse::{CheckpointRow, EntryRow, EventRow};
 use sealtrail_runtime::AuditStage;
 use sealtrail_runtime::driver::Control;
 use sealtrail_runtime::telemetry::events::{ComponentError, ErrorKind, RecordsSent, RecordsSkipped, SkipReason};
@@ -21,24 +22,24 @@ enum GaveUp {
     Revoked,
 }
 
-/// Runs `operation` until it succeeds, the sink is stopped or `partition` is revoked, staying in
-/// the group while waiting: the driver keeps the consumer served with every partition paused, so
-/// no record is fetched (and skipped) meanwhile.
+/// Runs `operation` until it succeeds, the sink is stopped or one of `partitions` is revoked,
+/// staying in the group while waiting: the driver keeps the consumer served with every partition
+/// paused, so no record is fetched (and skipped) meanwhile.
 fn retrying<T>(
     control: &mut dyn Control,
-    partition: i32,
+    partitions: &[i32],
     what: &str,
     mut operation: impl FnMut() -> Result<T, String>,
 ) -> Result<T, GaveUp> {
     let first = operation();
-    retrying_after(first, control, partition, what, operation)
+    retrying_after(first, control, partitions, what, operation)
 }
 
 /// As [`retrying`], for an operation whose first attempt already ran and gave `result`.
 fn retrying_after<T>(
     mut result: Result<T, String>,
     control: &mut dyn Control,
-    partition: i32,
+    partitions: &[i32],
     what: &str,
     mut operation: impl FnMut() -> Result<T, String>,
 ) -> Result<T, GaveUp> {
@@ -49,13 +50,17 @@ fn retrying_after<T>(
             Err(error) => {
                 control.telemetry().emit(ComponentError {
                     kind: ErrorKind::ClickHouse,
-                    partition: Some(partition),
+                    partition: match partitions {
+                        [partition] => Some(*partition),
+                        _ => None,
+                    },
                     detail: &format!("{what}: {error}; retrying in {backoff:?}"),
                 });
                 if control.is_stopped() {
                     return Err(GaveUp::Stopped);
                 }
-                if control.pause_for(backoff).contains(&partition) {
+                let revoked = control.pause_for(backoff);
+                if partitions.iter().any(|partition| revoked.contains(partition)) {
                     return Err(GaveUp::Revoked);
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -82,30 +87,69 @@ fn drop_present_candidates(store: &dyn SinkStore, partition: i32, batch: &mut Pa
     Ok(batch.drop_present_candidates(&present_events, &present_checkpoints))
 }
 
-/// Inserts a batch, events month by month, then checkpoints, each with a token of its own.
-fn insert(
+/// Rows of several partitions' batches bound for one insert, and the token that names them: each
+/// partition's offset range in it, and the flush's time.
+struct Together<'a, R> {
+    rows: Vec<&'a R>,
+    entries: Vec<&'a EntryRow>,
+    spans: Vec<String>,
+}
+
+impl<R> Default for Together<'_, R> {
+    fn default() -> Self {
+        Self {
+            rows: Vec::new(),
+            entries: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+}
+
+impl<R> Together<'_, R> {
+    fn token(&self, topic: &str, table: &str, token_suffix: &str) -> String {
+        format!("{topic}/{table}/{}{token_suffix}", self.spans.join(","))
+    }
+}
+
+/// Inserts `batches` (in partition order) together: the events in one insert per month, holding
+/// every partition's rows, then the checkpoints in one insert. Every part ClickHouse writes is
+/// merged again later: one insert per partition made four times the parts, and merging them took
+/// most of ClickHouse's CPU at 20,000 events/s (docs/performance.md, "The sink inserts the
+/// partitions together").
+fn insert_together(
     store: &dyn SinkStore,
     topic: &str,
-    partition: i32,
-    batch: &PartitionBatch,
+    batches: &[(i32, &PartitionBatch)],
     token_suffix: &str,
 ) -> Result<(), String> {
-    for ((year, month), rows) in batch.events_by_month() {
-        let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
-        let token = format!("{topic}/{partition}/events/{year}-{month:02}/{first}-{last}{token_suffix}");
-        let entries: Vec<&EntryRow> = rows
-            .iter()
-            .filter_map(|row| batch.entries.get(&row.sealed_offset))
-            .collect();
-        store.insert_events(&rows, &entries, &token)?;
+    let mut months: BTreeMap<(i32, u8), Together<'_, EventRow>> = BTreeMap::new();
+    let mut checkpoints = Together::<CheckpointRow>::default();
+    for (partition, batch) in batches {
+        for (month, rows) in batch.events_by_month() {
+            let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
+            let together = months.entry(month).or_default();
+            together.spans.push(format!("{partition}:{first}-{last}"));
+            together
+                .entries
+                .extend(rows.iter().filter_map(|row| batch.entries.get(&row.sealed_offset)));
+            together.rows.extend(rows);
+        }
+        let first_checkpoint = checkpoints.rows.len();
+        checkpoints
+            .rows
+            .extend(batch.checkpoint_candidates.iter().chain(&batch.checkpoints));
+        if let (Some(first), Some(last)) = (checkpoints.rows.get(first_checkpoint), checkpoints.rows.last()) {
+            let span = format!("{partition}:{}-{}", first.sealed_offset, last.sealed_offset);
+            checkpoints.spans.push(span);
+        }
     }
-    let checkpoints: Vec<&CheckpointRow> = batch.checkpoint_candidates.iter().chain(&batch.checkpoints).collect();
-    if let (Some(first), Some(last)) = (checkpoints.first(), checkpoints.last()) {
-        let token = format!(
-            "{topic}/{partition}/checkpoints/{}-{}{token_suffix}",
-            first.sealed_offset, last.sealed_offset
-        );
-        store.insert_checkpoints(&checkpoints, &token)?;
+    for ((year, month), together) in &months {
+        let token = together.token(topic, &format!("events/{year}-{month:02}"), token_suffix);
+        store.insert_events(&together.rows, &together.entries, &token)?;
+    }
+    if !checkpoints.rows.is_empty() {
+        let token = checkpoints.token(topic, "checkpoints", token_suffix);
+        store.insert_checkpoints(&checkpoints.rows, &token)?;
     }
     Ok(())
 }
@@ -114,7 +158,7 @@ fn insert(
 /// is due (`batch_rows` buffered, or its oldest row buffered for `batch_wait`), every partition at
 /// least half due with it. Partitions due at different ticks each stopped the loop for a flush of
 /// their own (at 5,000 events/s over four partitions, a partition flushed every 930 ms on average
-/// for a batch wait of 500 ms); flushed together, they stop it once and insert in parallel. A
+/// for a batch wait of 500 ms); flushed together, they stop it once and insert together. A
 /// partition that just began a batch waits for its own turn rather than insert a few rows.
 pub(crate) fn due_partitions(
     batches: &HashMap<i32, PartitionBatch>,
@@ -140,22 +184,16 @@ pub(crate) fn due_partitions(
     due
 }
 
-/// A partition's batch ready to insert: its rows read again are checked, its tokens chosen.
+/// A partition's batch ready to insert: its rows read again are checked.
 struct ReadyBatch {
     partition: i32,
-    token_suffix: String,
     started: Instant,
 }
 
 impl SinkProcessor {
-    /// Inserts the batches that are due (all of them with `everything`).
-    ///
-    /// The due partitions' first attempts run at once, one thread each: ClickHouse answers
-    /// inserts in parallel, and one partition's insert no longer waits behind another's (at
-    /// 5,000 events/s over four partitions, a flush took about 200 ms and the partitions went one
-    /// after the other). Each partition keeps its own inserts in order (entries, events,
-    /// checkpoints) and its own tokens; a partition whose first attempt failed is retried alone,
-    /// with the same tokens, as before.
+    /// Inserts the batches that are due (all of them with `everything`), together: one insert
+    /// per table and month for all of them, retried whole with the same tokens until the store
+    /// acknowledges. Each partition's rows keep their order (entries, events, checkpoints).
     pub(crate) fn flush_due(&mut self, control: &mut dyn Control, everything: bool) {
         let limits = (self.config.batch_rows, self.config.batch_wait);
         let due = due_partitions(&self.batches, limits, everything, Instant::now());
@@ -168,30 +206,34 @@ impl SinkProcessor {
                 Err(_) => return,
             }
         }
-        let first_attempts = self.first_attempts(&ready);
-        // The batches that landed are finished first: a retry that gives up below must not leave
-        // them buffered, to be inserted again under new tokens.
-        let (landed, failed): (Vec<_>, Vec<_>) = ready
-            .into_iter()
-            .zip(first_attempts)
-            .partition(|(_, attempt)| attempt.is_ok());
-        for (batch, _) in landed {
-            self.record_stored(&batch, control);
+        if ready.is_empty() {
+            return;
         }
-        let mut failed = failed.into_iter();
-        while let Some((batch, attempt)) = failed.next() {
-            if self.retry(&batch, attempt, control).is_err() {
-                // Stopped, or revoked while waiting. What this partition and the ones not
-                // retried yet inserted may have landed without an answer.
-                let unanswered = std::iter::once(batch).chain(failed.map(|(batch, _)| batch));
-                for ready in unanswered {
-                    if let Some(batch) = self.batches.get_mut(&ready.partition) {
-                        batch.uncertain();
-                    }
+        // One token suffix per flush, kept across its retries: a retry whose first attempt landed
+        // is dropped. Not per offset range alone: ClickHouse remembers a token after its rows are
+        // deleted, and rows restored after a loss carry the offsets they had.
+        let token_suffix = format!("/{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
+        let partitions: Vec<i32> = ready.iter().map(|ready| ready.partition).collect();
+        let (store, topic) = (self.store.as_ref(), self.config.sealed_topic.as_str());
+        let batches: Vec<(i32, &PartitionBatch)> = partitions
+            .iter()
+            .filter_map(|partition| Some((*partition, self.batches.get(partition)?)))
+            .collect();
+        let inserted = retrying(control, &partitions, "inserting into ClickHouse", || {
+            insert_together(store, topic, &batches, &token_suffix)
+        });
+        if inserted.is_err() {
+            // Stopped, or revoked while waiting: what was inserted may have landed without an
+            // answer, and will not be retried with the same tokens.
+            for partition in &partitions {
+                if let Some(batch) = self.batches.get_mut(partition) {
+                    batch.uncertain();
                 }
-                return;
             }
-            self.record_stored(&batch, control);
+            return;
+        }
+        for batch in &ready {
+            self.record_stored(batch, control);
         }
     }
 
@@ -208,7 +250,7 @@ impl SinkProcessor {
         }
         let started = Instant::now();
         if !batch.event_candidates.is_empty() || !batch.checkpoint_candidates.is_empty() {
-            let present = retrying(control, partition, "checking rows read again", || {
+            let present = retrying(control, &[partition], "checking rows read again", || {
                 drop_present_candidates(store, partition, batch)
             })?;
             control.telemetry().emit(RecordsSkipped {
@@ -216,59 +258,7 @@ impl SinkProcessor {
                 count: present as u64,
             });
         }
-        // One token per flush, kept across its retries: a retry whose first attempt landed is
-        // dropped. Not per offset range alone: ClickHouse remembers a token after its rows are
-        // deleted, and rows restored after a loss carry the offsets they had.
-        let token_suffix = format!("/{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
-        Ok(Some(ReadyBatch {
-            partition,
-            token_suffix,
-            started,
-        }))
-    }
-
-    /// The first attempt of each batch's inserts, all at once (inline when there is one).
-    fn first_attempts(&self, ready: &[ReadyBatch]) -> Vec<Result<(), String>> {
-        let (store, topic) = (self.store.as_ref(), self.config.sealed_topic.as_str());
-        let attempt = |ready: &ReadyBatch| match self.batches.get(&ready.partition) {
-            Some(batch) => insert(store, topic, ready.partition, batch, &ready.token_suffix),
-            None => Ok(()),
-        };
-        if ready.len() < 2 {
-            return ready.iter().map(attempt).collect();
-        }
-        std::thread::scope(|scope| {
-            let attempts: Vec<_> = ready.iter().map(|ready| scope.spawn(move || attempt(ready))).collect();
-            attempts
-                .into_iter()
-                .map(|attempt| {
-                    attempt
-                        .join()
-                        .unwrap_or_else(|_| Err("the insert's thread panicked".to_owned()))
-                })
-                .collect()
-        })
-    }
-
-    /// Retries a batch whose first attempt failed, with the same tokens, until the store
-    /// acknowledges.
-    fn retry(
-        &mut self,
-        ready: &ReadyBatch,
-        first_attempt: Result<(), String>,
-        control: &mut dyn Control,
-    ) -> Result<(), GaveUp> {
-        let (store, topic) = (self.store.as_ref(), self.config.sealed_topic.as_str());
-        let Some(batch) = self.batches.get(&ready.partition) else {
-            return Ok(());
-        };
-        retrying_after(
-            first_attempt,
-            control,
-            ready.partition,
-            "inserting into ClickHouse",
-            || insert(store, topic, ready.partition, batch, &ready.token_suffix),
-        )
+        Ok(Some(ReadyBatch { partition, started }))
     }
 
     /// Counts a batch the store acknowledged and makes the partition's offset committable.

@@ -179,8 +179,8 @@ fn an_insert_whose_answer_was_lost_is_retried_and_lands_once() {
 }
 
 /// Nothing is due before the end, so the four partitions' batches are flushed together when the
-/// sink leaves, their first attempts at once: refused and lost answers among them are retried
-/// partition by partition with the same tokens.
+/// sink leaves, in one insert per table: refused and lost answers are retried with the same
+/// tokens.
 #[test]
 fn partitions_flushed_together_store_every_row_once_when_first_attempts_fail() {
     let pipeline = sealed_pipeline();
@@ -190,6 +190,30 @@ fn partitions_flushed_together_store_every_row_once_when_first_attempts_fail() {
     let mut sink = UntilIdle::new(sink(&pipeline, &store, 1000, Duration::from_secs(3600)));
     run(&pipeline, &mut sink, &[]).expect("the sink runs to the end");
     assert_projected_once(&pipeline, &store, "partitions flushed together");
+}
+
+/// Partitions flushed together are inserted together: one `events` insert (per month) holding
+/// every partition's rows, not one per partition. Each insert makes a part ClickHouse merges
+/// again later, and merging four times the parts took most of its CPU.
+#[test]
+fn partitions_flushed_together_make_one_insert_per_table() {
+    let pipeline = sealed_pipeline();
+    let store = MemoryStore::default();
+    let mut sink = UntilIdle::new(sink(&pipeline, &store, usize::MAX, Duration::from_secs(3600)));
+    run(&pipeline, &mut sink, &[]).expect("the sink runs to the end");
+    assert_projected_once(&pipeline, &store, "inserted together");
+    let tables = store.tables();
+    let with_events: std::collections::BTreeSet<u32> = tables.events.iter().map(|(partition, _)| *partition).collect();
+    assert!(with_events.len() > 1, "the tenants' events are in several partitions");
+    // One insert per month: two only if the events straddle a month's end.
+    let inserts = &tables.event_inserts;
+    assert!((1..=2).contains(&inserts.len()), "{inserts:?}");
+    let together: std::collections::BTreeSet<u32> = inserts.iter().flatten().copied().collect();
+    assert_eq!(together, with_events);
+    assert!(
+        inserts.iter().any(|partitions| partitions.len() > 1),
+        "an insert holds several partitions' events: {inserts:?}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! inserted twice is there twice, as in a `MergeTree`), and an insert whose token was seen
 //! before is dropped, as `insert_deduplication_token` does. Failures are scripted.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sealtrail_clickhouse::{CheckpointRow, EntryRow, EventRow};
@@ -18,6 +18,8 @@ pub struct Tables {
     pub entries: Vec<(u32, u64)>,
     pub checkpoints: Vec<(u32, u64)>,
     pub tombstones: Vec<(u32, u64)>,
+    /// The partitions whose events each stored `events` insert held, in insert order.
+    pub event_inserts: Vec<BTreeSet<u32>>,
     tokens: HashSet<String>,
     /// The next calls that fail before doing anything.
     pub refuse_next: usize,
@@ -99,11 +101,18 @@ impl SinkStore for MemoryStore {
                 .collect();
             self.insert(entries, &format!("{token}/entries"), |tables| &mut tables.entries)?;
         }
-        let rows = rows
+        let rows: Vec<(u32, u64)> = rows
             .iter()
             .map(|row| (row.sealed_partition, row.sealed_offset))
             .collect();
-        self.insert(rows, token, |tables| &mut tables.events)
+        let partitions = rows.iter().map(|(partition, _)| *partition).collect();
+        let stored_before = self.tables().events.len();
+        let outcome = self.insert(rows, token, |tables| &mut tables.events);
+        let mut tables = self.tables();
+        if tables.events.len() > stored_before {
+            tables.event_inserts.push(partitions);
+        }
+        outcome
     }
 
     fn insert_checkpoints(&self, rows: &[&CheckpointRow], token: &str) -> Result<(), String> {
