@@ -13,7 +13,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use sealtrail_runtime::driver::{GroupLag, PartitionLag};
+use sealtrail_runtime::driver::{GroupLag, PartitionLag, PartitionStanding};
 
 use crate::{KafkaError, KafkaSettings};
 
@@ -110,8 +110,8 @@ impl GroupLagProbe {
         Ok(Self { observer, timeout })
     }
 
-    /// The group's lag on every partition of `topic`, from `watermarks`, and the sum of its
-    /// committed offsets; `None` if the broker did not answer. A partition without a commit
+    /// The group's lag on every partition of `topic`, from `watermarks`, and each partition's
+    /// committed offset; `None` if the broker did not answer. A partition without a commit
     /// counts every record it stores.
     pub fn lag(&self, watermarks: &WatermarkProbe, topic: &str) -> Option<GroupLag> {
         crate::context::serve_events(&self.observer);
@@ -127,18 +127,21 @@ impl GroupLagProbe {
         let committed = self.observer.committed_offsets(asked, self.timeout).ok()?;
         let mut lag = GroupLag {
             waiting: 0,
-            committed: 0,
+            partitions: Vec::new(),
         };
         for element in committed.elements() {
             let (low, high) = watermarks.watermarks(topic, element.partition())?;
-            let from = match element.offset() {
-                Offset::Offset(offset) => {
-                    lag.committed += offset;
-                    offset.max(low)
-                }
-                _ => low,
+            let committed = match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
             };
-            lag.waiting += (high - from).max(0);
+            let waiting = (high - committed.map_or(low, |offset| offset.max(low))).max(0);
+            lag.waiting += waiting;
+            lag.partitions.push(PartitionStanding {
+                partition: element.partition(),
+                committed,
+                waiting,
+            });
         }
         Some(lag)
     }

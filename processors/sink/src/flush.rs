@@ -22,9 +22,11 @@ enum GaveUp {
     Revoked,
 }
 
-/// Runs `operation` until it succeeds, the sink is stopped or one of `partitions` is revoked,
-/// staying in the group while waiting: the driver keeps the consumer served with every partition
-/// paused, so no record is fetched (and skipped) meanwhile.
+/// Runs `operation` until it succeeds, the sink is stopped or every one of `partitions` is
+/// revoked, staying in the group while waiting: the driver keeps the consumer served with every
+/// partition paused, so no record is fetched (and skipped) meanwhile. A revocation waits for the
+/// operation while it still has partitions of this member: giving up one retry of an insert that
+/// may still be landing, to insert its rows again under new tokens, could store them twice.
 fn retrying<T>(
     control: &mut dyn Control,
     partitions: &[i32],
@@ -44,6 +46,7 @@ fn retrying_after<T>(
     mut operation: impl FnMut() -> Result<T, String>,
 ) -> Result<T, GaveUp> {
     let mut backoff = Duration::from_millis(200);
+    let mut revoked: Vec<i32> = Vec::new();
     loop {
         match result {
             Ok(done) => return Ok(done),
@@ -59,8 +62,8 @@ fn retrying_after<T>(
                 if control.is_stopped() {
                     return Err(GaveUp::Stopped);
                 }
-                let revoked = control.pause_for(backoff);
-                if partitions.iter().any(|partition| revoked.contains(partition)) {
+                revoked.extend(control.pause_for(backoff));
+                if partitions.iter().all(|partition| revoked.contains(partition)) {
                     return Err(GaveUp::Revoked);
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -223,8 +226,8 @@ impl SinkProcessor {
             insert_together(store, topic, &batches, &token_suffix)
         });
         if inserted.is_err() {
-            // Stopped, or revoked while waiting: what was inserted may have landed without an
-            // answer, and will not be retried with the same tokens.
+            // Stopped, or all revoked while waiting: what was inserted may have landed without
+            // an answer, and will not be retried with the same tokens.
             for partition in &partitions {
                 if let Some(batch) = self.batches.get_mut(partition) {
                     batch.uncertain();

@@ -173,12 +173,18 @@ pub(super) async fn start_pipeline(
     Ok((metrics_urls, topics))
 }
 
+/// How long `up` waits for the seal and the sink to be ready.
+const READY_WITHIN: Duration = Duration::from_secs(600);
+
 /// Waits until one instance of a consumer holds partitions (its `/readyz` answers 200 from its
-/// first assignment on). Until then the group is forming and nothing produced is sealed or
-/// stored: "sealtrail is up" printed before it left a producer's first events waiting 5-7 s.
+/// first assignment on, once it has recovered them). Until then the group is forming and nothing
+/// produced is sealed or stored: "sealtrail is up" printed before it left a producer's first
+/// events waiting 5-7 s. A seal recovering a large sealed topic takes its time: the bound is
+/// generous.
 async fn wait_for_partitions(what: &str, urls: &[String], trust: &sealtrail_http::TrustSettings) -> anyhow::Result<()> {
     let client = trust.http_client()?.build()?;
     let started = std::time::Instant::now();
+    let mut told = false;
     loop {
         for url in urls {
             let assigned = client
@@ -192,10 +198,15 @@ async fn wait_for_partitions(what: &str, urls: &[String], trust: &sealtrail_http
             }
         }
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(90),
-            "{what} was given no partition of its topic within 90 s ({}); see its log under the data directory's logs/",
+            started.elapsed() < READY_WITHIN,
+            "{what} was not ready within {} s: its group did not hand it partitions, or it is still recovering them ({}); see its log under the data directory's logs/",
+            READY_WITHIN.as_secs(),
             urls.join(", ")
         );
+        if !told && started.elapsed() >= Duration::from_secs(15) {
+            told = true;
+            eprintln!("waiting for {what} to hold partitions (its group is forming, or it recovers them from Kafka)");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -52,16 +52,19 @@
 //!
 //! The eighth patch is for consumer groups after a broker restart. Our processors are static
 //! members (`group.instance.id`). After the broker was killed, a processor restarted meanwhile
-//! rejoins with a new member id. Tansu 0.6.0 kept the earlier incarnation of the same instance
-//! in the group, and it could stay the group's leader. Every sync of the live member was then
-//! answered "rebalance in progress", forever: Tansu never expired static members, and it only
-//! expires members at heartbeats, which a member does not send while it rejoins. Seal, sink and
-//! monitor stopped reading, with lag growing and nothing logged (tests/it/outbox.rs, 3 runs of
-//! 3 when `up` waits for the processors' partitions). The patch makes a static member joining
-//! under its member id replace the other members of its instance id, as Kafka fences them: the
-//! group forms again at a new generation, with a live leader. Static members now also expire
-//! after their session timeout, like the others. A join or a sync counts as contact, so a member
-//! that is still rejoining is not expired.
+//! rejoined with a new member id, and Tansu 0.6.0 kept an earlier member of the same instance in
+//! the group as its leader. Every sync of the live member was then answered "rebalance in
+//! progress", forever. Tansu expires stale members at heartbeats, at `LeaveGroup`s, and at the
+//! joins and syncs of dynamic members only; a member sends no heartbeat while it rejoins, so
+//! with only static members rejoining, nobody was expired. Seal, sink and monitor stopped
+//! reading, with lag growing and nothing logged (tests/it/outbox.rs, 3 runs of 3 when `up` waits
+//! for the processors' partitions). The patch makes a static member that joins under its member
+//! id replace the members of its instance id that have been silent for 10 s; a live duplicate
+//! (two processes given one instance id) keeps calling and is left alone rather than evicted
+//! back and forth. The group then forms again at a new generation, with a live leader. A static
+//! member's join now also expires stale members, and a join or a sync counts as contact, so a
+//! member that is still rejoining is not expired. Tansu still keeps the generation when it
+//! expires a member (docs/operations.md, "Many instances"; `group_heal` in sealtrail-kafka).
 
 use std::path::{Path, PathBuf};
 
@@ -72,7 +75,7 @@ use crate::LocalError;
 
 pub const TANSU_VERSION: &str = "0.6.0";
 /// Names the patched build; a change of patches must change it, so caches rebuild.
-pub const PATCH_LEVEL: &str = "sealtrail.9";
+pub const PATCH_LEVEL: &str = "sealtrail.10";
 
 /// The crates fetched from crates.io: name and the SHA-256 of its `.crate` file.
 const CRATES: [(&str, &str); 4] = [
@@ -101,7 +104,7 @@ struct Patch {
     patched: &'static str,
 }
 
-const PATCHES: [Patch; 19] = [
+const PATCHES: [Patch; 18] = [
     Patch {
         krate: "tansu-storage",
         file: "src/sql/record_fetch.sql",
@@ -210,29 +213,23 @@ const PATCHES: [Patch; 19] = [
         original: "                    Ok(offset) => _ = base_offset.get_or_insert(offset),\n",
         patched: "                    Ok(offset) => {\n                        super::fetch::produced(name).notify_waiters();\n                        _ = base_offset.get_or_insert(offset)\n                    }\n",
     },
-    // Static members are expired like the others when they stop calling (Tansu 0.6.0 skipped them
-    // at join, sync and heartbeat), and a join or a sync counts as contact, so a member that loops
-    // between them while the group forms is not taken for dead itself.
+    // A static member's join expires stale members like a dynamic member's does (Tansu 0.6.0
+    // skipped that for static callers), and a join or a sync counts as contact, so a member that
+    // loops between them while the group forms is not taken for dead itself.
     Patch {
         krate: "tansu-broker",
         file: "src/coordinator/group/administrator.rs",
         original: "            })?;\n\n            if group_instance_id.is_none() {\n                original = original.missed_heartbeat(group_id, now);\n            }\n",
-        patched: "            })?;\n\n            // sealtrail: a static member's earlier incarnations give way to it, and static\n            // members are expired too.\n            original = original\n                .touch(member_id, now)\n                .replace_incarnations(group_id, member_id, group_instance_id)\n                .missed_heartbeat(group_id, now);\n",
+        patched: "            })?;\n\n            // sealtrail: a static member's silent earlier incarnations give way to it, and a\n            // static member's join expires stale members too.\n            original = original\n                .touch(member_id, now)\n                .replace_incarnations(group_id, member_id, group_instance_id, now)\n                .missed_heartbeat(group_id, now);\n",
     },
     Patch {
         krate: "tansu-broker",
         file: "src/coordinator/group/administrator.rs",
         original: "            debug!(?group_id, ?original, ?version, ?iteration);\n\n            if group_instance_id.is_none() {\n                original = original.missed_heartbeat(group_id, now);\n            }\n",
-        patched: "            debug!(?group_id, ?original, ?version, ?iteration);\n\n            // sealtrail: static members are expired too.\n            original = original.touch(member_id, now).missed_heartbeat(group_id, now);\n",
+        patched: "            debug!(?group_id, ?original, ?version, ?iteration);\n\n            // sealtrail: a sync is contact too.\n            original = original.touch(member_id, now);\n\n            if group_instance_id.is_none() {\n                original = original.missed_heartbeat(group_id, now);\n            }\n",
     },
-    Patch {
-        krate: "tansu-broker",
-        file: "src/coordinator/group/administrator.rs",
-        original: "            if group_instance_id.is_none() {\n                wrapper = wrapper.missed_heartbeat(group_id, now);\n            }\n",
-        patched: "            // sealtrail: static members are expired too.\n            wrapper = wrapper.missed_heartbeat(group_id, now);\n",
-    },
-    // A static member joining under its member id replaces the other members of its
-    // `group.instance.id`, as Kafka fences them (see the module's notes).
+    // A static member joining under its member id replaces the silent members of its
+    // `group.instance.id` (see the module's notes).
     Patch {
         krate: "tansu-broker",
         file: "src/coordinator/group/administrator.rs",
@@ -250,14 +247,18 @@ const PATCHES: [Patch; 19] = [
     }
 
     /// sealtrail: a static member joining under its member id replaces the other members of its
-    /// `group.instance.id`, earlier incarnations that will never sync again. The group forms
-    /// again at a new generation, so every member rejoins.
+    /// `group.instance.id` that have been silent for 10 s: earlier incarnations that will never
+    /// sync again. A live duplicate (two processes given one instance id) calls at least every
+    /// few seconds while it rejoins, and is left alone rather than evicted back and forth. The
+    /// group forms again at a new generation, so every member rejoins.
     fn replace_incarnations(
         self,
         group_id: &str,
         member_id: &str,
         group_instance_id: Option<&str>,
+        now: SystemTime,
     ) -> Self {
+        const SILENT_MS: u128 = 10_000;
         let Some(instance) = group_instance_id.filter(|_| !member_id.is_empty()) else {
             return self;
         };
@@ -267,6 +268,9 @@ const PATCHES: [Patch; 19] = [
                 .filter(|(id, member)| {
                     id.as_str() != member_id
                         && member.join_response.group_instance_id.as_deref() == Some(instance)
+                        && member.last_contact.is_none_or(|contact| {
+                            now.duration_since(contact).unwrap_or_default().as_millis() >= SILENT_MS
+                        })
                 })
                 .map(|(id, _)| id.clone())
                 .collect()

@@ -1,46 +1,109 @@
-//! Noticing a consumer group that stands still: records wait, and no member has committed any
-//! progress for a while.
+//! Noticing partitions that stand still: records wait on them, and no member of the group has
+//! committed any for a while.
 //!
 //! A member's own lag covers only the partitions it holds, and a member whose group never
 //! finishes a rebalance holds none: on the local broker, after a restart, seal, sink and monitor
 //! each reported lag 0 for minutes while their groups had thousands of records waiting and
 //! nothing was logged (see `infra/local/src/install/tansu_source.rs`, the eighth patch). The
-//! group's committed offsets tell the truth whoever holds the partitions.
+//! group's committed offsets tell the truth whoever holds the partitions, and looking at each
+//! partition also catches the partitions of a dead member nobody took over while the others
+//! make progress.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How long a group may commit nothing while records wait before it is reported. Longer than a
-/// session timeout (45 s), so that the rebalance after a member died is not reported.
+/// How long a partition may have records waiting and no commit before it is reported. Longer
+/// than a session timeout (45 s), so that the rebalance after a member died is not reported.
 pub const GROUP_STALL_WARNING: Duration = Duration::from_secs(60);
 
+/// Records a partition may keep after its committed offset without standing still: a
+/// transaction's commit marker after the last record is never handed to the processor, so the
+/// group's commit stays one short of the partition's end.
+const MARKER_SLACK: i64 = 1;
+
 /// The whole group's standing on the input topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupLag {
     /// Records after the group's committed offsets, over every partition, owned or not.
     pub waiting: i64,
-    /// The sum of the group's committed offsets: it grows whenever any member commits progress.
-    pub committed: i64,
+    pub partitions: Vec<PartitionStanding>,
 }
 
-/// Follows a group's measurements and says when it has stood still for too long.
+/// One partition's committed offset (`None`: never committed) and the records after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionStanding {
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub waiting: i64,
+}
+
+/// What [`GroupStallWatch::observe`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stalled {
+    /// The partitions standing still for at least [`GROUP_STALL_WARNING`], in order.
+    pub partitions: Vec<i32>,
+    /// Records waiting on them.
+    pub waiting: i64,
+    /// How long the longest of them has stood still.
+    pub longest: Duration,
+}
+
+/// Follows a group's measurements and says when partitions have stood still for too long, once
+/// per [`GROUP_STALL_WARNING`] while they do.
 #[derive(Debug, Default)]
 pub struct GroupStallWatch {
-    /// While records wait: the committed sum, and since when it has not moved.
-    still_since: Option<(i64, Instant)>,
+    /// Per partition with records waiting: its committed offset, and since when it has not moved.
+    still_since: HashMap<i32, (Option<i64>, Instant)>,
+    last_report: Option<Instant>,
 }
 
 impl GroupStallWatch {
-    /// Takes the measurement made at `now`; returns how long the group has committed nothing
-    /// while records waited, once that is at least [`GROUP_STALL_WARNING`].
-    pub fn observe(&mut self, lag: GroupLag, now: Instant) -> Option<Duration> {
-        self.still_since = match self.still_since {
-            _ if lag.waiting == 0 => None,
-            Some((committed, since)) if committed == lag.committed => Some((committed, since)),
-            _ => Some((lag.committed, now)),
-        };
-        let (_, since) = self.still_since?;
-        let still = now.saturating_duration_since(since);
-        (still >= GROUP_STALL_WARNING).then_some(still)
+    /// Takes the measurement made at `now`; returns the partitions that have stood still for at
+    /// least [`GROUP_STALL_WARNING`], unless they were reported less than that long ago.
+    pub fn observe(&mut self, lag: &GroupLag, now: Instant) -> Option<Stalled> {
+        let mut still_since = HashMap::new();
+        for standing in &lag.partitions {
+            if standing.waiting <= MARKER_SLACK {
+                continue;
+            }
+            let since = match self.still_since.get(&standing.partition) {
+                Some((committed, since)) if *committed == standing.committed => *since,
+                _ => now,
+            };
+            still_since.insert(standing.partition, (standing.committed, since));
+        }
+        self.still_since = still_since;
+        let mut stalled: Vec<(i32, Duration)> = self
+            .still_since
+            .iter()
+            .map(|(partition, (_, since))| (*partition, now.saturating_duration_since(*since)))
+            .filter(|(_, still)| *still >= GROUP_STALL_WARNING)
+            .collect();
+        if stalled.is_empty() {
+            self.last_report = None;
+            return None;
+        }
+        if self
+            .last_report
+            .is_some_and(|at| now.saturating_duration_since(at) < GROUP_STALL_WARNING)
+        {
+            return None;
+        }
+        self.last_report = Some(now);
+        stalled.sort_unstable();
+        let partitions: Vec<i32> = stalled.iter().map(|(partition, _)| *partition).collect();
+        let waiting = lag
+            .partitions
+            .iter()
+            .filter(|standing| partitions.contains(&standing.partition))
+            .map(|standing| standing.waiting)
+            .sum();
+        let longest = stalled.iter().map(|(_, still)| *still).max().unwrap_or_default();
+        Some(Stalled {
+            partitions,
+            waiting,
+            longest,
+        })
     }
 }
 
@@ -48,44 +111,83 @@ impl GroupStallWatch {
 mod tests {
     use super::*;
 
-    fn lag(waiting: i64, committed: i64) -> GroupLag {
-        GroupLag { waiting, committed }
+    /// A measurement of (partition, committed, waiting).
+    fn lag(partitions: &[(i32, Option<i64>, i64)]) -> GroupLag {
+        let partitions: Vec<PartitionStanding> = partitions
+            .iter()
+            .map(|(partition, committed, waiting)| PartitionStanding {
+                partition: *partition,
+                committed: *committed,
+                waiting: *waiting,
+            })
+            .collect();
+        GroupLag {
+            waiting: partitions.iter().map(|standing| standing.waiting).sum(),
+            partitions,
+        }
     }
 
     #[test]
-    fn a_group_that_commits_nothing_while_records_wait_is_reported_after_the_threshold() {
+    fn partitions_nobody_commits_while_records_wait_are_reported_after_the_threshold() {
         let mut watch = GroupStallWatch::default();
         let start = Instant::now();
-        assert_eq!(watch.observe(lag(12_304, 3_154), start), None);
+        let stuck = lag(&[(0, Some(1_322), 5_314), (1, Some(1_832), 6_990)]);
+        assert_eq!(watch.observe(&stuck, start), None);
         let before = start + GROUP_STALL_WARNING.saturating_sub(Duration::from_secs(1));
-        assert_eq!(watch.observe(lag(12_304, 3_154), before), None);
+        assert_eq!(watch.observe(&stuck, before), None);
         let after = start + GROUP_STALL_WARNING + Duration::from_secs(5);
+        let more = lag(&[(0, Some(1_322), 5_400), (1, Some(1_832), 7_000)]);
         assert_eq!(
-            watch.observe(lag(12_310, 3_154), after),
-            Some(GROUP_STALL_WARNING + Duration::from_secs(5)),
+            watch.observe(&more, after),
+            Some(Stalled {
+                partitions: vec![0, 1],
+                waiting: 12_400,
+                longest: GROUP_STALL_WARNING + Duration::from_secs(5),
+            }),
             "more records arrived, none was committed"
         );
+        let soon = after + Duration::from_secs(10);
+        assert_eq!(watch.observe(&more, soon), None, "reported once per threshold");
+        let later = after + GROUP_STALL_WARNING;
+        assert!(watch.observe(&more, later).is_some(), "and again while it lasts");
     }
 
     #[test]
-    fn a_commit_or_an_empty_backlog_starts_the_wait_again() {
+    fn one_unowned_partition_is_reported_while_the_others_commit() {
+        let mut watch = GroupStallWatch::default();
+        let start = Instant::now();
+        watch.observe(&lag(&[(0, Some(100), 50), (1, None, 30)]), start);
+        let stalled = watch.observe(&lag(&[(0, Some(900), 40), (1, None, 80)]), start + GROUP_STALL_WARNING);
+        assert_eq!(stalled.map(|stalled| stalled.partitions), Some(vec![1]));
+    }
+
+    #[test]
+    fn a_commit_an_empty_partition_or_a_commit_marker_starts_the_wait_again() {
         let mut watch = GroupStallWatch::default();
         let start = Instant::now();
         let minute = GROUP_STALL_WARNING;
-        watch.observe(lag(100, 50), start);
-        assert_eq!(watch.observe(lag(90, 60), start + minute), None, "a member committed");
-        assert!(watch.observe(lag(90, 60), start + minute * 2).is_some());
-        assert_eq!(watch.observe(lag(0, 150), start + minute * 3), None, "caught up");
+        watch.observe(&lag(&[(0, Some(50), 100)]), start);
         assert_eq!(
-            watch.observe(lag(0, 150), start + minute * 5),
+            watch.observe(&lag(&[(0, Some(60), 90)]), start + minute),
             None,
-            "an idle group with nothing waiting is not stalled"
+            "a member committed"
+        );
+        assert!(watch.observe(&lag(&[(0, Some(60), 90)]), start + minute * 2).is_some());
+        assert_eq!(
+            watch.observe(&lag(&[(0, Some(150), 0)]), start + minute * 3),
+            None,
+            "caught up"
         );
         assert_eq!(
-            watch.observe(lag(5, 150), start + minute * 6),
+            watch.observe(&lag(&[(0, Some(150), 1)]), start + minute * 5),
+            None,
+            "only a transaction's commit marker left: an idle partition"
+        );
+        assert_eq!(
+            watch.observe(&lag(&[(0, Some(150), 5)]), start + minute * 6),
             None,
             "records just arrived"
         );
-        assert!(watch.observe(lag(5, 150), start + minute * 7).is_some());
+        assert!(watch.observe(&lag(&[(0, Some(150), 5)]), start + minute * 7).is_some());
     }
 }

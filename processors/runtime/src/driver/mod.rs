@@ -17,7 +17,7 @@ mod record;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub use group_stall::{GROUP_STALL_WARNING, GroupLag, GroupStallWatch};
+pub use group_stall::{GROUP_STALL_WARNING, GroupLag, GroupStallWatch, PartitionStanding, Stalled};
 pub use record::{Header, InputRecord, PRODUCED_AT_HEADER};
 
 use crate::StopSignal;
@@ -430,16 +430,17 @@ impl<S: PartitionSource> Driver<'_, S> {
         self.telemetry.emit(LagMeasured {
             topic: &topic,
             partitions: &lags,
-            group: group.map(|group| group.waiting),
+            group: group.as_ref().map(|group| group.waiting),
         });
-        if let Some(group) = group
-            && let Some(still) = self.group_stall.observe(group, Instant::now())
+        if let Some(group) = &group
+            && let Some(stalled) = self.group_stall.observe(group, Instant::now())
         {
             let detail = format!(
-                "{} records wait in {topic} and no member of the group has committed any for {} s; this member holds {} partitions",
-                group.waiting,
-                still.as_secs(),
-                self.assigned.len()
+                "{} records wait in {topic} partitions {:?} and no member of the group has committed any of them for {} s; this member holds partitions {:?}",
+                stalled.waiting,
+                stalled.partitions,
+                stalled.longest.as_secs(),
+                self.assigned
             );
             self.trouble(ErrorKind::GroupStalled, &detail);
         }

@@ -29,7 +29,7 @@ pub enum ErrorKind {
     WatermarksUnavailable,
     /// Records wait but none has arrived for a while.
     FetchStalled,
-    /// Records wait and no member of the group has committed any for a while.
+    /// Records wait on partitions no member of the group has committed for a while.
     GroupStalled,
     RegistryUnavailable,
     /// A record marked as a layout change that is not one of this layout's (it goes to the DLQ).
@@ -86,7 +86,7 @@ impl ErrorKind {
             }
             Self::FetchStalled => "records are waiting but none has arrived; fetches from the broker may be stalled",
             Self::GroupStalled => {
-                "the consumer group stands still: records wait and no member commits; see its members with `sealtrail offsets describe` and the broker's log"
+                "partitions stand still: records wait and no member of the group commits them; see this processor's other errors, the group's offsets (`sealtrail offsets describe`) and the broker's log"
             }
             Self::RegistryUnavailable => "schema registry unavailable; retrying",
             Self::BadLayoutChange => "a record marked as a layout change is refused and goes to the DLQ",
