@@ -176,7 +176,7 @@ async fn the_group_lag_counts_partitions_without_an_owner() {
     .await
     .expect("probe thread");
     let lag = lag.expect("the broker answered");
-    assert_eq!(lag.waiting, (10 - 4) + 7);
+    assert_eq!(lag.waiting(), (10 - 4) + 7);
     let mut standing: Vec<(i32, Option<i64>, i64)> = lag
         .partitions
         .iter()

@@ -125,22 +125,17 @@ impl GroupLagProbe {
             asked.add_partition(topic, partition.id());
         }
         let committed = self.observer.committed_offsets(asked, self.timeout).ok()?;
-        let mut lag = GroupLag {
-            waiting: 0,
-            partitions: Vec::new(),
-        };
+        let mut lag = GroupLag { partitions: Vec::new() };
         for element in committed.elements() {
             let (low, high) = watermarks.watermarks(topic, element.partition())?;
             let committed = match element.offset() {
                 Offset::Offset(offset) => Some(offset),
                 _ => None,
             };
-            let waiting = (high - committed.map_or(low, |offset| offset.max(low))).max(0);
-            lag.waiting += waiting;
             lag.partitions.push(PartitionStanding {
                 partition: element.partition(),
                 committed,
-                waiting,
+                waiting: (high - committed.map_or(low, |offset| offset.max(low))).max(0),
             });
         }
         Some(lag)

@@ -90,71 +90,61 @@ fn drop_present_candidates(store: &dyn SinkStore, partition: i32, batch: &mut Pa
     Ok(batch.drop_present_candidates(&present_events, &present_checkpoints))
 }
 
-/// Rows of several partitions' batches bound for one insert, and the token that names them: each
-/// partition's offset range in it, and the flush's time.
-struct Together<'a, R> {
-    rows: Vec<&'a R>,
-    entries: Vec<&'a EntryRow>,
-    spans: Vec<String>,
+/// The inserts of one flush: the due partitions' rows together, one insert per table and month,
+/// each with a token naming every partition's offset range in it and the flush's time. Built once
+/// per flush, so every retry sends the same rows under the same tokens.
+///
+/// Every part ClickHouse writes is merged again later: one insert per partition made four times
+/// the parts, and merging them took most of ClickHouse's CPU at 20,000 events/s
+/// (docs/performance.md, "The sink inserts the partitions together").
+struct TogetherInserts<'a> {
+    /// Per month: the token, the rows, and the stored entries of (some of) them.
+    events: Vec<(String, Vec<&'a EventRow>, Vec<&'a EntryRow>)>,
+    checkpoints: Option<(String, Vec<&'a CheckpointRow>)>,
 }
 
-impl<R> Default for Together<'_, R> {
-    fn default() -> Self {
+impl<'a> TogetherInserts<'a> {
+    /// The inserts of `batches`, in partition order.
+    fn new(topic: &str, batches: &[(i32, &'a PartitionBatch)], token_suffix: &str) -> Self {
+        type Month<'a> = (Vec<String>, Vec<&'a EventRow>, Vec<&'a EntryRow>);
+        let mut months: BTreeMap<(i32, u8), Month<'a>> = BTreeMap::new();
+        let (mut checkpoint_spans, mut checkpoints) = (Vec::new(), Vec::new());
+        for (partition, batch) in batches {
+            for (month, rows) in batch.events_by_month() {
+                let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
+                let (spans, events, entries) = months.entry(month).or_default();
+                spans.push(format!("{partition}:{first}-{last}"));
+                entries.extend(rows.iter().filter_map(|row| batch.entries.get(&row.sealed_offset)));
+                events.extend(rows);
+            }
+            let own: Vec<&CheckpointRow> = batch.checkpoint_candidates.iter().chain(&batch.checkpoints).collect();
+            if let (Some(first), Some(last)) = (own.first(), own.last()) {
+                checkpoint_spans.push(format!("{partition}:{}-{}", first.sealed_offset, last.sealed_offset));
+            }
+            checkpoints.extend(own);
+        }
+        let token = |table: &str, spans: &[String]| format!("{topic}/{table}/{}{token_suffix}", spans.join(","));
         Self {
-            rows: Vec::new(),
-            entries: Vec::new(),
-            spans: Vec::new(),
+            events: months
+                .into_iter()
+                .map(|((year, month), (spans, rows, entries))| {
+                    (token(&format!("events/{year}-{month:02}"), &spans), rows, entries)
+                })
+                .collect(),
+            checkpoints: (!checkpoints.is_empty()).then(|| (token("checkpoints", &checkpoint_spans), checkpoints)),
         }
     }
-}
 
-impl<R> Together<'_, R> {
-    fn token(&self, topic: &str, table: &str, token_suffix: &str) -> String {
-        format!("{topic}/{table}/{}{token_suffix}", self.spans.join(","))
-    }
-}
-
-/// Inserts `batches` (in partition order) together: the events in one insert per month, holding
-/// every partition's rows, then the checkpoints in one insert. Every part ClickHouse writes is
-/// merged again later: one insert per partition made four times the parts, and merging them took
-/// most of ClickHouse's CPU at 20,000 events/s (docs/performance.md, "The sink inserts the
-/// partitions together").
-fn insert_together(
-    store: &dyn SinkStore,
-    topic: &str,
-    batches: &[(i32, &PartitionBatch)],
-    token_suffix: &str,
-) -> Result<(), String> {
-    let mut months: BTreeMap<(i32, u8), Together<'_, EventRow>> = BTreeMap::new();
-    let mut checkpoints = Together::<CheckpointRow>::default();
-    for (partition, batch) in batches {
-        for (month, rows) in batch.events_by_month() {
-            let (first, last) = (rows[0].sealed_offset, rows[rows.len() - 1].sealed_offset);
-            let together = months.entry(month).or_default();
-            together.spans.push(format!("{partition}:{first}-{last}"));
-            together
-                .entries
-                .extend(rows.iter().filter_map(|row| batch.entries.get(&row.sealed_offset)));
-            together.rows.extend(rows);
+    /// The events month by month, then the checkpoints.
+    fn insert(&self, store: &dyn SinkStore) -> Result<(), String> {
+        for (token, rows, entries) in &self.events {
+            store.insert_events(rows, entries, token)?;
         }
-        let first_checkpoint = checkpoints.rows.len();
-        checkpoints
-            .rows
-            .extend(batch.checkpoint_candidates.iter().chain(&batch.checkpoints));
-        if let (Some(first), Some(last)) = (checkpoints.rows.get(first_checkpoint), checkpoints.rows.last()) {
-            let span = format!("{partition}:{}-{}", first.sealed_offset, last.sealed_offset);
-            checkpoints.spans.push(span);
+        if let Some((token, rows)) = &self.checkpoints {
+            store.insert_checkpoints(rows, token)?;
         }
+        Ok(())
     }
-    for ((year, month), together) in &months {
-        let token = together.token(topic, &format!("events/{year}-{month:02}"), token_suffix);
-        store.insert_events(&together.rows, &together.entries, &token)?;
-    }
-    if !checkpoints.rows.is_empty() {
-        let token = checkpoints.token(topic, "checkpoints", token_suffix);
-        store.insert_checkpoints(&checkpoints.rows, &token)?;
-    }
-    Ok(())
 }
 
 /// The partitions to flush at `now`: all of them with `everything`; otherwise, once one partition
@@ -217,13 +207,14 @@ impl SinkProcessor {
         // deleted, and rows restored after a loss carry the offsets they had.
         let token_suffix = format!("/{}", sealtrail_clickhouse::unix_ms(time::OffsetDateTime::now_utc()));
         let partitions: Vec<i32> = ready.iter().map(|ready| ready.partition).collect();
-        let (store, topic) = (self.store.as_ref(), self.config.sealed_topic.as_str());
         let batches: Vec<(i32, &PartitionBatch)> = partitions
             .iter()
             .filter_map(|partition| Some((*partition, self.batches.get(partition)?)))
             .collect();
+        let inserts = TogetherInserts::new(&self.config.sealed_topic, &batches, &token_suffix);
+        let store = self.store.as_ref();
         let inserted = retrying(control, &partitions, "inserting into ClickHouse", || {
-            insert_together(store, topic, &batches, &token_suffix)
+            inserts.insert(store)
         });
         if inserted.is_err() {
             // Stopped, or all revoked while waiting: what was inserted may have landed without

@@ -1,5 +1,6 @@
 //! Starting the pipeline on the local stack: keys, topics, and the supervised processors and API.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -130,8 +131,7 @@ pub(super) async fn start_pipeline(
     let mut metrics_urls = Vec::new();
     let mut metrics_ports = Vec::new();
     // Where each seal and sink instance says whether it holds partitions (`/readyz`).
-    let mut consuming: Vec<(&str, Vec<String>)> =
-        vec![("the seal processor", Vec::new()), ("the ClickHouse sink", Vec::new())];
+    let mut consuming: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (command, what, copies) in [
         ("seal", "the seal processor", instances),
         ("sink", "the ClickHouse sink", instances),
@@ -156,8 +156,11 @@ pub(super) async fn start_pipeline(
                 }
             );
             let (own_env, metrics_url) = process_env(command, instance, &env, security, ports, &mut metrics_ports)?;
-            if let Some((_, urls)) = consuming.iter_mut().find(|(name, _)| *name == what) {
-                urls.push(metrics_url.replace("/metrics", "/readyz"));
+            if matches!(command, "seal" | "sink") {
+                consuming
+                    .entry(what)
+                    .or_default()
+                    .push(metrics_url.replace("/metrics", "/readyz"));
             }
             metrics_urls.push(metrics_url);
             let mut processor = SupervisedProcessor::new(name, command, what, &launcher, own_env);
@@ -187,13 +190,7 @@ async fn wait_for_partitions(what: &str, urls: &[String], trust: &sealtrail_http
     let mut told = false;
     loop {
         for url in urls {
-            let assigned = client
-                .get(url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if assigned {
+            if answers_ready(&client, url).await {
                 return Ok(());
             }
         }
@@ -211,18 +208,22 @@ async fn wait_for_partitions(what: &str, urls: &[String], trust: &sealtrail_http
     }
 }
 
+/// Whether `readyz` answers 200 within 2 s.
+async fn answers_ready(client: &reqwest::Client, readyz: &str) -> bool {
+    client
+        .get(readyz)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
+}
+
 /// The API answers `/readyz` once it reaches Kafka, the registry and ClickHouse.
 async fn wait_for_api(url: &str, trust: &sealtrail_http::TrustSettings) -> anyhow::Result<()> {
     let client = trust.http_client()?.build()?;
     let started = std::time::Instant::now();
     loop {
-        let ready = client
-            .get(format!("{url}/readyz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .is_ok_and(|response| response.status().is_success());
-        if ready {
+        if answers_ready(&client, &format!("{url}/readyz")).await {
             return Ok(());
         }
         anyhow::ensure!(

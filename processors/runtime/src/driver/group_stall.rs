@@ -21,12 +21,17 @@ pub const GROUP_STALL_WARNING: Duration = Duration::from_secs(60);
 /// group's commit stays one short of the partition's end.
 const MARKER_SLACK: i64 = 1;
 
-/// The whole group's standing on the input topic.
+/// The whole group's standing on the input topic: every partition, owned or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupLag {
-    /// Records after the group's committed offsets, over every partition, owned or not.
-    pub waiting: i64,
     pub partitions: Vec<PartitionStanding>,
+}
+
+impl GroupLag {
+    /// Records after the group's committed offsets, over every partition.
+    pub fn waiting(&self) -> i64 {
+        self.partitions.iter().map(|standing| standing.waiting).sum()
+    }
 }
 
 /// One partition's committed offset (`None`: never committed) and the records after it.
@@ -62,24 +67,26 @@ impl GroupStallWatch {
     /// least [`GROUP_STALL_WARNING`], unless they were reported less than that long ago.
     pub fn observe(&mut self, lag: &GroupLag, now: Instant) -> Option<Stalled> {
         let mut still_since = HashMap::new();
-        for standing in &lag.partitions {
-            if standing.waiting <= MARKER_SLACK {
-                continue;
-            }
+        let mut stalled = Stalled {
+            partitions: Vec::new(),
+            waiting: 0,
+            longest: Duration::ZERO,
+        };
+        for standing in lag.partitions.iter().filter(|standing| standing.waiting > MARKER_SLACK) {
             let since = match self.still_since.get(&standing.partition) {
                 Some((committed, since)) if *committed == standing.committed => *since,
                 _ => now,
             };
             still_since.insert(standing.partition, (standing.committed, since));
+            let still = now.saturating_duration_since(since);
+            if still >= GROUP_STALL_WARNING {
+                stalled.partitions.push(standing.partition);
+                stalled.waiting += standing.waiting;
+                stalled.longest = stalled.longest.max(still);
+            }
         }
         self.still_since = still_since;
-        let mut stalled: Vec<(i32, Duration)> = self
-            .still_since
-            .iter()
-            .map(|(partition, (_, since))| (*partition, now.saturating_duration_since(*since)))
-            .filter(|(_, still)| *still >= GROUP_STALL_WARNING)
-            .collect();
-        if stalled.is_empty() {
+        if stalled.partitions.is_empty() {
             self.last_report = None;
             return None;
         }
@@ -90,20 +97,8 @@ impl GroupStallWatch {
             return None;
         }
         self.last_report = Some(now);
-        stalled.sort_unstable();
-        let partitions: Vec<i32> = stalled.iter().map(|(partition, _)| *partition).collect();
-        let waiting = lag
-            .partitions
-            .iter()
-            .filter(|standing| partitions.contains(&standing.partition))
-            .map(|standing| standing.waiting)
-            .sum();
-        let longest = stalled.iter().map(|(_, still)| *still).max().unwrap_or_default();
-        Some(Stalled {
-            partitions,
-            waiting,
-            longest,
-        })
+        stalled.partitions.sort_unstable();
+        Some(stalled)
     }
 }
 
@@ -113,17 +108,15 @@ mod tests {
 
     /// A measurement of (partition, committed, waiting).
     fn lag(partitions: &[(i32, Option<i64>, i64)]) -> GroupLag {
-        let partitions: Vec<PartitionStanding> = partitions
-            .iter()
-            .map(|(partition, committed, waiting)| PartitionStanding {
-                partition: *partition,
-                committed: *committed,
-                waiting: *waiting,
-            })
-            .collect();
         GroupLag {
-            waiting: partitions.iter().map(|standing| standing.waiting).sum(),
-            partitions,
+            partitions: partitions
+                .iter()
+                .map(|(partition, committed, waiting)| PartitionStanding {
+                    partition: *partition,
+                    committed: *committed,
+                    waiting: *waiting,
+                })
+                .collect(),
         }
     }
 

@@ -17,7 +17,8 @@ mod record;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub use group_stall::{GROUP_STALL_WARNING, GroupLag, GroupStallWatch, PartitionStanding, Stalled};
+use group_stall::GroupStallWatch;
+pub use group_stall::{GroupLag, PartitionStanding};
 pub use record::{Header, InputRecord, PRODUCED_AT_HEADER};
 
 use crate::StopSignal;
@@ -430,7 +431,7 @@ impl<S: PartitionSource> Driver<'_, S> {
         self.telemetry.emit(LagMeasured {
             topic: &topic,
             partitions: &lags,
-            group: group.as_ref().map(|group| group.waiting),
+            group: group.as_ref().map(GroupLag::waiting),
         });
         if let Some(group) = &group
             && let Some(stalled) = self.group_stall.observe(group, Instant::now())

@@ -172,6 +172,7 @@ mod tests {
             ErrorKind::FetchedWhilePaused,
             ErrorKind::WatermarksUnavailable,
             ErrorKind::FetchStalled,
+            ErrorKind::GroupStalled,
             ErrorKind::RegistryUnavailable,
             ErrorKind::BadLayoutChange,
             ErrorKind::ClickHouse,
