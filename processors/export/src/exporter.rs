@@ -1,5 +1,6 @@
 //! Writes a signed export of one tenant's sealed events from ClickHouse (format:
-//! `sealtrail_core::export`), with memory bounded by one checkpoint's entries, not by the export.
+//! `sealtrail_core::export`), with memory bounded by a run of checkpoints' entries (about 8,192
+//! entries), not by the export.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -116,18 +117,16 @@ pub async fn write_export(
         files: FileSplitter::new(&request.out_dir, request.max_file_bytes),
         purge_runs: Vec::new(),
         line: Vec::with_capacity(4096),
-        prover: Prover {
-            client: &client,
-            checkpoints: &checkpoints,
-            source: if events.stored() {
+        prover: Prover::new(
+            &client,
+            &checkpoints,
+            if events.stored() {
                 WindowSource::StoredFirst
             } else {
                 WindowSource::Events
             },
-            window: None,
-            next: None,
-            used: Vec::new(),
-        },
+            &request.tenant,
+        ),
         chain: None,
         count: 0,
         omitted: 0,

@@ -1,6 +1,7 @@
 //! Audit paths of exported events to the signed checkpoints that cover them, in every layout
-//! epoch of the tenant's chain, one checkpoint's entries in memory at a time.
+//! epoch of the tenant's chain, a bounded run of checkpoints' entries in memory at a time.
 
+use std::collections::VecDeque;
 use std::sync::LazyLock;
 
 use sealtrail_clickhouse::{CheckpointRow, ENTRY_HASHES_SQL};
@@ -96,21 +97,55 @@ pub(super) struct ProofAt {
     pub(super) tree_size: u64,
 }
 
-/// Audit paths of exported events to the checkpoints that cover them, one checkpoint's entries in
-/// memory at a time.
+/// A run of consecutive windows is read in one query of at most about this many entries: a query
+/// per checkpoint cost about 10 ms of ClickHouse's planning and reading whole granules, and
+/// bounded a 1,000,000-event export to one checkpoint (1,000 events) per round trip.
+const RUN_ENTRIES: u64 = 8_192;
+/// ... and at most this many windows (checkpoints taken often hold few entries each).
+const RUN_WINDOWS: usize = 64;
+
+/// A run of windows loading in the background: the index of its first checkpoint, and the task.
+type Loading = (usize, tokio::task::JoinHandle<Result<Vec<Window>, ExportError>>);
+
+/// Audit paths of exported events to the checkpoints that cover them, a bounded run of
+/// checkpoints' entries in memory at a time.
 pub(super) struct Prover<'a> {
-    pub(super) client: &'a clickhouse::Client,
-    pub(super) checkpoints: &'a [CheckpointRow],
-    pub(super) source: WindowSource,
-    pub(super) window: Option<Window>,
-    /// The next checkpoint's window, loading (and its proofs computing) in the background while
-    /// the current one is written: the export never waits for a round trip per checkpoint.
-    pub(super) next: Option<(CheckpointKey, tokio::task::JoinHandle<Result<Window, ExportError>>)>,
+    client: &'a clickhouse::Client,
+    checkpoints: &'a [CheckpointRow],
+    source: WindowSource,
+    /// Whether each checkpoint's window holds events of the exported tenant (its signed head moved
+    /// since the previous checkpoint of the epoch): runs hold only windows the export will use.
+    holds_tenant: Vec<bool>,
+    /// Windows loaded and not yet passed, in checkpoint order; the first is the current one.
+    ready: VecDeque<Window>,
+    /// The index of the checkpoint after the last ready window.
+    ready_end: usize,
+    /// The following run, loading (and its proofs computing) in the background while the ready
+    /// ones are written: the export does not wait for a round trip per run.
+    next: Option<Loading>,
     /// The checkpoints used (layout epoch, number), in order.
     pub(super) used: Vec<CheckpointKey>,
 }
 
-impl Prover<'_> {
+impl<'a> Prover<'a> {
+    pub(super) fn new(
+        client: &'a clickhouse::Client,
+        checkpoints: &'a [CheckpointRow],
+        source: WindowSource,
+        tenant: &str,
+    ) -> Self {
+        Self {
+            client,
+            checkpoints,
+            source,
+            holds_tenant: windows_holding(checkpoints, tenant),
+            ready: VecDeque::new(),
+            ready_end: 0,
+            next: None,
+            used: Vec::new(),
+        }
+    }
+
     /// Where the event's audit path is (see [`Self::path`]); `None` when no checkpoint covers the
     /// event yet. `place` is the event's layout epoch and sealed offset.
     pub(super) async fn proof_for(
@@ -126,22 +161,10 @@ impl Prover<'_> {
             return Ok(None);
         };
         let key = (epoch, checkpoint.number);
-        if self.window.as_ref().is_none_or(|w| (w.epoch, w.number) != key) {
-            self.window = Some(match self.next.take() {
-                Some((next, loading)) if next == key => loading
-                    .await
-                    .map_err(|e| ExportError::Inconsistent(format!("loading a checkpoint's entries failed: {e}")))??,
-                _ => self.load(covering).await?,
-            });
-            if covering + 1 < end {
-                let (client, after, source) = (self.client.clone(), checkpoint.sealed_offset, self.source);
-                let following = self.checkpoints[covering + 1].clone();
-                let next = (following.layout_epoch, following.number);
-                let loading = tokio::spawn(async move { load_window(&client, &following, Some(after), source).await });
-                self.next = Some((next, loading));
-            }
+        if self.ready.front().is_none_or(|w| (w.epoch, w.number) != key) {
+            self.move_to(covering, key).await?;
         }
-        let window = self.window.as_ref().expect("loaded above");
+        let window = self.ready.front().expect("moved to it above");
         let index = window.offsets.binary_search(&sealed_offset).map_err(|_| {
             ExportError::Inconsistent(format!("event seq {seq} is missing from its checkpoint's entries"))
         })?;
@@ -158,21 +181,93 @@ impl Prover<'_> {
 
     /// The audit path of a proof just found.
     pub(super) fn path(&self, at: &ProofAt) -> &[Digest] {
-        self.window
-            .as_ref()
+        self.ready
+            .front()
             .filter(|window| (window.epoch, window.number) == (at.epoch, at.checkpoint))
             .and_then(|window| window.proofs.get(at.leaf_index))
             .map_or(&[], Vec::as_slice)
     }
 
-    async fn load(&self, index: usize) -> Result<Window, ExportError> {
-        let epoch = self.checkpoints[index].layout_epoch;
+    /// Makes checkpoint `index` (`key`) the current window: the export is in chain order, so the
+    /// windows before it are done with.
+    async fn move_to(&mut self, index: usize, key: CheckpointKey) -> Result<(), ExportError> {
+        while self.ready.front().is_some_and(|w| (w.epoch, w.number) != key) {
+            self.ready.pop_front();
+        }
+        if self.ready.is_empty() {
+            let run = match self.next.take() {
+                Some((start, loading)) if start == index => loading
+                    .await
+                    .map_err(|e| ExportError::Inconsistent(format!("loading a checkpoint's entries failed: {e}")))??,
+                other => {
+                    if let Some((_, loading)) = other {
+                        loading.abort();
+                    }
+                    let (run, after) = self.run_from(index);
+                    load_windows(self.client, run, after, self.source).await?
+                }
+            };
+            self.ready_end = index + run.len();
+            self.ready = run.into();
+        }
+        if self.next.is_none()
+            && let Some(following) = (self.ready_end..self.checkpoints.len()).find(|i| self.holds_tenant[*i])
+        {
+            let (run, after) = self.run_from(following);
+            let (client, run, source) = (self.client.clone(), run.to_vec(), self.source);
+            let loading = tokio::spawn(async move { load_windows(&client, &run, after, source).await });
+            self.next = Some((following, loading));
+        }
+        Ok(())
+    }
+
+    /// The run of windows starting at checkpoint `index`: it and the following checkpoints of its
+    /// epoch whose windows hold the tenant's events, within the run's bounds; and the sealed
+    /// offset of the checkpoint before it in the epoch.
+    fn run_from(&self, index: usize) -> (&'a [CheckpointRow], Option<u64>) {
+        let checkpoints = self.checkpoints;
+        let epoch = checkpoints[index].layout_epoch;
+        let mut entries = checkpoints[index].entry_count;
+        let mut end = index + 1;
+        while end < checkpoints.len()
+            && end - index < RUN_WINDOWS
+            && checkpoints[end].layout_epoch == epoch
+            && self.holds_tenant[end]
+            && entries + checkpoints[end].entry_count <= RUN_ENTRIES
+        {
+            entries += checkpoints[end].entry_count;
+            end += 1;
+        }
         let after = index
             .checked_sub(1)
-            .filter(|i| self.checkpoints[*i].layout_epoch == epoch)
-            .map(|i| self.checkpoints[i].sealed_offset);
-        load_window(self.client, &self.checkpoints[index], after, self.source).await
+            .filter(|i| checkpoints[*i].layout_epoch == epoch)
+            .map(|i| checkpoints[i].sealed_offset);
+        (&checkpoints[index..end], after)
     }
+}
+
+/// For each checkpoint, whether the tenant's signed head moved since the epoch's previous
+/// checkpoint, i.e. its window holds the tenant's events. Only a guide to what to read ahead: a
+/// window it misses is loaded when an event needs it.
+fn windows_holding(checkpoints: &[CheckpointRow], tenant: &str) -> Vec<bool> {
+    let head = |checkpoint: &CheckpointRow| {
+        checkpoint
+            .tenant_heads
+            .binary_search_by(|(id, _, _)| id.as_bytes().cmp(tenant.as_bytes()))
+            .ok()
+            .map(|at| checkpoint.tenant_heads[at].1)
+    };
+    let mut before: Option<(u32, Option<u64>)> = None;
+    checkpoints
+        .iter()
+        .map(|checkpoint| {
+            let now = head(checkpoint);
+            let moved =
+                now.is_some() && before.is_none_or(|(epoch, seq)| epoch != checkpoint.layout_epoch || seq != now);
+            before = Some((checkpoint.layout_epoch, now));
+            moved
+        })
+        .collect()
 }
 
 /// Loads a checkpoint's entries (every event sealed in its partition between the previous
@@ -184,34 +279,80 @@ pub async fn load_window(
     after: Option<u64>,
     source: WindowSource,
 ) -> Result<Window, ExportError> {
+    let mut windows = load_windows(client, std::slice::from_ref(checkpoint), after, source).await?;
+    windows
+        .pop()
+        .ok_or_else(|| ExportError::Inconsistent("no window was loaded".to_owned()))
+}
+
+/// [`load_window`] for consecutive checkpoints of one partition, in one query: `after` is the
+/// sealed offset of the checkpoint before the first.
+async fn load_windows(
+    client: &clickhouse::Client,
+    checkpoints: &[CheckpointRow],
+    after: Option<u64>,
+    source: WindowSource,
+) -> Result<Vec<Window>, ExportError> {
+    let (Some(first), Some(last)) = (checkpoints.first(), checkpoints.last()) else {
+        return Ok(Vec::new());
+    };
     let fetch = |sql: &str| {
         client
             .query(sql)
-            .param("epoch", checkpoint.layout_epoch)
-            .param("partition", checkpoint.sealed_partition)
+            .param("epoch", first.layout_epoch)
+            .param("partition", first.sealed_partition)
             .param(
                 "after",
                 after.map_or(-1, |offset| i64::try_from(offset).unwrap_or(i64::MAX)),
             )
-            .param("before", checkpoint.sealed_offset)
+            .param("before", last.sealed_offset)
             .fetch_all::<Leaf>()
     };
-    // `event_entries` serves a window with a range of its sealed-offset index; `events`, ordered
+    // `event_entries` serves windows with a range of its sealed-offset index; `events`, ordered
     // by time, may have to read most of its granules for each window when events arrive out of
-    // time order. The stored hashes are trusted no more than the others: the root is checked
-    // below whichever table gave them. A table that lacks some of the window (rows from before
+    // time order. The stored hashes are trusted no more than the others: the roots are checked
+    // below whichever table gave them. A table that lacks some of the windows (rows from before
     // it existed, or a user without the grant) gives way to `events`.
     let stored = match source {
-        WindowSource::StoredFirst => fetch(&STORED_ENTRY_HASHES_SQL)
-            .await
-            .ok()
-            .filter(|leaves| leaves.len() as u64 == checkpoint.entry_count),
+        WindowSource::StoredFirst => fetch(&STORED_ENTRY_HASHES_SQL).await.ok().filter(|leaves| {
+            split_by_checkpoint(leaves, checkpoints)
+                .iter()
+                .all(|(count, wanted)| count == wanted)
+        }),
         WindowSource::Events => None,
     };
     let leaves = match stored {
         Some(leaves) => leaves,
         None => fetch(ENTRY_HASHES_SQL).await?,
     };
+    let mut windows = Vec::with_capacity(checkpoints.len());
+    let mut rest = leaves.as_slice();
+    for checkpoint in checkpoints {
+        let (window, after) = rest.split_at(rest.partition_point(|leaf| leaf.sealed_offset < checkpoint.sealed_offset));
+        windows.push(checked_window(checkpoint, window)?);
+        rest = after;
+    }
+    Ok(windows)
+}
+
+/// How many of `leaves` (in sealed-offset order) fall in each checkpoint's window, and how many
+/// its checkpoint signed.
+fn split_by_checkpoint(leaves: &[Leaf], checkpoints: &[CheckpointRow]) -> Vec<(u64, u64)> {
+    let mut taken = 0;
+    checkpoints
+        .iter()
+        .map(|checkpoint| {
+            let end = taken + leaves[taken..].partition_point(|leaf| leaf.sealed_offset < checkpoint.sealed_offset);
+            let count = (end - taken) as u64;
+            taken = end;
+            (count, checkpoint.entry_count)
+        })
+        .collect()
+}
+
+/// One checkpoint's window from its leaves: counted, checked against the signed root, with every
+/// entry's audit path.
+fn checked_window(checkpoint: &CheckpointRow, leaves: &[Leaf]) -> Result<Window, ExportError> {
     if leaves.len() as u64 != checkpoint.entry_count {
         return Err(ExportError::IncompleteProjection(format!(
             "ClickHouse holds {} of the {} entries of checkpoint {} of partition {}: the sink is behind or rows are missing",
@@ -306,5 +447,135 @@ mod tests {
         assert_eq!(reads(&STORED_ENTRY_HASHES_SQL, "events"), 0);
         assert_eq!(reads(&STORED_ENTRY_HASHES_SQL, "event_entries"), 2);
         assert_eq!(reads(&STORED_ENTRY_HASHES_SQL, "tombstones"), 1);
+    }
+
+    fn checkpoint(
+        epoch: u32,
+        number: u64,
+        sealed_offset: u64,
+        entry_count: u64,
+        heads: &[(&str, u64)],
+    ) -> CheckpointRow {
+        CheckpointRow {
+            sealed_partition: 0,
+            number,
+            scheme: 1,
+            prev_checkpoint_hash: String::new(),
+            entries_root: String::new(),
+            entry_count,
+            tenant_heads_root: String::new(),
+            tenant_count: heads.len() as u64,
+            source_offset: 0,
+            dlq_next_offset: 0,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            key_id: String::new(),
+            checkpoint_hash: String::new(),
+            signature: String::new(),
+            tenant_heads: heads
+                .iter()
+                .map(|(tenant, seq)| ((*tenant).to_owned(), *seq, String::new()))
+                .collect(),
+            sealed_offset,
+            layout_epoch: epoch,
+            layout_partitions: 1,
+            closes_epoch: false,
+        }
+    }
+
+    #[test]
+    fn a_window_holds_the_tenant_where_its_signed_head_moved() {
+        let checkpoints = [
+            checkpoint(1, 1, 10, 9, &[("a", 3)]),
+            checkpoint(1, 2, 20, 9, &[("a", 3), ("b", 9)]),
+            checkpoint(1, 3, 30, 9, &[("a", 4), ("b", 9)]),
+            checkpoint(1, 4, 40, 9, &[("a", 4), ("b", 12)]),
+            // A new epoch's first checkpoint holds the tenant wherever it has a head.
+            checkpoint(2, 1, 5, 4, &[("a", 4)]),
+            checkpoint(2, 2, 9, 3, &[("a", 4)]),
+        ];
+        assert_eq!(
+            windows_holding(&checkpoints, "a"),
+            [true, false, true, false, true, false]
+        );
+        assert_eq!(
+            windows_holding(&checkpoints, "b"),
+            [false, true, false, true, false, false]
+        );
+        assert_eq!(windows_holding(&checkpoints, "c"), [false; 6]);
+    }
+
+    #[test]
+    fn a_run_stops_at_a_window_without_the_tenant_at_the_epoch_and_at_its_bounds() {
+        let big = RUN_ENTRIES / 2;
+        let checkpoints = [
+            checkpoint(1, 1, 10, 5, &[("a", 1)]),
+            checkpoint(1, 2, 20, 5, &[("a", 2)]),
+            checkpoint(1, 3, 30, 5, &[("a", 2)]),
+            checkpoint(1, 4, 40, 5, &[("a", 3)]),
+            checkpoint(2, 1, 50, big, &[("a", 4)]),
+            checkpoint(2, 2, 60, big, &[("a", 5)]),
+            checkpoint(2, 3, 70, 1, &[("a", 6)]),
+        ];
+        let client = clickhouse::Client::default();
+        let prover = Prover::new(&client, &checkpoints, WindowSource::StoredFirst, "a");
+        let numbers = |(run, after): (&[CheckpointRow], Option<u64>)| {
+            (
+                run.iter().map(|c| (c.layout_epoch, c.number)).collect::<Vec<_>>(),
+                after,
+            )
+        };
+        assert_eq!(numbers(prover.run_from(0)), (vec![(1, 1), (1, 2)], None));
+        assert_eq!(numbers(prover.run_from(2)), (vec![(1, 3), (1, 4)], Some(20)));
+        assert_eq!(numbers(prover.run_from(3)), (vec![(1, 4)], Some(30)));
+        assert_eq!(numbers(prover.run_from(4)), (vec![(2, 1), (2, 2)], None));
+        assert_eq!(numbers(prover.run_from(5)), (vec![(2, 2), (2, 3)], Some(50)));
+    }
+
+    fn leaf(sealed_offset: u64) -> Leaf {
+        Leaf {
+            hash: Digest::of(&[&sealed_offset.to_be_bytes()]).to_hex(),
+            sealed_offset,
+        }
+    }
+
+    fn signed(mut row: CheckpointRow, leaves: &[Leaf]) -> CheckpointRow {
+        let hashes: Vec<Digest> = leaves
+            .iter()
+            .map(|leaf| merkle::leaf_hash(&Digest::from_hex(&leaf.hash).expect("hex").0))
+            .collect();
+        row.entries_root = merkle::root(&hashes).to_hex();
+        row
+    }
+
+    #[test]
+    fn a_run_is_split_at_each_checkpoint_and_each_window_checked_against_its_root() {
+        let first: Vec<Leaf> = [1, 2, 4].into_iter().map(leaf).collect();
+        let second: Vec<Leaf> = [6, 7].into_iter().map(leaf).collect();
+        let checkpoints = [
+            signed(checkpoint(1, 1, 5, 3, &[("a", 3)]), &first),
+            signed(checkpoint(1, 2, 8, 2, &[("a", 5)]), &second),
+        ];
+        let leaves: Vec<Leaf> = [1, 2, 4, 6, 7].into_iter().map(leaf).collect();
+        assert_eq!(split_by_checkpoint(&leaves, &checkpoints), [(3, 3), (2, 2)]);
+        let window = checked_window(&checkpoints[1], &leaves[3..]).expect("the second window");
+        assert_eq!((window.number, window.offsets), (2, vec![6, 7]));
+
+        // An entry stored with the wrong sealed offset lands in the other window: counted out.
+        let moved: Vec<Leaf> = [1, 2, 6, 7].into_iter().map(leaf).chain([leaf(4)]).collect();
+        assert_eq!(split_by_checkpoint(&moved[..4], &checkpoints), [(2, 3), (2, 2)]);
+        assert!(matches!(
+            checked_window(&checkpoints[0], &moved[..2]),
+            Err(ExportError::IncompleteProjection(_))
+        ));
+        // A window whose hashes differ from the signed ones is refused.
+        assert!(matches!(
+            checked_window(&checkpoints[0], &second),
+            Err(ExportError::IncompleteProjection(_))
+        ));
+        let altered = [leaf(1), leaf(2), leaf(3)];
+        assert!(matches!(
+            checked_window(&checkpoints[0], &altered),
+            Err(ExportError::RootMismatch(_))
+        ));
     }
 }
