@@ -27,6 +27,7 @@ mod reshard;
 mod sdk;
 mod secured_stack;
 mod security_alerts;
+mod sink_settle;
 mod slo;
 mod sql_fuzz;
 mod telemetry;

@@ -116,6 +116,23 @@ impl Component {
         format!("CLICKHOUSE_{}_PASSWORD", self.process().to_uppercase())
     }
 
+    /// What the component reads of ClickHouse's own tables, each with the row policy that keeps
+    /// it to its own user's rows: `(privileges, system table, row filter)`.
+    ///
+    /// The sink ends its own user's inserts that may still be running before it reads where a
+    /// partition stands (`KILL QUERY ... SYNC` reads these columns of `system.processes`), so an
+    /// insert that outlived its caller cannot land after the check and store rows twice.
+    pub fn system_grants(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        match self {
+            Self::Sink => &[(
+                "SELECT(query_id, user, query, current_database)",
+                "processes",
+                "user = currentUser()",
+            )],
+            Self::Api | Self::Export | Self::Retention | Self::Ingest | Self::Monitor => &[],
+        }
+    }
+
     /// `(privileges, table)` pairs, on each of sealtrail's databases.
     pub fn grants(self) -> &'static [(&'static str, &'static str)] {
         match self {
@@ -278,7 +295,18 @@ impl AccessConfig {
                 );
             }
         }
-        let _ = writeln!(xml, "      </grants>\n    </{name}>");
+        for (privileges, table, _) in component.system_grants() {
+            let _ = writeln!(xml, "        <query>GRANT {privileges} ON system.{table}</query>");
+        }
+        xml.push_str("      </grants>\n");
+        if !component.system_grants().is_empty() {
+            xml.push_str("      <databases>\n        <system>\n");
+            for (_, table, filter) in component.system_grants() {
+                let _ = writeln!(xml, "          <{table}><filter>{}</filter></{table}>", escape(filter));
+            }
+            xml.push_str("        </system>\n      </databases>\n");
+        }
+        let _ = writeln!(xml, "    </{name}>");
     }
 
     /// The password and the networks a user may connect from.
@@ -461,6 +489,13 @@ mod tests {
                     "{component:?}: {privileges}"
                 );
                 assert!(!table.contains('*'), "{component:?}: {table}");
+            }
+        }
+        // What a component reads of ClickHouse's own tables is its own user's rows, a few columns.
+        for component in Component::ALL {
+            for (privileges, _, filter) in component.system_grants() {
+                assert!(privileges.starts_with("SELECT("), "{component:?}: {privileges}");
+                assert_eq!(*filter, "user = currentUser()", "{component:?}");
             }
         }
         assert_eq!(Component::Sink.password_env(), "CLICKHOUSE_SINK_PASSWORD");

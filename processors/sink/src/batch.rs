@@ -93,12 +93,23 @@ impl PartitionBatch {
         self.last_offset = self.last_offset.max(offset);
     }
 
-    /// Keeps only the candidates whose sealed offsets are not in `present`; returns how many
-    /// were dropped.
-    pub fn drop_present_candidates(&mut self, present_events: &[u64], present_checkpoints: &[u64]) -> usize {
+    /// Keeps only the candidates whose sealed offsets are not in `present_events` or
+    /// `present_checkpoints`, and forgets the entries of those `present_entries` holds (all three
+    /// sorted); returns how many rows were dropped.
+    pub fn drop_present_candidates(
+        &mut self,
+        present_events: &[u64],
+        present_entries: &[u64],
+        present_checkpoints: &[u64],
+    ) -> usize {
         let before = self.event_candidates.len() + self.checkpoint_candidates.len();
         self.event_candidates
             .retain(|row| present_events.binary_search(&row.sealed_offset).is_err());
+        for row in &self.event_candidates {
+            if present_entries.binary_search(&row.sealed_offset).is_ok() {
+                self.entries.remove(&row.sealed_offset);
+            }
+        }
         self.checkpoint_candidates
             .retain(|row| present_checkpoints.binary_search(&row.sealed_offset).is_err());
         before - self.event_candidates.len() - self.checkpoint_candidates.len()
@@ -206,7 +217,7 @@ mod tests {
         assert!(batch.events.is_empty());
         assert_eq!(batch.candidate_ranges(), [Some((0, 3)), None]);
         // The unanswered insert landed for 0 and 1 only.
-        assert_eq!(batch.drop_present_candidates(&[0, 1], &[]), 2);
+        assert_eq!(batch.drop_present_candidates(&[0, 1], &[], &[]), 2);
         let again: Vec<u64> = batch
             .events_by_month()
             .into_values()
@@ -228,7 +239,7 @@ mod tests {
         assert_eq!(batch.event_candidates.len(), 6, "5 to 10 were read again");
         assert_eq!(batch.candidate_ranges(), [Some((5, 10)), None]);
         // ClickHouse still has 5 to 9; 10 was lost: only it is restored.
-        assert_eq!(batch.drop_present_candidates(&[5, 6, 7, 8, 9], &[]), 5);
+        assert_eq!(batch.drop_present_candidates(&[5, 6, 7, 8, 9], &[], &[]), 5);
         let restored: Vec<u64> = batch.event_candidates.iter().map(|r| r.sealed_offset).collect();
         assert_eq!(restored, [10]);
         assert_eq!(batch.last_offset, 14);

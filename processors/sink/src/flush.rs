@@ -22,11 +22,11 @@ enum GaveUp {
     Revoked,
 }
 
-/// Runs `operation` until it succeeds, the sink is stopped or every one of `partitions` is
-/// revoked, staying in the group while waiting: the driver keeps the consumer served with every
-/// partition paused, so no record is fetched (and skipped) meanwhile. A revocation waits for the
-/// operation while it still has partitions of this member: giving up one retry of an insert that
-/// may still be landing, to insert its rows again under new tokens, could store them twice.
+/// Runs `operation` until it succeeds, the sink is stopped or one of `partitions` is revoked,
+/// staying in the group while waiting: the driver keeps the consumer served with every partition
+/// paused, so no record is fetched (and skipped) meanwhile. A revoked partition's rows are the
+/// next owner's, so the operation is not sent again with them; an attempt that may still be
+/// running is settled (`SinkStore::settle`) before anyone reads what the store holds of it.
 fn retrying<T>(
     control: &mut dyn Control,
     partitions: &[i32],
@@ -63,7 +63,7 @@ fn retrying_after<T>(
                     return Err(GaveUp::Stopped);
                 }
                 revoked.extend(control.pause_for(backoff));
-                if partitions.iter().all(|partition| revoked.contains(partition)) {
+                if partitions.iter().any(|partition| revoked.contains(partition)) {
                     return Err(GaveUp::Revoked);
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -74,20 +74,24 @@ fn retrying_after<T>(
 }
 
 /// Drops the rows read again that the store holds, or purged (a tombstone stands for the event:
-/// restoring it would undo the retention run); returns how many were dropped.
+/// restoring it would undo the retention run), and the stored entries of those it lacks that
+/// `event_entries` holds (an insert stopped between its two tables); returns how many rows were
+/// dropped. Inserts into the partition still running settle first, so what is read is final.
 fn drop_present_candidates(store: &dyn SinkStore, partition: i32, batch: &mut PartitionBatch) -> Result<usize, String> {
+    store.settle(&[partition])?;
     let [events, checkpoints] = batch.candidate_ranges();
-    let mut present_events = Vec::new();
+    let (mut present_events, mut present_entries) = (Vec::new(), Vec::new());
     if let Some(span) = events {
         present_events = store.stored_offsets(Table::Events, partition, span)?;
         present_events.extend(store.stored_offsets(Table::Tombstones, partition, span)?);
         present_events.sort_unstable();
+        present_entries = store.stored_offsets(Table::EventEntries, partition, span)?;
     }
     let present_checkpoints = match checkpoints {
         Some(span) => store.stored_offsets(Table::Checkpoints, partition, span)?,
         None => Vec::new(),
     };
-    Ok(batch.drop_present_candidates(&present_events, &present_checkpoints))
+    Ok(batch.drop_present_candidates(&present_events, &present_entries, &present_checkpoints))
 }
 
 /// The inserts of one flush: the due partitions' rows together, one insert per table and month,
@@ -217,8 +221,9 @@ impl SinkProcessor {
             inserts.insert(store)
         });
         if inserted.is_err() {
-            // Stopped, or all revoked while waiting: what was inserted may have landed without
-            // an answer, and will not be retried with the same tokens.
+            // Stopped, or revoked while waiting: what was inserted may have landed without an
+            // answer, and will not be retried with the same tokens. The partitions still held
+            // check their rows against the store (after it settled) at their next flush.
             for partition in &partitions {
                 if let Some(batch) = self.batches.get_mut(partition) {
                     batch.uncertain();

@@ -100,15 +100,17 @@ impl SinkProcessor {
         self.summary
     }
 
-    /// Where the store says `partition` stands, waiting for it (it is the only source of truth
-    /// for where to resume) up to about a minute.
+    /// Where the store says `partition` stands once no insert into it is running, waiting for it
+    /// (it is the only source of truth for where to resume) up to about a minute.
     fn stored_through(&self, partition: i32, control: &mut dyn Control) -> Result<(i64, i64), SinkError> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let stored = self
-                .store
-                .stored_through(Table::Events, partition)
-                .and_then(|events| Ok((events, self.store.stored_through(Table::Checkpoints, partition)?)));
+            // An insert of the partition's previous owner may still be running: it lands or is
+            // cancelled before the store is read, or it could land after and store rows twice.
+            let stored = self.store.settle(&[partition]).and_then(|()| {
+                let events = self.store.stored_through(Table::Events, partition)?;
+                Ok((events, self.store.stored_through(Table::Checkpoints, partition)?))
+            });
             match stored {
                 Ok(stored) => return Ok(stored),
                 Err(reason) if backoff >= Duration::from_secs(30) || control.is_stopped() => {

@@ -1,7 +1,7 @@
 //! The sink on the driver's memory source, over a sealed topic the seal processor wrote in
 //! memory: crashes at every point, a rewind after ClickHouse lost rows, a revocation in the
 //! middle of a batch, an insert retried after its answer was lost (alone, and among partitions
-//! flushed together), and a poison record.
+//! flushed together), an insert still running after its sender gave up, and a poison record.
 //! tests/it runs the same scenarios against the real broker and ClickHouse.
 
 mod store;
@@ -176,6 +176,23 @@ fn an_insert_whose_answer_was_lost_is_retried_and_lands_once() {
     store.tables().lose_next_answers = 3;
     run_to_end(&pipeline, &store);
     assert_projected_once(&pipeline, &store, "lost answers");
+}
+
+/// An insert that outlives the sink that sent it (unanswered, then the partitions were revoked
+/// while it retried) still lands. The next owner settles it before it reads where the partitions
+/// stand, so it does not insert those rows again under tokens of its own.
+#[test]
+fn an_insert_still_running_after_a_revocation_is_settled_before_the_next_owner_reads_the_store() {
+    let pipeline = sealed_pipeline();
+    let store = MemoryStore::default();
+    store.tables().leave_next_events_running = 1;
+    let mut first = UntilIdle::new(sink(&pipeline, &store, 1000, Duration::ZERO));
+    // The first flush goes unanswered; the revocation comes while it waits to retry.
+    run(&pipeline, &mut first, &[(1, Rebalance::Revoke)]).expect("runs");
+    assert!(store.tables().events.is_empty(), "the insert is still running");
+    run_to_end(&pipeline, &store);
+    assert_projected_once(&pipeline, &store, "an insert running after a revocation");
+    assert_eq!(store.tables().settled, 1, "the next owner settled the running insert");
 }
 
 /// Nothing is due before the end, so the four partitions' batches are flushed together when the

@@ -1,6 +1,7 @@
 //! A store that keeps ClickHouse's promises to the sink in memory: rows as inserted (a row
-//! inserted twice is there twice, as in a `MergeTree`), and an insert whose token was seen
-//! before is dropped, as `insert_deduplication_token` does. Failures are scripted.
+//! inserted twice is there twice, as in a `MergeTree`), an insert whose token was seen before is
+//! dropped, as `insert_deduplication_token` does, and an insert still running when its caller
+//! gave up lands when it is settled, or later. Failures are scripted.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,6 +26,28 @@ pub struct Tables {
     pub refuse_next: usize,
     /// The next inserts that land but whose answer is lost.
     pub lose_next_answers: usize,
+    /// The next `events` inserts that go unanswered and keep running: each lands when a settle
+    /// names one of its partitions, or else just after the next insert (too late for a check).
+    pub leave_next_events_running: usize,
+    running: Vec<Running>,
+    /// How many running inserts a settle ended.
+    pub settled: usize,
+}
+
+/// An `events` insert still running in the store.
+#[derive(Debug)]
+struct Running {
+    rows: Vec<(u32, u64)>,
+    token: String,
+}
+
+impl Tables {
+    /// Lands a running insert: once, by its token, like any insert.
+    fn land(&mut self, running: Running) {
+        if self.tokens.insert(running.token) {
+            self.events.extend(running.rows);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -51,21 +74,29 @@ impl MemoryStore {
         table: fn(&mut Tables) -> &mut Vec<(u32, u64)>,
     ) -> Result<(), String> {
         let mut tables = self.call()?;
-        if !tables.tokens.insert(token.to_owned()) {
-            return Ok(());
+        let outcome = if tables.tokens.insert(token.to_owned()) {
+            table(&mut tables).extend(rows);
+            if tables.lose_next_answers > 0 {
+                tables.lose_next_answers -= 1;
+                Err("the answer was lost".to_owned())
+            } else {
+                Ok(())
+            }
+        } else {
+            Ok(())
+        };
+        // What nobody settled lands whenever it finishes: here, after this insert.
+        for running in std::mem::take(&mut tables.running) {
+            tables.land(running);
         }
-        table(&mut tables).extend(rows);
-        if tables.lose_next_answers > 0 {
-            tables.lose_next_answers -= 1;
-            return Err("the answer was lost".to_owned());
-        }
-        Ok(())
+        outcome
     }
 }
 
 fn rows_of(tables: &Tables, table: Table) -> &[(u32, u64)] {
     match table {
         Table::Events => &tables.events,
+        Table::EventEntries => &tables.entries,
         Table::Checkpoints => &tables.checkpoints,
         Table::Tombstones => &tables.tombstones,
     }
@@ -106,6 +137,17 @@ impl SinkStore for MemoryStore {
             .map(|row| (row.sealed_partition, row.sealed_offset))
             .collect();
         let partitions = rows.iter().map(|(partition, _)| *partition).collect();
+        {
+            let mut tables = self.call()?;
+            if tables.leave_next_events_running > 0 {
+                tables.leave_next_events_running -= 1;
+                tables.running.push(Running {
+                    rows,
+                    token: token.to_owned(),
+                });
+                return Err("timed out after 20s; the insert may still be running".to_owned());
+            }
+        }
         let stored_before = self.tables().events.len();
         let outcome = self.insert(rows, token, |tables| &mut tables.events);
         let mut tables = self.tables();
@@ -121,5 +163,22 @@ impl SinkStore for MemoryStore {
             .map(|row| (row.sealed_partition, row.sealed_offset))
             .collect();
         self.insert(rows, token, |tables| &mut tables.checkpoints)
+    }
+
+    fn settle(&self, partitions: &[i32]) -> Result<(), String> {
+        let mut tables = self.call()?;
+        let (settled, still): (Vec<Running>, Vec<Running>) =
+            std::mem::take(&mut tables.running).into_iter().partition(|running| {
+                running
+                    .rows
+                    .iter()
+                    .any(|(partition, _)| partitions.contains(&i32::try_from(*partition).unwrap_or(-1)))
+            });
+        tables.running = still;
+        tables.settled += settled.len();
+        for running in settled {
+            tables.land(running);
+        }
+        Ok(())
     }
 }

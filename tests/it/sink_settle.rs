@@ -1,0 +1,122 @@
+//! The sink settles inserts that may still be running before it reads where a partition stands:
+//! against the real ClickHouse, as the sink's own user, `settle` ends that user's queries into
+//! the named partitions and only those; another user's queries stay invisible and untouched.
+
+use std::time::{Duration, Instant};
+
+use sealtrail_clickhouse::ClickHouseSettings;
+use sealtrail_clickhouse::access::Component;
+use sealtrail_sink::{ClickHouseStore, SinkStore};
+
+use crate::harness::{TestStack, shared, unique};
+
+/// A layout epoch no pipeline of the shared stack writes, so nothing real is ended.
+const EPOCH: u32 = 9_999;
+
+fn as_sink(stack: &TestStack) -> ClickHouseSettings {
+    let mut sink = stack.clickhouse();
+    sink.user = Some(Component::Sink.user().to_owned());
+    sink.password = Some(
+        std::fs::read_to_string(
+            stack
+                .data_dir
+                .join("clickhouse-access")
+                .join(format!("{}.password", Component::Sink.user())),
+        )
+        .expect("the sink's password file")
+        .trim()
+        .to_owned(),
+    );
+    sink
+}
+
+/// Runs a query of about `seconds` seconds (one branch of `sleep(1)` after another; ClickHouse
+/// sleeps at most 3 s per block) under `query_id`; it answers `seconds`.
+fn hold(settings: &ClickHouseSettings, query_id: &str, seconds: usize) -> tokio::task::JoinHandle<Result<u64, String>> {
+    let client = settings.client();
+    let branches = vec!["SELECT sleep(1) AS slept"; seconds].join(" UNION ALL ");
+    let sql = format!("SELECT countIf(slept = 0) FROM ({branches}) SETTINGS max_threads = 1");
+    let query_id = query_id.to_owned();
+    tokio::spawn(async move {
+        client
+            .query(&sql)
+            .with_setting("query_id", query_id)
+            .fetch_one::<u64>()
+            .await
+            .map_err(|error| error.to_string())
+    })
+}
+
+/// Waits (up to a minute) until the administrator sees every one of `query_ids` running.
+async fn running(admin: &clickhouse::Client, query_ids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: Vec<String> = admin
+            .query("SELECT query_id FROM system.processes WHERE has(?, query_id)")
+            .bind(query_ids)
+            .fetch_all()
+            .await
+            .expect("the administrator reads system.processes");
+        if seen.len() == query_ids.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {query_ids:?} running (saw {seen:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn settling_a_partition_ends_the_sinks_own_queries_into_it_and_nothing_else() {
+    let stack = shared();
+    let admin = stack.clickhouse();
+    let sink = as_sink(stack);
+    let run = unique("settle");
+    let named = format!("sealtrail-sink/e{EPOCH}/p1.3/{run}-named");
+    let other_partition = format!("sealtrail-sink/e{EPOCH}/p0.2/{run}-other");
+    let other_user = format!("sealtrail-sink/e{EPOCH}/p3/{run}-admin");
+    let (held_named, held_other, held_admin) = (
+        hold(&sink, &named, 60),
+        hold(&sink, &other_partition, 4),
+        hold(&admin, &other_user, 4),
+    );
+    running(&admin.client(), &[&named, &other_partition, &other_user]).await;
+
+    let visible: Vec<String> = sink
+        .client()
+        .query("SELECT query_id FROM system.processes")
+        .fetch_all()
+        .await
+        .expect("the sink reads its own processes");
+    assert!(visible.contains(&named), "{visible:?}");
+    assert!(
+        !visible.contains(&other_user),
+        "the sink sees no other user's queries: {visible:?}"
+    );
+
+    let store = ClickHouseStore::new(&sink, tokio::runtime::Handle::current(), EPOCH);
+    tokio::task::spawn_blocking(move || store.settle(&[3]))
+        .await
+        .expect("joined")
+        .expect("the sink may end its own queries");
+
+    let ended = held_named.await.expect("joined");
+    assert!(
+        ended
+            .as_ref()
+            .is_err_and(|error| error.contains("QUERY_WAS_CANCELLED") || error.contains("cancel")),
+        "the query into partition 3 was ended: {ended:?}"
+    );
+    assert_eq!(
+        held_other.await.expect("joined"),
+        Ok(4),
+        "a query into other partitions runs to its end"
+    );
+    assert_eq!(
+        held_admin.await.expect("joined"),
+        Ok(4),
+        "another user's query with a matching id is not the sink's to end"
+    );
+}
