@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sealtrail_clickhouse::{ClickHouseSettings, apply_migrations};
 use sealtrail_kafka::{KafkaSettings, TopicSpec, ensure_topics};
@@ -13,10 +13,6 @@ use sealtrail_sink::SinkConfig;
 
 use super::{Queryable, wait_until_queryable};
 use crate::end_to_end::seal_config;
-
-/// The `sealtrail sink` defaults (`SINK_BATCH_ROWS`, `SINK_BATCH_WAIT_MS`).
-const SINK_BATCH_ROWS: usize = 5000;
-const SINK_BATCH_WAIT: Duration = Duration::from_millis(500);
 
 /// What one round of the pipeline needs.
 #[derive(Debug)]
@@ -64,8 +60,10 @@ pub async fn run(round: &PipelineRound<'_>, events: u64) -> anyhow::Result<Query
         layout_epoch: 1,
         group: format!("{}-sink", round.name),
         instance_id: None,
-        batch_rows: SINK_BATCH_ROWS,
-        batch_wait: SINK_BATCH_WAIT,
+        // The `sealtrail sink` defaults.
+        batch_rows: sealtrail_sink::DEFAULT_BATCH_ROWS,
+        batch_wait: sealtrail_sink::DEFAULT_BATCH_WAIT,
+        max_buffered_rows: sealtrail_sink::DEFAULT_MAX_BUFFERED_ROWS,
         stop_after: None,
         metrics: Metrics::new("sink"),
     };

@@ -151,15 +151,16 @@ impl<'a> TogetherInserts<'a> {
     }
 }
 
-/// The partitions to flush at `now`: all of them with `everything`; otherwise, once one partition
-/// is due (`batch_rows` buffered, or its oldest row buffered for `batch_wait`), every partition at
-/// least half due with it. Partitions due at different ticks each stopped the loop for a flush of
-/// their own (at 5,000 events/s over four partitions, a partition flushed every 930 ms on average
-/// for a batch wait of 500 ms); flushed together, they stop it once and insert together. A
-/// partition that just began a batch waits for its own turn rather than insert a few rows.
+/// The partitions to flush at `now`: all of them with `everything`, or once `max_buffered` rows
+/// are buffered in all; otherwise, once one partition is due (`batch_rows` buffered, or its
+/// oldest row buffered for `batch_wait`), every partition at least half due with it. Partitions
+/// due at different ticks each stopped the loop for a flush of their own (at 5,000 events/s over
+/// four partitions, a partition flushed every 930 ms on average for a batch wait of 500 ms);
+/// flushed together, they stop it once and insert together. A partition that just began a batch
+/// waits for its own turn rather than insert a few rows.
 pub(crate) fn due_partitions(
     batches: &HashMap<i32, PartitionBatch>,
-    (batch_rows, batch_wait): (usize, Duration),
+    (batch_rows, batch_wait, max_buffered): (usize, Duration, usize),
     everything: bool,
     now: Instant,
 ) -> Vec<i32> {
@@ -169,6 +170,7 @@ pub(crate) fn due_partitions(
                 .first_buffered_at
                 .is_some_and(|at| now.saturating_duration_since(at) >= wait)
     };
+    let everything = everything || batches.values().map(PartitionBatch::len).sum::<usize>() >= max_buffered;
     if !everything && !batches.values().any(|batch| due_by(batch, batch_rows, batch_wait)) {
         return Vec::new();
     }
@@ -192,7 +194,11 @@ impl SinkProcessor {
     /// per table and month for all of them, retried whole with the same tokens until the store
     /// acknowledges. Each partition's rows keep their order (entries, events, checkpoints).
     pub(crate) fn flush_due(&mut self, control: &mut dyn Control, everything: bool) {
-        let limits = (self.config.batch_rows, self.config.batch_wait);
+        let limits = (
+            self.config.batch_rows,
+            self.config.batch_wait,
+            self.config.max_buffered_rows,
+        );
         let due = due_partitions(&self.batches, limits, everything, Instant::now());
         let mut ready = Vec::with_capacity(due.len());
         for partition in due {

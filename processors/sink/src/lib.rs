@@ -13,6 +13,9 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use processor::{SinkConfig, SinkError, SinkProcessor, SinkSummary};
+pub use processor::{
+    DEFAULT_BATCH_ROWS, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BUFFERED_ROWS, SinkConfig, SinkError, SinkProcessor,
+    SinkSummary,
+};
 pub use run::run;
 pub use store::{ClickHouseStore, SinkStore, Table};

@@ -15,6 +15,16 @@ use sealtrail_telemetry::trace_context;
 use crate::batch::PartitionBatch;
 use crate::store::{SinkStore, Table};
 
+/// Rows per partition that make an insert due: a sink reading a backlog fills it in well under
+/// the batch wait, and every part ClickHouse writes is merged again later, so inserts of 5,000
+/// rows per partition made ClickHouse merge most of the time (docs/performance.md, "The sink's
+/// inserts while it catches up"). A sink keeping up inserts at the batch wait, long before.
+pub const DEFAULT_BATCH_ROWS: usize = 20_000;
+/// How long a buffered row may wait for its insert: the sink's share of produce -> queryable.
+pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(500);
+/// Rows buffered over all partitions that make every partition's insert due (about 240 MB).
+pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 80_000;
+
 /// Everything the sink needs.
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
@@ -29,8 +39,11 @@ pub struct SinkConfig {
     pub instance_id: Option<String>,
     /// Insert when a partition has this many rows buffered...
     pub batch_rows: usize,
-    /// ...or its oldest buffered row has waited this long.
+    /// ...or its oldest buffered row has waited this long...
     pub batch_wait: Duration,
+    /// ...and insert every partition's rows once this many are buffered in all: a bound on the
+    /// sink's memory (about 3 KB per row) whatever the number of partitions it holds.
+    pub max_buffered_rows: usize,
     /// Stop once this many sealed records have been read (for benchmarks).
     pub stop_after: Option<u64>,
     pub metrics: Metrics,

@@ -36,6 +36,15 @@ fn sealed_offsets(pipeline: &MemoryPipeline) -> usize {
 }
 
 fn sink(pipeline: &MemoryPipeline, store: &MemoryStore, batch_rows: usize, batch_wait: Duration) -> SinkProcessor {
+    capped_sink(pipeline, store, (batch_rows, batch_wait), usize::MAX)
+}
+
+fn capped_sink(
+    pipeline: &MemoryPipeline,
+    store: &MemoryStore,
+    (batch_rows, batch_wait): (usize, Duration),
+    max_buffered_rows: usize,
+) -> SinkProcessor {
     let config = SinkConfig {
         kafka: KafkaSettings::new("memory"),
         clickhouse: ClickHouseSettings::new("memory"),
@@ -45,6 +54,7 @@ fn sink(pipeline: &MemoryPipeline, store: &MemoryStore, batch_rows: usize, batch
         instance_id: None,
         batch_rows,
         batch_wait,
+        max_buffered_rows,
         stop_after: None,
         metrics: Metrics::new("sink"),
     };
@@ -257,6 +267,32 @@ fn a_poison_record_stops_the_sink_at_its_offset_and_commits_nothing_past_it() {
     assert!(committed <= poison_at, "committed {committed}, poison at {poison_at}");
 }
 
+/// However many partitions a sink holds, its buffered rows stay bounded: once `max_buffered_rows`
+/// are buffered in all, every partition's rows are inserted, though none is due on its own.
+#[test]
+fn the_rows_buffered_over_all_partitions_are_bounded() {
+    let pipeline = sealed_pipeline();
+    let store = MemoryStore::default();
+    let mut sink = UntilIdle::new(capped_sink(
+        &pipeline,
+        &store,
+        (usize::MAX, Duration::from_secs(3600)),
+        4,
+    ));
+    run(&pipeline, &mut sink, &[]).expect("the sink runs to the end");
+    assert_projected_once(&pipeline, &store, "bounded buffer");
+    let tables = store.tables();
+    let inserts = &tables.event_inserts;
+    assert!(
+        inserts.len() >= sealed_offsets(&pipeline) / 4 - 1,
+        "an insert per 4 rows buffered, not one at the end: {inserts:?}"
+    );
+    assert!(
+        inserts.iter().any(|partitions| partitions.len() > 1),
+        "each holds every partition's rows: {inserts:?}"
+    );
+}
+
 /// Once one partition is due, every partition at least half due flushes with it (one stop of the
 /// loop instead of one per partition); a partition that just began a batch, or holds nothing, is
 /// left alone, and nothing flushes before some partition is due.
@@ -276,7 +312,12 @@ fn a_due_partition_takes_the_partitions_half_due_with_it() {
         (3, buffered_at(Some(Duration::from_secs(50)))),
     ]);
     let due = |everything, at: u64| {
-        crate::flush::due_partitions(&batches, (1000, wait), everything, start + Duration::from_secs(at))
+        crate::flush::due_partitions(
+            &batches,
+            (1000, wait, usize::MAX),
+            everything,
+            start + Duration::from_secs(at),
+        )
     };
     assert_eq!(due(false, 59), Vec::<i32>::new(), "nothing is due yet");
     assert_eq!(due(true, 0), vec![0, 1, 2, 3], "leaving flushes every partition");
