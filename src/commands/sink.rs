@@ -6,8 +6,6 @@ use sealtrail_sink::SinkConfig;
 
 use crate::settings::{ClickHouseArgs, KafkaArgs, KeyArgs, MetricsArgs, RegistryUrlArgs, TopicArgs};
 
-/// `sealtrail_sink::DEFAULT_BATCH_WAIT`, as the flag's milliseconds.
-const DEFAULT_BATCH_WAIT_MS: u64 = 500;
 use sealtrail_runtime::run_blocking;
 
 #[derive(Debug, clap::Args)]
@@ -35,12 +33,12 @@ pub struct SinkArgs {
     #[arg(long, env = "SINK_BATCH_ROWS", default_value_t = sealtrail_sink::DEFAULT_BATCH_ROWS)]
     batch_rows: usize,
     /// ...or its oldest buffered row has waited this many milliseconds...
-    #[arg(long, env = "SINK_BATCH_WAIT_MS", default_value_t = DEFAULT_BATCH_WAIT_MS)]
+    #[arg(long, env = "SINK_BATCH_WAIT_MS", default_value_t = sealtrail_sink::DEFAULT_BATCH_WAIT_MS)]
     batch_wait_ms: u64,
-    /// ...and insert every partition's rows once this many are buffered in all (about 3 KB of
-    /// memory each).
-    #[arg(long, env = "SINK_MAX_BUFFERED_ROWS", default_value_t = sealtrail_sink::DEFAULT_MAX_BUFFERED_ROWS)]
-    max_buffered_rows: usize,
+    /// ...and insert every partition's rows once their sealed records total this many MiB (the
+    /// sink holds about twice that in memory).
+    #[arg(long, env = "SINK_MAX_BUFFERED_MB", default_value_t = sealtrail_sink::DEFAULT_MAX_BUFFERED_BYTES >> 20)]
+    max_buffered_mb: usize,
 }
 
 pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
@@ -65,7 +63,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         instance_id: args.instance_id,
         batch_rows: args.batch_rows.max(1),
         batch_wait: Duration::from_millis(args.batch_wait_ms),
-        max_buffered_rows: args.max_buffered_rows.max(1),
+        max_buffered_bytes: args.max_buffered_mb.max(1) << 20,
         stop_after: None,
         metrics,
     };

@@ -76,13 +76,16 @@ async fn settling_a_partition_ends_the_sinks_own_queries_into_it_and_nothing_els
     let run = unique("settle");
     let named = format!("sealtrail-sink/e{EPOCH}/p1.3/{run}-named");
     let other_partition = format!("sealtrail-sink/e{EPOCH}/p0.2/{run}-other");
+    let other_epoch = format!("sealtrail-sink/e{}/p3/{run}-epoch", EPOCH - 1);
     let other_user = format!("sealtrail-sink/e{EPOCH}/p3/{run}-admin");
-    let (held_named, held_other, held_admin) = (
-        hold(&sink, &named, 60),
-        hold(&sink, &other_partition, 4),
-        hold(&admin, &other_user, 4),
-    );
-    running(&admin.client(), &[&named, &other_partition, &other_user]).await;
+    let held_named = hold(&sink, &named, 60);
+    let untouched = [
+        hold(&sink, &other_partition, 60),
+        hold(&sink, &other_epoch, 60),
+        hold(&admin, &other_user, 60),
+    ];
+    let others = [other_partition.as_str(), other_epoch.as_str(), other_user.as_str()];
+    running(&admin.client(), &[&named, others[0], others[1], others[2]]).await;
 
     let visible: Vec<String> = sink
         .client()
@@ -109,14 +112,17 @@ async fn settling_a_partition_ends_the_sinks_own_queries_into_it_and_nothing_els
             .is_err_and(|error| error.contains("QUERY_WAS_CANCELLED") || error.contains("cancel")),
         "the query into partition 3 was ended: {ended:?}"
     );
-    assert_eq!(
-        held_other.await.expect("joined"),
-        Ok(4),
-        "a query into other partitions runs to its end"
-    );
-    assert_eq!(
-        held_admin.await.expect("joined"),
-        Ok(4),
-        "another user's query with a matching id is not the sink's to end"
-    );
+    // The others still run (another partition, another epoch, another user): settling returned
+    // only once what it ended had ended, so this is after it. The administrator ends them.
+    running(&admin.client(), &others).await;
+    admin
+        .client()
+        .query("KILL QUERY WHERE has(?, query_id) SYNC")
+        .bind(others.as_slice())
+        .execute()
+        .await
+        .expect("the administrator ends the others");
+    for held in untouched {
+        assert!(held.await.expect("joined").is_err(), "ended by the administrator");
+    }
 }

@@ -63,7 +63,7 @@ pub async fn run(round: &PipelineRound<'_>, events: u64) -> anyhow::Result<Query
         // The `sealtrail sink` defaults.
         batch_rows: sealtrail_sink::DEFAULT_BATCH_ROWS,
         batch_wait: sealtrail_sink::DEFAULT_BATCH_WAIT,
-        max_buffered_rows: sealtrail_sink::DEFAULT_MAX_BUFFERED_ROWS,
+        max_buffered_bytes: sealtrail_sink::DEFAULT_MAX_BUFFERED_BYTES,
         stop_after: None,
         metrics: Metrics::new("sink"),
     };

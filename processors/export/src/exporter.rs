@@ -21,11 +21,13 @@ use sealtrail_query::sql;
 mod files;
 mod prover;
 mod source;
+mod windows;
 
 use files::FileSplitter;
+pub use prover::manifest_checkpoint;
 use prover::{ProofAt, Prover, segment_checkpoints};
-pub use prover::{Window, WindowSource, load_window, manifest_checkpoint};
 use source::{StretchEvent, StretchEvents};
+pub use windows::{Window, WindowSource, load_window};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -126,6 +128,7 @@ pub async fn write_export(
                 WindowSource::Events
             },
             &request.tenant,
+            (first, last),
         ),
         chain: None,
         count: 0,
@@ -239,11 +242,11 @@ async fn cosignatures(
 fn signed_manifest(
     request: &ExportRequest,
     signer: &CheckpointSigner,
-    writer: LineWriter<'_>,
+    mut writer: LineWriter<'_>,
     checkpoints: &[CheckpointRow],
     cosignatures: &HashMap<(u32, u32, u64), Vec<ManifestCosignature>>,
 ) -> Result<Manifest, ExportError> {
-    let used = writer.prover.used;
+    let used = std::mem::take(&mut writer.prover.used);
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         export_id: request.export_id.clone(),

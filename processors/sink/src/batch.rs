@@ -29,6 +29,8 @@ pub struct PartitionBatch {
     /// The last offset buffered or skipped: committing `last_offset + 1` is safe after a flush.
     pub last_offset: i64,
     pub first_buffered_at: Option<Instant>,
+    /// The size of the sealed records buffered (rows read again included), for the sink's bound.
+    pub buffered_bytes: usize,
     /// The spans of traced records, ended once their rows are stored.
     pub traced: Vec<tracing::Span>,
     /// The offset the group may commit: set by each flush the store acknowledged.
@@ -50,6 +52,7 @@ impl PartitionBatch {
             stored_checkpoints_through,
             last_offset: stored_events_through.min(stored_checkpoints_through),
             first_buffered_at: None,
+            buffered_bytes: 0,
             traced: Vec::new(),
             committable: None,
             produced: Vec::new(),
@@ -165,6 +168,7 @@ impl PartitionBatch {
         self.checkpoint_candidates.clear();
         self.entries.clear();
         self.first_buffered_at = None;
+        self.buffered_bytes = 0;
         for span in self.traced.drain(..) {
             span.record("outcome", "queryable");
         }

@@ -151,8 +151,8 @@ impl<'a> TogetherInserts<'a> {
     }
 }
 
-/// The partitions to flush at `now`: all of them with `everything`, or once `max_buffered` rows
-/// are buffered in all; otherwise, once one partition is due (`batch_rows` buffered, or its
+/// The partitions to flush at `now`: all of them with `everything`, or once their sealed records
+/// total `max_buffered` bytes; otherwise, once one partition is due (`batch_rows` buffered, or its
 /// oldest row buffered for `batch_wait`), every partition at least half due with it. Partitions
 /// due at different ticks each stopped the loop for a flush of their own (at 5,000 events/s over
 /// four partitions, a partition flushed every 930 ms on average for a batch wait of 500 ms);
@@ -170,7 +170,7 @@ pub(crate) fn due_partitions(
                 .first_buffered_at
                 .is_some_and(|at| now.saturating_duration_since(at) >= wait)
     };
-    let everything = everything || batches.values().map(PartitionBatch::len).sum::<usize>() >= max_buffered;
+    let everything = everything || batches.values().map(|batch| batch.buffered_bytes).sum::<usize>() >= max_buffered;
     if !everything && !batches.values().any(|batch| due_by(batch, batch_rows, batch_wait)) {
         return Vec::new();
     }
@@ -197,7 +197,7 @@ impl SinkProcessor {
         let limits = (
             self.config.batch_rows,
             self.config.batch_wait,
-            self.config.max_buffered_rows,
+            self.config.max_buffered_bytes,
         );
         let due = due_partitions(&self.batches, limits, everything, Instant::now());
         let mut ready = Vec::with_capacity(due.len());

@@ -14,8 +14,8 @@ mod store;
 mod tests;
 
 pub use processor::{
-    DEFAULT_BATCH_ROWS, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BUFFERED_ROWS, SinkConfig, SinkError, SinkProcessor,
-    SinkSummary,
+    DEFAULT_BATCH_ROWS, DEFAULT_BATCH_WAIT, DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BUFFERED_BYTES, SinkConfig, SinkError,
+    SinkProcessor, SinkSummary,
 };
 pub use run::run;
 pub use store::{ClickHouseStore, SinkStore, Table};

@@ -21,9 +21,11 @@ use crate::store::{SinkStore, Table};
 /// inserts while it catches up"). A sink keeping up inserts at the batch wait, long before.
 pub const DEFAULT_BATCH_ROWS: usize = 20_000;
 /// How long a buffered row may wait for its insert: the sink's share of produce -> queryable.
-pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(500);
-/// Rows buffered over all partitions that make every partition's insert due (about 240 MB).
-pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 80_000;
+pub const DEFAULT_BATCH_WAIT_MS: u64 = 500;
+pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(DEFAULT_BATCH_WAIT_MS);
+/// Bytes of sealed records buffered over all partitions that make every partition's insert due:
+/// about 85,000 events of 1.5 KB, and about 256 MB of memory.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 128 << 20;
 
 /// Everything the sink needs.
 #[derive(Debug, Clone)]
@@ -41,9 +43,10 @@ pub struct SinkConfig {
     pub batch_rows: usize,
     /// ...or its oldest buffered row has waited this long...
     pub batch_wait: Duration,
-    /// ...and insert every partition's rows once this many are buffered in all: a bound on the
-    /// sink's memory (about 3 KB per row) whatever the number of partitions it holds.
-    pub max_buffered_rows: usize,
+    /// ...and insert every partition's rows once their sealed records total this many bytes: a
+    /// bound on the sink's memory (about twice that: each row and its stored entry) whatever the
+    /// number of partitions it holds and the size of its events.
+    pub max_buffered_bytes: usize,
     /// Stop once this many sealed records have been read (for benchmarks).
     pub stop_after: Option<u64>,
     pub metrics: Metrics,
@@ -253,6 +256,7 @@ impl SinkProcessor {
                 batch.push_checkpoint(offset, CheckpointRow::from_checkpoint(&checkpoint, offset));
             }
         }
+        batch.buffered_bytes += message.value().map_or(0, <[u8]>::len);
         Ok(())
     }
 }

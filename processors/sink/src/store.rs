@@ -203,6 +203,14 @@ impl SinkStore for ClickHouseStore {
             self.layout_epoch,
             wanted.join(", ")
         );
-        self.bounded(self.client.query(&kill).execute())
+        self.bounded(self.client.query(&kill).execute()).map_err(|error| {
+            if error.contains("system.processes") {
+                format!(
+                    "{error}; the sink's ClickHouse user needs the grant on system.processes of the users file `sealtrail clickhouse-access` writes (docs/security.md)"
+                )
+            } else {
+                error
+            }
+        })
     }
 }

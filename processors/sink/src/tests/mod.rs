@@ -43,7 +43,7 @@ fn capped_sink(
     pipeline: &MemoryPipeline,
     store: &MemoryStore,
     (batch_rows, batch_wait): (usize, Duration),
-    max_buffered_rows: usize,
+    max_buffered_bytes: usize,
 ) -> SinkProcessor {
     let config = SinkConfig {
         kafka: KafkaSettings::new("memory"),
@@ -54,7 +54,7 @@ fn capped_sink(
         instance_id: None,
         batch_rows,
         batch_wait,
-        max_buffered_rows,
+        max_buffered_bytes,
         stop_after: None,
         metrics: Metrics::new("sink"),
     };
@@ -267,17 +267,23 @@ fn a_poison_record_stops_the_sink_at_its_offset_and_commits_nothing_past_it() {
     assert!(committed <= poison_at, "committed {committed}, poison at {poison_at}");
 }
 
-/// However many partitions a sink holds, its buffered rows stay bounded: once `max_buffered_rows`
-/// are buffered in all, every partition's rows are inserted, though none is due on its own.
+/// However many partitions a sink holds, what it buffers stays bounded: once its sealed records
+/// total `max_buffered_bytes`, every partition's rows are inserted, though none is due on its own.
 #[test]
 fn the_rows_buffered_over_all_partitions_are_bounded() {
     let pipeline = sealed_pipeline();
     let store = MemoryStore::default();
+    let sealed_bytes: usize = (0..PARTITIONS)
+        .flat_map(|p| pipeline.log.records(SEALED, p))
+        .map(|record| record.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    // About four records' worth.
+    let cap = 4 * sealed_bytes / sealed_offsets(&pipeline);
     let mut sink = UntilIdle::new(capped_sink(
         &pipeline,
         &store,
         (usize::MAX, Duration::from_secs(3600)),
-        4,
+        cap,
     ));
     run(&pipeline, &mut sink, &[]).expect("the sink runs to the end");
     assert_projected_once(&pipeline, &store, "bounded buffer");
