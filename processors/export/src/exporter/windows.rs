@@ -144,15 +144,16 @@ pub(super) async fn load_windows(
         .collect())
 }
 
-/// `leaves` (in sealed-offset order) split into each checkpoint's window.
+/// `leaves` (in sealed-offset order) split into each checkpoint's window: the leaves between it
+/// and the checkpoint before, neither included (as a query per window read them).
 pub(super) fn split_by_checkpoint<'l>(leaves: &'l [Leaf], checkpoints: &[WindowBounds]) -> Vec<&'l [Leaf]> {
     let mut rest = leaves;
     checkpoints
         .iter()
         .map(|checkpoint| {
-            let (window, after) =
-                rest.split_at(rest.partition_point(|leaf| leaf.sealed_offset < checkpoint.sealed_offset));
-            rest = after;
+            let boundary = checkpoint.sealed_offset;
+            let (window, after) = rest.split_at(rest.partition_point(|leaf| leaf.sealed_offset < boundary));
+            rest = &after[after.partition_point(|leaf| leaf.sealed_offset <= boundary)..];
             window
         })
         .collect()
@@ -264,6 +265,14 @@ mod tests {
             Err(ExportError::IncompleteProjection(_))
         ));
         assert!(checked_window(&checkpoints[1], split[1]).is_ok());
+        // A row claiming a checkpoint's own offset belongs to no window, as a window's query
+        // (strictly between two checkpoints) never read it.
+        let at_checkpoint = leaves(&[1, 2, 4, 5, 6, 7]);
+        let split = split_by_checkpoint(&at_checkpoint, &checkpoints);
+        assert_eq!(
+            split.iter().map(|w| offsets(w)).collect::<Vec<_>>(),
+            [vec![1, 2, 4], vec![6, 7]]
+        );
         // A window whose hashes differ from the signed ones is refused.
         let altered = leaves(&[1, 2, 3]);
         assert!(matches!(
