@@ -99,6 +99,32 @@ async fn settling_a_partition_ends_the_sinks_own_queries_into_it_and_nothing_els
         "the sink sees no other user's queries: {visible:?}"
     );
 
+    // An attacker with the sink's password: other users' queries stay out of reach, whatever the
+    // statement says, and the other columns (addresses, settings, ...) are not granted.
+    let sink_client = sink.client();
+    let others_seen: Vec<String> = sink_client
+        .query("SELECT query FROM system.processes WHERE user != currentUser()")
+        .fetch_all()
+        .await
+        .expect("the row policy filters, it does not refuse");
+    assert!(others_seen.is_empty(), "{others_seen:?}");
+    let refused = sink_client
+        .query("SELECT address, http_user_agent FROM system.processes")
+        .fetch_all::<(String, String)>()
+        .await
+        .expect_err("only the four columns settle needs are granted")
+        .to_string();
+    assert!(
+        refused.contains("ACCESS_DENIED") || refused.contains("Not enough privileges"),
+        "{refused}"
+    );
+    sink_client
+        .query("KILL QUERY WHERE query_id = ? SYNC")
+        .bind(&other_user)
+        .execute()
+        .await
+        .expect("a KILL that matches none of the sink's own queries ends nothing");
+
     let store = ClickHouseStore::new(&sink, tokio::runtime::Handle::current(), EPOCH);
     tokio::task::spawn_blocking(move || store.settle(&[3]))
         .await
