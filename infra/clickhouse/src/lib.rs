@@ -22,5 +22,6 @@ pub use rows::{CheckpointRow, EventRow, RowError, TombstoneRow};
 pub use settings::{ClickHouseSettings, wait_for_clickhouse};
 pub use stretch::{ChainStretch, chain_stretch, unix_ms};
 pub use verify::{
-    ENTRY_HASHES_SQL, PurgedRange, VerifyFailure, VerifyReport, VerifyRequest, check_attestation, verify_tenant,
+    ENTRY_HASHES_SQL, PurgedRange, STORED_ENTRY_HASHES_SQL, VerifyFailure, VerifyReport, VerifyRequest,
+    check_attestation, split_at_checkpoints, verify_tenant,
 };

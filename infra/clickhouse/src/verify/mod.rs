@@ -7,6 +7,7 @@ mod chain;
 pub use attestation::check_attestation;
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use sealtrail_core::checkpoint::TrustedKey;
 use sealtrail_core::digest::Digest;
@@ -109,21 +110,53 @@ struct HashRow {
     sealed_offset: u64,
 }
 
-/// The hashes of a sealed partition's entries between two offsets, in offset order: every event
-/// row (a duplicated row stays duplicated, so the count gives it away), and the tombstone of each
-/// purged event whose row is gone. Bound parameters: epoch, partition, the lower offset
-/// (exclusive, -1 for none), the upper (exclusive).
-pub const ENTRY_HASHES_SQL: &str = "SELECT hash, sealed_offset FROM ( \
-     SELECT hash, sealed_offset FROM events WHERE layout_epoch = {epoch:UInt32} AND sealed_partition = {partition:UInt32} \
-       AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
+/// The hashes of a sealed partition's entries between two offsets, in offset order, from `$rows`
+/// (`$once` reads a row stored twice once), and the tombstone of each purged event whose row is
+/// gone. Bound parameters: epoch, partition, the lower offset (exclusive, -1 for none), the upper
+/// (exclusive).
+const ENTRY_HASHES_TEMPLATE: &str = "SELECT hash, sealed_offset FROM ( \
+     SELECT hash, sealed_offset FROM $rows WHERE layout_epoch = {epoch:UInt32} AND sealed_partition = {partition:UInt32} \
+       AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}$once \
      UNION ALL \
      SELECT hash, sealed_offset FROM ( \
        SELECT hash, sealed_offset FROM tombstones WHERE layout_epoch = {epoch:UInt32} AND sealed_partition = {partition:UInt32} \
          AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
-         AND sealed_offset NOT IN (SELECT sealed_offset FROM events WHERE layout_epoch = {epoch:UInt32} \
+         AND sealed_offset NOT IN (SELECT sealed_offset FROM $rows WHERE layout_epoch = {epoch:UInt32} \
            AND sealed_partition = {partition:UInt32} AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}) \
        ORDER BY sealed_offset LIMIT 1 BY sealed_offset)) \
      ORDER BY sealed_offset";
+
+/// The entry hashes from `events`: a duplicated row stays duplicated, so the count gives it away.
+pub static ENTRY_HASHES_SQL: LazyLock<String> =
+    LazyLock::new(|| ENTRY_HASHES_TEMPLATE.replace("$rows", "events").replace("$once", ""));
+
+/// The entry hashes from `event_entries`, whose rows carry the same hashes and places. An entry
+/// stored twice (an insert stopped between its two tables, then made again) is read once: the
+/// signed root checks whichever row is read.
+pub static STORED_ENTRY_HASHES_SQL: LazyLock<String> = LazyLock::new(|| {
+    ENTRY_HASHES_TEMPLATE
+        .replace("$rows", "event_entries")
+        .replace("$once", " LIMIT 1 BY sealed_offset")
+});
+
+/// Rows in sealed-offset order split into the windows of consecutive checkpoints of one partition,
+/// given the checkpoints' sealed offsets in order: each window is the rows between its checkpoint
+/// and the one before, neither included (as a query per window reads them).
+pub fn split_at_checkpoints<R>(
+    rows: &[R],
+    offset: impl Fn(&R) -> u64,
+    checkpoint_offsets: impl IntoIterator<Item = u64>,
+) -> Vec<&[R]> {
+    let mut rest = rows;
+    checkpoint_offsets
+        .into_iter()
+        .map(|boundary| {
+            let (window, after) = rest.split_at(rest.partition_point(|row| offset(row) < boundary));
+            rest = &after[after.partition_point(|row| offset(row) <= boundary)..];
+            window
+        })
+        .collect()
+}
 
 /// Verifies `request.tenant` against the trusted checkpoint keys.
 pub async fn verify_tenant(
@@ -269,20 +302,19 @@ async fn verify_covering_entries(
             i64::try_from(segment.rows[first.index - 1].sealed_offset).unwrap_or(i64::MAX)
         };
         let hashes: Vec<HashRow> = client
-            .query(ENTRY_HASHES_SQL)
+            .query(&ENTRY_HASHES_SQL)
             .param("epoch", epoch)
             .param("partition", partition)
             .param("after", lower)
             .param("before", segment.rows[run[run.len() - 1].index].sealed_offset)
             .fetch_all()
             .await?;
-        // The rows come in sealed-offset order: each checkpoint's window is the rows between it and
-        // the checkpoint before, neither included (as a query per window read them).
-        let mut rest = hashes.as_slice();
-        for at in run {
-            let boundary = segment.rows[at.index].sealed_offset;
-            let (window, after) = rest.split_at(rest.partition_point(|h| h.sealed_offset < boundary));
-            rest = &after[after.partition_point(|h| h.sealed_offset <= boundary)..];
+        let windows = split_at_checkpoints(
+            &hashes,
+            |h| h.sealed_offset,
+            run.iter().map(|at| segment.rows[at.index].sealed_offset),
+        );
+        for (at, window) in run.iter().zip(windows) {
             let digests: Vec<Digest> = window
                 .iter()
                 .map(|h| {

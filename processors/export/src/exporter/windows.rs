@@ -2,26 +2,11 @@
 //! previous checkpoint (of every tenant), checked against its signed root, with each entry's audit
 //! path. Consecutive windows are read in one query and split by their checkpoints' offsets.
 
-use sealtrail_clickhouse::{CheckpointRow, ENTRY_HASHES_SQL};
+use sealtrail_clickhouse::{CheckpointRow, ENTRY_HASHES_SQL, STORED_ENTRY_HASHES_SQL, split_at_checkpoints};
 use sealtrail_core::digest::Digest;
 use sealtrail_core::merkle;
 
 use super::ExportError;
-
-/// [`ENTRY_HASHES_SQL`] over `event_entries`, whose rows carry the same hashes and places. An
-/// entry stored twice (an insert stopped between its two tables, then made again) is read once:
-/// the signed root checks whichever row is read.
-const STORED_ENTRY_HASHES_SQL: &str = "SELECT hash, sealed_offset FROM ( \
-     SELECT hash, sealed_offset FROM event_entries WHERE layout_epoch = {epoch:UInt32} AND sealed_partition = {partition:UInt32} \
-       AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} LIMIT 1 BY sealed_offset \
-     UNION ALL \
-     SELECT hash, sealed_offset FROM ( \
-       SELECT hash, sealed_offset FROM tombstones WHERE layout_epoch = {epoch:UInt32} AND sealed_partition = {partition:UInt32} \
-         AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64} \
-         AND sealed_offset NOT IN (SELECT sealed_offset FROM event_entries WHERE layout_epoch = {epoch:UInt32} \
-           AND sealed_partition = {partition:UInt32} AND sealed_offset > {after:Int64} AND sealed_offset < {before:UInt64}) \
-       ORDER BY sealed_offset LIMIT 1 BY sealed_offset)) \
-     ORDER BY sealed_offset";
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 pub(super) struct Leaf {
@@ -119,14 +104,14 @@ pub(super) async fn load_windows(
     // below whichever table gave them. The windows the table lacks some of (rows from before it
     // existed, or a user without the grant) are read from `events`.
     let stored = match source {
-        WindowSource::StoredFirst => fetch(STORED_ENTRY_HASHES_SQL).await.ok(),
+        WindowSource::StoredFirst => fetch(&STORED_ENTRY_HASHES_SQL).await.ok(),
         WindowSource::Events => None,
     };
     let stored_split = stored.as_deref().map(|leaves| split_by_checkpoint(leaves, checkpoints));
     let whole = |split: &[&[Leaf]], at: usize| split[at].len() as u64 == checkpoints[at].entry_count;
     let events = match &stored_split {
         Some(split) if (0..checkpoints.len()).all(|at| whole(split, at)) => None,
-        _ => Some(fetch(ENTRY_HASHES_SQL).await?),
+        _ => Some(fetch(&ENTRY_HASHES_SQL).await?),
     };
     let events_split = events.as_deref().map(|leaves| split_by_checkpoint(leaves, checkpoints));
     Ok(checkpoints
@@ -144,19 +129,13 @@ pub(super) async fn load_windows(
         .collect())
 }
 
-/// `leaves` (in sealed-offset order) split into each checkpoint's window: the leaves between it
-/// and the checkpoint before, neither included (as a query per window read them).
+/// `leaves` (in sealed-offset order) split into each checkpoint's window.
 pub(super) fn split_by_checkpoint<'l>(leaves: &'l [Leaf], checkpoints: &[WindowBounds]) -> Vec<&'l [Leaf]> {
-    let mut rest = leaves;
-    checkpoints
-        .iter()
-        .map(|checkpoint| {
-            let boundary = checkpoint.sealed_offset;
-            let (window, after) = rest.split_at(rest.partition_point(|leaf| leaf.sealed_offset < boundary));
-            rest = &after[after.partition_point(|leaf| leaf.sealed_offset <= boundary)..];
-            window
-        })
-        .collect()
+    split_at_checkpoints(
+        leaves,
+        |leaf| leaf.sealed_offset,
+        checkpoints.iter().map(|c| c.sealed_offset),
+    )
 }
 
 /// One checkpoint's window from its leaves: counted, checked against the signed root, with every
@@ -201,20 +180,21 @@ mod tests {
     #[test]
     fn the_stored_window_query_reads_event_entries_wherever_the_other_reads_events() {
         let reads = |sql: &str, table: &str| sql.matches(&format!("FROM {table} ")).count();
-        assert_eq!(reads(ENTRY_HASHES_SQL, "events"), 2);
-        assert_eq!(reads(STORED_ENTRY_HASHES_SQL, "events"), 0);
-        assert_eq!(reads(STORED_ENTRY_HASHES_SQL, "event_entries"), 2);
-        assert_eq!(reads(STORED_ENTRY_HASHES_SQL, "tombstones"), 1);
+        assert_eq!(reads(&ENTRY_HASHES_SQL, "events"), 2);
+        assert_eq!(reads(&STORED_ENTRY_HASHES_SQL, "events"), 0);
+        assert_eq!(reads(&STORED_ENTRY_HASHES_SQL, "event_entries"), 2);
+        assert_eq!(reads(&STORED_ENTRY_HASHES_SQL, "tombstones"), 1);
+        assert!(!ENTRY_HASHES_SQL.contains('$') && !STORED_ENTRY_HASHES_SQL.contains('$'));
         // The same query but for the table and the stored entries read once each.
         let words = |sql: &str| sql.split_whitespace().collect::<Vec<_>>().join(" ");
         assert_eq!(
-            words(STORED_ENTRY_HASHES_SQL)
+            words(&STORED_ENTRY_HASHES_SQL)
                 .replace("FROM event_entries ", "FROM events ")
                 .replace(
                     "{before:UInt64} LIMIT 1 BY sealed_offset UNION ALL",
                     "{before:UInt64} UNION ALL"
                 ),
-            words(ENTRY_HASHES_SQL)
+            words(&ENTRY_HASHES_SQL)
         );
     }
 
