@@ -23,7 +23,7 @@ use sealtrail_emit::generator::{Generated, Generator, Workload};
 use sealtrail_export::exporter::{ExportRequest, write_export};
 
 /// The figures of one run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExportReport {
     pub events: u64,
     pub files: usize,
@@ -40,13 +40,18 @@ pub struct ExportReport {
     pub growth_mib: f64,
     /// Compressed bytes on disk of `events` and of `event_entries`, the stored entries' cost.
     pub stored_bytes: (u64, u64),
+    /// The database and the bench key's public key file, when the database was kept.
+    pub kept: Option<(String, std::path::PathBuf)>,
 }
 
-const TENANT: &str = "bench-export";
+/// The one tenant whose events are exported.
+pub const TENANT: &str = "bench-export";
 const BATCH: usize = 50_000;
 
 /// Seals and inserts `events` events of one tenant into a database of its own, then measures.
-pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Result<ExportReport> {
+/// With `keep`, the database is left whole (for `sealtrail verify` and exports to be measured on
+/// it again) and the public key of its checkpoints is written next to it.
+pub async fn measure(clickhouse: &ClickHouseSettings, events: u64, keep: bool) -> anyhow::Result<ExportReport> {
     let mut clickhouse = clickhouse.clone();
     wait_for_clickhouse(&clickhouse, Duration::from_secs(30)).await?;
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -96,17 +101,9 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
     sampler.abort();
     let growth_mib = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(baseline) as f64 / 1024.0;
 
-    // Without the stored entries the export rebuilds each one from `events`.
-    clickhouse
-        .client()
-        .query("TRUNCATE TABLE event_entries")
-        .execute()
-        .await?;
     std::fs::remove_dir_all(&out).ok();
     std::fs::create_dir_all(&out)?;
-    let started = Instant::now();
-    let rebuilt = write_export(&clickhouse, &signer, &request, |_| {}).await?;
-    let rebuilt_rate = rebuilt.event_count as f64 / started.elapsed().as_secs_f64();
+    let (rebuilt, rebuilt_rate) = export_rebuilding_entries(&clickhouse, &signer, &request).await?;
     anyhow::ensure!(
         rebuilt.files == manifest.files,
         "the export from rebuilt entries differs from the one from stored entries"
@@ -121,8 +118,22 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
         rebuilt_rate,
         growth_mib,
         stored_bytes,
+        kept: None,
     };
     std::fs::remove_dir_all(&out).ok();
+    if keep {
+        let key_dir = std::env::temp_dir().join(format!("sealtrail-bench-export-{run}-key"));
+        std::fs::create_dir_all(&key_dir)?;
+        let key_file = key_dir.join("bench-export.pub");
+        std::fs::write(
+            &key_file,
+            format!("{}\n", sealtrail_core::digest::to_hex(signer.public_key())),
+        )?;
+        return Ok(ExportReport {
+            kept: Some((clickhouse.database, key_dir)),
+            ..report
+        });
+    }
     clickhouse
         .server_client()
         .query("DROP DATABASE IF EXISTS ?")
@@ -130,6 +141,32 @@ pub async fn measure(clickhouse: &ClickHouseSettings, events: u64) -> anyhow::Re
         .execute()
         .await?;
     Ok(report)
+}
+
+/// The export again, rebuilding each entry from `events`: the stored entries are set aside (an
+/// empty table in their place) and put back after. Returns its manifest and rate.
+async fn export_rebuilding_entries(
+    clickhouse: &ClickHouseSettings,
+    signer: &CheckpointSigner,
+    request: &ExportRequest,
+) -> anyhow::Result<(sealtrail_core::export::Manifest, f64)> {
+    let client = clickhouse.client();
+    for statement in [
+        "RENAME TABLE event_entries TO event_entries_aside",
+        "CREATE TABLE event_entries AS event_entries_aside",
+    ] {
+        client.query(statement).execute().await?;
+    }
+    let started = Instant::now();
+    let rebuilt = write_export(clickhouse, signer, request, |_| {}).await?;
+    let rate = rebuilt.event_count as f64 / started.elapsed().as_secs_f64();
+    for statement in [
+        "DROP TABLE event_entries",
+        "RENAME TABLE event_entries_aside TO event_entries",
+    ] {
+        client.query(statement).execute().await?;
+    }
+    Ok((rebuilt, rate))
 }
 
 async fn compressed_bytes(clickhouse: &ClickHouseSettings, table: &str) -> anyhow::Result<u64> {

@@ -10,10 +10,15 @@ pub struct BenchExportArgs {
     /// Events of the exported tenant.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Keep the database the events were stored in (it is dropped otherwise), and write the
+    /// public key of its checkpoints, so `sealtrail verify` or another export can be measured on
+    /// the same rows.
+    #[arg(long)]
+    keep: bool,
 }
 
 pub async fn run(args: BenchExportArgs) -> anyhow::Result<()> {
-    let report = sealtrail_bench::export::measure(&args.clickhouse.settings()?, args.events).await?;
+    let report = sealtrail_bench::export::measure(&args.clickhouse.settings()?, args.events, args.keep).await?;
     println!(
         "{} events of one tenant, {} files ({:.1} MiB compressed), {} checkpoints",
         report.events,
@@ -43,5 +48,14 @@ pub async fn run(args: BenchExportArgs) -> anyhow::Result<()> {
         entries as f64 / 1024.0 / 1024.0,
         100.0 * entries as f64 / events.max(1) as f64
     );
+    if let Some((database, key_dir)) = &report.kept {
+        println!("kept database {database}; to verify its tenant:");
+        println!(
+            "  sealtrail verify --tenant {} --clickhouse-database {database} --trusted-keys {}",
+            sealtrail_bench::export::TENANT,
+            key_dir.display()
+        );
+        println!("  (drop it with: DROP DATABASE {database})");
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod backlog;
+mod bench_export;
 mod clickhouse_roundtrip;
 mod compose;
 mod console;
